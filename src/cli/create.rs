@@ -1,0 +1,338 @@
+//! rlxc-create: `-t download` with LXC's flags, either right after `-t download` or
+//! after `--` as LXC passes them to its template.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use super::{Common, Reporter};
+use crate::config::{ContainerConfig, SystemConfig};
+use crate::container::Container;
+use crate::error::{Error, Result};
+use crate::image::arch;
+use crate::image::cache::Key;
+use crate::image::download::{self, Request};
+use crate::image::fetch::{Fetcher, Progress};
+use crate::image::index::{Index, Query};
+use crate::image::server::Server;
+use crate::name;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Name of the new container (default for `-t download`: DIST-RELEASE).
+    #[arg(short = 'n', long = "name")]
+    name: Option<String>,
+    /// Template: `download` fetches an image from an LXC image server.
+    #[arg(short = 't', long = "template")]
+    template: String,
+    /// Backing store: `dir` (a plain directory rootfs).
+    #[arg(short = 'B', long = "bdev", default_value = "dir")]
+    bdev: String,
+    /// Use FILE instead of the defaults for new containers.
+    #[arg(short = 'f', long = "config", value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    dl: DownloadArgs,
+    #[command(flatten)]
+    common: Common,
+    /// Template options, as LXC passes them: `-- --server … -d … -r …`.
+    #[arg(last = true, value_name = "TEMPLATE-ARGS")]
+    template_args: Vec<String>,
+}
+
+/// The download template's options (LXC's names).
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct DownloadArgs {
+    /// Distribution, e.g. debian, centos.
+    #[arg(short = 'd', long = "dist")]
+    dist: Option<String>,
+    /// Release, e.g. bookworm, 9-Stream.
+    #[arg(short = 'r', long = "release")]
+    release: Option<String>,
+    /// Architecture (default: the host's; uname names such as x86_64 are accepted).
+    #[arg(short = 'a', long = "arch")]
+    arch: Option<String>,
+    /// Image variant.
+    #[arg(long = "variant")]
+    variant: Option<String>,
+    /// Image server: host[/prefix] (https) or a full http(s):// URL.
+    #[arg(long = "server")]
+    server: Option<String>,
+    /// List the images the server has (filtered by -d/-r/-a/--variant).
+    #[arg(short = 'l', long = "list")]
+    list: bool,
+    /// Remove the cached image first.
+    #[arg(long = "flush-cache")]
+    flush_cache: bool,
+    /// Use the cached image without contacting the server.
+    #[arg(long = "force-cache")]
+    force_cache: bool,
+}
+
+/// LXC's `-- …` form: the same options, parsed on their own.
+#[derive(Parser, Debug)]
+#[command(name = "download", no_binary_name = true, disable_help_flag = true)]
+struct TemplateOnly {
+    #[command(flatten)]
+    dl: DownloadArgs,
+}
+
+fn merge_opt(a: Option<String>, b: Option<String>, flag: &str) -> Result<Option<String>> {
+    match (a, b) {
+        (Some(x), Some(y)) if x != y => Err(Error::Usage(format!(
+            "{flag} given twice with different values ({x:?} and {y:?})"
+        ))),
+        (x, y) => Ok(x.or(y)),
+    }
+}
+
+impl DownloadArgs {
+    fn merge(self, other: DownloadArgs) -> Result<DownloadArgs> {
+        Ok(DownloadArgs {
+            dist: merge_opt(self.dist, other.dist, "--dist")?,
+            release: merge_opt(self.release, other.release, "--release")?,
+            arch: merge_opt(self.arch, other.arch, "--arch")?,
+            variant: merge_opt(self.variant, other.variant, "--variant")?,
+            server: merge_opt(self.server, other.server, "--server")?,
+            list: self.list || other.list,
+            flush_cache: self.flush_cache || other.flush_cache,
+            force_cache: self.force_cache || other.force_cache,
+        })
+    }
+}
+
+pub fn run(a: Args) -> Result<i32> {
+    if a.template != "download" {
+        return Err(Error::Usage(format!(
+            "unknown template {:?}; available: download",
+            a.template
+        )));
+    }
+    if a.bdev != "dir" {
+        return Err(Error::Usage(format!(
+            "backing store {:?} is not supported; use -B dir",
+            a.bdev
+        )));
+    }
+    let extra = TemplateOnly::try_parse_from(&a.template_args).map_err(|e| {
+        let msg = e.render().to_string();
+        let first = msg
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("error: ")
+            .to_string();
+        Error::Usage(format!("template options after '--': {first}"))
+    })?;
+    let dl = a.dl.merge(extra.dl)?;
+    let sys = a.common.system()?;
+    let progress = Reporter::new(a.common.quiet);
+    let server = Server::parse(dl.server.as_deref().unwrap_or(&sys.download_server))?;
+    if dl.list {
+        return list(&server, &dl, &progress);
+    }
+    if !(dl.dist.is_some() && dl.release.is_some()) && !super::stdin_is_tty() {
+        return Err(Error::Usage(
+            "-d/--dist and -r/--release are needed when not on a terminal; \
+             see what the server has with: rlxc-create -t download --list"
+                .into(),
+        ));
+    }
+    // Validate the name before any network traffic.
+    if let Some(n) = &a.name {
+        name::validate(n)?;
+    }
+    let (key, index) = resolve(&server, &dl, &progress)?;
+    let name = match &a.name {
+        Some(n) => n.clone(),
+        None => {
+            let n = name::default_for_image(&key.dist, &key.release);
+            progress.message(&format!("no -n given: naming the container {n}"));
+            n
+        }
+    };
+    let c = Container::new(&sys.lxcpath, &name)?;
+    let base = base_config(&sys, a.config.as_ref())?;
+    let req = Request {
+        server,
+        key,
+        flush_cache: dl.flush_cache,
+        force_cache: dl.force_cache,
+    };
+    if !arch::is_compatible_with_host(&req.key.arch) {
+        progress.message(&format!(
+            "warning: {} containers cannot run on this {} host without emulation",
+            req.key.arch,
+            arch::host()
+        ));
+    }
+    let t0 = std::time::Instant::now();
+    let report = c.create_from_download(&sys, &req, index, base, &progress)?;
+    let img = &report.image;
+    if !a.common.quiet {
+        for l in &report.translation.ignored {
+            eprintln!("note: image config line ignored: {l}");
+        }
+        for w in &report.stats.warnings {
+            eprintln!("warning: {w}");
+        }
+        eprintln!(
+            "Created container {} ({} {} {} {}, build {}) in {:.2} s: {} files, {} MB, unpacked in {:.2} s",
+            name,
+            img.dist,
+            img.release,
+            img.arch,
+            img.variant,
+            img.build,
+            t0.elapsed().as_secs_f64(),
+            report.stats.entries,
+            report.stats.bytes / 1_000_000,
+            report.unpack_time.as_secs_f64()
+        );
+        eprintln!("  rootfs: {}", report.dir.join("rootfs").display());
+        if let Some(m) = &report.create_message {
+            println!("{}", m.trim_end());
+        }
+    }
+    Ok(0)
+}
+
+fn base_config(sys: &SystemConfig, file: Option<&PathBuf>) -> Result<ContainerConfig> {
+    match file {
+        Some(f) => ContainerConfig::load(f),
+        None => sys.container_defaults(),
+    }
+}
+
+/// Fill in dist/release/arch/variant: from flags, else by asking on a terminal.
+fn resolve(
+    server: &Server,
+    dl: &DownloadArgs,
+    progress: &dyn Progress,
+) -> Result<(Key, Option<Index>)> {
+    let arch = dl
+        .arch
+        .as_deref()
+        .map(arch::to_debian)
+        .unwrap_or_else(arch::host);
+    let variant = dl.variant.clone().unwrap_or_else(|| "default".into());
+    if let (Some(d), Some(r)) = (&dl.dist, &dl.release) {
+        return Ok((download::key(d, r, &arch, &variant), None));
+    }
+    if dl.force_cache {
+        return Err(Error::Usage("--force-cache needs -d and -r".into()));
+    }
+    let fetcher = Fetcher::new()?;
+    let idx = download::fetch_index(&fetcher, server, progress)?;
+    let dist = match &dl.dist {
+        Some(d) => d.clone(),
+        None => choose(
+            "Distribution",
+            idx.entries.iter().map(|e| e.dist.clone()),
+            None,
+        )?,
+    };
+    let q = |release: Option<String>| Query {
+        dist: Some(dist.clone()),
+        release,
+        ..Default::default()
+    };
+    let release = match &dl.release {
+        Some(r) => r.clone(),
+        None => choose(
+            "Release",
+            idx.filter(&q(None)).map(|e| e.release.clone()),
+            None,
+        )?,
+    };
+    let arch = match &dl.arch {
+        Some(_) => arch,
+        None => choose(
+            "Architecture",
+            idx.filter(&q(Some(release.clone())))
+                .map(|e| e.arch.clone()),
+            Some(&arch),
+        )?,
+    };
+    Ok((download::key(&dist, &release, &arch, &variant), Some(idx)))
+}
+
+fn choose(
+    what: &str,
+    items: impl Iterator<Item = String>,
+    default: Option<&str>,
+) -> Result<String> {
+    let mut v: Vec<String> = items.collect();
+    v.sort();
+    v.dedup();
+    if v.is_empty() {
+        return Err(Error::NoImage(format!(
+            "the server offers no {} for that choice",
+            what.to_lowercase()
+        )));
+    }
+    let start = default
+        .and_then(|d| v.iter().position(|x| x == d))
+        .unwrap_or(0);
+    let i = dialoguer::Select::new()
+        .with_prompt(what)
+        .items(&v)
+        .default(start)
+        .interact()
+        .map_err(|e| Error::Usage(format!("no {} chosen: {e}", what.to_lowercase())))?;
+    Ok(v[i].clone())
+}
+
+fn list(server: &Server, dl: &DownloadArgs, progress: &dyn Progress) -> Result<i32> {
+    let fetcher = Fetcher::new()?;
+    let idx = download::fetch_index(&fetcher, server, progress)?;
+    let q = Query {
+        dist: dl.dist.clone(),
+        release: dl.release.clone(),
+        arch: dl.arch.as_deref().map(arch::to_debian),
+        variant: dl.variant.clone(),
+    };
+    let mut rows: Vec<[&str; 5]> = idx
+        .filter(&q)
+        .map(|e| {
+            [
+                e.dist.as_str(),
+                e.release.as_str(),
+                e.arch.as_str(),
+                e.variant.as_str(),
+                e.build.as_str(),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        let mut msg = format!("{server} has no image matching the filter");
+        if q.dist.is_some() {
+            msg += &format!("\n{}", idx.explain_miss(&q));
+        }
+        return Err(Error::NoImage(msg));
+    }
+    rows.sort();
+    print_table(&["DIST", "RELEASE", "ARCH", "VARIANT", "BUILD"], &rows);
+    Ok(0)
+}
+
+pub fn print_table<const N: usize>(header: &[&str; N], rows: &[[&str; N]]) {
+    let mut w = header.map(str::len);
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.len());
+        }
+    }
+    let line = |cells: &[&str; N]| {
+        let s: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<width$}", width = w[i]))
+            .collect();
+        println!("{}", s.join("  ").trim_end());
+    };
+    line(header);
+    for r in rows {
+        line(r);
+    }
+}

@@ -1,0 +1,122 @@
+//! rlxc-ls: container names, or a table with -f.
+
+use std::io::IsTerminal;
+
+use super::Common;
+use crate::container::Container;
+use crate::error::{Error, Result};
+use crate::store;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// One name per line.
+    #[arg(short = '1', long = "line")]
+    line: bool,
+    /// A table: NAME STATE AUTOSTART IPV4 IPV6.
+    #[arg(short = 'f', long = "fancy")]
+    fancy: bool,
+    /// Columns for -f, comma-separated (name,state,autostart,ipv4,ipv6,pid,arch,image).
+    #[arg(short = 'F', long = "fancy-format", value_name = "COLUMNS")]
+    fancy_format: Option<String>,
+    /// Only running containers.
+    #[arg(long = "running")]
+    running: bool,
+    /// Only stopped containers.
+    #[arg(long = "stopped")]
+    stopped: bool,
+    #[command(flatten)]
+    common: Common,
+}
+
+const COLUMNS: &[&str] = &[
+    "name",
+    "state",
+    "autostart",
+    "ipv4",
+    "ipv6",
+    "pid",
+    "arch",
+    "image",
+];
+
+pub fn run(a: Args) -> Result<i32> {
+    let sys = a.common.system()?;
+    let mut containers = Vec::new();
+    for n in store::list(&sys.lxcpath)? {
+        let Ok(c) = Container::new(&sys.lxcpath, &n) else {
+            continue;
+        };
+        let running = c.state() != crate::container::State::Stopped;
+        if (a.running && !running) || (a.stopped && running) {
+            continue;
+        }
+        containers.push(c);
+    }
+    if a.fancy || a.fancy_format.is_some() {
+        return fancy(&containers, a.fancy_format.as_deref());
+    }
+    let names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
+    if a.line || !std::io::stdout().is_terminal() {
+        for n in names {
+            println!("{n}");
+        }
+    } else if !names.is_empty() {
+        println!("{}", names.join("  "));
+    }
+    Ok(0)
+}
+
+fn fancy(containers: &[Container], format: Option<&str>) -> Result<i32> {
+    let cols: Vec<String> = format
+        .unwrap_or("name,state,autostart,ipv4,ipv6")
+        .split(',')
+        .map(|c| c.trim().to_ascii_lowercase())
+        .collect();
+    if let Some(bad) = cols.iter().find(|c| !COLUMNS.contains(&c.as_str())) {
+        return Err(Error::Usage(format!(
+            "unknown column {bad:?} for -F; choose from {}",
+            COLUMNS.join(",")
+        )));
+    }
+    let header: Vec<String> = cols.iter().map(|c| c.to_ascii_uppercase()).collect();
+    let mut rows = vec![header];
+    for c in containers {
+        let cfg = c.config().ok();
+        rows.push(
+            cols.iter()
+                .map(|col| match col.as_str() {
+                    "name" => c.name.clone(),
+                    "state" => c.state().to_string(),
+                    "autostart" => if cfg.as_ref().is_some_and(|x| x.autostart.enabled) {
+                        "1"
+                    } else {
+                        "0"
+                    }
+                    .to_string(),
+                    "arch" => cfg
+                        .as_ref()
+                        .and_then(|x| x.arch.clone())
+                        .unwrap_or_else(|| "-".into()),
+                    "image" => cfg
+                        .as_ref()
+                        .and_then(|x| x.image.as_ref())
+                        .map(|i| format!("{} {}", i.dist, i.release))
+                        .unwrap_or_else(|| "-".into()),
+                    _ => "-".to_string(),
+                })
+                .collect(),
+        );
+    }
+    let widths: Vec<usize> = (0..cols.len())
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    for r in rows {
+        let cells: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
+        println!("{}", cells.join(" ").trim_end());
+    }
+    Ok(0)
+}

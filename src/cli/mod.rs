@@ -1,0 +1,219 @@
+//! Command line: one multi-call binary. `rlxc CMD ARGS` and `rlxc-CMD ARGS` are the same.
+//! This is the only layer that prints, prompts or draws progress.
+
+use std::cell::RefCell;
+use std::ffi::OsString;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::SystemConfig;
+use crate::error::{Error, Result};
+use crate::image::fetch::Progress;
+
+mod create;
+mod destroy;
+mod info;
+mod ls;
+
+#[derive(Parser)]
+#[command(
+    name = "rlxc",
+    version,
+    about = "System containers in the tradition of LXC"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a container from a template (`-t download` fetches an image).
+    Create(create::Args),
+    /// List containers.
+    Ls(ls::Args),
+    /// Show a container's state and configuration.
+    Info(info::Args),
+    /// Remove a container and everything of it.
+    Destroy(destroy::Args),
+}
+
+/// Options every command takes.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct Common {
+    /// Use DIR instead of the configured lxcpath.
+    #[arg(short = 'P', long = "lxcpath", value_name = "DIR", global = true)]
+    pub lxcpath: Option<PathBuf>,
+    /// Print only errors.
+    #[arg(short = 'q', long = "quiet", global = true)]
+    pub quiet: bool,
+}
+
+impl Common {
+    /// System config with `-P` applied.
+    pub fn system(&self) -> Result<SystemConfig> {
+        let mut sys = SystemConfig::load()?;
+        if let Some(p) = &self.lxcpath {
+            sys.lxcpath = std::path::absolute(p).map_err(|e| Error::io("resolve", p, e))?;
+        }
+        Ok(sys)
+    }
+}
+
+/// `rlxc-create -n x` → `rlxc create -n x`.
+fn multicall(mut argv: Vec<OsString>) -> Vec<OsString> {
+    let prog = argv
+        .first()
+        .map(|a| {
+            let p = PathBuf::from(a);
+            p.file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
+        .unwrap_or_default();
+    if let Some(cmd) = prog.strip_prefix("rlxc-") {
+        argv[0] = "rlxc".into();
+        argv.insert(1, cmd.into());
+    }
+    argv
+}
+
+fn program_name(argv: &[OsString]) -> String {
+    match argv.get(1) {
+        Some(c) if !c.to_string_lossy().starts_with('-') => format!("rlxc-{}", c.to_string_lossy()),
+        _ => "rlxc".into(),
+    }
+}
+
+pub fn main() -> i32 {
+    let argv = multicall(std::env::args_os().collect());
+    let prog = program_name(&argv);
+    let cli = match Cli::try_parse_from(&argv) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return e.exit_code();
+        }
+    };
+    crate::sys::catch_interrupts();
+    let res = match cli.cmd {
+        Command::Create(a) => create::run(a),
+        Command::Ls(a) => ls::run(a),
+        Command::Info(a) => info::run(a),
+        Command::Destroy(a) => destroy::run(a),
+    };
+    match res {
+        Ok(code) => code,
+        Err(e) => {
+            report(&prog, &e);
+            if matches!(e, Error::Interrupted) {
+                130
+            } else {
+                1
+            }
+        }
+    }
+}
+
+/// Print the error, its causes once each, and a hint.
+fn report(prog: &str, e: &Error) {
+    eprintln!("{prog}: error: {e}");
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        eprintln!("  caused by: {s}");
+        src = s.source();
+    }
+    if let Some(h) = e.hint() {
+        eprintln!("  hint: {h}");
+    }
+}
+
+/// Progress bars on a terminal, plain lines otherwise, nothing with -q.
+pub struct Reporter {
+    quiet: bool,
+    tty: bool,
+    bar: RefCell<Option<indicatif::ProgressBar>>,
+}
+
+impl Reporter {
+    pub fn new(quiet: bool) -> Self {
+        Reporter {
+            quiet,
+            tty: std::io::stderr().is_terminal(),
+            bar: RefCell::new(None),
+        }
+    }
+}
+
+impl Progress for Reporter {
+    fn start(&self, label: &str, total: Option<u64>) {
+        if self.quiet || !self.tty {
+            return;
+        }
+        let bar = match total {
+            Some(t) => indicatif::ProgressBar::new(t),
+            None => indicatif::ProgressBar::new_spinner(),
+        };
+        let style = indicatif::ProgressStyle::with_template(
+            "{msg:16} [{bar:30}] {bytes:>10}/{total_bytes:10} {bytes_per_sec:>12} {eta:>4}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        bar.set_style(style);
+        bar.set_message(label.to_string());
+        *self.bar.borrow_mut() = Some(bar);
+    }
+    fn advance(&self, bytes: u64) {
+        if let Some(b) = self.bar.borrow().as_ref() {
+            b.inc(bytes);
+        }
+    }
+    fn finish(&self) {
+        if let Some(b) = self.bar.borrow_mut().take() {
+            b.finish_and_clear();
+        }
+    }
+    fn message(&self, msg: &str) {
+        let is_warning = msg.starts_with("warning:");
+        if self.quiet && !is_warning {
+            return;
+        }
+        match self.bar.borrow().as_ref() {
+            Some(b) => b.println(msg),
+            None => eprintln!("{msg}"),
+        }
+    }
+}
+
+pub fn stdin_is_tty() -> bool {
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multicall_names_dispatch() {
+        let v = multicall(vec!["/usr/bin/rlxc-create".into(), "-n".into(), "x".into()]);
+        assert_eq!(
+            v,
+            vec![
+                OsString::from("rlxc"),
+                "create".into(),
+                "-n".into(),
+                "x".into()
+            ]
+        );
+        let v = multicall(vec!["rlxc".into(), "ls".into()]);
+        assert_eq!(v, vec![OsString::from("rlxc"), "ls".into()]);
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

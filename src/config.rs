@@ -1,0 +1,515 @@
+//! System config (`/etc/rlxc/rlxc.toml`) and per-container config (`NAME/config.toml`).
+//! Both are TOML with unknown keys refused; errors name the file, the line and the key.
+
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, IoContext, Result};
+
+pub const DEFAULT_SYSTEM_CONFIG: &str = "/etc/rlxc/rlxc.toml";
+pub const DEFAULT_SERVER: &str = "images.linuxcontainers.org";
+/// The defaults for new containers shipped in `config/`, used when no file is installed.
+pub const BUILTIN_DEFAULTS: &str = include_str!("../config/default.toml");
+
+/// Parse TOML into `T`, turning errors into "FILE: line N (`text`): message".
+pub fn parse_toml<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T> {
+    toml::from_str(text).map_err(|e| {
+        let line_info = e.span().map(|span| {
+            let line_no = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+            format!("line {line_no} (`{line}`): ")
+        });
+        Error::Config {
+            file: file.to_path_buf(),
+            msg: format!("{}{}", line_info.unwrap_or_default(), e.message().trim()),
+        }
+    })
+}
+
+fn read_toml<T: DeserializeOwned>(file: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(file).ctx("read", file)?;
+    parse_toml(file, &text)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SystemConfigFile {
+    lxcpath: Option<PathBuf>,
+    cachepath: Option<PathBuf>,
+    runpath: Option<PathBuf>,
+    /// Defaults for new containers; relative paths are taken from the config file's directory.
+    defaults: Option<PathBuf>,
+    #[serde(default)]
+    download: DownloadSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DownloadSection {
+    server: Option<String>,
+}
+
+/// The effective system configuration: file values over built-in defaults.
+#[derive(Debug, Clone)]
+pub struct SystemConfig {
+    /// The file it came from, or None for built-in defaults.
+    pub file: Option<PathBuf>,
+    pub lxcpath: PathBuf,
+    pub cachepath: PathBuf,
+    pub runpath: PathBuf,
+    pub defaults: PathBuf,
+    pub download_server: String,
+}
+
+impl SystemConfig {
+    /// `$RLXC_CONFIG` if set (it must exist), else `/etc/rlxc/rlxc.toml` if present,
+    /// else built-in defaults.
+    pub fn load() -> Result<Self> {
+        match std::env::var_os("RLXC_CONFIG") {
+            Some(f) if !f.is_empty() => Self::from_file(Path::new(&f)),
+            _ => {
+                let f = Path::new(DEFAULT_SYSTEM_CONFIG);
+                if f.exists() {
+                    Self::from_file(f)
+                } else {
+                    Ok(Self::builtin(
+                        Path::new("/etc/rlxc"),
+                        SystemConfigFile::default(),
+                    ))
+                }
+            }
+        }
+    }
+
+    pub fn from_file(file: &Path) -> Result<Self> {
+        let parsed: SystemConfigFile = read_toml(file)?;
+        let dir = file.parent().unwrap_or(Path::new("/"));
+        let mut cfg = Self::builtin(dir, parsed);
+        cfg.file = Some(file.to_path_buf());
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn builtin(dir: &Path, f: SystemConfigFile) -> Self {
+        SystemConfig {
+            file: None,
+            lxcpath: f.lxcpath.unwrap_or_else(|| "/var/lib/rlxc".into()),
+            cachepath: f.cachepath.unwrap_or_else(|| "/var/cache/rlxc".into()),
+            runpath: f.runpath.unwrap_or_else(|| "/run/rlxc".into()),
+            defaults: dir.join(f.defaults.unwrap_or_else(|| "default.toml".into())),
+            download_server: f.download.server.unwrap_or_else(|| DEFAULT_SERVER.into()),
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let file = self.file.clone().unwrap_or_default();
+        for (key, p) in [
+            ("lxcpath", &self.lxcpath),
+            ("cachepath", &self.cachepath),
+            ("runpath", &self.runpath),
+        ] {
+            if !p.is_absolute() {
+                return Err(Error::Config {
+                    file,
+                    msg: format!(
+                        "key `{key}`: {:?} is not an absolute path",
+                        p.display().to_string()
+                    ),
+                });
+            }
+        }
+        if self.download_server.trim().is_empty() {
+            return Err(Error::Config {
+                file,
+                msg: "key `download.server` is empty".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The defaults for new containers: the installed file, else the built-in copy.
+    pub fn container_defaults(&self) -> Result<ContainerConfig> {
+        if self.defaults.exists() {
+            ContainerConfig::load(&self.defaults)
+        } else {
+            parse_toml(Path::new("<built-in default.toml>"), BUILTIN_DEFAULTS)
+        }
+    }
+}
+
+/// Per-container configuration, `LXCPATH/NAME/config.toml`.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// Debian architecture name (amd64, arm64, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
+    #[serde(default, skip_serializing_if = "Init::is_default")]
+    pub init: Init,
+    #[serde(default, skip_serializing_if = "Signals::is_default")]
+    pub signals: Signals,
+    #[serde(default, skip_serializing_if = "Limits::is_default")]
+    pub limits: Limits,
+    #[serde(default, skip_serializing_if = "Autostart::is_default")]
+    pub autostart: Autostart,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageSource>,
+    #[serde(default, rename = "network", skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<Network>,
+    #[serde(default, rename = "mount", skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<MountEntry>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Init {
+    /// Command run as the container's PID 1; default `/sbin/init`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cmd: Vec<String>,
+    /// Extra `KEY=VALUE` for init's environment (`container=lxc` is always set).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Signals {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub halt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reboot: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Memory limit with an optional K/M/G suffix, e.g. "512M".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    /// CPU bandwidth in CPUs, e.g. 1.5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    /// Maximum number of tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<u64>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Autostart {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default)]
+    pub delay: u32,
+    #[serde(default)]
+    pub order: i32,
+}
+
+/// Where the rootfs came from; written by the download template.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSource {
+    pub server: String,
+    pub dist: String,
+    pub release: String,
+    pub arch: String,
+    pub variant: String,
+    pub build: String,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// veth, macvlan, none or empty.
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    /// Interface name inside the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// MAC address; `x` digits are filled with random ones at create time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hwaddr: Option<String>,
+    /// "dhcp", "auto" or an address with prefix like "10.0.3.50/24".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4_gateway: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+}
+
+/// A bind or file-system mount, as LXC's `lxc.mount.entry`.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MountEntry {
+    pub source: String,
+    /// Path inside the container, relative to its root.
+    pub target: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fstype: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<String>,
+}
+
+impl Init {
+    fn is_default(&self) -> bool {
+        self == &Self::default()
+    }
+}
+impl Signals {
+    fn is_default(&self) -> bool {
+        self == &Self::default()
+    }
+}
+impl Limits {
+    fn is_default(&self) -> bool {
+        self == &Self::default()
+    }
+}
+impl Autostart {
+    fn is_default(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
+impl ContainerConfig {
+    pub fn load(file: &Path) -> Result<Self> {
+        let cfg: Self = read_toml(file)?;
+        cfg.validate(file)?;
+        Ok(cfg)
+    }
+
+    /// Values a start would choke on, reported with the key that holds them.
+    pub fn validate(&self, file: &Path) -> Result<()> {
+        let err = |msg: String| {
+            Err(Error::Config {
+                file: file.to_path_buf(),
+                msg,
+            })
+        };
+        for (i, n) in self.networks.iter().enumerate() {
+            if !matches!(n.kind.as_str(), "veth" | "macvlan" | "none" | "empty") {
+                return err(format!(
+                    "network[{i}].type = {:?}: expected veth, macvlan, none or empty",
+                    n.kind
+                ));
+            }
+            if let Some(mac) = &n.hwaddr {
+                if !is_hwaddr_template(mac) {
+                    return err(format!("network[{i}].hwaddr = {mac:?}: expected six hex pairs like 00:16:3e:12:34:56"));
+                }
+            }
+            if let Some(v4) = &n.ipv4 {
+                if !(v4 == "dhcp" || v4 == "auto" || is_cidr_v4(v4)) {
+                    return err(format!("network[{i}].ipv4 = {v4:?}: expected \"dhcp\", \"auto\" or an address like \"10.0.3.50/24\""));
+                }
+            }
+        }
+        if let Some(m) = &self.limits.memory {
+            if parse_size(m).is_none() {
+                return err(format!(
+                    "limits.memory = {m:?}: expected a size like \"512M\" or \"2G\""
+                ));
+            }
+        }
+        if let Some(c) = self.limits.cpus {
+            if !(c > 0.0 && c.is_finite()) {
+                return err(format!(
+                    "limits.cpus = {c}: expected a positive number of CPUs"
+                ));
+            }
+        }
+        for (i, m) in self.mounts.iter().enumerate() {
+            if m.target.split('/').any(|c| c == "..") {
+                return err(format!(
+                    "mount[{i}].target = {:?}: must not contain '..'",
+                    m.target
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Write atomically (temp file + rename) with a header comment.
+    pub fn save(&self, file: &Path) -> Result<()> {
+        let body = toml::to_string_pretty(self).map_err(|e| {
+            Error::Other(format!(
+                "cannot serialise config for {}: {e}",
+                file.display()
+            ))
+        })?;
+        let text = format!(
+            "# rlxc container configuration (see `man rlxc.container.conf`-style notes in README.md)\n{body}"
+        );
+        crate::store::write_atomic(file, text.as_bytes(), 0o644)
+    }
+
+    /// Fill `x` digits of MAC address templates (LXC's `00:16:3e:xx:xx:xx`) with random hex.
+    pub fn fill_hwaddrs(&mut self) {
+        for n in &mut self.networks {
+            if let Some(mac) = &n.hwaddr {
+                n.hwaddr = Some(fill_hwaddr_template(mac, &mut random_bytes(6).into_iter()));
+            }
+        }
+    }
+}
+
+fn is_hwaddr_template(s: &str) -> bool {
+    let parts: Vec<&str> = s.split(':').collect();
+    parts.len() == 6
+        && parts.iter().all(|p| {
+            p.len() == 2
+                && p.chars()
+                    .all(|c| c.is_ascii_hexdigit() || c == 'x' || c == 'X')
+        })
+}
+
+fn fill_hwaddr_template(mac: &str, rnd: &mut impl Iterator<Item = u8>) -> String {
+    mac.chars()
+        .map(|c| {
+            if c == 'x' || c == 'X' {
+                let v = rnd.next().unwrap_or(0) % 16;
+                char::from_digit(v as u32, 16).unwrap_or('0')
+            } else {
+                c.to_ascii_lowercase()
+            }
+        })
+        .collect()
+}
+
+fn is_cidr_v4(s: &str) -> bool {
+    match s.split_once('/') {
+        Some((a, p)) => {
+            a.parse::<std::net::Ipv4Addr>().is_ok() && p.parse::<u8>().is_ok_and(|p| p <= 32)
+        }
+        None => false,
+    }
+}
+
+/// "512M" → bytes. Accepts K, M, G, T suffixes (powers of 1024) or plain bytes.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last()? {
+        (i, 'K' | 'k') => (&s[..i], 1u64 << 10),
+        (i, 'M' | 'm') => (&s[..i], 1 << 20),
+        (i, 'G' | 'g') => (&s[..i], 1 << 30),
+        (i, 'T' | 't') => (&s[..i], 1 << 40),
+        _ => (s, 1),
+    };
+    num.trim().parse::<u64>().ok()?.checked_mul(mult)
+}
+
+/// Random bytes from the kernel; a MAC collision is the only thing at stake.
+pub fn random_bytes(n: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; n];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut buf);
+    }
+    buf
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let e = parse_toml::<SystemConfigFile>(
+            Path::new("/etc/rlxc/rlxc.toml"),
+            "lxcpath = \"/x\"\nlxcpaht = \"/y\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("/etc/rlxc/rlxc.toml"), "{e}");
+        assert!(e.contains("line 2"), "{e}");
+        assert!(e.contains("lxcpaht"), "{e}");
+    }
+
+    #[test]
+    fn bad_value_names_the_key() {
+        let e = parse_toml::<SystemConfigFile>(Path::new("f.toml"), "\ncachepath = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2") && e.contains("cachepath"), "{e}");
+    }
+
+    #[test]
+    fn relative_paths_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("rlxc.toml");
+        std::fs::write(&f, "lxcpath = \"relative/dir\"\n").unwrap();
+        let e = SystemConfig::from_file(&f).unwrap_err().to_string();
+        assert!(e.contains("lxcpath") && e.contains("absolute"), "{e}");
+    }
+
+    #[test]
+    fn defaults_resolve_beside_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("rlxc.toml");
+        std::fs::write(&f, "[download]\nserver = \"http://127.0.0.1:1\"\n").unwrap();
+        let c = SystemConfig::from_file(&f).unwrap();
+        assert_eq!(c.defaults, dir.path().join("default.toml"));
+        assert_eq!(c.lxcpath, PathBuf::from("/var/lib/rlxc"));
+        assert_eq!(c.download_server, "http://127.0.0.1:1");
+    }
+
+    #[test]
+    fn builtin_defaults_have_one_veth_on_virbr0() {
+        let c: ContainerConfig = parse_toml(Path::new("d"), BUILTIN_DEFAULTS).unwrap();
+        assert_eq!(c.networks.len(), 1);
+        assert_eq!(c.networks[0].kind, "veth");
+        assert_eq!(c.networks[0].link.as_deref(), Some("virbr0"));
+        c.validate(Path::new("d")).unwrap();
+    }
+
+    #[test]
+    fn hwaddr_templates_are_filled() {
+        let mut r = [0xab, 0x01, 0x0f, 0x10, 0x11, 0x12].into_iter();
+        assert_eq!(
+            fill_hwaddr_template("00:16:3E:xx:xx:xx", &mut r),
+            "00:16:3e:b1:f0:12"
+        );
+    }
+
+    #[test]
+    fn container_config_round_trips() {
+        let mut c: ContainerConfig = parse_toml(Path::new("d"), BUILTIN_DEFAULTS).unwrap();
+        c.hostname = Some("web1".into());
+        c.arch = Some("amd64".into());
+        c.fill_hwaddrs();
+        let text = toml::to_string_pretty(&c).unwrap();
+        let back: ContainerConfig = parse_toml(Path::new("d"), &text).unwrap();
+        assert_eq!(back, c);
+        assert!(!text.contains("xx"), "{text}");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512M"), Some(512 << 20));
+        assert_eq!(parse_size("2G"), Some(2 << 30));
+        assert_eq!(parse_size("100"), Some(100));
+        assert_eq!(parse_size("lots"), None);
+    }
+
+    #[test]
+    fn bad_network_values_are_named() {
+        let c: ContainerConfig = parse_toml(
+            Path::new("c.toml"),
+            "[[network]]\ntype = \"veth\"\nipv4 = \"10.0.3.300/24\"\n",
+        )
+        .unwrap();
+        let e = c.validate(Path::new("c.toml")).unwrap_err().to_string();
+        assert!(e.contains("network[0].ipv4"), "{e}");
+    }
+}

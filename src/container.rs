@@ -1,0 +1,204 @@
+//! The Container object: what the commands do to one container.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::config::{ContainerConfig, ImageSource, SystemConfig};
+use crate::error::{Error, IoContext, Result};
+use crate::image::cache::Cache;
+use crate::image::download::{self, Request};
+use crate::image::fetch::Progress;
+use crate::image::index::Index;
+use crate::image::{lxcconf, meta, unpack};
+use crate::rootfs::Root;
+use crate::{name, store};
+
+/// Where LXC_TEMPLATE_CONFIG and LXC_HOOK_DIR point in substituted image files.
+const TEMPLATE_CONFIG_DIR: &str = "/usr/share/rlxc/config";
+const HOOK_DIR: &str = "/usr/share/rlxc/hooks";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Stopped,
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            State::Stopped => "STOPPED",
+        })
+    }
+}
+
+pub struct Container {
+    pub name: String,
+    pub lxcpath: PathBuf,
+}
+
+/// What a create did, for the CLI to report.
+pub struct CreateReport {
+    pub dir: PathBuf,
+    pub image: ImageSource,
+    pub stats: unpack::Stats,
+    pub translation: lxcconf::Translation,
+    pub create_message: Option<String>,
+    pub unpack_time: Duration,
+}
+
+impl Container {
+    pub fn new(lxcpath: &Path, name: &str) -> Result<Self> {
+        name::validate(name)?;
+        Ok(Container {
+            name: name.to_string(),
+            lxcpath: lxcpath.to_path_buf(),
+        })
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        store::container_dir(&self.lxcpath, &self.name)
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir().join("config.toml")
+    }
+
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir().join("rootfs")
+    }
+
+    pub fn exists(&self) -> bool {
+        self.config_path().is_file()
+    }
+
+    fn must_exist(&self) -> Result<()> {
+        if self.exists() {
+            Ok(())
+        } else {
+            Err(Error::NotFound {
+                name: self.name.clone(),
+                lxcpath: self.lxcpath.clone(),
+            })
+        }
+    }
+
+    pub fn config(&self) -> Result<ContainerConfig> {
+        self.must_exist()?;
+        ContainerConfig::load(&self.config_path())
+    }
+
+    /// The live state. Until the runtime exists, nothing can be running.
+    pub fn state(&self) -> State {
+        State::Stopped
+    }
+
+    /// Create from the download template: image → cache → rootfs → config, atomically.
+    pub fn create_from_download(
+        &self,
+        sys: &SystemConfig,
+        req: &Request,
+        index: Option<Index>,
+        base: ContainerConfig,
+        progress: &dyn Progress,
+    ) -> Result<CreateReport> {
+        store::mkdir_p(&self.lxcpath, 0o755)?;
+        let _lock = store::lock_name(&self.lxcpath, &self.name, "creating this container")?;
+        if self.dir().exists() {
+            return Err(Error::Exists {
+                name: self.name.clone(),
+                lxcpath: self.lxcpath.clone(),
+            });
+        }
+        let cache = Cache::new(&sys.cachepath);
+        store::mkdir_p(&sys.cachepath, 0o700)?;
+        let image = download::obtain(req, &cache, index, progress)?;
+
+        let creating = store::Creating::begin(&self.lxcpath, &self.name)?;
+        let rootfs = creating.rootfs();
+        std::fs::create_dir(&rootfs).ctx("create", &rootfs)?;
+        let root = Root::open(&rootfs)?;
+
+        // LXC applies excludes-user only to unprivileged creates; as root, device nodes stay.
+        let excludes = if nix::unistd::geteuid().is_root() {
+            Vec::new()
+        } else {
+            unpack::parse_excludes(&image.meta.excludes_user)?
+        };
+        progress.message(&format!("unpacking {} build {}", req.key, image.build));
+        let t0 = Instant::now();
+        let tar = image.rootfs_tar();
+        let reader = BufReader::with_capacity(1 << 20, File::open(&tar).ctx("open", &tar)?);
+        let stats = unpack::unpack(reader, &root, &excludes)?;
+        let unpack_time = t0.elapsed();
+
+        let final_dir = self.dir();
+        let final_rootfs = final_dir.join("rootfs");
+        let vars = meta::TemplateVars {
+            name: &self.name,
+            path: &final_dir.to_string_lossy(),
+            rootfs: &final_rootfs.to_string_lossy(),
+            template_config: TEMPLATE_CONFIG_DIR,
+            hook_dir: HOOK_DIR,
+        };
+        meta::apply_templates(&root, &image.meta.templates, &vars)?;
+
+        let source = ImageSource {
+            server: image.server.clone(),
+            dist: req.key.dist.clone(),
+            release: req.key.release.clone(),
+            arch: req.key.arch.clone(),
+            variant: req.key.variant.clone(),
+            build: image.build.clone(),
+        };
+        let (cfg, translation) = self.initial_config(base, &image.meta.config, &source)?;
+        cfg.save(&creating.dir.join("config.toml"))?;
+        let dir = creating.publish(&self.lxcpath, &self.name)?;
+        Ok(CreateReport {
+            dir,
+            image: source,
+            stats,
+            translation,
+            create_message: image.meta.create_message.clone(),
+            unpack_time,
+        })
+    }
+
+    /// Defaults (or `-f`), then the image's LXC lines, then what rlxc knows for sure.
+    fn initial_config(
+        &self,
+        base: ContainerConfig,
+        image_config: &str,
+        source: &ImageSource,
+    ) -> Result<(ContainerConfig, lxcconf::Translation)> {
+        let mut cfg = base;
+        let translation = lxcconf::translate(image_config, &mut cfg);
+        if cfg.hostname.is_none() {
+            cfg.hostname = Some(name::hostname_for(&self.name));
+        }
+        cfg.arch = Some(source.arch.clone());
+        cfg.image = Some(source.clone());
+        cfg.fill_hwaddrs();
+        cfg.validate(&self.config_path())?;
+        Ok((cfg, translation))
+    }
+
+    /// Remove the container and everything of it. It is first renamed to a hidden name,
+    /// so a removal that fails half-way never leaves a half container under its name.
+    pub fn destroy(&self) -> Result<()> {
+        self.must_exist()?;
+        let _lock = store::lock_name(&self.lxcpath, &self.name, "destroying this container")?;
+        if self.state() != State::Stopped {
+            return Err(Error::Busy {
+                name: self.name.clone(),
+                what: "it is running; stop it first or use -f".into(),
+            });
+        }
+        let doomed = self.lxcpath.join(format!(".{}.destroying", self.name));
+        store::remove_tree(&doomed)?;
+        std::fs::rename(self.dir(), &doomed).ctx("rename", self.dir())?;
+        store::remove_tree(&doomed)?;
+        let _ = std::fs::remove_file(self.lxcpath.join(".locks").join(&self.name));
+        Ok(())
+    }
+}

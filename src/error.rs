@@ -1,0 +1,141 @@
+//! The crate-wide error type. Every variant names the thing that failed (a path, a URL,
+//! a container, an image member); `hint()` says what the sysadmin can do about it.
+//! Display never repeats the source: the CLI prints the cause chain once.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot {what} {}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("{}: {msg}", file.display())]
+    Config { file: PathBuf, msg: String },
+
+    #[error("invalid container name {name:?}: {reason}")]
+    BadName { name: String, reason: String },
+
+    #[error("{0}")]
+    Usage(String),
+
+    #[error("container {name:?} already exists in {}", lxcpath.display())]
+    Exists { name: String, lxcpath: PathBuf },
+
+    #[error("container {name:?} does not exist in {}", lxcpath.display())]
+    NotFound { name: String, lxcpath: PathBuf },
+
+    #[error("container {name:?} is busy: {what}")]
+    Busy { name: String, what: String },
+
+    #[error("{url}: {msg}")]
+    Http {
+        url: String,
+        msg: String,
+        status: Option<u16>,
+    },
+
+    #[error("{0}")]
+    NoImage(String),
+
+    #[error("checksum mismatch for {name} from {url}: SHA256SUMS says {expected}, got {actual}")]
+    Checksum {
+        name: String,
+        url: String,
+        expected: String,
+        actual: String,
+    },
+
+    #[error("refusing image: {what}")]
+    Hostile { what: String },
+
+    #[error("bad image data in {what}")]
+    Image {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("interrupted")]
+    Interrupted,
+
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    /// An I/O failure on `path` while doing `what` ("create", "read", …).
+    pub fn io(what: &'static str, path: impl AsRef<Path>, source: io::Error) -> Self {
+        Error::Io {
+            what,
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
+    }
+
+    pub fn hostile(what: impl Into<String>) -> Self {
+        Error::Hostile { what: what.into() }
+    }
+
+    /// What to do about it, when there is something useful to say.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Io { source, .. } => match source.kind() {
+                io::ErrorKind::PermissionDenied => Some("rlxc needs root for this; run it with sudo".into()),
+                _ if source.raw_os_error() == Some(libc::ENOSPC) => {
+                    Some("the file system is full; free space or point lxcpath/cachepath elsewhere".into())
+                }
+                _ => None,
+            },
+            Error::Config { .. } => Some("fix the file, or remove the key to get the built-in default".into()),
+            Error::BadName { .. } => Some(
+                "use 1-64 characters from a-z A-Z 0-9 - _ . , starting with a letter or digit".into(),
+            ),
+            Error::Exists { name, .. } => {
+                Some(format!("choose another name, or remove it first with: rlxc-destroy -n {name}"))
+            }
+            Error::NotFound { .. } => Some("rlxc-ls lists the containers that exist".into()),
+            Error::Http { status: Some(404), .. } => {
+                Some("the mirror has no such file: check --server, or list what it has with: rlxc-create -t download --list".into())
+            }
+            Error::Http { status: None, .. } => Some(
+                "check the server name and the network (http_proxy/https_proxy are honoured); \
+                 --force-cache uses a cached image without the network"
+                    .into(),
+            ),
+            Error::Checksum { .. } => Some(
+                "the download was corrupted or the mirror is inconsistent; nothing was cached: try again, or another --server"
+                    .into(),
+            ),
+            Error::Hostile { .. } => Some(
+                "the image tries to reach outside its rootfs; nothing outside was touched. Use an image from a trusted mirror"
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// `.ctx("read", path)` on io results: attach the operation and the path.
+pub trait IoContext<T> {
+    fn ctx(self, what: &'static str, path: impl AsRef<Path>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn ctx(self, what: &'static str, path: impl AsRef<Path>) -> Result<T> {
+        self.map_err(|e| Error::io(what, path, e))
+    }
+}
+
+impl<T> IoContext<T> for nix::Result<T> {
+    fn ctx(self, what: &'static str, path: impl AsRef<Path>) -> Result<T> {
+        self.map_err(|e| Error::io(what, path, io::Error::from(e)))
+    }
+}

@@ -1,0 +1,212 @@
+//! The image cache: `CACHEPATH/download/DIST/REL/ARCH/VARIANT/` holding the verified,
+//! decompressed `rootfs.tar`, the meta files, `build_id` and `server`.
+//!
+//! An entry is assembled in a hidden staging directory and swapped in with one rename
+//! under an exclusive lock, after everything was downloaded and verified. Readers hold a
+//! shared lock while they unpack. So an interrupted or corrupt download never replaces or
+//! poisons a good entry, and a flush never pulls a cache out from under a create.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::error::{Error, IoContext, Result};
+use crate::image::meta::Meta;
+use crate::store;
+use crate::sys;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key {
+    pub dist: String,
+    pub release: String,
+    pub arch: String,
+    pub variant: String,
+}
+
+impl Key {
+    /// `d/r/a/v` under the cache root. Fields were checked by the index parser or the
+    /// CLI to be plain names, and are checked again here.
+    pub fn rel(&self) -> Result<PathBuf> {
+        let mut p = PathBuf::from("download");
+        for f in [&self.dist, &self.release, &self.arch, &self.variant] {
+            if f.is_empty() || f.contains('/') || f == "." || f == ".." || f.starts_with('.') {
+                return Err(Error::Usage(format!("invalid image name component {f:?}")));
+            }
+            p.push(f);
+        }
+        Ok(p)
+    }
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} {} ({})",
+            self.dist, self.release, self.arch, self.variant
+        )
+    }
+}
+
+/// A cache entry held under a shared lock.
+pub struct Entry {
+    pub dir: PathBuf,
+    pub build: String,
+    pub server: String,
+    pub meta: Meta,
+    _lock: Flock<File>,
+}
+
+impl Entry {
+    pub fn rootfs_tar(&self) -> PathBuf {
+        self.dir.join("rootfs.tar")
+    }
+
+    pub fn is_fresh(&self) -> bool {
+        self.meta.expiry.is_none_or(|t| t > now())
+    }
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+pub struct Cache {
+    root: PathBuf,
+}
+
+impl Cache {
+    pub fn new(cachepath: &Path) -> Self {
+        Cache {
+            root: cachepath.to_path_buf(),
+        }
+    }
+
+    fn dir(&self, key: &Key) -> Result<PathBuf> {
+        Ok(self.root.join(key.rel()?))
+    }
+
+    fn lock(&self, key: &Key, arg: FlockArg) -> Result<Flock<File>> {
+        let dir = self.dir(key)?;
+        let parent = dir.parent().unwrap_or(&self.root).to_path_buf();
+        store::mkdir_p(&parent, 0o755)?;
+        let path = parent.join(format!(".{}.lock", key.variant));
+        let f = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .ctx("open lock", &path)?;
+        Flock::lock(f, arg).map_err(|(_, e)| Error::io("lock", &path, e.into()))
+    }
+
+    /// The entry for `key` under a shared lock, if one is committed.
+    pub fn get(&self, key: &Key) -> Result<Option<Entry>> {
+        let lock = self.lock(key, FlockArg::LockShared)?;
+        let dir = self.dir(key)?;
+        let build = match std::fs::read_to_string(dir.join("build_id")) {
+            Ok(b) => b.trim().to_string(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("read", dir.join("build_id"), e)),
+        };
+        let server = std::fs::read_to_string(dir.join("server"))
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        let meta = Meta::load(&dir.join("meta"))?;
+        Ok(Some(Entry {
+            dir,
+            build,
+            server,
+            meta,
+            _lock: lock,
+        }))
+    }
+
+    /// Remove the entry for `key`. True if there was one.
+    pub fn flush(&self, key: &Key) -> Result<bool> {
+        let _lock = self.lock(key, FlockArg::LockExclusive)?;
+        let dir = self.dir(key)?;
+        if !dir.exists() {
+            return Ok(false);
+        }
+        store::remove_tree(&dir)?;
+        Ok(true)
+    }
+
+    /// A fresh staging directory for `key`; removed on drop unless committed.
+    pub fn stage(&self, key: &Key) -> Result<Staging> {
+        let dir = self.dir(key)?;
+        let parent = dir.parent().unwrap_or(&self.root).to_path_buf();
+        store::mkdir_p(&parent, 0o755)?;
+        self.sweep(&parent, &key.variant);
+        let path = parent.join(format!(".{}.partial.{}", key.variant, std::process::id()));
+        if path.exists() {
+            store::remove_tree(&path)?;
+        }
+        std::fs::create_dir(&path).ctx("create", &path)?;
+        std::fs::create_dir(path.join("meta")).ctx("create", path.join("meta"))?;
+        Ok(Staging {
+            path,
+            committed: false,
+        })
+    }
+
+    /// Staging directories of processes that died (SIGKILL, power loss) are garbage.
+    fn sweep(&self, parent: &Path, variant: &str) {
+        let prefix = format!(".{variant}.partial.");
+        let Ok(rd) = std::fs::read_dir(parent) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name
+                .strip_prefix(&prefix)
+                .and_then(|p| p.parse::<i32>().ok())
+            {
+                if !sys::pid_alive(pid) {
+                    let _ = store::remove_tree(&e.path());
+                }
+            }
+        }
+    }
+
+    /// Swap a verified staging directory in as the entry for `key`.
+    pub fn commit(&self, key: &Key, mut staging: Staging, build: &str, server: &str) -> Result<()> {
+        std::fs::write(staging.path.join("server"), format!("{server}\n"))
+            .ctx("write", staging.path.join("server"))?;
+        // build_id last: its presence marks a complete entry.
+        store::write_atomic(
+            &staging.path.join("build_id"),
+            format!("{build}\n").as_bytes(),
+            0o644,
+        )?;
+        let _lock = self.lock(key, FlockArg::LockExclusive)?;
+        let dir = self.dir(key)?;
+        if dir.exists() {
+            store::exchange(&staging.path, &dir)?;
+            // staging.path now holds the old entry; Drop removes it.
+        } else {
+            std::fs::rename(&staging.path, &dir).ctx("rename into place", &dir)?;
+            staging.committed = true;
+        }
+        Ok(())
+    }
+}
+
+pub struct Staging {
+    pub path: PathBuf,
+    committed: bool,
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = store::remove_tree(&self.path);
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! Translate an image's LXC config lines (`meta.tar.xz:config`) into rlxc's TOML config.
+//! What rlxc covers by its own defaults is noted; anything else is reported as ignored.
+
+use crate::config::{ContainerConfig, MountEntry};
+
+#[derive(Debug, Default, PartialEq)]
+pub struct Translation {
+    /// Lines taken over, as "key = value".
+    pub applied: Vec<String>,
+    /// Lines rlxc already covers by its built-in defaults.
+    pub covered: Vec<String>,
+    /// Lines with no rlxc equivalent, with the reason.
+    pub ignored: Vec<String>,
+}
+
+/// Apply `text` (LXC config lines) to `cfg`.
+pub fn translate(text: &str, cfg: &mut ContainerConfig) -> Translation {
+    let mut t = Translation::default();
+    for raw in text.lines() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            t.ignored.push(format!("{line} (not a key = value line)"));
+            continue;
+        };
+        let (key, value) = (key.trim(), value.trim());
+        let shown = format!("{key} = {value}");
+        match key {
+            "lxc.include" if value.ends_with("common.conf") || value.ends_with("userns.conf") => {
+                t.covered.push(shown)
+            }
+            "lxc.arch" => {
+                cfg.arch = Some(super::arch::to_debian(value));
+                t.applied.push(shown);
+            }
+            "lxc.uts.name" | "lxc.utsname" => {
+                cfg.hostname = Some(value.to_string());
+                t.applied.push(shown);
+            }
+            "lxc.init.cmd" | "lxc.init_cmd" => {
+                cfg.init.cmd = value.split_whitespace().map(String::from).collect();
+                t.applied.push(shown);
+            }
+            "lxc.environment" if value.contains('=') => {
+                cfg.init.env.push(value.to_string());
+                t.applied.push(shown);
+            }
+            "lxc.signal.halt" | "lxc.haltsignal" => {
+                cfg.signals.halt = Some(value.to_string());
+                t.applied.push(shown);
+            }
+            "lxc.signal.reboot" | "lxc.rebootsignal" => {
+                cfg.signals.reboot = Some(value.to_string());
+                t.applied.push(shown);
+            }
+            "lxc.signal.stop" | "lxc.stopsignal" => {
+                cfg.signals.stop = Some(value.to_string());
+                t.applied.push(shown);
+            }
+            "lxc.mount.entry" => match mount_entry(value) {
+                Some(m) => {
+                    cfg.mounts.push(m);
+                    t.applied.push(shown);
+                }
+                None => t.ignored.push(format!("{shown} (not a valid mount entry)")),
+            },
+            _ => t.ignored.push(format!("{shown} (no rlxc equivalent)")),
+        }
+    }
+    t
+}
+
+/// `src dst fstype options [dump [pass]]`, dst relative to the rootfs.
+fn mount_entry(v: &str) -> Option<MountEntry> {
+    let f: Vec<&str> = v.split_whitespace().collect();
+    if f.len() < 4 {
+        return None;
+    }
+    let target = f[1].trim_start_matches('/').to_string();
+    if target.split('/').any(|c| c == "..") {
+        return None;
+    }
+    Some(MountEntry {
+        source: f[0].into(),
+        target,
+        fstype: Some(f[2].into()),
+        options: Some(f[3].into()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn translates_a_real_image_config() {
+        let text = "\
+lxc.include = LXC_TEMPLATE_CONFIG/common.conf
+lxc.include = LXC_TEMPLATE_CONFIG/debian.common.conf
+
+# For Debian
+lxc.arch = x86_64
+lxc.mount.entry = /sys/kernel/security sys/kernel/security none bind,optional 0 0
+lxc.mount.entry = evil ../../etc none bind 0 0
+lxc.apparmor.profile = generated
+lxc.signal.halt = SIGRTMIN+3
+";
+        let mut c = ContainerConfig::default();
+        let t = translate(text, &mut c);
+        assert_eq!(c.arch.as_deref(), Some("amd64"));
+        assert_eq!(c.signals.halt.as_deref(), Some("SIGRTMIN+3"));
+        assert_eq!(c.mounts.len(), 1);
+        assert_eq!(c.mounts[0].target, "sys/kernel/security");
+        assert_eq!(t.covered.len(), 2);
+        assert_eq!(t.ignored.len(), 2, "{:?}", t.ignored);
+        assert!(t.ignored.iter().any(|l| l.contains("apparmor")));
+    }
+}

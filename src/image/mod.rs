@@ -1,0 +1,11 @@
+//! Images: index parsing, fetching, verification, caching and unpacking.
+
+pub mod arch;
+pub mod cache;
+pub mod download;
+pub mod fetch;
+pub mod index;
+pub mod lxcconf;
+pub mod meta;
+pub mod server;
+pub mod unpack;

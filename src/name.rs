@@ -1,0 +1,138 @@
+//! Container names. A name becomes a directory under lxcpath, a cgroup and a hostname, so it
+//! is checked before anything is touched.
+
+use crate::error::{Error, Result};
+
+pub const MAX_LEN: usize = 64;
+
+/// Check `name` and return it unchanged when it is safe to use as a directory name,
+/// cgroup name and (after `hostname_for`) a hostname.
+pub fn validate(name: &str) -> Result<&str> {
+    let bad = |reason: &str| {
+        Err(Error::BadName {
+            name: name.to_string(),
+            reason: reason.to_string(),
+        })
+    };
+    if name.is_empty() {
+        return bad("it is empty");
+    }
+    if name.len() > MAX_LEN {
+        return bad(&format!(
+            "it is {} bytes long, the limit is {MAX_LEN}",
+            name.len()
+        ));
+    }
+    if let Some(c) = name.chars().find(|c| c.is_control()) {
+        return bad(&format!("it contains the control character {:?}", c));
+    }
+    if name.contains('/') {
+        return bad("it contains '/'");
+    }
+    if name == "." || name == ".." || name.contains("..") {
+        return bad("it contains '..'");
+    }
+    if name.starts_with('-') {
+        return bad("it starts with '-', which commands would take for an option");
+    }
+    if name.starts_with('.') {
+        return bad("it starts with '.' (names starting with '.' are rlxc's own bookkeeping)");
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return bad(&format!("it contains {c:?}"));
+    }
+    Ok(name)
+}
+
+/// A valid hostname (RFC 1123 label) derived from a container name: other characters
+/// become '-', at most 63 bytes, no leading or trailing '-'.
+pub fn hostname_for(name: &str) -> String {
+    let mut h: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(63)
+        .collect();
+    while h.ends_with('-') {
+        h.pop();
+    }
+    let h = h.trim_start_matches('-').to_string();
+    if h.is_empty() {
+        "container".into()
+    } else {
+        h
+    }
+}
+
+/// The default name for `rlxc-create -t download` without `-n`: "dist-release",
+/// made valid (LXC does the same with dist and release).
+pub fn default_for_image(dist: &str, release: &str) -> String {
+    let raw = format!("{dist}-{release}");
+    raw.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(MAX_LEN)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_ordinary_names() {
+        for n in ["web1", "centos-9-Stream", "a", "db_2.prod", &"x".repeat(64)] {
+            assert!(validate(n).is_ok(), "{n}");
+        }
+    }
+
+    #[test]
+    fn rejects_dangerous_names() {
+        let long = "x".repeat(65);
+        for (n, why) in [
+            ("", "empty"),
+            ("a/b", "'/'"),
+            ("..", "'..'"),
+            ("a..b", "'..'"),
+            ("-rf", "starts with '-'"),
+            (".hidden", "starts with '.'"),
+            ("tab\there", "control"),
+            ("new\nline", "control"),
+            ("sp ace", "' '"),
+            ("semi;colon", "';'"),
+            (long.as_str(), "limit is 64"),
+            ("ünï", "'ü'"),
+        ] {
+            let e = validate(n).expect_err(n).to_string();
+            assert!(e.contains(why), "{n:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn hostnames_are_valid_labels() {
+        assert_eq!(hostname_for("web1"), "web1");
+        assert_eq!(hostname_for("db_2.prod"), "db-2-prod");
+        assert_eq!(hostname_for("x_"), "x");
+        assert_eq!(hostname_for(&"a".repeat(64)).len(), 63);
+    }
+
+    #[test]
+    fn default_names_from_images() {
+        assert_eq!(default_for_image("centos", "9-Stream"), "centos-9-Stream");
+        assert!(validate(&default_for_image("opensuse", "tumbleweed")).is_ok());
+        assert_eq!(default_for_image("x", "a/b"), "x-a-b");
+    }
+}

@@ -1,0 +1,194 @@
+//! Container directories under lxcpath: list, lock, create atomically, destroy.
+//!
+//! A container is created as `.NAME.creating` and renamed to `NAME` (RENAME_NOREPLACE)
+//! only when complete, under a per-name lock in `.locks/`. A crash leaves at most a
+//! hidden directory whose lock nobody holds; the next create of that name removes it.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{renameat2, Flock, FlockArg, RenameFlags, AT_FDCWD};
+
+use crate::error::{Error, IoContext, Result};
+
+pub fn mkdir_p(path: &Path, mode: u32) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(path)
+        .ctx("create directory", path)
+}
+
+/// Write `data` to `path` via a temp file in the same directory and a rename.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let res = (|| {
+        let mut f = File::options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)
+            .ctx("create", &tmp)?;
+        f.write_all(data).ctx("write", &tmp)?;
+        f.sync_data().ctx("sync", &tmp)?;
+        std::fs::rename(&tmp, path).ctx("rename into place", path)
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
+}
+
+/// Remove a tree without following symlinks (std's remove_dir_all is symlink-safe).
+pub fn remove_tree(path: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        r => r.ctx("remove", path),
+    }
+}
+
+/// Atomically swap two directory entries.
+pub fn exchange(a: &Path, b: &Path) -> Result<()> {
+    renameat2(AT_FDCWD, a, AT_FDCWD, b, RenameFlags::RENAME_EXCHANGE).ctx("swap into place", b)
+}
+
+/// Rename `from` to `to`, failing with EEXIST instead of replacing.
+pub fn rename_noreplace(from: &Path, to: &Path) -> nix::Result<()> {
+    renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE)
+}
+
+/// An exclusive per-name lock; released on drop (or when the process dies).
+pub struct NameLock {
+    _lock: Flock<File>,
+}
+
+pub fn lock_name(lxcpath: &Path, name: &str, doing: &str) -> Result<NameLock> {
+    let dir = lxcpath.join(".locks");
+    mkdir_p(&dir, 0o700)?;
+    let path = dir.join(name);
+    let f = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .ctx("open lock", &path)?;
+    match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+        Ok(l) if !same_file(&l, &path) => {
+            // A destroy unlinked the file between our open and our lock: lock the new one.
+            drop(l);
+            lock_name(lxcpath, name, doing)
+        }
+        Ok(mut l) => {
+            // Record who holds it, for the other side's error message.
+            let _ = l.set_len(0);
+            let _ = writeln!(*l, "{} {doing}", std::process::id());
+            Ok(NameLock { _lock: l })
+        }
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            let holder = holder.trim();
+            let (pid, what) = holder.split_once(' ').unwrap_or((holder, "working on it"));
+            Err(Error::Busy {
+                name: name.to_string(),
+                what: format!("another rlxc (pid {pid}) is {what}; try again when it is done"),
+            })
+        }
+        Err((_, e)) => Err(Error::io("lock", &path, e.into())),
+    }
+}
+
+fn same_file(f: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (f.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+        _ => false,
+    }
+}
+
+pub fn container_dir(lxcpath: &Path, name: &str) -> PathBuf {
+    lxcpath.join(name)
+}
+
+pub fn staging_dir(lxcpath: &Path, name: &str) -> PathBuf {
+    lxcpath.join(format!(".{name}.creating"))
+}
+
+/// A container directory being built; removed on drop unless published.
+pub struct Creating {
+    pub dir: PathBuf,
+    published: bool,
+}
+
+impl Creating {
+    /// Start building `name` (the caller holds its lock).
+    pub fn begin(lxcpath: &Path, name: &str) -> Result<Self> {
+        let dir = staging_dir(lxcpath, name);
+        // Left by a create that was killed; we hold the lock, so it is nobody's.
+        remove_tree(&dir)?;
+        std::fs::DirBuilder::new()
+            .mode(0o755)
+            .create(&dir)
+            .ctx("create", &dir)?;
+        Ok(Creating {
+            dir,
+            published: false,
+        })
+    }
+
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+
+    /// Rename into place; fails, leaving nothing, if the name appeared meanwhile.
+    pub fn publish(mut self, lxcpath: &Path, name: &str) -> Result<PathBuf> {
+        let dest = container_dir(lxcpath, name);
+        match rename_noreplace(&self.dir, &dest) {
+            Ok(()) => {
+                self.published = true;
+                Ok(dest)
+            }
+            Err(nix::errno::Errno::EEXIST) | Err(nix::errno::Errno::ENOTEMPTY) => {
+                Err(Error::Exists {
+                    name: name.into(),
+                    lxcpath: lxcpath.into(),
+                })
+            }
+            Err(e) => Err(e).ctx("rename into place", &dest),
+        }
+    }
+}
+
+impl Drop for Creating {
+    fn drop(&mut self) {
+        if !self.published {
+            let _ = remove_tree(&self.dir);
+        }
+    }
+}
+
+/// Names of the containers in lxcpath (directories with a config.toml), sorted.
+pub fn list(lxcpath: &Path) -> Result<Vec<String>> {
+    let rd = match std::fs::read_dir(lxcpath) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("read", lxcpath, e)),
+    };
+    let mut names: Vec<String> = rd
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            (!name.starts_with('.') && e.path().join("config.toml").is_file()).then_some(name)
+        })
+        .collect();
+    names.sort();
+    Ok(names)
+}
