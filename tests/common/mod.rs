@@ -1,0 +1,580 @@
+//! Shared test support: a real HTTP server on 127.0.0.1 serving an LXC-format mirror
+//! (with fault injection), mirrors built from in-memory images, and an isolated rlxc
+//! environment (its own config, lxcpath, cachepath and runpath in a temp dir).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+/// What the server does for one path.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// Answer with this status (no body) for the next `n` requests, then serve normally.
+    Status(u16, u32),
+    /// Announce the full length but close after this many body bytes, `n` times.
+    Truncate(usize, u32),
+    /// Redirect (302) to another path on this server.
+    Redirect(String),
+    /// Send the body slowly: this many bytes per 100 ms.
+    Slow(usize),
+    /// Serve normally `n` times, then serve this other file (relative to the root).
+    SwapAfter(u32, String),
+}
+
+#[derive(Default)]
+struct State {
+    faults: HashMap<String, Fault>,
+    log: Vec<String>,
+}
+
+/// A small HTTP/1.1 server (one thread per connection, Connection: close).
+pub struct HttpServer {
+    pub port: u16,
+    root: PathBuf,
+    state: Arc<Mutex<State>>,
+}
+
+impl HttpServer {
+    pub fn start(root: &Path) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new(State::default()));
+        let (root2, state2) = (root.to_path_buf(), state.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let (root, state) = (root2.clone(), state2.clone());
+                std::thread::spawn(move || {
+                    let _ = serve(conn, &root, &state);
+                });
+            }
+        });
+        HttpServer {
+            port,
+            root: root.to_path_buf(),
+            state,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn fault(&self, path: &str, f: Fault) {
+        self.state
+            .lock()
+            .unwrap()
+            .faults
+            .insert(path.to_string(), f);
+    }
+
+    pub fn clear_faults(&self) {
+        self.state.lock().unwrap().faults.clear();
+    }
+
+    /// Paths requested so far.
+    pub fn log(&self) -> Vec<String> {
+        self.state.lock().unwrap().log.clone()
+    }
+
+    pub fn count(&self, suffix: &str) -> usize {
+        self.log().iter().filter(|p| p.ends_with(suffix)).count()
+    }
+
+    pub fn clear_log(&self) {
+        self.state.lock().unwrap().log.clear();
+    }
+}
+
+fn serve(conn: TcpStream, root: &Path, state: &Mutex<State>) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h)? == 0 || h == "\r\n" || h == "\n" {
+            break;
+        }
+    }
+    let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let mut w = conn;
+    let fault = {
+        let mut st = state.lock().unwrap();
+        st.log.push(path.clone());
+        let f = st.faults.get(&path).cloned();
+        // Count down faults that apply a limited number of times.
+        match &f {
+            Some(Fault::Status(code, n)) if *n > 0 => {
+                st.faults.insert(path.clone(), Fault::Status(*code, n - 1));
+                f
+            }
+            Some(Fault::Truncate(at, n)) if *n > 0 => {
+                st.faults.insert(path.clone(), Fault::Truncate(*at, n - 1));
+                f
+            }
+            Some(Fault::SwapAfter(n, alt)) if *n > 0 => {
+                st.faults
+                    .insert(path.clone(), Fault::SwapAfter(n - 1, alt.clone()));
+                None
+            }
+            Some(Fault::Status(..)) | Some(Fault::Truncate(..)) => None,
+            _ => f,
+        }
+    };
+    if let Some(Fault::Status(code, _)) = fault {
+        return write!(
+            w,
+            "HTTP/1.1 {code} Injected\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+    }
+    if let Some(Fault::Redirect(to)) = &fault {
+        return write!(w, "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    }
+    let rel = path.trim_start_matches('/');
+    if rel.split('/').any(|c| c == "..") {
+        return write!(
+            w,
+            "HTTP/1.1 400 Bad\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+    }
+    let file = match &fault {
+        Some(Fault::SwapAfter(_, alt)) => root.join(alt),
+        _ => root.join(rel),
+    };
+    let Ok(body) = std::fs::read(&file).and_then(|b| {
+        if file.is_file() {
+            Ok(b)
+        } else {
+            Err(std::io::ErrorKind::NotFound.into())
+        }
+    }) else {
+        return write!(
+            w,
+            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+    };
+    write!(
+        w,
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
+    match fault {
+        Some(Fault::Truncate(at, _)) => w.write_all(&body[..at.min(body.len())]),
+        Some(Fault::Slow(rate)) => {
+            for chunk in body.chunks(rate.max(1)) {
+                w.write_all(chunk)?;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Ok(())
+        }
+        _ => w.write_all(&body),
+    }
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+pub fn xz(data: &[u8]) -> Vec<u8> {
+    let mut e = xz2::write::XzEncoder::new(Vec::new(), 1);
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// A tar archive assembled member by member, including hostile ones.
+pub struct TarBuilder {
+    b: tar::Builder<Vec<u8>>,
+}
+
+impl Default for TarBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TarBuilder {
+    pub fn new() -> Self {
+        TarBuilder {
+            b: tar::Builder::new(Vec::new()),
+        }
+    }
+
+    fn header(name: &str, kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        // Raw name bytes: tar's set_path refuses '..', and hostile archives need it.
+        let bytes = name.as_bytes();
+        assert!(bytes.len() < 100, "test member names are short");
+        h.as_old_mut().name[..bytes.len()].copy_from_slice(bytes);
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(size);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_600_000_000);
+        h
+    }
+
+    pub fn dir(mut self, name: &str, mode: u32) -> Self {
+        let mut h = Self::header(name, tar::EntryType::Directory, mode, 0);
+        h.set_cksum();
+        self.b.append(&h, std::io::empty()).unwrap();
+        self
+    }
+
+    pub fn file(mut self, name: &str, mode: u32, data: &[u8]) -> Self {
+        let mut h = Self::header(name, tar::EntryType::Regular, mode, data.len() as u64);
+        h.set_cksum();
+        self.b.append(&h, data).unwrap();
+        self
+    }
+
+    pub fn owned_file(mut self, name: &str, mode: u32, uid: u64, gid: u64, data: &[u8]) -> Self {
+        let mut h = Self::header(name, tar::EntryType::Regular, mode, data.len() as u64);
+        h.set_uid(uid);
+        h.set_gid(gid);
+        h.set_cksum();
+        self.b.append(&h, data).unwrap();
+        self
+    }
+
+    pub fn link(mut self, name: &str, kind: tar::EntryType, target: &str) -> Self {
+        let mut h = Self::header(name, kind, 0o777, 0);
+        let t = target.as_bytes();
+        h.as_old_mut().linkname[..t.len()].copy_from_slice(t);
+        h.set_cksum();
+        self.b.append(&h, std::io::empty()).unwrap();
+        self
+    }
+
+    pub fn symlink(self, name: &str, target: &str) -> Self {
+        self.link(name, tar::EntryType::Symlink, target)
+    }
+
+    pub fn hardlink(self, name: &str, target: &str) -> Self {
+        self.link(name, tar::EntryType::Link, target)
+    }
+
+    pub fn finish(self) -> Vec<u8> {
+        self.b.into_inner().unwrap()
+    }
+}
+
+/// A minimal but plausible system rootfs.
+pub fn small_rootfs() -> TarBuilder {
+    TarBuilder::new()
+        .dir("./", 0o755)
+        .dir("./etc/", 0o755)
+        .file("./etc/hostname", 0o644, b"LXC_NAME\n")
+        .file(
+            "./etc/hosts",
+            0o644,
+            b"127.0.0.1 localhost\n127.0.1.1 LXC_NAME\n",
+        )
+        .file("./etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\n")
+        .dir("./bin/", 0o755)
+        .file("./bin/init", 0o755, b"#!/bin/sh\n")
+        .dir("./sbin/", 0o755)
+        .symlink("./sbin/init", "/bin/init")
+        .dir("./root/", 0o700)
+}
+
+pub fn meta_tar(config: &str, templates: &str, extra: &[(&str, &str)]) -> Vec<u8> {
+    let mut t = TarBuilder::new()
+        .file("config", 0o644, config.as_bytes())
+        .file("templates", 0o644, templates.as_bytes())
+        .file(
+            "expiry",
+            0o644,
+            format!("{}\n", now() + 30 * 86400).as_bytes(),
+        )
+        .file(
+            "create-message",
+            0o644,
+            b"You just created a test container.\n",
+        );
+    for (n, c) in extra {
+        t = t.file(n, 0o644, c.as_bytes());
+    }
+    t.finish()
+}
+
+pub fn default_meta() -> Vec<u8> {
+    meta_tar(
+        "lxc.include = LXC_TEMPLATE_CONFIG/common.conf\nlxc.arch = x86_64\nlxc.apparmor.profile = generated\n",
+        "/etc/hostname\n/etc/hosts\n",
+        &[],
+    )
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+pub fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+/// An LXC-format mirror in a temp dir, built from in-memory images.
+pub struct Mirror {
+    pub dir: tempfile::TempDir,
+    index: Vec<String>,
+}
+
+pub struct Image<'a> {
+    pub dist: &'a str,
+    pub release: &'a str,
+    pub build: &'a str,
+    pub rootfs_tar: Vec<u8>,
+    pub meta_tar: Vec<u8>,
+    pub sums: bool,
+}
+
+impl<'a> Image<'a> {
+    pub fn new(dist: &'a str, release: &'a str, build: &'a str) -> Self {
+        Image {
+            dist,
+            release,
+            build,
+            rootfs_tar: small_rootfs().finish(),
+            meta_tar: default_meta(),
+            sums: true,
+        }
+    }
+}
+
+impl Default for Mirror {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Mirror {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("meta/1.0")).unwrap();
+        Mirror {
+            dir,
+            index: Vec::new(),
+        }
+    }
+
+    pub fn build_dir(&self, img_path: &str) -> PathBuf {
+        self.dir.path().join(img_path.trim_start_matches('/'))
+    }
+
+    /// Add an image with raw (already compressed or not) file contents.
+    pub fn add_raw(&mut self, img: &Image, rootfs_xz: Vec<u8>, meta_xz: Vec<u8>) -> String {
+        let arch = host_arch();
+        let path = format!(
+            "/images/{}/{}/{arch}/default/{}/",
+            img.dist, img.release, img.build
+        );
+        let d = self.build_dir(&path);
+        std::fs::create_dir_all(&d).unwrap();
+        if img.sums {
+            let sums = format!(
+                "{}  rootfs.tar.xz\n{}  meta.tar.xz\n",
+                sha256_hex(&rootfs_xz),
+                sha256_hex(&meta_xz)
+            );
+            std::fs::write(d.join("SHA256SUMS"), sums).unwrap();
+        }
+        std::fs::write(d.join("rootfs.tar.xz"), rootfs_xz).unwrap();
+        std::fs::write(d.join("meta.tar.xz"), meta_xz).unwrap();
+        self.index.push(format!(
+            "{};{};{arch};default;{};{path}",
+            img.dist, img.release, img.build
+        ));
+        self.write_index();
+        path
+    }
+
+    pub fn add(&mut self, img: &Image) -> String {
+        let (r, m) = (xz(&img.rootfs_tar), xz(&img.meta_tar));
+        self.add_raw(img, r, m)
+    }
+
+    pub fn add_index_line(&mut self, line: &str) {
+        self.index.push(line.to_string());
+        self.write_index();
+    }
+
+    pub fn remove_index_line(&mut self, contains: &str) {
+        self.index.retain(|l| !l.contains(contains));
+        self.write_index();
+    }
+
+    fn write_index(&self) {
+        let text = self.index.join("\n") + "\n";
+        for f in ["index-system", "index-user"] {
+            std::fs::write(self.dir.path().join("meta/1.0").join(f), &text).unwrap();
+        }
+    }
+}
+
+/// An isolated rlxc installation: config, lxcpath, cachepath, runpath in a temp dir.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub server: String,
+}
+
+impl Env {
+    pub fn new(server: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("rlxc-test-")
+            .tempdir()
+            .unwrap();
+        let e = Env {
+            dir,
+            server: server.to_string(),
+        };
+        e.write_config("");
+        e
+    }
+
+    /// (Re)write the config file; `extra` goes before the [download] table.
+    pub fn write_config(&self, extra: &str) {
+        let p = self.dir.path();
+        let text = format!(
+            "lxcpath = \"{}\"\ncachepath = \"{}\"\nrunpath = \"{}\"\n{extra}\n[download]\nserver = \"{}\"\n",
+            p.join("lib").display(),
+            p.join("cache").display(),
+            p.join("run").display(),
+            self.server
+        );
+        std::fs::write(p.join("rlxc.toml"), text).unwrap();
+    }
+
+    pub fn lxcpath(&self) -> PathBuf {
+        self.dir.path().join("lib")
+    }
+
+    pub fn cachepath(&self) -> PathBuf {
+        self.dir.path().join("cache")
+    }
+
+    pub fn rootfs(&self, name: &str) -> PathBuf {
+        self.lxcpath().join(name).join("rootfs")
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_rlxc"));
+        c.args(args)
+            .env("RLXC_CONFIG", self.dir.path().join("rlxc.toml"))
+            .env("RLXC_RETRY_BACKOFF_MS", "50")
+            .env_remove("http_proxy")
+            .env_remove("https_proxy")
+            .env_remove("HTTP_PROXY")
+            .env_remove("HTTPS_PROXY")
+            .env("NO_PROXY", "127.0.0.1");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run rlxc")
+    }
+
+    /// Run and require success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "rlxc {args:?} failed: {}\nstdout: {}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Run and require failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "rlxc {args:?} should have failed\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    pub fn create(&self, name: &str, dist: &str, release: &str) -> Output {
+        self.run(&[
+            "create", "-n", name, "-t", "download", "-d", dist, "-r", release,
+        ])
+    }
+
+    /// Everything under lxcpath except rlxc's lock directory.
+    pub fn lxcpath_entries(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.lxcpath())
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.retain(|n| n != ".locks");
+        v.sort();
+        v
+    }
+
+    /// Files in the cache tree (relative paths), excluding lock files.
+    pub fn cache_files(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        walk(&self.cachepath(), &self.cachepath(), &mut out);
+        out.retain(|p| !p.ends_with(".lock"));
+        out.sort();
+        out
+    }
+}
+
+fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() && !p.is_symlink() {
+            walk(base, &p, out);
+        } else {
+            out.push(p.strip_prefix(base).unwrap().to_string_lossy().into_owned());
+        }
+    }
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Read a whole file or panic with its path.
+pub fn read(p: impl AsRef<Path>) -> String {
+    let p = p.as_ref();
+    let mut s = String::new();
+    std::fs::File::open(p)
+        .unwrap_or_else(|e| panic!("open {}: {e}", p.display()))
+        .read_to_string(&mut s)
+        .unwrap();
+    s
+}
