@@ -102,9 +102,17 @@ impl Root {
                 Err(e) => return Err(e).ctx("create directory", self.display(&join(&comps[..=i]))),
             }
             // Re-resolve from the root: the component may be a symlink planted earlier.
-            cur = self
-                .openat(&join(&comps[..=i]), OFlag::O_PATH | OFlag::O_DIRECTORY, 0)
-                .ctx("open directory", self.display(&join(&comps[..=i])))?;
+            let here = join(&comps[..=i]);
+            cur = match self.openat(&here, OFlag::O_PATH | OFlag::O_DIRECTORY, 0) {
+                Ok(fd) => fd,
+                Err(Errno::ENOENT) => {
+                    return Err(Error::Other(format!(
+                        "{} is a symlink to a directory that does not exist inside the rootfs",
+                        self.display(&here).display()
+                    )))
+                }
+                Err(e) => return Err(e).ctx("open directory", self.display(&here)),
+            };
         }
         Ok(cur)
     }
