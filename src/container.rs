@@ -1,7 +1,5 @@
 //! The Container object: what the commands do to one container.
 
-use std::fs::File;
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -127,9 +125,7 @@ impl Container {
         };
         progress.message(&format!("unpacking {} build {}", req.key, image.build));
         let t0 = Instant::now();
-        let tar = image.rootfs_tar();
-        let reader = BufReader::with_capacity(1 << 20, File::open(&tar).ctx("open", &tar)?);
-        let stats = unpack::unpack(reader, &root, &excludes)?;
+        let stats = unpack::unpack_file(&image.rootfs_tar(), &root, &excludes)?;
         let unpack_time = t0.elapsed();
 
         let final_dir = self.dir();

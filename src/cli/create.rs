@@ -131,7 +131,8 @@ pub fn run(a: Args) -> Result<i32> {
     if dl.list {
         return list(&server, &dl, &progress);
     }
-    if !(dl.dist.is_some() && dl.release.is_some()) && !super::stdin_is_tty() {
+    let fully_specified = dl.dist.is_some() && dl.release.is_some();
+    if !fully_specified && !super::stdin_is_tty() {
         return Err(Error::Usage(
             "-d/--dist and -r/--release are needed when not on a terminal; \
              see what the server has with: rlxc-create -t download --list"

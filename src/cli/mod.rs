@@ -31,7 +31,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Create a container from a template (`-t download` fetches an image).
-    Create(create::Args),
+    Create(Box<create::Args>),
     /// List containers.
     Ls(ls::Args),
     /// Show a container's state and configuration.
@@ -99,7 +99,7 @@ pub fn main() -> i32 {
     };
     crate::sys::catch_interrupts();
     let res = match cli.cmd {
-        Command::Create(a) => create::run(a),
+        Command::Create(a) => create::run(*a),
         Command::Ls(a) => ls::run(a),
         Command::Info(a) => info::run(a),
         Command::Destroy(a) => destroy::run(a),

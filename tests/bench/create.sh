@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Benchmark: create a container from a cached image, rlxc vs LXC 5, same image, one run.
+#
+#   tests/bench/create.sh [ITERATIONS]        (as root; default 7 iterations)
+#
+# Both tools start from their own warm cache of the fixture Debian bookworm image
+# (tests/fixtures/build-mirror.sh), so this times what a sysadmin waits for on the
+# second create: LXC re-runs `tar -xJ` of rootfs.tar.xz; rlxc unpacks its verified,
+# decompressed cache. Runs are interleaved so both see the same machine state, and
+# nothing is removed until the end: ext4 slows inode allocation for minutes after mass
+# deletes (recently_deleted() scans), which would time the previous run's rm, not create.
+# Medians and the ratio are printed.
+set -euo pipefail
+
+iterations=${1:-7}
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+fixtures=${RLXC_FIXTURES:-/var/cache/rlxc-test-fixtures}
+
+[ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
+command -v lxc-create >/dev/null || { echo "LXC is not installed: apt-get install lxc" >&2; exit 1; }
+
+bash "$repo/tests/fixtures/build-mirror.sh" --only debian >/dev/null
+(cd "$repo" && cargo build --release --quiet)
+rlxc="$repo/target/release/rlxc"
+
+work=$(mktemp -d /var/tmp/rlxc-bench.XXXXXX)
+server_pid=
+cleanup() {
+    [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Serve the fixture mirror on loopback for rlxc's first (cache-filling) create.
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+python3 -m http.server "$port" --bind 127.0.0.1 -d "$fixtures/mirror" >/dev/null 2>&1 &
+server_pid=$!
+for _ in $(seq 50); do curl -fs "http://127.0.0.1:$port/meta/1.0/index-system" >/dev/null 2>&1 && break; sleep 0.1; done
+
+cat > "$work/rlxc.toml" <<TOML
+lxcpath = "$work/rlxc-lib"
+cachepath = "$work/rlxc-cache"
+runpath = "$work/rlxc-run"
+[download]
+server = "http://127.0.0.1:$port"
+TOML
+export RLXC_CONFIG="$work/rlxc.toml"
+"$rlxc" create -q -n warm -t download -d debian -r bookworm -a amd64 >/dev/null
+"$rlxc" destroy -q -n warm
+
+# LXC's download template only speaks https to a real server, so its cache is filled
+# the way it fills it itself: rootfs.tar.xz, the meta files, build_id.
+build_path=$(awk -F';' '$1=="debian" && $2=="bookworm" && $3=="amd64" {print $6}' "$fixtures/mirror/meta/1.0/index-system")
+build_id=$(awk -F';' '$1=="debian" && $2=="bookworm" && $3=="amd64" {print $5}' "$fixtures/mirror/meta/1.0/index-system")
+lxc_cache="$work/lxc-cache/download/debian/bookworm/amd64/default"
+mkdir -p "$lxc_cache" "$work/lxc-lib"
+cp "$fixtures/mirror$build_path/rootfs.tar.xz" "$lxc_cache/"
+tar -xJf "$fixtures/mirror$build_path/meta.tar.xz" -C "$lxc_cache"
+echo "$build_id" > "$lxc_cache/build_id"
+export LXC_CACHE_PATH="$work/lxc-cache"
+
+now() { date +%s.%N; }
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+: > "$work/lxc.times"; : > "$work/rlxc.times"
+for i in $(seq "$iterations"); do
+    sync
+    t0=$(now)
+    lxc-create -P "$work/lxc-lib" -n "b$i" -t download -- -d debian -r bookworm -a amd64 --force-cache >/dev/null 2>&1
+    t1=$(now)
+    echo "$t1 - $t0" | bc >> "$work/lxc.times"
+    [ -f "$work/lxc-lib/b$i/rootfs/etc/os-release" ] || { echo "lxc-create produced no rootfs" >&2; exit 1; }
+
+    sync
+    t0=$(now)
+    "$rlxc" create -q -n "b$i" -t download -d debian -r bookworm -a amd64 >/dev/null
+    t1=$(now)
+    echo "$t1 - $t0" | bc >> "$work/rlxc.times"
+    [ -f "$work/rlxc-lib/b$i/rootfs/etc/os-release" ] || { echo "rlxc-create produced no rootfs" >&2; exit 1; }
+    # The rootfs is a plain directory the sysadmin can edit before first start.
+    chroot "$work/rlxc-lib/b$i/rootfs" passwd -d root >/dev/null
+    printf 'iteration %d: lxc-create %.2f s, rlxc-create %.2f s\n' "$i" "$(tail -1 "$work/lxc.times")" "$(tail -1 "$work/rlxc.times")"
+done
+
+lxc_med=$(median < "$work/lxc.times")
+rlxc_med=$(median < "$work/rlxc.times")
+printf '\ncreate from cache, debian bookworm (%s iterations, medians)\n' "$iterations"
+printf '  lxc-create -t download --force-cache : %.3f s\n' "$lxc_med"
+printf '  rlxc-create -t download (cached)     : %.3f s\n' "$rlxc_med"
+printf '  speed-up: %.1fx (target: at least 5x)\n' "$(echo "$lxc_med / $rlxc_med" | bc -l)"
