@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# One-command setup on a fresh Debian/Ubuntu machine (as root):
+#   packaging/setup.sh            system packages, release build, install under /usr/local
+#   packaging/setup.sh --deps     only the system packages (what CI and the tests need)
+# PREFIX (default /usr/local) and DESTDIR are honoured for the install step.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+PREFIX=${PREFIX:-/usr/local}
+DESTDIR=${DESTDIR:-}
+
+# Build: C toolchain bits for the -sys crates. Tests: fixture building (debootstrap,
+# busybox-static, xz), attribute checks (acl, attr, libcap2-bin), terminals (tmux),
+# and LXC itself for the side-by-side benchmarks.
+packages=(
+    build-essential pkg-config libssl-dev liblzma-dev ca-certificates
+    debootstrap busybox-static xz-utils tar acl attr libcap2-bin tmux curl bc
+    lxc
+)
+
+install_deps() {
+    local missing=()
+    for p in "${packages[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "installing: ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+    command -v cargo >/dev/null || { echo "cargo is missing: install Rust (rustup) first" >&2; exit 1; }
+}
+
+install_rlxc() {
+    (cd "$repo" && cargo build --release --locked)
+    local bin="$DESTDIR$PREFIX/bin" share="$DESTDIR$PREFIX/share/rlxc" etc="$DESTDIR/etc/rlxc"
+    install -d "$bin" "$share/templates" "$etc"
+    install -m 0755 "$repo/target/release/rlxc" "$bin/rlxc"
+    for cmd in $("$repo/target/release/rlxc" --help | awk '/^Commands:/{f=1;next} /^$/{f=0} f && $1!="help"{print $1}'); do
+        ln -sf rlxc "$bin/rlxc-$cmd"
+    done
+    cp -r "$repo/templates/." "$share/templates/"
+    # Never overwrite a sysadmin's configuration.
+    for f in rlxc.toml default.toml; do
+        [ -e "$etc/$f" ] || install -m 0644 "$repo/config/$f" "$etc/$f"
+    done
+    echo "installed rlxc to $bin (with the rlxc-* names), templates to $share/templates, config to $etc"
+}
+
+[ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
+install_deps
+[ "${1:-}" = "--deps" ] || install_rlxc
