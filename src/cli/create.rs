@@ -223,7 +223,7 @@ fn resolve(
     if dl.force_cache {
         return Err(Error::Usage("--force-cache needs -d and -r".into()));
     }
-    let fetcher = Fetcher::new()?;
+    let fetcher = Fetcher::new(server)?;
     let idx = download::fetch_index(&fetcher, server, progress)?;
     let dist = match &dl.dist {
         Some(d) => d.clone(),
@@ -285,7 +285,7 @@ fn choose(
 }
 
 fn list(server: &Server, dl: &DownloadArgs, progress: &dyn Progress) -> Result<i32> {
-    let fetcher = Fetcher::new()?;
+    let fetcher = Fetcher::new(server)?;
     let idx = download::fetch_index(&fetcher, server, progress)?;
     let q = Query {
         dist: dl.dist.clone(),

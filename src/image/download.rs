@@ -67,7 +67,7 @@ pub fn obtain(
             ))
         });
     }
-    let fetcher = Fetcher::new()?;
+    let fetcher = Fetcher::new(&req.server)?;
     let idx = match index {
         Some(i) => i,
         None => match fetch_index(&fetcher, &req.server, progress) {

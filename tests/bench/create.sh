@@ -6,9 +6,10 @@
 # Both tools start from their own warm cache of the fixture Debian bookworm image
 # (tests/fixtures/build-mirror.sh), so this times what a sysadmin waits for on the
 # second create: LXC re-runs `tar -xJ` of rootfs.tar.xz; rlxc unpacks its verified,
-# decompressed cache. Runs are interleaved so both see the same machine state, and
-# nothing is removed until the end: ext4 slows inode allocation for minutes after mass
-# deletes (recently_deleted() scans), which would time the previous run's rm, not create.
+# decompressed cache. Both work on a fresh ext4 file system made for the run (a loop
+# image), runs are interleaved so both see the same machine state, and nothing is removed
+# until the end: ext4 slows inode allocation for minutes after mass deletes
+# (recently_deleted() scans), which would time an earlier rm, not the create.
 # Medians and the ratio are printed.
 set -euo pipefail
 
@@ -27,9 +28,13 @@ work=$(mktemp -d /var/tmp/rlxc-bench.XXXXXX)
 server_pid=
 cleanup() {
     [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
-    rm -rf "$work"
+    mountpoint -q "$work" && umount "$work"
+    rm -rf "$work" "$work.img"
 }
 trap cleanup EXIT
+truncate -s $((2 + iterations))G "$work.img"
+mkfs.ext4 -q -F "$work.img"
+mount -o loop "$work.img" "$work"
 
 # Serve the fixture mirror on loopback for rlxc's first (cache-filling) create.
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -46,7 +51,7 @@ server = "http://127.0.0.1:$port"
 TOML
 export RLXC_CONFIG="$work/rlxc.toml"
 "$rlxc" create -q -n warm -t download -d debian -r bookworm -a amd64 >/dev/null
-"$rlxc" destroy -q -n warm
+# "warm" stays until the end: a delete now would slow the timed creates (see above).
 
 # LXC's download template only speaks https to a real server, so its cache is filled
 # the way it fills it itself: rootfs.tar.xz, the meta files, build_id.
