@@ -94,7 +94,7 @@ fn create_list_info_destroy() {
 #[test]
 fn multicall_names_and_lxc_style_template_args() {
     let (_m, s) = mirror_with_debian();
-    let env = Env::new("https://unused.invalid");
+    let env = Env::new("http://127.0.0.1:9");
     let link = env.dir.path().join("rlxc-create");
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_rlxc"), &link).unwrap();
     let server = s.url();
@@ -633,4 +633,47 @@ fn pseudo_random(n: usize, seed: u8) -> Vec<u8> {
             x as u8
         })
         .collect()
+}
+
+#[test]
+fn http_proxy_from_the_environment_is_used() {
+    let (_m, s) = mirror_with_debian();
+    // The mirror "lives" at a closed port; only the proxy can reach it. (No made-up host
+    // names: resolving one would send a DNS query off this machine.)
+    let env = Env::new("http://127.0.0.1:9");
+    let out = env
+        .cmd(&[
+            "create", "-n", "p", "-t", "download", "-d", "debian", "-r", "bookworm",
+        ])
+        .env("http_proxy", s.url())
+        .env_remove("NO_PROXY")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        s.log().iter().any(|l| l == "proxy:/meta/1.0/index-system"),
+        "{:?}",
+        s.log()
+    );
+    assert!(s
+        .log()
+        .iter()
+        .any(|l| l.starts_with("proxy:") && l.ends_with("rootfs.tar.xz")));
+    // no_proxy sends it direct again, which fails (nothing listens there): the fresh
+    // cache is used, with a warning naming the server.
+    let out = env
+        .cmd(&[
+            "create", "-n", "q", "-t", "download", "-d", "debian", "-r", "bookworm",
+        ])
+        .env("http_proxy", s.url())
+        .env_remove("NO_PROXY")
+        .env("no_proxy", "127.0.0.1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let e = stderr(&out);
+    assert!(
+        e.contains("127.0.0.1:9") && e.contains("using the cached build"),
+        "{e}"
+    );
 }

@@ -104,7 +104,20 @@ fn serve(conn: TcpStream, root: &Path, state: &Mutex<State>) -> std::io::Result<
             break;
         }
     }
-    let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let target = line.split_whitespace().nth(1).unwrap_or("/");
+    // Absolute-form targets arrive when the server is used as an HTTP proxy.
+    let (path, via_proxy) = match target.strip_prefix("http://") {
+        Some(rest) => (
+            format!("/{}", rest.split_once('/').map_or("", |(_, p)| p)),
+            true,
+        ),
+        None => (target.to_string(), false),
+    };
+    let path = if via_proxy {
+        format!("proxy:{path}")
+    } else {
+        path
+    };
     let mut w = conn;
     let fault = {
         let mut st = state.lock().unwrap();
@@ -138,7 +151,7 @@ fn serve(conn: TcpStream, root: &Path, state: &Mutex<State>) -> std::io::Result<
     if let Some(Fault::Redirect(to)) = &fault {
         return write!(w, "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
     }
-    let rel = path.trim_start_matches('/');
+    let rel = path.trim_start_matches("proxy:").trim_start_matches('/');
     if rel.split('/').any(|c| c == "..") {
         return write!(
             w,
