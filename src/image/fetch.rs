@@ -92,7 +92,10 @@ impl Fetcher {
                 msg: describe(&e),
                 status: None,
             };
-            if e.is_builder() {
+            // A name that does not exist will not exist on the next try either.
+            let unknown_host = matches!(&err, Error::Http { msg, .. }
+                if msg.contains("Name or service not known") || msg.contains("No address associated"));
+            if e.is_builder() || unknown_host {
                 Failure::Final(err)
             } else {
                 Failure::Transient(err)
