@@ -14,7 +14,7 @@ DESTDIR=${DESTDIR:-}
 # and LXC itself for the side-by-side benchmarks.
 packages=(
     build-essential pkg-config libssl-dev liblzma-dev ca-certificates
-    debootstrap busybox-static xz-utils tar acl attr libcap2-bin tmux curl bc
+    debootstrap busybox-static xz-utils tar acl attr libcap2-bin tmux curl bc iproute2 procps
     lxc
 )
 

@@ -1,6 +1,6 @@
 //! The Container object: what the commands do to one container.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::config::{ContainerConfig, ImageSource, SystemConfig};
@@ -17,15 +17,31 @@ use crate::{name, store};
 const TEMPLATE_CONFIG_DIR: &str = "/usr/share/rlxc/config";
 const HOOK_DIR: &str = "/usr/share/rlxc/hooks";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum State {
     Stopped,
+    /// The monitor answers: init runs with this (host) pid.
+    Running {
+        pid: i32,
+    },
+    /// No monitor answers, but processes live in the container's cgroup: the monitor
+    /// was killed. They can still be stopped (rlxc-stop -k).
+    Orphaned {
+        pids: Vec<i32>,
+    },
+}
+
+impl State {
+    pub fn is_running(&self) -> bool {
+        !matches!(self, State::Stopped)
+    }
 }
 
 impl std::fmt::Display for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             State::Stopped => "STOPPED",
+            State::Running { .. } | State::Orphaned { .. } => "RUNNING",
         })
     }
 }
@@ -33,6 +49,8 @@ impl std::fmt::Display for State {
 pub struct Container {
     pub name: String,
     pub lxcpath: PathBuf,
+    /// RUNPATH/NAME.TAG: the monitor's socket and state.
+    pub run_dir: PathBuf,
 }
 
 /// What a create did, for the CLI to report.
@@ -46,11 +64,12 @@ pub struct CreateReport {
 }
 
 impl Container {
-    pub fn new(lxcpath: &Path, name: &str) -> Result<Self> {
+    pub fn new(sys: &SystemConfig, name: &str) -> Result<Self> {
         name::validate(name)?;
         Ok(Container {
             name: name.to_string(),
-            lxcpath: lxcpath.to_path_buf(),
+            lxcpath: sys.lxcpath.clone(),
+            run_dir: crate::runtime::run_dir(sys, &sys.lxcpath, name),
         })
     }
 
@@ -86,9 +105,24 @@ impl Container {
         ContainerConfig::load(&self.config_path())
     }
 
-    /// The live state. Until the runtime exists, nothing can be running.
+    /// The live state, asked of the monitor; never read from a file.
     pub fn state(&self) -> State {
-        State::Stopped
+        if let Ok((_, pid)) = crate::runtime::proto::state(&self.run_dir) {
+            return State::Running { pid };
+        }
+        let pids = self.cgroup().map(|c| c.pids()).unwrap_or_default();
+        if pids.is_empty() {
+            State::Stopped
+        } else {
+            State::Orphaned { pids }
+        }
+    }
+
+    pub fn cgroup(&self) -> Result<crate::cgroup::Cgroup> {
+        Ok(crate::cgroup::Cgroup::new(
+            crate::cgroup::Layout::detect()?,
+            &self.name,
+        ))
     }
 
     /// Create from the download template: image → cache → rootfs → config, atomically.
@@ -184,10 +218,13 @@ impl Container {
     pub fn destroy(&self) -> Result<()> {
         self.must_exist()?;
         let _lock = store::lock_name(&self.lxcpath, &self.name, "destroying this container")?;
-        if self.state() != State::Stopped {
+        if self.state().is_running() {
             return Err(Error::Busy {
                 name: self.name.clone(),
-                what: "it is running; stop it first or use -f".into(),
+                what: format!(
+                    "it is running; stop it first (rlxc-stop -n {}) or use -f",
+                    self.name
+                ),
             });
         }
         let doomed = self.lxcpath.join(format!(".{}.destroying", self.name));

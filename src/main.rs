@@ -1,13 +1,17 @@
 //! rlxc: system containers in the tradition of LXC. One multi-call binary:
 //! `rlxc CMD …` or `rlxc-CMD …`.
 
+mod attach;
+mod cgroup;
 mod cli;
 mod config;
+mod console;
 mod container;
 mod error;
 mod image;
 mod name;
 mod rootfs;
+mod runtime;
 mod store;
 mod sys;
 

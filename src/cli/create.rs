@@ -152,7 +152,7 @@ pub fn run(a: Args) -> Result<i32> {
             n
         }
     };
-    let c = Container::new(&sys.lxcpath, &name)?;
+    let c = Container::new(&sys, &name)?;
     let base = base_config(&sys, a.config.as_ref())?;
     let req = Request {
         server,

@@ -18,7 +18,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<i32> {
     let sys = a.common.system()?;
-    let c = Container::new(&sys.lxcpath, &a.name)?;
+    let c = Container::new(&sys, &a.name)?;
     let cfg = c.config()?;
     let row = |k: &str, v: &str| println!("{:<15} {v}", format!("{k}:"));
     if a.state {
@@ -26,7 +26,22 @@ pub fn run(a: Args) -> Result<i32> {
         return Ok(0);
     }
     row("Name", &c.name);
-    row("State", &c.state().to_string());
+    let state = c.state();
+    row("State", &state.to_string());
+    match &state {
+        crate::container::State::Running { pid } => live(&c, *pid, &row),
+        crate::container::State::Orphaned { pids } => {
+            row(
+                "Monitor",
+                &format!(
+                    "gone (killed?) while {} processes run: rlxc-stop -k -n {} stops them",
+                    pids.len(),
+                    c.name
+                ),
+            );
+        }
+        crate::container::State::Stopped => {}
+    }
     if let Some(h) = &cfg.hostname {
         row("Hostname", h);
     }
@@ -80,4 +95,44 @@ pub fn run(a: Args) -> Result<i32> {
         if cfg.autostart.enabled { "yes" } else { "no" },
     );
     Ok(0)
+}
+
+/// PID, addresses, CPU, memory and link counters of a running container.
+fn live(c: &Container, pid: i32, row: &dyn Fn(&str, &str)) {
+    row("PID", &pid.to_string());
+    let (v4, v6) = crate::runtime::net::container_addresses(pid);
+    for a in v4 {
+        row("IP", &a);
+    }
+    for a in v6 {
+        row("IP", &a);
+    }
+    if let Ok(cg) = c.cgroup() {
+        if let Some(ns) = cg.cpu_ns() {
+            row("CPU use", &format!("{:.2} seconds", ns as f64 / 1e9));
+        }
+        if let Some(b) = cg.memory_bytes() {
+            row("Memory use", &human(b));
+        }
+    }
+    for (name, rx, tx) in crate::runtime::net::link_stats(pid) {
+        row("Link", &name);
+        row(" TX bytes", &human(tx));
+        row(" RX bytes", &human(rx));
+    }
+}
+
+fn human(b: u64) -> String {
+    let units = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < units.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} bytes")
+    } else {
+        format!("{v:.2} {}", units[u])
+    }
 }

@@ -43,10 +43,10 @@ pub fn run(a: Args) -> Result<i32> {
     let sys = a.common.system()?;
     let mut containers = Vec::new();
     for n in store::list(&sys.lxcpath)? {
-        let Ok(c) = Container::new(&sys.lxcpath, &n) else {
+        let Ok(c) = Container::new(&sys, &n) else {
             continue;
         };
-        let running = c.state() != crate::container::State::Stopped;
+        let running = c.state().is_running();
         if (a.running && !running) || (a.stopped && running) {
             continue;
         }
@@ -82,11 +82,12 @@ fn fancy(containers: &[Container], format: Option<&str>) -> Result<i32> {
     let mut rows = vec![header];
     for c in containers {
         let cfg = c.config().ok();
+        let state = c.state();
         rows.push(
             cols.iter()
                 .map(|col| match col.as_str() {
                     "name" => c.name.clone(),
-                    "state" => c.state().to_string(),
+                    "state" => state.to_string(),
                     "autostart" => if cfg.as_ref().is_some_and(|x| x.autostart.enabled) {
                         "1"
                     } else {
@@ -102,6 +103,22 @@ fn fancy(containers: &[Container], format: Option<&str>) -> Result<i32> {
                         .and_then(|x| x.image.as_ref())
                         .map(|i| format!("{} {}", i.dist, i.release))
                         .unwrap_or_else(|| "-".into()),
+                    "pid" => match state {
+                        crate::container::State::Running { pid } => pid.to_string(),
+                        _ => "-".into(),
+                    },
+                    "ipv4" | "ipv6" => match state {
+                        crate::container::State::Running { pid } => {
+                            let (v4, v6) = crate::runtime::net::container_addresses(pid);
+                            let v = if col == "ipv4" { v4 } else { v6 };
+                            if v.is_empty() {
+                                "-".into()
+                            } else {
+                                v.join(", ")
+                            }
+                        }
+                        _ => "-".into(),
+                    },
                     _ => "-".to_string(),
                 })
                 .collect(),

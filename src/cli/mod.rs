@@ -12,10 +12,16 @@ use crate::config::SystemConfig;
 use crate::error::{Error, Result};
 use crate::image::fetch::Progress;
 
+mod attach;
+mod console;
 mod create;
 mod destroy;
 mod info;
 mod ls;
+mod monitor;
+mod start;
+mod stop;
+mod wait;
 
 #[derive(Parser)]
 #[command(
@@ -38,6 +44,18 @@ enum Command {
     Info(info::Args),
     /// Remove a container and everything of it.
     Destroy(destroy::Args),
+    /// Boot a container (foreground console by default, -d to daemonize).
+    Start(start::Args),
+    /// Halt, kill (-k) or reboot (-r) a container.
+    Stop(stop::Args),
+    /// Attach to a running container's console.
+    Console(console::Args),
+    /// Run a command inside a running container.
+    Attach(attach::Args),
+    /// Wait for a container to reach a state.
+    Wait(wait::Args),
+    #[command(name = "__monitor", hide = true)]
+    Monitor(monitor::Args),
 }
 
 /// Options every command takes.
@@ -98,11 +116,22 @@ pub fn main() -> i32 {
         }
     };
     crate::sys::catch_interrupts();
+    if !matches!(cli.cmd, Command::Monitor(_)) {
+        // `rlxc-ls | head` should end quietly; the monitor keeps ignoring SIGPIPE so a
+        // vanished client never kills it.
+        crate::sys::default_sigpipe();
+    }
     let res = match cli.cmd {
         Command::Create(a) => create::run(*a),
         Command::Ls(a) => ls::run(a),
         Command::Info(a) => info::run(a),
         Command::Destroy(a) => destroy::run(a),
+        Command::Start(a) => start::run(a),
+        Command::Stop(a) => stop::run(a),
+        Command::Console(a) => console::run(a),
+        Command::Attach(a) => attach::run(a),
+        Command::Wait(a) => wait::run(a),
+        Command::Monitor(a) => monitor::run(a),
     };
     match res {
         Ok(code) => code,

@@ -111,3 +111,160 @@ mod tests {
         assert!(!pid_alive(0));
     }
 }
+
+pub mod seccomp;
+
+/// Start `cb` as a child in new namespaces (clone(2) with `flags`), SIGCHLD on exit.
+pub fn clone_child(
+    flags: nix::sched::CloneFlags,
+    cb: Box<dyn FnMut() -> isize + '_>,
+) -> nix::Result<nix::unistd::Pid> {
+    // The child runs `cb` on this stack until it execs; 1 MiB is plenty for the setup.
+    let mut stack = vec![0u8; 1 << 20];
+    // SAFETY: the child gets its own copy of the address space (no CLONE_VM), so it
+    // cannot race the parent on any memory; `stack` outlives the call in the parent and
+    // is a private copy in the child. The callback only makes system calls and execs.
+    unsafe { nix::sched::clone(cb, &mut stack, flags, Some(libc::SIGCHLD)) }
+}
+
+/// Make `fd` (a terminal) the controlling terminal of this session.
+pub fn set_controlling_tty(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: TIOCSCTTY takes an int argument; `fd` is a live descriptor.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Window size of a terminal, as (rows, cols).
+pub fn get_winsize(fd: BorrowedFd<'_>) -> Option<(u16, u16)> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one `winsize` into the pointed-to, properly sized struct.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) };
+    (r == 0 && ws.ws_row > 0).then_some((ws.ws_row, ws.ws_col))
+}
+
+pub fn set_winsize(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<()> {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one `winsize` from the pointed-to struct.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Remove capabilities from the bounding set: no process below can ever regain them.
+pub fn drop_bounding_caps(caps: &[u32]) -> io::Result<()> {
+    for &cap in caps {
+        // SAFETY: PR_CAPBSET_DROP takes the capability number; no pointers involved.
+        let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };
+        if r != 0 {
+            let e = io::Error::last_os_error();
+            // A capability this kernel does not know cannot be held either.
+            if e.raw_os_error() != Some(libc::EINVAL) {
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Borrow a descriptor this process keeps open for the rest of its life (inherited
+/// sync sockets, stdio).
+pub fn borrow_fd(fd: std::os::fd::RawFd) -> BorrowedFd<'static> {
+    // SAFETY: callers pass descriptors that stay open until the process execs or exits;
+    // the 'static borrow never outlives that.
+    unsafe { BorrowedFd::borrow_raw(fd) }
+}
+
+/// dup2 `fd` onto the descriptor number `target` (stdio set-up before exec).
+pub fn dup_onto(fd: BorrowedFd<'_>, target: std::os::fd::RawFd) -> io::Result<()> {
+    if fd.as_raw_fd() == target {
+        return Ok(());
+    }
+    // SAFETY: dup2 on two integers; the target number is replaced atomically, which is
+    // the point (0, 1, 2 become the console).
+    let r = unsafe { libc::dup2(fd.as_raw_fd(), target) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Mark every descriptor from `first` up close-on-exec, so nothing of the monitor leaks
+/// into the container's init.
+pub fn mark_fds_cloexec_from(first: u32) {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags; no memory involved.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if r != 0 {
+        // Old kernels: mark the ones that are open, one by one.
+        if let Ok(rd) = std::fs::read_dir("/proc/self/fd") {
+            let fds: Vec<i32> = rd
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect();
+            for fd in fds.into_iter().filter(|fd| *fd >= first as i32) {
+                let _ = nix::fcntl::fcntl(
+                    borrow_fd(fd),
+                    nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+                );
+            }
+        }
+    }
+}
+
+/// Send a signal by number (real-time signals such as SIGRTMIN+3 have no nix name).
+pub fn kill_raw(pid: i32, sig: i32) -> io::Result<()> {
+    // SAFETY: kill(2) on two integers.
+    let r = unsafe { libc::kill(pid, sig) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+pub enum Forked {
+    Parent(nix::unistd::Pid),
+    Child,
+}
+
+/// fork(2). Only called from single-threaded commands (attach), before any thread starts.
+pub fn fork() -> nix::Result<Forked> {
+    // SAFETY: rlxc-attach has started no threads (no HTTP client, no tokio) when it forks,
+    // so the child inherits no locks held by another thread.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Parent { child } => Ok(Forked::Parent(child)),
+        nix::unistd::ForkResult::Child => Ok(Forked::Child),
+    }
+}
+
+/// Restore the default SIGPIPE action (Rust ignores it), for commands whose output
+/// may go to a pipe that closes early.
+pub fn default_sigpipe() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: installing SIG_DFL involves no handler code at all.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+}

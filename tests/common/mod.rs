@@ -591,3 +591,72 @@ pub fn read(p: impl AsRef<Path>) -> String {
         .unwrap();
     s
 }
+
+/// A detached tmux session, killed on drop even when the test fails.
+pub struct Tmux {
+    name: String,
+}
+
+impl Tmux {
+    pub fn start(cmd: &str) -> Self {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let name = format!("rlxc-test-{}-{n}", std::process::id());
+        let st = std::process::Command::new("tmux")
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                &name,
+                "-x",
+                "120",
+                "-y",
+                "40",
+                cmd,
+            ])
+            .status()
+            .expect("tmux is needed for terminal tests (apt-get install tmux)");
+        assert!(st.success());
+        Tmux { name }
+    }
+
+    pub fn screen(&self) -> String {
+        let out = std::process::Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.name])
+            .output()
+            .unwrap();
+        stdout(&out)
+    }
+
+    pub fn keys(&self, keys: &[&str]) {
+        let st = std::process::Command::new("tmux")
+            .args(["send-keys", "-t", &self.name])
+            .args(keys)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
+    pub fn wait_for(&self, text: &str) -> String {
+        let t0 = std::time::Instant::now();
+        loop {
+            let s = self.screen();
+            if s.contains(text) {
+                return s;
+            }
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(30),
+                "timed out waiting for {text:?}; screen:\n{s}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("tmux")
+            .args(["kill-session", "-t", &self.name])
+            .status();
+    }
+}

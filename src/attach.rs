@@ -1,0 +1,165 @@
+//! rlxc-attach: run a command inside a running container: its cgroup, all of its
+//! namespaces, its root, with the same capability bounding set and seccomp filter
+//! as init. The environment is cleared to a known set unless asked to keep it.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, OwnedFd};
+
+use nix::fcntl::OFlag;
+use nix::sched::CloneFlags;
+use nix::sys::stat::Mode;
+use nix::sys::wait::{waitpid, WaitStatus};
+
+use crate::error::{Error, IoContext, Result};
+
+pub struct Options {
+    pub cmd: Vec<String>,
+    pub keep_env: bool,
+    pub set_env: Vec<String>,
+}
+
+const NAMESPACES: &[(&str, CloneFlags)] = &[
+    ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+    ("ipc", CloneFlags::CLONE_NEWIPC),
+    ("uts", CloneFlags::CLONE_NEWUTS),
+    ("net", CloneFlags::CLONE_NEWNET),
+    ("pid", CloneFlags::CLONE_NEWPID),
+    ("mnt", CloneFlags::CLONE_NEWNS),
+];
+
+/// Run `opts.cmd` in the container whose init is `init`; returns its exit code.
+pub fn run(init: i32, opts: &Options) -> Result<i32> {
+    let mut ns: Vec<(OwnedFd, CloneFlags)> = Vec::new();
+    for (name, flag) in NAMESPACES {
+        let p = format!("/proc/{init}/ns/{name}");
+        // A namespace the container shares with the host (network type "none") is skipped.
+        if std::fs::read_link(&p).ok() == std::fs::read_link(format!("/proc/self/ns/{name}")).ok() {
+            continue;
+        }
+        let fd = nix::fcntl::open(
+            p.as_str(),
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .ctx("open", &p)?;
+        ns.push((fd, *flag));
+    }
+    let cgroups = init_cgroups(init)?;
+    let env = environment(opts);
+    let argv: Vec<CString> = opts
+        .cmd
+        .iter()
+        .map(|a| {
+            CString::new(a.as_bytes())
+                .map_err(|_| Error::Usage(format!("argument {a:?} contains a NUL byte")))
+        })
+        .collect::<Result<_>>()?;
+    match crate::sys::fork().ctx("fork", "rlxc-attach")? {
+        crate::sys::Forked::Child => {
+            let code = match enter_and_exec(&cgroups, &ns, &argv, &env) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("rlxc-attach: error: {e}");
+                    126
+                }
+            };
+            std::process::exit(code);
+        }
+        crate::sys::Forked::Parent(pid) => wait_code(pid),
+    }
+}
+
+fn wait_code(pid: nix::unistd::Pid) -> Result<i32> {
+    loop {
+        match waitpid(pid, None) {
+            Ok(WaitStatus::Exited(_, c)) => return Ok(c),
+            Ok(WaitStatus::Signaled(_, s, _)) => return Ok(128 + s as i32),
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(Error::io("wait for", "the attached command", e.into())),
+        }
+    }
+}
+
+/// init's cgroup in every hierarchy, as host paths to its cgroup.procs.
+fn init_cgroups(init: i32) -> Result<Vec<std::path::PathBuf>> {
+    let layout = crate::cgroup::Layout::detect()?;
+    let text = std::fs::read_to_string(format!("/proc/{init}/cgroup"))
+        .ctx("read", format!("/proc/{init}/cgroup"))?;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut f = line.splitn(3, ':');
+        let (Some(_), Some(ctrls), Some(path)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        let h = layout.hierarchies.iter().find(|h| {
+            if ctrls.is_empty() {
+                h.v2
+            } else {
+                !h.v2 && ctrls.split(',').all(|c| h.has(c))
+            }
+        });
+        if let Some(h) = h {
+            out.push(
+                h.mountpoint
+                    .join(path.trim_start_matches('/'))
+                    .join("cgroup.procs"),
+            );
+        }
+    }
+    Ok(out)
+}
+
+fn environment(opts: &Options) -> Vec<CString> {
+    let mut env: Vec<String> = if opts.keep_env {
+        std::env::vars().map(|(k, v)| format!("{k}={v}")).collect()
+    } else {
+        let term = std::env::var("TERM").unwrap_or_else(|_| "linux".into());
+        vec![
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            format!("TERM={term}"),
+            "HOME=/root".into(),
+            "container=lxc".into(),
+        ]
+    };
+    env.extend(opts.set_env.iter().cloned());
+    env.into_iter()
+        .filter_map(|e| CString::new(e).ok())
+        .collect()
+}
+
+/// In the forked child: join cgroups and namespaces, fork once more (a new PID namespace
+/// applies to children), and exec in the grandchild.
+fn enter_and_exec(
+    cgroups: &[std::path::PathBuf],
+    ns: &[(OwnedFd, CloneFlags)],
+    argv: &[CString],
+    env: &[CString],
+) -> Result<i32> {
+    let me = std::process::id().to_string();
+    for p in cgroups {
+        std::fs::write(p, &me).ctx("join cgroup", p)?;
+    }
+    for (fd, flag) in ns {
+        nix::sched::setns(fd.as_fd(), *flag).ctx("enter a namespace of", "the container")?;
+    }
+    nix::unistd::chdir("/").ctx("enter", "/")?;
+    match crate::sys::fork().ctx("fork", "into the container")? {
+        crate::sys::Forked::Parent(pid) => wait_code(pid),
+        crate::sys::Forked::Child => {
+            let _ = crate::sys::drop_bounding_caps(crate::runtime::child::CAPS_DROP);
+            let _ = crate::sys::seccomp::install();
+            let prog = argv
+                .first()
+                .cloned()
+                .unwrap_or_else(|| CString::from(c"/bin/sh"));
+            let err = nix::unistd::execvpe(&prog, argv, env).err();
+            eprintln!(
+                "rlxc-attach: error: cannot execute {} in the container: {}",
+                prog.to_string_lossy(),
+                err.map(|e| e.desc()).unwrap_or("unknown error")
+            );
+            std::process::exit(127);
+        }
+    }
+}

@@ -1,0 +1,445 @@
+//! Control groups on cgroup v1 (hybrid hosts: v1 controllers, `name=systemd` and a
+//! unified mount) and on pure cgroup v2. A container gets `rlxc/NAME` in every hierarchy;
+//! its init joins them before it unshares its cgroup namespace, so inside the container
+//! that directory is the root, writable for systemd to delegate below.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{parse_size, Limits};
+use crate::error::{Error, IoContext, Result};
+
+/// One mounted hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hierarchy {
+    pub mountpoint: PathBuf,
+    /// v1 controllers or names (`cpu`, `memory`, `name=systemd`); empty for cgroup2.
+    pub controllers: Vec<String>,
+    pub v2: bool,
+}
+
+impl Hierarchy {
+    pub fn has(&self, c: &str) -> bool {
+        self.controllers.iter().any(|x| x == c)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub hierarchies: Vec<Hierarchy>,
+}
+
+/// The `rlxc/NAME` cgroup of a container in every hierarchy.
+#[derive(Debug, Clone)]
+pub struct Cgroup {
+    pub name: String,
+    pub layout: Layout,
+}
+
+/// Parse /proc/self/mountinfo for cgroup and cgroup2 mounts.
+pub fn parse_mountinfo(text: &str) -> Layout {
+    let mut hierarchies = Vec::new();
+    for line in text.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let l: Vec<&str> = left.split_whitespace().collect();
+        let r: Vec<&str> = right.split_whitespace().collect();
+        if l.len() < 5 || r.len() < 3 {
+            continue;
+        }
+        // Only hierarchies mounted at their root: a bind of a subtree is someone's view.
+        if l[3] != "/" {
+            continue;
+        }
+        let mountpoint = PathBuf::from(l[4].replace("\\040", " "));
+        match r[0] {
+            "cgroup2" => hierarchies.push(Hierarchy {
+                mountpoint,
+                controllers: Vec::new(),
+                v2: true,
+            }),
+            "cgroup" => {
+                let controllers = r[2]
+                    .split(',')
+                    .filter(|o| {
+                        !matches!(
+                            *o,
+                            "rw" | "ro" | "relatime" | "noatime" | "nosuid" | "nodev" | "noexec"
+                        ) && !o.starts_with("release_agent")
+                            && *o != "clone_children"
+                            && *o != "xattr"
+                            && *o != "noprefix"
+                            && *o != "cpuset_v2_mode"
+                    })
+                    .map(String::from)
+                    .collect();
+                hierarchies.push(Hierarchy {
+                    mountpoint,
+                    controllers,
+                    v2: false,
+                })
+            }
+            _ => {}
+        }
+    }
+    Layout { hierarchies }
+}
+
+impl Layout {
+    pub fn detect() -> Result<Self> {
+        let text =
+            std::fs::read_to_string("/proc/self/mountinfo").ctx("read", "/proc/self/mountinfo")?;
+        let l = parse_mountinfo(&text);
+        if l.hierarchies.is_empty() {
+            return Err(Error::Other(
+                "no cgroup file system is mounted; mount cgroup2 on /sys/fs/cgroup (or the v1 hierarchies)".into(),
+            ));
+        }
+        Ok(l)
+    }
+
+    /// Only cgroup2 (a "unified" host).
+    pub fn is_pure_v2(&self) -> bool {
+        self.hierarchies.iter().all(|h| h.v2)
+    }
+
+    fn find(&self, pred: impl Fn(&Hierarchy) -> bool) -> Option<&Hierarchy> {
+        self.hierarchies.iter().find(|h| pred(h))
+    }
+
+    /// Where a controller lives: its v1 hierarchy, else cgroup2 when that has it.
+    pub fn controller(&self, c: &str) -> Option<&Hierarchy> {
+        self.find(|h| !h.v2 && h.has(c)).or_else(|| {
+            self.find(|h| h.v2).filter(|h| {
+                std::fs::read_to_string(h.mountpoint.join("cgroup.controllers"))
+                    .is_ok_and(|s| s.split_whitespace().any(|x| x == c))
+            })
+        })
+    }
+}
+
+const BASE: &str = "rlxc";
+
+/// Standard device nodes a container may use (LXC's common.conf).
+const DEVICES_ALLOW: &[&str] = &[
+    "c *:* m",
+    "b *:* m",
+    "c 1:3 rwm",
+    "c 1:5 rwm",
+    "c 1:7 rwm",
+    "c 1:8 rwm",
+    "c 1:9 rwm",
+    "c 5:0 rwm",
+    "c 5:1 rwm",
+    "c 5:2 rwm",
+    "c 136:* rwm",
+    "c 10:229 rwm",
+    "c 10:200 rwm",
+];
+
+impl Cgroup {
+    pub fn new(layout: Layout, name: &str) -> Self {
+        Cgroup {
+            name: name.to_string(),
+            layout,
+        }
+    }
+
+    pub fn path_in(&self, h: &Hierarchy) -> PathBuf {
+        h.mountpoint.join(BASE).join(&self.name)
+    }
+
+    /// Does any hierarchy still hold this container's cgroup?
+    pub fn exists(&self) -> bool {
+        self.layout
+            .hierarchies
+            .iter()
+            .any(|h| self.path_in(h).is_dir())
+    }
+
+    /// Create `rlxc/NAME` everywhere; on v2 enable the controllers down to it.
+    pub fn create(&self) -> Result<()> {
+        for h in &self.layout.hierarchies {
+            let base = h.mountpoint.join(BASE);
+            if h.v2 {
+                let ctrls = std::fs::read_to_string(h.mountpoint.join("cgroup.controllers"))
+                    .unwrap_or_default();
+                mkdir(&base)?;
+                enable_controllers(&h.mountpoint, &ctrls)?;
+                enable_controllers(&base, &ctrls)?;
+            } else {
+                mkdir(&base)?;
+                if h.has("cpuset") {
+                    // A new v1 cpuset is empty and refuses tasks: inherit the parent's.
+                    copy_cpuset(&h.mountpoint, &base)?;
+                }
+            }
+            let dir = self.path_in(h);
+            if dir.exists() {
+                return Err(Error::Busy {
+                    name: self.name.clone(),
+                    what: format!(
+                        "its cgroup {} exists: a previous run is still there",
+                        dir.display()
+                    ),
+                });
+            }
+            mkdir(&dir)?;
+            if !h.v2 && h.has("cpuset") {
+                copy_cpuset(&base, &dir)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Apply limits and the device allow-list.
+    pub fn configure(&self, limits: &Limits) -> Result<()> {
+        if let Some(h) = self.layout.controller("devices").filter(|h| !h.v2) {
+            let dir = self.path_in(h);
+            write(&dir.join("devices.deny"), "a")?;
+            for rule in DEVICES_ALLOW {
+                write(&dir.join("devices.allow"), rule)?;
+            }
+        }
+        if let Some(m) = limits.memory.as_deref().and_then(parse_size) {
+            let h = self.need("memory")?;
+            let file = if h.v2 {
+                "memory.max"
+            } else {
+                "memory.limit_in_bytes"
+            };
+            write(&self.path_in(h).join(file), &m.to_string())?;
+        }
+        if let Some(cpus) = limits.cpus {
+            let h = self.need("cpu")?;
+            let period = 100_000u64;
+            let quota = (cpus * period as f64).round() as u64;
+            if h.v2 {
+                write(
+                    &self.path_in(h).join("cpu.max"),
+                    &format!("{quota} {period}"),
+                )?;
+            } else {
+                write(
+                    &self.path_in(h).join("cpu.cfs_period_us"),
+                    &period.to_string(),
+                )?;
+                write(
+                    &self.path_in(h).join("cpu.cfs_quota_us"),
+                    &quota.to_string(),
+                )?;
+            }
+        }
+        if let Some(p) = limits.pids {
+            let h = self.need("pids")?;
+            write(&self.path_in(h).join("pids.max"), &p.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn need(&self, c: &str) -> Result<&Hierarchy> {
+        self.layout.controller(c).ok_or_else(|| {
+            Error::Other(format!(
+                "the {c} cgroup controller is not available on this host, but limits.{} asks for it",
+                if c == "cpu" { "cpus" } else { c }
+            ))
+        })
+    }
+
+    /// Move a process into the container's cgroup in every hierarchy.
+    pub fn enter(&self, pid: i32) -> Result<()> {
+        for h in &self.layout.hierarchies {
+            write(&self.path_in(h).join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// PIDs (host view) in the container's cgroup tree.
+    pub fn pids(&self) -> Vec<i32> {
+        let Some(h) = self
+            .layout
+            .hierarchies
+            .iter()
+            .find(|h| self.path_in(h).is_dir())
+        else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        collect_pids(&self.path_in(h), &mut out);
+        out
+    }
+
+    /// Kill everything left and remove the cgroup directories, deepest first.
+    pub fn destroy(&self) -> Result<()> {
+        for _ in 0..100 {
+            let pids = self.pids();
+            if pids.is_empty() {
+                break;
+            }
+            for p in pids {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(p),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let mut last_err = None;
+        for h in &self.layout.hierarchies {
+            let dir = self.path_in(h);
+            if let Err(e) = remove_tree(&dir) {
+                last_err = Some(e);
+            }
+        }
+        last_err.map_or(Ok(()), Err)
+    }
+
+    /// CPU time used, in nanoseconds.
+    pub fn cpu_ns(&self) -> Option<u64> {
+        if let Some(h) = self.layout.controller("cpuacct").filter(|h| !h.v2) {
+            return read_u64(&self.path_in(h).join("cpuacct.usage"));
+        }
+        let h = self.layout.find(|h| h.v2)?;
+        let stat = std::fs::read_to_string(self.path_in(h).join("cpu.stat")).ok()?;
+        stat.lines()
+            .find_map(|l| l.strip_prefix("usage_usec "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|us| us * 1000)
+    }
+
+    /// Memory in use, in bytes.
+    pub fn memory_bytes(&self) -> Option<u64> {
+        let h = self.layout.controller("memory")?;
+        let file = if h.v2 {
+            "memory.current"
+        } else {
+            "memory.usage_in_bytes"
+        };
+        read_u64(&self.path_in(h).join(file))
+    }
+}
+
+fn read_u64(p: &Path) -> Option<u64> {
+    std::fs::read_to_string(p).ok()?.trim().parse().ok()
+}
+
+fn mkdir(p: &Path) -> Result<()> {
+    match std::fs::create_dir(p) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        r => r.ctx("create cgroup", p),
+    }
+}
+
+fn write(p: &Path, v: &str) -> Result<()> {
+    std::fs::write(p, v).ctx("write cgroup file", p)
+}
+
+fn enable_controllers(dir: &Path, available: &str) -> Result<()> {
+    let want: Vec<String> = available
+        .split_whitespace()
+        .filter(|c| matches!(*c, "cpu" | "memory" | "pids" | "io" | "cpuset"))
+        .map(|c| format!("+{c}"))
+        .collect();
+    if want.is_empty() {
+        return Ok(());
+    }
+    write(&dir.join("cgroup.subtree_control"), &want.join(" "))
+}
+
+fn copy_cpuset(from: &Path, to: &Path) -> Result<()> {
+    for f in ["cpuset.cpus", "cpuset.mems"] {
+        let cur = std::fs::read_to_string(to.join(f)).unwrap_or_default();
+        if cur.trim().is_empty() {
+            let v = std::fs::read_to_string(from.join(f)).ctx("read", from.join(f))?;
+            write(&to.join(f), v.trim())?;
+        }
+    }
+    Ok(())
+}
+
+fn collect_pids(dir: &Path, out: &mut Vec<i32>) {
+    if let Ok(s) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+        out.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+    }
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                collect_pids(&e.path(), out);
+            }
+        }
+    }
+}
+
+/// rmdir a cgroup tree bottom-up (cgroup directories cannot be removed with files in
+/// them, and their files cannot be unlinked: only rmdir works).
+fn remove_tree(dir: &Path) -> Result<()> {
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&e.path())?;
+            }
+        }
+    }
+    let mut tries = 0;
+    loop {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            // EBUSY while the last tasks are still exiting.
+            Err(_) if tries < 50 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => return Err(Error::io("remove cgroup", dir, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "\
+30 22 0:26 / /sys/fs/cgroup rw,relatime shared:9 - tmpfs tmpfs rw,mode=755
+31 30 0:27 / /sys/fs/cgroup/cpu rw,relatime shared:10 - cgroup cgroup rw,cpu
+32 30 0:28 / /sys/fs/cgroup/memory rw,relatime shared:11 - cgroup cgroup rw,memory
+33 30 0:29 / /sys/fs/cgroup/systemd rw,relatime shared:12 - cgroup cgroup rw,xattr,release_agent=/x,name=systemd
+34 30 0:30 / /sys/fs/cgroup/unified rw,relatime shared:13 - cgroup2 cgroup2 rw
+35 30 0:31 / /sys/fs/cgroup/cpu,cpuacct rw,relatime shared:14 - cgroup cgroup rw,cpu,cpuacct
+36 22 0:32 /lxc/x /mnt/view rw,relatime - cgroup cgroup rw,pids
+";
+
+    #[test]
+    fn parses_hybrid_layout() {
+        let l = parse_mountinfo(HYBRID);
+        assert_eq!(l.hierarchies.len(), 5, "{l:?}");
+        assert!(!l.is_pure_v2());
+        let sd = l
+            .hierarchies
+            .iter()
+            .find(|h| h.has("name=systemd"))
+            .unwrap();
+        assert_eq!(sd.controllers, ["name=systemd"]);
+        assert_eq!(
+            l.controller("memory").unwrap().mountpoint,
+            PathBuf::from("/sys/fs/cgroup/memory")
+        );
+        assert!(l.hierarchies.iter().any(|h| h.v2));
+        assert!(l
+            .hierarchies
+            .iter()
+            .any(|h| h.has("cpu") && h.has("cpuacct")));
+    }
+
+    #[test]
+    fn parses_pure_v2() {
+        let l = parse_mountinfo(
+            "30 22 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n",
+        );
+        assert!(l.is_pure_v2());
+        assert_eq!(l.hierarchies[0].mountpoint, PathBuf::from("/sys/fs/cgroup"));
+    }
+}

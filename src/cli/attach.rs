@@ -1,0 +1,55 @@
+//! rlxc-attach: run a command (default: a shell) inside a running container.
+
+use super::Common;
+use crate::attach::{self, Options};
+use crate::container::{Container, State};
+use crate::error::{Error, Result};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Container name.
+    #[arg(short = 'n', long = "name")]
+    name: String,
+    /// Keep this environment instead of a clean one.
+    #[arg(long = "keep-env")]
+    keep_env: bool,
+    /// Set VAR=VALUE in the command's environment (repeatable).
+    #[arg(short = 'v', long = "set-var", value_name = "VAR=VALUE")]
+    set_var: Vec<String>,
+    #[command(flatten)]
+    common: Common,
+    /// The command and its arguments (default: /bin/sh).
+    #[arg(last = true)]
+    cmd: Vec<String>,
+}
+
+pub fn run(a: Args) -> Result<i32> {
+    let sys = a.common.system()?;
+    let c = Container::new(&sys, &a.name)?;
+    let pid = match c.state() {
+        State::Running { pid } => pid,
+        State::Orphaned { .. } => {
+            return Err(Error::Other(format!(
+                "{}'s monitor is gone; stop it with rlxc-stop -k -n {} and start it again",
+                c.name, c.name
+            )))
+        }
+        State::Stopped => return Err(Error::Other(format!("{} is not running", c.name))),
+    };
+    if let Some(bad) = a.set_var.iter().find(|v| !v.contains('=')) {
+        return Err(Error::Usage(format!("-v {bad:?}: expected VAR=VALUE")));
+    }
+    let cmd = if a.cmd.is_empty() {
+        vec!["/bin/sh".to_string()]
+    } else {
+        a.cmd
+    };
+    attach::run(
+        pid,
+        &Options {
+            cmd,
+            keep_env: a.keep_env,
+            set_env: a.set_var,
+        },
+    )
+}

@@ -1,0 +1,44 @@
+//! rlxc-start: boot a container. In the foreground (the default) this terminal becomes
+//! its console until Ctrl-a q; with -d it returns once init runs.
+
+use super::Common;
+use crate::console::{self, Ended};
+use crate::container::Container;
+use crate::error::Result;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Container name.
+    #[arg(short = 'n', long = "name")]
+    name: String,
+    /// Daemonize: return once init runs.
+    #[arg(short = 'd', long = "daemon", conflicts_with = "foreground")]
+    daemon: bool,
+    /// Stay attached to the console (the default).
+    #[arg(short = 'F', long = "foreground")]
+    foreground: bool,
+    #[command(flatten)]
+    common: Common,
+}
+
+pub fn run(a: Args) -> Result<i32> {
+    let sys = a.common.system()?;
+    let c = Container::new(&sys, &a.name)?;
+    let pid = crate::runtime::start(&sys, &c)?;
+    if a.daemon {
+        if !a.common.quiet {
+            eprintln!("Started {} (init pid {pid})", c.name);
+        }
+        return Ok(0);
+    }
+    match console::attach(&c.run_dir, &c.name, a.common.quiet)? {
+        Ended::Detached => {
+            eprintln!(
+                "\r\nDetached from {}; it keeps running (rlxc-console -n {} to come back).",
+                c.name, c.name
+            );
+        }
+        Ended::ContainerStopped => eprintln!("\r\n{} stopped.", c.name),
+    }
+    Ok(0)
+}

@@ -1,0 +1,158 @@
+//! The console client: attach this terminal to a container's console through its
+//! monitor. Ctrl-a q detaches (Ctrl-a a sends a literal Ctrl-a); the window size follows
+//! this terminal; the monitor replays recent output first.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::Path;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::termios;
+
+use crate::error::{Error, Result};
+use crate::runtime::proto;
+
+const CTRL_A: u8 = 0x01;
+
+pub enum Ended {
+    Detached,
+    ContainerStopped,
+}
+
+/// Raw mode for the life of the guard.
+struct RawMode<'a> {
+    fd: BorrowedFd<'a>,
+    saved: termios::Termios,
+}
+
+impl<'a> RawMode<'a> {
+    fn enter(fd: BorrowedFd<'a>) -> Option<Self> {
+        let saved = termios::tcgetattr(fd).ok()?;
+        let mut raw = saved.clone();
+        termios::cfmakeraw(&mut raw);
+        termios::tcsetattr(fd, termios::SetArg::TCSANOW, &raw).ok()?;
+        Some(RawMode { fd, saved })
+    }
+}
+
+impl Drop for RawMode<'_> {
+    fn drop(&mut self) {
+        let _ = termios::tcsetattr(self.fd, termios::SetArg::TCSANOW, &self.saved);
+    }
+}
+
+fn send_winsize(dir: &Path, tty: BorrowedFd<'_>) {
+    if let Some((rows, cols)) = crate::sys::get_winsize(tty) {
+        let _ = proto::request(
+            dir,
+            &format!("winsize {rows} {cols}"),
+            Some(std::time::Duration::from_secs(2)),
+        );
+    }
+}
+
+pub fn attach(dir: &Path, name: &str, quiet: bool) -> Result<Ended> {
+    let mut sock =
+        proto::connect(dir).map_err(|_| Error::Other(format!("{name} is not running")))?;
+    writeln!(sock, "console").map_err(|e| Error::io("talk to the monitor of", name, e))?;
+    // Read the "OK" line byte by byte: what follows is console output.
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while sock
+        .read(&mut b)
+        .map_err(|e| Error::io("read from the monitor of", name, e))?
+        == 1
+    {
+        if b[0] == b'\n' {
+            break;
+        }
+        line.push(b[0]);
+    }
+    if line != b"OK" {
+        return Err(Error::Other(format!(
+            "{name}: the monitor refused the console: {}",
+            String::from_utf8_lossy(&line)
+        )));
+    }
+    let stdin = std::io::stdin();
+    let tty = stdin.as_fd();
+    let is_tty = termios::tcgetattr(tty).is_ok();
+    if !quiet {
+        eprint!("Connected to {name}'s console. Type Ctrl-a q to detach.\r\n");
+    }
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGWINCH);
+    let _ = mask.thread_block();
+    let winch = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(|e| Error::io("watch", "the window size", e.into()))?;
+    let _raw = if is_tty { RawMode::enter(tty) } else { None };
+    if is_tty {
+        send_winsize(dir, tty);
+    }
+    let mut out = std::io::stdout();
+    let mut saw_escape = false;
+    let mut buf = [0u8; 8192];
+    let mut stdin_open = true;
+    loop {
+        let mut fds = vec![
+            PollFd::new(sock.as_fd(), PollFlags::POLLIN),
+            PollFd::new(winch.as_fd(), PollFlags::POLLIN),
+        ];
+        if stdin_open {
+            fds.push(PollFd::new(tty, PollFlags::POLLIN));
+        }
+        if nix::poll::poll(&mut fds, PollTimeout::NONE).is_err() {
+            continue;
+        }
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        drop(fds);
+        if ready[0] {
+            match sock.read(&mut buf) {
+                Ok(0) | Err(_) => {
+                    drop(_raw);
+                    return Ok(Ended::ContainerStopped);
+                }
+                Ok(n) => {
+                    let _ = out.write_all(&buf[..n]);
+                    let _ = out.flush();
+                }
+            }
+        }
+        if ready[1] {
+            while winch.read_signal().ok().flatten().is_some() {}
+            send_winsize(dir, tty);
+        }
+        if stdin_open && ready.get(2).copied().unwrap_or(false) {
+            let n = match nix::unistd::read(tty, &mut buf) {
+                Ok(0) | Err(_) => {
+                    stdin_open = false;
+                    continue;
+                }
+                Ok(n) => n,
+            };
+            let mut fwd = Vec::with_capacity(n + 1);
+            for &c in &buf[..n] {
+                if saw_escape {
+                    saw_escape = false;
+                    match c {
+                        b'q' => return Ok(Ended::Detached),
+                        CTRL_A | b'a' => fwd.push(CTRL_A),
+                        other => fwd.extend([CTRL_A, other]),
+                    }
+                } else if c == CTRL_A {
+                    saw_escape = true;
+                } else {
+                    fwd.push(c);
+                }
+            }
+            if !fwd.is_empty() && sock.write_all(&fwd).is_err() {
+                return Ok(Ended::ContainerStopped);
+            }
+        }
+    }
+}

@@ -1,0 +1,474 @@
+//! The container's first process, between clone and exec: it waits for the monitor to
+//! put it in its cgroup and wire its network, then builds its mount namespace inside the
+//! rootfs, pivots into it, sets hostname, console, capabilities and seccomp, and execs
+//! init. Any failure is sent to the monitor as text over the sync socket.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+
+use nix::fcntl::OFlag;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::Mode;
+
+use crate::cgroup::Layout;
+use crate::error::{Error, IoContext, Result};
+use crate::rootfs::Root;
+use crate::sys;
+
+/// Everything the child needs, prepared by the monitor before clone.
+pub struct ChildSpec {
+    pub rootfs: PathBuf,
+    pub hostname: String,
+    pub init: Vec<String>,
+    pub env: Vec<String>,
+    /// The console pty's slave, bound onto /dev/console.
+    pub console: PathBuf,
+    pub cgroups: Layout,
+    pub mounts: Vec<crate::config::MountEntry>,
+}
+
+/// LXC's common.conf drops these: loading modules, raw I/O, the clock, MAC policy.
+pub const CAPS_DROP: &[u32] = &[
+    16, // sys_module
+    17, // sys_rawio
+    25, // sys_time
+    32, // mac_override
+    33, // mac_admin
+];
+
+/// Entry point in the cloned child. Never returns on success (exec).
+pub fn run(spec: &ChildSpec, sync: RawFd) -> isize {
+    // The child's end of a socketpair the monitor keeps open until we exec or fail.
+    let sync = sys::borrow_fd(sync);
+    let err = match setup_and_exec(spec, sync) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let mut msg = format!("err {err}");
+    let mut src = std::error::Error::source(&err);
+    while let Some(s) = src {
+        msg += &format!(": {s}");
+        src = s.source();
+    }
+    let _ = nix::unistd::write(sync, msg.as_bytes());
+    1
+}
+
+enum Never {}
+
+fn setup_and_exec(spec: &ChildSpec, sync: BorrowedFd<'_>) -> Result<Never> {
+    wait_for_go(sync)?;
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+        .ctx("unshare the cgroup namespace of", "the container")?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .ctx("make mounts private in", "/")?;
+    mount(
+        Some(&spec.rootfs),
+        &spec.rootfs,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .ctx("bind-mount", &spec.rootfs)?;
+    let root = Root::open(&spec.rootfs)?;
+    mount_proc(&root)?;
+    mount_sys(&root, &spec.cgroups)?;
+    mount_dev(&root, &spec.console)?;
+    for m in &spec.mounts {
+        mount_entry(&root, m)?;
+    }
+    pivot_into(&spec.rootfs)?;
+    nix::unistd::sethostname(&spec.hostname).ctx("set hostname", &spec.hostname)?;
+    attach_console()?;
+    sys::drop_bounding_caps(CAPS_DROP).map_err(|e| Error::io("drop capabilities of", "init", e))?;
+    sys::seccomp::install().map_err(|e| Error::io("install the seccomp filter for", "init", e))?;
+    sys::mark_fds_cloexec_from(3);
+    exec_init(spec)
+}
+
+fn wait_for_go(sync: BorrowedFd<'_>) -> Result<()> {
+    let mut b = [0u8; 1];
+    match nix::unistd::read(sync, &mut b) {
+        Ok(1) if b[0] == b'g' => Ok(()),
+        _ => Err(Error::Other(
+            "the monitor went away before the start".into(),
+        )),
+    }
+}
+
+/// Open (creating if missing) a directory inside the root, resolved confined, and
+/// return a path the kernel resolves to exactly that directory.
+fn target(root: &Root, rel: &str, dir: bool) -> Result<(OwnedFd, String)> {
+    let comps = crate::rootfs::components(rel.as_bytes(), "mount target")?;
+    let fd = if dir {
+        root.dir(&comps)?
+    } else {
+        let (leaf, parent) = comps
+            .split_last()
+            .ok_or_else(|| Error::Other(format!("mount target {rel:?} is the root")))?;
+        let pfd = root.dir(parent)?;
+        let _ = nix::fcntl::openat(
+            pfd.as_fd(),
+            std::ffi::OsStr::from_bytes(leaf),
+            OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o644),
+        );
+        root.openat(
+            &crate::rootfs::join(&comps),
+            OFlag::O_PATH | OFlag::O_NOFOLLOW,
+            0,
+        )
+        .ctx("open mount target", root.display(rel.as_bytes()))?
+    };
+    let p = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    Ok((fd, p))
+}
+
+use std::os::unix::ffi::OsStrExt;
+
+fn mnt(
+    src: Option<&str>,
+    rel_root: &Root,
+    rel: &str,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<()> {
+    let (_fd, t) = target(rel_root, rel, true)?;
+    mount(src, t.as_str(), fstype, flags, data).ctx("mount", rel_root.display(rel.as_bytes()))
+}
+
+fn bind_ro(root: &Root, rel: &str, dir: bool) -> Result<()> {
+    let (_fd, t) = target(root, rel, dir)?;
+    mount(
+        Some(t.as_str()),
+        t.as_str(),
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .ctx("bind", root.display(rel.as_bytes()))?;
+    // The old handle points below the new mount: reopen to reach the bind itself.
+    let (_fd, t) = target(root, rel, dir)?;
+    mount(
+        None::<&str>,
+        t.as_str(),
+        None::<&str>,
+        MsFlags::MS_BIND
+            | MsFlags::MS_REMOUNT
+            | MsFlags::MS_RDONLY
+            | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV
+            | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+    .ctx("make read-only", root.display(rel.as_bytes()))
+}
+
+/// /proc, with /proc/sys and /proc/sysrq-trigger read-only but /proc/sys/net writable
+/// (the network namespace is the container's own): LXC's proc:mixed.
+fn mount_proc(root: &Root) -> Result<()> {
+    let fl = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mnt(Some("proc"), root, "proc", Some("proc"), fl, None)?;
+    bind_ro(root, "proc/sys", true)?;
+    // The network namespace is the container's own: /proc/sys/net gets a writable bind.
+    let (_fd, net) = target(root, "proc/sys/net", true)?;
+    mount(
+        Some(net.as_str()),
+        net.as_str(),
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .ctx("bind", "/proc/sys/net")?;
+    let (_fd, net) = target(root, "proc/sys/net", true)?;
+    mount(
+        None::<&str>,
+        net.as_str(),
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | fl,
+        None::<&str>,
+    )
+    .ctx("make writable", "/proc/sys/net")?;
+    // Kernels without CONFIG_MAGIC_SYSRQ have no sysrq-trigger to protect.
+    if root.openat(b"proc/sysrq-trigger", OFlag::O_PATH, 0).is_ok() {
+        bind_ro(root, "proc/sysrq-trigger", false)?;
+    }
+    Ok(())
+}
+
+/// /sys read-only, and under it a cgroup view: v1 controllers read-only (the container
+/// must not raise its own limits), name=systemd and cgroup2 writable for systemd. The
+/// cgroup namespace makes the container's own cgroup the root of each.
+fn mount_sys(root: &Root, layout: &Layout) -> Result<()> {
+    let ro = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mnt(Some("sysfs"), root, "sys", Some("sysfs"), ro, None)?;
+    let base = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    if layout.is_pure_v2() {
+        return mnt(
+            Some("cgroup2"),
+            root,
+            "sys/fs/cgroup",
+            Some("cgroup2"),
+            base,
+            None,
+        );
+    }
+    mnt(
+        Some("tmpfs"),
+        root,
+        "sys/fs/cgroup",
+        Some("tmpfs"),
+        base,
+        Some("mode=755,size=64k"),
+    )?;
+    for h in &layout.hierarchies {
+        let Some(dirname) = h
+            .mountpoint
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+        else {
+            continue;
+        };
+        let rel = format!("sys/fs/cgroup/{dirname}");
+        if h.v2 {
+            mnt(Some("cgroup2"), root, &rel, Some("cgroup2"), base, None)?;
+        } else {
+            let writable = h.has("name=systemd");
+            let flags = if writable {
+                base
+            } else {
+                base | MsFlags::MS_RDONLY
+            };
+            mnt(
+                Some("cgroup"),
+                root,
+                &rel,
+                Some("cgroup"),
+                flags,
+                Some(&h.controllers.join(",")),
+            )?;
+        }
+    }
+    // Combined hierarchies are reached by each controller's name too (cpu -> cpu,cpuacct).
+    for h in layout
+        .hierarchies
+        .iter()
+        .filter(|h| !h.v2 && h.controllers.len() > 1)
+    {
+        let Some(dirname) = h
+            .mountpoint
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+        else {
+            continue;
+        };
+        let (dir, _) = target(root, "sys/fs/cgroup", true)?;
+        for c in h.controllers.iter().filter(|c| !c.contains('=')) {
+            // Only where no hierarchy of that name exists already.
+            let _ = nix::unistd::symlinkat(dirname.as_str(), dir.as_fd(), c.as_str());
+        }
+    }
+    let (_fd, t) = target(root, "sys/fs/cgroup", true)?;
+    mount(
+        None::<&str>,
+        t.as_str(),
+        None::<&str>,
+        MsFlags::MS_REMOUNT | base | MsFlags::MS_RDONLY,
+        Some("mode=755"),
+    )
+    .ctx("make read-only", "/sys/fs/cgroup")
+}
+
+/// /dev as a tmpfs with the standard nodes, a private devpts, /dev/shm, /dev/mqueue and
+/// /dev/console bound to the monitor's pty.
+fn mount_dev(root: &Root, console: &std::path::Path) -> Result<()> {
+    mnt(
+        Some("tmpfs"),
+        root,
+        "dev",
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("mode=755,size=65536k"),
+    )?;
+    let (dev, _) = target(root, "dev", true)?;
+    let dev = nix::fcntl::openat(
+        dev.as_fd(),
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx("open", "/dev")?;
+    let old = sys::umask(0);
+    let res = make_dev_nodes(dev.as_fd());
+    sys::umask(old);
+    res?;
+    mnt(
+        Some("devpts"),
+        root,
+        "dev/pts",
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+    )?;
+    mnt(
+        Some("tmpfs"),
+        root,
+        "dev/shm",
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=1777"),
+    )?;
+    mnt(
+        Some("mqueue"),
+        root,
+        "dev/mqueue",
+        Some("mqueue"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None,
+    )?;
+    let (_fd, t) = target(root, "dev/console", false)?;
+    mount(
+        Some(console),
+        t.as_str(),
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .ctx("bind the console onto", "/dev/console")
+}
+
+fn make_dev_nodes(dev: BorrowedFd<'_>) -> Result<()> {
+    use nix::sys::stat::{makedev, mknodat, SFlag};
+    for (name, major, minor) in [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ] {
+        mknodat(
+            dev,
+            name,
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o666),
+            makedev(major, minor),
+        )
+        .ctx("create device node", format!("/dev/{name}"))?;
+    }
+    for (name, target) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        nix::unistd::symlinkat(target, dev, name).ctx("create symlink", format!("/dev/{name}"))?;
+    }
+    Ok(())
+}
+
+/// A configured mount: source on the host (bind) or a file system, target inside.
+fn mount_entry(root: &Root, m: &crate::config::MountEntry) -> Result<()> {
+    let opts = m.options.clone().unwrap_or_default();
+    let optional = opts.split(',').any(|o| o == "optional");
+    let mut flags = MsFlags::empty();
+    let mut data = Vec::new();
+    for o in opts.split(',').filter(|o| !o.is_empty()) {
+        match o {
+            "bind" => flags |= MsFlags::MS_BIND,
+            "rbind" => flags |= MsFlags::MS_BIND | MsFlags::MS_REC,
+            "ro" => flags |= MsFlags::MS_RDONLY,
+            "rw" | "optional" | "defaults" | "create=dir" | "create=file" => {}
+            "nosuid" => flags |= MsFlags::MS_NOSUID,
+            "nodev" => flags |= MsFlags::MS_NODEV,
+            "noexec" => flags |= MsFlags::MS_NOEXEC,
+            other => data.push(other.to_string()),
+        }
+    }
+    let is_file = opts.contains("create=file") || std::path::Path::new(&m.source).is_file();
+    let res = (|| {
+        let (_fd, t) = target(root, &m.target, !is_file)?;
+        let fstype = m.fstype.as_deref().filter(|f| *f != "none");
+        let data = (!data.is_empty()).then(|| data.join(","));
+        mount(
+            Some(m.source.as_str()),
+            t.as_str(),
+            fstype,
+            flags,
+            data.as_deref(),
+        )
+        .ctx("mount", &m.target)?;
+        if flags.contains(MsFlags::MS_BIND) && flags.contains(MsFlags::MS_RDONLY) {
+            let (_fd, t) = target(root, &m.target, !is_file)?;
+            mount(
+                None::<&str>,
+                t.as_str(),
+                None::<&str>,
+                flags | MsFlags::MS_REMOUNT,
+                None::<&str>,
+            )
+            .ctx("make read-only", &m.target)?;
+        }
+        Ok(())
+    })();
+    match res {
+        Err(_) if optional => Ok(()),
+        r => r,
+    }
+}
+
+/// pivot_root(".", ".") then detach the old root stacked underneath.
+fn pivot_into(rootfs: &std::path::Path) -> Result<()> {
+    nix::unistd::chdir(rootfs).ctx("enter", rootfs)?;
+    nix::unistd::pivot_root(".", ".").ctx("pivot_root into", rootfs)?;
+    umount2(".", MntFlags::MNT_DETACH).ctx("detach the host root from", rootfs)?;
+    nix::unistd::chdir("/").ctx("enter", "/")
+}
+
+/// A new session with /dev/console as controlling terminal and stdio.
+fn attach_console() -> Result<()> {
+    nix::unistd::setsid().ctx("start a session for", "init")?;
+    let fd = nix::fcntl::open(
+        "/dev/console",
+        OFlag::O_RDWR | OFlag::O_NOCTTY,
+        Mode::empty(),
+    )
+    .ctx("open", "/dev/console")?;
+    sys::set_controlling_tty(fd.as_fd())
+        .map_err(|e| Error::io("take as controlling terminal", "/dev/console", e))?;
+    for target in 0..3 {
+        sys::dup_onto(fd.as_fd(), target)
+            .map_err(|e| Error::io("attach stdio to", "/dev/console", e))?;
+    }
+    Ok(())
+}
+
+fn exec_init(spec: &ChildSpec) -> Result<Never> {
+    let argv: Vec<CString> = spec
+        .init
+        .iter()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| Error::Other("init command contains a NUL byte".into()))?;
+    let env: Vec<CString> = spec
+        .env
+        .iter()
+        .filter_map(|e| CString::new(e.as_bytes()).ok())
+        .collect();
+    let prog = argv
+        .first()
+        .ok_or_else(|| Error::Other("init command is empty".into()))?;
+    match nix::unistd::execve(prog, &argv, &env) {
+        Ok(i) => match i {},
+        Err(e) => Err(Error::io("execute init", spec.init[0].clone(), e.into())),
+    }
+}

@@ -1,0 +1,136 @@
+//! Running containers: start orchestration (validate, spawn the monitor, report), the
+//! monitor process, the child's setup, and the monitor's command protocol.
+
+pub mod child;
+pub mod monitor;
+pub mod net;
+pub mod proto;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::config::{ContainerConfig, SystemConfig};
+use crate::container::Container;
+use crate::error::{Error, IoContext, Result};
+use crate::rootfs::Root;
+
+/// `RUNPATH/NAME`: the monitor's socket, init's pid (for recovery) and the monitor log.
+pub fn run_dir(sys: &SystemConfig, lxcpath: &Path, name: &str) -> PathBuf {
+    // Containers of different lxcpaths may share a name: key the run dir by both.
+    let tag: u64 = lxcpath
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf29ce484222325, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
+        });
+    sys.runpath.join(format!("{name}.{:08x}", tag as u32))
+}
+
+pub fn socket_path(dir: &Path) -> PathBuf {
+    dir.join("command")
+}
+
+/// Everything that can be checked before anything is created.
+pub fn preflight(c: &Container, cfg: &ContainerConfig) -> Result<Vec<String>> {
+    let rootfs = c.rootfs();
+    if !rootfs.is_dir() {
+        return Err(Error::Other(format!(
+            "the rootfs {} is missing: recreate the container",
+            rootfs.display()
+        )));
+    }
+    let init = init_command(cfg);
+    let root = Root::open(&rootfs)?;
+    let rel = init[0].trim_start_matches('/');
+    match root.openat(rel.as_bytes(), nix::fcntl::OFlag::O_PATH, 0) {
+        Ok(_) => {}
+        Err(e) => {
+            return Err(Error::Other(format!(
+                "init {} not found in {} ({e}); set init.cmd in {}",
+                init[0],
+                rootfs.display(),
+                c.config_path().display()
+            )))
+        }
+    }
+    for n in cfg.networks.iter().filter(|n| n.kind == "veth") {
+        let link = n.link.as_deref().unwrap_or("virbr0");
+        net::check_bridge(link)?;
+    }
+    Ok(init)
+}
+
+pub fn init_command(cfg: &ContainerConfig) -> Vec<String> {
+    if cfg.init.cmd.is_empty() {
+        vec!["/sbin/init".to_string()]
+    } else {
+        cfg.init.cmd.clone()
+    }
+}
+
+/// Start the monitor for `c` and wait until init runs (its pid) or the start failed
+/// (the real reason, from the monitor).
+pub fn start(sys: &SystemConfig, c: &Container) -> Result<i32> {
+    let cfg = c.config()?;
+    preflight(c, &cfg)?;
+    let dir = run_dir(sys, &c.lxcpath, &c.name);
+    if proto::state(&dir).is_ok() {
+        return Err(Error::Busy {
+            name: c.name.clone(),
+            what: "it is already running".into(),
+        });
+    }
+    crate::store::mkdir_p(&dir, 0o700)?;
+    let log = dir.join("monitor.log");
+    let logf = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .ctx("open", &log)?;
+    let exe = std::env::current_exe().ctx("find", "the rlxc binary")?;
+    let mut cmd = Command::new(&exe);
+    std::os::unix::process::CommandExt::arg0(&mut cmd, format!("[rlxc monitor] {}", c.name));
+    cmd.arg("__monitor")
+        .arg("-P")
+        .arg(&c.lxcpath)
+        .arg("-n")
+        .arg(&c.name)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(logf));
+    let mut child = cmd.spawn().ctx("start the monitor", &exe)?;
+    let out = child
+        .stdout
+        .take()
+        .ok_or_else(|| Error::Other("monitor has no status pipe".into()))?;
+    let mut line = String::new();
+    BufReader::new(out)
+        .read_line(&mut line)
+        .ctx("read the monitor's status", &log)?;
+    let line = line.trim();
+    if let Some(pid) = line.strip_prefix("ok ") {
+        // The monitor lives on (it setsid()s); it is reaped by init when it exits.
+        std::mem::forget(child);
+        return pid
+            .parse()
+            .map_err(|_| Error::Other(format!("monitor said {line:?}")));
+    }
+    let _ = child.wait();
+    let why = line.strip_prefix("err ").unwrap_or(line);
+    if !why.is_empty() {
+        // The monitor said why and undid its work; its run directory goes too.
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    if why.is_empty() {
+        let tail = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail: Vec<&str> = tail.lines().rev().take(5).collect();
+        return Err(Error::Other(format!(
+            "the monitor died during the start; its log {} ends with: {}",
+            log.display(),
+            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+        )));
+    }
+    Err(Error::Other(format!("{} failed to start: {why}", c.name)))
+}

@@ -1,0 +1,609 @@
+//! The monitor: one per running container (`[rlxc monitor] NAME`). It owns the cgroup,
+//! the console pty, the veths and the command socket; it clones init, loops on signals,
+//! console and socket, and cleans up everything when init exits.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sched::CloneFlags;
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use super::child::{self, ChildSpec};
+use super::{net, run_dir, socket_path};
+use crate::cgroup::{Cgroup, Layout};
+use crate::config::{ContainerConfig, SystemConfig};
+use crate::container::Container;
+use crate::error::{Error, IoContext, Result};
+
+const RING: usize = 128 * 1024;
+
+/// Output kept for consoles that attach later.
+struct Ring(VecDeque<u8>);
+
+impl Ring {
+    fn push(&mut self, data: &[u8]) {
+        self.0.extend(data);
+        let excess = self.0.len().saturating_sub(RING);
+        self.0.drain(..excess);
+    }
+}
+
+struct Stopping {
+    signal: i32,
+    deadline: Instant,
+    next_resend: Instant,
+    waiters: Vec<UnixStream>,
+}
+
+/// What ran once init was started, undone in reverse when it exits.
+struct Running {
+    init: Pid,
+    cgroup: Cgroup,
+    veths: Vec<String>,
+    pty_master: OwnedFd,
+    /// Kept open so reads on the master do not fail with EIO when nobody has it open.
+    _pty_slave: OwnedFd,
+}
+
+pub struct Monitor {
+    name: String,
+    dir: PathBuf,
+    rootfs: PathBuf,
+    cfg: ContainerConfig,
+    layout: Layout,
+    listener: UnixListener,
+    signals: SignalFd,
+    ring: Ring,
+    consoles: Vec<UnixStream>,
+    stopping: Option<Stopping>,
+    reboot_requested: bool,
+    init_asked_reboot: bool,
+    run: Option<Running>,
+}
+
+/// `rlxc __monitor`: report "ok PID" or "err WHY" on stdout, then serve until init exits.
+pub fn main(sys: &SystemConfig, c: &Container) -> i32 {
+    let _ = nix::unistd::setsid();
+    let mut m = match Monitor::new(sys, c).and_then(|mut m| m.boot().map(|_| m)) {
+        Ok(m) => m,
+        Err(e) => {
+            let mut msg = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                msg += &format!(": {s}");
+                src = s.source();
+            }
+            println!("err {msg}");
+            return 1;
+        }
+    };
+    let pid = m.run.as_ref().map_or(0, |r| r.init.as_raw());
+    println!("ok {pid}");
+    let _ = std::io::stdout().flush();
+    // Stdout was the status pipe; nothing else goes there.
+    if let Ok(null) = std::fs::File::options().write(true).open("/dev/null") {
+        let _ = crate::sys::dup_onto(null.as_fd(), 1);
+    }
+    m.serve();
+    m.shutdown();
+    0
+}
+
+impl Monitor {
+    fn new(sys: &SystemConfig, c: &Container) -> Result<Self> {
+        let cfg = c.config()?;
+        let dir = run_dir(sys, &c.lxcpath, &c.name);
+        crate::store::mkdir_p(&dir, 0o700)?;
+        let sock = socket_path(&dir);
+        if super::proto::state(&dir).is_ok() {
+            return Err(Error::Busy {
+                name: c.name.clone(),
+                what: "it is already running".into(),
+            });
+        }
+        let _ = std::fs::remove_file(&sock);
+        let listener = UnixListener::bind(&sock).ctx("listen on", &sock)?;
+        let mut mask = SigSet::empty();
+        for s in [
+            Signal::SIGCHLD,
+            Signal::SIGTERM,
+            Signal::SIGINT,
+            Signal::SIGHUP,
+        ] {
+            mask.add(s);
+        }
+        mask.thread_block().ctx("block signals in", "the monitor")?;
+        let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+            .ctx("create a signalfd in", "the monitor")?;
+        Ok(Monitor {
+            name: c.name.clone(),
+            dir,
+            rootfs: c.rootfs(),
+            cfg,
+            layout: Layout::detect()?,
+            listener,
+            signals,
+            ring: Ring(VecDeque::new()),
+            consoles: Vec::new(),
+            stopping: None,
+            reboot_requested: false,
+            init_asked_reboot: false,
+            run: None,
+        })
+    }
+
+    /// Create the cgroup, pty, child and network; hand over to init.
+    fn boot(&mut self) -> Result<()> {
+        let cgroup = Cgroup::new(self.layout.clone(), &self.name);
+        if cgroup.exists() {
+            // Left by a monitor that was killed: only safe to reuse if nothing runs in it.
+            if !cgroup.pids().is_empty() {
+                return Err(Error::Busy {
+                    name: self.name.clone(),
+                    what: "processes of a previous run are still alive (its monitor was killed): \
+                           stop them with rlxc-stop -k first"
+                        .into(),
+                });
+            }
+            cgroup.destroy()?;
+        }
+        cgroup.create()?;
+        let mut guard = BootGuard {
+            cgroup: cgroup.clone(),
+            veths: Vec::new(),
+            child: None,
+            armed: true,
+        };
+        cgroup.configure(&self.cfg.limits)?;
+        let pty = nix::pty::openpty(None, None).ctx("allocate", "the console pty")?;
+        let console = std::fs::read_link(format!("/proc/self/fd/{}", pty.slave.as_raw_fd()))
+            .ctx("find", "the console pty")?;
+        nix::fcntl::fcntl(
+            pty.master.as_fd(),
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .ctx("configure", &console)?;
+        let spec = ChildSpec {
+            rootfs: self.rootfs.clone(),
+            hostname: self
+                .cfg
+                .hostname
+                .clone()
+                .unwrap_or_else(|| crate::name::hostname_for(&self.name)),
+            init: super::init_command(&self.cfg),
+            env: self.init_env(),
+            console,
+            cgroups: self.layout.clone(),
+            mounts: self.cfg.mounts.clone(),
+        };
+        let (ours, theirs) = nix::sys::socket::socketpair(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::SeqPacket,
+            None,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        )
+        .ctx("create", "the start sync socket")?;
+        let mut flags = CloneFlags::CLONE_NEWNS
+            | CloneFlags::CLONE_NEWPID
+            | CloneFlags::CLONE_NEWUTS
+            | CloneFlags::CLONE_NEWIPC;
+        if !self.cfg.networks.iter().any(|n| n.kind == "none") {
+            flags |= CloneFlags::CLONE_NEWNET;
+        }
+        let theirs_raw = theirs.as_raw_fd();
+        let pid = crate::sys::clone_child(flags, Box::new(|| child::run(&spec, theirs_raw)))
+            .ctx("clone", "the container's init")?;
+        drop(theirs);
+        guard.child = Some(pid);
+        cgroup.enter(pid.as_raw())?;
+        for n in self.cfg.networks.iter().filter(|n| n.kind == "veth") {
+            guard.veths.push(net::setup_veth(n, pid.as_raw())?);
+        }
+        nix::unistd::write(&ours, b"g").ctx("signal", "the container's init")?;
+        let mut buf = [0u8; 4096];
+        let n = nix::unistd::read(&ours, &mut buf).unwrap_or(0);
+        if n > 0 {
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            return Err(Error::Other(
+                msg.strip_prefix("err ").unwrap_or(&msg).to_string(),
+            ));
+        }
+        let _ = std::fs::write(self.dir.join("init.pid"), format!("{pid}\n"));
+        let (cgroup, veths) = guard.disarm();
+        self.run = Some(Running {
+            init: pid,
+            cgroup,
+            veths,
+            pty_master: pty.master,
+            _pty_slave: pty.slave,
+        });
+        Ok(())
+    }
+
+    fn init_env(&self) -> Vec<String> {
+        let mut env = vec![
+            "container=lxc".to_string(),
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+            "TERM=linux".to_string(),
+            "HOME=/".to_string(),
+        ];
+        env.extend(self.cfg.init.env.iter().cloned());
+        env
+    }
+
+    /// The event loop, until init is gone (and not rebooting).
+    fn serve(&mut self) {
+        loop {
+            let Some(master) = self.run.as_ref().map(|r| r.pty_master.try_clone()) else {
+                return;
+            };
+            let Ok(master) = master else { return };
+            let timeout = self.poll_timeout();
+            let mut fds = vec![
+                PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
+                PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
+                PollFd::new(master.as_fd(), PollFlags::POLLIN),
+            ];
+            let consoles: Vec<_> = self.consoles.iter().map(|c| c.try_clone()).collect();
+            let consoles: Vec<UnixStream> = consoles.into_iter().flatten().collect();
+            for c in &consoles {
+                fds.push(PollFd::new(c.as_fd(), PollFlags::POLLIN));
+            }
+            if nix::poll::poll(&mut fds, timeout).is_err() {
+                continue;
+            }
+            let ready: Vec<bool> = fds
+                .iter()
+                .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+                .collect();
+            drop(fds);
+            if ready[2] {
+                self.pump_console(&master);
+            }
+            for (i, c) in consoles.iter().enumerate() {
+                if ready[3 + i] {
+                    self.console_input(c, &master);
+                }
+            }
+            if ready[1] {
+                if let Ok((s, _)) = self.listener.accept() {
+                    self.client(s);
+                }
+            }
+            self.tick_stop();
+            if ready[0] && self.reap_init() {
+                let rebooting =
+                    std::mem::take(&mut self.reboot_requested) || self.init_asked_reboot;
+                self.teardown();
+                if !rebooting || self.stopping.is_some() {
+                    return;
+                }
+                self.init_asked_reboot = false;
+                if let Err(e) = self.boot() {
+                    eprintln!("{}: reboot failed: {e}", self.name);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn poll_timeout(&self) -> PollTimeout {
+        match &self.stopping {
+            None => PollTimeout::NONE,
+            Some(s) => {
+                let next = s.deadline.min(s.next_resend);
+                let ms = next
+                    .saturating_duration_since(Instant::now())
+                    .as_millis()
+                    .min(60_000) as u16;
+                PollTimeout::from(ms.max(1))
+            }
+        }
+    }
+
+    /// Console output: into the ring, out to every attached console.
+    fn pump_console(&mut self, master: &OwnedFd) {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match nix::unistd::read(master, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    self.ring.push(&buf[..n]);
+                    self.consoles.retain_mut(|c| match c.write(&buf[..n]) {
+                        Ok(_) => true,
+                        Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Keystrokes from an attached console go to the pty; EOF detaches it.
+    fn console_input(&mut self, c: &UnixStream, master: &OwnedFd) {
+        let mut buf = [0u8; 4096];
+        match (&*c).read(&mut buf) {
+            Ok(n) if n > 0 => {
+                let _ = nix::unistd::write(master, &buf[..n]);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            _ => {
+                let fd = c.as_raw_fd();
+                self.consoles.retain(|x| {
+                    // Same socket (the poll list holds clones with other numbers).
+                    !same_socket(x, fd)
+                });
+            }
+        }
+    }
+
+    /// One request line from a client.
+    fn client(&mut self, s: UnixStream) {
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut line = String::new();
+        if BufReader::new(&s).read_line(&mut line).is_err() {
+            return;
+        }
+        let mut words = line.split_whitespace();
+        let cmd = words.next().unwrap_or("");
+        let Some(run) = &self.run else {
+            let _ = writeln!(&s, "STOPPED");
+            return;
+        };
+        let init = run.init;
+        match cmd {
+            "state" => {
+                let _ = writeln!(&s, "RUNNING {init}");
+            }
+            "stop" => {
+                let secs: u64 = words.next().and_then(|w| w.parse().ok()).unwrap_or(60);
+                self.begin_stop(s, Duration::from_secs(secs), false);
+            }
+            "kill" => self.begin_stop(s, Duration::ZERO, true),
+            "reboot" => {
+                let sig = self.signal_for("reboot");
+                self.reboot_requested = true;
+                send_raw(init, sig);
+                let _ = writeln!(&s, "OK");
+            }
+            "console" => {
+                let _ = s.set_read_timeout(None);
+                let mut s = s;
+                let ring: Vec<u8> = self.ring.0.iter().copied().collect();
+                if writeln!(s, "OK").is_ok()
+                    && s.write_all(&ring).is_ok()
+                    && s.set_nonblocking(true).is_ok()
+                {
+                    self.consoles.push(s);
+                }
+            }
+            "winsize" => {
+                let rows = words.next().and_then(|w| w.parse().ok()).unwrap_or(24);
+                let cols = words.next().and_then(|w| w.parse().ok()).unwrap_or(80);
+                let _ = crate::sys::set_winsize(run.pty_master.as_fd(), rows, cols);
+                let _ = writeln!(&s, "OK");
+            }
+            other => {
+                let _ = writeln!(&s, "ERR unknown request {other:?}");
+            }
+        }
+    }
+
+    /// The signal init understands for `what` (halt or reboot).
+    fn signal_for(&self, what: &str) -> i32 {
+        let configured = match what {
+            "halt" => self.cfg.signals.halt.as_deref(),
+            _ => self.cfg.signals.reboot.as_deref(),
+        };
+        if let Some(sig) = configured.and_then(parse_signal) {
+            return sig;
+        }
+        let systemd = self.run.as_ref().is_some_and(|r| init_is_systemd(r.init));
+        match (what, systemd) {
+            ("halt", true) => libc::SIGRTMIN() + 3,
+            ("halt", false) => libc::SIGPWR,
+            (_, true) => libc::SIGINT,
+            (_, false) => libc::SIGTERM,
+        }
+    }
+
+    fn begin_stop(&mut self, waiter: UnixStream, timeout: Duration, kill: bool) {
+        let Some(init) = self.run.as_ref().map(|r| r.init) else {
+            return;
+        };
+        let now = Instant::now();
+        if kill || timeout.is_zero() {
+            let _ = nix::sys::signal::kill(init, Signal::SIGKILL);
+        }
+        let signal = self.signal_for("halt");
+        match &mut self.stopping {
+            Some(st) => {
+                st.waiters.push(waiter);
+                if kill {
+                    st.deadline = now;
+                }
+            }
+            None => {
+                if !kill {
+                    send_raw(init, signal);
+                }
+                self.stopping = Some(Stopping {
+                    signal,
+                    deadline: now + timeout,
+                    // A halt sent before systemd installed its handler is ignored by the
+                    // kernel (init is immune to unhandled signals): send it again.
+                    next_resend: now + Duration::from_millis(500),
+                    waiters: vec![waiter],
+                });
+            }
+        }
+    }
+
+    fn tick_stop(&mut self) {
+        let Some(init) = self.run.as_ref().map(|r| r.init) else {
+            return;
+        };
+        let Some(st) = &mut self.stopping else { return };
+        let now = Instant::now();
+        if now >= st.deadline {
+            let _ = nix::sys::signal::kill(init, Signal::SIGKILL);
+        } else if now >= st.next_resend {
+            send_raw(init, st.signal);
+            st.next_resend = now + Duration::from_millis(500);
+        }
+    }
+
+    /// Reap children; true when init is gone.
+    fn reap_init(&mut self) -> bool {
+        while self.signals.read_signal().ok().flatten().is_some() {}
+        let Some(init) = self.run.as_ref().map(|r| r.init) else {
+            return true;
+        };
+        let mut gone = false;
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(p, _)) if p == init => gone = true,
+                Ok(WaitStatus::Signaled(p, sig, _)) if p == init => {
+                    // In a PID namespace, init's reboot(2) ends it with SIGHUP (restart)
+                    // or SIGINT (halt).
+                    self.init_asked_reboot = sig == Signal::SIGHUP;
+                    gone = true;
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        gone
+    }
+
+    /// Everything of the run, in reverse order of creation.
+    fn teardown(&mut self) {
+        let Some(run) = self.run.take() else { return };
+        if let Err(e) = run.cgroup.destroy() {
+            eprintln!("{}: {e}", self.name);
+        }
+        for v in &run.veths {
+            net::remove_veth(v);
+        }
+        let _ = std::fs::remove_file(self.dir.join("init.pid"));
+        self.consoles.clear();
+        if !self.reboot_requested && !self.init_asked_reboot {
+            if let Some(st) = self.stopping.take() {
+                for mut w in st.waiters {
+                    let _ = writeln!(w, "STOPPED");
+                }
+            }
+        }
+    }
+
+    fn shutdown(&mut self) {
+        self.teardown();
+        if let Some(st) = self.stopping.take() {
+            for mut w in st.waiters {
+                let _ = writeln!(w, "STOPPED");
+            }
+        }
+        let _ = std::fs::remove_file(socket_path(&self.dir));
+        let _ = std::fs::remove_file(self.dir.join("monitor.log"));
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+fn same_socket(a: &UnixStream, fd: i32) -> bool {
+    let Ok(ma) = nix::sys::stat::fstat(a.as_fd()) else {
+        return false;
+    };
+    let Ok(mb) = nix::sys::stat::fstat(crate::sys::borrow_fd(fd)) else {
+        return false;
+    };
+    ma.st_ino == mb.st_ino && ma.st_dev == mb.st_dev
+}
+
+fn send_raw(pid: Pid, sig: i32) {
+    let _ = crate::sys::kill_raw(pid.as_raw(), sig);
+}
+
+/// systemd is recognised by its executable, which is stable from exec on (its signal
+/// handlers are not, during early boot).
+fn init_is_systemd(pid: Pid) -> bool {
+    std::fs::read_link(format!("/proc/{pid}/exe"))
+        .map(|p| p.to_string_lossy().contains("systemd"))
+        .unwrap_or(false)
+}
+
+/// "SIGPWR", "PWR", "SIGRTMIN+3", "RTMIN+3" or a number (real-time signals have no
+/// name in nix, so signals are plain numbers here).
+pub fn parse_signal(s: &str) -> Option<i32> {
+    let s = s.trim();
+    let bare = s.strip_prefix("SIG").unwrap_or(s);
+    if let Some(off) = bare.strip_prefix("RTMIN") {
+        let n: i32 = if off.is_empty() {
+            0
+        } else {
+            off.strip_prefix('+')?.parse().ok()?
+        };
+        let sig = libc::SIGRTMIN() + n;
+        return (sig <= libc::SIGRTMAX()).then_some(sig);
+    }
+    if let Ok(n) = s.parse::<i32>() {
+        return (1..=libc::SIGRTMAX()).contains(&n).then_some(n);
+    }
+    format!("SIG{bare}")
+        .parse::<Signal>()
+        .ok()
+        .map(|x| x as i32)
+}
+
+/// Undoes a half-done boot: kills the child, removes veths and the cgroup.
+struct BootGuard {
+    cgroup: Cgroup,
+    veths: Vec<String>,
+    child: Option<Pid>,
+    armed: bool,
+}
+
+impl BootGuard {
+    fn disarm(mut self) -> (Cgroup, Vec<String>) {
+        self.armed = false;
+        (self.cgroup.clone(), std::mem::take(&mut self.veths))
+    }
+}
+
+impl Drop for BootGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some(pid) = self.child {
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+        }
+        for v in &self.veths {
+            net::remove_veth(v);
+        }
+        let _ = self.cgroup.destroy();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_by_name_and_number() {
+        assert_eq!(parse_signal("SIGPWR"), Some(libc::SIGPWR));
+        assert_eq!(parse_signal("PWR"), Some(libc::SIGPWR));
+        assert_eq!(parse_signal("SIGRTMIN+3"), Some(libc::SIGRTMIN() + 3));
+        assert_eq!(parse_signal("RTMIN+3"), Some(libc::SIGRTMIN() + 3));
+        assert_eq!(parse_signal("9"), Some(9));
+        assert_eq!(parse_signal("SIGNOPE"), None);
+        assert_eq!(parse_signal("RTMIN+99"), None);
+    }
+}

@@ -1,0 +1,497 @@
+//! The runtime end to end, as root, on the busybox fixture image: start, console through
+//! a real terminal (tmux), attach, stop, reboot, failure paths, a killed monitor, and
+//! cleanup (no mount, veth, cgroup, process or socket left behind).
+
+mod common;
+
+use common::*;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn fixture_mirror() -> PathBuf {
+    let dir = PathBuf::from(
+        std::env::var("RLXC_FIXTURES").unwrap_or_else(|_| "/var/cache/rlxc-test-fixtures".into()),
+    )
+    .join("mirror");
+    assert!(
+        dir.join("meta/1.0/index-system").is_file(),
+        "fixture mirror missing at {}: run tests/fixtures/build-mirror.sh",
+        dir.display()
+    );
+    dir
+}
+
+fn busybox_release() -> String {
+    let index = read(fixture_mirror().join("meta/1.0/index-system"));
+    index
+        .lines()
+        .find(|l| l.starts_with("busybox;"))
+        .and_then(|l| l.split(';').nth(1))
+        .expect("busybox in the fixture index")
+        .to_string()
+}
+
+/// A unique container name per test (cgroups are host-wide).
+fn unique(tag: &str) -> String {
+    format!("t{}-{tag}", std::process::id())
+}
+
+struct Rt {
+    env: Env,
+    _server: HttpServer,
+    name: String,
+}
+
+impl Rt {
+    /// A busybox container with the given extra config (default: an empty network).
+    fn new(tag: &str, config: &str) -> Self {
+        let server = HttpServer::start(&fixture_mirror());
+        let env = Env::new(&server.url());
+        let name = unique(tag);
+        let cfg = env.dir.path().join("container.toml");
+        std::fs::write(
+            &cfg,
+            if config.is_empty() {
+                "[[network]]\ntype = \"empty\"\n"
+            } else {
+                config
+            },
+        )
+        .unwrap();
+        env.ok(&[
+            "create",
+            "-q",
+            "-n",
+            &name,
+            "-t",
+            "download",
+            "-d",
+            "busybox",
+            "-r",
+            &busybox_release(),
+            "-f",
+            cfg.to_str().unwrap(),
+        ]);
+        Rt {
+            env,
+            _server: server,
+            name,
+        }
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let mut v: Vec<&str> = args.to_vec();
+        v.extend(["-n", &self.name]);
+        self.env.ok(&v)
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        let mut v: Vec<&str> = args.to_vec();
+        v.extend(["-n", &self.name]);
+        self.env.run(&v)
+    }
+
+    fn info(&self) -> String {
+        self.ok(&["info"])
+    }
+
+    fn init_pid(&self) -> Option<i32> {
+        self.info()
+            .lines()
+            .find_map(|l| l.strip_prefix("PID:"))
+            .and_then(|p| p.trim().parse().ok())
+    }
+
+    fn attach(&self, cmd: &[&str]) -> std::process::Output {
+        let mut v = vec!["attach", "-n", &self.name, "--"];
+        v.extend(cmd);
+        self.env.run(&v)
+    }
+
+    /// Nothing of the container is left on the host.
+    fn assert_clean(&self) {
+        let t0 = Instant::now();
+        loop {
+            let leftovers = self.leftovers();
+            if leftovers.is_empty() {
+                return;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "left behind: {leftovers:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn leftovers(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for h in cgroup_mounts() {
+            let d = h.join("rlxc").join(&self.name);
+            if d.exists() {
+                out.push(d.display().to_string());
+            }
+        }
+        let mounts = read("/proc/self/mountinfo");
+        let rootfs = self.env.rootfs(&self.name).display().to_string();
+        if mounts.contains(&rootfs) {
+            out.push(format!("a mount under {rootfs}"));
+        }
+        let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+        for l in stdout(&ps).lines() {
+            if l.contains(&format!("[rlxc monitor] {}", self.name)) {
+                out.push(l.to_string());
+            }
+        }
+        let run = self.env.dir.path().join("run");
+        if let Ok(rd) = std::fs::read_dir(&run) {
+            for e in rd.flatten() {
+                out.push(e.path().display().to_string());
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Rt {
+    fn drop(&mut self) {
+        // Whatever happened in the test, nothing keeps running.
+        let _ = self.env.run(&["stop", "-k", "-n", &self.name]);
+    }
+}
+
+fn cgroup_mounts() -> Vec<PathBuf> {
+    read("/proc/self/mountinfo")
+        .lines()
+        .filter(|l| l.contains(" - cgroup ") || l.contains(" - cgroup2 "))
+        .filter_map(|l| l.split_whitespace().nth(4).map(PathBuf::from))
+        .collect()
+}
+
+#[test]
+fn start_attach_info_stop_and_nothing_left() {
+    let rt = Rt::new(
+        "basic",
+        "[limits]\nmemory = \"256M\"\npids = 200\n\n[[network]]\ntype = \"empty\"\n",
+    );
+    rt.ok(&["start", "-d"]);
+    let info = rt.info();
+    assert!(info.contains("RUNNING"), "{info}");
+    assert!(
+        info.contains("CPU use:") && info.contains("Memory use:"),
+        "{info}"
+    );
+    let pid = rt.init_pid().expect("PID in info");
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    let env = read(format!("/proc/{pid}/environ")).replace('\0', "\n");
+    assert!(env.lines().any(|l| l == "container=lxc"), "{env}");
+
+    let out = rt.attach(&[
+        "/bin/sh",
+        "-c",
+        "hostname; echo $$; cat /proc/1/comm; exit 7",
+    ]);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    let o = stdout(&out);
+    let lines: Vec<&str> = o.lines().collect();
+    assert_eq!(lines[0], rt.name, "hostname from config");
+    assert_ne!(
+        lines[1],
+        pid.to_string(),
+        "attached process is in the container's pid namespace"
+    );
+    assert_eq!(lines[2], "init");
+
+    // Security defaults: dropped capabilities, seccomp, read-only /proc/sys, devices.
+    let out = rt.attach(&["/bin/sh", "-c", "grep -E '^(CapBnd|Seccomp):' /proc/self/status; echo 1 > /proc/sys/kernel/domainname && echo WROTE; mknod /dev/sda1 b 8 1 && head -c1 /dev/sda1 && echo READ; ls /dev"]);
+    let o = stdout(&out);
+    let capbnd = o
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .unwrap()
+        .trim();
+    let caps = u64::from_str_radix(capbnd, 16).unwrap();
+    for cap in [16, 17, 25, 32, 33] {
+        assert_eq!(
+            caps & (1 << cap),
+            0,
+            "capability {cap} still in the bounding set: {capbnd}"
+        );
+    }
+    assert!(o.contains("Seccomp:\t2"), "{o}");
+    assert!(!o.contains("WROTE"), "/proc/sys is writable: {o}");
+    assert!(!o.contains("READ"), "a block device is readable: {o}");
+    for dev in [
+        "console", "null", "zero", "full", "random", "urandom", "tty", "ptmx", "pts", "shm",
+    ] {
+        assert!(o.lines().any(|l| l == dev), "/dev/{dev} missing: {o}");
+    }
+    // The memory limit is in force and not writable from inside.
+    let out = rt.attach(&["/bin/sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max; echo 1 > /sys/fs/cgroup/pids/pids.max && echo RAISED"]);
+    let o = stdout(&out);
+    assert!(o.contains(&(256u64 << 20).to_string()), "{o}");
+    assert!(!o.contains("RAISED"), "{o}");
+
+    let ls = rt.env.ok(&["ls", "-f"]);
+    assert!(
+        ls.lines()
+            .any(|l| l.starts_with(&rt.name) && l.contains("RUNNING")),
+        "{ls}"
+    );
+    let e = rt.run(&["destroy"]);
+    assert!(
+        !e.status.success() && stderr(&e).contains("running"),
+        "{}",
+        stderr(&e)
+    );
+
+    rt.ok(&["stop", "-t", "20"]);
+    assert!(rt.info().contains("STOPPED"));
+    rt.assert_clean();
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+}
+
+#[test]
+fn console_login_detach_reattach_through_a_terminal() {
+    let rt = Rt::new("console", "");
+    let cfg = rt.env.dir.path().join("rlxc.toml");
+    let bin = env!("CARGO_BIN_EXE_rlxc");
+    let t = Tmux::start(&format!(
+        "RLXC_CONFIG={} {bin} start -n {}; echo START-EXIT=$?; sleep 60",
+        cfg.display(),
+        rt.name
+    ));
+    t.keys(&["Enter"]);
+    t.wait_for(&format!("{} login:", rt.name));
+    t.keys(&["root", "Enter"]);
+    t.wait_for("Password:");
+    t.keys(&["rlxc", "Enter"]);
+    t.wait_for(&format!("root@{}", rt.name));
+    t.keys(&["echo the-answer-is-$((6*7))", "Enter"]);
+    t.wait_for("the-answer-is-42");
+    t.keys(&["C-a", "q"]);
+    t.wait_for("START-EXIT=0");
+    assert!(rt.info().contains("RUNNING"), "detaching leaves it running");
+    drop(t);
+
+    // Reattach: recent output is replayed, the session is still logged in.
+    let t = Tmux::start(&format!(
+        "RLXC_CONFIG={} {bin} console -n {}; echo CONSOLE-EXIT=$?; sleep 60",
+        cfg.display(),
+        rt.name
+    ));
+    t.wait_for("the-answer-is-42");
+    t.keys(&["echo again-$((1+1))", "Enter"]);
+    t.wait_for("again-2");
+    // Window size follows the terminal.
+    t.keys(&["stty size", "Enter"]);
+    t.wait_for("40 120");
+    rt.ok(&["stop", "-t", "20"]);
+    t.wait_for("CONSOLE-EXIT=0");
+    rt.assert_clean();
+}
+
+#[test]
+fn kill_reboot_and_wait() {
+    let rt = Rt::new("reboot", "");
+    rt.ok(&["start", "-d"]);
+    rt.ok(&["wait", "-s", "RUNNING", "-t", "10"]);
+    let first = rt.init_pid().unwrap();
+    rt.ok(&["stop", "-r"]);
+    let t0 = Instant::now();
+    let second = loop {
+        if let Some(p) = rt.init_pid().filter(|p| *p != first) {
+            break p;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "no reboot: {}",
+            rt.info()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_ne!(first, second);
+    assert_eq!(stdout(&rt.attach(&["/bin/true"])).len(), 0);
+    let t0 = Instant::now();
+    rt.ok(&["stop", "-k"]);
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    assert_eq!(
+        rt.run(&["wait", "-s", "STOPPED", "-t", "5"]).status.code(),
+        Some(0)
+    );
+    rt.assert_clean();
+}
+
+#[test]
+fn start_failures_say_why_and_leave_nothing() {
+    // init not found
+    let rt = Rt::new(
+        "noinit",
+        "[init]\ncmd = [\"/sbin/no-such-init\"]\n\n[[network]]\ntype = \"empty\"\n",
+    );
+    let e = rt.run(&["start", "-d"]);
+    assert!(!e.status.success());
+    assert!(
+        stderr(&e).contains("/sbin/no-such-init") && stderr(&e).contains("not found"),
+        "{}",
+        stderr(&e)
+    );
+    rt.assert_clean();
+
+    // missing bridge
+    let rt = Rt::new(
+        "nobridge",
+        "[[network]]\ntype = \"veth\"\nlink = \"rlxcnobr0\"\n",
+    );
+    let e = rt.run(&["start", "-d"]);
+    assert!(
+        stderr(&e).contains("bridge rlxcnobr0 does not exist"),
+        "{}",
+        stderr(&e)
+    );
+    rt.assert_clean();
+
+    // cgroup refused (a CPU quota below the kernel's minimum)
+    let rt = Rt::new(
+        "cgroup",
+        "[limits]\ncpus = 0.00001\n\n[[network]]\ntype = \"empty\"\n",
+    );
+    let e = rt.run(&["start", "-d"]);
+    assert!(stderr(&e).contains("cgroup"), "{}", stderr(&e));
+    rt.assert_clean();
+
+    // bad config
+    let rt = Rt::new("badcfg", "");
+    let cfgfile = rt.env.lxcpath().join(&rt.name).join("config.toml");
+    let text = read(&cfgfile);
+    std::fs::write(&cfgfile, format!("{text}\nbogus_key = 1\n")).unwrap();
+    let e = rt.run(&["start", "-d"]);
+    assert!(
+        stderr(&e).contains("config.toml") && stderr(&e).contains("bogus_key"),
+        "{}",
+        stderr(&e)
+    );
+    rt.assert_clean();
+
+    // missing rootfs
+    let rt = Rt::new("norootfs", "");
+    std::fs::remove_dir_all(rt.env.rootfs(&rt.name)).unwrap();
+    let e = rt.run(&["start", "-d"]);
+    assert!(
+        stderr(&e).contains("rootfs") && stderr(&e).contains("missing"),
+        "{}",
+        stderr(&e)
+    );
+    rt.assert_clean();
+}
+
+#[test]
+fn killed_monitor_is_reported_and_recoverable() {
+    let rt = Rt::new("orphan", "");
+    rt.ok(&["start", "-d"]);
+    let ps = Command::new("pgrep")
+        .args(["-f", &format!("^\\[rlxc monitor\\] {} ", rt.name)])
+        .output()
+        .unwrap();
+    let mpid: i32 = stdout(&ps).trim().parse().expect("monitor pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(mpid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let info = rt.info();
+    assert!(
+        info.contains("RUNNING") && info.contains("rlxc-stop -k"),
+        "{info}"
+    );
+    let e = rt.run(&["stop"]);
+    assert!(
+        !e.status.success() && stderr(&e).contains("rlxc-stop -k"),
+        "{}",
+        stderr(&e)
+    );
+    rt.ok(&["stop", "-k"]);
+    assert!(rt.info().contains("STOPPED"));
+    rt.assert_clean();
+    // And it starts again.
+    rt.ok(&["start", "-d"]);
+    rt.ok(&["stop", "-k"]);
+    rt.assert_clean();
+}
+
+#[test]
+fn veth_on_a_test_bridge() {
+    let br = Bridge::new();
+    let rt = Rt::new("veth", &format!("[[network]]\ntype = \"veth\"\nlink = \"{}\"\nname = \"eth0\"\nhwaddr = \"00:16:3e:12:34:56\"\n", br.name));
+    rt.ok(&["start", "-d"]);
+    let ports = br.ports();
+    assert_eq!(ports.len(), 1, "{ports:?}");
+    let out = rt.attach(&["/bin/cat", "/sys/class/net/eth0/address"]);
+    assert_eq!(stdout(&out).trim(), "00:16:3e:12:34:56", "{}", stderr(&out));
+    let info = rt.info();
+    assert!(info.contains("Link:") && info.contains("eth0"), "{info}");
+    rt.ok(&["stop", "-k"]);
+    rt.assert_clean();
+    let t0 = Instant::now();
+    while !br.ports().is_empty() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "veth left on the bridge: {:?}",
+            br.ports()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn fifty_start_stop_cycles_leave_nothing() {
+    let rt = Rt::new("cycles", "");
+    for i in 0..50 {
+        let out = rt.run(&["start", "-d"]);
+        assert!(out.status.success(), "cycle {i}: {}", stderr(&out));
+        let out = rt.run(&["stop", "-k"]);
+        assert!(out.status.success(), "cycle {i}: {}", stderr(&out));
+    }
+    rt.assert_clean();
+}
+
+/// A bridge for one test, with a name no real setup uses; removed on drop.
+struct Bridge {
+    name: String,
+}
+
+impl Bridge {
+    fn new() -> Self {
+        let name = format!("rlxct{}", std::process::id() % 100_000);
+        let st = Command::new("ip")
+            .args(["link", "add", &name, "type", "bridge"])
+            .status()
+            .unwrap();
+        assert!(st.success(), "cannot create test bridge {name}");
+        Command::new("ip")
+            .args(["link", "set", &name, "up"])
+            .status()
+            .unwrap();
+        Bridge { name }
+    }
+
+    fn ports(&self) -> Vec<String> {
+        std::fs::read_dir(format!("/sys/class/net/{}/brif", self.name))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.name])
+            .status();
+    }
+}
