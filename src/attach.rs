@@ -153,7 +153,8 @@ fn enter_and_exec(
                 .first()
                 .cloned()
                 .unwrap_or_else(|| CString::from(c"/bin/sh"));
-            let err = nix::unistd::execvpe(&prog, argv, env).err();
+            let path = resolve_in_path(&prog, env);
+            let err = nix::unistd::execve(&path, argv, env).err();
             eprintln!(
                 "rlxc-attach: error: cannot execute {} in the container: {}",
                 prog.to_string_lossy(),
@@ -162,4 +163,28 @@ fn enter_and_exec(
             std::process::exit(127);
         }
     }
+}
+
+/// Find `prog` in the PATH of the environment the command gets, inside the container
+/// (execvpe would search rlxc's own PATH, which describes the host).
+fn resolve_in_path(prog: &CString, env: &[CString]) -> CString {
+    let bytes = prog.as_bytes();
+    if bytes.contains(&b'/') {
+        return prog.clone();
+    }
+    let path = env
+        .iter()
+        .find_map(|e| e.as_bytes().strip_prefix(b"PATH="))
+        .unwrap_or(b"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for dir in path.split(|b| *b == b':').filter(|d| !d.is_empty()) {
+        let mut cand = dir.to_vec();
+        cand.push(b'/');
+        cand.extend_from_slice(bytes);
+        if let Ok(c) = CString::new(cand) {
+            if nix::unistd::access(c.as_c_str(), nix::unistd::AccessFlags::X_OK).is_ok() {
+                return c;
+            }
+        }
+    }
+    prog.clone()
 }

@@ -46,6 +46,10 @@ struct Rt {
 impl Rt {
     /// A busybox container with the given extra config (default: an empty network).
     fn new(tag: &str, config: &str) -> Self {
+        Self::with_image("busybox", &busybox_release(), tag, config)
+    }
+
+    fn with_image(dist: &str, release: &str, tag: &str, config: &str) -> Self {
         let server = HttpServer::start(&fixture_mirror());
         let env = Env::new(&server.url());
         let name = unique(tag);
@@ -67,9 +71,9 @@ impl Rt {
             "-t",
             "download",
             "-d",
-            "busybox",
+            dist,
             "-r",
-            &busybox_release(),
+            release,
             "-f",
             cfg.to_str().unwrap(),
         ]);
@@ -494,4 +498,95 @@ impl Drop for Bridge {
             .args(["link", "del", &self.name])
             .status();
     }
+}
+
+impl Rt {
+    /// Poll `systemctl is-system-running` until it settles.
+    fn wait_system_running(&self, limit: Duration) -> String {
+        let t0 = Instant::now();
+        loop {
+            let out = self.attach(&["systemctl", "is-system-running"]);
+            let state = stdout(&out).trim().to_string();
+            // "offline": systemctl cannot reach the manager yet (early boot).
+            if !matches!(state.as_str(), "initializing" | "starting" | "offline" | "") {
+                return state;
+            }
+            if t0.elapsed() >= limit {
+                let probe = self.attach(&[
+                    "/bin/sh",
+                    "-c",
+                    "ls -la /usr/bin/systemctl; head -2 /etc/os-release; echo PATH=$PATH",
+                ]);
+                panic!(
+                    "systemd did not settle: {state:?} {}\nprobe: {} {}",
+                    stderr(&out),
+                    stdout(&probe),
+                    stderr(&probe)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+#[test]
+fn debian_boots_systemd_to_running_with_a_console_login() {
+    let rt = Rt::with_image("debian", "bookworm", "deb", "");
+    rt.ok(&["start", "-d"]);
+    let state = rt.wait_system_running(Duration::from_secs(120));
+    let failed = stdout(&rt.attach(&[
+        "systemctl",
+        "--failed",
+        "--no-legend",
+        "--plain",
+        "--no-pager",
+    ]));
+    assert_eq!(state, "running", "failed units:\n{failed}");
+    assert!(failed.trim().is_empty(), "{failed}");
+    assert_eq!(
+        stdout(&rt.attach(&["systemd-detect-virt", "--container"])).trim(),
+        "lxc"
+    );
+
+    let cfg = rt.env.dir.path().join("rlxc.toml");
+    let bin = env!("CARGO_BIN_EXE_rlxc");
+    let t = Tmux::start(&format!(
+        "RLXC_CONFIG={} {bin} console -n {}; echo CONSOLE-EXIT=$?; sleep 60",
+        cfg.display(),
+        rt.name
+    ));
+    t.keys(&["Enter"]);
+    t.wait_for(&format!("{} login:", rt.name));
+    t.keys(&["root", "Enter"]);
+    t.wait_for("Password:");
+    t.keys(&["rlxc", "Enter"]);
+    t.wait_for(&format!("root@{}", rt.name));
+    t.keys(&["systemctl is-system-running | sed s/^/STATE-/", "Enter"]);
+    t.wait_for("STATE-running");
+    t.keys(&["C-a", "q"]);
+    t.wait_for("CONSOLE-EXIT=0");
+
+    // A clean halt: systemd gets SIGRTMIN+3 and powers off well before the timeout.
+    let t0 = Instant::now();
+    rt.ok(&["stop", "-t", "60"]);
+    assert!(
+        t0.elapsed() < Duration::from_secs(30),
+        "halt took {:?}: killed at the timeout?",
+        t0.elapsed()
+    );
+    rt.assert_clean();
+}
+
+#[test]
+fn halt_sent_while_systemd_starts_is_not_lost() {
+    let rt = Rt::with_image("debian", "bookworm", "early", "");
+    rt.ok(&["start", "-d"]);
+    let t0 = Instant::now();
+    rt.ok(&["stop", "-t", "60"]);
+    assert!(
+        t0.elapsed() < Duration::from_secs(30),
+        "halt took {:?}: lost and killed at the timeout?",
+        t0.elapsed()
+    );
+    rt.assert_clean();
 }
