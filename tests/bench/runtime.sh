@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Benchmark: the runtime, rlxc vs LXC 5 on the same fixture images, in one run.
+#
+#   tests/bench/runtime.sh [CYCLES]        (as root; default 20 cycles)
+#
+#  1. busybox: `start -d` + `stop -k` cycles        (target: rlxc at most 0.2x LXC)
+#  2. busybox: `attach -- /bin/true`                (target: no slower than lxc-attach)
+#  3. Debian bookworm: start until `systemctl is-system-running` says running
+#                                                   (target: no slower than LXC)
+#  4. monitor memory per running container          (target: at most 2 MiB)
+# Both tools get the same images (LXC's cache is filled from the fixture mirror) and an
+# empty network namespace, so no bridge is involved. Medians and ratios are printed.
+set -euo pipefail
+
+cycles=${1:-20}
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+fixtures=${RLXC_FIXTURES:-/var/cache/rlxc-test-fixtures}
+[ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
+command -v lxc-start >/dev/null || { echo "LXC is not installed: apt-get install lxc" >&2; exit 1; }
+
+bash "$repo/tests/fixtures/build-mirror.sh" >/dev/null 2>&1
+(cd "$repo" && cargo build --release --quiet)
+rlxc="$repo/target/release/rlxc"
+
+work=$(mktemp -d /var/tmp/rlxc-bench-rt.XXXXXX)
+server_pid=
+tag=$$
+bb_r="rbb$tag" deb_r="rdeb$tag" bb_l="lbb$tag" deb_l="ldeb$tag"
+cleanup() {
+    for n in "$bb_r" "$deb_r"; do "$rlxc" stop -q -k -n "$n" >/dev/null 2>&1 || true; done
+    for n in "$bb_l" "$deb_l"; do lxc-stop -P "$work/lxc-lib" -k -n "$n" >/dev/null 2>&1 || true; done
+    [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+python3 -m http.server "$port" --bind 127.0.0.1 -d "$fixtures/mirror" >/dev/null 2>&1 &
+server_pid=$!
+for _ in $(seq 50); do curl -fs "http://127.0.0.1:$port/meta/1.0/index-system" >/dev/null 2>&1 && break; sleep 0.1; done
+
+cat > "$work/rlxc.toml" <<TOML
+lxcpath = "$work/rlxc-lib"
+cachepath = "$work/rlxc-cache"
+runpath = "$work/rlxc-run"
+[download]
+server = "http://127.0.0.1:$port"
+TOML
+export RLXC_CONFIG="$work/rlxc.toml"
+printf '[[network]]\ntype = "empty"\n' > "$work/rlxc-net.toml"
+printf 'lxc.net.0.type = empty\nlxc.apparmor.profile = unconfined\n' > "$work/lxc.conf"
+index="$fixtures/mirror/meta/1.0/index-system"
+bb_rel=$(awk -F';' '$1=="busybox" {print $2}' "$index")
+
+setup_image() { # dist release rlxc-name lxc-name
+    local dist=$1 rel=$2 path build cache
+    path=$(awk -F';' -v d="$dist" -v r="$rel" '$1==d && $2==r && $3=="amd64" {print $6}' "$index")
+    build=$(awk -F';' -v d="$dist" -v r="$rel" '$1==d && $2==r && $3=="amd64" {print $5}' "$index")
+    "$rlxc" create -q -n "$3" -t download -d "$dist" -r "$rel" -a amd64 -f "$work/rlxc-net.toml" >/dev/null
+    cache="$work/lxc-cache/download/$dist/$rel/amd64/default"
+    mkdir -p "$cache" "$work/lxc-lib"
+    cp "$fixtures/mirror$path/rootfs.tar.xz" "$cache/"
+    tar -xJf "$fixtures/mirror$path/meta.tar.xz" -C "$cache"
+    echo "$build" > "$cache/build_id"
+    LXC_CACHE_PATH="$work/lxc-cache" lxc-create -P "$work/lxc-lib" -n "$4" -f "$work/lxc.conf" \
+        -t download -- -d "$dist" -r "$rel" -a amd64 --force-cache >/dev/null
+}
+setup_image busybox "$bb_rel" "$bb_r" "$bb_l"
+setup_image debian bookworm "$deb_r" "$deb_l"
+
+now() { date +%s.%N; }
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+ratio() { echo "$1 / $2" | bc -l; }
+lxc() { local cmd=$1; shift; "$cmd" -P "$work/lxc-lib" "$@"; }
+
+echo "1. busybox start -d + stop -k, $cycles cycles each"
+: > "$work/r1"; : > "$work/l1"
+for _ in $(seq "$cycles"); do
+    t0=$(now); lxc lxc-start -n "$bb_l" -d; lxc lxc-wait -n "$bb_l" -s RUNNING; lxc lxc-stop -n "$bb_l" -k; t1=$(now)
+    echo "$t1 - $t0" | bc >> "$work/l1"
+    t0=$(now); "$rlxc" start -q -d -n "$bb_r"; "$rlxc" stop -q -k -n "$bb_r"; t1=$(now)
+    echo "$t1 - $t0" | bc >> "$work/r1"
+done
+l1=$(median < "$work/l1"); r1=$(median < "$work/r1")
+printf '   LXC %.3f s   rlxc %.3f s   rlxc/LXC = %.2f (target <= 0.2)\n' "$l1" "$r1" "$(ratio "$r1" "$l1")"
+
+echo "2. busybox attach -- /bin/true, $cycles runs each"
+# Warm up until both answer: LXC sometimes loses a container started right after a kill.
+ready() { for _ in $(seq 100); do "$@" /bin/true >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
+for _ in 1 2 3; do
+    lxc lxc-start -n "$bb_l" -d >/dev/null 2>&1 || true
+    lxc lxc-wait -n "$bb_l" -s RUNNING -t 5 >/dev/null 2>&1 || true
+    ready lxc-attach -P "$work/lxc-lib" -n "$bb_l" -- && break
+done
+"$rlxc" start -q -d -n "$bb_r"
+ready "$rlxc" attach -n "$bb_r" --
+: > "$work/r2"; : > "$work/l2"
+for _ in $(seq "$cycles"); do
+    t0=$(now); lxc lxc-attach -n "$bb_l" -- /bin/true; t1=$(now); echo "$t1 - $t0" | bc >> "$work/l2"
+    t0=$(now); "$rlxc" attach -n "$bb_r" -- /bin/true; t1=$(now); echo "$t1 - $t0" | bc >> "$work/r2"
+done
+l2=$(median < "$work/l2"); r2=$(median < "$work/r2")
+printf '   LXC %.4f s   rlxc %.4f s   rlxc/LXC = %.2f (target <= 1)\n' "$l2" "$r2" "$(ratio "$r2" "$l2")"
+
+echo "4. monitor memory (busybox running under each)"
+rpid=$(pgrep -f "^\[rlxc monitor\] $bb_r " | head -1)
+lpid=$(pgrep -f "^\[lxc monitor\].* $bb_l" | head -1 || true)
+kb() { awk -v k="$2:" '$1==k {print $2}' "/proc/$1/smaps_rollup"; }
+printf '   rlxc monitor: RSS %s KiB, PSS %s KiB, private anonymous %s KiB (target: <= 2048 KiB)\n' \
+    "$(kb "$rpid" Rss)" "$(kb "$rpid" Pss)" "$(kb "$rpid" Anonymous)"
+[ -n "$lpid" ] && printf '   LXC monitor:  RSS %s KiB, PSS %s KiB, private anonymous %s KiB\n' \
+    "$(kb "$lpid" Rss)" "$(kb "$lpid" Pss)" "$(kb "$lpid" Anonymous)"
+lxc lxc-stop -n "$bb_l" -k; "$rlxc" stop -q -k -n "$bb_r"
+
+runs=$(( cycles < 5 ? cycles : 5 ))
+echo "3. Debian bookworm: start until systemctl is-system-running = running, $runs runs each"
+until_running() { # command prefix…
+    local s
+    for _ in $(seq 1200); do
+        s=$("$@" systemctl is-system-running 2>/dev/null || true)
+        case $s in running) return 0 ;; degraded) echo "degraded!" >&2; return 1 ;; esac
+        sleep 0.05
+    done
+    return 1
+}
+: > "$work/r3"; : > "$work/l3"
+for _ in $(seq "$runs"); do
+    t0=$(now); lxc lxc-start -n "$deb_l" -d; until_running lxc-attach -P "$work/lxc-lib" -n "$deb_l" --; t1=$(now)
+    echo "$t1 - $t0" | bc >> "$work/l3"; lxc lxc-stop -n "$deb_l" -k
+    t0=$(now); "$rlxc" start -q -d -n "$deb_r"; until_running "$rlxc" attach -n "$deb_r" --; t1=$(now)
+    echo "$t1 - $t0" | bc >> "$work/r3"; "$rlxc" stop -q -k -n "$deb_r"
+done
+l3=$(median < "$work/l3"); r3=$(median < "$work/r3")
+printf '   LXC %.2f s   rlxc %.2f s   rlxc/LXC = %.2f (target <= 1)\n' "$l3" "$r3" "$(ratio "$r3" "$l3")"
