@@ -268,3 +268,36 @@ pub fn default_sigpipe() {
     // SAFETY: installing SIG_DFL involves no handler code at all.
     let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
 }
+
+/// Ask the kernel to reclaim the clean file-backed pages this process faulted in (code
+/// and read-only data of start-up paths it will not run again). Pages other processes
+/// map stay. Best effort: old kernels without MADV_PAGEOUT just keep them.
+pub fn page_out_file_mappings() {
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return;
+    };
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(perms), Some(_), Some(_), Some(inode)) =
+            (f.next(), f.next(), f.next(), f.next(), f.next())
+        else {
+            continue;
+        };
+        // File-backed and not writable: code and read-only data only.
+        if inode == "0" || perms.contains('w') {
+            continue;
+        }
+        let Some((a, b)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else {
+            continue;
+        };
+        // SAFETY: MADV_PAGEOUT on a range of our own mappings only drops clean pages,
+        // which are faulted back in from the file on the next access; no memory is freed
+        // out from under any reference.
+        unsafe {
+            libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_PAGEOUT);
+        }
+    }
+}
