@@ -6,21 +6,7 @@ mod common;
 
 use common::*;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::PathBuf;
 use std::process::Command;
-
-fn fixture_mirror() -> PathBuf {
-    let dir = PathBuf::from(
-        std::env::var("RLXC_FIXTURES").unwrap_or_else(|_| "/var/cache/rlxc-test-fixtures".into()),
-    )
-    .join("mirror");
-    assert!(
-        dir.join("meta/1.0/index-system").is_file(),
-        "fixture mirror missing at {}: run tests/fixtures/build-mirror.sh (the README's test command does)",
-        dir.display()
-    );
-    dir
-}
 
 fn fixture_release(dist: &str) -> String {
     let index = read(fixture_mirror().join("meta/1.0/index-system"));

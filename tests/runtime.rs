@@ -9,19 +9,6 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn fixture_mirror() -> PathBuf {
-    let dir = PathBuf::from(
-        std::env::var("RLXC_FIXTURES").unwrap_or_else(|_| "/var/cache/rlxc-test-fixtures".into()),
-    )
-    .join("mirror");
-    assert!(
-        dir.join("meta/1.0/index-system").is_file(),
-        "fixture mirror missing at {}: run tests/fixtures/build-mirror.sh",
-        dir.display()
-    );
-    dir
-}
-
 fn busybox_release() -> String {
     let index = read(fixture_mirror().join("meta/1.0/index-system"));
     index
@@ -259,32 +246,17 @@ fn start_attach_info_stop_and_nothing_left() {
 #[test]
 fn console_login_detach_reattach_through_a_terminal() {
     let rt = Rt::new("console", "");
-    let cfg = rt.env.dir.path().join("rlxc.toml");
-    let bin = env!("CARGO_BIN_EXE_rlxc");
-    let t = Tmux::start(&format!(
-        "RLXC_CONFIG={} {bin} start -n {}; echo START-EXIT=$?; sleep 60",
-        cfg.display(),
-        rt.name
-    ));
-    t.keys(&["Enter"]);
-    t.wait_for(&format!("{} login:", rt.name));
-    t.keys(&["root", "Enter"]);
-    t.wait_for("Password:");
-    t.keys(&["rlxc", "Enter"]);
-    t.wait_for(&format!("root@{}", rt.name));
+    let t = rt.tmux(&format!("start -n {}", rt.name));
+    rt.log_in(&t);
     t.keys(&["echo the-answer-is-$((6*7))", "Enter"]);
     t.wait_for("the-answer-is-42");
     t.keys(&["C-a", "q"]);
-    t.wait_for("START-EXIT=0");
+    t.wait_for("EXIT=0");
     assert!(rt.info().contains("RUNNING"), "detaching leaves it running");
     drop(t);
 
     // Reattach: recent output is replayed, the session is still logged in.
-    let t = Tmux::start(&format!(
-        "RLXC_CONFIG={} {bin} console -n {}; echo CONSOLE-EXIT=$?; sleep 60",
-        cfg.display(),
-        rt.name
-    ));
+    let t = rt.tmux(&format!("console -n {}", rt.name));
     t.wait_for("the-answer-is-42");
     t.keys(&["echo again-$((1+1))", "Enter"]);
     t.wait_for("again-2");
@@ -292,7 +264,7 @@ fn console_login_detach_reattach_through_a_terminal() {
     t.keys(&["stty size", "Enter"]);
     t.wait_for("40 120");
     rt.ok(&["stop", "-t", "20"]);
-    t.wait_for("CONSOLE-EXIT=0");
+    t.wait_for("EXIT=0");
     rt.assert_clean();
 }
 
@@ -501,6 +473,26 @@ impl Drop for Bridge {
 }
 
 impl Rt {
+    /// Run rlxc with this test's config in a tmux session.
+    fn tmux(&self, args: &str) -> Tmux {
+        let cfg = self.env.dir.path().join("rlxc.toml");
+        let bin = env!("CARGO_BIN_EXE_rlxc");
+        Tmux::start(&format!(
+            "RLXC_CONFIG={} {bin} {args}; echo EXIT=$?; sleep 60",
+            cfg.display()
+        ))
+    }
+
+    /// Log in as root (the fixtures' password) at the console shown in `t`.
+    fn log_in(&self, t: &Tmux) {
+        t.keys(&["Enter"]);
+        t.wait_for(&format!("{} login:", self.name));
+        t.keys(&["root", "Enter"]);
+        t.wait_for("Password:");
+        t.keys(&["rlxc", "Enter"]);
+        t.wait_for(&format!("root@{}", self.name));
+    }
+
     /// Poll `systemctl is-system-running` until it settles.
     fn wait_system_running(&self, limit: Duration) -> String {
         let t0 = Instant::now();
@@ -548,23 +540,12 @@ fn debian_boots_systemd_to_running_with_a_console_login() {
         "lxc"
     );
 
-    let cfg = rt.env.dir.path().join("rlxc.toml");
-    let bin = env!("CARGO_BIN_EXE_rlxc");
-    let t = Tmux::start(&format!(
-        "RLXC_CONFIG={} {bin} console -n {}; echo CONSOLE-EXIT=$?; sleep 60",
-        cfg.display(),
-        rt.name
-    ));
-    t.keys(&["Enter"]);
-    t.wait_for(&format!("{} login:", rt.name));
-    t.keys(&["root", "Enter"]);
-    t.wait_for("Password:");
-    t.keys(&["rlxc", "Enter"]);
-    t.wait_for(&format!("root@{}", rt.name));
+    let t = rt.tmux(&format!("console -n {}", rt.name));
+    rt.log_in(&t);
     t.keys(&["systemctl is-system-running | sed s/^/STATE-/", "Enter"]);
     t.wait_for("STATE-running");
     t.keys(&["C-a", "q"]);
-    t.wait_for("CONSOLE-EXIT=0");
+    t.wait_for("EXIT=0");
 
     // A clean halt: systemd gets SIGRTMIN+3 and powers off well before the timeout.
     let t0 = Instant::now();

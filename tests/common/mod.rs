@@ -660,3 +660,18 @@ impl Drop for Tmux {
             .status();
     }
 }
+
+/// The fixture mirror built by tests/fixtures/build-mirror.sh (the README's test command
+/// builds it); a missing mirror fails the test with what to run.
+pub fn fixture_mirror() -> PathBuf {
+    let dir = PathBuf::from(
+        std::env::var("RLXC_FIXTURES").unwrap_or_else(|_| "/var/cache/rlxc-test-fixtures".into()),
+    )
+    .join("mirror");
+    assert!(
+        dir.join("meta/1.0/index-system").is_file(),
+        "fixture mirror missing at {}: run tests/fixtures/build-mirror.sh (tests/run does)",
+        dir.display()
+    );
+    dir
+}
