@@ -224,6 +224,13 @@ fn start_attach_info_stop_and_nothing_left() {
     assert!(o.contains(&(256u64 << 20).to_string()), "{o}");
     assert!(!o.contains("RAISED"), "{o}");
 
+    // Every start is a new boot: its own boot id, read-only.
+    let out = rt.attach(&["/bin/sh", "-c", "cat /proc/sys/kernel/random/boot_id; echo x > /proc/sys/kernel/random/boot_id && echo WROTE"]);
+    let boot = stdout(&out);
+    assert_eq!(boot.trim().len(), 36, "{boot}");
+    assert_ne!(boot.trim(), read("/proc/sys/kernel/random/boot_id").trim());
+    assert!(!boot.contains("WROTE"));
+
     let ls = rt.env.ok(&["ls", "-f"]);
     assert!(
         ls.lines()

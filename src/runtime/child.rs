@@ -26,6 +26,9 @@ pub struct ChildSpec {
     pub console: PathBuf,
     pub cgroups: Layout,
     pub mounts: Vec<crate::config::MountEntry>,
+    /// A file holding this boot's id, bound over /proc/sys/kernel/random/boot_id so
+    /// each start is a new boot for systemd and journald.
+    pub boot_id: PathBuf,
 }
 
 /// LXC's common.conf drops these: loading modules, raw I/O, the clock, MAC policy.
@@ -78,7 +81,7 @@ fn setup_and_exec(spec: &ChildSpec, sync: BorrowedFd<'_>) -> Result<Never> {
     )
     .ctx("bind-mount", &spec.rootfs)?;
     let root = Root::open(&spec.rootfs)?;
-    mount_proc(&root)?;
+    mount_proc(&root, &spec.boot_id)?;
     mount_sys(&root, &spec.cgroups)?;
     mount_dev(&root, &spec.console)?;
     for m in &spec.mounts {
@@ -174,7 +177,7 @@ fn bind_ro(root: &Root, rel: &str, dir: bool) -> Result<()> {
 
 /// /proc, with /proc/sys and /proc/sysrq-trigger read-only but /proc/sys/net writable
 /// (the network namespace is the container's own): LXC's proc:mixed.
-fn mount_proc(root: &Root) -> Result<()> {
+fn mount_proc(root: &Root, boot_id: &std::path::Path) -> Result<()> {
     let fl = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mnt(Some("proc"), root, "proc", Some("proc"), fl, None)?;
     bind_ro(root, "proc/sys", true)?;
@@ -197,6 +200,24 @@ fn mount_proc(root: &Root) -> Result<()> {
         None::<&str>,
     )
     .ctx("make writable", "/proc/sys/net")?;
+    let (_fd, t) = target(root, "proc/sys/kernel/random/boot_id", false)?;
+    mount(
+        Some(boot_id),
+        t.as_str(),
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .ctx("bind the boot id onto", "/proc/sys/kernel/random/boot_id")?;
+    let (_fd, t) = target(root, "proc/sys/kernel/random/boot_id", false)?;
+    mount(
+        None::<&str>,
+        t.as_str(),
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | fl,
+        None::<&str>,
+    )
+    .ctx("make read-only", "/proc/sys/kernel/random/boot_id")?;
     // Kernels without CONFIG_MAGIC_SYSRQ have no sysrq-trigger to protect.
     if root.openat(b"proc/sysrq-trigger", OFlag::O_PATH, 0).is_ok() {
         bind_ro(root, "proc/sysrq-trigger", false)?;

@@ -174,6 +174,8 @@ impl Monitor {
             nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
         )
         .ctx("configure", &console)?;
+        let boot_id = self.dir.join("boot_id");
+        std::fs::write(&boot_id, format!("{}\n", random_uuid())).ctx("write", &boot_id)?;
         let spec = ChildSpec {
             rootfs: self.rootfs.clone(),
             hostname: self
@@ -186,6 +188,7 @@ impl Monitor {
             console,
             cgroups: self.layout.clone(),
             mounts: self.cfg.mounts.clone(),
+            boot_id,
         };
         let (ours, theirs) = nix::sys::socket::socketpair(
             nix::sys::socket::AddressFamily::Unix,
@@ -496,6 +499,7 @@ impl Monitor {
             net::remove_veth(v);
         }
         let _ = std::fs::remove_file(self.dir.join("init.pid"));
+        let _ = std::fs::remove_file(self.dir.join("boot_id"));
         self.consoles.clear();
         if !self.reboot_requested && !self.init_asked_reboot {
             if let Some(st) = self.stopping.take() {
@@ -517,6 +521,22 @@ impl Monitor {
         let _ = std::fs::remove_file(self.dir.join("monitor.log"));
         let _ = std::fs::remove_dir(&self.dir);
     }
+}
+
+/// A version 4 UUID, the format of /proc/sys/kernel/random/boot_id.
+fn random_uuid() -> String {
+    let mut b = crate::config::random_bytes(16);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 fn same_socket(a: &UnixStream, fd: i32) -> bool {
