@@ -602,22 +602,30 @@ impl Tmux {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let name = format!("rlxc-test-{}-{n}", std::process::id());
-        let st = std::process::Command::new("tmux")
-            .args([
-                "new-session",
-                "-d",
-                "-s",
-                &name,
-                "-x",
-                "120",
-                "-y",
-                "40",
-                cmd,
-            ])
-            .status()
-            .expect("tmux is needed for terminal tests (apt-get install tmux)");
-        assert!(st.success());
-        Tmux { name }
+        // Two tests starting the first tmux server at once can race: try again.
+        let mut last = String::new();
+        for _ in 0..5 {
+            let out = std::process::Command::new("tmux")
+                .args([
+                    "new-session",
+                    "-d",
+                    "-s",
+                    &name,
+                    "-x",
+                    "120",
+                    "-y",
+                    "40",
+                    cmd,
+                ])
+                .output()
+                .expect("tmux is needed for terminal tests (apt-get install tmux)");
+            if out.status.success() {
+                return Tmux { name };
+            }
+            last = String::from_utf8_lossy(&out.stderr).into_owned();
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        panic!("tmux new-session failed: {last}");
     }
 
     pub fn screen(&self) -> String {
