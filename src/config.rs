@@ -43,6 +43,8 @@ struct SystemConfigFile {
     defaults: Option<PathBuf>,
     #[serde(default)]
     download: DownloadSection,
+    #[serde(default)]
+    network: NetworkSettings,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -61,6 +63,41 @@ pub struct SystemConfig {
     pub runpath: PathBuf,
     pub defaults: PathBuf,
     pub download_server: String,
+    pub network: NetworkSettings,
+}
+
+/// The managed bridge: `[network]` in rlxc.toml.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkSettings {
+    /// Bridge name. If it exists and rlxc did not create it, rlxc only attaches veths.
+    pub bridge: String,
+    /// The bridge's address and the subnet, e.g. "10.0.3.1/24".
+    pub ipv4: String,
+    /// First and last DHCP address; default: the whole subnet after the bridge address.
+    pub dhcp_range: Option<String>,
+    /// Optional IPv6 address/prefix for the bridge (router advertisements, SLAAC).
+    pub ipv6: Option<String>,
+    /// DNS domain of the containers.
+    pub domain: String,
+    /// Masquerade the subnet's traffic leaving the host.
+    pub nat: bool,
+    /// Forward names dnsmasq does not know to the host's resolvers.
+    pub upstream_dns: bool,
+}
+
+impl Default for NetworkSettings {
+    fn default() -> Self {
+        NetworkSettings {
+            bridge: "virbr0".into(),
+            ipv4: "10.0.3.1/24".into(),
+            dhcp_range: None,
+            ipv6: None,
+            domain: "lxc".into(),
+            nat: true,
+            upstream_dns: true,
+        }
+    }
 }
 
 impl SystemConfig {
@@ -100,6 +137,7 @@ impl SystemConfig {
             runpath: f.runpath.unwrap_or_else(|| "/run/rlxc".into()),
             defaults: dir.join(f.defaults.unwrap_or_else(|| "default.toml".into())),
             download_server: f.download.server.unwrap_or_else(|| DEFAULT_SERVER.into()),
+            network: f.network,
         }
     }
 
@@ -119,6 +157,34 @@ impl SystemConfig {
                     ),
                 });
             }
+        }
+        if let Err(why) = crate::net::subnet::Subnet::parse(&self.network.ipv4) {
+            return Err(Error::Config {
+                file,
+                msg: format!("key `network.ipv4` = {:?}: {why}", self.network.ipv4),
+            });
+        }
+        let br = &self.network.bridge;
+        if br.is_empty() || br.len() > 15 || br.contains(['/', ' ', ':']) {
+            return Err(Error::Config {
+                file,
+                msg: format!("key `network.bridge` = {br:?}: an interface name of 1-15 characters without '/', ':' or spaces"),
+            });
+        }
+        if self.network.domain.is_empty()
+            || !self
+                .network
+                .domain
+                .split('.')
+                .all(crate::name::is_dns_label)
+        {
+            return Err(Error::Config {
+                file,
+                msg: format!(
+                    "key `network.domain` = {:?}: a DNS domain like \"lxc\"",
+                    self.network.domain
+                ),
+            });
         }
         if self.download_server.trim().is_empty() {
             return Err(Error::Config {
@@ -240,8 +306,16 @@ pub struct Network {
     /// "dhcp", "auto" or an address with prefix like "10.0.3.50/24".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv4: Option<String>,
+    /// The address `ipv4 = "auto"` picked on the managed bridge, recorded so it stays
+    /// the container's and no other container gets it. Remove it to pick again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4_assigned: Option<String>,
+    /// Default route for a fixed address: an address, or "auto" (the managed bridge's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv4_gateway: Option<String>,
+    /// macvlan mode: bridge (default), private, vepa or passthru.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv6: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -313,6 +387,30 @@ impl ContainerConfig {
                 if !(v4 == "dhcp" || v4 == "auto" || is_cidr_v4(v4)) {
                     return err(format!("network[{i}].ipv4 = {v4:?}: expected \"dhcp\", \"auto\" or an address like \"10.0.3.50/24\""));
                 }
+            }
+            if let Some(v4) = &n.ipv4_assigned {
+                if !is_cidr_v4(v4) {
+                    return err(format!("network[{i}].ipv4_assigned = {v4:?}: expected an address like \"10.0.3.50/24\" (remove it to pick a new one)"));
+                }
+            }
+            if let Some(g) = &n.ipv4_gateway {
+                if g != "auto" && g.parse::<std::net::Ipv4Addr>().is_err() {
+                    return err(format!(
+                        "network[{i}].ipv4_gateway = {g:?}: expected an IPv4 address or \"auto\""
+                    ));
+                }
+            }
+            if let Some(m) = &n.mode {
+                if n.kind != "macvlan"
+                    || !matches!(m.as_str(), "bridge" | "private" | "vepa" | "passthru")
+                {
+                    return err(format!("network[{i}].mode = {m:?}: only for type = \"macvlan\": bridge, private, vepa or passthru"));
+                }
+            }
+            if n.kind == "macvlan" && n.link.is_none() {
+                return err(format!(
+                    "network[{i}]: a macvlan needs link, the host interface it shares"
+                ));
             }
         }
         if let Some(m) = &self.limits.memory {

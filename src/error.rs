@@ -66,6 +66,10 @@ pub enum Error {
     #[error("interrupted")]
     Interrupted,
 
+    /// Host networking (bridges, DHCP/DNS, firewall); `fix` says what to do.
+    #[error("{msg}")]
+    Net { msg: String, fix: Option<String> },
+
     #[error("{0}")]
     Other(String),
 }
@@ -118,7 +122,16 @@ impl Error {
                 "the image tries to reach outside its rootfs; nothing outside was touched. Use an image from a trusted mirror"
                     .into(),
             ),
+            Error::Net { fix, .. } => fix.clone(),
             _ => None,
+        }
+    }
+
+    /// A networking error with the fix named.
+    pub fn net(msg: impl Into<String>, fix: impl Into<String>) -> Self {
+        Error::Net {
+            msg: msg.into(),
+            fix: Some(fix.into()),
         }
     }
 }

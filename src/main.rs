@@ -10,6 +10,7 @@ mod container;
 mod error;
 mod image;
 mod name;
+mod net;
 mod rootfs;
 mod runtime;
 mod store;

@@ -72,6 +72,15 @@ pub fn hostname_for(name: &str) -> String {
     }
 }
 
+/// An RFC 1123 label: 1-63 of a-z A-Z 0-9 '-', not starting or ending with '-'.
+pub fn is_dns_label(l: &str) -> bool {
+    !l.is_empty()
+        && l.len() <= 63
+        && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !l.starts_with('-')
+        && !l.ends_with('-')
+}
+
 /// The default name for `rlxc-create -t download` without `-n`: "dist-release",
 /// made valid (LXC does the same with dist and release).
 pub fn default_for_image(dist: &str, release: &str) -> String {

@@ -100,7 +100,7 @@ pub fn run(a: Args) -> Result<i32> {
 /// PID, addresses, CPU, memory and link counters of a running container.
 fn live(c: &Container, pid: i32, row: &dyn Fn(&str, &str)) {
     row("PID", &pid.to_string());
-    let (v4, v6) = crate::runtime::net::container_addresses(pid);
+    let (v4, v6) = crate::net::link::container_addresses(pid);
     for a in v4 {
         row("IP", &a);
     }
@@ -115,7 +115,7 @@ fn live(c: &Container, pid: i32, row: &dyn Fn(&str, &str)) {
             row("Memory use", &human(b));
         }
     }
-    for (name, rx, tx) in crate::runtime::net::link_stats(pid) {
+    for (name, rx, tx) in crate::net::link::link_stats(pid) {
         row("Link", &name);
         row(" TX bytes", &human(tx));
         row(" RX bytes", &human(rx));

@@ -109,7 +109,7 @@ fn fancy(containers: &[Container], format: Option<&str>) -> Result<i32> {
                     },
                     "ipv4" | "ipv6" => match state {
                         crate::container::State::Running { pid } => {
-                            let (v4, v6) = crate::runtime::net::container_addresses(pid);
+                            let (v4, v6) = crate::net::link::container_addresses(pid);
                             let v = if col == "ipv4" { v4 } else { v6 };
                             if v.is_empty() {
                                 "-".into()

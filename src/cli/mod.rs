@@ -13,12 +13,14 @@ use crate::error::{Error, Result};
 use crate::image::fetch::Progress;
 
 mod attach;
+mod checkconfig;
 mod console;
 mod create;
 mod destroy;
 mod info;
 mod ls;
 mod monitor;
+mod net;
 mod start;
 mod stop;
 mod wait;
@@ -54,8 +56,14 @@ enum Command {
     Attach(attach::Args),
     /// Wait for a container to reach a state.
     Wait(wait::Args),
+    /// The managed bridge with DHCP, DNS and NAT: start, stop, status.
+    Net(net::Args),
+    /// Check that this host can run containers (namespaces, cgroups, networking).
+    Checkconfig(checkconfig::Args),
     #[command(name = "__monitor", hide = true)]
     Monitor(monitor::Args),
+    #[command(name = "__netd", hide = true)]
+    Netd(net::NetdArgs),
 }
 
 /// Options every command takes.
@@ -116,7 +124,7 @@ pub fn main() -> i32 {
         }
     };
     crate::sys::catch_interrupts();
-    if !matches!(cli.cmd, Command::Monitor(_)) {
+    if !matches!(cli.cmd, Command::Monitor(_) | Command::Netd(_)) {
         // `rlxc-ls | head` should end quietly; the monitor keeps ignoring SIGPIPE so a
         // vanished client never kills it.
         crate::sys::default_sigpipe();
@@ -131,7 +139,10 @@ pub fn main() -> i32 {
         Command::Console(a) => console::run(a),
         Command::Attach(a) => attach::run(a),
         Command::Wait(a) => wait::run(a),
+        Command::Net(a) => net::run(a),
+        Command::Checkconfig(a) => checkconfig::run(a),
         Command::Monitor(a) => monitor::run(a),
+        Command::Netd(a) => net::netd(a),
     };
     match res {
         Ok(code) => code,

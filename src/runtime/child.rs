@@ -488,6 +488,13 @@ fn exec_init(spec: &ChildSpec) -> Result<Never> {
     let prog = argv
         .first()
         .ok_or_else(|| Error::Other("init command is empty".into()))?;
+    // The monitor blocks the signals it waits for; init must not inherit that mask
+    // (busybox init would pass SIGTERM/SIGHUP blocked on to every process it starts).
+    nix::sys::signal::SigSet::all()
+        .thread_unblock()
+        .ctx("unblock signals for", "init")?;
+    // Nor the ignored SIGPIPE of the Rust runtime (ignored dispositions survive exec).
+    crate::sys::default_sigpipe();
     match nix::unistd::execve(prog, &argv, &env) {
         Ok(i) => match i {},
         Err(e) => Err(Error::io("execute init", spec.init[0].clone(), e.into())),

@@ -3,7 +3,6 @@
 
 pub mod child;
 pub mod monitor;
-pub mod net;
 pub mod proto;
 
 use std::io::{BufRead, BufReader};
@@ -13,6 +12,7 @@ use std::process::{Command, Stdio};
 use crate::config::{ContainerConfig, SystemConfig};
 use crate::container::Container;
 use crate::error::{Error, IoContext, Result};
+use crate::net::bridge::Managed;
 use crate::rootfs::Root;
 
 /// `RUNPATH/NAME`: the monitor's socket, init's pid (for recovery) and the monitor log.
@@ -33,7 +33,11 @@ pub fn socket_path(dir: &Path) -> PathBuf {
 }
 
 /// Everything that can be checked before anything is created.
-pub fn preflight(c: &Container, cfg: &ContainerConfig) -> Result<Vec<String>> {
+pub fn preflight(
+    sys: &SystemConfig,
+    c: &Container,
+    cfg: &mut ContainerConfig,
+) -> Result<Vec<String>> {
     let rootfs = c.rootfs();
     if !rootfs.is_dir() {
         return Err(Error::Other(format!(
@@ -55,10 +59,7 @@ pub fn preflight(c: &Container, cfg: &ContainerConfig) -> Result<Vec<String>> {
             )))
         }
     }
-    for n in cfg.networks.iter().filter(|n| n.kind == "veth") {
-        let link = n.link.as_deref().unwrap_or("virbr0");
-        net::check_bridge(link)?;
-    }
+    prepare_networks(sys, c, cfg)?;
     Ok(init)
 }
 
@@ -73,8 +74,8 @@ pub fn init_command(cfg: &ContainerConfig) -> Vec<String> {
 /// Start the monitor for `c` and wait until init runs (its pid) or the start failed
 /// (the real reason, from the monitor).
 pub fn start(sys: &SystemConfig, c: &Container) -> Result<i32> {
-    let cfg = c.config()?;
-    preflight(c, &cfg)?;
+    let mut cfg = c.config()?;
+    preflight(sys, c, &mut cfg)?;
     let dir = run_dir(sys, &c.lxcpath, &c.name);
     if proto::state(&dir).is_ok() {
         return Err(Error::Busy {
@@ -133,4 +134,74 @@ pub fn start(sys: &SystemConfig, c: &Container) -> Result<i32> {
         )));
     }
     Err(Error::Other(format!("{} failed to start: {why}", c.name)))
+}
+
+/// Bridges must exist: the managed one is created (with DHCP, DNS, NAT) when missing.
+/// On it, every container MAC gets its DNS name and, for "auto" and fixed addresses, a
+/// DHCP reservation; "auto" picks a free address once and records it in config.toml.
+fn prepare_networks(sys: &SystemConfig, c: &Container, cfg: &mut ContainerConfig) -> Result<()> {
+    let on_managed =
+        |n: &crate::config::Network| n.link.as_deref().unwrap_or("virbr0") == sys.network.bridge;
+    for n in cfg
+        .networks
+        .iter()
+        .filter(|n| n.kind == "veth" && !on_managed(n))
+    {
+        crate::net::link::check_bridge(n.link.as_deref().unwrap_or("virbr0"))?;
+    }
+    if !cfg
+        .networks
+        .iter()
+        .any(|n| n.kind == "veth" && on_managed(n))
+    {
+        return Ok(());
+    }
+    let managed = Managed::new(sys)?;
+    let lock = managed.lock()?;
+    managed.ensure(&lock)?;
+    let hostname = cfg
+        .hostname
+        .clone()
+        .unwrap_or_else(|| crate::name::hostname_for(&c.name));
+    let mut changed = false;
+    for i in 0..cfg.networks.len() {
+        let n = &cfg.networks[i];
+        if n.kind != "veth" || !on_managed(n) {
+            continue;
+        }
+        let Some(mac) = n.hwaddr.clone() else {
+            continue;
+        };
+        if n.ipv4.as_deref() == Some("auto") && n.ipv4_assigned.is_none() {
+            let ip = managed.free_address(&addresses_of_others(sys, c))?;
+            cfg.networks[i].ipv4_assigned = Some(format!("{ip}/{}", managed.subnet.prefix));
+            changed = true;
+        }
+        let ip = crate::net::link::fixed_address(&cfg.networks[i])
+            .map(|s| s.addr)
+            .filter(|ip| managed.subnet.is_host(*ip));
+        // Only the first interface carries the name in DNS.
+        let name = if i == 0 {
+            hostname.clone()
+        } else {
+            format!("{hostname}-{i}")
+        };
+        managed.reserve(&mac, ip, &name)?;
+    }
+    if changed {
+        cfg.save(&c.config_path())?;
+    }
+    Ok(())
+}
+
+/// Fixed and recorded addresses of the other containers in the same lxcpath.
+fn addresses_of_others(sys: &SystemConfig, c: &Container) -> Vec<std::net::Ipv4Addr> {
+    let names = crate::store::list(&c.lxcpath).unwrap_or_default();
+    names
+        .iter()
+        .filter(|n| **n != c.name)
+        .filter_map(|n| Container::new(sys, n).ok()?.config().ok())
+        .flat_map(|cfg| cfg.networks)
+        .filter_map(|n| crate::net::link::fixed_address(&n).map(|s| s.addr))
+        .collect()
 }

@@ -17,11 +17,12 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::child::{self, ChildSpec};
-use super::{net, run_dir, socket_path};
+use super::{run_dir, socket_path};
 use crate::cgroup::{Cgroup, Layout};
 use crate::config::{ContainerConfig, SystemConfig};
 use crate::container::Container;
 use crate::error::{Error, IoContext, Result};
+use crate::net::link as net;
 
 const RING: usize = 128 * 1024;
 
@@ -58,6 +59,8 @@ pub struct Monitor {
     dir: PathBuf,
     rootfs: PathBuf,
     cfg: ContainerConfig,
+    /// The managed bridge's settings (gateway of fixed addresses on it).
+    network: crate::config::NetworkSettings,
     layout: Layout,
     listener: UnixListener,
     signals: SignalFd,
@@ -131,6 +134,7 @@ impl Monitor {
             dir,
             rootfs: c.rootfs(),
             cfg,
+            network: sys.network.clone(),
             layout: Layout::detect()?,
             listener,
             signals,
@@ -210,9 +214,7 @@ impl Monitor {
         drop(theirs);
         guard.child = Some(pid);
         cgroup.enter(pid.as_raw())?;
-        for n in self.cfg.networks.iter().filter(|n| n.kind == "veth") {
-            guard.veths.push(net::setup_veth(n, pid.as_raw())?);
-        }
+        guard.veths = net::setup_all(&self.cfg.networks, pid.as_raw(), &self.network)?;
         nix::unistd::write(&ours, b"g").ctx("signal", "the container's init")?;
         let mut buf = [0u8; 4096];
         let n = nix::unistd::read(&ours, &mut buf).unwrap_or(0);

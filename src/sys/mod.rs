@@ -301,3 +301,19 @@ pub fn page_out_file_mappings() {
         }
     }
 }
+
+/// Unblock every signal in the child of `cmd` before it execs: a blocked mask is
+/// inherited across exec, and the monitor and supervisors block the signals they wait for.
+pub fn exec_with_clean_sigmask(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and only calls
+    // pthread_sigmask, which is async-signal-safe; it touches no locks or allocations.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+}

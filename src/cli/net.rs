@@ -1,0 +1,50 @@
+//! rlxc-net: the managed bridge (DHCP, DNS, NAT): start, stop, status. Also the hidden
+//! `__netd`, the supervisor that keeps the bridge's dnsmasq running.
+
+use std::path::PathBuf;
+
+use super::Common;
+use crate::error::Result;
+use crate::net::bridge::Managed;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// start: create what is missing; stop: remove what rlxc created; status: show it.
+    #[arg(value_parser = ["start", "stop", "status"])]
+    action: String,
+    /// With stop: remove the bridge even though containers are attached to it.
+    #[arg(short = 'f', long = "force")]
+    force: bool,
+    #[command(flatten)]
+    common: Common,
+}
+
+pub fn run(a: Args) -> Result<i32> {
+    let sys = a.common.system()?;
+    let m = Managed::new(&sys)?;
+    let msg = match a.action.as_str() {
+        "start" => m.ensure(&m.lock()?)?,
+        "stop" => m.stop(&m.lock()?, a.force)?,
+        _ => m.status(),
+    };
+    if !a.common.quiet || a.action == "status" {
+        println!("{msg}");
+    }
+    Ok(0)
+}
+
+#[derive(clap::Args, Debug)]
+pub struct NetdArgs {
+    supervisor_pid: PathBuf,
+    dnsmasq_pid: PathBuf,
+    #[arg(last = true, required = true)]
+    dnsmasq: Vec<String>,
+}
+
+pub fn netd(a: NetdArgs) -> Result<i32> {
+    Ok(crate::net::dnsmasq::supervise(
+        &a.supervisor_pid,
+        &a.dnsmasq_pid,
+        &a.dnsmasq,
+    ))
+}

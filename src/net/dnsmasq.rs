@@ -1,0 +1,483 @@
+//! dnsmasq for a managed bridge: DHCP (with per-container reservations) and DNS for the
+//! containers' names. rlxc runs it in the foreground under a small supervisor process
+//! (`[rlxc net] BRIDGE`) that restarts it if it dies and stops it on SIGTERM.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{SigSet, Signal};
+
+use crate::error::{Error, IoContext, Result};
+
+/// The files of one bridge's dnsmasq, all in RUNPATH/net.
+pub struct Files {
+    pub dir: PathBuf,
+    pub bridge: String,
+}
+
+impl Files {
+    pub fn path(&self, ext: &str) -> PathBuf {
+        self.dir.join(format!("{}.{ext}", self.bridge))
+    }
+    pub fn hosts(&self) -> PathBuf {
+        self.path("hosts")
+    }
+    pub fn leases(&self) -> PathBuf {
+        self.path("leases")
+    }
+    pub fn dnsmasq_pid(&self) -> PathBuf {
+        self.path("dnsmasq.pid")
+    }
+    pub fn supervisor_pid(&self) -> PathBuf {
+        self.path("supervisor.pid")
+    }
+    pub fn log(&self) -> PathBuf {
+        self.path("log")
+    }
+}
+
+/// What dnsmasq is told.
+pub struct Options<'a> {
+    pub bridge: &'a str,
+    pub listen: std::net::Ipv4Addr,
+    pub range: (std::net::Ipv4Addr, std::net::Ipv4Addr),
+    pub netmask: std::net::Ipv4Addr,
+    pub domain: &'a str,
+    pub ipv6: bool,
+    pub upstream_dns: bool,
+}
+
+/// The unprivileged user dnsmasq drops to.
+fn dnsmasq_user() -> &'static str {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    if passwd.lines().any(|l| l.starts_with("dnsmasq:")) {
+        "dnsmasq"
+    } else {
+        "nobody"
+    }
+}
+
+pub fn args(o: &Options, f: &Files) -> Vec<String> {
+    let (a, b) = o.range;
+    let mut v = vec![
+        "--keep-in-foreground".to_string(),
+        "--conf-file=/dev/null".into(),
+        "--log-facility=-".into(),
+        format!("--user={}", dnsmasq_user()),
+        "--strict-order".into(),
+        // Only the bridge's address: never the host's other interfaces.
+        "--bind-interfaces".into(),
+        "--except-interface=lo".into(),
+        format!("--interface={}", o.bridge),
+        format!("--listen-address={}", o.listen),
+        format!("--dhcp-range={a},{b},{},1h", o.netmask),
+        "--dhcp-no-override".into(),
+        "--dhcp-authoritative".into(),
+        "--dhcp-rapid-commit".into(),
+        // dnsmasq pings an address (up to 3 s) before offering it. On rlxc's bridge every
+        // fixed address is a reservation, so the ping only delays every container's boot.
+        "--no-ping".into(),
+        format!("--dhcp-leasefile={}", f.leases().display()),
+        format!("--dhcp-hostsfile={}", f.hosts().display()),
+        format!("--pid-file={}", f.dnsmasq_pid().display()),
+        // Containers' names under the domain, answered here and never sent upstream.
+        format!("--domain={}", o.domain),
+        format!("--local=/{}/", o.domain),
+        "--expand-hosts".into(),
+        "--domain-needed".into(),
+        "--bogus-priv".into(),
+        // The host's /etc/hosts is not the containers' business.
+        "--no-hosts".into(),
+    ];
+    if !o.upstream_dns {
+        v.push("--no-resolv".into());
+    }
+    if o.ipv6 {
+        v.push("--enable-ra".into());
+        v.push(format!(
+            "--dhcp-range=::,constructor:{},ra-stateless,ra-names",
+            o.bridge
+        ));
+    }
+    v
+}
+
+/// Start the supervisor (which starts dnsmasq) and wait until dnsmasq serves or fails.
+pub fn start(o: &Options, f: &Files) -> Result<()> {
+    let exe = std::env::current_exe().ctx("find", "the rlxc binary")?;
+    let log = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(f.log())
+        .ctx("open", f.log())?;
+    let mut cmd = Command::new(&exe);
+    std::os::unix::process::CommandExt::arg0(&mut cmd, format!("[rlxc net] {}", o.bridge));
+    cmd.arg("__netd")
+        .arg(f.supervisor_pid())
+        .arg(f.dnsmasq_pid())
+        .arg("--")
+        .arg(super::which("dnsmasq").unwrap_or_else(|| "dnsmasq".into()))
+        .args(args(o, f))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log));
+    let mut child = cmd.spawn().ctx("start the dnsmasq supervisor", &exe)?;
+    let out = child
+        .stdout
+        .take()
+        .ok_or_else(|| Error::Other("dnsmasq supervisor has no status pipe".into()))?;
+    let mut line = String::new();
+    let _ = BufReader::new(out).read_line(&mut line);
+    if line.trim() == "ok" {
+        // It setsid()s and lives on; init reaps it.
+        std::mem::forget(child);
+        return Ok(());
+    }
+    let _ = child.wait();
+    Err(start_error(
+        o,
+        line.trim().strip_prefix("err ").unwrap_or(line.trim()),
+    ))
+}
+
+fn start_error(o: &Options, why: &str) -> Error {
+    if why.contains("in use") {
+        let holders: Vec<String> = [(53, "tcp"), (53, "udp"), (67, "udp")]
+            .into_iter()
+            .flat_map(|(port, proto)| {
+                port_holders(port, proto)
+                    .into_iter()
+                    .map(move |(pid, comm)| format!("{comm} (pid {pid}) on {proto} port {port}"))
+            })
+            .collect();
+        let who = if holders.is_empty() {
+            String::new()
+        } else {
+            format!("; held by {}", holders.join(", "))
+        };
+        return Error::net(
+            format!(
+                "dnsmasq for {} cannot listen on {}: {why}{who}",
+                o.bridge, o.listen
+            ),
+            "stop what holds the DNS (53) or DHCP (67) port on all addresses, or make it bind \
+             only its own interfaces (dnsmasq: bind-interfaces), then start again",
+        );
+    }
+    Error::net(
+        format!("dnsmasq for {} did not start: {why}", o.bridge),
+        "its log is RUNPATH/net/BRIDGE.log; rlxc-net status shows the bridge",
+    )
+}
+
+/// Stop the supervisor (and so dnsmasq) and wait for both to go; what does not go in
+/// 5 s is killed.
+pub fn stop(f: &Files) {
+    for (pidfile, comm) in [(f.supervisor_pid(), "rlxc"), (f.dnsmasq_pid(), "dnsmasq")] {
+        let Some(pid) = live_pid(&pidfile, comm) else {
+            continue;
+        };
+        let _ = crate::sys::kill_raw(pid, libc::SIGTERM);
+        let t0 = Instant::now();
+        while crate::sys::pid_alive(pid) && live_pid(&pidfile, comm) == Some(pid) {
+            if t0.elapsed() > Duration::from_secs(5) {
+                let _ = crate::sys::kill_raw(pid, libc::SIGKILL);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// The pid in `pidfile` if that process is alive and is `comm`.
+pub fn live_pid(pidfile: &Path, comm: &str) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(pidfile).ok()?.trim().parse().ok()?;
+    let c = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    (c.trim() == comm).then_some(pid)
+}
+
+/// Ask dnsmasq to re-read the reservations.
+pub fn reload(f: &Files) {
+    if let Some(pid) = live_pid(&f.dnsmasq_pid(), "dnsmasq") {
+        let _ = crate::sys::kill_raw(pid, libc::SIGHUP);
+    }
+}
+
+/// `rlxc __netd SUPERVISOR_PID DNSMASQ_PID -- DNSMASQ ARGS…`: run dnsmasq, say "ok" or
+/// "err WHY" on stdout once it serves, restart it when it dies, stop it on SIGTERM.
+pub fn supervise(own_pidfile: &Path, dnsmasq_pidfile: &Path, argv: &[String]) -> i32 {
+    let _ = nix::unistd::setsid();
+    let mut mask = SigSet::empty();
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+    ] {
+        mask.add(s);
+    }
+    if mask.thread_block().is_err() {
+        println!("err cannot block signals");
+        return 1;
+    }
+    let _ = std::fs::remove_file(dnsmasq_pidfile);
+    let mut child = match spawn_ready(argv, dnsmasq_pidfile) {
+        Ok(c) => c,
+        Err(why) => {
+            println!("err {why}");
+            return 1;
+        }
+    };
+    if std::fs::write(own_pidfile, format!("{}\n", std::process::id())).is_err() {
+        let _ = child.kill();
+        println!("err cannot write {}", own_pidfile.display());
+        return 1;
+    }
+    println!("ok");
+    let _ = std::io::stdout().flush();
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        match mask.wait() {
+            Ok(Signal::SIGCHLD) => {
+                if !matches!(child.try_wait(), Ok(Some(_))) {
+                    continue;
+                }
+                eprintln!("dnsmasq exited; restarting it in {}s", backoff.as_secs());
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                match spawn_ready(argv, dnsmasq_pidfile) {
+                    Ok(c) => child = c,
+                    Err(why) => eprintln!("dnsmasq restart failed: {why}"),
+                }
+            }
+            Ok(Signal::SIGHUP) => {
+                let _ = crate::sys::kill_raw(child.id() as i32, libc::SIGHUP);
+            }
+            _ => {
+                let _ = crate::sys::kill_raw(child.id() as i32, libc::SIGTERM);
+                let _ = child.wait();
+                let _ = std::fs::remove_file(dnsmasq_pidfile);
+                let _ = std::fs::remove_file(own_pidfile);
+                return 0;
+            }
+        }
+    }
+}
+
+/// Start dnsmasq in the foreground; ready once it wrote its pid file (after binding its
+/// sockets), failed if it exits first.
+fn spawn_ready(argv: &[String], pidfile: &Path) -> std::result::Result<Child, String> {
+    let (prog, rest) = argv.split_first().ok_or("no dnsmasq command")?;
+    let mut cmd = Command::new(prog);
+    crate::sys::exec_with_clean_sigmask(&mut cmd);
+    let mut child = cmd
+        .args(rest)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {prog}: {e}"))?;
+    let stderr = child.stderr.take();
+    let t0 = Instant::now();
+    loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            let mut msg = String::new();
+            if let Some(mut e) = stderr {
+                let _ = std::io::Read::read_to_string(&mut e, &mut msg);
+            }
+            let msg = msg.trim().replace('\n', " | ");
+            return Err(format!("{msg} ({st})"));
+        }
+        let pid = std::fs::read_to_string(pidfile)
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok());
+        if pid == Some(child.id()) {
+            break;
+        }
+        if t0.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err("dnsmasq did not become ready within 10 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // From now on its messages go to our stderr: the bridge's log file.
+    if let Some(mut e) = stderr {
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut e, &mut std::io::stderr());
+        });
+    }
+    Ok(child)
+}
+
+/// Processes with a listening `proto` socket on `port` (any address).
+pub fn port_holders(port: u16, proto: &str) -> Vec<(i32, String)> {
+    let mut inodes = Vec::new();
+    for file in [format!("/proc/net/{proto}"), format!("/proc/net/{proto}6")] {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        for l in text.lines().skip(1) {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (Some(local), Some(st), Some(inode)) = (f.get(1), f.get(3), f.get(9)) else {
+                continue;
+            };
+            let p = local
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            // TCP: LISTEN (0A); UDP: unconnected (07).
+            let listening = if proto == "tcp" {
+                *st == "0A"
+            } else {
+                *st == "07"
+            };
+            if p == Some(port) && listening {
+                inodes.push(format!("socket:[{inode}]"));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for p in procs.flatten() {
+        let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+            continue;
+        };
+        let holds = fds
+            .flatten()
+            .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+            .any(|t| inodes.iter().any(|i| t.as_os_str() == i.as_str()));
+        if holds {
+            let comm = std::fs::read_to_string(p.path().join("comm")).unwrap_or_default();
+            out.push((pid, comm.trim().to_string()));
+        }
+    }
+    out
+}
+
+/// A lease: (MAC, IPv4, hostname).
+pub fn leases(f: &Files) -> Vec<(String, String, String)> {
+    std::fs::read_to_string(f.leases())
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let v: Vec<&str> = l.split_whitespace().collect();
+            Some((
+                v.get(1)?.to_string(),
+                v.get(2)?.to_string(),
+                v.get(3)?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// Reservations: `MAC,NAME` or `MAC,IP,NAME` lines of dnsmasq's hosts file.
+pub fn reservations(f: &Files) -> Vec<String> {
+    std::fs::read_to_string(f.hosts())
+        .unwrap_or_default()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+/// Give `mac` the DNS name `name` (and the address `ip`, if any); replaces earlier
+/// lines for that MAC, name or address.
+pub fn reserve(f: &Files, mac: &str, ip: Option<std::net::Ipv4Addr>, name: &str) -> Result<()> {
+    let mac = mac.to_ascii_lowercase();
+    let ip_field = ip.map(|i| format!(",{i},"));
+    let mut lines: Vec<String> = reservations(f)
+        .into_iter()
+        .filter(|l| {
+            let fields: Vec<&str> = l.split(',').collect();
+            fields.first() != Some(&mac.as_str())
+                && fields.last() != Some(&name)
+                && ip_field.as_ref().is_none_or(|i| !l.contains(i.as_str()))
+        })
+        .collect();
+    lines.push(match ip {
+        Some(ip) => format!("{mac},{ip},{name}"),
+        None => format!("{mac},{name}"),
+    });
+    crate::store::write_atomic(&f.hosts(), (lines.join("\n") + "\n").as_bytes(), 0o644)?;
+    reload(f);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(dir: &Path) -> Files {
+        Files {
+            dir: dir.to_path_buf(),
+            bridge: "br9".into(),
+        }
+    }
+
+    #[test]
+    fn reservations_replace_by_mac_name_and_address() {
+        let d = tempfile::tempdir().unwrap();
+        let f = files(d.path());
+        reserve(&f, "00:16:3E:00:00:01", None, "web1").unwrap();
+        reserve(
+            &f,
+            "00:16:3e:00:00:02",
+            Some("10.0.3.9".parse().unwrap()),
+            "web2",
+        )
+        .unwrap();
+        reserve(
+            &f,
+            "00:16:3e:00:00:01",
+            Some("10.0.3.8".parse().unwrap()),
+            "web1",
+        )
+        .unwrap();
+        reserve(
+            &f,
+            "00:16:3e:00:00:03",
+            Some("10.0.3.9".parse().unwrap()),
+            "web3",
+        )
+        .unwrap();
+        assert_eq!(
+            reservations(&f),
+            [
+                "00:16:3e:00:00:01,10.0.3.8,web1",
+                "00:16:3e:00:00:03,10.0.3.9,web3"
+            ]
+        );
+    }
+
+    #[test]
+    fn dnsmasq_is_bound_to_the_bridge_only() {
+        let d = tempfile::tempdir().unwrap();
+        let o = Options {
+            bridge: "br9",
+            listen: "10.9.0.1".parse().unwrap(),
+            range: ("10.9.0.2".parse().unwrap(), "10.9.0.254".parse().unwrap()),
+            netmask: "255.255.255.0".parse().unwrap(),
+            domain: "lxc",
+            ipv6: false,
+            upstream_dns: false,
+        };
+        let a = args(&o, &files(d.path()));
+        for want in [
+            "--bind-interfaces",
+            "--interface=br9",
+            "--listen-address=10.9.0.1",
+            "--no-resolv",
+            "--local=/lxc/",
+        ] {
+            assert!(a.iter().any(|x| x == want), "{want} missing from {a:?}");
+        }
+        assert!(a
+            .iter()
+            .any(|x| x.starts_with("--dhcp-range=10.9.0.2,10.9.0.254,")));
+    }
+}

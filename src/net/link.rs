@@ -1,0 +1,236 @@
+//! Container network interfaces: veths on a bridge and macvlans, made through netlink
+//! with the container end created directly in its network namespace; fixed addresses
+//! set from the host before init runs. Also what the host reads of a container's links.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use super::netlink::Netlink;
+use super::subnet::{self, Subnet};
+use crate::config::{Network, NetworkSettings};
+use crate::error::{Error, Result};
+
+/// The bridge must exist and be a bridge.
+pub fn check_bridge(link: &str) -> Result<()> {
+    let p = std::path::Path::new("/sys/class/net").join(link);
+    if !p.exists() {
+        return Err(Error::net(
+            format!("bridge {link} does not exist"),
+            format!(
+                "create it (ip link add {link} type bridge; ip link set {link} up), set network.link in the \
+                 container's config.toml to a bridge you have, or name {link} as network.bridge in the system \
+                 config so rlxc manages it"
+            ),
+        ));
+    }
+    if !p.join("bridge").is_dir() {
+        return Err(Error::net(
+            format!("{link} is not a bridge"),
+            "network.link of a veth must name a bridge (ip -d link show type bridge lists them); \
+             use type = \"macvlan\" to share a plain interface",
+        ));
+    }
+    Ok(())
+}
+
+/// A host-side name nobody else uses: "veth" + 7 random hex digits.
+fn host_name() -> String {
+    let r = crate::config::random_bytes(4);
+    let v = u32::from_le_bytes([r[0], r[1], r[2], r[3]]) & 0x0fff_ffff;
+    format!("veth{v:07x}")
+}
+
+/// The interface name inside the container: `name`, else eth0, eth1, … by position.
+pub fn inner_name(n: &Network, i: usize) -> String {
+    n.name.clone().unwrap_or_else(|| format!("eth{i}"))
+}
+
+/// Create every interface of `networks` for the container whose init is `pid`.
+/// Returns the host ends of veths (removed at stop); on error what was made is undone.
+pub fn setup_all(networks: &[Network], pid: i32, managed: &NetworkSettings) -> Result<Vec<String>> {
+    let nl = Netlink::open()?;
+    let mut veths = Vec::new();
+    let res = networks.iter().enumerate().try_for_each(|(i, n)| {
+        let inner = inner_name(n, i);
+        match n.kind.as_str() {
+            "veth" => veths.push(setup_veth(&nl, n, &inner, pid)?),
+            "macvlan" => {
+                let parent = n.link.as_deref().ok_or_else(|| {
+                    Error::net(
+                        format!("network[{i}] is a macvlan without a link"),
+                        "set link to the host interface it shares",
+                    )
+                })?;
+                nl.add_macvlan(
+                    &inner,
+                    parent,
+                    n.mode.as_deref().unwrap_or("bridge"),
+                    n.hwaddr.as_deref(),
+                    n.mtu,
+                    pid,
+                )?;
+            }
+            _ => return Ok(()),
+        }
+        configure_inside(n, &inner, pid, managed)
+    });
+    if let Err(e) = res {
+        for v in &veths {
+            let _ = nl.delete_by_name(v);
+        }
+        return Err(e);
+    }
+    Ok(veths)
+}
+
+fn setup_veth(nl: &Netlink, n: &Network, inner: &str, pid: i32) -> Result<String> {
+    let link = n.link.as_deref().unwrap_or("virbr0");
+    let bridge = nl.index(link)?.ok_or_else(|| {
+        Error::net(
+            format!("bridge {link} disappeared during the start"),
+            "start the container again",
+        )
+    })?;
+    let host = host_name();
+    nl.add_veth(&host, inner, n.hwaddr.as_deref(), n.mtu, pid)?;
+    let attached = nl
+        .index(&host)?
+        .ok_or_else(|| Error::Other(format!("veth {host} vanished after it was created")))
+        .and_then(|idx| nl.attach_up(idx, bridge, &host));
+    if let Err(e) = attached {
+        let _ = nl.delete_by_name(&host);
+        return Err(e);
+    }
+    Ok(host)
+}
+
+/// A fixed address (or the one `auto` recorded) goes on the interface before init
+/// runs, with a default route via the gateway: the bridge's address on the managed
+/// bridge unless `ipv4_gateway` says otherwise. DHCP images get the same address from
+/// their reservation.
+fn configure_inside(n: &Network, inner: &str, pid: i32, managed: &NetworkSettings) -> Result<()> {
+    let Some(addr) = fixed_address(n) else {
+        return Ok(());
+    };
+    let nl = Netlink::open_in_netns_of(pid)?;
+    let idx = nl
+        .index(inner)?
+        .ok_or_else(|| Error::Other(format!("{inner} is missing inside the container")))?;
+    nl.add_address(idx, IpAddr::V4(addr.addr), addr.prefix, inner)?;
+    nl.set_up(idx, inner)?;
+    let on_managed = n.link.as_deref().unwrap_or("virbr0") == managed.bridge;
+    let gateway = match n.ipv4_gateway.as_deref() {
+        Some(g) if g != "auto" => g.parse::<Ipv4Addr>().ok(),
+        _ if on_managed => subnet::host_part(&managed.ipv4),
+        _ => None,
+    };
+    if let Some(gw) = gateway {
+        if let Some(lo) = nl.index("lo")? {
+            nl.set_up(lo, "lo")?;
+        }
+        nl.add_default_route(gw)?;
+    }
+    Ok(())
+}
+
+/// The address a network entry gives the container itself, if any.
+pub fn fixed_address(n: &Network) -> Option<Subnet> {
+    let v = match n.ipv4.as_deref() {
+        Some("auto") => n.ipv4_assigned.as_deref()?,
+        Some("dhcp") | None => return None,
+        Some(v) => v,
+    };
+    let (a, p) = v.split_once('/')?;
+    Some(Subnet {
+        addr: a.parse().ok()?,
+        prefix: p.parse().ok()?,
+    })
+}
+
+pub fn remove_veth(host: &str) {
+    // Gone already when the container's namespace died: that is fine.
+    if let Ok(nl) = Netlink::open() {
+        let _ = nl.delete_by_name(host);
+    }
+}
+
+/// Addresses inside the container's network namespace, read from init's /proc view:
+/// (IPv4, IPv6), loopback and link-local left out.
+pub fn container_addresses(pid: i32) -> (Vec<String>, Vec<String>) {
+    let v4 = std::fs::read_to_string(format!("/proc/{pid}/net/fib_trie"))
+        .map(|t| parse_fib_trie_locals(&t))
+        .unwrap_or_default();
+    let v6 = std::fs::read_to_string(format!("/proc/{pid}/net/if_inet6"))
+        .map(|t| parse_if_inet6(&t))
+        .unwrap_or_default();
+    (v4, v6)
+}
+
+/// Local addresses are the leaves followed by "/32 host LOCAL".
+fn parse_fib_trie_locals(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut last = None;
+    for line in text.lines() {
+        let t = line.trim();
+        if let Some(addr) = t.strip_prefix("|-- ") {
+            last = Some(addr.to_string());
+        } else if t.starts_with("/32 host LOCAL") {
+            if let Some(a) = last.take() {
+                if !a.starts_with("127.") && !out.contains(&a) {
+                    out.push(a);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn parse_if_inet6(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| {
+            let hex = l.split_whitespace().next()?;
+            if hex.len() != 32 {
+                return None;
+            }
+            let bytes: Vec<u8> = (0..16)
+                .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+                .collect();
+            let arr: [u8; 16] = bytes.try_into().ok()?;
+            let a = std::net::Ipv6Addr::from(arr);
+            (!a.is_loopback() && (a.segments()[0] & 0xffc0) != 0xfe80).then(|| a.to_string())
+        })
+        .collect()
+}
+
+/// (interface, rx bytes, tx bytes) from init's /proc/net/dev, loopback left out.
+pub fn link_stats(pid: i32) -> Vec<(String, u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).unwrap_or_default();
+    text.lines()
+        .skip(2)
+        .filter_map(|l| {
+            let (name, rest) = l.split_once(':')?;
+            let f: Vec<u64> = rest
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            let name = name.trim();
+            (name != "lo" && f.len() >= 9).then(|| (name.to_string(), f[0], f[8]))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fib_trie_locals() {
+        let t = "Main:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 10.0.3.5\n        /32 host LOCAL\n     |-- 10.0.3.255\n        /32 link BROADCAST\n     |-- 127.0.0.1\n        /32 host LOCAL\nLocal:\n     |-- 10.0.3.5\n        /32 host LOCAL\n";
+        assert_eq!(parse_fib_trie_locals(t), ["10.0.3.5"]);
+    }
+
+    #[test]
+    fn inet6_skips_loopback_and_link_local() {
+        let t = "00000000000000000000000000000001 01 80 10 80       lo\nfe800000000000000216 02 40 20 80 eth0\nfd420000000000000000000000000005 02 40 00 80 eth0\n";
+        assert_eq!(parse_if_inet6(t), ["fd42::5"]);
+    }
+}
