@@ -72,19 +72,16 @@ pub fn run(a: Args) -> Result<i32> {
         Err(e) => r.line("Cgroup file system", false, &e.to_string()),
     }
     println!("--- Networking ---");
-    for (module, what) in [
-        ("veth", "veth pairs"),
-        ("bridge", "Bridges"),
-        ("macvlan", "macvlan"),
-    ] {
-        let present = Path::new("/sys/module").join(module).exists() || module_available(module);
+    let links = crate::net::link::probe_kinds();
+    for (i, what) in ["Bridges", "veth pairs", "macvlan"].into_iter().enumerate() {
+        let ok = links.get(i).copied().unwrap_or(false);
         r.line(
             what,
-            present,
-            if present {
+            ok,
+            if ok {
                 ""
             } else {
-                "modprobe it, or build it into the kernel"
+                "the kernel cannot create it: load its module (modprobe)"
             },
         );
     }
@@ -136,17 +133,4 @@ pub fn run(a: Args) -> Result<i32> {
         return Ok(1);
     }
     Ok(0)
-}
-
-/// A loadable module for `name` in this kernel's module tree.
-fn module_available(name: &str) -> bool {
-    let Ok(uname) = nix::sys::utsname::uname() else {
-        return false;
-    };
-    let dep = format!(
-        "/lib/modules/{}/modules.dep",
-        uname.release().to_string_lossy()
-    );
-    std::fs::read_to_string(dep)
-        .is_ok_and(|d| d.lines().any(|l| l.contains(&format!("/{name}.ko"))))
 }

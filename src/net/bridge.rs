@@ -127,6 +127,9 @@ impl<'a> Managed<'a> {
 
     pub fn lock(&self) -> Result<BridgeLock> {
         // dnsmasq, running unprivileged, re-reads the hosts file here.
+        if let Some(runpath) = self.files.dir.parent() {
+            crate::store::mkdir_p(runpath, 0o755)?;
+        }
         crate::store::mkdir_p(&self.files.dir, 0o755)?;
         let p = self.files.path("lock");
         let f = std::fs::File::options()
@@ -144,7 +147,20 @@ impl<'a> Managed<'a> {
     pub fn ensure(&self, _lock: &BridgeLock) -> Result<String> {
         match self.kind() {
             Kind::Foreign => {
-                super::link::check_bridge(self.bridge())?;
+                if !Path::new("/sys/class/net")
+                    .join(self.bridge())
+                    .join("bridge")
+                    .is_dir()
+                {
+                    return Err(Error::net(
+                        format!(
+                            "network.bridge = {:?} in {}: {0} exists and is not a bridge",
+                            self.bridge(),
+                            self.config_file
+                        ),
+                        "name an existing bridge, or a name no interface has so rlxc creates the bridge",
+                    ));
+                }
                 Ok(format!(
                     "{} exists and is not rlxc's: containers are attached to it as it is",
                     self.bridge()
@@ -252,6 +268,17 @@ impl<'a> Managed<'a> {
                     format!("fix it in {}", self.config_file),
                 )
             })?;
+        }
+        if let Some(d) = untraversable(&self.files.dir) {
+            return Err(Error::net(
+                format!(
+                    "{} is not searchable by others, so dnsmasq (which drops root) cannot re-read \
+                     the DHCP reservations in {}",
+                    d.display(),
+                    self.files.dir.display()
+                ),
+                format!("chmod o+x {}, or point runpath elsewhere", d.display()),
+            ));
         }
         if super::which("dnsmasq").is_none() {
             return Err(Error::net(
@@ -442,6 +469,15 @@ impl<'a> Managed<'a> {
         }
         out.join("\n")
     }
+}
+
+/// The first directory on the way to `dir` that others may not search.
+fn untraversable(dir: &Path) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    dir.ancestors()
+        .filter_map(|d| Some((d, std::fs::metadata(d).ok()?)))
+        .find(|(_, m)| m.permissions().mode() & 0o001 == 0)
+        .map(|(d, _)| d.to_path_buf())
 }
 
 /// Host routes (destination, prefix, device) from /proc/net/route.

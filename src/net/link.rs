@@ -146,6 +146,43 @@ pub fn fixed_address(n: &Network) -> Option<Subnet> {
     })
 }
 
+/// Whether this kernel can create a bridge, a veth pair and a macvlan: tried for real
+/// in a child in a network namespace of its own, which vanishes with it. Kernels build
+/// these in or as modules, so neither /sys/module nor modules.dep tells reliably.
+pub fn probe_kinds() -> Vec<bool> {
+    let Ok((rd, wr)) = nix::unistd::pipe() else {
+        return Vec::new();
+    };
+    match crate::sys::fork() {
+        Ok(crate::sys::Forked::Child) => {
+            drop(rd);
+            let ok = |r: Result<()>| if r.is_ok() { b'1' } else { b'0' };
+            let res = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| Error::Other(e.to_string()))
+                .and_then(|_| Netlink::open())
+                .map(|nl| {
+                    let me = std::process::id() as i32;
+                    [
+                        ok(nl.add_bridge("probebr").map(|_| ())),
+                        ok(nl.add_veth("probev0", "probev1", None, None, me)),
+                        ok(nl.add_macvlan("probemv", "probebr", "bridge", None, None, me)),
+                    ]
+                })
+                .unwrap_or([b'0'; 3]);
+            let _ = nix::unistd::write(&wr, &res);
+            crate::sys::exit_child(0)
+        }
+        Ok(crate::sys::Forked::Parent(pid)) => {
+            drop(wr);
+            let mut buf = [0u8; 3];
+            let n = nix::unistd::read(&rd, &mut buf).unwrap_or(0);
+            let _ = nix::sys::wait::waitpid(pid, None);
+            buf[..n].iter().map(|b| *b == b'1').collect()
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
 pub fn remove_veth(host: &str) {
     // Gone already when the container's namespace died: that is fine.
     if let Ok(nl) = Netlink::open() {

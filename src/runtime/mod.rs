@@ -83,6 +83,9 @@ pub fn start(sys: &SystemConfig, c: &Container) -> Result<i32> {
             what: "it is already running".into(),
         });
     }
+    // RUNPATH itself stays searchable (the bridge's unprivileged dnsmasq reads below it);
+    // each container's directory is private.
+    crate::store::mkdir_p(&sys.runpath, 0o755)?;
     crate::store::mkdir_p(&dir, 0o700)?;
     let log = dir.join("monitor.log");
     let logf = std::fs::File::options()

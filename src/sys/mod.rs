@@ -317,3 +317,9 @@ pub fn exec_with_clean_sigmask(cmd: &mut std::process::Command) {
         });
     }
 }
+
+/// End a forked child at once: no atexit handlers, no destructors of the parent's state.
+pub fn exit_child(code: i32) -> ! {
+    // SAFETY: _exit(2) only ends the process; it cannot leave memory in a bad state.
+    unsafe { libc::_exit(code) }
+}

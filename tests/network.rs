@@ -1,0 +1,516 @@
+//! Networking end to end, as root: the managed bridge with DHCP, DNS and NAT on a bridge
+//! name and subnet each test makes up (never virbr0, never a real subnet), two Debian
+//! containers that get addresses and reach each other by name, fixed and "auto"
+//! addresses, macvlan, the errors that must name their fix, and a host left exactly as
+//! it was. Traffic stays between the host and the test's own containers.
+//!
+//! The tests change host-wide state (bridges, nft tables, a FORWARD drop policy), so they
+//! run one at a time.
+
+mod common;
+
+use common::*;
+use std::net::UdpSocket;
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn sh(cmd: &str) -> String {
+    let o = Command::new("sh").args(["-c", cmd]).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn sh_ok(cmd: &str) {
+    let o = Command::new("sh").args(["-c", cmd]).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// What the tests may change on the host: links, addresses, firewall, forwarding,
+/// dnsmasq processes.
+fn host_state() -> String {
+    let links = sh("ip -o link show | awk -F': ' '{print $2}' | sort");
+    let addrs = sh("ip -o addr show | awk '{print $2, $4}' | sort");
+    let nft = sh("nft list ruleset 2>/dev/null");
+    let ipt = sh("iptables-save 2>/dev/null | grep -v '^#' | sed 's/\\[[0-9:]*\\]//'");
+    let fwd = sh("cat /proc/sys/net/ipv4/ip_forward");
+    let dnsmasq = sh("pgrep -a dnsmasq; pgrep -af '\\[rlxc net\\]'");
+    format!("links:\n{links}\naddrs:\n{addrs}\nnft:\n{nft}\niptables:\n{ipt}\nip_forward {fwd}\nprocs:\n{dnsmasq}")
+}
+
+/// A bridge name and an IPv4/IPv6 subnet of this test run, unlikely to exist anywhere.
+struct Net {
+    bridge: String,
+    prefix: String,
+    v6: String,
+}
+
+impl Net {
+    fn new(tag: u32) -> Self {
+        let id = (std::process::id() * 7 + tag) % 200;
+        Net {
+            bridge: format!("rlxn{}x{tag}", std::process::id() % 100_000),
+            prefix: format!("10.{}.{}", 210 + tag % 40, id + 20),
+            v6: format!("fd42:7e57:{tag:x}:{id:x}"),
+        }
+    }
+
+    fn gateway(&self) -> String {
+        format!("{}.1", self.prefix)
+    }
+
+    fn config(&self) -> String {
+        format!(
+            "[network]\nbridge = \"{}\"\nipv4 = \"{}/24\"\nipv6 = \"{}::1/64\"\ndomain = \"lxc\"\nupstream_dns = false\n",
+            self.bridge,
+            self.gateway(),
+            self.v6
+        )
+    }
+}
+
+/// An rlxc environment whose system config manages the test's bridge; everything it
+/// made is stopped and removed on drop, whatever the test did.
+struct Host {
+    env: Env,
+    _server: HttpServer,
+    net: Net,
+    names: Vec<String>,
+}
+
+impl Host {
+    fn new(tag: u32) -> Self {
+        let server = HttpServer::start(&fixture_mirror());
+        let env = Env::new(&server.url());
+        // dnsmasq drops root and must reach RUNPATH/net below the temporary directory.
+        sh_ok(&format!("chmod 755 {}", env.dir.path().display()));
+        let net = Net::new(tag);
+        env.write_config(&net.config());
+        Host {
+            env,
+            _server: server,
+            net,
+            names: Vec::new(),
+        }
+    }
+
+    fn create(&mut self, dist: &str, release: &str, tag: &str, config: &str) -> String {
+        let name = format!("n{}-{tag}", std::process::id());
+        let cfg = self.env.dir.path().join(format!("{tag}.toml"));
+        std::fs::write(&cfg, config).unwrap();
+        self.env.ok(&[
+            "create",
+            "-q",
+            "-n",
+            &name,
+            "-t",
+            "download",
+            "-d",
+            dist,
+            "-r",
+            release,
+            "-f",
+            cfg.to_str().unwrap(),
+        ]);
+        self.names.push(name.clone());
+        name
+    }
+
+    fn veth(&self, extra: &str) -> String {
+        format!(
+            "[[network]]\ntype = \"veth\"\nlink = \"{}\"\nhwaddr = \"00:16:3e:xx:xx:xx\"\n{extra}",
+            self.net.bridge
+        )
+    }
+
+    fn attach(&self, name: &str, cmd: &[&str]) -> std::process::Output {
+        let mut v = vec!["attach", "-n", name, "--"];
+        v.extend(cmd);
+        self.env.run(&v)
+    }
+
+    /// The first IPv4 `rlxc-info` shows, waiting up to `limit` for one.
+    fn wait_ipv4(&self, name: &str, limit: Duration) -> String {
+        let t0 = Instant::now();
+        loop {
+            let info = self.env.ok(&["info", "-n", name]);
+            if let Some(ip) = info
+                .lines()
+                .filter_map(|l| l.strip_prefix("IP:"))
+                .map(str::trim)
+                .find(|a| a.contains('.'))
+            {
+                return ip.to_string();
+            }
+            assert!(
+                t0.elapsed() < limit,
+                "{name} got no IPv4 in {limit:?}:\n{info}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn ports(&self) -> Vec<String> {
+        std::fs::read_dir(format!("/sys/class/net/{}/brif", self.net.bridge))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        for n in &self.names {
+            let _ = self.env.run(&["stop", "-k", "-n", n]);
+        }
+        let _ = self.env.run(&["net", "stop", "-f"]);
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.net.bridge])
+            .output();
+    }
+}
+
+/// Wait for `cond`, failing with `what` after `limit`.
+fn eventually(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !cond() {
+        assert!(t0.elapsed() < limit, "{what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn two_debian_containers_get_addresses_and_reach_each_other_by_name() {
+    let _s = serial();
+    let before = host_state();
+    {
+        let mut h = Host::new(1);
+        let a = h.create("debian", "bookworm", "a", &h.veth("ipv4 = \"dhcp\"\n"));
+        let b = h.create("debian", "bookworm", "b", &h.veth("ipv4 = \"auto\"\n"));
+        assert!(h.env.ok(&["net", "status"]).contains("missing"));
+        h.env.ok(&["start", "-d", "-n", &a]);
+        h.env.ok(&["start", "-d", "-n", &b]);
+        let status = h.env.ok(&["net", "status"]);
+        assert!(
+            status.contains("rlxc's") && status.contains("running (pid"),
+            "{status}"
+        );
+
+        let ip_a = h.wait_ipv4(&a, Duration::from_secs(60));
+        let ip_b = h.wait_ipv4(&b, Duration::from_secs(60));
+        assert!(
+            ip_a.starts_with(&h.net.prefix),
+            "{ip_a} not in {}",
+            h.net.prefix
+        );
+        // "auto" picked an address once, recorded it, and the DHCP reservation gave it.
+        let cfg_b = read(h.env.lxcpath().join(&b).join("config.toml"));
+        assert!(
+            cfg_b.contains(&format!("ipv4_assigned = \"{ip_b}/24\"")),
+            "{ip_b}:\n{cfg_b}"
+        );
+        assert_ne!(ip_a, ip_b);
+
+        // By name through the bridge's DNS, both ways, and the bridge's address.
+        // (The address can show a moment before networkd hands the DNS server to resolved.)
+        for (from, to) in [(&a, &b), (&b, &a)] {
+            for target in [to.to_string(), format!("{to}.lxc")] {
+                let t0 = Instant::now();
+                loop {
+                    let out = h.attach(from, &["ping", "-4", "-c1", "-W5", &target]);
+                    if out.status.success() {
+                        break;
+                    }
+                    let why = format!("{}{}", stdout(&out), stderr(&out));
+                    assert!(
+                        t0.elapsed() < Duration::from_secs(20),
+                        "{from} → {target}: {why}"
+                    );
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+        let out = h.attach(&a, &["ping", "-c1", "-W5", &h.net.gateway()]);
+        assert!(out.status.success(), "{}", stdout(&out));
+        // From the host, asking the bridge's DNS.
+        let busybox = Command::new("busybox")
+            .args(["nslookup", &format!("{b}.lxc"), &h.net.gateway()])
+            .output()
+            .unwrap();
+        assert!(stdout(&busybox).contains(&ip_b), "{}", stdout(&busybox));
+
+        // IPv6 from the bridge's router advertisements; ls -f shows the live addresses.
+        eventually(
+            Duration::from_secs(30),
+            "no IPv6 address from the bridge's RAs",
+            || h.env.ok(&["info", "-n", &a]).contains(&h.net.v6),
+        );
+        let ls = h.env.ok(&["ls", "-f"]);
+        assert!(ls.contains(&ip_a) && ls.contains(&ip_b), "{ls}");
+
+        // A running bridge refuses to go; stopped containers take their veths with them.
+        assert_eq!(h.ports().len(), 2, "{:?}", h.ports());
+        let err = h.env.fails(&["net", "stop"]);
+        assert!(err.contains("still has containers attached"), "{err}");
+        h.env.ok(&["stop", "-k", "-n", &a]);
+        h.env.ok(&["stop", "-n", &b]);
+        eventually(Duration::from_secs(5), "veths left on the bridge", || {
+            h.ports().is_empty()
+        });
+        // Starting again keeps b's address.
+        h.env.ok(&["start", "-d", "-n", &b]);
+        assert_eq!(h.wait_ipv4(&b, Duration::from_secs(60)), ip_b);
+        h.env.ok(&["stop", "-k", "-n", &b]);
+        let out = h.env.ok(&["net", "stop"]);
+        assert!(out.contains("removed"), "{out}");
+        assert!(h.env.ok(&["net", "status"]).contains("missing"));
+    }
+    assert_eq!(before, host_state(), "the host is not as it was");
+}
+
+#[test]
+fn fixed_address_macvlan_and_several_interfaces() {
+    let _s = serial();
+    let mut h = Host::new(2);
+    let dummy = plain_link();
+    let fixed = format!("{}.50", h.net.prefix);
+    let cfg = format!(
+        "{}[[network]]\ntype = \"macvlan\"\nlink = \"{dummy}\"\nhwaddr = \"00:16:3e:00:00:42\"\n",
+        h.veth(&format!("ipv4 = \"{fixed}/24\"\n"))
+    );
+    let name = h.create("busybox", &busybox_release(), "fixed", &cfg);
+    h.env.ok(&["start", "-d", "-n", &name]);
+    // Set before init runs; the image's DHCP client (udhcpc) flushes it and gets the
+    // same address back from its reservation.
+    eventually(
+        Duration::from_secs(30),
+        "the fixed address and route did not settle",
+        || {
+            let addr = stdout(&h.attach(&name, &["ip", "-4", "addr", "show", "eth0"]));
+            let route = stdout(&h.attach(&name, &["ip", "route"]));
+            addr.contains(&format!("{fixed}/24"))
+                && route.contains(&format!("default via {}", h.net.gateway()))
+        },
+    );
+    let mac = stdout(&h.attach(&name, &["cat", "/sys/class/net/eth1/address"]));
+    assert_eq!(mac.trim(), "00:16:3e:00:00:42");
+    let out = h.attach(&name, &["ping", "-c1", "-W5", &h.net.gateway()]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    // The fixed address is reserved for this container's MAC in the bridge's DHCP.
+    let hosts = read(
+        h.env
+            .dir
+            .path()
+            .join("run/net")
+            .join(format!("{}.hosts", h.net.bridge)),
+    );
+    assert!(hosts.contains(&format!(",{fixed},")), "{hosts}");
+    h.env.ok(&["stop", "-k", "-n", &name]);
+}
+
+#[test]
+fn a_bridge_rlxc_did_not_create_is_used_and_never_changed() {
+    let _s = serial();
+    let h = Host::new(3);
+    sh_ok(&format!(
+        "ip link add {0} type bridge && ip link set {0} up",
+        h.net.bridge
+    ));
+    let before = host_state();
+    let out = h.env.ok(&["net", "start"]);
+    assert!(out.contains("not rlxc's"), "{out}");
+    assert!(h.env.ok(&["net", "status"]).contains("not rlxc's"));
+    let out = h.env.ok(&["net", "stop"]);
+    assert!(out.contains("nothing to undo"), "{out}");
+    assert_eq!(before, host_state());
+    assert!(std::path::Path::new("/sys/class/net")
+        .join(&h.net.bridge)
+        .exists());
+}
+
+/// Each bad setup fails before anything is made, says what to do, and leaves the host
+/// as it was.
+#[test]
+fn network_errors_name_the_fix_and_leave_nothing() {
+    let _s = serial();
+    let h = Host::new(4);
+    let fails_cleanly = |args: &[&str], env: &[(&str, &str)], want: &[&str]| {
+        let before = host_state();
+        let mut cmd = h.env.cmd(args);
+        cmd.envs(env.iter().copied());
+        let out = cmd.output().unwrap();
+        assert!(
+            !out.status.success(),
+            "{args:?} succeeded: {}",
+            stdout(&out)
+        );
+        let err = stderr(&out);
+        for w in want {
+            assert!(err.contains(w), "{args:?}: {w:?} missing from:\n{err}");
+        }
+        assert_eq!(before, host_state(), "{args:?} left something behind");
+        let state = h
+            .env
+            .dir
+            .path()
+            .join("run/net")
+            .join(format!("{}.state", h.net.bridge));
+        assert!(!state.exists(), "state file left");
+    };
+
+    // A subnet a host route already covers.
+    let dummy = plain_link();
+    let net16 = h.net.prefix.rsplit_once('.').unwrap().0;
+    sh_ok(&format!("ip addr add {net16}.0.1/16 dev {dummy}"));
+    fails_cleanly(
+        &["net", "start"],
+        &[],
+        &["overlaps the host route", &dummy.0, "choose a subnet"],
+    );
+
+    // A bridge name that is a plain interface.
+    h.env
+        .write_config(&h.net.config().replace(&h.net.bridge, &dummy.0));
+    fails_cleanly(
+        &["net", "start"],
+        &[],
+        &[
+            "network.bridge",
+            "is not a bridge",
+            "so rlxc creates the bridge",
+        ],
+    );
+    drop(dummy);
+    h.env.write_config(&h.net.config());
+
+    // dnsmasq missing (a PATH with only the firewall tool on it).
+    let bin = h.env.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink("/usr/sbin/nft", bin.join("nft")).unwrap();
+    fails_cleanly(
+        &["net", "start"],
+        &[("PATH", bin.to_str().unwrap())],
+        &["dnsmasq is not installed", "apt-get install dnsmasq-base"],
+    );
+
+    // The DNS port taken on every address by a process that is not ours.
+    {
+        let holder = UdpSocket::bind("0.0.0.0:53")
+            .expect("this test needs UDP port 53 free on every address of the host");
+        fails_cleanly(
+            &["net", "start"],
+            &[],
+            &["cannot listen", "port 53", "stop what holds"],
+        );
+        drop(holder);
+    }
+
+    // A FORWARD chain that drops: the bridge's traffic would die there.
+    let table = format!("rlxctest{}", std::process::id());
+    sh_ok(&format!(
+        "nft add table inet {table} && nft add chain inet {table} blockfwd '{{ type filter hook forward priority 0; policy drop; }}'"
+    ));
+    struct Table(String);
+    impl Drop for Table {
+        fn drop(&mut self) {
+            let _ = Command::new("nft")
+                .args(["delete", "table", "inet", &self.0])
+                .output();
+        }
+    }
+    let guard = Table(table.clone());
+    fails_cleanly(
+        &["net", "start"],
+        &[],
+        &["policy drop", &table, "iptables -I FORWARD -i"],
+    );
+    let check = h.env.run(&["checkconfig"]);
+    assert!(!check.status.success());
+    assert!(
+        stdout(&check).contains(&format!("Forwarding through {}", h.net.bridge))
+            && stdout(&check).contains("policy drop"),
+        "{}",
+        stdout(&check)
+    );
+    drop(guard);
+    let check = h.env.run(&["checkconfig"]);
+    assert!(check.status.success(), "{}", stdout(&check));
+
+    // And with all of that fixed, it works and goes away without a trace.
+    let before = host_state();
+    h.env.ok(&["net", "start"]);
+    h.env.ok(&["net", "start"]); // idempotent
+    h.env.ok(&["net", "stop"]);
+    assert_eq!(before, host_state());
+}
+
+#[test]
+fn dnsmasq_that_dies_is_restarted() {
+    let _s = serial();
+    let h = Host::new(5);
+    h.env.ok(&["net", "start"]);
+    let pidfile = h
+        .env
+        .dir
+        .path()
+        .join("run/net")
+        .join(format!("{}.dnsmasq.pid", h.net.bridge));
+    let first = read(&pidfile).trim().to_string();
+    sh_ok(&format!("kill -9 {first}"));
+    eventually(Duration::from_secs(10), "dnsmasq was not restarted", || {
+        let now = std::fs::read_to_string(&pidfile).unwrap_or_default();
+        let now = now.trim();
+        !now.is_empty() && now != first && std::path::Path::new(&format!("/proc/{now}")).exists()
+    });
+    assert!(h.env.ok(&["net", "status"]).contains("running (pid"));
+    h.env.ok(&["net", "stop"]);
+    assert!(sh("pgrep -af '\\[rlxc net\\]'")
+        .lines()
+        .all(|l| !l.contains(&h.net.bridge)));
+}
+
+/// A plain (non-bridge) host interface for the test: one end of a veth pair (this
+/// kernel may have no dummy driver); both ends go on drop.
+struct PlainLink(String);
+
+fn plain_link() -> PlainLink {
+    let name = format!("rlxd{}", std::process::id() % 100_000);
+    sh_ok(&format!(
+        "ip link add {name} type veth peer name {name}p && ip link set {name} up"
+    ));
+    PlainLink(name)
+}
+
+impl Drop for PlainLink {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.0]).output();
+    }
+}
+
+impl std::fmt::Display for PlainLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn busybox_release() -> String {
+    let index = read(fixture_mirror().join("meta/1.0/index-system"));
+    index
+        .lines()
+        .find(|l| l.starts_with("busybox;"))
+        .and_then(|l| l.split(';').nth(1))
+        .expect("busybox in the fixture index")
+        .to_string()
+}
