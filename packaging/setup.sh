@@ -9,12 +9,14 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 PREFIX=${PREFIX:-/usr/local}
 DESTDIR=${DESTDIR:-}
 
-# Build: C toolchain bits for the -sys crates. Tests: fixture building (debootstrap,
+# Build: C toolchain bits for the -sys crates. Run time: dnsmasq (the managed bridge's
+# DHCP and DNS) and nftables (its NAT). Tests: fixture building (debootstrap,
 # busybox-static, xz), attribute checks (acl, attr, libcap2-bin), terminals (tmux),
-# and LXC itself for the side-by-side benchmarks.
+# network checks (iproute2, iptables), and LXC itself for the side-by-side benchmarks.
 packages=(
     build-essential pkg-config libssl-dev liblzma-dev ca-certificates
-    debootstrap busybox-static xz-utils tar acl attr libcap2-bin tmux curl bc iproute2 procps
+    dnsmasq-base nftables
+    debootstrap busybox-static xz-utils tar acl attr libcap2-bin tmux curl bc iproute2 iptables procps
     lxc
 )
 

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Benchmark: networking, rlxc vs LXC 5 on the same bridge and image, in one run.
+#
+#   tests/bench/network.sh [RUNS]        (as root; default 5 runs each)
+#
+#  1. rlxc-net start: create the managed bridge with DHCP, DNS and NAT (rlxc only)
+#  2. Debian bookworm: from `start -d` until `info` shows an IPv4 address
+#                                           (target: rlxc no slower than LXC)
+# Both containers hang off the same rlxc-managed test bridge (its own name and subnet,
+# never virbr0) and get their leases from the same dnsmasq; the image brings eth0 up
+# with systemd-networkd DHCP. Runs are interleaved; medians and the ratio are printed.
+# Traffic stays on the test bridge.
+set -euo pipefail
+
+runs=${1:-5}
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+fixtures=${RLXC_FIXTURES:-/var/cache/rlxc-test-fixtures}
+[ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
+command -v lxc-start >/dev/null || { echo "LXC is not installed: apt-get install lxc" >&2; exit 1; }
+
+bash "$repo/tests/fixtures/build-mirror.sh" >/dev/null 2>&1
+(cd "$repo" && cargo build --release --quiet)
+rlxc="$repo/target/release/rlxc"
+
+work=$(mktemp -d /var/tmp/rlxc-bench-net.XXXXXX)
+chmod 755 "$work"
+server_pid=
+tag=$$
+bridge="rlxb$((tag % 100000))"
+subnet="10.231.$((tag % 200 + 20))"
+deb_r="rnet$tag" deb_l="lnet$tag"
+cleanup() {
+    "$rlxc" stop -q -k -n "$deb_r" >/dev/null 2>&1 || true
+    lxc-stop -P "$work/lxc-lib" -k -n "$deb_l" >/dev/null 2>&1 || true
+    "$rlxc" net stop -f -q >/dev/null 2>&1 || true
+    [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+python3 -m http.server "$port" --bind 127.0.0.1 -d "$fixtures/mirror" >/dev/null 2>&1 &
+server_pid=$!
+for _ in $(seq 50); do curl -fs "http://127.0.0.1:$port/meta/1.0/index-system" >/dev/null 2>&1 && break; sleep 0.1; done
+
+cat > "$work/rlxc.toml" <<TOML
+lxcpath = "$work/rlxc-lib"
+cachepath = "$work/rlxc-cache"
+runpath = "$work/rlxc-run"
+[download]
+server = "http://127.0.0.1:$port"
+[network]
+bridge = "$bridge"
+ipv4 = "$subnet.1/24"
+upstream_dns = false
+TOML
+export RLXC_CONFIG="$work/rlxc.toml"
+printf '[[network]]\ntype = "veth"\nlink = "%s"\nhwaddr = "00:16:3e:xx:xx:xx"\nipv4 = "dhcp"\n' "$bridge" > "$work/rlxc-net.toml"
+cat > "$work/lxc.conf" <<CONF
+lxc.net.0.type = veth
+lxc.net.0.link = $bridge
+lxc.net.0.flags = up
+lxc.net.0.hwaddr = 00:16:3e:xx:xx:xx
+lxc.apparmor.profile = unconfined
+CONF
+
+now() { date +%s.%N; }
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+lxc() { local cmd=$1; shift; "$cmd" -P "$work/lxc-lib" "$@"; }
+
+echo "1. rlxc-net start: bridge $bridge ($subnet.1/24), dnsmasq, forwarding, NAT"
+t0=$(now); "$rlxc" net start -q; t1=$(now)
+printf '   rlxc %.3f s (LXC has no equivalent: lxc-net is a shell script run once by systemd)\n' "$(echo "$t1 - $t0" | bc)"
+
+index="$fixtures/mirror/meta/1.0/index-system"
+path=$(awk -F';' '$1=="debian" && $2=="bookworm" && $3=="amd64" {print $6}' "$index")
+build=$(awk -F';' '$1=="debian" && $2=="bookworm" && $3=="amd64" {print $5}' "$index")
+"$rlxc" create -q -n "$deb_r" -t download -d debian -r bookworm -a amd64 -f "$work/rlxc-net.toml" >/dev/null
+cache="$work/lxc-cache/download/debian/bookworm/amd64/default"
+mkdir -p "$cache" "$work/lxc-lib"
+cp "$fixtures/mirror$path/rootfs.tar.xz" "$cache/"
+tar -xJf "$fixtures/mirror$path/meta.tar.xz" -C "$cache"
+echo "$build" > "$cache/build_id"
+LXC_CACHE_PATH="$work/lxc-cache" lxc-create -P "$work/lxc-lib" -n "$deb_l" -f "$work/lxc.conf" \
+    -t download -- -d debian -r bookworm -a amd64 --force-cache >/dev/null
+
+# Poll every 20 ms until the tool's own info command shows an IPv4 address.
+until_ipv4() { # command…
+    for _ in $(seq 3000); do
+        "$@" 2>/dev/null | grep -Eq '^IP:[[:space:]]+[0-9]+\.' && return 0
+        sleep 0.02
+    done
+    echo "no address after 60 s: $*" >&2
+    return 1
+}
+
+echo "2. Debian bookworm: start -d until info shows an IPv4 address, $runs runs each"
+: > "$work/r"; : > "$work/l"
+for _ in $(seq "$runs"); do
+    t0=$(now); lxc lxc-start -n "$deb_l" -d; until_ipv4 lxc-info -P "$work/lxc-lib" -n "$deb_l" -i; t1=$(now)
+    echo "$t1 - $t0" | bc >> "$work/l"; lxc lxc-stop -n "$deb_l" -k
+    t0=$(now); "$rlxc" start -q -d -n "$deb_r"; until_ipv4 "$rlxc" info -n "$deb_r"; t1=$(now)
+    echo "$t1 - $t0" | bc >> "$work/r"; "$rlxc" stop -q -k -n "$deb_r"
+done
+l=$(median < "$work/l"); r=$(median < "$work/r")
+printf '   LXC %.3f s   rlxc %.3f s   rlxc/LXC = %.2f (target <= 1)\n' "$l" "$r" "$(echo "$r / $l" | bc -l)"
+echo "   (all runs, seconds: LXC $(tr '\n' ' ' < "$work/l")| rlxc $(tr '\n' ' ' < "$work/r"))"
