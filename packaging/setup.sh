@@ -17,7 +17,7 @@ packages=(
     build-essential pkg-config libssl-dev liblzma-dev ca-certificates
     dnsmasq-base nftables
     debootstrap busybox-static xz-utils tar acl attr libcap2-bin tmux curl bc iproute2 iptables procps
-    lxc
+    lxc lxc-templates
 )
 
 install_deps() {

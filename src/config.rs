@@ -322,6 +322,13 @@ pub struct Network {
     pub mtu: Option<u32>,
 }
 
+impl Network {
+    /// The bridge (veth) or parent (macvlan): `link`, else the managed bridge.
+    pub fn link_or<'a>(&'a self, managed: &'a NetworkSettings) -> &'a str {
+        self.link.as_deref().unwrap_or(&managed.bridge)
+    }
+}
+
 /// A bind or file-system mount, as LXC's `lxc.mount.entry`.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -456,6 +456,48 @@ fn network_errors_name_the_fix_and_leave_nothing() {
     assert_eq!(before, host_state());
 }
 
+/// A host without nft: NAT and forwarding go in iptables, marked with a comment, and
+/// only those rules go at rlxc-net stop.
+#[test]
+fn iptables_when_the_host_has_no_nft() {
+    let _s = serial();
+    let h = Host::new(6);
+    let bin = h.env.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for tool in ["dnsmasq", "iptables"] {
+        std::os::unix::fs::symlink(format!("/usr/sbin/{tool}"), bin.join(tool)).unwrap();
+    }
+    let path = [("PATH", bin.to_str().unwrap())];
+    // iptables-nft leaves the built-in chains it needed as empty nft tables; make them
+    // exist first so the comparison sees only rlxc's rules.
+    for (table, chain) in [("filter", "FORWARD"), ("nat", "POSTROUTING")] {
+        sh_ok(&format!(
+            "iptables -t {table} -A {chain} -j RETURN && iptables -t {table} -D {chain} -j RETURN"
+        ));
+    }
+    let before = host_state();
+    let mut cmd = h.env.cmd(&["net", "start"]);
+    cmd.envs(path);
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let comment = format!("rlxc:{}", h.net.bridge);
+    let rules = sh("iptables-save");
+    assert_eq!(rules.matches(&comment).count(), 3, "{rules}");
+    assert!(
+        rules.contains(&format!("-s {}.0/24", h.net.prefix)) && rules.contains("MASQUERADE"),
+        "{rules}"
+    );
+    assert!(h
+        .env
+        .ok(&["net", "status"])
+        .contains(&format!("iptables rules commented {comment}")));
+    let mut cmd = h.env.cmd(&["net", "stop"]);
+    cmd.envs(path);
+    assert!(cmd.output().unwrap().status.success());
+    assert!(!sh("iptables-save").contains(&comment));
+    assert_eq!(before, host_state());
+}
+
 #[test]
 fn dnsmasq_that_dies_is_restarted() {
     let _s = serial();

@@ -74,6 +74,9 @@ pub fn run(a: Args) -> Result<i32> {
         if let Some(v4) = &n.ipv4 {
             d += &format!(", ipv4 {v4}");
         }
+        if let Some(a) = &n.ipv4_assigned {
+            d += &format!(" ({a})");
+        }
         row("Network", &d);
     }
     let l = &cfg.limits;

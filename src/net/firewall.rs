@@ -164,8 +164,11 @@ pub fn forward_blocker(bridge: &str) -> Option<String> {
             }
         }
     }
-    // iptables-legacy rules are invisible to nft.
-    if which("iptables-legacy").is_some() {
+    // iptables-legacy rules are invisible to nft. Only ask when its filter table exists:
+    // listing would create it in the kernel.
+    let legacy = std::fs::read_to_string("/proc/net/ip_tables_names")
+        .is_ok_and(|t| t.lines().any(|l| l == "filter"));
+    if legacy && which("iptables-legacy").is_some() {
         if let Ok(s) = run("iptables-legacy", &["-w", "-S", "FORWARD"]) {
             let accepted = s
                 .lines()

@@ -52,7 +52,7 @@ pub fn setup_all(networks: &[Network], pid: i32, managed: &NetworkSettings) -> R
     let res = networks.iter().enumerate().try_for_each(|(i, n)| {
         let inner = inner_name(n, i);
         match n.kind.as_str() {
-            "veth" => veths.push(setup_veth(&nl, n, &inner, pid)?),
+            "veth" => veths.push(setup_veth(&nl, n.link_or(managed), n, &inner, pid)?),
             "macvlan" => {
                 let parent = n.link.as_deref().ok_or_else(|| {
                     Error::net(
@@ -82,8 +82,7 @@ pub fn setup_all(networks: &[Network], pid: i32, managed: &NetworkSettings) -> R
     Ok(veths)
 }
 
-fn setup_veth(nl: &Netlink, n: &Network, inner: &str, pid: i32) -> Result<String> {
-    let link = n.link.as_deref().unwrap_or("virbr0");
+fn setup_veth(nl: &Netlink, link: &str, n: &Network, inner: &str, pid: i32) -> Result<String> {
     let bridge = nl.index(link)?.ok_or_else(|| {
         Error::net(
             format!("bridge {link} disappeared during the start"),
@@ -117,7 +116,7 @@ fn configure_inside(n: &Network, inner: &str, pid: i32, managed: &NetworkSetting
         .ok_or_else(|| Error::Other(format!("{inner} is missing inside the container")))?;
     nl.add_address(idx, IpAddr::V4(addr.addr), addr.prefix, inner)?;
     nl.set_up(idx, inner)?;
-    let on_managed = n.link.as_deref().unwrap_or("virbr0") == managed.bridge;
+    let on_managed = n.link_or(managed) == managed.bridge;
     let gateway = match n.ipv4_gateway.as_deref() {
         Some(g) if g != "auto" => g.parse::<Ipv4Addr>().ok(),
         _ if on_managed => subnet::host_part(&managed.ipv4),

@@ -143,14 +143,13 @@ pub fn start(sys: &SystemConfig, c: &Container) -> Result<i32> {
 /// On it, every container MAC gets its DNS name and, for "auto" and fixed addresses, a
 /// DHCP reservation; "auto" picks a free address once and records it in config.toml.
 fn prepare_networks(sys: &SystemConfig, c: &Container, cfg: &mut ContainerConfig) -> Result<()> {
-    let on_managed =
-        |n: &crate::config::Network| n.link.as_deref().unwrap_or("virbr0") == sys.network.bridge;
+    let on_managed = |n: &crate::config::Network| n.link_or(&sys.network) == sys.network.bridge;
     for n in cfg
         .networks
         .iter()
         .filter(|n| n.kind == "veth" && !on_managed(n))
     {
-        crate::net::link::check_bridge(n.link.as_deref().unwrap_or("virbr0"))?;
+        crate::net::link::check_bridge(n.link_or(&sys.network))?;
     }
     if !cfg
         .networks
