@@ -99,6 +99,15 @@ pub fn default_for_image(dist: &str, release: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn dns_labels() {
+        assert!(is_dns_label("web-1"));
+        assert!(!is_dns_label("web1\n00:11:22:33:44:55,set:x"));
+        assert!(!is_dns_label("-web"));
+        assert!(!is_dns_label("a,b"));
+        assert!(!is_dns_label(""));
+    }
     use super::*;
 
     #[test]

@@ -546,13 +546,3 @@ impl std::fmt::Display for PlainLink {
         f.write_str(&self.0)
     }
 }
-
-fn busybox_release() -> String {
-    let index = read(fixture_mirror().join("meta/1.0/index-system"));
-    index
-        .lines()
-        .find(|l| l.starts_with("busybox;"))
-        .and_then(|l| l.split(';').nth(1))
-        .expect("busybox in the fixture index")
-        .to_string()
-}

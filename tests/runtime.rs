@@ -9,16 +9,6 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn busybox_release() -> String {
-    let index = read(fixture_mirror().join("meta/1.0/index-system"));
-    index
-        .lines()
-        .find(|l| l.starts_with("busybox;"))
-        .and_then(|l| l.split(';').nth(1))
-        .expect("busybox in the fixture index")
-        .to_string()
-}
-
 /// A unique container name per test (cgroups are host-wide).
 fn unique(tag: &str) -> String {
     format!("t{}-{tag}", std::process::id())
@@ -40,30 +30,12 @@ impl Rt {
         let server = HttpServer::start(&fixture_mirror());
         let env = Env::new(&server.url());
         let name = unique(tag);
-        let cfg = env.dir.path().join("container.toml");
-        std::fs::write(
-            &cfg,
-            if config.is_empty() {
-                "[[network]]\ntype = \"empty\"\n"
-            } else {
-                config
-            },
-        )
-        .unwrap();
-        env.ok(&[
-            "create",
-            "-q",
-            "-n",
-            &name,
-            "-t",
-            "download",
-            "-d",
-            dist,
-            "-r",
-            release,
-            "-f",
-            cfg.to_str().unwrap(),
-        ]);
+        let config = if config.is_empty() {
+            "[[network]]\ntype = \"empty\"\n"
+        } else {
+            config
+        };
+        env.create_with(&name, dist, release, config);
         Rt {
             env,
             _server: server,

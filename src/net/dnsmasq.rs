@@ -79,6 +79,11 @@ pub fn args(o: &Options, f: &Files) -> Vec<String> {
         // dnsmasq pings an address (up to 3 s) before offering it. On rlxc's bridge every
         // fixed address is a reservation, so the ping only delays every container's boot.
         "--no-ping".into(),
+        // Routine DHCP and RA lines would grow the log in RUNPATH (tmpfs) for ever;
+        // errors are still logged.
+        "--quiet-dhcp".into(),
+        "--quiet-dhcp6".into(),
+        "--quiet-ra".into(),
         format!("--dhcp-leasefile={}", f.leases().display()),
         format!("--dhcp-hostsfile={}", f.hosts().display()),
         format!("--pid-file={}", f.dnsmasq_pid().display()),

@@ -161,9 +161,11 @@ fn prepare_networks(sys: &SystemConfig, c: &Container, cfg: &mut ContainerConfig
     let managed = Managed::new(sys)?;
     let lock = managed.lock()?;
     managed.ensure(&lock)?;
+    // It goes into dnsmasq's hosts file: only a DNS label, never whatever a config holds.
     let hostname = cfg
         .hostname
         .clone()
+        .filter(|h| crate::name::is_dns_label(h))
         .unwrap_or_else(|| crate::name::hostname_for(&c.name));
     let mut changed = false;
     for i in 0..cfg.networks.len() {
@@ -174,7 +176,10 @@ fn prepare_networks(sys: &SystemConfig, c: &Container, cfg: &mut ContainerConfig
         let Some(mac) = n.hwaddr.clone() else {
             continue;
         };
-        if n.ipv4.as_deref() == Some("auto") && n.ipv4_assigned.is_none() {
+        // Picked once; again only when the subnet changed under the recorded address.
+        let recorded =
+            crate::net::link::fixed_address(n).filter(|a| managed.subnet.is_host(a.addr));
+        if n.ipv4.as_deref() == Some("auto") && recorded.is_none() {
             let ip = managed.free_address(&addresses_of_others(sys, c))?;
             cfg.networks[i].ipv4_assigned = Some(format!("{ip}/{}", managed.subnet.prefix));
             changed = true;

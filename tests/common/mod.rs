@@ -683,3 +683,37 @@ pub fn fixture_mirror() -> PathBuf {
     );
     dir
 }
+
+/// The busybox release the fixture mirror publishes.
+pub fn busybox_release() -> String {
+    let index = read(fixture_mirror().join("meta/1.0/index-system"));
+    index
+        .lines()
+        .find(|l| l.starts_with("busybox;"))
+        .and_then(|l| l.split(';').nth(1))
+        .expect("busybox in the fixture index")
+        .to_string()
+}
+
+impl Env {
+    /// `rlxc-create -q -n NAME -t download -d DIST -r RELEASE -f FILE` with `config` as
+    /// the container defaults (written beside the environment's config).
+    pub fn create_with(&self, name: &str, dist: &str, release: &str, config: &str) {
+        let cfg = self.dir.path().join(format!("{name}.defaults.toml"));
+        std::fs::write(&cfg, config).unwrap();
+        self.ok(&[
+            "create",
+            "-q",
+            "-n",
+            name,
+            "-t",
+            "download",
+            "-d",
+            dist,
+            "-r",
+            release,
+            "-f",
+            cfg.to_str().unwrap(),
+        ]);
+    }
+}
