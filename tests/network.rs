@@ -469,8 +469,27 @@ fn iptables_when_the_host_has_no_nft() {
     }
     let path = [("PATH", bin.to_str().unwrap())];
     // iptables-nft leaves the built-in chains it needed as empty nft tables; make them
-    // exist first so the comparison sees only rlxc's rules.
+    // exist first so the comparison sees only rlxc's rules, and remove the ones this
+    // test made at the end.
+    struct Skeletons(Vec<&'static str>);
+    impl Drop for Skeletons {
+        fn drop(&mut self) {
+            for t in &self.0 {
+                let _ = Command::new("nft")
+                    .args(["delete", "table", "ip", t])
+                    .output();
+            }
+        }
+    }
+    let mut made = Skeletons(Vec::new());
     for (table, chain) in [("filter", "FORWARD"), ("nat", "POSTROUTING")] {
+        let exists = Command::new("nft")
+            .args(["list", "table", "ip", table])
+            .output()
+            .unwrap();
+        if !exists.status.success() {
+            made.0.push(table);
+        }
         sh_ok(&format!(
             "iptables -t {table} -A {chain} -j RETURN && iptables -t {table} -D {chain} -j RETURN"
         ));
