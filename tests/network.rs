@@ -105,22 +105,7 @@ impl Host {
 
     fn create(&mut self, dist: &str, release: &str, tag: &str, config: &str) -> String {
         let name = format!("n{}-{tag}", std::process::id());
-        let cfg = self.env.dir.path().join(format!("{tag}.toml"));
-        std::fs::write(&cfg, config).unwrap();
-        self.env.ok(&[
-            "create",
-            "-q",
-            "-n",
-            &name,
-            "-t",
-            "download",
-            "-d",
-            dist,
-            "-r",
-            release,
-            "-f",
-            cfg.to_str().unwrap(),
-        ]);
+        self.env.create_with(&name, dist, release, config);
         self.names.push(name.clone());
         name
     }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::Signal;
 
 use crate::error::{Error, IoContext, Result};
 
@@ -214,19 +214,10 @@ pub fn reload(f: &Files) {
 /// "err WHY" on stdout once it serves, restart it when it dies, stop it on SIGTERM.
 pub fn supervise(own_pidfile: &Path, dnsmasq_pidfile: &Path, argv: &[String]) -> i32 {
     let _ = nix::unistd::setsid();
-    let mut mask = SigSet::empty();
-    for s in [
-        Signal::SIGCHLD,
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGHUP,
-    ] {
-        mask.add(s);
-    }
-    if mask.thread_block().is_err() {
+    let Ok(mask) = crate::sys::block_daemon_signals() else {
         println!("err cannot block signals");
         return 1;
-    }
+    };
     let _ = std::fs::remove_file(dnsmasq_pidfile);
     let mut child = match spawn_ready(argv, dnsmasq_pidfile) {
         Ok(c) => c,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sched::CloneFlags;
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::Signal;
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -117,16 +117,7 @@ impl Monitor {
         }
         let _ = std::fs::remove_file(&sock);
         let listener = UnixListener::bind(&sock).ctx("listen on", &sock)?;
-        let mut mask = SigSet::empty();
-        for s in [
-            Signal::SIGCHLD,
-            Signal::SIGTERM,
-            Signal::SIGINT,
-            Signal::SIGHUP,
-        ] {
-            mask.add(s);
-        }
-        mask.thread_block().ctx("block signals in", "the monitor")?;
+        let mask = crate::sys::block_daemon_signals().ctx("block signals in", "the monitor")?;
         let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
             .ctx("create a signalfd in", "the monitor")?;
         Ok(Monitor {

@@ -323,3 +323,20 @@ pub fn exit_child(code: i32) -> ! {
     // SAFETY: _exit(2) only ends the process; it cannot leave memory in a bad state.
     unsafe { libc::_exit(code) }
 }
+
+/// Block the signals a daemon (monitor, dnsmasq supervisor) takes synchronously:
+/// child exits and the requests to stop or reload. Returns the blocked set.
+pub fn block_daemon_signals() -> nix::Result<nix::sys::signal::SigSet> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut mask = SigSet::empty();
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+    ] {
+        mask.add(s);
+    }
+    mask.thread_block()?;
+    Ok(mask)
+}

@@ -15,6 +15,7 @@ set -euo pipefail
 
 iterations=${1:-7}
 repo=$(cd "$(dirname "$0")/../.." && pwd)
+. "$repo/tests/bench/lib.sh"
 fixtures=${RLXC_FIXTURES:-/var/cache/rlxc-test-fixtures}
 
 [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
@@ -37,35 +38,15 @@ mkfs.ext4 -q -F "$work.img"
 mount -o loop "$work.img" "$work"
 
 # Serve the fixture mirror on loopback for rlxc's first (cache-filling) create.
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-python3 -m http.server "$port" --bind 127.0.0.1 -d "$fixtures/mirror" >/dev/null 2>&1 &
-server_pid=$!
-for _ in $(seq 50); do curl -fs "http://127.0.0.1:$port/meta/1.0/index-system" >/dev/null 2>&1 && break; sleep 0.1; done
+serve_mirror
 
-cat > "$work/rlxc.toml" <<TOML
-lxcpath = "$work/rlxc-lib"
-cachepath = "$work/rlxc-cache"
-runpath = "$work/rlxc-run"
-[download]
-server = "http://127.0.0.1:$port"
-TOML
-export RLXC_CONFIG="$work/rlxc.toml"
+write_rlxc_config </dev/null
 "$rlxc" create -q -n warm -t download -d debian -r bookworm -a amd64 >/dev/null
 # "warm" stays until the end: a delete now would slow the timed creates (see above).
 
-# LXC's download template only speaks https to a real server, so its cache is filled
-# the way it fills it itself: rootfs.tar.xz, the meta files, build_id.
-build_path=$(awk -F';' '$1=="debian" && $2=="bookworm" && $3=="amd64" {print $6}' "$fixtures/mirror/meta/1.0/index-system")
-build_id=$(awk -F';' '$1=="debian" && $2=="bookworm" && $3=="amd64" {print $5}' "$fixtures/mirror/meta/1.0/index-system")
-lxc_cache="$work/lxc-cache/download/debian/bookworm/amd64/default"
-mkdir -p "$lxc_cache" "$work/lxc-lib"
-cp "$fixtures/mirror$build_path/rootfs.tar.xz" "$lxc_cache/"
-tar -xJf "$fixtures/mirror$build_path/meta.tar.xz" -C "$lxc_cache"
-echo "$build_id" > "$lxc_cache/build_id"
+fill_lxc_cache debian bookworm
 export LXC_CACHE_PATH="$work/lxc-cache"
 
-now() { date +%s.%N; }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 : > "$work/lxc.times"; : > "$work/rlxc.times"
 for i in $(seq "$iterations"); do

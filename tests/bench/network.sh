@@ -14,6 +14,7 @@ set -euo pipefail
 
 runs=${1:-5}
 repo=$(cd "$(dirname "$0")/../.." && pwd)
+. "$repo/tests/bench/lib.sh"
 fixtures=${RLXC_FIXTURES:-/var/cache/rlxc-test-fixtures}
 [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
 command -v lxc-start >/dev/null || { echo "LXC is not installed: apt-get install lxc" >&2; exit 1; }
@@ -38,23 +39,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-python3 -m http.server "$port" --bind 127.0.0.1 -d "$fixtures/mirror" >/dev/null 2>&1 &
-server_pid=$!
-for _ in $(seq 50); do curl -fs "http://127.0.0.1:$port/meta/1.0/index-system" >/dev/null 2>&1 && break; sleep 0.1; done
+serve_mirror
 
-cat > "$work/rlxc.toml" <<TOML
-lxcpath = "$work/rlxc-lib"
-cachepath = "$work/rlxc-cache"
-runpath = "$work/rlxc-run"
-[download]
-server = "http://127.0.0.1:$port"
+write_rlxc_config <<TOML
 [network]
 bridge = "$bridge"
 ipv4 = "$subnet.1/24"
 upstream_dns = false
 TOML
-export RLXC_CONFIG="$work/rlxc.toml"
 printf '[[network]]\ntype = "veth"\nlink = "%s"\nhwaddr = "00:16:3e:xx:xx:xx"\nipv4 = "dhcp"\n' "$bridge" > "$work/rlxc-net.toml"
 cat > "$work/lxc.conf" <<CONF
 lxc.net.0.type = veth
@@ -64,23 +56,14 @@ lxc.net.0.hwaddr = 00:16:3e:xx:xx:xx
 lxc.apparmor.profile = unconfined
 CONF
 
-now() { date +%s.%N; }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 lxc() { local cmd=$1; shift; "$cmd" -P "$work/lxc-lib" "$@"; }
 
 echo "1. rlxc-net start: bridge $bridge ($subnet.1/24), dnsmasq, forwarding, NAT"
 t0=$(now); "$rlxc" net start -q; t1=$(now)
 printf '   rlxc %.3f s (LXC has no equivalent: lxc-net is a shell script run once by systemd)\n' "$(echo "$t1 - $t0" | bc)"
 
-index="$fixtures/mirror/meta/1.0/index-system"
-path=$(awk -F';' '$1=="debian" && $2=="bookworm" && $3=="amd64" {print $6}' "$index")
-build=$(awk -F';' '$1=="debian" && $2=="bookworm" && $3=="amd64" {print $5}' "$index")
 "$rlxc" create -q -n "$deb_r" -t download -d debian -r bookworm -a amd64 -f "$work/rlxc-net.toml" >/dev/null
-cache="$work/lxc-cache/download/debian/bookworm/amd64/default"
-mkdir -p "$cache" "$work/lxc-lib"
-cp "$fixtures/mirror$path/rootfs.tar.xz" "$cache/"
-tar -xJf "$fixtures/mirror$path/meta.tar.xz" -C "$cache"
-echo "$build" > "$cache/build_id"
+fill_lxc_cache debian bookworm
 LXC_CACHE_PATH="$work/lxc-cache" lxc-create -P "$work/lxc-lib" -n "$deb_l" -f "$work/lxc.conf" \
     -t download -- -d debian -r bookworm -a amd64 --force-cache >/dev/null
 

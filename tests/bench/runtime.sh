@@ -14,6 +14,7 @@ set -euo pipefail
 
 cycles=${1:-20}
 repo=$(cd "$(dirname "$0")/../.." && pwd)
+. "$repo/tests/bench/lib.sh"
 fixtures=${RLXC_FIXTURES:-/var/cache/rlxc-test-fixtures}
 [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
 command -v lxc-start >/dev/null || { echo "LXC is not installed: apt-get install lxc" >&2; exit 1; }
@@ -34,42 +35,24 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-python3 -m http.server "$port" --bind 127.0.0.1 -d "$fixtures/mirror" >/dev/null 2>&1 &
-server_pid=$!
-for _ in $(seq 50); do curl -fs "http://127.0.0.1:$port/meta/1.0/index-system" >/dev/null 2>&1 && break; sleep 0.1; done
+serve_mirror
 
-cat > "$work/rlxc.toml" <<TOML
-lxcpath = "$work/rlxc-lib"
-cachepath = "$work/rlxc-cache"
-runpath = "$work/rlxc-run"
-[download]
-server = "http://127.0.0.1:$port"
-TOML
-export RLXC_CONFIG="$work/rlxc.toml"
+write_rlxc_config </dev/null
 printf '[[network]]\ntype = "empty"\n' > "$work/rlxc-net.toml"
 printf 'lxc.net.0.type = empty\nlxc.apparmor.profile = unconfined\n' > "$work/lxc.conf"
 index="$fixtures/mirror/meta/1.0/index-system"
 bb_rel=$(awk -F';' '$1=="busybox" {print $2}' "$index")
 
 setup_image() { # dist release rlxc-name lxc-name
-    local dist=$1 rel=$2 path build cache
-    path=$(awk -F';' -v d="$dist" -v r="$rel" '$1==d && $2==r && $3=="amd64" {print $6}' "$index")
-    build=$(awk -F';' -v d="$dist" -v r="$rel" '$1==d && $2==r && $3=="amd64" {print $5}' "$index")
+    local dist=$1 rel=$2
     "$rlxc" create -q -n "$3" -t download -d "$dist" -r "$rel" -a amd64 -f "$work/rlxc-net.toml" >/dev/null
-    cache="$work/lxc-cache/download/$dist/$rel/amd64/default"
-    mkdir -p "$cache" "$work/lxc-lib"
-    cp "$fixtures/mirror$path/rootfs.tar.xz" "$cache/"
-    tar -xJf "$fixtures/mirror$path/meta.tar.xz" -C "$cache"
-    echo "$build" > "$cache/build_id"
+    fill_lxc_cache "$dist" "$rel"
     LXC_CACHE_PATH="$work/lxc-cache" lxc-create -P "$work/lxc-lib" -n "$4" -f "$work/lxc.conf" \
         -t download -- -d "$dist" -r "$rel" -a amd64 --force-cache >/dev/null
 }
 setup_image busybox "$bb_rel" "$bb_r" "$bb_l"
 setup_image debian bookworm "$deb_r" "$deb_l"
 
-now() { date +%s.%N; }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 ratio() { echo "$1 / $2" | bc -l; }
 lxc() { local cmd=$1; shift; "$cmd" -P "$work/lxc-lib" "$@"; }
 

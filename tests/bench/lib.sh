@@ -1,0 +1,37 @@
+# Shared by the benchmark scripts (sourced): serving the fixture mirror, rlxc's config,
+# LXC's cache, timing. Callers set $work and $fixtures and kill $server_pid on exit.
+
+now() { date +%s.%N; }
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+# Serve the fixture mirror on a free loopback port: sets $port and $server_pid.
+serve_mirror() {
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    python3 -m http.server "$port" --bind 127.0.0.1 -d "$fixtures/mirror" >/dev/null 2>&1 &
+    server_pid=$!
+    for _ in $(seq 50); do curl -fs "http://127.0.0.1:$port/meta/1.0/index-system" >/dev/null 2>&1 && break; sleep 0.1; done
+}
+
+# $work/rlxc.toml pointing every path into $work and at the mirror; extra TOML on stdin
+# (e.g. a [network] table) is appended. Exports RLXC_CONFIG.
+write_rlxc_config() {
+    {
+        printf 'lxcpath = "%s"\ncachepath = "%s"\nrunpath = "%s"\n' "$work/rlxc-lib" "$work/rlxc-cache" "$work/rlxc-run"
+        printf '[download]\nserver = "http://127.0.0.1:%s"\n' "$port"
+        cat
+    } > "$work/rlxc.toml"
+    export RLXC_CONFIG="$work/rlxc.toml"
+}
+
+# LXC's download template only speaks https to a real server, so its cache
+# ($work/lxc-cache) is filled the way it fills it itself: rootfs.tar.xz, meta, build_id.
+fill_lxc_cache() { # dist release
+    local index="$fixtures/mirror/meta/1.0/index-system" path build cache
+    path=$(awk -F';' -v d="$1" -v r="$2" '$1==d && $2==r && $3=="amd64" {print $6}' "$index")
+    build=$(awk -F';' -v d="$1" -v r="$2" '$1==d && $2==r && $3=="amd64" {print $5}' "$index")
+    cache="$work/lxc-cache/download/$1/$2/amd64/default"
+    mkdir -p "$cache" "$work/lxc-lib"
+    cp "$fixtures/mirror$path/rootfs.tar.xz" "$cache/"
+    tar -xJf "$fixtures/mirror$path/meta.tar.xz" -C "$cache"
+    echo "$build" > "$cache/build_id"
+}
