@@ -109,6 +109,12 @@ impl Error {
             Error::Http { status: Some(404), .. } => {
                 Some("the mirror has no such file: check --server, or list what it has with: rlxc-create -t download --list".into())
             }
+            Error::Http { status: None, msg, .. } if msg.contains("certificate") => Some(
+                "the server's TLS certificate is not trusted: add its CA to the system store \
+                 (/usr/local/share/ca-certificates, then update-ca-certificates) or point \
+                 SSL_CERT_FILE at it"
+                    .into(),
+            ),
             Error::Http { status: None, .. } => Some(
                 "check the server name and the network (http_proxy/https_proxy are honoured); \
                  --force-cache uses a cached image without the network"

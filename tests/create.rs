@@ -677,3 +677,102 @@ fn http_proxy_from_the_environment_is_used() {
         "{e}"
     );
 }
+
+/// A TLS front for `root` on 127.0.0.1 (Python's ssl server), with a certificate signed
+/// by a CA made for the test; returns the server, its https URL and the CA's PEM path.
+struct TlsMirror {
+    child: std::process::Child,
+    url: String,
+    ca: std::path::PathBuf,
+    _keys: tempfile::TempDir,
+}
+
+impl Drop for TlsMirror {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tls_mirror(root: &std::path::Path) -> TlsMirror {
+    let keys = tempfile::tempdir().unwrap();
+    let k = keys.path();
+    let sh = |script: &str| {
+        let out = std::process::Command::new("sh")
+            .arg("-ec")
+            .arg(script)
+            .current_dir(k)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj '/CN=rlxc test CA'
+        openssl req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr -subj /CN=127.0.0.1
+        printf 'subjectAltName=IP:127.0.0.1\\n' > ext
+        openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem -days 2 -extfile ext");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = "import http.server, ssl, sys, functools
+h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[2])
+s = http.server.ThreadingHTTPServer(('127.0.0.1', int(sys.argv[1])), h)
+c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+c.load_cert_chain(sys.argv[3], sys.argv[4])
+s.socket = c.wrap_socket(s.socket, server_side=True)
+s.serve_forever()";
+    let child = std::process::Command::new("python3")
+        .args(["-c", server, &port.to_string()])
+        .arg(root)
+        .arg(k.join("srv.pem"))
+        .arg(k.join("srv.key"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 runs");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    TlsMirror {
+        child,
+        url: format!("https://127.0.0.1:{port}"),
+        ca: k.join("ca.pem"),
+        _keys: keys,
+    }
+}
+
+#[test]
+fn https_mirror_is_verified_and_an_untrusted_one_fails_at_once() {
+    let mut m = Mirror::new();
+    m.add(&Image::new("debian", "bookworm", "20261120_05:24"));
+    let tls = tls_mirror(m.dir.path());
+    let env = Env::new(&tls.url);
+
+    // Unknown CA: a final error naming the fix, no retries, nothing created or cached.
+    let out = env.create("web1", "debian", "bookworm");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("certificate"), "{err}");
+    assert!(err.contains("SSL_CERT_FILE"), "{err}");
+    assert!(!err.contains("retrying"), "not retried: {err}");
+    assert!(!env.lxcpath().join("web1").exists());
+
+    // Trusted through SSL_CERT_FILE: the same mirror works over TLS.
+    let out = env
+        .cmd(&[
+            "create", "-n", "web1", "-t", "download", "-d", "debian", "-r", "bookworm",
+        ])
+        .env("SSL_CERT_FILE", &tls.ca)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(read(env.rootfs("web1").join("etc/hostname")), "web1\n");
+}

@@ -33,10 +33,12 @@ enum Failure {
 }
 
 impl Fetcher {
-    /// A client for `server`. For a plain-http server the CA store is not loaded (about
-    /// 30 ms of OpenSSL parsing on every create); an https redirect from such a server
+    /// A client for `server`. For a plain-http server the CA store is not loaded (parsing
+    /// it costs tens of milliseconds on every create); an https redirect from such a server
     /// then fails certificate verification, with the URL named.
     pub fn new(server: &Server) -> Result<Self> {
+        // rustls needs one process-wide crypto provider; Err only means it is set already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut builder = reqwest::blocking::Client::builder()
             .user_agent(concat!("rlxc/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(20))
@@ -95,7 +97,9 @@ impl Fetcher {
             // A name that does not exist will not exist on the next try either.
             let unknown_host = matches!(&err, Error::Http { msg, .. }
                 if msg.contains("Name or service not known") || msg.contains("No address associated"));
-            if e.is_builder() || unknown_host {
+            // Nor does an untrusted certificate become trusted.
+            let bad_cert = matches!(&err, Error::Http { msg, .. } if msg.contains("certificate"));
+            if e.is_builder() || unknown_host || bad_cert {
                 Failure::Final(err)
             } else {
                 Failure::Transient(err)

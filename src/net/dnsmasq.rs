@@ -235,6 +235,8 @@ pub fn supervise(own_pidfile: &Path, dnsmasq_pidfile: &Path, argv: &[String]) ->
     let _ = std::io::stdout().flush();
     let mut backoff = Duration::from_secs(1);
     loop {
+        // It sleeps in sigwait for days: keep only what that needs resident.
+        crate::sys::trim_file_mappings();
         match mask.wait() {
             Ok(Signal::SIGCHLD) => {
                 if !matches!(child.try_wait(), Ok(Some(_))) {

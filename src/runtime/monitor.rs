@@ -70,7 +70,12 @@ pub struct Monitor {
     reboot_requested: bool,
     init_asked_reboot: bool,
     run: Option<Running>,
+    /// When to unmap the code pages a burst of work faulted in (see `trim_file_mappings`).
+    trim_at: Option<Instant>,
 }
+
+/// Idle time after activity before the monitor trims its resident code again.
+const TRIM_AFTER: Duration = Duration::from_secs(2);
 
 /// `rlxc __monitor`: report "ok PID" or "err WHY" on stdout, then serve until init exits.
 pub fn main(sys: &SystemConfig, c: &Container) -> i32 {
@@ -96,8 +101,8 @@ pub fn main(sys: &SystemConfig, c: &Container) -> i32 {
         let _ = crate::sys::dup_onto(null.as_fd(), 1);
     }
     // Start-up code (argument parsing, config, cgroup and mount set-up) will not run
-    // again in this process: give its pages back. The loop faults in the little it uses.
-    crate::sys::page_out_file_mappings();
+    // again in this process: unmap its pages. The loop faults in the little it uses.
+    crate::sys::trim_file_mappings();
     m.serve();
     m.shutdown();
     0
@@ -135,6 +140,7 @@ impl Monitor {
             reboot_requested: false,
             init_asked_reboot: false,
             run: None,
+            trim_at: None,
         })
     }
 
@@ -264,6 +270,12 @@ impl Monitor {
                 .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
                 .collect();
             drop(fds);
+            if ready.iter().any(|r| *r) {
+                self.trim_at = Some(Instant::now() + TRIM_AFTER);
+            } else if self.trim_at.is_some_and(|t| Instant::now() >= t) {
+                self.trim_at = None;
+                crate::sys::trim_file_mappings();
+            }
             if ready[2] {
                 self.pump_console(&master);
             }
@@ -295,17 +307,20 @@ impl Monitor {
     }
 
     fn poll_timeout(&self) -> PollTimeout {
-        match &self.stopping {
-            None => PollTimeout::NONE,
-            Some(s) => {
-                let next = s.deadline.min(s.next_resend);
-                let ms = next
-                    .saturating_duration_since(Instant::now())
-                    .as_millis()
-                    .min(60_000) as u16;
-                PollTimeout::from(ms.max(1))
-            }
-        }
+        let stop = self
+            .stopping
+            .as_ref()
+            .map(|s| s.deadline.min(s.next_resend));
+        let next = match (stop, self.trim_at) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => return PollTimeout::NONE,
+        };
+        let ms = next
+            .saturating_duration_since(Instant::now())
+            .as_millis()
+            .min(60_000) as u16;
+        PollTimeout::from(ms.max(1))
     }
 
     /// Console output: into the ring, out to every attached console.

@@ -110,6 +110,35 @@ mod tests {
         assert!(pid_alive(std::process::id() as i32));
         assert!(!pid_alive(0));
     }
+
+    #[test]
+    fn only_unwritten_file_mappings_are_trimmed() {
+        let smaps = "\
+55d0a000-55d0b000 r--p 00000000 fe:01 12 /usr/bin/x
+Rss:                   4 kB
+Anonymous:             4 kB
+55d0b000-55d0d000 r-xp 00001000 fe:01 12 /usr/bin/x
+Rss:                   8 kB
+Anonymous:             0 kB
+55d0d000-55d0e000 rw-p 00003000 fe:01 12 /usr/bin/x
+Anonymous:             0 kB
+7f00000-7f01000 rw-p 00000000 00:00 0 [heap]
+Anonymous:             4 kB
+7f10000-7f12000 r--s 00000000 fe:01 13 /dev/shm/y
+Anonymous:             0 kB
+7f20000-7f21000 r--p 00000000 00:00 0 [vvar]
+Anonymous:             0 kB
+";
+        assert_eq!(clean_file_mappings(smaps), vec![(0x55d0b000, 0x2000)]);
+    }
+
+    #[test]
+    fn trimming_keeps_the_process_working() {
+        trim_file_mappings();
+        // Code and read-only data fault back in from the files.
+        assert_eq!(format!("{}", 6 * 7), "42");
+        assert!(std::fs::read_to_string("/proc/self/smaps").is_ok_and(|s| s.contains("Rss:")));
+    }
 }
 
 pub mod seccomp;
@@ -269,37 +298,61 @@ pub fn default_sigpipe() {
     let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
 }
 
-/// Ask the kernel to reclaim the clean file-backed pages this process faulted in (code
-/// and read-only data of start-up paths it will not run again). Pages other processes
-/// map stay. Best effort: old kernels without MADV_PAGEOUT just keep them.
-pub fn page_out_file_mappings() {
-    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+/// Drop this process's page-table entries for file-backed mappings it never wrote to:
+/// code and read-only data of paths it ran once (start-up, a finished request). The
+/// pages stay in the page cache for everyone else; touching them again is a minor fault.
+/// A mapping with anonymous (copy-on-write) pages, such as relocated RELRO data, is left
+/// alone, because MADV_DONTNEED would put the file's unrelocated bytes back there.
+pub fn trim_file_mappings() {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
         return;
     };
-    for line in maps.lines() {
-        let mut f = line.split_whitespace();
-        let (Some(range), Some(perms), Some(_), Some(_), Some(inode)) =
-            (f.next(), f.next(), f.next(), f.next(), f.next())
-        else {
-            continue;
-        };
-        // File-backed and not writable: code and read-only data only.
-        if inode == "0" || perms.contains('w') {
-            continue;
-        }
-        let Some((a, b)) = range.split_once('-') else {
-            continue;
-        };
-        let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else {
-            continue;
-        };
-        // SAFETY: MADV_PAGEOUT on a range of our own mappings only drops clean pages,
-        // which are faulted back in from the file on the next access; no memory is freed
-        // out from under any reference.
+    for (start, len) in clean_file_mappings(&smaps) {
+        // SAFETY: the range is one of our own read-only file mappings with no private
+        // (anonymous) pages, so dropping its PTEs loses nothing: every page reads back
+        // identically from the file. Nothing in the process writes to it.
         unsafe {
-            libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_PAGEOUT);
+            libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED);
         }
     }
+}
+
+/// Ranges of read-only, private, file-backed mappings without anonymous pages, from the
+/// text of /proc/self/smaps.
+fn clean_file_mappings(smaps: &str) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut cur: Option<(usize, usize)> = None;
+    for line in smaps.lines() {
+        let mut f = line.split_whitespace();
+        let Some(first) = f.next() else {
+            continue;
+        };
+        if let Some((a, b)) = first.split_once('-') {
+            cur = None;
+            let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+            else {
+                continue;
+            };
+            let (perms, inode) = (f.next(), f.nth(2));
+            if let (Some(perms), Some(inode)) = (perms, inode) {
+                if inode != "0"
+                    && perms.starts_with('r')
+                    && perms.ends_with('p')
+                    && !perms.contains('w')
+                    && b > a
+                {
+                    cur = Some((a, b - a));
+                }
+            }
+        } else if first == "Anonymous:" {
+            if let Some(range) = cur.take() {
+                if f.next() == Some("0") {
+                    out.push(range);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Unblock every signal in the child of `cmd` before it execs: a blocked mask is
