@@ -194,11 +194,32 @@ impl Cgroup {
 
     /// Apply limits and the device allow-list.
     pub fn configure(&self, limits: &Limits) -> Result<()> {
-        if let Some(h) = self.layout.controller("devices").filter(|h| !h.v2) {
+        let v1_devices = self.layout.controller("devices").filter(|h| !h.v2);
+        if let Some(h) = v1_devices {
             let dir = self.path_in(h);
             write(&dir.join("devices.deny"), "a")?;
             for rule in DEVICES_ALLOW {
                 write(&dir.join("devices.allow"), rule)?;
+            }
+        }
+        // cgroup2 has no devices files: the kernel asks a BPF program attached to the
+        // cgroup. On hybrid hosts it is attached too (the v2 tree holds the same
+        // processes), so the same rules hold twice; only there may it fail.
+        if let Some(h) = self.layout.find(|h| h.v2) {
+            let dir = self.path_in(h);
+            let rules: Vec<_> = DEVICES_ALLOW
+                .iter()
+                .filter_map(|r| crate::sys::bpf::DeviceRule::parse(r))
+                .collect();
+            if let Err(e) = crate::sys::bpf::restrict_devices(&dir, &rules) {
+                if v1_devices.is_none() {
+                    return Err(Error::Other(format!(
+                        "cannot limit device access: attaching the device filter to {} failed: {e} \
+                         (the kernel needs CONFIG_CGROUP_BPF and rlxc needs CAP_SYS_ADMIN)",
+                        dir.display()
+                    )));
+                }
+                eprintln!("warning: no cgroup2 device filter ({e}); the v1 devices controller still applies");
             }
         }
         if let Some(m) = limits.memory.as_deref().and_then(parse_size) {

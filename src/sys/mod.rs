@@ -141,6 +141,7 @@ Anonymous:             0 kB
     }
 }
 
+pub mod bpf;
 pub mod seccomp;
 
 /// Start `cb` as a child in new namespaces (clone(2) with `flags`), SIGCHLD on exit.
