@@ -8,8 +8,9 @@
 #  3. Debian bookworm: start until `systemctl is-system-running` says running
 #                                                   (target: no slower than LXC)
 #  4. monitor memory per running container          (target: at most 2 MiB)
-# Both tools get the same images (LXC's cache is filled from the fixture mirror) and an
-# empty network namespace, so no bridge is involved. Medians and ratios are printed.
+# Both tools get the same images (LXC's cache is filled from the fixture mirror) and one
+# veth each on the same rlxc-managed test bridge (its own name and subnet, never virbr0;
+# DHCP from its dnsmasq). Runs are interleaved; medians and ratios are printed.
 set -euo pipefail
 
 cycles=${1:-20}
@@ -24,12 +25,16 @@ bash "$repo/tests/fixtures/build-mirror.sh" >/dev/null 2>&1
 rlxc="$repo/target/release/rlxc"
 
 work=$(mktemp -d /var/tmp/rlxc-bench-rt.XXXXXX)
+chmod 755 "$work"
 server_pid=
 tag=$$
+bridge="rlxr$((tag % 100000))"
+subnet="10.232.$((tag % 200 + 20))"
 bb_r="rbb$tag" deb_r="rdeb$tag" bb_l="lbb$tag" deb_l="ldeb$tag"
 cleanup() {
     for n in "$bb_r" "$deb_r"; do "$rlxc" stop -q -k -n "$n" >/dev/null 2>&1 || true; done
     for n in "$bb_l" "$deb_l"; do lxc-stop -P "$work/lxc-lib" -k -n "$n" >/dev/null 2>&1 || true; done
+    "$rlxc" net stop -f -q >/dev/null 2>&1 || true
     [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
     rm -rf "$work"
 }
@@ -37,9 +42,21 @@ trap cleanup EXIT
 
 serve_mirror
 
-write_rlxc_config </dev/null
-printf '[[network]]\ntype = "empty"\n' > "$work/rlxc-net.toml"
-printf 'lxc.net.0.type = empty\nlxc.apparmor.profile = unconfined\n' > "$work/lxc.conf"
+write_rlxc_config <<TOML
+[network]
+bridge = "$bridge"
+ipv4 = "$subnet.1/24"
+upstream_dns = false
+TOML
+printf '[[network]]\ntype = "veth"\nlink = "%s"\nhwaddr = "00:16:3e:xx:xx:xx"\nipv4 = "dhcp"\n' "$bridge" > "$work/rlxc-net.toml"
+cat > "$work/lxc.conf" <<CONF
+lxc.net.0.type = veth
+lxc.net.0.link = $bridge
+lxc.net.0.flags = up
+lxc.net.0.hwaddr = 00:16:3e:xx:xx:xx
+lxc.apparmor.profile = unconfined
+CONF
+"$rlxc" net start -q
 index="$fixtures/mirror/meta/1.0/index-system"
 bb_rel=$(awk -F';' '$1=="busybox" {print $2}' "$index")
 
@@ -85,7 +102,8 @@ done
 l2=$(median < "$work/l2"); r2=$(median < "$work/r2")
 printf '   LXC %.4f s   rlxc %.4f s   rlxc/LXC = %.2f (target <= 1)\n' "$l2" "$r2" "$(ratio "$r2" "$l2")"
 
-echo "4. monitor memory (busybox running under each)"
+echo "4. monitor memory (busybox running under each, idle 3 s after the last request)"
+sleep 3
 rpid=$(pgrep -f "^\[rlxc monitor\] $bb_r " | head -1)
 lpid=$(pgrep -f "^\[lxc monitor\].* $bb_l" | head -1 || true)
 kb() { awk -v k="$2:" '$1==k {print $2}' "/proc/$1/smaps_rollup"; }

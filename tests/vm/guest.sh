@@ -1,0 +1,47 @@
+#!/bin/sh
+# Runs inside the pure cgroup v2 VM (see host.sh) as a oneshot service; every result is a
+# line "RLXC-V2 ok|FAIL WHAT" on the serial console, then "RLXC-V2 DONE".
+out=/dev/ttyS0
+say() { echo "RLXC-V2 $*" > "$out"; }
+ok() { say "ok $*"; }
+fail() { say "FAIL $*"; }
+check() { # what command…
+    what=$1; shift
+    if "$@" > /tmp/check.out 2>&1; then ok "$what"; else fail "$what: $(tr '\n' ' ' < /tmp/check.out | cut -c1-300)"; fi
+}
+cg=/sys/fs/cgroup
+
+check "host is pure cgroup v2" sh -c "[ \"\$(stat -fc %T $cg)\" = cgroup2fs ] && ! grep -q ' - cgroup ' /proc/self/mountinfo"
+check "host cgroup2 has memory, cpu and pids" sh -c "grep -qw memory $cg/cgroup.controllers && grep -qw cpu $cg/cgroup.controllers && grep -qw pids $cg/cgroup.controllers"
+
+# Debian bookworm with systemd: boots to running, in a delegated subtree, with limits.
+check "rlxc-start -d debian" rlxc start -d -n deb
+state=
+for _ in $(seq 1800); do
+    state=$(rlxc attach -n deb -- systemctl is-system-running 2>/dev/null)
+    case $state in running|degraded) break ;; esac
+    sleep 0.5
+done
+if [ "$state" = running ]; then
+    ok "systemd in the container: is-system-running = running"
+else
+    fail "systemd in the container: is-system-running = $state; failed units: $(rlxc attach -n deb -- systemctl --failed --no-legend --plain 2>&1 | tr '\n' ' ')"
+fi
+check "container's cgroup namespace root is its own" sh -c "rlxc attach -n deb -- cat /proc/1/cgroup | grep -qx '0::/init.scope'"
+check "systemd delegated below the container's cgroup" test -d $cg/rlxc/deb/system.slice -a -d $cg/rlxc/deb/init.scope
+check "controllers enabled for the container's systemd" sh -c "grep -qw memory $cg/rlxc/deb/cgroup.subtree_control || grep -qw memory $cg/rlxc/deb/system.slice/cgroup.controllers"
+check "limits.memory -> memory.max" sh -c "[ \"\$(cat $cg/rlxc/deb/memory.max)\" = 268435456 ]"
+check "limits.cpus -> cpu.max" sh -c "[ \"\$(cat $cg/rlxc/deb/cpu.max)\" = '50000 100000' ]"
+check "limits.pids -> pids.max" sh -c "[ \"\$(cat $cg/rlxc/deb/pids.max)\" = 500 ]"
+check "rlxc-info shows CPU and memory use from cgroup2" sh -c "rlxc info -n deb > /tmp/info && grep -Eq '^CPU use: +[0-9.]+ seconds' /tmp/info && grep -Eq '^Memory use: +[0-9.]+ [KMG]iB' /tmp/info"
+check "device filter lets the standard nodes through" rlxc attach -n deb -- sh -c 'head -c1 /dev/zero >/dev/null && echo x > /dev/null'
+check "device filter refuses other nodes" sh -c "rlxc attach -n deb -- sh -c 'mknod /root/mem c 1 1; head -c1 /root/mem; rm -f /root/mem' 2>&1 | grep -q 'Operation not permitted'"
+check "rlxc-stop (clean shutdown)" rlxc stop -n deb -t 300
+check "nothing left of debian" sh -c "[ ! -e $cg/rlxc/deb ] && ! pgrep -f '^\\[rlxc monitor\\] deb' && ! grep -q /var/lib/rlxc/deb /proc/self/mountinfo"
+
+# busybox: start, attach, kill.
+check "rlxc-start -d busybox" rlxc start -d -n bb
+check "rlxc-attach busybox" rlxc attach -n bb -- /bin/true
+check "rlxc-stop -k busybox" rlxc stop -k -n bb
+check "nothing left of busybox" sh -c "[ ! -e $cg/rlxc/bb ] && ! pgrep -f '^\\[rlxc monitor\\] bb'"
+say DONE
