@@ -35,3 +35,22 @@ fill_lxc_cache() { # dist release
     tar -xJf "$fixtures/mirror$path/meta.tar.xz" -C "$cache"
     echo "$build" > "$cache/build_id"
 }
+
+# Both tools on one rlxc-managed test bridge $bridge ($subnet.1/24, DHCP from its
+# dnsmasq): $work/rlxc.toml, $work/rlxc-net.toml (container defaults) and $work/lxc.conf.
+bridge_configs() {
+    write_rlxc_config <<TOML
+[network]
+bridge = "$bridge"
+ipv4 = "$subnet.1/24"
+upstream_dns = false
+TOML
+    printf '[[network]]\ntype = "veth"\nlink = "%s"\nhwaddr = "00:16:3e:xx:xx:xx"\nipv4 = "dhcp"\n' "$bridge" > "$work/rlxc-net.toml"
+    cat > "$work/lxc.conf" <<CONF
+lxc.net.0.type = veth
+lxc.net.0.link = $bridge
+lxc.net.0.flags = up
+lxc.net.0.hwaddr = 00:16:3e:xx:xx:xx
+lxc.apparmor.profile = unconfined
+CONF
+}

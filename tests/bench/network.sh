@@ -41,20 +41,7 @@ trap cleanup EXIT
 
 serve_mirror
 
-write_rlxc_config <<TOML
-[network]
-bridge = "$bridge"
-ipv4 = "$subnet.1/24"
-upstream_dns = false
-TOML
-printf '[[network]]\ntype = "veth"\nlink = "%s"\nhwaddr = "00:16:3e:xx:xx:xx"\nipv4 = "dhcp"\n' "$bridge" > "$work/rlxc-net.toml"
-cat > "$work/lxc.conf" <<CONF
-lxc.net.0.type = veth
-lxc.net.0.link = $bridge
-lxc.net.0.flags = up
-lxc.net.0.hwaddr = 00:16:3e:xx:xx:xx
-lxc.apparmor.profile = unconfined
-CONF
+bridge_configs
 
 lxc() { local cmd=$1; shift; "$cmd" -P "$work/lxc-lib" "$@"; }
 
