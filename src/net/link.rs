@@ -183,9 +183,18 @@ pub fn probe_kinds() -> Vec<bool> {
 }
 
 pub fn remove_veth(host: &str) {
-    // Gone already when the container's namespace died: that is fine.
-    if let Ok(nl) = Netlink::open() {
-        let _ = nl.delete_by_name(host);
+    // When init was the namespace's last user the kernel is already destroying the
+    // pair, faster than a delete, which waits out RCU grace periods of its own (about
+    // 20 ms here). Delete it only when something else keeps the namespace alive.
+    let sys = std::path::Path::new("/sys/class/net").join(host);
+    let t0 = std::time::Instant::now();
+    while sys.exists() && t0.elapsed() < std::time::Duration::from_millis(100) {
+        std::thread::sleep(std::time::Duration::from_micros(500));
+    }
+    if sys.exists() {
+        if let Ok(nl) = Netlink::open() {
+            let _ = nl.delete_by_name(host);
+        }
     }
 }
 

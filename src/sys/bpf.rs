@@ -177,8 +177,14 @@ struct ProgAttachAttr {
 }
 
 fn load(prog: &[Insn]) -> io::Result<OwnedFd> {
+    // Without a log the verifier is quick; only a refused program is loaded again with
+    // one, for the message.
+    load_with_log(prog, false).map_err(|e| load_with_log(prog, true).err().unwrap_or(e))
+}
+
+fn load_with_log(prog: &[Insn], with_log: bool) -> io::Result<OwnedFd> {
     let license = b"Apache-2.0\0";
-    let mut log = vec![0u8; 16 * 1024];
+    let mut log = vec![0u8; if with_log { 16 * 1024 } else { 0 }];
     let mut name = [0u8; 16];
     name[..8].copy_from_slice(b"rlxc_dev");
     let attr = ProgLoadAttr {
@@ -186,9 +192,9 @@ fn load(prog: &[Insn]) -> io::Result<OwnedFd> {
         insn_cnt: prog.len() as u32,
         insns: prog.as_ptr() as u64,
         license: license.as_ptr() as u64,
-        log_level: 1,
+        log_level: with_log as u32,
         log_size: log.len() as u32,
-        log_buf: log.as_mut_ptr() as u64,
+        log_buf: if with_log { log.as_mut_ptr() as u64 } else { 0 },
         prog_name: name,
         ..Default::default()
     };
@@ -296,6 +302,13 @@ mod tests {
         }
         assert_eq!(block[2].imm, ACC_MKNOD, "only mknod is outside rw");
         assert_eq!(p[p.len() - 2].imm, 0, "default deny");
+    }
+
+    #[test]
+    fn a_refused_program_reports_the_verifier() {
+        // No exit instruction: the verifier refuses it and says why.
+        let e = load(&[insn(ALU64_MOV_K, 0, 0, 0, 0)]).expect_err("refused");
+        assert!(e.to_string().contains("verifier:"), "{e}");
     }
 
     /// The kernel enforces it: in a cgroup2 directory with the filter, /dev/null and
