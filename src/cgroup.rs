@@ -192,8 +192,10 @@ impl Cgroup {
         Ok(())
     }
 
-    /// Apply limits and the device allow-list.
-    pub fn configure(&self, limits: &Limits) -> Result<()> {
+    /// Apply limits and the device allow-list. Returns a warning for the log when the
+    /// cgroup2 device filter could not be attached on a host whose v1 controller covers it.
+    pub fn configure(&self, limits: &Limits) -> Result<Option<String>> {
+        let mut warning = None;
         let v1_devices = self.layout.controller("devices").filter(|h| !h.v2);
         if let Some(h) = v1_devices {
             let dir = self.path_in(h);
@@ -219,7 +221,9 @@ impl Cgroup {
                         dir.display()
                     )));
                 }
-                eprintln!("warning: no cgroup2 device filter ({e}); the v1 devices controller still applies");
+                warning = Some(format!(
+                    "no cgroup2 device filter ({e}); the v1 devices controller still applies"
+                ));
             }
         }
         if let Some(m) = limits.memory.as_deref().and_then(parse_size) {
@@ -255,7 +259,7 @@ impl Cgroup {
             let h = self.need("pids")?;
             write(&self.path_in(h).join("pids.max"), &p.to_string())?;
         }
-        Ok(())
+        Ok(warning)
     }
 
     fn need(&self, c: &str) -> Result<&Hierarchy> {

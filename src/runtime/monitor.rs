@@ -166,7 +166,9 @@ impl Monitor {
             child: None,
             armed: true,
         };
-        cgroup.configure(&self.cfg.limits)?;
+        if let Some(w) = cgroup.configure(&self.cfg.limits)? {
+            eprintln!("{}: warning: {w}", self.name);
+        }
         let pty = nix::pty::openpty(None, None).ctx("allocate", "the console pty")?;
         let console = std::fs::read_link(format!("/proc/self/fd/{}", pty.slave.as_raw_fd()))
             .ctx("find", "the console pty")?;
