@@ -14,16 +14,8 @@
 set -euo pipefail
 
 iterations=${1:-7}
-repo=$(cd "$(dirname "$0")/../.." && pwd)
-. "$repo/tests/bench/lib.sh"
-fixtures=${RLXC_FIXTURES:-/var/cache/rlxc-test-fixtures}
-
-[ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
-command -v lxc-create >/dev/null || { echo "LXC is not installed: apt-get install lxc" >&2; exit 1; }
-
-bash "$repo/tests/fixtures/build-mirror.sh" --only debian >/dev/null
-(cd "$repo" && cargo build --release --quiet)
-rlxc="$repo/target/release/rlxc"
+. "$(dirname "$0")/lib.sh"
+bench_prelude --only debian
 
 work=$(mktemp -d /var/tmp/rlxc-bench.XXXXXX)
 server_pid=

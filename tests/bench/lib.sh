@@ -1,5 +1,18 @@
-# Shared by the benchmark scripts (sourced): serving the fixture mirror, rlxc's config,
-# LXC's cache, timing. Callers set $work and $fixtures and kill $server_pid on exit.
+# Shared by the benchmark scripts (sourced): checks and builds, serving the fixture mirror,
+# rlxc's config, LXC's cache, timing. Callers set $work and kill $server_pid on exit.
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+fixtures=${fixtures:-${RLXC_FIXTURES:-/var/cache/rlxc-test-fixtures}}
+rlxc=${rlxc:-$repo/target/release/rlxc}
+
+# Root and LXC present, fixture images built (build-mirror.sh arguments pass through),
+# the release binary current.
+bench_prelude() {
+    [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
+    command -v lxc-create >/dev/null || { echo "LXC is not installed: apt-get install lxc" >&2; exit 1; }
+    bash "$repo/tests/fixtures/build-mirror.sh" "$@" >/dev/null 2>&1
+    (cd "$repo" && cargo build --release --quiet)
+}
 
 now() { date +%s.%N; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }

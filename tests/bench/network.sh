@@ -13,15 +13,8 @@
 set -euo pipefail
 
 runs=${1:-5}
-repo=$(cd "$(dirname "$0")/../.." && pwd)
-. "$repo/tests/bench/lib.sh"
-fixtures=${RLXC_FIXTURES:-/var/cache/rlxc-test-fixtures}
-[ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
-command -v lxc-start >/dev/null || { echo "LXC is not installed: apt-get install lxc" >&2; exit 1; }
-
-bash "$repo/tests/fixtures/build-mirror.sh" >/dev/null 2>&1
-(cd "$repo" && cargo build --release --quiet)
-rlxc="$repo/target/release/rlxc"
+. "$(dirname "$0")/lib.sh"
+bench_prelude
 
 work=$(mktemp -d /var/tmp/rlxc-bench-net.XXXXXX)
 chmod 755 "$work"
