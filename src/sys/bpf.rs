@@ -198,16 +198,9 @@ fn load_with_log(prog: &[Insn], with_log: bool) -> io::Result<OwnedFd> {
         prog_name: name,
         ..Default::default()
     };
-    // SAFETY: attr points at live buffers (program, license, log) for the whole call and
-    // its size is passed; the kernel only writes into `log`, within log_size.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_LOAD,
-            &attr as *const ProgLoadAttr,
-            std::mem::size_of::<ProgLoadAttr>(),
-        )
-    };
+    // SAFETY: attr points at live buffers (program, license, log) for the whole call; the
+    // kernel only writes into `log`, within log_size.
+    let fd = unsafe { bpf(BPF_PROG_LOAD, &attr) };
     if fd < 0 {
         let e = io::Error::last_os_error();
         let verifier = String::from_utf8_lossy(&log);
@@ -224,6 +217,23 @@ fn load_with_log(prog: &[Insn], with_log: bool) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
+/// bpf(2) with `attr` and its size.
+///
+/// # Safety
+/// Every pointer inside `attr` must be valid for what `cmd` reads or writes through it.
+unsafe fn bpf<T>(cmd: libc::c_long, attr: &T) -> libc::c_long {
+    // SAFETY: the caller vouches for the pointers in attr; attr itself is a live reference
+    // and its exact size is passed.
+    unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr as *const T,
+            std::mem::size_of::<T>(),
+        )
+    }
+}
+
 fn attach(prog: &OwnedFd, cgroup: &Path) -> io::Result<()> {
     let dir = std::fs::File::open(cgroup)?;
     let attr = ProgAttachAttr {
@@ -233,16 +243,8 @@ fn attach(prog: &OwnedFd, cgroup: &Path) -> io::Result<()> {
         attach_flags: BPF_F_ALLOW_MULTI,
         ..Default::default()
     };
-    // SAFETY: attr is a plain struct that lives across the call; both fds are open.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_ATTACH,
-            &attr as *const ProgAttachAttr,
-            std::mem::size_of::<ProgAttachAttr>(),
-        )
-    };
-    if r < 0 {
+    // SAFETY: attr holds only numbers and two fds that are open across the call.
+    if unsafe { bpf(BPF_PROG_ATTACH, &attr) } < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())

@@ -49,6 +49,18 @@ fill_lxc_cache() { # dist release
     echo "$build" > "$cache/build_id"
 }
 
+# A work directory /var/tmp/rlxc-bench-NAME.XXXXXX (searchable: the bridge's dnsmasq reads
+# below it) and a test bridge named PREFIX+pid on 10.OCTET.x.0/24: sets $work, $tag,
+# $bridge, $subnet and clears $server_pid.
+bench_bridge_workspace() { # name prefix octet
+    work=$(mktemp -d "/var/tmp/rlxc-bench-$1.XXXXXX")
+    chmod 755 "$work"
+    server_pid=
+    tag=$$
+    bridge="$2$((tag % 100000))"
+    subnet="10.$3.$((tag % 200 + 20))"
+}
+
 # Both tools on one rlxc-managed test bridge $bridge ($subnet.1/24, DHCP from its
 # dnsmasq): $work/rlxc.toml, $work/rlxc-net.toml (container defaults) and $work/lxc.conf.
 bridge_configs() {

@@ -16,12 +16,7 @@ runs=${1:-5}
 . "$(dirname "$0")/lib.sh"
 bench_prelude
 
-work=$(mktemp -d /var/tmp/rlxc-bench-net.XXXXXX)
-chmod 755 "$work"
-server_pid=
-tag=$$
-bridge="rlxb$((tag % 100000))"
-subnet="10.231.$((tag % 200 + 20))"
+bench_bridge_workspace net rlxb 231
 deb_r="rnet$tag" deb_l="lnet$tag"
 cleanup() {
     "$rlxc" stop -q -k -n "$deb_r" >/dev/null 2>&1 || true

@@ -17,12 +17,7 @@ cycles=${1:-20}
 . "$(dirname "$0")/lib.sh"
 bench_prelude
 
-work=$(mktemp -d /var/tmp/rlxc-bench-rt.XXXXXX)
-chmod 755 "$work"
-server_pid=
-tag=$$
-bridge="rlxr$((tag % 100000))"
-subnet="10.232.$((tag % 200 + 20))"
+bench_bridge_workspace rt rlxr 232
 bb_r="rbb$tag" deb_r="rdeb$tag" bb_l="lbb$tag" deb_l="ldeb$tag"
 cleanup() {
     for n in "$bb_r" "$deb_r"; do "$rlxc" stop -q -k -n "$n" >/dev/null 2>&1 || true; done
