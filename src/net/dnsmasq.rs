@@ -388,19 +388,23 @@ pub fn reservations(f: &Files) -> Vec<String> {
 pub fn reserve(f: &Files, mac: &str, ip: Option<std::net::Ipv4Addr>, name: &str) -> Result<()> {
     let mac = mac.to_ascii_lowercase();
     let ip_field = ip.map(|i| format!(",{i},"));
-    let mut lines: Vec<String> = reservations(f)
-        .into_iter()
-        .filter(|l| {
-            let fields: Vec<&str> = l.split(',').collect();
-            fields.first() != Some(&mac.as_str())
-                && fields.last() != Some(&name)
-                && ip_field.as_ref().is_none_or(|i| !l.contains(i.as_str()))
-        })
-        .collect();
-    lines.push(match ip {
+    let line = match ip {
         Some(ip) => format!("{mac},{ip},{name}"),
         None => format!("{mac},{name}"),
-    });
+    };
+    let current = reservations(f);
+    // Every start reserves again: when nothing changed, dnsmasq need not reload.
+    let clashes = |l: &String| {
+        let fields: Vec<&str> = l.split(',').collect();
+        fields.first() == Some(&mac.as_str())
+            || fields.last() == Some(&name)
+            || ip_field.as_ref().is_some_and(|i| l.contains(i.as_str()))
+    };
+    if current.iter().filter(|l| clashes(l)).eq([&line]) {
+        return Ok(());
+    }
+    let mut lines: Vec<String> = current.into_iter().filter(|l| !clashes(l)).collect();
+    lines.push(line);
     crate::store::write_atomic(&f.hosts(), (lines.join("\n") + "\n").as_bytes(), 0o644)?;
     reload(f);
     Ok(())
@@ -421,28 +425,13 @@ mod tests {
     fn reservations_replace_by_mac_name_and_address() {
         let d = tempfile::tempdir().unwrap();
         let f = files(d.path());
-        reserve(&f, "00:16:3E:00:00:01", None, "web1").unwrap();
-        reserve(
-            &f,
-            "00:16:3e:00:00:02",
-            Some("10.0.3.9".parse().unwrap()),
-            "web2",
-        )
-        .unwrap();
-        reserve(
-            &f,
-            "00:16:3e:00:00:01",
-            Some("10.0.3.8".parse().unwrap()),
-            "web1",
-        )
-        .unwrap();
-        reserve(
-            &f,
-            "00:16:3e:00:00:03",
-            Some("10.0.3.9".parse().unwrap()),
-            "web3",
-        )
-        .unwrap();
+        let add = |mac: &str, ip: Option<&str>, name: &str| {
+            reserve(&f, mac, ip.map(|i| i.parse().unwrap()), name).unwrap()
+        };
+        add("00:16:3E:00:00:01", None, "web1");
+        add("00:16:3e:00:00:02", Some("10.0.3.9"), "web2");
+        add("00:16:3e:00:00:01", Some("10.0.3.8"), "web1");
+        add("00:16:3e:00:00:03", Some("10.0.3.9"), "web3");
         assert_eq!(
             reservations(&f),
             [
@@ -450,6 +439,11 @@ mod tests {
                 "00:16:3e:00:00:03,10.0.3.9,web3"
             ]
         );
+        // The same reservation again leaves the file (and dnsmasq) alone.
+        use std::os::unix::fs::MetadataExt;
+        let ino = std::fs::metadata(f.hosts()).unwrap().ino();
+        add("00:16:3e:00:00:03", Some("10.0.3.9"), "web3");
+        assert_eq!(std::fs::metadata(f.hosts()).unwrap().ino(), ino);
     }
 
     #[test]
