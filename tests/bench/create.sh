@@ -43,16 +43,16 @@ export LXC_CACHE_PATH="$work/lxc-cache"
 : > "$work/lxc.times"; : > "$work/rlxc.times"
 for i in $(seq "$iterations"); do
     sync
-    t0=$(now)
+    t0=$EPOCHREALTIME
     lxc-create -P "$work/lxc-lib" -n "b$i" -t download -- -d debian -r bookworm -a amd64 --force-cache >/dev/null 2>&1
-    t1=$(now)
+    t1=$EPOCHREALTIME
     echo "$t1 - $t0" | bc >> "$work/lxc.times"
     [ -f "$work/lxc-lib/b$i/rootfs/etc/os-release" ] || { echo "lxc-create produced no rootfs" >&2; exit 1; }
 
     sync
-    t0=$(now)
+    t0=$EPOCHREALTIME
     "$rlxc" create -q -n "b$i" -t download -d debian -r bookworm -a amd64 >/dev/null
-    t1=$(now)
+    t1=$EPOCHREALTIME
     echo "$t1 - $t0" | bc >> "$work/rlxc.times"
     [ -f "$work/rlxc-lib/b$i/rootfs/etc/os-release" ] || { echo "rlxc-create produced no rootfs" >&2; exit 1; }
     # The rootfs is a plain directory the sysadmin can edit before first start.

@@ -1,6 +1,9 @@
 # Shared by the benchmark scripts (sourced): checks and builds, serving the fixture mirror,
 # rlxc's config, LXC's cache, timing. Callers set $work and kill $server_pid on exit.
+# Times are read from bash's $EPOCHREALTIME: no process is started to read the clock, so
+# a measurement holds only the work of the tool measured.
 
+export LC_NUMERIC=C # $EPOCHREALTIME with a '.' for bc
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 fixtures=${fixtures:-${RLXC_FIXTURES:-/var/cache/rlxc-test-fixtures}}
 rlxc=${rlxc:-$repo/target/release/rlxc}
@@ -14,7 +17,6 @@ bench_prelude() {
     (cd "$repo" && cargo build --release --quiet)
 }
 
-now() { date +%s.%N; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 # Serve the fixture mirror on a free loopback port: sets $port and $server_pid.

@@ -34,7 +34,7 @@ bridge_configs
 lxc() { local cmd=$1; shift; "$cmd" -P "$work/lxc-lib" "$@"; }
 
 echo "1. rlxc-net start: bridge $bridge ($subnet.1/24), dnsmasq, forwarding, NAT"
-t0=$(now); "$rlxc" net start -q; t1=$(now)
+t0=$EPOCHREALTIME; "$rlxc" net start -q; t1=$EPOCHREALTIME
 printf '   rlxc %.3f s (LXC has no equivalent: lxc-net is a shell script run once by systemd)\n' "$(echo "$t1 - $t0" | bc)"
 
 "$rlxc" create -q -n "$deb_r" -t download -d debian -r bookworm -a amd64 -f "$work/rlxc-net.toml" >/dev/null
@@ -55,9 +55,9 @@ until_ipv4() { # command…
 echo "2. Debian bookworm: start -d until info shows an IPv4 address, $runs runs each"
 : > "$work/r"; : > "$work/l"
 for _ in $(seq "$runs"); do
-    t0=$(now); lxc lxc-start -n "$deb_l" -d; until_ipv4 lxc-info -P "$work/lxc-lib" -n "$deb_l" -i; t1=$(now)
+    t0=$EPOCHREALTIME; lxc lxc-start -n "$deb_l" -d; until_ipv4 lxc-info -P "$work/lxc-lib" -n "$deb_l" -i; t1=$EPOCHREALTIME
     echo "$t1 - $t0" | bc >> "$work/l"; lxc lxc-stop -n "$deb_l" -k
-    t0=$(now); "$rlxc" start -q -d -n "$deb_r"; until_ipv4 "$rlxc" info -n "$deb_r"; t1=$(now)
+    t0=$EPOCHREALTIME; "$rlxc" start -q -d -n "$deb_r"; until_ipv4 "$rlxc" info -n "$deb_r"; t1=$EPOCHREALTIME
     echo "$t1 - $t0" | bc >> "$work/r"; "$rlxc" stop -q -k -n "$deb_r"
 done
 l=$(median < "$work/l"); r=$(median < "$work/r")

@@ -51,9 +51,9 @@ lxc() { local cmd=$1; shift; "$cmd" -P "$work/lxc-lib" "$@"; }
 echo "1. busybox start -d + stop -k, $cycles cycles each"
 : > "$work/r1"; : > "$work/l1"
 for _ in $(seq "$cycles"); do
-    t0=$(now); lxc lxc-start -n "$bb_l" -d; lxc lxc-wait -n "$bb_l" -s RUNNING; lxc lxc-stop -n "$bb_l" -k; t1=$(now)
+    t0=$EPOCHREALTIME; lxc lxc-start -n "$bb_l" -d; lxc lxc-wait -n "$bb_l" -s RUNNING; lxc lxc-stop -n "$bb_l" -k; t1=$EPOCHREALTIME
     echo "$t1 - $t0" | bc >> "$work/l1"
-    t0=$(now); "$rlxc" start -q -d -n "$bb_r"; "$rlxc" stop -q -k -n "$bb_r"; t1=$(now)
+    t0=$EPOCHREALTIME; "$rlxc" start -q -d -n "$bb_r"; "$rlxc" stop -q -k -n "$bb_r"; t1=$EPOCHREALTIME
     echo "$t1 - $t0" | bc >> "$work/r1"
 done
 l1=$(median < "$work/l1"); r1=$(median < "$work/r1")
@@ -71,8 +71,8 @@ done
 ready "$rlxc" attach -n "$bb_r" --
 : > "$work/r2"; : > "$work/l2"
 for _ in $(seq "$cycles"); do
-    t0=$(now); lxc lxc-attach -n "$bb_l" -- /bin/true; t1=$(now); echo "$t1 - $t0" | bc >> "$work/l2"
-    t0=$(now); "$rlxc" attach -n "$bb_r" -- /bin/true; t1=$(now); echo "$t1 - $t0" | bc >> "$work/r2"
+    t0=$EPOCHREALTIME; lxc lxc-attach -n "$bb_l" -- /bin/true; t1=$EPOCHREALTIME; echo "$t1 - $t0" | bc >> "$work/l2"
+    t0=$EPOCHREALTIME; "$rlxc" attach -n "$bb_r" -- /bin/true; t1=$EPOCHREALTIME; echo "$t1 - $t0" | bc >> "$work/r2"
 done
 l2=$(median < "$work/l2"); r2=$(median < "$work/r2")
 printf '   LXC %.4f s   rlxc %.4f s   rlxc/LXC = %.2f (target <= 1)\n' "$l2" "$r2" "$(ratio "$r2" "$l2")"
@@ -101,9 +101,9 @@ until_running() { # command prefix…
 }
 : > "$work/r3"; : > "$work/l3"
 for _ in $(seq "$runs"); do
-    t0=$(now); lxc lxc-start -n "$deb_l" -d; until_running lxc-attach -P "$work/lxc-lib" -n "$deb_l" --; t1=$(now)
+    t0=$EPOCHREALTIME; lxc lxc-start -n "$deb_l" -d; until_running lxc-attach -P "$work/lxc-lib" -n "$deb_l" --; t1=$EPOCHREALTIME
     echo "$t1 - $t0" | bc >> "$work/l3"; lxc lxc-stop -n "$deb_l" -k
-    t0=$(now); "$rlxc" start -q -d -n "$deb_r"; until_running "$rlxc" attach -n "$deb_r" --; t1=$(now)
+    t0=$EPOCHREALTIME; "$rlxc" start -q -d -n "$deb_r"; until_running "$rlxc" attach -n "$deb_r" --; t1=$EPOCHREALTIME
     echo "$t1 - $t0" | bc >> "$work/r3"; "$rlxc" stop -q -k -n "$deb_r"
 done
 l3=$(median < "$work/l3"); r3=$(median < "$work/r3")
