@@ -5,11 +5,13 @@
 use std::ffi::CString;
 use std::os::fd::{AsFd, OwnedFd};
 
+use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
 use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitStatus};
 
+use crate::cgroup::{Entry, JoinFile};
 use crate::error::{Error, IoContext, Result};
 
 pub struct Options {
@@ -54,19 +56,42 @@ pub fn run(init: i32, opts: &Options) -> Result<i32> {
                 .map_err(|_| Error::Usage(format!("argument {a:?} contains a NUL byte")))
         })
         .collect::<Result<_>>()?;
-    match crate::sys::fork().ctx("fork", "rlxc-attach")? {
-        crate::sys::Forked::Child => {
-            let code = match enter_and_exec(&cgroups, &ns, &argv, &env) {
-                Ok(code) => code,
-                Err(e) => {
-                    eprintln!("rlxc-attach: error: {e}");
-                    126
-                }
-            };
-            std::process::exit(code);
+    // The first child joins init's cgroups, then its namespaces, and forks the command.
+    let child = |join: &[JoinFile]| -> isize {
+        match enter_and_exec(join, &ns, &argv, &env) {
+            Ok(code) => code as isize,
+            Err(e) => {
+                eprintln!("rlxc-attach: error: {e}");
+                126
+            }
         }
-        crate::sys::Forked::Parent(pid) => wait_code(pid),
-    }
+    };
+    let mut join = cgroups.v1_tasks;
+    // Born in init's cgroup2 directory, as init was (see Cgroup::entry).
+    let born = cgroups
+        .v2_dir
+        .as_ref()
+        .map(|d| crate::sys::clone_into_cgroup(CloneFlags::empty(), d.as_fd(), || child(&join)));
+    let pid = match born {
+        Some(Ok(pid)) => pid,
+        Some(Err(e))
+            if !matches!(
+                e,
+                Errno::ENOSYS | Errno::E2BIG | Errno::EINVAL | Errno::EPERM
+            ) =>
+        {
+            return Err(Error::io("fork", "rlxc-attach", e.into()));
+        }
+        // No cgroup2, or a kernel without CLONE_INTO_CGROUP: the child joins by itself.
+        _ => {
+            join.extend(cgroups.v2_procs);
+            match crate::sys::fork().ctx("fork", "rlxc-attach")? {
+                crate::sys::Forked::Child => crate::sys::exit_now(child(&join) as i32),
+                crate::sys::Forked::Parent(pid) => pid,
+            }
+        }
+    };
+    wait_code(pid)
 }
 
 fn wait_code(pid: nix::unistd::Pid) -> Result<i32> {
@@ -81,12 +106,12 @@ fn wait_code(pid: nix::unistd::Pid) -> Result<i32> {
     }
 }
 
-/// init's cgroup in every hierarchy, as host paths to its cgroup.procs.
-fn init_cgroups(init: i32) -> Result<Vec<std::path::PathBuf>> {
+/// init's cgroup in every hierarchy (host paths), opened for joining.
+fn init_cgroups(init: i32) -> Result<Entry> {
     let layout = crate::cgroup::Layout::detect()?;
     let text = std::fs::read_to_string(format!("/proc/{init}/cgroup"))
         .ctx("read", format!("/proc/{init}/cgroup"))?;
-    let mut out = Vec::new();
+    let mut dirs = Vec::new();
     for line in text.lines() {
         let mut f = line.splitn(3, ':');
         let (Some(_), Some(ctrls), Some(path)) = (f.next(), f.next(), f.next()) else {
@@ -100,14 +125,10 @@ fn init_cgroups(init: i32) -> Result<Vec<std::path::PathBuf>> {
             }
         });
         if let Some(h) = h {
-            out.push(
-                h.mountpoint
-                    .join(path.trim_start_matches('/'))
-                    .join("cgroup.procs"),
-            );
+            dirs.push((h.mountpoint.join(path.trim_start_matches('/')), h.v2));
         }
     }
-    Ok(out)
+    Entry::open(dirs.into_iter())
 }
 
 fn environment(opts: &Options) -> Vec<CString> {
@@ -131,14 +152,13 @@ fn environment(opts: &Options) -> Vec<CString> {
 /// In the forked child: join cgroups and namespaces, fork once more (a new PID namespace
 /// applies to children), and exec in the grandchild.
 fn enter_and_exec(
-    cgroups: &[std::path::PathBuf],
+    join: &[JoinFile],
     ns: &[(OwnedFd, CloneFlags)],
     argv: &[CString],
     env: &[CString],
 ) -> Result<i32> {
-    let me = std::process::id().to_string();
-    for p in cgroups {
-        std::fs::write(p, &me).ctx("join cgroup", p)?;
+    for f in join {
+        f.join_self()?;
     }
     for (fd, flag) in ns {
         nix::sched::setns(fd.as_fd(), *flag).ctx("enter a namespace of", "the container")?;

@@ -25,6 +25,7 @@ fn pure_cgroup_v2_host() {
     for want in [
         "RLXC-V2 ok host is pure cgroup v2",
         "RLXC-V2 ok systemd in the container: is-system-running = running",
+        "RLXC-V2 ok init was born in its cgroup (clone3 CLONE_INTO_CGROUP)",
         "RLXC-V2 ok systemd delegated below the container's cgroup",
         "RLXC-V2 ok limits.memory -> memory.max",
         "RLXC-V2 ok rlxc-info shows CPU and memory use from cgroup2",

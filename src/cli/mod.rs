@@ -19,7 +19,6 @@ mod create;
 mod destroy;
 mod info;
 mod ls;
-mod monitor;
 mod net;
 mod start;
 mod stop;
@@ -60,8 +59,6 @@ enum Command {
     Net(net::Args),
     /// Check that this host can run containers (namespaces, cgroups, networking).
     Checkconfig(checkconfig::Args),
-    #[command(name = "__monitor", hide = true)]
-    Monitor(monitor::Args),
     #[command(name = "__netd", hide = true)]
     Netd(net::NetdArgs),
 }
@@ -124,9 +121,10 @@ pub fn main() -> i32 {
         }
     };
     crate::sys::catch_interrupts();
-    if !matches!(cli.cmd, Command::Monitor(_) | Command::Netd(_)) {
-        // `rlxc-ls | head` should end quietly; the monitor keeps ignoring SIGPIPE so a
-        // vanished client never kills it.
+    if !matches!(cli.cmd, Command::Netd(_)) {
+        // `rlxc-ls | head` should end quietly. The dnsmasq supervisor and the monitor
+        // (forked by rlxc-start, see runtime::spawn_monitor) keep ignoring SIGPIPE so a
+        // vanished client never kills them.
         crate::sys::default_sigpipe();
     }
     let res = match cli.cmd {
@@ -141,7 +139,6 @@ pub fn main() -> i32 {
         Command::Wait(a) => wait::run(a),
         Command::Net(a) => net::run(a),
         Command::Checkconfig(a) => checkconfig::run(a),
-        Command::Monitor(a) => monitor::run(a),
         Command::Netd(a) => net::netd(a),
     };
     match res {

@@ -182,18 +182,54 @@ pub fn probe_kinds() -> Vec<bool> {
     }
 }
 
+/// Delete the veth `host` (and its peer) and wait until the kernel has finished.
 pub fn remove_veth(host: &str) {
-    // When init was the namespace's last user the kernel is already destroying the
-    // pair, faster than a delete, which waits out RCU grace periods of its own (about
-    // 20 ms here). Delete it only when something else keeps the namespace alive.
-    let sys = std::path::Path::new("/sys/class/net").join(host);
-    let t0 = std::time::Instant::now();
-    while sys.exists() && t0.elapsed() < std::time::Duration::from_millis(100) {
-        std::thread::sleep(std::time::Duration::from_micros(500));
+    begin_remove_veth(host).finish();
+}
+
+/// A veth being deleted. A delete takes the pair out of the host's view within a few
+/// milliseconds, but the call then waits out RCU grace periods (20-40 ms here) before it
+/// returns; waiting for a dying network namespace to take the pair is as slow. So the
+/// call runs on a thread of its own: the caller waits only until the host end is gone
+/// (`wait_gone`), and for the thread (`finish`) before it exits or forks.
+pub struct VethRemoval {
+    sysfs: std::path::PathBuf,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Start deleting the veth `host`; nothing to do if it is gone already.
+pub fn begin_remove_veth(host: &str) -> VethRemoval {
+    let sysfs = std::path::Path::new("/sys/class/net").join(host);
+    let thread = sysfs.exists().then(|| {
+        let name = host.to_string();
+        std::thread::spawn(move || {
+            if let Ok(nl) = Netlink::open() {
+                // The namespace's teardown may have taken it meanwhile: not an error.
+                let _ = nl.delete_by_name(&name);
+            }
+        })
+    });
+    VethRemoval { sysfs, thread }
+}
+
+impl VethRemoval {
+    /// Wait (at most `limit`) until the host end has left the host's view.
+    pub fn wait_gone(&self, limit: std::time::Duration) -> bool {
+        let t0 = std::time::Instant::now();
+        while self.sysfs.exists() {
+            if t0.elapsed() > limit {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(250));
+        }
+        true
     }
-    if sys.exists() {
-        if let Ok(nl) = Netlink::open() {
-            let _ = nl.delete_by_name(host);
+
+    /// Wait for the delete to return: no thread may outlive its process or be copied
+    /// into a fork.
+    pub fn finish(mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }

@@ -1,7 +1,8 @@
-//! The container's first process, between clone and exec: it waits for the monitor to
-//! put it in its cgroup and wire its network, then builds its mount namespace inside the
-//! rootfs, pivots into it, sets hostname, console, capabilities and seccomp, and execs
-//! init. Any failure is sent to the monitor as text over the sync socket.
+//! The container's first process, between clone and exec: it joins its cgroups, builds
+//! its mount namespace inside the rootfs, pivots into it, sets hostname, console,
+//! capabilities and seccomp while the monitor wires its network, then waits for the
+//! monitor's go and execs init. Any failure is sent to the monitor as text over the sync
+//! socket.
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -11,7 +12,7 @@ use nix::fcntl::OFlag;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::Mode;
 
-use crate::cgroup::Layout;
+use crate::cgroup::{JoinFile, Layout};
 use crate::error::{Error, IoContext, Result};
 use crate::rootfs::Root;
 use crate::sys;
@@ -29,6 +30,8 @@ pub struct ChildSpec {
     /// A file holding this boot's id, bound over /proc/sys/kernel/random/boot_id so
     /// each start is a new boot for systemd and journald.
     pub boot_id: PathBuf,
+    /// Cgroup files the child writes "0" to, joining them itself (see `Cgroup::entry`).
+    pub join: Vec<JoinFile>,
 }
 
 /// LXC's common.conf drops these: loading modules, raw I/O, the clock, MAC policy.
@@ -61,7 +64,10 @@ pub fn run(spec: &ChildSpec, sync: RawFd) -> isize {
 enum Never {}
 
 fn setup_and_exec(spec: &ChildSpec, sync: BorrowedFd<'_>) -> Result<Never> {
-    wait_for_go(sync)?;
+    // Before the cgroup namespace is made: its root is the cgroup we are in.
+    for f in &spec.join {
+        f.join_self()?;
+    }
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
         .ctx("unshare the cgroup namespace of", "the container")?;
     mount(
@@ -93,6 +99,8 @@ fn setup_and_exec(spec: &ChildSpec, sync: BorrowedFd<'_>) -> Result<Never> {
     sys::drop_bounding_caps(CAPS_DROP).map_err(|e| Error::io("drop capabilities of", "init", e))?;
     sys::seccomp::install().map_err(|e| Error::io("install the seccomp filter for", "init", e))?;
     sys::mark_fds_cloexec_from(3);
+    // The network is in place once the monitor says go.
+    wait_for_go(sync)?;
     exec_init(spec)
 }
 

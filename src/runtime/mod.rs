@@ -6,8 +6,8 @@ pub mod monitor;
 pub mod proto;
 
 use std::io::{BufRead, BufReader};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use crate::config::{ContainerConfig, SystemConfig};
 use crate::container::Container;
@@ -93,35 +93,19 @@ pub fn start(sys: &SystemConfig, c: &Container) -> Result<i32> {
         .append(true)
         .open(&log)
         .ctx("open", &log)?;
-    let exe = std::env::current_exe().ctx("find", "the rlxc binary")?;
-    let mut cmd = Command::new(&exe);
-    std::os::unix::process::CommandExt::arg0(&mut cmd, format!("[rlxc monitor] {}", c.name));
-    cmd.arg("__monitor")
-        .arg("-P")
-        .arg(&c.lxcpath)
-        .arg("-n")
-        .arg(&c.name)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(logf));
-    let mut child = cmd.spawn().ctx("start the monitor", &exe)?;
-    let out = child
-        .stdout
-        .take()
-        .ok_or_else(|| Error::Other("monitor has no status pipe".into()))?;
+    let (monitor, status) = spawn_monitor(c, sys, logf)?;
     let mut line = String::new();
-    BufReader::new(out)
+    BufReader::new(status)
         .read_line(&mut line)
         .ctx("read the monitor's status", &log)?;
     let line = line.trim();
     if let Some(pid) = line.strip_prefix("ok ") {
-        // The monitor lives on (it setsid()s); it is reaped by init when it exits.
-        std::mem::forget(child);
+        // The monitor lives on (it setsid()s); init reaps it when this process is gone.
         return pid
             .parse()
             .map_err(|_| Error::Other(format!("monitor said {line:?}")));
     }
-    let _ = child.wait();
+    let _ = nix::sys::wait::waitpid(monitor, None);
     let why = line.strip_prefix("err ").unwrap_or(line);
     if !why.is_empty() {
         // The monitor said why and undid its work; its run directory goes too.
@@ -137,6 +121,52 @@ pub fn start(sys: &SystemConfig, c: &Container) -> Result<i32> {
         )));
     }
     Err(Error::Other(format!("{} failed to start: {why}", c.name)))
+}
+
+/// Fork the monitor, as LXC does: it already has the parsed configuration, where
+/// exec'ing rlxc again would load and parse everything anew (about 2 ms of each start).
+/// Its stdout is the returned status pipe ("ok PID" or "err WHY"), its stderr `log`.
+fn spawn_monitor(
+    c: &Container,
+    sys: &SystemConfig,
+    log: std::fs::File,
+) -> Result<(nix::unistd::Pid, std::fs::File)> {
+    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .ctx("create", "the monitor's status pipe")?;
+    let null = std::fs::File::options()
+        .read(true)
+        .open("/dev/null")
+        .ctx("open", "/dev/null")?;
+    // Whatever rlxc-start buffered must not be written again by the child.
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    match crate::sys::fork().ctx("fork", "the monitor")? {
+        crate::sys::Forked::Child => {
+            let ready = crate::sys::dup_onto(null.as_fd(), 0)
+                .and_then(|_| crate::sys::dup_onto(wr.as_fd(), 1))
+                .and_then(|_| crate::sys::dup_onto(log.as_fd(), 2))
+                // Nothing else of rlxc-start's: no lock or socket may outlive it here.
+                .and_then(|_| crate::sys::close_fds_from(3));
+            if let Err(e) = ready {
+                eprintln!("monitor set-up: {e}");
+                crate::sys::exit_now(1);
+            }
+            crate::sys::ignore_sigpipe();
+            crate::sys::default_interrupts();
+            crate::sys::set_comm("rlxc-monitor");
+            if let Err(e) = crate::sys::set_cmdline(&format!(
+                "[rlxc monitor] {} {}",
+                c.name,
+                c.lxcpath.display()
+            )) {
+                eprintln!("{}: cannot set the monitor's command line: {e}", c.name);
+            }
+            crate::sys::exit_now(monitor::main(sys, c))
+        }
+        crate::sys::Forked::Parent(child) => {
+            drop(wr);
+            Ok((child, std::fs::File::from(rd)))
+        }
+    }
 }
 
 /// Bridges must exist: the managed one is created (with DHCP, DNS, NAT) when missing.

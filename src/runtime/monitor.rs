@@ -9,10 +9,12 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::socket::MsgFlags;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
@@ -41,6 +43,8 @@ struct Stopping {
     signal: i32,
     deadline: Instant,
     next_resend: Instant,
+    /// SIGKILL sent: from here on only init's exit is awaited.
+    killed: bool,
     waiters: Vec<UnixStream>,
 }
 
@@ -72,6 +76,8 @@ pub struct Monitor {
     run: Option<Running>,
     /// When to unmap the code pages a burst of work faulted in (see `trim_file_mappings`).
     trim_at: Option<Instant>,
+    /// Veth deletes out of the host's view whose calls have not returned yet.
+    removing: Vec<net::VethRemoval>,
 }
 
 /// Idle time after activity before the monitor trims its resident code again.
@@ -141,11 +147,14 @@ impl Monitor {
             init_asked_reboot: false,
             run: None,
             trim_at: None,
+            removing: Vec::new(),
         })
     }
 
     /// Create the cgroup, pty, child and network; hand over to init.
     fn boot(&mut self) -> Result<()> {
+        // A reboot: the last run's veth deletes must be done before this process forks.
+        self.finish_removals();
         let cgroup = Cgroup::new(self.layout.clone(), &self.name);
         if cgroup.exists() {
             // Left by a monitor that was killed: only safe to reuse if nothing runs in it.
@@ -179,7 +188,8 @@ impl Monitor {
         .ctx("configure", &console)?;
         let boot_id = self.dir.join("boot_id");
         std::fs::write(&boot_id, format!("{}\n", random_uuid())).ctx("write", &boot_id)?;
-        let spec = ChildSpec {
+        let entry = cgroup.entry()?;
+        let mut spec = ChildSpec {
             rootfs: self.rootfs.clone(),
             hostname: self
                 .cfg
@@ -192,6 +202,7 @@ impl Monitor {
             cgroups: self.layout.clone(),
             mounts: self.cfg.mounts.clone(),
             boot_id,
+            join: entry.v1_tasks,
         };
         let (ours, theirs) = nix::sys::socket::socketpair(
             nix::sys::socket::AddressFamily::Unix,
@@ -208,20 +219,46 @@ impl Monitor {
             flags |= CloneFlags::CLONE_NEWNET;
         }
         let theirs_raw = theirs.as_raw_fd();
-        let pid = crate::sys::clone_child(flags, Box::new(|| child::run(&spec, theirs_raw)))
-            .ctx("clone", "the container's init")?;
+        let born_in_v2 = match &entry.v2_dir {
+            Some(dir) => {
+                match crate::sys::clone_into_cgroup(flags, dir.as_fd(), || {
+                    child::run(&spec, theirs_raw)
+                }) {
+                    Ok(pid) => Some(pid),
+                    // Before Linux 5.7 (or clone3 filtered): the child joins by itself.
+                    Err(e @ (Errno::ENOSYS | Errno::E2BIG | Errno::EINVAL | Errno::EPERM)) => {
+                        eprintln!(
+                            "{}: clone3 cannot start init in its cgroup ({e}); it joins \
+                             afterwards, which takes longer",
+                            self.name
+                        );
+                        None
+                    }
+                    Err(e) => return Err(Error::io("clone", "the container's init", e.into())),
+                }
+            }
+            None => None,
+        };
+        let pid = match born_in_v2 {
+            Some(pid) => pid,
+            None => {
+                spec.join.extend(entry.v2_procs);
+                crate::sys::clone_child(flags, Box::new(|| child::run(&spec, theirs_raw)))
+                    .ctx("clone", "the container's init")?
+            }
+        };
         drop(theirs);
+        drop(spec.join);
         guard.child = Some(pid);
-        cgroup.enter(pid.as_raw())?;
-        guard.veths = net::setup_all(&self.cfg.networks, pid.as_raw(), &self.network)?;
-        nix::unistd::write(&ours, b"g").ctx("signal", "the container's init")?;
-        let mut buf = [0u8; 4096];
-        let n = nix::unistd::read(&ours, &mut buf).unwrap_or(0);
-        if n > 0 {
-            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-            return Err(Error::Other(
-                msg.strip_prefix("err ").unwrap_or(&msg).to_string(),
-            ));
+        // The child sets up its mounts meanwhile; if it failed, its reason comes first.
+        match net::setup_all(&self.cfg.networks, pid.as_raw(), &self.network) {
+            Ok(v) => guard.veths = v,
+            Err(e) => return Err(child_failure(&ours, false).unwrap_or(e)),
+        }
+        // A child that already failed has closed its end: its reason is still queued.
+        let _ = nix::unistd::write(&ours, b"g");
+        if let Some(e) = child_failure(&ours, true) {
+            return Err(e);
         }
         let _ = std::fs::write(self.dir.join("init.pid"), format!("{pid}\n"));
         let (cgroup, veths) = guard.disarm();
@@ -309,9 +346,11 @@ impl Monitor {
     }
 
     fn poll_timeout(&self) -> PollTimeout {
+        // Once killed, init's exit arrives as SIGCHLD on the signalfd: no timer.
         let stop = self
             .stopping
             .as_ref()
+            .filter(|s| !s.killed)
             .map(|s| s.deadline.min(s.next_resend));
         let next = match (stop, self.trim_at) {
             (Some(a), Some(b)) => a.min(b),
@@ -435,16 +474,15 @@ impl Monitor {
             return;
         };
         let now = Instant::now();
-        if kill || timeout.is_zero() {
+        let kill = kill || timeout.is_zero();
+        if kill {
             let _ = nix::sys::signal::kill(init, Signal::SIGKILL);
         }
         let signal = self.signal_for("halt");
         match &mut self.stopping {
             Some(st) => {
                 st.waiters.push(waiter);
-                if kill {
-                    st.deadline = now;
-                }
+                st.killed |= kill;
             }
             None => {
                 if !kill {
@@ -456,6 +494,7 @@ impl Monitor {
                     // A halt sent before systemd installed its handler is ignored by the
                     // kernel (init is immune to unhandled signals): send it again.
                     next_resend: now + Duration::from_millis(500),
+                    killed: kill,
                     waiters: vec![waiter],
                 });
             }
@@ -466,10 +505,13 @@ impl Monitor {
         let Some(init) = self.run.as_ref().map(|r| r.init) else {
             return;
         };
-        let Some(st) = &mut self.stopping else { return };
+        let Some(st) = self.stopping.as_mut().filter(|st| !st.killed) else {
+            return;
+        };
         let now = Instant::now();
         if now >= st.deadline {
             let _ = nix::sys::signal::kill(init, Signal::SIGKILL);
+            st.killed = true;
         } else if now >= st.next_resend {
             send_raw(init, st.signal);
             st.next_resend = now + Duration::from_millis(500);
@@ -502,35 +544,65 @@ impl Monitor {
     /// Everything of the run, in reverse order of creation.
     fn teardown(&mut self) {
         let Some(run) = self.run.take() else { return };
+        // Started first: the deletes run while the cgroup goes.
+        let removals: Vec<_> = run
+            .veths
+            .iter()
+            .map(|v| net::begin_remove_veth(v))
+            .collect();
         if let Err(e) = run.cgroup.destroy() {
             eprintln!("{}: {e}", self.name);
         }
-        for v in &run.veths {
-            net::remove_veth(v);
+        for (r, v) in removals.iter().zip(&run.veths) {
+            if !r.wait_gone(Duration::from_secs(5)) {
+                eprintln!("{}: the veth {v} is still there after 5 s", self.name);
+            }
         }
+        self.removing.extend(removals);
         let _ = std::fs::remove_file(self.dir.join("init.pid"));
         let _ = std::fs::remove_file(self.dir.join("boot_id"));
         self.consoles.clear();
-        if !self.reboot_requested && !self.init_asked_reboot {
-            if let Some(st) = self.stopping.take() {
-                for mut w in st.waiters {
-                    let _ = writeln!(w, "STOPPED");
-                }
-            }
-        }
     }
 
+    /// The end: nothing of the container is left when the stop waiters hear so.
     fn shutdown(&mut self) {
         self.teardown();
+        // Gone before the reply: whoever it wakes may start the container again.
+        let _ = std::fs::remove_file(socket_path(&self.dir));
+        let _ = std::fs::remove_file(self.dir.join("monitor.log"));
+        let _ = std::fs::remove_dir(&self.dir);
         if let Some(st) = self.stopping.take() {
             for mut w in st.waiters {
                 let _ = writeln!(w, "STOPPED");
             }
         }
-        let _ = std::fs::remove_file(socket_path(&self.dir));
-        let _ = std::fs::remove_file(self.dir.join("monitor.log"));
-        let _ = std::fs::remove_dir(&self.dir);
+        self.finish_removals();
     }
+
+    fn finish_removals(&mut self) {
+        for r in self.removing.drain(..) {
+            r.finish();
+        }
+    }
+}
+
+/// The reason the child sent over the sync socket, if it failed. `wait`: block until it
+/// either execs (the socket closes, nothing to read) or reports.
+fn child_failure(sync: &OwnedFd, wait: bool) -> Option<Error> {
+    let mut buf = [0u8; 4096];
+    let flags = if wait {
+        MsgFlags::empty()
+    } else {
+        MsgFlags::MSG_DONTWAIT
+    };
+    let n = nix::sys::socket::recv(sync.as_raw_fd(), &mut buf, flags).unwrap_or(0);
+    if n == 0 {
+        return None;
+    }
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    Some(Error::Other(
+        msg.strip_prefix("err ").unwrap_or(&msg).to_string(),
+    ))
 }
 
 /// A version 4 UUID, the format of /proc/sys/kernel/random/boot_id.

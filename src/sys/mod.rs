@@ -144,6 +144,54 @@ Anonymous:             0 kB
 pub mod bpf;
 pub mod seccomp;
 
+/// clone3's flag for starting the child in a cgroup2 directory (Linux 5.7).
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Like `clone_child`, but the child is born in the cgroup2 directory `cgroup` (clone3
+/// with CLONE_INTO_CGROUP), which costs nothing, where moving it there afterwards waits
+/// out an RCU grace period. ENOSYS, E2BIG or EINVAL: the kernel cannot; use `clone_child`.
+pub fn clone_into_cgroup(
+    flags: nix::sched::CloneFlags,
+    cgroup: BorrowedFd<'_>,
+    cb: impl FnOnce() -> isize,
+) -> nix::Result<nix::unistd::Pid> {
+    let args = libc::clone_args {
+        flags: flags.bits() as u32 as u64 | CLONE_INTO_CGROUP,
+        pidfd: 0,
+        child_tid: 0,
+        parent_tid: 0,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+        set_tid: 0,
+        set_tid_size: 0,
+        cgroup: cgroup.as_raw_fd() as u64,
+    };
+    // SAFETY: `args` is a valid clone_args of the size passed. Without CLONE_VM and with
+    // no stack given this is fork(2): the child continues here on its own copy of the
+    // address space, so it shares no memory with the parent. The caller is
+    // single-threaded at this point (no lock can be held by a vanished thread), and the
+    // child leaves only through _exit or exec.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const libc::clone_args,
+            std::mem::size_of::<libc::clone_args>(),
+        )
+    };
+    match r {
+        -1 => Err(nix::errno::Errno::last()),
+        0 => {
+            let code = cb();
+            // SAFETY: _exit ends the child without running the parent's atexit handlers
+            // or destructors of state that belongs to the parent.
+            unsafe { libc::_exit(code as i32) }
+        }
+        pid => Ok(nix::unistd::Pid::from_raw(pid as i32)),
+    }
+}
+
 /// Start `cb` as a child in new namespaces (clone(2) with `flags`), SIGCHLD on exit.
 pub fn clone_child(
     flags: nix::sched::CloneFlags,
@@ -281,10 +329,11 @@ pub enum Forked {
     Child,
 }
 
-/// fork(2). Only called from single-threaded commands (attach), before any thread starts.
+/// fork(2). Only called from single-threaded processes (attach, start, the monitor):
+/// rlxc runs tokio only as a current-thread runtime, dropped after each batch.
 pub fn fork() -> nix::Result<Forked> {
-    // SAFETY: rlxc-attach has started no threads (no HTTP client, no tokio) when it forks,
-    // so the child inherits no locks held by another thread.
+    // SAFETY: the caller has no other thread when it forks, so the child inherits no
+    // lock held by a thread it lacks and may go on running ordinary code.
     match unsafe { nix::unistd::fork() }? {
         nix::unistd::ForkResult::Parent { child } => Ok(Forked::Parent(child)),
         nix::unistd::ForkResult::Child => Ok(Forked::Child),
@@ -297,6 +346,153 @@ pub fn default_sigpipe() {
     use nix::sys::signal::{signal, SigHandler, Signal};
     // SAFETY: installing SIG_DFL involves no handler code at all.
     let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+}
+
+/// Ignore SIGPIPE again (the monitor: a client that vanished must not kill it).
+pub fn ignore_sigpipe() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: installing SIG_IGN involves no handler code at all.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigIgn) };
+}
+
+/// Put back the default action of the signals `catch_interrupts` handles.
+pub fn default_interrupts() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        // SAFETY: installing SIG_DFL involves no handler code at all.
+        let _ = unsafe { signal(sig, SigHandler::SigDfl) };
+    }
+}
+
+/// End the process now: no destructors, no atexit handlers, no stdio flush of buffers
+/// that a forked child shares with its parent.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit has no preconditions.
+    unsafe { libc::_exit(code) }
+}
+
+/// Close every descriptor from `first` up.
+pub fn close_fds_from(first: u32) -> io::Result<()> {
+    // SAFETY: close_range takes plain integers. The caller (a freshly forked child) owns
+    // no Rust object it will use again that wraps one of these descriptors.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The kernel's `struct prctl_mm_map` (linux/prctl.h), for PR_SET_MM_MAP.
+#[repr(C)]
+struct PrctlMmMap {
+    start_code: u64,
+    end_code: u64,
+    start_data: u64,
+    end_data: u64,
+    start_brk: u64,
+    brk: u64,
+    start_stack: u64,
+    arg_start: u64,
+    arg_end: u64,
+    env_start: u64,
+    env_end: u64,
+    auxv: u64,
+    auxv_size: u32,
+    exe_fd: u32,
+}
+
+const PR_SET_MM_MAP: libc::c_int = 14;
+
+/// Show `title` as this process's command line (ps, pgrep -f): a forked process would
+/// otherwise keep its parent's. PR_SET_MM_MAP, which needs no capability (the kernel
+/// offers it for checkpoint/restore), else PR_SET_MM_ARG_START/END (CAP_SYS_RESOURCE).
+pub fn set_cmdline(title: &str) -> io::Result<()> {
+    let buf: &'static [u8] = Box::leak(format!("{title}\0").into_bytes().into_boxed_slice());
+    let start = buf.as_ptr() as u64;
+    let end = start + buf.len() as u64;
+    match mm_map_with_args(start, end) {
+        Ok(()) => Ok(()),
+        Err(_) => set_arg_bounds(start, end),
+    }
+}
+
+/// Replace the argument bounds through PR_SET_MM_MAP, which sets the whole map at once:
+/// every other field is this process's own, from /proc/self/stat.
+fn mm_map_with_args(arg_start: u64, arg_end: u64) -> io::Result<()> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    let bad = || io::Error::new(io::ErrorKind::InvalidData, "unexpected /proc/self/stat");
+    // Fields after the command name; field N (1-based, proc(5)) is f[N - 3].
+    let rest = stat.rsplit_once(") ").ok_or_else(bad)?.1;
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    let field = |n: usize| f.get(n - 3).copied().ok_or_else(bad);
+    // SAFETY: brk(0) only reports the current program break.
+    let brk = unsafe { libc::syscall(libc::SYS_brk, 0) } as u64;
+    let map = PrctlMmMap {
+        start_code: field(26)?,
+        end_code: field(27)?,
+        start_data: field(45)?,
+        end_data: field(46)?,
+        start_brk: field(47)?,
+        brk,
+        start_stack: field(28)?,
+        arg_start,
+        arg_end,
+        env_start: field(50)?,
+        env_end: field(51)?,
+        auxv: 0,
+        auxv_size: 0,
+        exe_fd: u32::MAX,
+    };
+    // SAFETY: `map` is a valid prctl_mm_map of the size passed; the kernel only reads it.
+    // With auxv_size 0 and exe_fd -1 it keeps the auxiliary vector and /proc/self/exe.
+    let r = unsafe {
+        libc::prctl(
+            libc::PR_SET_MM,
+            PR_SET_MM_MAP,
+            &map as *const PrctlMmMap,
+            std::mem::size_of::<PrctlMmMap>(),
+            0,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn set_arg_bounds(start: u64, end: u64) -> io::Result<()> {
+    let set = |opt: libc::c_int, addr: u64| {
+        // SAFETY: PR_SET_MM only records the address in the kernel; the caller's buffer
+        // is leaked, so it stays valid and unchanged for the rest of the process's life.
+        let r = unsafe { libc::prctl(libc::PR_SET_MM, opt, addr as libc::c_ulong, 0, 0) };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    };
+    // The kernel wants start <= end after each call: the order depends on where the
+    // new buffer lies relative to the old arguments.
+    if set(libc::PR_SET_MM_ARG_START, start).is_ok() {
+        set(libc::PR_SET_MM_ARG_END, end)
+    } else {
+        set(libc::PR_SET_MM_ARG_END, end)?;
+        set(libc::PR_SET_MM_ARG_START, start)
+    }
+}
+
+/// Set this thread's name (comm, at most 15 bytes), as `ps` and `top` show it.
+pub fn set_comm(name: &str) {
+    if let Ok(c) = CString::new(name) {
+        // SAFETY: PR_SET_NAME reads a NUL-terminated string of which the kernel copies
+        // at most 16 bytes; `c` outlives the call.
+        let _ = unsafe { libc::prctl(libc::PR_SET_NAME, c.as_ptr(), 0, 0, 0) };
+    }
 }
 
 /// Drop this process's page-table entries for file-backed mappings it never wrote to:

@@ -27,6 +27,7 @@ if [ "$state" = running ]; then
 else
     fail "systemd in the container: is-system-running = $state; failed units: $(rlxc attach -n deb -- systemctl --failed --no-legend --plain 2>&1 | tr '\n' ' ')"
 fi
+check "init was born in its cgroup (clone3 CLONE_INTO_CGROUP)" sh -c "! grep -h clone3 /run/rlxc/deb.*/monitor.log"
 check "container's cgroup namespace root is its own" sh -c "rlxc attach -n deb -- cat /proc/1/cgroup | grep -qx '0::/init.scope'"
 check "systemd delegated below the container's cgroup" test -d $cg/rlxc/deb/system.slice -a -d $cg/rlxc/deb/init.scope
 check "controllers enabled for the container's systemd" sh -c "grep -qw memory $cg/rlxc/deb/cgroup.subtree_control || grep -qw memory $cg/rlxc/deb/system.slice/cgroup.controllers"
