@@ -424,9 +424,24 @@ fn mount_entry(root: &Root, m: &crate::config::MountEntry) -> Result<()> {
         }
     }
     let is_file = opts.contains("create=file") || std::path::Path::new(&m.source).is_file();
+    let fstype = m.fstype.as_deref().filter(|f| *f != "none");
+    let what = format!("{} on {}", m.source, m.target);
     let res = (|| {
+        // The kernel says only EINVAL or ENOENT for these: name the entry instead.
+        if flags.contains(MsFlags::MS_BIND) && !std::path::Path::new(&m.source).exists() {
+            return Err(Error::Other(format!(
+                "mount {what}: the source {} does not exist on the host (fix this [[mount]] \
+                 entry, or add \"optional\" to its options)",
+                m.source
+            )));
+        }
+        if !flags.contains(MsFlags::MS_BIND) && fstype.is_none() {
+            return Err(Error::Other(format!(
+                "mount {what}: neither an fstype nor the bind option is given \
+                 (set fstype, or options = \"bind\")"
+            )));
+        }
         let (_fd, t) = target(root, &m.target, !is_file)?;
-        let fstype = m.fstype.as_deref().filter(|f| *f != "none");
         let data = (!data.is_empty()).then(|| data.join(","));
         mount(
             Some(m.source.as_str()),
@@ -435,7 +450,7 @@ fn mount_entry(root: &Root, m: &crate::config::MountEntry) -> Result<()> {
             flags,
             data.as_deref(),
         )
-        .ctx("mount", &m.target)?;
+        .ctx("mount", &what)?;
         if flags.contains(MsFlags::MS_BIND) && flags.contains(MsFlags::MS_RDONLY) {
             let (_fd, t) = target(root, &m.target, !is_file)?;
             mount(
