@@ -32,43 +32,53 @@ pub struct Args {
 pub fn run(a: Args) -> Result<i32> {
     let sys = a.common.system()?;
     let c = Container::new(&sys, &a.name)?;
-    match c.state() {
-        State::Stopped => {
-            if !c.exists() {
-                return Err(Error::NotFound {
-                    name: c.name,
-                    lxcpath: c.lxcpath,
-                });
+    let req = if a.reboot {
+        "reboot".to_string()
+    } else if a.kill {
+        "kill".to_string()
+    } else {
+        format!("stop {}", a.timeout)
+    };
+    // A live monitor gets the request at once; the state is worked out only without one.
+    let monitor = match proto::connect(&c.run_dir) {
+        Ok(s) => s,
+        Err(_) => match c.state() {
+            State::Stopped => {
+                if !c.exists() {
+                    return Err(Error::NotFound {
+                        name: c.name,
+                        lxcpath: c.lxcpath,
+                    });
+                }
+                if !a.common.quiet {
+                    eprintln!("{} is not running", c.name);
+                }
+                return Ok(2);
             }
-            if !a.common.quiet {
-                eprintln!("{} is not running", c.name);
-            }
-            Ok(2)
-        }
-        State::Orphaned { pids } => stop_orphan(&c, pids, a.kill),
-        State::Running { .. } => {
-            let req = if a.reboot {
-                "reboot".to_string()
-            } else if a.kill {
-                "kill".to_string()
-            } else {
-                format!("stop {}", a.timeout)
-            };
-            if a.nowait {
-                std::thread::spawn({
-                    let dir = c.run_dir.clone();
-                    move || proto::request(&dir, &req, None)
-                });
-                std::thread::sleep(Duration::from_millis(100));
-                return Ok(0);
-            }
-            let reply = proto::request(&c.run_dir, &req, None)?;
-            if !a.common.quiet && reply == "STOPPED" {
-                eprintln!("Stopped {}", c.name);
-            }
-            Ok(0)
-        }
+            State::Orphaned { pids } => return stop_orphan(&c, pids, a.kill),
+            // Its monitor came up meanwhile.
+            State::Running { .. } => proto::connect(&c.run_dir).map_err(|e| {
+                Error::io(
+                    "connect to the monitor at",
+                    crate::runtime::socket_path(&c.run_dir),
+                    e,
+                )
+            })?,
+        },
+    };
+    if a.nowait {
+        std::thread::spawn({
+            let dir = c.run_dir.clone();
+            move || proto::exchange(monitor, &dir, &req, None)
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        return Ok(0);
     }
+    let reply = proto::exchange(monitor, &c.run_dir, &req, None)?;
+    if !a.common.quiet && reply == "STOPPED" {
+        eprintln!("Stopped {}", c.name);
+    }
+    Ok(0)
 }
 
 /// The monitor is gone: init and its processes are still in the cgroup. Without a

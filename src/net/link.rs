@@ -213,6 +213,13 @@ pub fn begin_remove_veth(host: &str) -> VethRemoval {
 }
 
 impl VethRemoval {
+    pub fn name(&self) -> String {
+        self.sysfs
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
     /// Wait (at most `limit`) until the host end has left the host's view.
     pub fn wait_gone(&self, limit: std::time::Duration) -> bool {
         let t0 = std::time::Instant::now();

@@ -175,6 +175,8 @@ impl Monitor {
             child: None,
             armed: true,
         };
+        // Before the child exists: its device nodes and console must find the device
+        // rules complete (v1 applies them as a deny-all followed by allows).
         if let Some(w) = cgroup.configure(&self.cfg.limits)? {
             eprintln!("{}: warning: {w}", self.name);
         }
@@ -477,6 +479,7 @@ impl Monitor {
         let kill = kill || timeout.is_zero();
         if kill {
             let _ = nix::sys::signal::kill(init, Signal::SIGKILL);
+            self.begin_removals();
         }
         let signal = self.signal_for("halt");
         match &mut self.stopping {
@@ -512,9 +515,19 @@ impl Monitor {
         if now >= st.deadline {
             let _ = nix::sys::signal::kill(init, Signal::SIGKILL);
             st.killed = true;
+            self.begin_removals();
         } else if now >= st.next_resend {
             send_raw(init, st.signal);
             st.next_resend = now + Duration::from_millis(500);
+        }
+    }
+
+    /// Start deleting the veths (see `net::VethRemoval`): at a kill, while the container's
+    /// processes die; at the latest when init is gone.
+    fn begin_removals(&mut self) {
+        if let Some(run) = self.run.as_mut() {
+            let started = run.veths.drain(..).map(|v| net::begin_remove_veth(&v));
+            self.removing.extend(started);
         }
     }
 
@@ -543,22 +556,21 @@ impl Monitor {
 
     /// Everything of the run, in reverse order of creation.
     fn teardown(&mut self) {
+        // Started first (unless a kill did): the deletes run while the cgroup goes.
+        self.begin_removals();
         let Some(run) = self.run.take() else { return };
-        // Started first: the deletes run while the cgroup goes.
-        let removals: Vec<_> = run
-            .veths
-            .iter()
-            .map(|v| net::begin_remove_veth(v))
-            .collect();
         if let Err(e) = run.cgroup.destroy() {
             eprintln!("{}: {e}", self.name);
         }
-        for (r, v) in removals.iter().zip(&run.veths) {
+        for r in &self.removing {
             if !r.wait_gone(Duration::from_secs(5)) {
-                eprintln!("{}: the veth {v} is still there after 5 s", self.name);
+                eprintln!(
+                    "{}: the veth {} is still there after 5 s",
+                    self.name,
+                    r.name()
+                );
             }
         }
-        self.removing.extend(removals);
         let _ = std::fs::remove_file(self.dir.join("init.pid"));
         let _ = std::fs::remove_file(self.dir.join("boot_id"));
         self.consoles.clear();

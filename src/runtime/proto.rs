@@ -14,8 +14,18 @@ pub fn connect(dir: &Path) -> std::io::Result<UnixStream> {
 
 /// Send one line, read one line back (waiting up to `timeout`, None = forever).
 pub fn request(dir: &Path, line: &str, timeout: Option<Duration>) -> Result<String> {
-    let mut s = connect(dir)
+    let s = connect(dir)
         .map_err(|e| Error::io("connect to the monitor at", super::socket_path(dir), e))?;
+    exchange(s, dir, line, timeout)
+}
+
+/// `request` on a connection already made.
+pub fn exchange(
+    mut s: UnixStream,
+    dir: &Path,
+    line: &str,
+    timeout: Option<Duration>,
+) -> Result<String> {
     s.set_read_timeout(timeout).ok();
     writeln!(s, "{line}")
         .map_err(|e| Error::io("talk to the monitor at", super::socket_path(dir), e))?;
