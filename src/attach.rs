@@ -5,7 +5,6 @@
 use std::ffi::CString;
 use std::os::fd::{AsFd, OwnedFd};
 
-use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
 use nix::sys::stat::Mode;
@@ -66,31 +65,8 @@ pub fn run(init: i32, opts: &Options) -> Result<i32> {
             }
         }
     };
-    let mut join = cgroups.v1_tasks;
-    // Born in init's cgroup2 directory, as init was (see Cgroup::entry).
-    let born = cgroups
-        .v2_dir
-        .as_ref()
-        .map(|d| crate::sys::clone_into_cgroup(CloneFlags::empty(), d.as_fd(), || child(&join)));
-    let pid = match born {
-        Some(Ok(pid)) => pid,
-        Some(Err(e))
-            if !matches!(
-                e,
-                Errno::ENOSYS | Errno::E2BIG | Errno::EINVAL | Errno::EPERM
-            ) =>
-        {
-            return Err(Error::io("fork", "rlxc-attach", e.into()));
-        }
-        // No cgroup2, or a kernel without CLONE_INTO_CGROUP: the child joins by itself.
-        _ => {
-            join.extend(cgroups.v2_procs);
-            match crate::sys::fork().ctx("fork", "rlxc-attach")? {
-                crate::sys::Forked::Child => crate::sys::exit_now(child(&join) as i32),
-                crate::sys::Forked::Parent(pid) => pid,
-            }
-        }
-    };
+    // Born in init's cgroup2 directory, as init was.
+    let (pid, _) = cgroups.spawn(CloneFlags::empty(), child)?;
     wait_code(pid)
 }
 

@@ -3,11 +3,14 @@
 //! its init joins them before it unshares its cgroup namespace, so inside the container
 //! that directory is the root, writable for systemd to delegate below.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use nix::errno::Errno;
 use nix::fcntl::OFlag;
+use nix::sched::CloneFlags;
 use nix::sys::stat::Mode;
+use nix::unistd::Pid;
 
 use crate::config::{parse_size, Limits};
 use crate::error::{Error, IoContext, Result};
@@ -278,7 +281,7 @@ impl Cgroup {
     /// How init joins this cgroup without being moved by pid. Writing a pid to
     /// `cgroup.procs` write-locks a host-wide semaphore whose first writer waits out an
     /// RCU grace period (5-16 ms, most of a start). Two ways avoid it:
-    /// - cgroup2: clone3(CLONE_INTO_CGROUP) starts init in `v2_dir`;
+    /// - cgroup2: clone3(CLONE_INTO_CGROUP) starts init in the directory;
     /// - v1: a single-threaded process writes "0" (itself) to each hierarchy's `tasks`,
     ///   which the kernel does without that lock.
     pub fn entry(&self) -> Result<Entry> {
@@ -357,26 +360,23 @@ impl Cgroup {
 
 /// Open handles for joining a container's cgroup (see `Cgroup::entry`).
 pub struct Entry {
-    /// The cgroup2 directory, for clone3(CLONE_INTO_CGROUP).
-    pub v2_dir: Option<OwnedFd>,
-    /// Its `cgroup.procs`, for a kernel without clone3: the child then joins itself.
-    pub v2_procs: Option<JoinFile>,
+    /// The cgroup2 directory (open, and its path), for clone3(CLONE_INTO_CGROUP).
+    v2: Option<(OwnedFd, PathBuf)>,
     /// The v1 hierarchies' `tasks` files: the child writes "0" to each.
-    pub v1_tasks: Vec<JoinFile>,
+    v1_tasks: Vec<JoinFile>,
 }
 
 /// A cgroup membership file opened for writing, and its path for error messages.
 pub struct JoinFile {
-    pub fd: OwnedFd,
-    pub path: PathBuf,
+    fd: OwnedFd,
+    path: PathBuf,
 }
 
 impl Entry {
     /// Handles for the cgroup directories `dirs` (path, is cgroup2).
     pub fn open(dirs: impl Iterator<Item = (PathBuf, bool)>) -> Result<Self> {
         let mut e = Entry {
-            v2_dir: None,
-            v2_procs: None,
+            v2: None,
             v1_tasks: Vec::new(),
         };
         for (dir, v2) in dirs {
@@ -387,13 +387,40 @@ impl Entry {
                     Mode::empty(),
                 )
                 .ctx("open cgroup", &dir)?;
-                e.v2_dir = Some(fd);
-                e.v2_procs = Some(JoinFile::open(dir.join("cgroup.procs"))?);
+                e.v2 = Some((fd, dir));
             } else {
                 e.v1_tasks.push(JoinFile::open(dir.join("tasks"))?);
             }
         }
         Ok(e)
+    }
+
+    /// Start `child` (a process of its own, in new namespaces `flags`, SIGCHLD on exit)
+    /// in this cgroup: born in the cgroup2 directory, and given the files it must write
+    /// "0" to before anything else. A kernel without clone3(CLONE_INTO_CGROUP) gets the
+    /// cgroup2 `cgroup.procs` among those files too; the errno that forced that fallback
+    /// is returned with the pid, for the caller to log.
+    pub fn spawn(
+        self,
+        flags: CloneFlags,
+        child: impl Fn(&[JoinFile]) -> isize,
+    ) -> Result<(Pid, Option<Errno>)> {
+        let mut join = self.v1_tasks;
+        let mut fell_back = None;
+        if let Some((dir, path)) = self.v2 {
+            match crate::sys::clone_into_cgroup(flags, dir.as_fd(), || child(&join)) {
+                Ok(pid) => return Ok((pid, None)),
+                // Before Linux 5.7, or clone3 filtered: the child joins by itself.
+                Err(e @ (Errno::ENOSYS | Errno::E2BIG | Errno::EINVAL | Errno::EPERM)) => {
+                    join.push(JoinFile::open(path.join("cgroup.procs"))?);
+                    fell_back = Some(e);
+                }
+                Err(e) => return Err(Error::io("start a process in cgroup", &path, e.into())),
+            }
+        }
+        let pid = crate::sys::clone_child(flags, Box::new(|| child(&join)))
+            .map_err(|e| Error::io("start a process in", "the container's cgroup", e.into()))?;
+        Ok((pid, fell_back))
     }
 }
 

@@ -193,14 +193,17 @@ pub fn remove_veth(host: &str) {
 /// call runs on a thread of its own: the caller waits only until the host end is gone
 /// (`wait_gone`), and for the thread (`finish`) before it exits or forks.
 pub struct VethRemoval {
-    sysfs: std::path::PathBuf,
+    pub name: String,
     thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn sysfs(name: &str) -> std::path::PathBuf {
+    std::path::Path::new("/sys/class/net").join(name)
 }
 
 /// Start deleting the veth `host`; nothing to do if it is gone already.
 pub fn begin_remove_veth(host: &str) -> VethRemoval {
-    let sysfs = std::path::Path::new("/sys/class/net").join(host);
-    let thread = sysfs.exists().then(|| {
+    let thread = sysfs(host).exists().then(|| {
         let name = host.to_string();
         std::thread::spawn(move || {
             if let Ok(nl) = Netlink::open() {
@@ -209,21 +212,18 @@ pub fn begin_remove_veth(host: &str) -> VethRemoval {
             }
         })
     });
-    VethRemoval { sysfs, thread }
+    VethRemoval {
+        name: host.to_string(),
+        thread,
+    }
 }
 
 impl VethRemoval {
-    pub fn name(&self) -> String {
-        self.sysfs
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    }
-
     /// Wait (at most `limit`) until the host end has left the host's view.
     pub fn wait_gone(&self, limit: std::time::Duration) -> bool {
         let t0 = std::time::Instant::now();
-        while self.sysfs.exists() {
+        let sysfs = sysfs(&self.name);
+        while sysfs.exists() {
             if t0.elapsed() > limit {
                 return false;
             }

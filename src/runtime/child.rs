@@ -30,8 +30,6 @@ pub struct ChildSpec {
     /// A file holding this boot's id, bound over /proc/sys/kernel/random/boot_id so
     /// each start is a new boot for systemd and journald.
     pub boot_id: PathBuf,
-    /// Cgroup files the child writes "0" to, joining them itself (see `Cgroup::entry`).
-    pub join: Vec<JoinFile>,
 }
 
 /// LXC's common.conf drops these: loading modules, raw I/O, the clock, MAC policy.
@@ -43,11 +41,12 @@ pub const CAPS_DROP: &[u32] = &[
     33, // mac_admin
 ];
 
-/// Entry point in the cloned child. Never returns on success (exec).
-pub fn run(spec: &ChildSpec, sync: RawFd) -> isize {
+/// Entry point in the cloned child: `join` are the cgroup files it writes "0" to (see
+/// `cgroup::Entry::spawn`). Never returns on success (exec).
+pub fn run(spec: &ChildSpec, join: &[JoinFile], sync: RawFd) -> isize {
     // The child's end of a socketpair the monitor keeps open until we exec or fail.
     let sync = sys::borrow_fd(sync);
-    let err = match setup_and_exec(spec, sync) {
+    let err = match setup_and_exec(spec, join, sync) {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -63,9 +62,9 @@ pub fn run(spec: &ChildSpec, sync: RawFd) -> isize {
 
 enum Never {}
 
-fn setup_and_exec(spec: &ChildSpec, sync: BorrowedFd<'_>) -> Result<Never> {
+fn setup_and_exec(spec: &ChildSpec, join: &[JoinFile], sync: BorrowedFd<'_>) -> Result<Never> {
     // Before the cgroup namespace is made: its root is the cgroup we are in.
-    for f in &spec.join {
+    for f in join {
         f.join_self()?;
     }
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)

@@ -9,7 +9,6 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
@@ -191,7 +190,7 @@ impl Monitor {
         let boot_id = self.dir.join("boot_id");
         std::fs::write(&boot_id, format!("{}\n", random_uuid())).ctx("write", &boot_id)?;
         let entry = cgroup.entry()?;
-        let mut spec = ChildSpec {
+        let spec = ChildSpec {
             rootfs: self.rootfs.clone(),
             hostname: self
                 .cfg
@@ -204,7 +203,6 @@ impl Monitor {
             cgroups: self.layout.clone(),
             mounts: self.cfg.mounts.clone(),
             boot_id,
-            join: entry.v1_tasks,
         };
         let (ours, theirs) = nix::sys::socket::socketpair(
             nix::sys::socket::AddressFamily::Unix,
@@ -221,36 +219,15 @@ impl Monitor {
             flags |= CloneFlags::CLONE_NEWNET;
         }
         let theirs_raw = theirs.as_raw_fd();
-        let born_in_v2 = match &entry.v2_dir {
-            Some(dir) => {
-                match crate::sys::clone_into_cgroup(flags, dir.as_fd(), || {
-                    child::run(&spec, theirs_raw)
-                }) {
-                    Ok(pid) => Some(pid),
-                    // Before Linux 5.7 (or clone3 filtered): the child joins by itself.
-                    Err(e @ (Errno::ENOSYS | Errno::E2BIG | Errno::EINVAL | Errno::EPERM)) => {
-                        eprintln!(
-                            "{}: clone3 cannot start init in its cgroup ({e}); it joins \
-                             afterwards, which takes longer",
-                            self.name
-                        );
-                        None
-                    }
-                    Err(e) => return Err(Error::io("clone", "the container's init", e.into())),
-                }
-            }
-            None => None,
-        };
-        let pid = match born_in_v2 {
-            Some(pid) => pid,
-            None => {
-                spec.join.extend(entry.v2_procs);
-                crate::sys::clone_child(flags, Box::new(|| child::run(&spec, theirs_raw)))
-                    .ctx("clone", "the container's init")?
-            }
-        };
+        let (pid, fell_back) = entry.spawn(flags, |join| child::run(&spec, join, theirs_raw))?;
+        if let Some(e) = fell_back {
+            eprintln!(
+                "{}: clone3 cannot start init in its cgroup ({e}); it joins afterwards, \
+                 which takes longer",
+                self.name
+            );
+        }
         drop(theirs);
-        drop(spec.join);
         guard.child = Some(pid);
         // The child sets up its mounts meanwhile; if it failed, its reason comes first.
         match net::setup_all(&self.cfg.networks, pid.as_raw(), &self.network) {
@@ -566,8 +543,7 @@ impl Monitor {
             if !r.wait_gone(Duration::from_secs(5)) {
                 eprintln!(
                     "{}: the veth {} is still there after 5 s",
-                    self.name,
-                    r.name()
+                    self.name, r.name
                 );
             }
         }

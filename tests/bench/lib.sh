@@ -81,3 +81,20 @@ lxc.net.0.hwaddr = 00:16:3e:xx:xx:xx
 lxc.apparmor.profile = unconfined
 CONF
 }
+
+# On exit: kill the containers named (rlxc ones, then -- and LXC ones), stop the test
+# bridge and the mirror server, remove $work.
+bench_cleanup() {
+    local n lxc_side=
+    for n in "$@"; do
+        if [ "$n" = -- ]; then lxc_side=1; continue; fi
+        if [ -n "$lxc_side" ]; then
+            lxc-stop -P "$work/lxc-lib" -k -n "$n" >/dev/null 2>&1 || true
+        else
+            "$rlxc" stop -q -k -n "$n" >/dev/null 2>&1 || true
+        fi
+    done
+    "$rlxc" net stop -f -q >/dev/null 2>&1 || true
+    [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+    rm -rf "$work"
+}

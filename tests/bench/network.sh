@@ -18,14 +18,7 @@ bench_prelude
 
 bench_bridge_workspace net rlxb 231
 deb_r="rnet$tag" deb_l="lnet$tag"
-cleanup() {
-    "$rlxc" stop -q -k -n "$deb_r" >/dev/null 2>&1 || true
-    lxc-stop -P "$work/lxc-lib" -k -n "$deb_l" >/dev/null 2>&1 || true
-    "$rlxc" net stop -f -q >/dev/null 2>&1 || true
-    [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+trap 'bench_cleanup "$deb_r" -- "$deb_l"' EXIT
 
 serve_mirror
 

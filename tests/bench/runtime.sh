@@ -19,14 +19,7 @@ bench_prelude
 
 bench_bridge_workspace rt rlxr 232
 bb_r="rbb$tag" deb_r="rdeb$tag" bb_l="lbb$tag" deb_l="ldeb$tag"
-cleanup() {
-    for n in "$bb_r" "$deb_r"; do "$rlxc" stop -q -k -n "$n" >/dev/null 2>&1 || true; done
-    for n in "$bb_l" "$deb_l"; do lxc-stop -P "$work/lxc-lib" -k -n "$n" >/dev/null 2>&1 || true; done
-    "$rlxc" net stop -f -q >/dev/null 2>&1 || true
-    [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+trap 'bench_cleanup "$bb_r" "$deb_r" -- "$bb_l" "$deb_l"' EXIT
 
 serve_mirror
 
