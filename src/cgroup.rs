@@ -1,5 +1,5 @@
 //! Control groups on cgroup v1 (hybrid hosts: v1 controllers, `name=systemd` and a
-//! unified mount) and on pure cgroup v2. A container gets `rlxc/NAME` in every hierarchy;
+//! unified mount) and on pure cgroup v2. A container gets `rlxc/NAME.TAG` in every hierarchy;
 //! its init joins them before it unshares its cgroup namespace, so inside the container
 //! that directory is the root, writable for systemd to delegate below.
 
@@ -35,9 +35,10 @@ pub struct Layout {
     pub hierarchies: Vec<Hierarchy>,
 }
 
-/// The `rlxc/NAME` cgroup of a container in every hierarchy.
+/// The `rlxc/NAME.TAG` cgroup of a container in every hierarchy (see `runtime::host_key`).
 #[derive(Debug, Clone)]
 pub struct Cgroup {
+    /// `NAME.TAG`: unique per installation and container.
     pub name: String,
     pub layout: Layout,
 }
@@ -152,6 +153,11 @@ impl Cgroup {
         }
     }
 
+    /// The container's own name, for messages (the key without its installation tag).
+    fn container_name(&self) -> &str {
+        self.name.rsplit_once('.').map_or(&self.name, |(n, _)| n)
+    }
+
     pub fn path_in(&self, h: &Hierarchy) -> PathBuf {
         h.mountpoint.join(BASE).join(&self.name)
     }
@@ -164,7 +170,7 @@ impl Cgroup {
             .any(|h| self.path_in(h).is_dir())
     }
 
-    /// Create `rlxc/NAME` everywhere; on v2 enable the controllers down to it.
+    /// Create `rlxc/NAME.TAG` everywhere; on v2 enable the controllers down to it.
     pub fn create(&self) -> Result<()> {
         for h in &self.layout.hierarchies {
             let base = h.mountpoint.join(BASE);
@@ -184,7 +190,7 @@ impl Cgroup {
             let dir = self.path_in(h);
             if dir.exists() {
                 return Err(Error::Busy {
-                    name: self.name.clone(),
+                    name: self.container_name().to_string(),
                     what: format!(
                         "its cgroup {} exists: a previous run is still there",
                         dir.display()

@@ -421,11 +421,25 @@ impl ContainerConfig {
             }
         }
         if let Some(m) = &self.limits.memory {
-            if parse_size(m).is_none() {
-                return err(format!(
-                    "limits.memory = {m:?}: expected a size like \"512M\" or \"2G\""
-                ));
+            match parse_size(m) {
+                None => {
+                    return err(format!(
+                        "limits.memory = {m:?}: expected a size like \"512M\" or \"2G\""
+                    ))
+                }
+                Some(b) if b < MIN_MEMORY => {
+                    return err(format!(
+                        "limits.memory = {m:?}: below {}M no init can start (the kernel \
+                         would kill it before it runs); give it at least that, 64M or more \
+                         for systemd",
+                        MIN_MEMORY >> 20
+                    ))
+                }
+                Some(_) => {}
             }
+        }
+        if self.limits.pids == Some(0) {
+            return err("limits.pids = 0: init itself is a task; give it 1 or more".into());
         }
         if let Some(c) = self.limits.cpus {
             if !(c > 0.0 && c.is_finite()) {
@@ -500,6 +514,10 @@ fn is_cidr_v4(s: &str) -> bool {
         None => false,
     }
 }
+
+/// The smallest memory limit a container may have: less and init is killed (OOM) before
+/// or as it starts.
+pub const MIN_MEMORY: u64 = 4 << 20;
 
 /// "512M" → bytes. Accepts K, M, G, T suffixes (powers of 1024) or plain bytes.
 pub fn parse_size(s: &str) -> Option<u64> {

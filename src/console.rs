@@ -22,13 +22,13 @@ pub enum Ended {
 }
 
 /// Raw mode for the life of the guard.
-struct RawMode<'a> {
+pub(crate) struct RawMode<'a> {
     fd: BorrowedFd<'a>,
     saved: termios::Termios,
 }
 
 impl<'a> RawMode<'a> {
-    fn enter(fd: BorrowedFd<'a>) -> Option<Self> {
+    pub(crate) fn enter(fd: BorrowedFd<'a>) -> Option<Self> {
         let saved = termios::tcgetattr(fd).ok()?;
         let mut raw = saved.clone();
         termios::cfmakeraw(&mut raw);

@@ -51,6 +51,8 @@ pub struct Container {
     pub lxcpath: PathBuf,
     /// RUNPATH/NAME.TAG: the monitor's socket and state.
     pub run_dir: PathBuf,
+    /// `NAME.TAG`: what its host objects (cgroups, run directory) are called.
+    pub key: String,
 }
 
 /// What a create did, for the CLI to report.
@@ -70,6 +72,7 @@ impl Container {
             name: name.to_string(),
             lxcpath: sys.lxcpath.clone(),
             run_dir: crate::runtime::run_dir(sys, &sys.lxcpath, name),
+            key: crate::runtime::host_key(&sys.lxcpath, name),
         })
     }
 
@@ -121,7 +124,7 @@ impl Container {
     pub fn cgroup(&self) -> Result<crate::cgroup::Cgroup> {
         Ok(crate::cgroup::Cgroup::new(
             crate::cgroup::Layout::detect()?,
-            &self.name,
+            &self.key,
         ))
     }
 

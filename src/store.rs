@@ -94,16 +94,31 @@ pub fn lock_name(lxcpath: &Path, name: &str, doing: &str) -> Result<NameLock> {
             Ok(NameLock { _lock: l })
         }
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
-            let holder = std::fs::read_to_string(&path).unwrap_or_default();
-            let holder = holder.trim();
-            let (pid, what) = holder.split_once(' ').unwrap_or((holder, "working on it"));
+            let holder = lock_holder(&path);
+            let what = match holder.split_once(' ') {
+                Some((pid, what)) => format!("another rlxc (pid {pid}) is {what}"),
+                None => "another rlxc is working on it".into(),
+            };
             Err(Error::Busy {
                 name: name.to_string(),
-                what: format!("another rlxc (pid {pid}) is {what}; try again when it is done"),
+                what: format!("{what}; try again when it is done"),
             })
         }
         Err((_, e)) => Err(Error::io("lock", &path, e.into())),
     }
+}
+
+/// "PID DOING" from a lock file. The holder writes it just after it got the lock, so a
+/// loser of a close race may look before it is there: look again, briefly.
+fn lock_holder(path: &Path) -> String {
+    for _ in 0..20 {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if !text.trim().is_empty() {
+            return text.trim().to_string();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    String::new()
 }
 
 fn same_file(f: &File, path: &Path) -> bool {

@@ -32,6 +32,9 @@ pub struct ChildSpec {
     pub boot_id: PathBuf,
 }
 
+/// ptys a container's devpts hands out (LXC's lxc.pty.max).
+pub const PTY_MAX: u32 = 1024;
+
 /// LXC's common.conf drops these: loading modules, raw I/O, the clock, MAC policy.
 pub const CAPS_DROP: &[u32] = &[
     16, // sys_module
@@ -338,13 +341,17 @@ fn mount_dev(root: &Root, console: &std::path::Path) -> Result<()> {
     let res = make_dev_nodes(dev.as_fd());
     sys::umask(old);
     res?;
+    // max=: ptys come from one host-wide pool (kernel.pty.max); without a cap one
+    // container can take them all and no other (nor the host's sshd) gets a terminal.
     mnt(
         Some("devpts"),
         root,
         "dev/pts",
         Some("devpts"),
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+        Some(&format!(
+            "newinstance,ptmxmode=0666,mode=0620,gid=5,max={PTY_MAX}"
+        )),
     )?;
     mnt(
         Some("tmpfs"),

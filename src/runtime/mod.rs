@@ -1,6 +1,7 @@
 //! Running containers: start orchestration (validate, spawn the monitor, report), the
 //! monitor process, the child's setup, and the monitor's command protocol.
 
+mod boot;
 pub mod child;
 pub mod monitor;
 pub mod proto;
@@ -15,9 +16,11 @@ use crate::error::{Error, IoContext, Result};
 use crate::net::bridge::Managed;
 use crate::rootfs::Root;
 
-/// `RUNPATH/NAME`: the monitor's socket, init's pid (for recovery) and the monitor log.
-pub fn run_dir(sys: &SystemConfig, lxcpath: &Path, name: &str) -> PathBuf {
-    // Containers of different lxcpaths may share a name: key the run dir by both.
+/// The name of a container's objects on the host (run directory, cgroups): `NAME.TAG`,
+/// TAG a hash of the lxcpath. Two installations (two `RLXC_CONFIG`s, or `-P`) may each
+/// have a container of one name; keyed by both, neither touches the other's. 73 bytes
+/// at most, well within NAME_MAX.
+pub fn host_key(lxcpath: &Path, name: &str) -> String {
     let tag: u64 = lxcpath
         .as_os_str()
         .as_encoded_bytes()
@@ -25,7 +28,12 @@ pub fn run_dir(sys: &SystemConfig, lxcpath: &Path, name: &str) -> PathBuf {
         .fold(0xcbf29ce484222325, |h, b| {
             (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
         });
-    sys.runpath.join(format!("{name}.{:08x}", tag as u32))
+    format!("{name}.{:08x}", tag as u32)
+}
+
+/// `RUNPATH/NAME.TAG`: the monitor's socket, init's pid (for recovery) and the monitor log.
+pub fn run_dir(sys: &SystemConfig, lxcpath: &Path, name: &str) -> PathBuf {
+    sys.runpath.join(host_key(lxcpath, name))
 }
 
 pub fn socket_path(dir: &Path) -> PathBuf {
@@ -74,19 +82,24 @@ pub fn init_command(cfg: &ContainerConfig) -> Vec<String> {
 /// Start the monitor for `c` and wait until init runs (its pid) or the start failed
 /// (the real reason, from the monitor).
 pub fn start(sys: &SystemConfig, c: &Container) -> Result<i32> {
-    let mut cfg = c.config()?;
-    preflight(sys, c, &mut cfg)?;
-    let dir = run_dir(sys, &c.lxcpath, &c.name);
-    if proto::state(&dir).is_ok() {
-        return Err(Error::Busy {
+    // One start at a time, and no create or destroy meanwhile: the loser of two starts
+    // hears that the container is being started, and touches nothing of the winner's.
+    if !c.exists() {
+        return Err(Error::NotFound {
             name: c.name.clone(),
-            what: "it is already running".into(),
+            lxcpath: c.lxcpath.clone(),
         });
     }
+    let _lock = crate::store::lock_name(&c.lxcpath, &c.name, "starting this container")?;
+    let mut cfg = c.config()?;
+    refuse_if_running(c)?;
+    preflight(sys, c, &mut cfg)?;
+    let dir = &c.run_dir;
     // RUNPATH itself stays searchable (the bridge's unprivileged dnsmasq reads below it);
     // each container's directory is private.
     crate::store::mkdir_p(&sys.runpath, 0o755)?;
-    crate::store::mkdir_p(&dir, 0o700)?;
+    let made_dir = !dir.exists();
+    crate::store::mkdir_p(dir, 0o700)?;
     let log = dir.join("monitor.log");
     let logf = std::fs::File::options()
         .create(true)
@@ -107,10 +120,6 @@ pub fn start(sys: &SystemConfig, c: &Container) -> Result<i32> {
     }
     let _ = nix::sys::wait::waitpid(monitor, None);
     let why = line.strip_prefix("err ").unwrap_or(line);
-    if !why.is_empty() {
-        // The monitor said why and undid its work; its run directory goes too.
-        let _ = std::fs::remove_dir_all(&dir);
-    }
     if why.is_empty() {
         let tail = std::fs::read_to_string(&log).unwrap_or_default();
         let tail: Vec<&str> = tail.lines().rev().take(5).collect();
@@ -120,7 +129,53 @@ pub fn start(sys: &SystemConfig, c: &Container) -> Result<i32> {
             tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
         )));
     }
+    // The monitor said why and undid its work. Under the lock, with no monitor found
+    // before it, what is left in the run directory is this start's.
+    let _ = std::fs::remove_file(socket_path(dir));
+    if made_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     Err(Error::Other(format!("{} failed to start: {why}", c.name)))
+}
+
+/// Remove the run directory of a stopped container: an rlxc-start killed before its
+/// monitor took over leaves one. Only when no start holds the container's lock, no
+/// monitor listens and nothing runs in its cgroup.
+pub fn sweep_run_dir(c: &Container) {
+    if !c.run_dir.exists() {
+        return;
+    }
+    let Ok(_lock) = crate::store::lock_name(&c.lxcpath, &c.name, "cleaning up after a start")
+    else {
+        return;
+    };
+    if refuse_if_running(c).is_ok() {
+        let _ = std::fs::remove_dir_all(&c.run_dir);
+    }
+}
+
+/// A monitor that listens (even one too busy to answer), or processes of an earlier run
+/// in the container's cgroup (its monitor was killed): the container is not stopped.
+fn refuse_if_running(c: &Container) -> Result<()> {
+    let busy = |what: String| {
+        Err(Error::Busy {
+            name: c.name.clone(),
+            what,
+        })
+    };
+    if proto::connect(&c.run_dir).is_ok() {
+        return busy("it is already running".into());
+    }
+    let pids = c.cgroup()?.pids();
+    if !pids.is_empty() {
+        return busy(format!(
+            "{} processes of a previous run are still alive (its monitor was killed): \
+             stop them with rlxc-stop -k -n {} first",
+            pids.len(),
+            c.name
+        ));
+    }
+    Ok(())
 }
 
 /// Fork the monitor, as LXC does: it already has the parsed configuration, where

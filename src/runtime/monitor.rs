@@ -13,10 +13,10 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::socket::MsgFlags;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use super::boot::{child_failure, died_before_exec, random_uuid, BootGuard};
 use super::child::{self, ChildSpec};
 use super::{run_dir, socket_path};
 use crate::cgroup::{Cgroup, Layout};
@@ -59,6 +59,8 @@ struct Running {
 
 pub struct Monitor {
     name: String,
+    /// `NAME.TAG` (see `runtime::host_key`): its cgroup's name.
+    key: String,
     dir: PathBuf,
     rootfs: PathBuf,
     cfg: ContainerConfig,
@@ -94,13 +96,12 @@ pub fn main(sys: &SystemConfig, c: &Container) -> i32 {
                 msg += &format!(": {s}");
                 src = s.source();
             }
-            println!("err {msg}");
+            report_status(&format!("err {msg}"));
             return 1;
         }
     };
     let pid = m.run.as_ref().map_or(0, |r| r.init.as_raw());
-    println!("ok {pid}");
-    let _ = std::io::stdout().flush();
+    report_status(&format!("ok {pid}"));
     // Stdout was the status pipe; nothing else goes there.
     if let Ok(null) = std::fs::File::options().write(true).open("/dev/null") {
         let _ = crate::sys::dup_onto(null.as_fd(), 1);
@@ -113,25 +114,35 @@ pub fn main(sys: &SystemConfig, c: &Container) -> i32 {
     0
 }
 
+/// Tell rlxc-start how the start went, on the status pipe (stdout). rlxc-start may be
+/// gone (killed, or its terminal closed): that is no reason for the monitor to stop, so
+/// a failed write is ignored (SIGPIPE is ignored here; `println!` would panic).
+fn report_status(line: &str) {
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{line}").is_ok() {
+        let _ = out.flush();
+    } else {
+        eprintln!("rlxc-start went away before the status {line:?}; carrying on");
+    }
+}
+
 impl Monitor {
     fn new(sys: &SystemConfig, c: &Container) -> Result<Self> {
         let cfg = c.config()?;
         let dir = run_dir(sys, &c.lxcpath, &c.name);
         crate::store::mkdir_p(&dir, 0o700)?;
+        // rlxc-start holds the container's lock and found no monitor listening: a socket
+        // left here is a dead monitor's.
         let sock = socket_path(&dir);
-        if super::proto::state(&dir).is_ok() {
-            return Err(Error::Busy {
-                name: c.name.clone(),
-                what: "it is already running".into(),
-            });
-        }
         let _ = std::fs::remove_file(&sock);
-        let listener = UnixListener::bind(&sock).ctx("listen on", &sock)?;
+        let (_d, short) = super::proto::short_socket_path(&dir).ctx("open", &dir)?;
+        let listener = UnixListener::bind(&short).ctx("listen on", &sock)?;
         let mask = crate::sys::block_daemon_signals().ctx("block signals in", "the monitor")?;
         let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
             .ctx("create a signalfd in", "the monitor")?;
         Ok(Monitor {
             name: c.name.clone(),
+            key: c.key.clone(),
             dir,
             rootfs: c.rootfs(),
             cfg,
@@ -154,7 +165,7 @@ impl Monitor {
     fn boot(&mut self) -> Result<()> {
         // A reboot: the last run's veth deletes must be done before this process forks.
         self.finish_removals();
-        let cgroup = Cgroup::new(self.layout.clone(), &self.name);
+        let cgroup = Cgroup::new(self.layout.clone(), &self.key);
         if cgroup.exists() {
             // Left by a monitor that was killed: only safe to reuse if nothing runs in it.
             if !cgroup.pids().is_empty() {
@@ -237,6 +248,12 @@ impl Monitor {
         // A child that already failed has closed its end: its reason is still queued.
         let _ = nix::unistd::write(&ours, b"g");
         if let Some(e) = child_failure(&ours, true) {
+            return Err(e);
+        }
+        // The socket also closes when the child dies before exec (the memory limit's
+        // OOM killer, a signal): that is no start.
+        if let Some(e) = died_before_exec(pid, &self.cfg.limits) {
+            guard.child = None;
             return Err(e);
         }
         let _ = std::fs::write(self.dir.join("init.pid"), format!("{pid}\n"));
@@ -559,10 +576,21 @@ impl Monitor {
         let _ = std::fs::remove_file(socket_path(&self.dir));
         let _ = std::fs::remove_file(self.dir.join("monitor.log"));
         let _ = std::fs::remove_dir(&self.dir);
-        if let Some(st) = self.stopping.take() {
-            for mut w in st.waiters {
-                let _ = writeln!(w, "STOPPED");
-            }
+        let mut waiters = self
+            .stopping
+            .take()
+            .map(|st| st.waiters)
+            .unwrap_or_default();
+        // Clients that connected before the socket went, not yet accepted: whatever they
+        // asked, the answer is that the container stopped (unanswered, they would read
+        // "connection reset").
+        if self.listener.set_nonblocking(true).is_ok() {
+            waiters.extend(std::iter::from_fn(|| {
+                self.listener.accept().ok().map(|(s, _)| s)
+            }));
+        }
+        for mut w in waiters {
+            let _ = writeln!(w, "STOPPED");
         }
         self.finish_removals();
     }
@@ -572,41 +600,6 @@ impl Monitor {
             r.finish();
         }
     }
-}
-
-/// The reason the child sent over the sync socket, if it failed. `wait`: block until it
-/// either execs (the socket closes, nothing to read) or reports.
-fn child_failure(sync: &OwnedFd, wait: bool) -> Option<Error> {
-    let mut buf = [0u8; 4096];
-    let flags = if wait {
-        MsgFlags::empty()
-    } else {
-        MsgFlags::MSG_DONTWAIT
-    };
-    let n = nix::sys::socket::recv(sync.as_raw_fd(), &mut buf, flags).unwrap_or(0);
-    if n == 0 {
-        return None;
-    }
-    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-    Some(Error::Other(
-        msg.strip_prefix("err ").unwrap_or(&msg).to_string(),
-    ))
-}
-
-/// A version 4 UUID, the format of /proc/sys/kernel/random/boot_id.
-fn random_uuid() -> String {
-    let mut b = crate::config::random_bytes(16);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
 }
 
 fn same_socket(a: &UnixStream, fd: i32) -> bool {
@@ -652,37 +645,6 @@ pub fn parse_signal(s: &str) -> Option<i32> {
         .parse::<Signal>()
         .ok()
         .map(|x| x as i32)
-}
-
-/// Undoes a half-done boot: kills the child, removes veths and the cgroup.
-struct BootGuard {
-    cgroup: Cgroup,
-    veths: Vec<String>,
-    child: Option<Pid>,
-    armed: bool,
-}
-
-impl BootGuard {
-    fn disarm(mut self) -> (Cgroup, Vec<String>) {
-        self.armed = false;
-        (self.cgroup.clone(), std::mem::take(&mut self.veths))
-    }
-}
-
-impl Drop for BootGuard {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        if let Some(pid) = self.child {
-            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
-            let _ = waitpid(pid, None);
-        }
-        for v in &self.veths {
-            net::remove_veth(v);
-        }
-        let _ = self.cgroup.destroy();
-    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,23 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 
 pub fn connect(dir: &Path) -> std::io::Result<UnixStream> {
-    UnixStream::connect(super::socket_path(dir))
+    let (_dir, path) = short_socket_path(dir)?;
+    UnixStream::connect(path)
+}
+
+/// `dir/command` reached through an open handle on `dir`: `/proc/self/fd/N/command`.
+/// A socket address holds at most 107 bytes, and RUNPATH plus a 64-byte name plus the
+/// installation tag can be longer; the handle's path is always short. Keep the returned
+/// handle open while the path is used.
+pub fn short_socket_path(dir: &Path) -> std::io::Result<(std::fs::File, std::path::PathBuf)> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let d = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dir)?;
+    let path = format!("/proc/self/fd/{}/command", d.as_raw_fd()).into();
+    Ok((d, path))
 }
 
 /// Send one line, read one line back (waiting up to `timeout`, None = forever).

@@ -142,6 +142,7 @@ Anonymous:             0 kB
 }
 
 pub mod bpf;
+pub mod pty;
 pub mod seccomp;
 
 /// clone3's flag for starting the child in a cgroup2 directory (Linux 5.7).

@@ -16,22 +16,51 @@ const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 const BPF_LD_W_ABS: u16 = 0x20;
 const BPF_JEQ_K: u16 = 0x15;
 const BPF_JGE_K: u16 = 0x35;
+const BPF_JSET_K: u16 = 0x45;
 const BPF_RET_K: u16 = 0x06;
 
-/// (arch, syscall numbers) pairs for this build's native and compat ABIs, in the order
-/// kexec_load, kexec_file_load, open_by_handle_at, init_module, finit_module, delete_module.
-fn tables() -> Vec<(u32, Vec<u32>)> {
+/// Offsets in `struct seccomp_data`: nr, arch, and the low word of args[1] (all the
+/// supported ABIs are little-endian).
+const DATA_NR: u32 = 0;
+const DATA_ARCH: u32 = 4;
+const DATA_ARG1_LO: u32 = 24;
+
+const MNT_FORCE: u32 = 1;
+
+/// One ABI: its audit arch, the syscalls denied outright (kexec_load, kexec_file_load,
+/// open_by_handle_at, init_module, finit_module, delete_module) and umount2, denied
+/// with MNT_FORCE (LXC's reject_force_umount: a forced unmount inside the container can
+/// abort I/O on file systems the host shares with it).
+struct Abi {
+    arch: u32,
+    deny: &'static [u32],
+    umount2: u32,
+}
+
+fn tables() -> Vec<Abi> {
     #[cfg(target_arch = "x86_64")]
     {
         vec![
-            (AUDIT_ARCH_X86_64, vec![246, 320, 304, 175, 313, 176]),
+            Abi {
+                arch: AUDIT_ARCH_X86_64,
+                deny: &[246, 320, 304, 175, 313, 176],
+                umount2: 166,
+            },
             // i386 compat (int 0x80 from a 64-bit process, or 32-bit binaries).
-            (AUDIT_ARCH_I386, vec![283, 342, 128, 350, 129]),
+            Abi {
+                arch: AUDIT_ARCH_I386,
+                deny: &[283, 342, 128, 350, 129],
+                umount2: 52,
+            },
         ]
     }
     #[cfg(target_arch = "aarch64")]
     {
-        vec![(AUDIT_ARCH_AARCH64, vec![104, 294, 265, 105, 273, 106])]
+        vec![Abi {
+            arch: AUDIT_ARCH_AARCH64,
+            deny: &[104, 294, 265, 105, 273, 106],
+            umount2: 39,
+        }]
     }
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     {
@@ -39,76 +68,103 @@ fn tables() -> Vec<(u32, Vec<u32>)> {
     }
 }
 
-fn stmt(code: u16, k: u32) -> libc::sock_filter {
-    libc::sock_filter {
-        code,
-        jt: 0,
-        jf: 0,
-        k,
-    }
+/// Where a conditional jump goes: the next instruction, or a label placed later.
+#[derive(Clone, Copy)]
+enum To {
+    Next,
+    Label(usize),
 }
 
-fn jump(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
-    libc::sock_filter { code, jt, jf, k }
+/// A forward-only BPF assembler: jumps name labels, resolved into offsets at the end.
+#[derive(Default)]
+struct Asm {
+    code: Vec<(libc::sock_filter, To, To)>,
+    labels: Vec<Option<usize>>,
 }
 
-/// The filter program.
-pub fn program() -> Vec<libc::sock_filter> {
-    let deny = SECCOMP_RET_ERRNO | libc::EPERM as u32;
-    let mut p = vec![stmt(BPF_LD_W_ABS, 4)]; // seccomp_data.arch
-    let tables = tables();
-    // Each arch block: ld nr; [x32 check]; one jeq per syscall; ret allow.
-    let block_len = |arch: u32, n: usize| 1 + usize::from(arch == AUDIT_ARCH_X86_64) + n + 1;
-    let mut blocks = Vec::new();
-    for (arch, nrs) in &tables {
-        let mut b = vec![stmt(BPF_LD_W_ABS, 0)]; // seccomp_data.nr
-        let n = nrs.len();
-        let len = block_len(*arch, n);
-        if *arch == AUDIT_ARCH_X86_64 {
-            // x32 calls carry bit 30; deny them wholesale (jump to the shared deny).
-            b.push(jump(BPF_JGE_K, X32_SYSCALL_BIT, 0, 0));
-        }
-        for nr in nrs {
-            b.push(jump(BPF_JEQ_K, *nr, 0, 0));
-        }
-        b.push(stmt(BPF_RET_K, SECCOMP_RET_ALLOW));
-        debug_assert_eq!(b.len(), len);
-        blocks.push(b);
+impl Asm {
+    fn label(&mut self) -> usize {
+        self.labels.push(None);
+        self.labels.len() - 1
     }
-    // Dispatch on arch: one jeq per block, then allow for anything else.
-    let dispatch = tables.len();
-    let mut offset_to_block = Vec::new();
-    let mut at = dispatch + 1; // after the jeqs and the fallback ret
-    for b in &blocks {
-        offset_to_block.push(at);
-        at += b.len();
+    fn place(&mut self, l: usize) {
+        self.labels[l] = Some(self.code.len());
     }
-    let deny_at = at;
-    for (i, (arch, _)) in tables.iter().enumerate() {
-        let here = i; // index within the dispatch section
-        let jt = offset_to_block[i] - here - 1;
-        p.push(jump(BPF_JEQ_K, *arch, jt as u8, 0));
+    fn stmt(&mut self, code: u16, k: u32) {
+        let ins = libc::sock_filter {
+            code,
+            jt: 0,
+            jf: 0,
+            k,
+        };
+        self.code.push((ins, To::Next, To::Next));
     }
-    p.push(stmt(BPF_RET_K, SECCOMP_RET_ALLOW));
-    // Fill in jumps to the deny instruction inside each block.
-    for (bi, b) in blocks.iter_mut().enumerate() {
-        let start = offset_to_block[bi];
-        for (j, ins) in b.iter_mut().enumerate() {
-            if ins.code == BPF_JEQ_K || ins.code == BPF_JGE_K {
-                let pos = start + j;
-                ins.jt = (deny_at - pos - 1) as u8;
+    fn jump(&mut self, code: u16, k: u32, jt: To, jf: To) {
+        self.code.push((
+            libc::sock_filter {
+                code,
+                jt: 0,
+                jf: 0,
+                k,
+            },
+            jt,
+            jf,
+        ));
+    }
+    fn finish(self) -> Vec<libc::sock_filter> {
+        let labels = self.labels;
+        let offset = |pos: usize, to: To| -> u8 {
+            match to {
+                To::Next => 0,
+                To::Label(l) => {
+                    let at = labels[l].expect("every label is placed");
+                    u8::try_from(at - pos - 1).expect("the program is short")
+                }
             }
+        };
+        self.code
+            .iter()
+            .enumerate()
+            .map(|(pos, (ins, jt, jf))| libc::sock_filter {
+                jt: offset(pos, *jt),
+                jf: offset(pos, *jf),
+                ..*ins
+            })
+            .collect()
+    }
+}
+
+/// The filter program: per ABI, deny the listed syscalls and a forced umount2; allow
+/// everything else, and every call of an ABI not listed.
+pub fn program() -> Vec<libc::sock_filter> {
+    let deny_errno = SECCOMP_RET_ERRNO | libc::EPERM as u32;
+    let mut a = Asm::default();
+    let deny = a.label();
+    let allow = a.label();
+    for abi in tables() {
+        let next_abi = a.label();
+        let umount2 = a.label();
+        a.stmt(BPF_LD_W_ABS, DATA_ARCH);
+        a.jump(BPF_JEQ_K, abi.arch, To::Next, To::Label(next_abi));
+        a.stmt(BPF_LD_W_ABS, DATA_NR);
+        if abi.arch == AUDIT_ARCH_X86_64 {
+            // x32 calls carry bit 30; deny them wholesale.
+            a.jump(BPF_JGE_K, X32_SYSCALL_BIT, To::Label(deny), To::Next);
         }
+        for nr in abi.deny {
+            a.jump(BPF_JEQ_K, *nr, To::Label(deny), To::Next);
+        }
+        a.jump(BPF_JEQ_K, abi.umount2, To::Label(umount2), To::Label(allow));
+        a.place(umount2);
+        a.stmt(BPF_LD_W_ABS, DATA_ARG1_LO);
+        a.jump(BPF_JSET_K, MNT_FORCE, To::Label(deny), To::Label(allow));
+        a.place(next_abi);
     }
-    // Indices above count from after the first load.
-    let mut out = Vec::with_capacity(1 + at + 1);
-    out.push(p.remove(0));
-    out.extend(p);
-    for b in blocks {
-        out.extend(b);
-    }
-    out.push(stmt(BPF_RET_K, deny));
-    out
+    a.place(allow);
+    a.stmt(BPF_RET_K, SECCOMP_RET_ALLOW);
+    a.place(deny);
+    a.stmt(BPF_RET_K, deny_errno);
+    a.finish()
 }
 
 /// Install the filter for this process and its descendants.
@@ -140,20 +196,25 @@ pub fn install() -> io::Result<()> {
 mod tests {
     use super::*;
 
-    /// Run the BPF program on (arch, nr) like the kernel would.
-    fn eval(p: &[libc::sock_filter], arch: u32, nr: u32) -> u32 {
+    /// Run the BPF program on (arch, nr, args[1]) like the kernel would.
+    fn eval(p: &[libc::sock_filter], arch: u32, nr: u32, arg1: u32) -> u32 {
         let mut acc = 0u32;
         let mut pc = 0usize;
         loop {
             let i = p[pc];
+            let (jt, jf) = (usize::from(i.jt), usize::from(i.jf));
             match i.code {
-                BPF_LD_W_ABS => acc = if i.k == 4 { arch } else { nr },
-                BPF_JEQ_K => {
-                    pc += usize::from(if acc == i.k { i.jt } else { i.jf });
+                BPF_LD_W_ABS => {
+                    acc = match i.k {
+                        DATA_ARCH => arch,
+                        DATA_NR => nr,
+                        DATA_ARG1_LO => arg1,
+                        k => panic!("load at {k}"),
+                    }
                 }
-                BPF_JGE_K => {
-                    pc += usize::from(if acc >= i.k { i.jt } else { i.jf });
-                }
+                BPF_JEQ_K => pc += if acc == i.k { jt } else { jf },
+                BPF_JGE_K => pc += if acc >= i.k { jt } else { jf },
+                BPF_JSET_K => pc += if acc & i.k != 0 { jt } else { jf },
                 BPF_RET_K => return i.k,
                 c => panic!("unknown op {c}"),
             }
@@ -165,20 +226,26 @@ mod tests {
     fn denies_the_list_and_allows_the_rest() {
         let p = program();
         let deny = SECCOMP_RET_ERRNO | libc::EPERM as u32;
-        for (arch, nrs) in tables() {
-            for nr in nrs {
-                assert_eq!(eval(&p, arch, nr), deny, "arch {arch:x} nr {nr}");
-            }
-            for nr in [0, 1, 2, 59, 60, 231] {
+        for abi in tables() {
+            for nr in abi.deny {
                 assert_eq!(
-                    eval(&p, arch, nr),
-                    SECCOMP_RET_ALLOW,
-                    "arch {arch:x} nr {nr}"
+                    eval(&p, abi.arch, *nr, 0),
+                    deny,
+                    "arch {:x} nr {nr}",
+                    abi.arch
                 );
             }
+            for nr in [0, 1, 2, 59, 60, 231] {
+                assert_eq!(eval(&p, abi.arch, nr, 0), SECCOMP_RET_ALLOW, "nr {nr}");
+            }
+            // umount2: plain and lazy unmounts are allowed, forced ones are not.
+            assert_eq!(eval(&p, abi.arch, abi.umount2, 0), SECCOMP_RET_ALLOW);
+            assert_eq!(eval(&p, abi.arch, abi.umount2, 2), SECCOMP_RET_ALLOW);
+            assert_eq!(eval(&p, abi.arch, abi.umount2, MNT_FORCE), deny);
+            assert_eq!(eval(&p, abi.arch, abi.umount2, MNT_FORCE | 2), deny);
         }
         #[cfg(target_arch = "x86_64")]
-        assert_eq!(eval(&p, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT | 1), deny);
-        assert_eq!(eval(&p, 0x1234, 246), SECCOMP_RET_ALLOW);
+        assert_eq!(eval(&p, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT | 1, 0), deny);
+        assert_eq!(eval(&p, 0x1234, 246, 0), SECCOMP_RET_ALLOW);
     }
 }

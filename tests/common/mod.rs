@@ -3,6 +3,8 @@
 //! environment (its own config, lxcpath, cachepath and runpath in a temp dir).
 #![allow(dead_code)]
 
+pub mod rt;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};

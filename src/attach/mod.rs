@@ -1,0 +1,310 @@
+//! rlxc-attach: run a command inside a running container: its cgroup, all of its
+//! namespaces, its root, with the same capability bounding set and seccomp filter
+//! as init. The environment is cleared to a known set unless asked to keep it.
+//!
+//! Nothing of the caller's crosses into the container but the relay. When this side is
+//! a terminal the command gets a new pty from the container's own devpts (as lxc-attach
+//! does), so what it does to its terminal (TIOCSTI keystrokes, job control) reaches
+//! that pty, never the sysadmin's; otherwise it gets pipes. Either way it runs in a new
+//! session and every other descriptor is closed before exec.
+
+mod relay;
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use nix::fcntl::OFlag;
+use nix::sched::CloneFlags;
+use nix::sys::stat::Mode;
+use nix::sys::wait::{waitpid, WaitStatus};
+
+use crate::cgroup::{Entry, JoinFile};
+use crate::error::{Error, IoContext, Result};
+
+pub struct Options {
+    pub cmd: Vec<String>,
+    pub keep_env: bool,
+    pub set_env: Vec<String>,
+}
+
+const NAMESPACES: &[(&str, CloneFlags)] = &[
+    ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+    ("ipc", CloneFlags::CLONE_NEWIPC),
+    ("uts", CloneFlags::CLONE_NEWUTS),
+    ("net", CloneFlags::CLONE_NEWNET),
+    ("pid", CloneFlags::CLONE_NEWPID),
+    ("mnt", CloneFlags::CLONE_NEWNS),
+];
+
+/// The command's end of its stdio.
+enum ChildStdio {
+    /// A pty opened inside the container, sized like this side's terminal.
+    Pty { winsize: Option<(u16, u16)> },
+    /// Pipe ends that become its fds 0, 1 and 2.
+    Pipes([OwnedFd; 3]),
+}
+
+/// Run `opts.cmd` in the container whose init is `init`; returns its exit code.
+pub fn run(init: i32, opts: &Options) -> Result<i32> {
+    let ns = open_namespaces(init)?;
+    let cgroups = init_cgroups(init)?;
+    let env = environment(opts);
+    let argv: Vec<CString> = opts
+        .cmd
+        .iter()
+        .map(|a| {
+            CString::new(a.as_bytes())
+                .map_err(|_| Error::Usage(format!("argument {a:?} contains a NUL byte")))
+        })
+        .collect::<Result<_>>()?;
+    let (ours, theirs) = nix::sys::socket::socketpair(
+        nix::sys::socket::AddressFamily::Unix,
+        nix::sys::socket::SockType::SeqPacket,
+        None,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+    )
+    .ctx("create", "the attach socket")?;
+    let terminal = relay::terminal();
+    let (stdio, relay_ends) = match terminal {
+        Some(tty) => (
+            ChildStdio::Pty {
+                winsize: crate::sys::get_winsize(tty),
+            },
+            None,
+        ),
+        None => {
+            let (theirs, ours) = relay::pipes()?;
+            (ChildStdio::Pipes(theirs), Some(ours))
+        }
+    };
+    // The first child joins init's cgroups, then its namespaces, and forks the command.
+    let child = |join: &[JoinFile]| -> isize {
+        match enter_and_exec(join, &ns, &argv, &env, &stdio, theirs.as_fd()) {
+            Ok(code) => code as isize,
+            Err(e) => {
+                eprintln!("rlxc-attach: error: {e}");
+                126
+            }
+        }
+    };
+    // Born in init's cgroup2 directory, as init was.
+    let (pid, _) = cgroups.spawn(CloneFlags::empty(), child)?;
+    drop((theirs, stdio));
+    relay::run(pid, ours, relay_ends)
+}
+
+/// init's namespaces, opened; one the container shares with the host (network type
+/// "none") is left out.
+fn open_namespaces(init: i32) -> Result<Vec<(OwnedFd, CloneFlags)>> {
+    let mut ns = Vec::new();
+    for (name, flag) in NAMESPACES {
+        let p = format!("/proc/{init}/ns/{name}");
+        if std::fs::read_link(&p).ok() == std::fs::read_link(format!("/proc/self/ns/{name}")).ok() {
+            continue;
+        }
+        let fd = nix::fcntl::open(
+            p.as_str(),
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .ctx("open", &p)?;
+        ns.push((fd, *flag));
+    }
+    Ok(ns)
+}
+
+fn wait_code(pid: nix::unistd::Pid) -> Result<i32> {
+    loop {
+        match waitpid(pid, None) {
+            Ok(WaitStatus::Exited(_, c)) => return Ok(c),
+            Ok(WaitStatus::Signaled(_, s, _)) => return Ok(128 + s as i32),
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(Error::io("wait for", "the attached command", e.into())),
+        }
+    }
+}
+
+/// init's cgroup in every hierarchy (host paths), opened for joining.
+fn init_cgroups(init: i32) -> Result<Entry> {
+    let layout = crate::cgroup::Layout::detect()?;
+    let text = std::fs::read_to_string(format!("/proc/{init}/cgroup"))
+        .ctx("read", format!("/proc/{init}/cgroup"))?;
+    let mut dirs = Vec::new();
+    for line in text.lines() {
+        let mut f = line.splitn(3, ':');
+        let (Some(_), Some(ctrls), Some(path)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        let h = layout.hierarchies.iter().find(|h| {
+            if ctrls.is_empty() {
+                h.v2
+            } else {
+                !h.v2 && ctrls.split(',').all(|c| h.has(c))
+            }
+        });
+        if let Some(h) = h {
+            dirs.push((h.mountpoint.join(path.trim_start_matches('/')), h.v2));
+        }
+    }
+    Entry::open(dirs.into_iter())
+}
+
+fn environment(opts: &Options) -> Vec<CString> {
+    let mut env: Vec<String> = if opts.keep_env {
+        std::env::vars().map(|(k, v)| format!("{k}={v}")).collect()
+    } else {
+        let term = std::env::var("TERM").unwrap_or_else(|_| "linux".into());
+        vec![
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            format!("TERM={term}"),
+            "HOME=/root".into(),
+            "container=lxc".into(),
+        ]
+    };
+    env.extend(opts.set_env.iter().cloned());
+    env.into_iter()
+        .filter_map(|e| CString::new(e).ok())
+        .collect()
+}
+
+/// In the forked child: join cgroups and namespaces, open the pty inside and hand its
+/// master over, take the command's stdio as its own and close everything else, then
+/// fork once more (a new PID namespace applies to children) and wait for the command,
+/// passing on the signals rlxc-attach passes to it. The grandchild execs.
+///
+/// Nothing of the host is open in the grandchild, even between fork and exec, when a
+/// process of the container could already reach its descriptors through /proc.
+fn enter_and_exec(
+    join: &[JoinFile],
+    ns: &[(OwnedFd, CloneFlags)],
+    argv: &[CString],
+    env: &[CString],
+    stdio: &ChildStdio,
+    sock: BorrowedFd<'_>,
+) -> Result<i32> {
+    for f in join {
+        f.join_self()?;
+    }
+    for (fd, flag) in ns {
+        nix::sched::setns(fd.as_fd(), *flag).ctx("enter a namespace of", "the container")?;
+    }
+    nix::unistd::chdir("/").ctx("enter", "/")?;
+    let pty = matches!(stdio, ChildStdio::Pty { .. });
+    match stdio {
+        ChildStdio::Pty { winsize } => {
+            let slave = open_container_pty(*winsize, sock)?;
+            take_stdio([slave.as_fd(); 3])?;
+        }
+        ChildStdio::Pipes([i, o, e]) => take_stdio([i.as_fd(), o.as_fd(), e.as_fd()])?,
+    }
+    // From here this process holds only the command's stdio (its errors go there too).
+    crate::sys::close_fds_from(3).ctx("close the descriptors of", "rlxc-attach")?;
+    let forwarded = relay::forwarded_signals();
+    forwarded
+        .thread_block()
+        .ctx("block signals in", "the attach child")?;
+    match crate::sys::fork().ctx("fork", "into the container")? {
+        crate::sys::Forked::Parent(pid) => relay::wait_forwarding(pid, &forwarded),
+        crate::sys::Forked::Child => exec_command(pty, argv, env),
+    }
+}
+
+fn take_stdio(fds: [BorrowedFd<'_>; 3]) -> Result<()> {
+    for (n, fd) in fds.iter().enumerate() {
+        crate::sys::dup_onto(*fd, n as i32).ctx("set up the stdio of", "the command")?;
+    }
+    Ok(())
+}
+
+/// A new pty from the container's devpts: its master goes to rlxc-attach over `sock`,
+/// its slave is returned for the command. The ptmx is checked to be one (a container
+/// could have put anything at that path), and opened without following links.
+fn open_container_pty(winsize: Option<(u16, u16)>, sock: BorrowedFd<'_>) -> Result<OwnedFd> {
+    let ptmx = "/dev/pts/ptmx";
+    let master = nix::fcntl::open(
+        ptmx,
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx("open the container's", ptmx)?;
+    let st = nix::sys::stat::fstat(master.as_fd()).ctx("inspect the container's", ptmx)?;
+    let is_ptmx = (st.st_mode & libc::S_IFMT) == libc::S_IFCHR
+        && nix::sys::stat::major(st.st_rdev) == 5
+        && nix::sys::stat::minor(st.st_rdev) == 2;
+    if !is_ptmx {
+        return Err(Error::Other(format!(
+            "the container's {ptmx} is not a pty multiplexer; attach without a terminal \
+             (redirect stdin and stdout) to get pipes instead"
+        )));
+    }
+    let slave = crate::sys::pty::open_peer(master.as_fd())
+        .map_err(|e| Error::io("open a pty in", "the container", e))?;
+    if let Some((rows, cols)) = winsize {
+        let _ = crate::sys::set_winsize(master.as_fd(), rows, cols);
+    }
+    crate::sys::pty::send_fd(sock, b"pty", master.as_fd())
+        .map_err(|e| Error::io("hand over", "the container's pty", e))?;
+    Ok(slave)
+}
+
+/// In the grandchild: a new session (the pty its controlling terminal), the
+/// container's limits on, every signal unblocked, then exec.
+fn exec_command(pty: bool, argv: &[CString], env: &[CString]) -> ! {
+    let ready = nix::unistd::setsid()
+        .map_err(std::io::Error::from)
+        .and_then(|_| {
+            if pty {
+                crate::sys::set_controlling_tty(crate::sys::borrow_fd(0))
+            } else {
+                Ok(())
+            }
+        })
+        .and_then(|_| {
+            nix::sys::signal::SigSet::all()
+                .thread_unblock()
+                .map_err(std::io::Error::from)
+        });
+    if let Err(e) = ready {
+        eprintln!("rlxc-attach: error: cannot set up the command's terminal: {e}");
+        crate::sys::exit_now(126);
+    }
+    let _ = crate::sys::drop_bounding_caps(crate::runtime::child::CAPS_DROP);
+    let _ = crate::sys::seccomp::install();
+    let prog = argv
+        .first()
+        .cloned()
+        .unwrap_or_else(|| CString::from(c"/bin/sh"));
+    let path = resolve_in_path(&prog, env);
+    let err = nix::unistd::execve(&path, argv, env).err();
+    eprintln!(
+        "rlxc-attach: error: cannot execute {} in the container: {}",
+        prog.to_string_lossy(),
+        err.map(|e| e.desc()).unwrap_or("unknown error")
+    );
+    crate::sys::exit_now(127);
+}
+
+/// Find `prog` in the PATH of the environment the command gets, inside the container
+/// (execvpe would search rlxc's own PATH, which describes the host).
+fn resolve_in_path(prog: &CString, env: &[CString]) -> CString {
+    let bytes = prog.as_bytes();
+    if bytes.contains(&b'/') {
+        return prog.clone();
+    }
+    let path = env
+        .iter()
+        .find_map(|e| e.as_bytes().strip_prefix(b"PATH="))
+        .unwrap_or(b"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for dir in path.split(|b| *b == b':').filter(|d| !d.is_empty()) {
+        let mut cand = dir.to_vec();
+        cand.push(b'/');
+        cand.extend_from_slice(bytes);
+        if let Ok(c) = CString::new(cand) {
+            if nix::unistd::access(c.as_c_str(), nix::unistd::AccessFlags::X_OK).is_ok() {
+                return c;
+            }
+        }
+    }
+    prog.clone()
+}

@@ -1,0 +1,148 @@
+//! The monitor's boot helpers: reading the child's verdict off the sync socket, telling
+//! a child that died before exec from one that exec'd, and undoing a half-done boot.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::sys::signal::Signal;
+use nix::sys::socket::MsgFlags;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::cgroup::Cgroup;
+use crate::error::Error;
+use crate::net::link as net;
+
+/// The reason the child sent over the sync socket, if it failed. `wait`: block until it
+/// either execs (the socket closes, nothing to read) or reports.
+pub(super) fn child_failure(sync: &OwnedFd, wait: bool) -> Option<Error> {
+    let mut buf = [0u8; 4096];
+    let flags = if wait {
+        MsgFlags::empty()
+    } else {
+        MsgFlags::MSG_DONTWAIT
+    };
+    let n = nix::sys::socket::recv(sync.as_raw_fd(), &mut buf, flags).unwrap_or(0);
+    if n == 0 {
+        return None;
+    }
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    Some(Error::Other(
+        msg.strip_prefix("err ").unwrap_or(&msg).to_string(),
+    ))
+}
+
+/// The sync socket closed: the child either exec'd init or died. A process that exits
+/// drops its memory before its files, so a child whose socket closed and that has no
+/// executable any more is dying, not exec'ing; it is reaped and how it ended reported.
+pub(super) fn died_before_exec(child: Pid, limits: &crate::config::Limits) -> Option<Error> {
+    if std::fs::read_link(format!("/proc/{child}/exe")).is_ok() {
+        return None;
+    }
+    let status = waitpid(child, None);
+    let oom_like = matches!(status, Ok(WaitStatus::Signaled(_, Signal::SIGKILL, _)));
+    let how = match status {
+        Ok(WaitStatus::Signaled(_, sig, _)) => format!("was killed by {sig}"),
+        Ok(WaitStatus::Exited(_, code)) => format!("exited with status {code}"),
+        Ok(other) => format!("ended ({other:?})"),
+        Err(e) => format!("could not be waited for ({e})"),
+    };
+    let hint = match &limits.memory {
+        Some(m) if oom_like => format!(
+            "; the memory limit limits.memory = {m:?} may be too low for it (the OOM \
+             killer ends processes with SIGKILL)"
+        ),
+        _ => String::new(),
+    };
+    Some(Error::Other(format!(
+        "the container's first process {how} before it could execute init{hint}"
+    )))
+}
+
+/// A version 4 UUID, the format of /proc/sys/kernel/random/boot_id.
+pub(super) fn random_uuid() -> String {
+    let mut b = crate::config::random_bytes(16);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// Undoes a half-done boot: kills the child, removes veths and the cgroup.
+pub(super) struct BootGuard {
+    pub cgroup: Cgroup,
+    pub veths: Vec<String>,
+    pub child: Option<Pid>,
+    pub armed: bool,
+}
+
+impl BootGuard {
+    pub fn disarm(mut self) -> (Cgroup, Vec<String>) {
+        self.armed = false;
+        (self.cgroup.clone(), std::mem::take(&mut self.veths))
+    }
+}
+
+impl Drop for BootGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some(pid) = self.child {
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+        }
+        for v in &self.veths {
+            net::remove_veth(v);
+        }
+        let _ = self.cgroup.destroy();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Limits;
+
+    /// A child reaped by hand (waitpid), as the monitor reaps init.
+    #[allow(clippy::zombie_processes)]
+    fn spawn(script: &str) -> Pid {
+        let c = std::process::Command::new("sh")
+            .args(["-c", script])
+            .spawn()
+            .expect("sh");
+        Pid::from_raw(c.id() as i32)
+    }
+
+    #[test]
+    fn a_child_killed_before_exec_is_no_start() {
+        // Dead and unreaped, as a child the OOM killer ended looks to the monitor.
+        let pid = spawn("kill -9 $$");
+        while std::fs::read_link(format!("/proc/{pid}/exe")).is_ok() {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let limits = Limits {
+            memory: Some("4M".into()),
+            ..Limits::default()
+        };
+        let e = died_before_exec(pid, &limits)
+            .expect("reported")
+            .to_string();
+        assert!(e.contains("SIGKILL") && e.contains("limits.memory"), "{e}");
+    }
+
+    #[test]
+    fn a_child_that_runs_is_a_start() {
+        let pid = spawn("exec sleep 5");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(died_before_exec(pid, &Limits::default()).is_none());
+        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+        let _ = waitpid(pid, None);
+    }
+}

@@ -1,0 +1,133 @@
+//! A running busybox (or Debian) container from the fixture mirror, for end-to-end
+//! tests: start, attach, info, and a check that nothing of it is left on the host.
+
+use super::*;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A unique container name per test (cgroups are host-wide).
+pub fn unique(tag: &str) -> String {
+    format!("t{}-{tag}", std::process::id())
+}
+
+pub struct Rt {
+    pub env: Env,
+    pub server: HttpServer,
+    pub name: String,
+}
+
+impl Rt {
+    /// A busybox container with the given extra config (default: an empty network).
+    pub fn new(tag: &str, config: &str) -> Self {
+        Self::with_image("busybox", &busybox_release(), tag, config)
+    }
+
+    pub fn with_image(dist: &str, release: &str, tag: &str, config: &str) -> Self {
+        let server = HttpServer::start(&fixture_mirror());
+        let env = Env::new(&server.url());
+        let name = unique(tag);
+        let config = if config.is_empty() {
+            "[[network]]\ntype = \"empty\"\n"
+        } else {
+            config
+        };
+        env.create_with(&name, dist, release, config);
+        Rt { env, server, name }
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let mut v: Vec<&str> = args.to_vec();
+        v.extend(["-n", &self.name]);
+        self.env.ok(&v)
+    }
+
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        let mut v: Vec<&str> = args.to_vec();
+        v.extend(["-n", &self.name]);
+        self.env.run(&v)
+    }
+
+    pub fn info(&self) -> String {
+        self.ok(&["info"])
+    }
+
+    pub fn init_pid(&self) -> Option<i32> {
+        self.info()
+            .lines()
+            .find_map(|l| l.strip_prefix("PID:"))
+            .and_then(|p| p.trim().parse().ok())
+    }
+
+    pub fn attach(&self, cmd: &[&str]) -> std::process::Output {
+        let mut v = vec!["attach", "-n", &self.name, "--"];
+        v.extend(cmd);
+        self.env.run(&v)
+    }
+
+    /// Nothing of the container is left on the host.
+    pub fn assert_clean(&self) {
+        let t0 = Instant::now();
+        loop {
+            let leftovers = self.leftovers();
+            if leftovers.is_empty() {
+                return;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "left behind: {leftovers:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for h in cgroup_mounts() {
+            // rlxc/NAME.TAG, TAG naming the installation.
+            let prefix = format!("{}.", self.name);
+            for e in std::fs::read_dir(h.join("rlxc"))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                if e.file_name().to_string_lossy().starts_with(&prefix) {
+                    out.push(e.path().display().to_string());
+                }
+            }
+        }
+        let mounts = read("/proc/self/mountinfo");
+        let rootfs = self.env.rootfs(&self.name).display().to_string();
+        if mounts.contains(&rootfs) {
+            out.push(format!("a mount under {rootfs}"));
+        }
+        let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+        for l in stdout(&ps).lines() {
+            if l.contains(&format!("[rlxc monitor] {}", self.name)) {
+                out.push(l.to_string());
+            }
+        }
+        let run = self.env.dir.path().join("run");
+        if let Ok(rd) = std::fs::read_dir(&run) {
+            for e in rd.flatten() {
+                out.push(e.path().display().to_string());
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Rt {
+    fn drop(&mut self) {
+        // Whatever happened in the test, nothing keeps running.
+        let _ = self.env.run(&["stop", "-k", "-n", &self.name]);
+    }
+}
+
+pub fn cgroup_mounts() -> Vec<PathBuf> {
+    read("/proc/self/mountinfo")
+        .lines()
+        .filter(|l| l.contains(" - cgroup ") || l.contains(" - cgroup2 "))
+        .filter_map(|l| l.split_whitespace().nth(4).map(PathBuf::from))
+        .collect()
+}
