@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
 
+pub mod validate;
+
 pub const DEFAULT_SYSTEM_CONFIG: &str = "/etc/rlxc/rlxc.toml";
 pub const DEFAULT_SERVER: &str = "images.linuxcontainers.org";
 /// The defaults for new containers shipped in `config/`, used when no file is installed.
@@ -442,7 +444,7 @@ impl ContainerConfig {
                 ));
             }
         }
-        Ok(())
+        validate::container_values(self).or_else(err)
     }
 
     /// Write atomically (temp file + rename) with a header comment.

@@ -3,6 +3,10 @@
 
 use nix::sys::signal::Signal;
 
+/// The forms `parse_signal` accepts, for error messages.
+pub const ACCEPTED_FORMS: &str =
+    "a signal name or number such as SIGPWR, PWR, SIGRTMIN+3, RTMIN+3 or 30";
+
 /// "SIGPWR", "PWR", "SIGRTMIN+3", "RTMIN+3" or a number (real-time signals have no
 /// name in nix, so signals are plain numbers here).
 pub fn parse_signal(s: &str) -> Option<i32> {

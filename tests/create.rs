@@ -166,6 +166,37 @@ fn bad_names_touch_nothing() {
 }
 
 #[test]
+fn bad_values_in_the_defaults_are_refused_before_anything() {
+    let (_m, s) = mirror_with_debian();
+    let env = Env::new(&s.url());
+    let file = env.dir.path().join("bad.toml");
+    for (toml, named) in [
+        ("hostname = \"web\\n1\"\n", "hostname = \"web\\n1\""),
+        ("hostname = \"\"\n", "hostname = \"\": it is empty"),
+        (
+            "[signals]\nhalt = \"SIGBOGUS\"\n",
+            "signals.halt = \"SIGBOGUS\"",
+        ),
+        (
+            "[[mount]]\nsource = \"data\"\ntarget = \"mnt\"\noptions = \"bind\"\n",
+            "mount[0].source = \"data\"",
+        ),
+    ] {
+        std::fs::write(&file, toml).unwrap();
+        let f = file.to_str().unwrap();
+        let e = env.fails(&[
+            "create", "-n", "x", "-t", "download", "-d", "debian", "-r", "bookworm", "-f", f,
+        ]);
+        assert!(e.contains("bad.toml") && e.contains(named), "{toml:?}: {e}");
+    }
+    assert!(
+        env.lxcpath_entries().is_empty(),
+        "{:?}",
+        env.lxcpath_entries()
+    );
+}
+
+#[test]
 fn no_match_lists_what_the_index_has_and_leaves_nothing() {
     let (_m, s) = mirror_with_debian();
     let env = Env::new(&s.url());

@@ -1,7 +1,7 @@
 //! Translate an image's LXC config lines (`meta.tar.xz:config`) into rlxc's TOML config.
 //! What rlxc covers by its own defaults is noted; anything else is reported as ignored.
 
-use crate::config::{ContainerConfig, MountEntry};
+use crate::config::{validate, ContainerConfig, MountEntry};
 
 #[derive(Debug, Default, PartialEq)]
 pub struct Translation {
@@ -35,10 +35,15 @@ pub fn translate(text: &str, cfg: &mut ContainerConfig) -> Translation {
                 cfg.arch = Some(super::arch::to_debian(value));
                 t.applied.push(shown);
             }
-            "lxc.uts.name" | "lxc.utsname" => {
-                cfg.hostname = Some(value.to_string());
-                t.applied.push(shown);
-            }
+            "lxc.uts.name" | "lxc.utsname" => match validate::hostname(value) {
+                Ok(()) => {
+                    cfg.hostname = Some(value.to_string());
+                    t.applied.push(shown);
+                }
+                Err(why) => t
+                    .ignored
+                    .push(format!("{shown} (not a valid host name: {why})")),
+            },
             "lxc.init.cmd" | "lxc.init_cmd" => {
                 cfg.init.cmd = value.split_whitespace().map(String::from).collect();
                 t.applied.push(shown);
@@ -48,16 +53,13 @@ pub fn translate(text: &str, cfg: &mut ContainerConfig) -> Translation {
                 t.applied.push(shown);
             }
             "lxc.signal.halt" | "lxc.haltsignal" => {
-                cfg.signals.halt = Some(value.to_string());
-                t.applied.push(shown);
+                apply_signal(&mut cfg.signals.halt, value, shown, &mut t)
             }
             "lxc.signal.reboot" | "lxc.rebootsignal" => {
-                cfg.signals.reboot = Some(value.to_string());
-                t.applied.push(shown);
+                apply_signal(&mut cfg.signals.reboot, value, shown, &mut t)
             }
             "lxc.signal.stop" | "lxc.stopsignal" => {
-                cfg.signals.stop = Some(value.to_string());
-                t.applied.push(shown);
+                apply_signal(&mut cfg.signals.stop, value, shown, &mut t)
             }
             "lxc.mount.entry" => match mount_entry(value) {
                 Some(m) => {
@@ -70,6 +72,17 @@ pub fn translate(text: &str, cfg: &mut ContainerConfig) -> Translation {
         }
     }
     t
+}
+
+/// An image's bad signal is reported, not fatal: the monitor's default serves.
+fn apply_signal(slot: &mut Option<String>, value: &str, shown: String, t: &mut Translation) {
+    match validate::signal(value) {
+        Ok(()) => {
+            *slot = Some(value.to_string());
+            t.applied.push(shown);
+        }
+        Err(why) => t.ignored.push(format!("{shown} ({why})")),
+    }
 }
 
 /// `src dst fstype options [dump [pass]]`, dst relative to the rootfs.
@@ -116,5 +129,19 @@ lxc.signal.halt = SIGRTMIN+3
         assert_eq!(t.covered.len(), 2);
         assert_eq!(t.ignored.len(), 2, "{:?}", t.ignored);
         assert!(t.ignored.iter().any(|l| l.contains("apparmor")));
+    }
+
+    #[test]
+    fn bad_host_names_and_signals_from_images_are_ignored_with_the_reason() {
+        let text =
+            "lxc.uts.name = bad_name\nlxc.signal.halt = SIGBOGUS\nlxc.signal.stop = SIGKILL\n";
+        let mut c = ContainerConfig::default();
+        let t = translate(text, &mut c);
+        assert_eq!(c.hostname, None);
+        assert_eq!(c.signals.halt, None);
+        assert_eq!(c.signals.stop.as_deref(), Some("SIGKILL"));
+        assert_eq!(t.ignored.len(), 2, "{:?}", t.ignored);
+        assert!(t.ignored[0].contains("bad_name") && t.ignored[0].contains("'_'"));
+        assert!(t.ignored[1].contains("SIGBOGUS") && t.ignored[1].contains("RTMIN+3"));
     }
 }
