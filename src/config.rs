@@ -150,13 +150,10 @@ impl SystemConfig {
             ("cachepath", &self.cachepath),
             ("runpath", &self.runpath),
         ] {
-            if !p.is_absolute() {
+            if let Err(why) = validate::install_dir(p) {
                 return Err(Error::Config {
                     file,
-                    msg: format!(
-                        "key `{key}`: {:?} is not an absolute path",
-                        p.display().to_string()
-                    ),
+                    msg: format!("key `{key}`: {why}"),
                 });
             }
         }

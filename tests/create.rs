@@ -197,6 +197,31 @@ fn bad_values_in_the_defaults_are_refused_before_anything() {
 }
 
 #[test]
+fn system_directories_are_refused_as_installation_paths() {
+    let env = Env::new("http://127.0.0.1:9");
+    let cfg = env.dir.path().join("rlxc.toml");
+    for (text, key) in [
+        ("lxcpath = \"/\"\n", "lxcpath"),
+        ("cachepath = \"/var/\"\n", "cachepath"),
+        ("runpath = \"/run/rlxc/../..\"\n", "runpath"),
+    ] {
+        std::fs::write(&cfg, text).unwrap();
+        let e = env.fails(&["ls"]);
+        assert!(
+            e.contains("rlxc.toml") && e.contains(&format!("key `{key}`")),
+            "{e}"
+        );
+        assert!(e.contains("system directory") || e.contains("'..'"), "{e}");
+    }
+    env.write_config("");
+    // -P too, before anything is touched (--list only reads the server).
+    let e = env.fails(&["create", "-P", "/", "-t", "download", "--list"]);
+    assert!(e.contains("-P /") && e.contains("system directory"), "{e}");
+    let e = env.fails(&["ls", "-P", "/var/lib/rlxc/../.."]);
+    assert!(e.contains("'..'"), "{e}");
+}
+
+#[test]
 fn no_match_lists_what_the_index_has_and_leaves_nothing() {
     let (_m, s) = mirror_with_debian();
     let env = Env::new(&s.url());

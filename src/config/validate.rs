@@ -1,14 +1,76 @@
-//! Checks of single values, shared by the config validators and the translation of
-//! image configs. Each returns why a value is refused, for the caller to
+//! Checks of single values, shared by the config validators, the CLI (`-P`) and the
+//! translation of image configs. Each returns why a value is refused, for the caller to
 //! wrap with the file and key.
 
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 
 use super::{ContainerConfig, MountEntry};
 use crate::signal::{parse_signal, ACCEPTED_FORMS};
 
 /// sethostname(2) takes at most HOST_NAME_MAX (64) bytes.
 pub const HOSTNAME_MAX: usize = 64;
+
+/// Directories an installation must not be rooted at: rlxc keeps `.locks` and hidden
+/// staging directories there and removes directories in it, so it needs one of its own.
+const SYSTEM_DIRS: &[&str] = &[
+    "/",
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/home",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/media",
+    "/mnt",
+    "/opt",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/srv",
+    "/sys",
+    "/tmp",
+    "/usr",
+    "/usr/bin",
+    "/usr/lib",
+    "/usr/local",
+    "/usr/sbin",
+    "/usr/share",
+    "/var",
+    "/var/cache",
+    "/var/lib",
+    "/var/log",
+    "/var/run",
+    "/var/tmp",
+];
+
+/// A directory rlxc owns (lxcpath, cachepath, runpath, `-P`): absolute, no `..`, and
+/// not a system directory.
+pub fn install_dir(p: &Path) -> Result<(), String> {
+    let shown = p.display().to_string();
+    if !p.is_absolute() {
+        return Err(format!("{shown:?} is not an absolute path"));
+    }
+    // A `..` can hide a system directory (/var/lib/../..), and the same installation
+    // must always be named the same way: its path keys run directories and cgroups.
+    if p.components().any(|c| c == Component::ParentDir) {
+        return Err(format!(
+            "{shown:?} contains '..': name the directory without it"
+        ));
+    }
+    let normal: PathBuf = p.components().collect();
+    if SYSTEM_DIRS.iter().any(|d| normal == Path::new(d)) {
+        return Err(format!(
+            "{shown:?} is a system directory; rlxc keeps lock files and hidden work \
+             directories where it creates containers, so give it a directory of its own \
+             (like the defaults /var/lib/rlxc, /var/cache/rlxc, /run/rlxc)"
+        ));
+    }
+    Ok(())
+}
 
 /// A host name the kernel and DNS accept: 1-64 bytes of RFC 1123 labels joined by dots.
 pub fn hostname(h: &str) -> Result<(), String> {
@@ -168,5 +230,29 @@ mod tests {
         )
         .validate(Path::new("c.toml"))
         .unwrap();
+    }
+
+    #[test]
+    fn install_dirs() {
+        for ok in [
+            "/var/lib/rlxc",
+            "/tmp/rlxc-test-x/lib",
+            "/srv/containers",
+            "/data",
+        ] {
+            install_dir(Path::new(ok)).unwrap();
+        }
+        for (bad, why) in [
+            ("/", "system directory"),
+            ("//", "system directory"),
+            ("/var/lib/", "system directory"),
+            ("/./etc", "system directory"),
+            ("/var/lib/rlxc/../..", "'..'"),
+            ("/srv/../x", "'..'"),
+            ("relative", "absolute"),
+        ] {
+            let e = install_dir(Path::new(bad)).expect_err(bad);
+            assert!(e.contains(why), "{bad}: {e}");
+        }
     }
 }
