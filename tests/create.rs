@@ -157,6 +157,19 @@ fn bad_names_touch_nothing() {
         ]);
         assert!(e.contains("invalid container name"), "{bad:?}: {e}");
     }
+    // Each refusal gives its own reason, and the hint states the rule the check enforces.
+    for (bad, why) in [
+        (".", "it is '.', the directory itself"),
+        ("..", "it contains '..'"),
+        ("_x", "it starts with '_', not a letter or digit"),
+    ] {
+        let arg = format!("--name={bad}");
+        let e = env.fails(&[
+            "create", &arg, "-t", "download", "-d", "debian", "-r", "bookworm",
+        ]);
+        assert!(e.contains(why), "{bad:?}: {e}");
+        assert!(e.contains("starting with a letter or digit"), "{e}");
+    }
     assert!(!env.lxcpath().exists());
     assert!(
         s.log().is_empty(),
