@@ -105,6 +105,20 @@ impl Container {
         ContainerConfig::load(&self.config_path())
     }
 
+    /// Init's pid, for commands that need a live monitor (console, attach); the error
+    /// says how to recover when the monitor is gone.
+    pub fn running_pid(&self) -> Result<i32> {
+        match self.state() {
+            State::Running { pid } => Ok(pid),
+            State::Orphaned { .. } => Err(Error::Other(format!(
+                "{}'s monitor is gone (killed?) while its processes still run; stop them \
+                 with rlxc-stop -k -n {} and start it again",
+                self.name, self.name
+            ))),
+            State::Stopped => Err(Error::Other(format!("{} is not running", self.name))),
+        }
+    }
+
     /// The live state, asked of the monitor; never read from a file.
     pub fn state(&self) -> State {
         if let Ok((_, pid)) = crate::runtime::proto::state(&self.run_dir) {
