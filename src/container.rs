@@ -61,6 +61,8 @@ pub struct CreateReport {
     pub translation: lxcconf::Translation,
     pub create_message: Option<String>,
     pub unpack_time: Duration,
+    /// Work directories of killed creates and destroys that this create removed.
+    pub swept: Vec<PathBuf>,
 }
 
 impl Container {
@@ -156,6 +158,7 @@ impl Container {
                 lxcpath: self.lxcpath.clone(),
             });
         }
+        let swept = store::sweep_stale(&self.lxcpath, &self.name);
         let cache = Cache::new(&sys.cachepath);
         store::mkdir_p(&sys.cachepath, 0o700)?;
         let image = download::obtain(req, &cache, index, progress)?;
@@ -205,6 +208,7 @@ impl Container {
             translation,
             create_message: image.meta.create_message.clone(),
             unpack_time,
+            swept,
         })
     }
 
@@ -241,7 +245,7 @@ impl Container {
                 ),
             });
         }
-        let doomed = self.lxcpath.join(format!(".{}.destroying", self.name));
+        let doomed = store::destroying_dir(&self.lxcpath, &self.name);
         store::remove_tree(&doomed)?;
         std::fs::rename(self.dir(), &doomed).ctx("rename", self.dir())?;
         store::remove_tree(&doomed)?;

@@ -235,6 +235,61 @@ fn system_directories_are_refused_as_installation_paths() {
 }
 
 #[test]
+fn work_dirs_of_killed_creates_are_swept_by_the_next_create() {
+    let mut m = Mirror::new();
+    // Enough members that the unpack takes a while: the create is killed in the middle.
+    let mut t = small_rootfs();
+    for i in 0..500 {
+        t = t.file(&format!("./usr/share/f{i}"), 0o644, b"data");
+    }
+    let mut img = Image::new("debian", "bookworm", "b1");
+    img.rootfs_tar = t.finish();
+    m.add(&img);
+    let s = HttpServer::start(m.dir.path());
+    let env = Env::new(&s.url());
+    let mut child = env
+        .cmd(&[
+            "create", "-q", "-n", "killed", "-t", "download", "-d", "debian", "-r", "bookworm",
+        ])
+        .spawn()
+        .unwrap();
+    let staging = env.lxcpath().join(".killed.creating");
+    let t0 = std::time::Instant::now();
+    while !staging.join("rootfs/usr/share").exists() {
+        assert!(
+            t0.elapsed().as_secs() < 30 && child.try_wait().unwrap().is_none(),
+            "the create ended before it could be killed mid-unpack"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(staging.is_dir(), "SIGKILL leaves the staging directory");
+
+    // A create in progress (its lock held) and a destroy that was killed.
+    let held = env.lxcpath().join(".busy.creating");
+    std::fs::create_dir_all(held.join("rootfs")).unwrap();
+    let lock = std::fs::File::create(env.lxcpath().join(".locks/busy")).unwrap();
+    let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
+    let doomed = env.lxcpath().join(".old.destroying");
+    std::fs::create_dir_all(doomed.join("rootfs/etc")).unwrap();
+
+    let out = env.create("other", "debian", "bookworm");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!staging.exists(), "stale staging directory left");
+    assert!(!doomed.exists(), "stale destroying directory left");
+    assert!(held.is_dir(), "a create in progress was touched");
+    let e = stderr(&out);
+    assert!(
+        e.contains(".killed.creating") && e.contains(".old.destroying"),
+        "{e}"
+    );
+    assert_eq!(env.lxcpath_entries(), [".busy.creating", "other"]);
+    // The killed name is free again.
+    assert!(env.create("killed", "debian", "bookworm").status.success());
+}
+
+#[test]
 fn no_match_lists_what_the_index_has_and_leaves_nothing() {
     let (_m, s) = mirror_with_debian();
     let env = Env::new(&s.url());

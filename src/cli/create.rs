@@ -171,6 +171,12 @@ pub fn run(a: Args) -> Result<i32> {
     let report = c.create_from_download(&sys, &req, index, base, &progress)?;
     let img = &report.image;
     if !a.common.quiet {
+        for d in &report.swept {
+            eprintln!(
+                "note: removed {}, left by a create or destroy that was killed",
+                d.display()
+            );
+        }
         for l in &report.translation.ignored {
             eprintln!("note: image config line ignored: {l}");
         }
