@@ -142,12 +142,14 @@ impl Container {
     }
 
     /// Create from the download template: image → cache → rootfs → config, atomically.
+    /// `allow_host_mounts`: apply the image's mounts of host paths (refused otherwise).
     pub fn create_from_download(
         &self,
         sys: &SystemConfig,
         req: &Request,
         index: Option<Index>,
         base: ContainerConfig,
+        allow_host_mounts: bool,
         progress: &dyn Progress,
     ) -> Result<CreateReport> {
         store::mkdir_p(&self.lxcpath, 0o755)?;
@@ -162,6 +164,17 @@ impl Container {
         let cache = Cache::new(&sys.cachepath);
         store::mkdir_p(&sys.cachepath, 0o700)?;
         let image = download::obtain(req, &cache, index, progress)?;
+        let source = ImageSource {
+            server: image.server.clone(),
+            dist: req.key.dist.clone(),
+            release: req.key.release.clone(),
+            arch: req.key.arch.clone(),
+            variant: req.key.variant.clone(),
+            build: image.build.clone(),
+        };
+        // Before anything is written: a refused image leaves no directory behind.
+        let (cfg, translation) = self.initial_config(base, &image.meta.config, &source)?;
+        refuse_host_mounts(&translation, allow_host_mounts)?;
 
         let creating = store::Creating::begin(&self.lxcpath, &self.name)?;
         let rootfs = creating.rootfs();
@@ -189,16 +202,6 @@ impl Container {
             hook_dir: HOOK_DIR,
         };
         meta::apply_templates(&root, &image.meta.templates, &vars)?;
-
-        let source = ImageSource {
-            server: image.server.clone(),
-            dist: req.key.dist.clone(),
-            release: req.key.release.clone(),
-            arch: req.key.arch.clone(),
-            variant: req.key.variant.clone(),
-            build: image.build.clone(),
-        };
-        let (cfg, translation) = self.initial_config(base, &image.meta.config, &source)?;
         cfg.save(&creating.dir.join("config.toml"))?;
         let dir = creating.publish(&self.lxcpath, &self.name)?;
         Ok(CreateReport {
@@ -252,4 +255,24 @@ impl Container {
         let _ = std::fs::remove_file(self.lxcpath.join(".locks").join(&self.name));
         Ok(())
     }
+}
+
+/// An image's mounts of host paths (`/ hostroot none rbind`) would hand the container
+/// the host's files: only the sysadmin can allow that, not the image.
+fn refuse_host_mounts(t: &lxcconf::Translation, allowed: bool) -> Result<()> {
+    let lines: Vec<&str> = t
+        .mounts
+        .iter()
+        .filter(|m| m.from_host)
+        .map(|m| m.line.as_str())
+        .collect();
+    if allowed || lines.is_empty() {
+        return Ok(());
+    }
+    Err(Error::hostile(format!(
+        "its config mounts from the host (a bind of a host path, a device, or a file \
+         system other than proc, sysfs, tmpfs, devpts, mqueue, cgroup): `{}`; nothing was \
+         created. If you trust this image, create it again with --allow-image-host-mounts",
+        lines.join("`, `")
+    )))
 }

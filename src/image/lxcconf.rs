@@ -11,6 +11,35 @@ pub struct Translation {
     pub covered: Vec<String>,
     /// Lines with no rlxc equivalent, with the reason.
     pub ignored: Vec<String>,
+    /// The mounts the image adds (also in `applied`), for create to report and vet.
+    pub mounts: Vec<ImageMount>,
+}
+
+#[derive(Debug, PartialEq)]
+pub struct ImageMount {
+    /// The image's line, as "lxc.mount.entry = …".
+    pub line: String,
+    /// It mounts something of the host's: a bind of a host path, a device, or any file
+    /// system but the kernel's per-container ones (an overlay's lowerdir can name /).
+    pub from_host: bool,
+}
+
+/// File systems whose source is only a label: mounting one shows the container its own
+/// view of the kernel, nothing of the host's directories.
+const VIRTUAL_FS: &[&str] = &[
+    "proc",
+    "sysfs",
+    "tmpfs",
+    "ramfs",
+    "devpts",
+    "mqueue",
+    "cgroup",
+    "cgroup2",
+    "hugetlbfs",
+];
+
+fn mounts_from_host(m: &MountEntry) -> bool {
+    m.is_bind() || !m.fstype.as_deref().is_some_and(|t| VIRTUAL_FS.contains(&t))
 }
 
 /// Apply `text` (LXC config lines) to `cfg`.
@@ -63,6 +92,10 @@ pub fn translate(text: &str, cfg: &mut ContainerConfig) -> Translation {
             }
             "lxc.mount.entry" => match mount_entry(value) {
                 Some(m) => {
+                    t.mounts.push(ImageMount {
+                        line: shown.clone(),
+                        from_host: mounts_from_host(&m),
+                    });
                     cfg.mounts.push(m);
                     t.applied.push(shown);
                 }
@@ -129,6 +162,29 @@ lxc.signal.halt = SIGRTMIN+3
         assert_eq!(t.covered.len(), 2);
         assert_eq!(t.ignored.len(), 2, "{:?}", t.ignored);
         assert!(t.ignored.iter().any(|l| l.contains("apparmor")));
+        assert_eq!(t.mounts.len(), 1);
+        assert!(t.mounts[0].from_host, "a bind of a host path");
+    }
+
+    #[test]
+    fn image_mounts_are_listed_and_host_ones_marked() {
+        let text = "\
+lxc.mount.entry = / hostroot none rbind,create=dir 0 0
+lxc.mount.entry = proc mnt/proc proc nodev,noexec,nosuid 0 0
+lxc.mount.entry = tmpfs run tmpfs size=10M 0 0
+lxc.mount.entry = /dev/sda1 mnt/disk ext4 defaults 0 0
+lxc.mount.entry = overlay mnt/o overlay lowerdir=/,upperdir=/u,workdir=/w 0 0
+lxc.mount.entry = proc mnt/p2 proc bind 0 0
+";
+        let mut c = ContainerConfig::default();
+        let t = translate(text, &mut c);
+        let marks: Vec<bool> = t.mounts.iter().map(|m| m.from_host).collect();
+        assert_eq!(marks, [true, false, false, true, true, true]);
+        assert_eq!(
+            t.mounts[0].line,
+            "lxc.mount.entry = / hostroot none rbind,create=dir 0 0"
+        );
+        assert_eq!(c.mounts.len(), 6);
     }
 
     #[test]
