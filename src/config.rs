@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
 
+pub mod validate;
+
 pub const DEFAULT_SYSTEM_CONFIG: &str = "/etc/rlxc/rlxc.toml";
 pub const DEFAULT_SERVER: &str = "images.linuxcontainers.org";
 /// The defaults for new containers shipped in `config/`, used when no file is installed.
@@ -148,13 +150,10 @@ impl SystemConfig {
             ("cachepath", &self.cachepath),
             ("runpath", &self.runpath),
         ] {
-            if !p.is_absolute() {
+            if let Err(why) = validate::install_dir(p) {
                 return Err(Error::Config {
                     file,
-                    msg: format!(
-                        "key `{key}`: {:?} is not an absolute path",
-                        p.display().to_string()
-                    ),
+                    msg: format!("key `{key}`: {why}"),
                 });
             }
         }
@@ -456,7 +455,7 @@ impl ContainerConfig {
                 ));
             }
         }
-        Ok(())
+        validate::container_values(self).or_else(err)
     }
 
     /// Write atomically (temp file + rename) with a header comment.

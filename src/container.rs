@@ -63,6 +63,8 @@ pub struct CreateReport {
     pub translation: lxcconf::Translation,
     pub create_message: Option<String>,
     pub unpack_time: Duration,
+    /// Work directories of killed creates and destroys that this create removed.
+    pub swept: Vec<PathBuf>,
 }
 
 impl Container {
@@ -108,6 +110,20 @@ impl Container {
         ContainerConfig::load(&self.config_path())
     }
 
+    /// Init's pid, for commands that need a live monitor (console, attach); the error
+    /// says how to recover when the monitor is gone.
+    pub fn running_pid(&self) -> Result<i32> {
+        match self.state() {
+            State::Running { pid } => Ok(pid),
+            State::Orphaned { .. } => Err(Error::Other(format!(
+                "{}'s monitor is gone (killed?) while its processes still run; stop them \
+                 with rlxc-stop -k -n {} and start it again",
+                self.name, self.name
+            ))),
+            State::Stopped => Err(Error::Other(format!("{} is not running", self.name))),
+        }
+    }
+
     /// The live state, asked of the monitor; never read from a file.
     pub fn state(&self) -> State {
         if let Ok((_, pid)) = crate::runtime::proto::state(&self.run_dir) {
@@ -129,12 +145,14 @@ impl Container {
     }
 
     /// Create from the download template: image → cache → rootfs → config, atomically.
+    /// `allow_host_mounts`: apply the image's mounts of host paths (refused otherwise).
     pub fn create_from_download(
         &self,
         sys: &SystemConfig,
         req: &Request,
         index: Option<Index>,
         base: ContainerConfig,
+        allow_host_mounts: bool,
         progress: &dyn Progress,
     ) -> Result<CreateReport> {
         store::mkdir_p(&self.lxcpath, 0o755)?;
@@ -145,9 +163,21 @@ impl Container {
                 lxcpath: self.lxcpath.clone(),
             });
         }
+        let swept = store::sweep_stale(&self.lxcpath, &self.name);
         let cache = Cache::new(&sys.cachepath);
         store::mkdir_p(&sys.cachepath, 0o700)?;
         let image = download::obtain(req, &cache, index, progress)?;
+        let source = ImageSource {
+            server: image.server.clone(),
+            dist: req.key.dist.clone(),
+            release: req.key.release.clone(),
+            arch: req.key.arch.clone(),
+            variant: req.key.variant.clone(),
+            build: image.build.clone(),
+        };
+        // Before anything is written: a refused image leaves no directory behind.
+        let (cfg, translation) = self.initial_config(base, &image.meta.config, &source)?;
+        refuse_host_mounts(&translation, allow_host_mounts)?;
 
         let creating = store::Creating::begin(&self.lxcpath, &self.name)?;
         let rootfs = creating.rootfs();
@@ -175,16 +205,6 @@ impl Container {
             hook_dir: HOOK_DIR,
         };
         meta::apply_templates(&root, &image.meta.templates, &vars)?;
-
-        let source = ImageSource {
-            server: image.server.clone(),
-            dist: req.key.dist.clone(),
-            release: req.key.release.clone(),
-            arch: req.key.arch.clone(),
-            variant: req.key.variant.clone(),
-            build: image.build.clone(),
-        };
-        let (cfg, translation) = self.initial_config(base, &image.meta.config, &source)?;
         cfg.save(&creating.dir.join("config.toml"))?;
         let dir = creating.publish(&self.lxcpath, &self.name)?;
         Ok(CreateReport {
@@ -194,6 +214,7 @@ impl Container {
             translation,
             create_message: image.meta.create_message.clone(),
             unpack_time,
+            swept,
         })
     }
 
@@ -230,11 +251,31 @@ impl Container {
                 ),
             });
         }
-        let doomed = self.lxcpath.join(format!(".{}.destroying", self.name));
+        let doomed = store::destroying_dir(&self.lxcpath, &self.name);
         store::remove_tree(&doomed)?;
         std::fs::rename(self.dir(), &doomed).ctx("rename", self.dir())?;
         store::remove_tree(&doomed)?;
         let _ = std::fs::remove_file(self.lxcpath.join(".locks").join(&self.name));
         Ok(())
     }
+}
+
+/// An image's mounts of host paths (`/ hostroot none rbind`) would hand the container
+/// the host's files: only the sysadmin can allow that, not the image.
+fn refuse_host_mounts(t: &lxcconf::Translation, allowed: bool) -> Result<()> {
+    let lines: Vec<&str> = t
+        .mounts
+        .iter()
+        .filter(|m| m.from_host)
+        .map(|m| m.line.as_str())
+        .collect();
+    if allowed || lines.is_empty() {
+        return Ok(());
+    }
+    Err(Error::hostile(format!(
+        "its config mounts from the host (a bind of a host path, a device, or a file \
+         system other than proc, sysfs, tmpfs, devpts, mqueue, cgroup): `{}`; nothing was \
+         created. If you trust this image, create it again with --allow-image-host-mounts",
+        lines.join("`, `")
+    )))
 }

@@ -99,9 +99,7 @@ impl Error {
                 _ => None,
             },
             Error::Config { .. } => Some("fix the file, or remove the key to get the built-in default".into()),
-            Error::BadName { .. } => Some(
-                "use 1-64 characters from a-z A-Z 0-9 - _ . , starting with a letter or digit".into(),
-            ),
+            Error::BadName { .. } => Some(crate::name::RULE.into()),
             Error::Exists { name, .. } => {
                 Some(format!("choose another name, or remove it first with: rlxc-destroy -n {name}"))
             }

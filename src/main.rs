@@ -13,6 +13,7 @@ mod name;
 mod net;
 mod rootfs;
 mod runtime;
+mod signal;
 mod store;
 mod sys;
 

@@ -1,9 +1,16 @@
 //! Container names. A name becomes a directory under lxcpath, a cgroup and a hostname, so it
-//! is checked before anything is touched.
+//! is checked before anything is touched. The rule (`RULE`, the hint every refusal shows):
+//! 1-64 of a-z A-Z 0-9 - _ . starting with a letter or digit, no "..". LXC accepts all
+//! of these; the first character keeps names clear of options ('-'), rlxc's hidden
+//! work directories ('.') and hostnames that would lose it ('_').
 
 use crate::error::{Error, Result};
 
 pub const MAX_LEN: usize = 64;
+
+/// What `validate` accepts, in words.
+pub const RULE: &str =
+    "use 1-64 characters from a-z A-Z 0-9 - _ . , starting with a letter or digit, without \"..\"";
 
 /// Check `name` and return it unchanged when it is safe to use as a directory name,
 /// cgroup name and (after `hostname_for`) a hostname.
@@ -29,7 +36,10 @@ pub fn validate(name: &str) -> Result<&str> {
     if name.contains('/') {
         return bad("it contains '/'");
     }
-    if name == "." || name == ".." || name.contains("..") {
+    if name == "." {
+        return bad("it is '.', the directory itself");
+    }
+    if name.contains("..") {
         return bad("it contains '..'");
     }
     if name.starts_with('-') {
@@ -43,6 +53,9 @@ pub fn validate(name: &str) -> Result<&str> {
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
     {
         return bad(&format!("it contains {c:?}"));
+    }
+    if let Some(c) = name.chars().next().filter(|c| !c.is_ascii_alphanumeric()) {
+        return bad(&format!("it starts with {c:?}, not a letter or digit"));
     }
     Ok(name)
 }
@@ -112,7 +125,16 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_names() {
-        for n in ["web1", "centos-9-Stream", "a", "db_2.prod", &"x".repeat(64)] {
+        for n in [
+            "web1",
+            "centos-9-Stream",
+            "a",
+            "db_2.prod",
+            "9x",
+            "x_",
+            "x.",
+            &"x".repeat(64),
+        ] {
             assert!(validate(n).is_ok(), "{n}");
         }
     }
@@ -124,6 +146,8 @@ mod tests {
             ("", "empty"),
             ("a/b", "'/'"),
             ("..", "'..'"),
+            (".", "'.', the directory itself"),
+            ("_x", "starts with '_'"),
             ("a..b", "'..'"),
             ("-rf", "starts with '-'"),
             (".hidden", "starts with '.'"),
@@ -136,6 +160,26 @@ mod tests {
         ] {
             let e = validate(n).expect_err(n).to_string();
             assert!(e.contains(why), "{n:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_hint_states_the_rule() {
+        let hint = Error::BadName {
+            name: String::new(),
+            reason: String::new(),
+        }
+        .hint()
+        .unwrap_or_default();
+        assert_eq!(hint, RULE);
+        for (n, ok) in [
+            ("x", true),
+            ("_x", false),
+            ("-x", false),
+            (".x", false),
+            ("a..b", false),
+        ] {
+            assert_eq!(validate(n).is_ok(), ok, "{n}: the rule says {RULE}");
         }
     }
 

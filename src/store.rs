@@ -2,7 +2,7 @@
 //!
 //! A container is created as `.NAME.creating` and renamed to `NAME` (RENAME_NOREPLACE)
 //! only when complete, under a per-name lock in `.locks/`. A crash leaves at most a
-//! hidden directory whose lock nobody holds; the next create of that name removes it.
+//! hidden directory whose lock nobody holds; the next create (of any name) removes it.
 
 use std::fs::File;
 use std::io::Write;
@@ -190,6 +190,53 @@ impl Drop for Creating {
     }
 }
 
+/// Remove the `.X.creating` and `.X.destroying` directories nobody works on: a create or
+/// destroy killed outright (SIGKILL, power loss) leaves one, as large as a rootfs. Whoever
+/// works on X holds X's lock, so a lock we can take (never waiting) means the owner is
+/// dead. `except` is the caller's own name, whose lock it holds. Returns what was removed.
+pub fn sweep_stale(lxcpath: &Path, except: &str) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(lxcpath) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for e in rd.flatten() {
+        let Ok(file) = e.file_name().into_string() else {
+            continue;
+        };
+        let Some(name) = work_dir_owner(&file) else {
+            continue;
+        };
+        if name == except || crate::name::validate(name).is_err() {
+            continue;
+        }
+        let Ok(lock) = lock_name(lxcpath, name, "removing a stale work directory") else {
+            continue;
+        };
+        let dir = e.path();
+        if remove_tree(&dir).is_ok() {
+            removed.push(dir);
+        }
+        // As destroy does: a name with no container keeps no lock file.
+        if !container_dir(lxcpath, name).exists() {
+            let _ = std::fs::remove_file(lxcpath.join(".locks").join(name));
+        }
+        drop(lock);
+    }
+    removed.sort();
+    removed
+}
+
+/// ".X.creating" or ".X.destroying" → X.
+fn work_dir_owner(file: &str) -> Option<&str> {
+    let rest = file.strip_prefix('.')?;
+    rest.strip_suffix(".creating")
+        .or_else(|| rest.strip_suffix(".destroying"))
+}
+
+pub fn destroying_dir(lxcpath: &Path, name: &str) -> PathBuf {
+    lxcpath.join(format!(".{name}.destroying"))
+}
+
 /// Names of the containers in lxcpath (directories with a config.toml), sorted.
 pub fn list(lxcpath: &Path) -> Result<Vec<String>> {
     let rd = match std::fs::read_dir(lxcpath) {
@@ -206,4 +253,44 @@ pub fn list(lxcpath: &Path) -> Result<Vec<String>> {
         .collect();
     names.sort();
     Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn work_dirs_name_their_owner() {
+        assert_eq!(work_dir_owner(".web1.creating"), Some("web1"));
+        assert_eq!(work_dir_owner(".a.b.destroying"), Some("a.b"));
+        assert_eq!(work_dir_owner("web1.creating"), None);
+        assert_eq!(work_dir_owner(".locks"), None);
+        assert_eq!(work_dir_owner(".x.config.toml.tmp.12"), None);
+    }
+
+    #[test]
+    fn only_unlocked_work_dirs_are_swept() {
+        let d = tempfile::tempdir().unwrap();
+        let lx = d.path();
+        for n in [
+            ".dead.creating",
+            ".gone.destroying",
+            ".busy.creating",
+            ".me.creating",
+        ] {
+            std::fs::create_dir_all(lx.join(n).join("rootfs/etc")).unwrap();
+        }
+        std::fs::create_dir(lx.join("kept")).unwrap();
+        let _busy = lock_name(lx, "busy", "creating this container").unwrap();
+        let _me = lock_name(lx, "me", "creating this container").unwrap();
+        let removed = sweep_stale(lx, "me");
+        assert_eq!(
+            removed,
+            [lx.join(".dead.creating"), lx.join(".gone.destroying")]
+        );
+        for n in [".busy.creating", ".me.creating", "kept"] {
+            assert!(lx.join(n).is_dir(), "{n} was removed");
+        }
+        assert!(!lx.join(".locks/dead").exists() && lx.join(".locks/busy").exists());
+    }
 }

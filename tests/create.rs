@@ -157,12 +157,136 @@ fn bad_names_touch_nothing() {
         ]);
         assert!(e.contains("invalid container name"), "{bad:?}: {e}");
     }
+    // Each refusal gives its own reason, and the hint states the rule the check enforces.
+    for (bad, why) in [
+        (".", "it is '.', the directory itself"),
+        ("..", "it contains '..'"),
+        ("_x", "it starts with '_', not a letter or digit"),
+    ] {
+        let arg = format!("--name={bad}");
+        let e = env.fails(&[
+            "create", &arg, "-t", "download", "-d", "debian", "-r", "bookworm",
+        ]);
+        assert!(e.contains(why), "{bad:?}: {e}");
+        assert!(e.contains("starting with a letter or digit"), "{e}");
+    }
     assert!(!env.lxcpath().exists());
     assert!(
         s.log().is_empty(),
         "no request before the name is checked: {:?}",
         s.log()
     );
+}
+
+#[test]
+fn bad_values_in_the_defaults_are_refused_before_anything() {
+    let (_m, s) = mirror_with_debian();
+    let env = Env::new(&s.url());
+    let file = env.dir.path().join("bad.toml");
+    for (toml, named) in [
+        ("hostname = \"web\\n1\"\n", "hostname = \"web\\n1\""),
+        ("hostname = \"\"\n", "hostname = \"\": it is empty"),
+        (
+            "[signals]\nhalt = \"SIGBOGUS\"\n",
+            "signals.halt = \"SIGBOGUS\"",
+        ),
+        (
+            "[[mount]]\nsource = \"data\"\ntarget = \"mnt\"\noptions = \"bind\"\n",
+            "mount[0].source = \"data\"",
+        ),
+    ] {
+        std::fs::write(&file, toml).unwrap();
+        let f = file.to_str().unwrap();
+        let e = env.fails(&[
+            "create", "-n", "x", "-t", "download", "-d", "debian", "-r", "bookworm", "-f", f,
+        ]);
+        assert!(e.contains("bad.toml") && e.contains(named), "{toml:?}: {e}");
+    }
+    assert!(
+        env.lxcpath_entries().is_empty(),
+        "{:?}",
+        env.lxcpath_entries()
+    );
+}
+
+#[test]
+fn system_directories_are_refused_as_installation_paths() {
+    let env = Env::new("http://127.0.0.1:9");
+    let cfg = env.dir.path().join("rlxc.toml");
+    for (text, key) in [
+        ("lxcpath = \"/\"\n", "lxcpath"),
+        ("cachepath = \"/var/\"\n", "cachepath"),
+        ("runpath = \"/run/rlxc/../..\"\n", "runpath"),
+    ] {
+        std::fs::write(&cfg, text).unwrap();
+        let e = env.fails(&["ls"]);
+        assert!(
+            e.contains("rlxc.toml") && e.contains(&format!("key `{key}`")),
+            "{e}"
+        );
+        assert!(e.contains("system directory") || e.contains("'..'"), "{e}");
+    }
+    env.write_config("");
+    // -P too, before anything is touched (--list only reads the server).
+    let e = env.fails(&["create", "-P", "/", "-t", "download", "--list"]);
+    assert!(e.contains("-P /") && e.contains("system directory"), "{e}");
+    let e = env.fails(&["ls", "-P", "/var/lib/rlxc/../.."]);
+    assert!(e.contains("'..'"), "{e}");
+}
+
+#[test]
+fn work_dirs_of_killed_creates_are_swept_by_the_next_create() {
+    let mut m = Mirror::new();
+    // Enough members that the unpack takes a while: the create is killed in the middle.
+    let mut t = small_rootfs();
+    for i in 0..500 {
+        t = t.file(&format!("./usr/share/f{i}"), 0o644, b"data");
+    }
+    let mut img = Image::new("debian", "bookworm", "b1");
+    img.rootfs_tar = t.finish();
+    m.add(&img);
+    let s = HttpServer::start(m.dir.path());
+    let env = Env::new(&s.url());
+    let mut child = env
+        .cmd(&[
+            "create", "-q", "-n", "killed", "-t", "download", "-d", "debian", "-r", "bookworm",
+        ])
+        .spawn()
+        .unwrap();
+    let staging = env.lxcpath().join(".killed.creating");
+    let t0 = std::time::Instant::now();
+    while !staging.join("rootfs/usr/share").exists() {
+        assert!(
+            t0.elapsed().as_secs() < 30 && child.try_wait().unwrap().is_none(),
+            "the create ended before it could be killed mid-unpack"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(staging.is_dir(), "SIGKILL leaves the staging directory");
+
+    // A create in progress (its lock held) and a destroy that was killed.
+    let held = env.lxcpath().join(".busy.creating");
+    std::fs::create_dir_all(held.join("rootfs")).unwrap();
+    let lock = std::fs::File::create(env.lxcpath().join(".locks/busy")).unwrap();
+    let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
+    let doomed = env.lxcpath().join(".old.destroying");
+    std::fs::create_dir_all(doomed.join("rootfs/etc")).unwrap();
+
+    let out = env.create("other", "debian", "bookworm");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!staging.exists(), "stale staging directory left");
+    assert!(!doomed.exists(), "stale destroying directory left");
+    assert!(held.is_dir(), "a create in progress was touched");
+    let e = stderr(&out);
+    assert!(
+        e.contains(".killed.creating") && e.contains(".old.destroying"),
+        "{e}"
+    );
+    assert_eq!(env.lxcpath_entries(), [".busy.creating", "other"]);
+    // The killed name is free again.
+    assert!(env.create("killed", "debian", "bookworm").status.success());
 }
 
 #[test]

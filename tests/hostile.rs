@@ -223,3 +223,58 @@ fn huge_meta_files_are_refused() {
     let (env, out, _s, _m) = try_create(small_rootfs().finish(), Some(meta));
     assert_refused(&out, &env, "meta.tar.xz member config");
 }
+
+#[test]
+fn image_mounts_are_reported_and_host_ones_need_the_flag() {
+    let host_bind = "lxc.mount.entry = / hostroot none rbind,create=dir 0 0";
+    let proc_mount = "lxc.mount.entry = proc mnt/proc proc nodev,noexec,nosuid 0 0";
+    let meta = meta_tar(
+        &format!("lxc.arch = x86_64\n{proc_mount}\n{host_bind}\n"),
+        "/etc/hostname\n",
+        &[],
+    );
+    let (env, out, _s, _m) = try_create(small_rootfs().finish(), Some(meta));
+    assert_refused(&out, &env, host_bind);
+    let e = stderr(&out);
+    assert!(e.contains("--allow-image-host-mounts"), "{e}");
+    assert!(
+        !e.contains(proc_mount),
+        "only the host mount is refused: {e}"
+    );
+
+    // The sysadmin allows it: both mounts are reported and kept.
+    let out = env.run(&[
+        "create",
+        "-n",
+        "victim",
+        "-t",
+        "download",
+        "-d",
+        "evil",
+        "-r",
+        "1",
+        "--allow-image-host-mounts",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let e = stderr(&out);
+    assert!(
+        e.contains(&format!("the image adds a mount: {proc_mount}")),
+        "{e}"
+    );
+    assert!(
+        e.contains("warning: the image mounts from the host") && e.contains(host_bind),
+        "{e}"
+    );
+    let cfg = read(env.lxcpath().join("victim/config.toml"));
+    assert!(cfg.contains("target = \"hostroot\""), "{cfg}");
+
+    // File-system mounts alone are reported and need no flag.
+    let meta = meta_tar(
+        &format!("lxc.arch = x86_64\n{proc_mount}\n"),
+        "/etc/hostname\n",
+        &[],
+    );
+    let (_env, out, _s, _m) = try_create(small_rootfs().finish(), Some(meta));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&format!("the image adds a mount: {proc_mount}")));
+}

@@ -245,6 +245,17 @@ fn killed_monitor_is_reported_and_recoverable() {
         "{}",
         stderr(&e)
     );
+    // The console is the monitor's: say it is gone and how to recover, not "not running".
+    let e = rt.run(&["console"]);
+    assert!(!e.status.success());
+    assert!(
+        stderr(&e).contains("monitor is gone")
+            && stderr(&e).contains(&format!("rlxc-stop -k -n {}", rt.name))
+            && stderr(&e).contains("start it again")
+            && !stderr(&e).contains("not running"),
+        "{}",
+        stderr(&e)
+    );
     rt.ok(&["stop", "-k"]);
     assert!(rt.info().contains("STOPPED"));
     rt.assert_clean();

@@ -2,7 +2,7 @@
 
 use super::Common;
 use crate::attach::{self, Options};
-use crate::container::{Container, State};
+use crate::container::Container;
 use crate::error::{Error, Result};
 
 #[derive(clap::Args, Debug)]
@@ -26,16 +26,7 @@ pub struct Args {
 pub fn run(a: Args) -> Result<i32> {
     let sys = a.common.system()?;
     let c = Container::new(&sys, &a.name)?;
-    let pid = match c.state() {
-        State::Running { pid } => pid,
-        State::Orphaned { .. } => {
-            return Err(Error::Other(format!(
-                "{}'s monitor is gone; stop it with rlxc-stop -k -n {} and start it again",
-                c.name, c.name
-            )))
-        }
-        State::Stopped => return Err(Error::Other(format!("{} is not running", c.name))),
-    };
+    let pid = c.running_pid()?;
     if let Some(bad) = a.set_var.iter().find(|v| !v.contains('=')) {
         return Err(Error::Usage(format!("-v {bad:?}: expected VAR=VALUE")));
     }

@@ -23,6 +23,8 @@ pub fn run(a: Args) -> Result<i32> {
             lxcpath: c.lxcpath,
         });
     }
+    // Only a live monitor has the console; an orphan needs another way out.
+    c.running_pid()?;
     match console::attach(&c.run_dir, &c.name, a.common.quiet)? {
         Ended::Detached => eprintln!("\r\nDetached from {}.", c.name),
         Ended::ContainerStopped => eprintln!("\r\n{} stopped.", c.name),

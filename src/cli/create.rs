@@ -31,6 +31,10 @@ pub struct Args {
     /// Use FILE instead of the defaults for new containers.
     #[arg(short = 'f', long = "config", value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Apply the image's lxc.mount.entry lines that mount from the host (binds of host
+    /// paths, devices, file systems other than proc, sysfs, tmpfs, …); refused otherwise.
+    #[arg(long = "allow-image-host-mounts")]
+    allow_image_host_mounts: bool,
     #[command(flatten)]
     dl: DownloadArgs,
     #[command(flatten)]
@@ -168,11 +172,34 @@ pub fn run(a: Args) -> Result<i32> {
         ));
     }
     let t0 = std::time::Instant::now();
-    let report = c.create_from_download(&sys, &req, index, base, &progress)?;
+    let report = c.create_from_download(
+        &sys,
+        &req,
+        index,
+        base,
+        a.allow_image_host_mounts,
+        &progress,
+    )?;
     let img = &report.image;
     if !a.common.quiet {
+        for d in &report.swept {
+            eprintln!(
+                "note: removed {}, left by a create or destroy that was killed",
+                d.display()
+            );
+        }
         for l in &report.translation.ignored {
             eprintln!("note: image config line ignored: {l}");
+        }
+        for m in &report.translation.mounts {
+            if m.from_host {
+                eprintln!(
+                    "warning: the image mounts from the host (allowed by --allow-image-host-mounts): {}",
+                    m.line
+                );
+            } else {
+                eprintln!("note: the image adds a mount: {}", m.line);
+            }
         }
         for w in &report.stats.warnings {
             eprintln!("warning: {w}");

@@ -79,7 +79,10 @@ impl Common {
     pub fn system(&self) -> Result<SystemConfig> {
         let mut sys = SystemConfig::load()?;
         if let Some(p) = &self.lxcpath {
-            sys.lxcpath = std::path::absolute(p).map_err(|e| Error::io("resolve", p, e))?;
+            let abs = std::path::absolute(p).map_err(|e| Error::io("resolve", p, e))?;
+            crate::config::validate::install_dir(&abs)
+                .map_err(|why| Error::Usage(format!("-P {}: {why}", p.display())))?;
+            sys.lxcpath = abs;
         }
         Ok(sys)
     }

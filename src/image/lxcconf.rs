@@ -1,7 +1,7 @@
 //! Translate an image's LXC config lines (`meta.tar.xz:config`) into rlxc's TOML config.
 //! What rlxc covers by its own defaults is noted; anything else is reported as ignored.
 
-use crate::config::{ContainerConfig, MountEntry};
+use crate::config::{validate, ContainerConfig, MountEntry};
 
 #[derive(Debug, Default, PartialEq)]
 pub struct Translation {
@@ -11,6 +11,35 @@ pub struct Translation {
     pub covered: Vec<String>,
     /// Lines with no rlxc equivalent, with the reason.
     pub ignored: Vec<String>,
+    /// The mounts the image adds (also in `applied`), for create to report and vet.
+    pub mounts: Vec<ImageMount>,
+}
+
+#[derive(Debug, PartialEq)]
+pub struct ImageMount {
+    /// The image's line, as "lxc.mount.entry = …".
+    pub line: String,
+    /// It mounts something of the host's: a bind of a host path, a device, or any file
+    /// system but the kernel's per-container ones (an overlay's lowerdir can name /).
+    pub from_host: bool,
+}
+
+/// File systems whose source is only a label: mounting one shows the container its own
+/// view of the kernel, nothing of the host's directories.
+const VIRTUAL_FS: &[&str] = &[
+    "proc",
+    "sysfs",
+    "tmpfs",
+    "ramfs",
+    "devpts",
+    "mqueue",
+    "cgroup",
+    "cgroup2",
+    "hugetlbfs",
+];
+
+fn mounts_from_host(m: &MountEntry) -> bool {
+    m.is_bind() || !m.fstype.as_deref().is_some_and(|t| VIRTUAL_FS.contains(&t))
 }
 
 /// Apply `text` (LXC config lines) to `cfg`.
@@ -35,10 +64,15 @@ pub fn translate(text: &str, cfg: &mut ContainerConfig) -> Translation {
                 cfg.arch = Some(super::arch::to_debian(value));
                 t.applied.push(shown);
             }
-            "lxc.uts.name" | "lxc.utsname" => {
-                cfg.hostname = Some(value.to_string());
-                t.applied.push(shown);
-            }
+            "lxc.uts.name" | "lxc.utsname" => match validate::hostname(value) {
+                Ok(()) => {
+                    cfg.hostname = Some(value.to_string());
+                    t.applied.push(shown);
+                }
+                Err(why) => t
+                    .ignored
+                    .push(format!("{shown} (not a valid host name: {why})")),
+            },
             "lxc.init.cmd" | "lxc.init_cmd" => {
                 cfg.init.cmd = value.split_whitespace().map(String::from).collect();
                 t.applied.push(shown);
@@ -48,19 +82,20 @@ pub fn translate(text: &str, cfg: &mut ContainerConfig) -> Translation {
                 t.applied.push(shown);
             }
             "lxc.signal.halt" | "lxc.haltsignal" => {
-                cfg.signals.halt = Some(value.to_string());
-                t.applied.push(shown);
+                apply_signal(&mut cfg.signals.halt, value, shown, &mut t)
             }
             "lxc.signal.reboot" | "lxc.rebootsignal" => {
-                cfg.signals.reboot = Some(value.to_string());
-                t.applied.push(shown);
+                apply_signal(&mut cfg.signals.reboot, value, shown, &mut t)
             }
             "lxc.signal.stop" | "lxc.stopsignal" => {
-                cfg.signals.stop = Some(value.to_string());
-                t.applied.push(shown);
+                apply_signal(&mut cfg.signals.stop, value, shown, &mut t)
             }
             "lxc.mount.entry" => match mount_entry(value) {
                 Some(m) => {
+                    t.mounts.push(ImageMount {
+                        line: shown.clone(),
+                        from_host: mounts_from_host(&m),
+                    });
                     cfg.mounts.push(m);
                     t.applied.push(shown);
                 }
@@ -70,6 +105,17 @@ pub fn translate(text: &str, cfg: &mut ContainerConfig) -> Translation {
         }
     }
     t
+}
+
+/// An image's bad signal is reported, not fatal: the monitor's default serves.
+fn apply_signal(slot: &mut Option<String>, value: &str, shown: String, t: &mut Translation) {
+    match validate::signal(value) {
+        Ok(()) => {
+            *slot = Some(value.to_string());
+            t.applied.push(shown);
+        }
+        Err(why) => t.ignored.push(format!("{shown} ({why})")),
+    }
 }
 
 /// `src dst fstype options [dump [pass]]`, dst relative to the rootfs.
@@ -116,5 +162,42 @@ lxc.signal.halt = SIGRTMIN+3
         assert_eq!(t.covered.len(), 2);
         assert_eq!(t.ignored.len(), 2, "{:?}", t.ignored);
         assert!(t.ignored.iter().any(|l| l.contains("apparmor")));
+        assert_eq!(t.mounts.len(), 1);
+        assert!(t.mounts[0].from_host, "a bind of a host path");
+    }
+
+    #[test]
+    fn image_mounts_are_listed_and_host_ones_marked() {
+        let text = "\
+lxc.mount.entry = / hostroot none rbind,create=dir 0 0
+lxc.mount.entry = proc mnt/proc proc nodev,noexec,nosuid 0 0
+lxc.mount.entry = tmpfs run tmpfs size=10M 0 0
+lxc.mount.entry = /dev/sda1 mnt/disk ext4 defaults 0 0
+lxc.mount.entry = overlay mnt/o overlay lowerdir=/,upperdir=/u,workdir=/w 0 0
+lxc.mount.entry = proc mnt/p2 proc bind 0 0
+";
+        let mut c = ContainerConfig::default();
+        let t = translate(text, &mut c);
+        let marks: Vec<bool> = t.mounts.iter().map(|m| m.from_host).collect();
+        assert_eq!(marks, [true, false, false, true, true, true]);
+        assert_eq!(
+            t.mounts[0].line,
+            "lxc.mount.entry = / hostroot none rbind,create=dir 0 0"
+        );
+        assert_eq!(c.mounts.len(), 6);
+    }
+
+    #[test]
+    fn bad_host_names_and_signals_from_images_are_ignored_with_the_reason() {
+        let text =
+            "lxc.uts.name = bad_name\nlxc.signal.halt = SIGBOGUS\nlxc.signal.stop = SIGKILL\n";
+        let mut c = ContainerConfig::default();
+        let t = translate(text, &mut c);
+        assert_eq!(c.hostname, None);
+        assert_eq!(c.signals.halt, None);
+        assert_eq!(c.signals.stop.as_deref(), Some("SIGKILL"));
+        assert_eq!(t.ignored.len(), 2, "{:?}", t.ignored);
+        assert!(t.ignored[0].contains("bad_name") && t.ignored[0].contains("'_'"));
+        assert!(t.ignored[1].contains("SIGBOGUS") && t.ignored[1].contains("RTMIN+3"));
     }
 }

@@ -24,6 +24,7 @@ use crate::config::{ContainerConfig, SystemConfig};
 use crate::container::Container;
 use crate::error::{Error, IoContext, Result};
 use crate::net::link as net;
+use crate::signal::parse_signal;
 
 const RING: usize = 128 * 1024;
 
@@ -622,43 +623,4 @@ fn init_is_systemd(pid: Pid) -> bool {
     std::fs::read_link(format!("/proc/{pid}/exe"))
         .map(|p| p.to_string_lossy().contains("systemd"))
         .unwrap_or(false)
-}
-
-/// "SIGPWR", "PWR", "SIGRTMIN+3", "RTMIN+3" or a number (real-time signals have no
-/// name in nix, so signals are plain numbers here).
-pub fn parse_signal(s: &str) -> Option<i32> {
-    let s = s.trim();
-    let bare = s.strip_prefix("SIG").unwrap_or(s);
-    if let Some(off) = bare.strip_prefix("RTMIN") {
-        let n: i32 = if off.is_empty() {
-            0
-        } else {
-            off.strip_prefix('+')?.parse().ok()?
-        };
-        let sig = libc::SIGRTMIN() + n;
-        return (sig <= libc::SIGRTMAX()).then_some(sig);
-    }
-    if let Ok(n) = s.parse::<i32>() {
-        return (1..=libc::SIGRTMAX()).contains(&n).then_some(n);
-    }
-    format!("SIG{bare}")
-        .parse::<Signal>()
-        .ok()
-        .map(|x| x as i32)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn signals_by_name_and_number() {
-        assert_eq!(parse_signal("SIGPWR"), Some(libc::SIGPWR));
-        assert_eq!(parse_signal("PWR"), Some(libc::SIGPWR));
-        assert_eq!(parse_signal("SIGRTMIN+3"), Some(libc::SIGRTMIN() + 3));
-        assert_eq!(parse_signal("RTMIN+3"), Some(libc::SIGRTMIN() + 3));
-        assert_eq!(parse_signal("9"), Some(9));
-        assert_eq!(parse_signal("SIGNOPE"), None);
-        assert_eq!(parse_signal("RTMIN+99"), None);
-    }
 }

@@ -27,22 +27,24 @@ if [ "$state" = running ]; then
 else
     fail "systemd in the container: is-system-running = $state; failed units: $(rlxc attach -n deb -- systemctl --failed --no-legend --plain 2>&1 | tr '\n' ' ')"
 fi
+# rlxc/NAME.TAG, TAG naming the installation (the default lxcpath here).
+dcg=$(ls -d $cg/rlxc/deb.* | head -n 1)
 check "init was born in its cgroup (clone3 CLONE_INTO_CGROUP)" sh -c "! grep -h clone3 /run/rlxc/deb.*/monitor.log"
 check "container's cgroup namespace root is its own" sh -c "rlxc attach -n deb -- cat /proc/1/cgroup | grep -qx '0::/init.scope'"
-check "systemd delegated below the container's cgroup" test -d $cg/rlxc/deb/system.slice -a -d $cg/rlxc/deb/init.scope
-check "controllers enabled for the container's systemd" sh -c "grep -qw memory $cg/rlxc/deb/cgroup.subtree_control || grep -qw memory $cg/rlxc/deb/system.slice/cgroup.controllers"
-check "limits.memory -> memory.max" sh -c "[ \"\$(cat $cg/rlxc/deb/memory.max)\" = 268435456 ]"
-check "limits.cpus -> cpu.max" sh -c "[ \"\$(cat $cg/rlxc/deb/cpu.max)\" = '50000 100000' ]"
-check "limits.pids -> pids.max" sh -c "[ \"\$(cat $cg/rlxc/deb/pids.max)\" = 500 ]"
+check "systemd delegated below the container's cgroup" test -d $dcg/system.slice -a -d $dcg/init.scope
+check "controllers enabled for the container's systemd" sh -c "grep -qw memory $dcg/cgroup.subtree_control || grep -qw memory $dcg/system.slice/cgroup.controllers"
+check "limits.memory -> memory.max" sh -c "[ \"\$(cat $dcg/memory.max)\" = 268435456 ]"
+check "limits.cpus -> cpu.max" sh -c "[ \"\$(cat $dcg/cpu.max)\" = '50000 100000' ]"
+check "limits.pids -> pids.max" sh -c "[ \"\$(cat $dcg/pids.max)\" = 500 ]"
 check "rlxc-info shows CPU and memory use from cgroup2" sh -c "rlxc info -n deb > /tmp/info && grep -Eq '^CPU use: +[0-9.]+ seconds' /tmp/info && grep -Eq '^Memory use: +[0-9.]+ [KMG]iB' /tmp/info"
 check "device filter lets the standard nodes through" rlxc attach -n deb -- sh -c 'head -c1 /dev/zero >/dev/null && echo x > /dev/null'
 check "device filter refuses other nodes" sh -c "rlxc attach -n deb -- sh -c 'mknod /root/mem c 1 1; head -c1 /root/mem; rm -f /root/mem' 2>&1 | grep -q 'Operation not permitted'"
 check "rlxc-stop (clean shutdown)" rlxc stop -n deb -t 300
-check "nothing left of debian" sh -c "[ ! -e $cg/rlxc/deb ] && ! pgrep -f '^\\[rlxc monitor\\] deb' && ! grep -q /var/lib/rlxc/deb /proc/self/mountinfo"
+check "nothing left of debian" sh -c "! ls -d $cg/rlxc/deb.* >/dev/null 2>&1 && ! pgrep -f '^\\[rlxc monitor\\] deb' && ! grep -q /var/lib/rlxc/deb /proc/self/mountinfo"
 
 # busybox: start, attach, kill.
 check "rlxc-start -d busybox" rlxc start -d -n bb
 check "rlxc-attach busybox" rlxc attach -n bb -- /bin/true
 check "rlxc-stop -k busybox" rlxc stop -k -n bb
-check "nothing left of busybox" sh -c "[ ! -e $cg/rlxc/bb ] && ! pgrep -f '^\\[rlxc monitor\\] bb'"
+check "nothing left of busybox" sh -c "! ls -d $cg/rlxc/bb.* >/dev/null 2>&1 && ! pgrep -f '^\\[rlxc monitor\\] bb'"
 say DONE
