@@ -98,6 +98,10 @@ impl Error {
                 }
                 _ => None,
             },
+            Error::Config { msg, .. } if msg.contains("regular file") || msg.contains("limit for a config file") => Some(format!(
+                "name a regular TOML file of at most {} (RLXC_CONFIG, `defaults` in rlxc.toml, rlxc-create -f)",
+                crate::config::format_size(crate::config::MAX_CONFIG_SIZE)
+            )),
             Error::Config { .. } => Some("fix the file, or remove the key to get the built-in default".into()),
             Error::BadName { .. } => Some(
                 "use 1-64 characters from a-z A-Z 0-9 - _ . , starting with a letter or digit".into(),
