@@ -119,6 +119,16 @@ impl Error {
                  SSL_CERT_FILE at it"
                     .into(),
             ),
+            Error::Http { status: None, msg, .. } if msg.starts_with("stalled") => Some(
+                "the server or the network stopped delivering: try again later, or use another \
+                 --server (RLXC_STALL_WINDOW_MS and RLXC_STALL_MIN_BYTES set what counts as a stall)"
+                    .into(),
+            ),
+            Error::Http { status: None, msg, .. } if msg.starts_with("redirect loop") => Some(
+                "the server's redirects go round in a circle, which no retry fixes: tell the \
+                 mirror's operators, or use another --server"
+                    .into(),
+            ),
             Error::Http { status: None, .. } => Some(
                 "check the server name and the network (http_proxy/https_proxy are honoured); \
                  --force-cache uses a cached image without the network"

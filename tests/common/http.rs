@@ -2,7 +2,7 @@
 //! with faults injected per path.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -21,6 +21,12 @@ pub enum Fault {
     Slow(usize),
     /// Serve normally `n` times, then serve this other file (relative to the root).
     SwapAfter(u32, String),
+    /// Read the request, then never answer (until the client hangs up).
+    Silent,
+    /// Send the headers and this many body bytes, then nothing (until the client hangs up).
+    StallAfter(usize),
+    /// Send the headers, then one body byte every this many milliseconds.
+    Drip(u64),
 }
 
 #[derive(Default)]
@@ -137,6 +143,9 @@ fn serve(conn: TcpStream, root: &Path, state: &Mutex<State>) -> std::io::Result<
             _ => f,
         }
     };
+    if let Some(Fault::Silent) = fault {
+        return hold(w);
+    }
     if let Some(Fault::Status(code, _)) = fault {
         return write!(
             w,
@@ -176,6 +185,17 @@ fn serve(conn: TcpStream, root: &Path, state: &Mutex<State>) -> std::io::Result<
     )?;
     match fault {
         Some(Fault::Truncate(at, _)) => w.write_all(&body[..at.min(body.len())]),
+        Some(Fault::StallAfter(at)) => {
+            w.write_all(&body[..at.min(body.len())])?;
+            hold(w)
+        }
+        Some(Fault::Drip(ms)) => {
+            for b in &body {
+                w.write_all(std::slice::from_ref(b))?;
+                std::thread::sleep(Duration::from_millis(ms));
+            }
+            Ok(())
+        }
         Some(Fault::Slow(rate)) => {
             for chunk in body.chunks(rate.max(1)) {
                 w.write_all(chunk)?;
@@ -184,5 +204,41 @@ fn serve(conn: TcpStream, root: &Path, state: &Mutex<State>) -> std::io::Result<
             Ok(())
         }
         _ => w.write_all(&body),
+    }
+}
+
+/// Keep a connection open, sending nothing, until the client closes it.
+fn hold(mut conn: TcpStream) -> std::io::Result<()> {
+    conn.set_read_timeout(None)?;
+    let mut buf = [0u8; 512];
+    while conn.read(&mut buf)? > 0 {}
+    Ok(())
+}
+
+/// A port on 127.0.0.1 where a TCP connect hangs: the listener's accept queue (backlog 0)
+/// is held full by one connection nobody accepts, so the kernel drops further SYNs.
+pub struct Unaccepting {
+    pub port: u16,
+    _listener: TcpListener,
+    _filler: TcpStream,
+}
+
+impl Unaccepting {
+    pub fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        // listen() again on a listening socket only changes its backlog.
+        let backlog = nix::sys::socket::Backlog::new(0).expect("backlog 0");
+        nix::sys::socket::listen(&listener, backlog).expect("listen");
+        let port = listener.local_addr().unwrap().port();
+        let filler = TcpStream::connect(("127.0.0.1", port)).expect("first connect");
+        Unaccepting {
+            port,
+            _listener: listener,
+            _filler: filler,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
     }
 }

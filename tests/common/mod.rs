@@ -20,6 +20,19 @@ pub fn sha256_hex(data: &[u8]) -> String {
         .collect()
 }
 
+/// Incompressible bytes (xorshift), so a slow server really is slow.
+pub fn pseudo_random(n: usize, seed: u8) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ u64::from(seed);
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 pub fn xz(data: &[u8]) -> Vec<u8> {
     let mut e = xz2::write::XzEncoder::new(Vec::new(), 1);
     e.write_all(data).unwrap();
