@@ -3,10 +3,16 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
+
+mod file;
+mod size;
+
+use file::read_toml;
+pub use file::{parse_toml, MAX_CONFIG_SIZE};
+pub use size::{format_size, parse_size};
 
 pub mod validate;
 
@@ -14,26 +20,6 @@ pub const DEFAULT_SYSTEM_CONFIG: &str = "/etc/rlxc/rlxc.toml";
 pub const DEFAULT_SERVER: &str = "images.linuxcontainers.org";
 /// The defaults for new containers shipped in `config/`, used when no file is installed.
 pub const BUILTIN_DEFAULTS: &str = include_str!("../config/default.toml");
-
-/// Parse TOML into `T`, turning errors into "FILE: line N (`text`): message".
-pub fn parse_toml<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T> {
-    toml::from_str(text).map_err(|e| {
-        let line_info = e.span().map(|span| {
-            let line_no = text[..span.start.min(text.len())].matches('\n').count() + 1;
-            let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
-            format!("line {line_no} (`{line}`): ")
-        });
-        Error::Config {
-            file: file.to_path_buf(),
-            msg: format!("{}{}", line_info.unwrap_or_default(), e.message().trim()),
-        }
-    })
-}
-
-fn read_toml<T: DeserializeOwned>(file: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(file).ctx("read", file)?;
-    parse_toml(file, &text)
-}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -197,7 +183,14 @@ impl SystemConfig {
     /// The defaults for new containers: the installed file, else the built-in copy.
     pub fn container_defaults(&self) -> Result<ContainerConfig> {
         if self.defaults.exists() {
-            ContainerConfig::load(&self.defaults)
+            // Say where the path came from: the file it names may be nothing like a config.
+            ContainerConfig::load(&self.defaults).map_err(|e| match (e, &self.file) {
+                (Error::Config { file, msg }, Some(sys)) => Error::Config {
+                    file,
+                    msg: format!("{msg} (named by `defaults` in {})", sys.display()),
+                },
+                (e, _) => e,
+            })
         } else {
             parse_toml(Path::new("<built-in default.toml>"), BUILTIN_DEFAULTS)
         }
@@ -518,19 +511,6 @@ fn is_cidr_v4(s: &str) -> bool {
 /// or as it starts.
 pub const MIN_MEMORY: u64 = 4 << 20;
 
-/// "512M" → bytes. Accepts K, M, G, T suffixes (powers of 1024) or plain bytes.
-pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().last()? {
-        (i, 'K' | 'k') => (&s[..i], 1u64 << 10),
-        (i, 'M' | 'm') => (&s[..i], 1 << 20),
-        (i, 'G' | 'g') => (&s[..i], 1 << 30),
-        (i, 'T' | 't') => (&s[..i], 1 << 40),
-        _ => (s, 1),
-    };
-    num.trim().parse::<u64>().ok()?.checked_mul(mult)
-}
-
 /// Random bytes from the kernel; a MAC collision is the only thing at stake.
 pub fn random_bytes(n: usize) -> Vec<u8> {
     let mut buf = vec![0u8; n];
@@ -614,14 +594,6 @@ mod tests {
         let back: ContainerConfig = parse_toml(Path::new("d"), &text).unwrap();
         assert_eq!(back, c);
         assert!(!text.contains("xx"), "{text}");
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("512M"), Some(512 << 20));
-        assert_eq!(parse_size("2G"), Some(2 << 30));
-        assert_eq!(parse_size("100"), Some(100));
-        assert_eq!(parse_size("lots"), None);
     }
 
     #[test]

@@ -98,6 +98,10 @@ impl Error {
                 }
                 _ => None,
             },
+            Error::Config { msg, .. } if msg.contains("regular file") || msg.contains("limit for a config file") => Some(format!(
+                "name a regular TOML file of at most {} (RLXC_CONFIG, `defaults` in rlxc.toml, rlxc-create -f)",
+                crate::config::format_size(crate::config::MAX_CONFIG_SIZE)
+            )),
             Error::Config { .. } => Some("fix the file, or remove the key to get the built-in default".into()),
             Error::BadName { .. } => Some(crate::name::RULE.into()),
             Error::Exists { name, .. } => {
@@ -111,6 +115,16 @@ impl Error {
                 "the server's TLS certificate is not trusted: add its CA to the system store \
                  (/usr/local/share/ca-certificates, then update-ca-certificates) or point \
                  SSL_CERT_FILE at it"
+                    .into(),
+            ),
+            Error::Http { status: None, msg, .. } if msg.starts_with("stalled") => Some(
+                "the server or the network stopped delivering: try again later, or use another \
+                 --server (RLXC_STALL_WINDOW_MS and RLXC_STALL_MIN_BYTES set what counts as a stall)"
+                    .into(),
+            ),
+            Error::Http { status: None, msg, .. } if msg.starts_with("redirect loop") => Some(
+                "the server's redirects go round in a circle, which no retry fixes: tell the \
+                 mirror's operators, or use another --server"
                     .into(),
             ),
             Error::Http { status: None, .. } => Some(

@@ -746,19 +746,6 @@ fn interrupted_create_leaves_nothing() {
     assert!(env.cache_files().is_empty(), "{:?}", env.cache_files());
 }
 
-/// Incompressible bytes (xorshift), so a slow server really is slow.
-fn pseudo_random(n: usize, seed: u8) -> Vec<u8> {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ u64::from(seed);
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 #[test]
 fn http_proxy_from_the_environment_is_used() {
     let (_m, s) = mirror_with_debian();

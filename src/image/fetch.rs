@@ -1,12 +1,27 @@
 //! HTTP(S) downloads: redirects, proxies from the environment, the system CA store
-//! (native TLS), retries of transient failures, and errors naming the URL and status.
+//! (rustls), retries of transient failures, stall detection, and errors naming the URL
+//! and status.
+//!
+//! Timeouts, in milliseconds; the environment overrides them (the tests make them small):
+//! - `RLXC_CONNECT_TIMEOUT_MS` (15000): TCP and TLS connect.
+//! - `RLXC_STALL_WINDOW_MS` (30000) and `RLXC_STALL_MIN_BYTES` (1024): waiting that long
+//!   for the response headers, or receiving fewer bytes than that in any such window, is
+//!   a stall. A reader of an unresponsive mirror gets the error in seconds, not minutes.
+//! - `RLXC_METADATA_TIMEOUT_MS` (120000): the whole of a small document (index, checksums).
+//! - `RLXC_RETRY_BACKOFF_MS` (500): the first wait before a retry, doubled each time.
 
 use std::io::Read;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::image::server::Server;
 use crate::sys;
+
+/// Redirects followed before the chain counts as a loop.
+const MAX_REDIRECTS: usize = 10;
+/// Attempts at one download; a stalled server gets only `STALL_ATTEMPTS` of them.
+const ATTEMPTS: u32 = 4;
+const STALL_ATTEMPTS: u32 = 2;
 
 /// Progress reporting, drawn by the CLI; the image layer only calls it.
 pub trait Progress {
@@ -18,8 +33,42 @@ pub trait Progress {
 
 pub struct Fetcher {
     client: reqwest::blocking::Client,
-    attempts: u32,
+    t: Timeouts,
+}
+
+/// How long to wait for what; see the module comment.
+#[derive(Debug, Clone)]
+struct Timeouts {
+    connect: Duration,
+    stall_window: Duration,
+    stall_min_bytes: u64,
+    metadata: Duration,
     backoff: Duration,
+}
+
+impl Timeouts {
+    fn from_env() -> Self {
+        let num = |var: &str, default: u64| -> u64 {
+            std::env::var(var)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(default)
+        };
+        let ms = |var: &str, default: u64| Duration::from_millis(num(var, default));
+        Timeouts {
+            connect: ms("RLXC_CONNECT_TIMEOUT_MS", 15_000),
+            stall_window: ms("RLXC_STALL_WINDOW_MS", 30_000).max(Duration::from_millis(1)),
+            stall_min_bytes: num("RLXC_STALL_MIN_BYTES", 1024),
+            metadata: ms("RLXC_METADATA_TIMEOUT_MS", 120_000),
+            backoff: ms("RLXC_RETRY_BACKOFF_MS", 500),
+        }
+    }
+}
+
+/// "30 s", "1.5 s".
+fn secs(d: Duration) -> String {
+    let t = format!("{:.1}", d.as_secs_f64());
+    format!("{} s", t.strip_suffix(".0").unwrap_or(&t))
 }
 
 /// Is this worth another try? Connection trouble, timeouts and 5xx/408/429 are.
@@ -29,7 +78,17 @@ fn transient_status(s: u16) -> bool {
 
 enum Failure {
     Transient(Error),
+    /// Transient too, but each try costs a whole stall window: retried fewer times.
+    Stalled(Error),
     Final(Error),
+}
+
+fn http_error(url: &str, msg: String) -> Error {
+    Error::Http {
+        url: url.to_string(),
+        msg,
+        status: None,
+    }
 }
 
 impl Fetcher {
@@ -39,28 +98,21 @@ impl Fetcher {
     pub fn new(server: &Server) -> Result<Self> {
         // rustls needs one process-wide crypto provider; Err only means it is set already.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let t = Timeouts::from_env();
         let mut builder = reqwest::blocking::Client::builder()
             .user_agent(concat!("rlxc/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(20))
-            // In the blocking client this bounds each wait (the send, then every read):
-            // an idle limit, not a cap on a long download.
-            .timeout(Duration::from_secs(60))
-            .redirect(reqwest::redirect::Policy::limited(10));
+            .connect_timeout(t.connect)
+            // In the blocking client this bounds each wait (for the headers, then for
+            // every read), not the whole download; read_body adds the throughput floor.
+            .timeout(t.stall_window)
+            .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS));
         if !server.is_https() {
             builder = builder.tls_certs_only(Vec::new());
         }
         let client = builder
             .build()
             .map_err(|e| Error::Other(format!("cannot set up the HTTP client: {e}")))?;
-        let backoff_ms = std::env::var("RLXC_RETRY_BACKOFF_MS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(500);
-        Ok(Fetcher {
-            client,
-            attempts: 4,
-            backoff: Duration::from_millis(backoff_ms),
-        })
+        Ok(Fetcher { client, t })
     }
 
     fn with_retries<T>(
@@ -68,18 +120,25 @@ impl Fetcher {
         url: &str,
         mut f: impl FnMut() -> std::result::Result<T, Failure>,
     ) -> Result<T> {
-        let mut delay = self.backoff;
-        for attempt in 1..=self.attempts {
-            match f() {
+        let mut delay = self.t.backoff;
+        let mut stalls = 0;
+        for attempt in 1..=ATTEMPTS {
+            // (the error, this retry's number, how many there may be)
+            let (err, n, max) = match f() {
                 Ok(v) => return Ok(v),
                 Err(Failure::Final(e)) => return Err(e),
-                Err(Failure::Transient(e)) if attempt == self.attempts => return Err(e),
-                Err(Failure::Transient(e)) => {
-                    eprintln!("warning: {e}; retrying ({attempt}/{})", self.attempts - 1);
-                    std::thread::sleep(delay);
-                    delay *= 2;
+                Err(Failure::Transient(e)) => (e, attempt, ATTEMPTS - 1),
+                Err(Failure::Stalled(e)) => {
+                    stalls += 1;
+                    (e, stalls, STALL_ATTEMPTS - 1)
                 }
+            };
+            if n > max || attempt == ATTEMPTS {
+                return Err(err);
             }
+            eprintln!("warning: {err}; retrying ({n}/{max})");
+            std::thread::sleep(delay);
+            delay *= 2;
             if sys::interrupted() {
                 return Err(Error::Interrupted);
             }
@@ -87,24 +146,47 @@ impl Fetcher {
         Err(Error::Other(format!("{url}: no attempt made")))
     }
 
+    /// What a failed request means, and whether trying again can help.
+    fn request_failure(&self, url: &str, e: &reqwest::Error) -> Failure {
+        if e.is_redirect() {
+            // A loop (or a chain that long) is the server's configuration: no retry helps.
+            let last = e.url().map_or(url, |u| u.as_str());
+            return Failure::Final(http_error(
+                url,
+                format!("redirect loop: more than {MAX_REDIRECTS} redirects, the last to {last}"),
+            ));
+        }
+        if e.is_timeout() && e.is_connect() {
+            return Failure::Transient(http_error(
+                url,
+                format!("cannot connect within {}", secs(self.t.connect)),
+            ));
+        }
+        if e.is_timeout() {
+            return Failure::Stalled(http_error(
+                url,
+                format!("stalled: no response within {}", secs(self.t.stall_window)),
+            ));
+        }
+        let err = http_error(url, describe(e));
+        // A name that does not exist will not exist on the next try either.
+        let unknown_host = matches!(&err, Error::Http { msg, .. }
+            if msg.contains("Name or service not known") || msg.contains("No address associated"));
+        // Nor does an untrusted certificate become trusted.
+        let bad_cert = matches!(&err, Error::Http { msg, .. } if msg.contains("certificate"));
+        if e.is_builder() || unknown_host || bad_cert {
+            Failure::Final(err)
+        } else {
+            Failure::Transient(err)
+        }
+    }
+
     fn send(&self, url: &str) -> std::result::Result<reqwest::blocking::Response, Failure> {
-        let resp = self.client.get(url).send().map_err(|e| {
-            let err = Error::Http {
-                url: url.to_string(),
-                msg: describe(&e),
-                status: None,
-            };
-            // A name that does not exist will not exist on the next try either.
-            let unknown_host = matches!(&err, Error::Http { msg, .. }
-                if msg.contains("Name or service not known") || msg.contains("No address associated"));
-            // Nor does an untrusted certificate become trusted.
-            let bad_cert = matches!(&err, Error::Http { msg, .. } if msg.contains("certificate"));
-            if e.is_builder() || unknown_host || bad_cert {
-                Failure::Final(err)
-            } else {
-                Failure::Transient(err)
-            }
-        })?;
+        let resp = self
+            .client
+            .get(url)
+            .send()
+            .map_err(|e| self.request_failure(url, &e))?;
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
@@ -121,32 +203,89 @@ impl Fetcher {
         })
     }
 
-    /// GET a small text document (index, checksums), at most `limit` bytes.
+    /// Read a response body into `on_data`. Fewer than `stall_min_bytes` in a stall
+    /// window (or one read waiting out the window) is a stall; past `deadline`, too slow.
+    /// reqwest's blocking client has no low-speed limit, so this loop is it.
+    fn read_body(
+        &self,
+        url: &str,
+        resp: &mut reqwest::blocking::Response,
+        deadline: Option<Instant>,
+        mut on_data: impl FnMut(&[u8]) -> std::result::Result<(), Failure>,
+    ) -> std::result::Result<u64, Failure> {
+        let window = self.t.stall_window;
+        let mut buf = vec![0u8; 256 * 1024];
+        let (mut total, mut in_window) = (0u64, 0u64);
+        let mut window_start = Instant::now();
+        loop {
+            if sys::interrupted() {
+                return Err(Failure::Final(Error::Interrupted));
+            }
+            let n = match resp.read(&mut buf) {
+                Ok(0) => return Ok(total),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if is_timeout(&e) => {
+                    return Err(Failure::Stalled(http_error(
+                        url,
+                        format!("stalled: no data for {} after {total} bytes", secs(window)),
+                    )))
+                }
+                Err(e) => {
+                    return Err(Failure::Transient(http_error(
+                        url,
+                        format!("download broke off after {total} bytes: {}", cause(&e)),
+                    )))
+                }
+            };
+            on_data(&buf[..n])?;
+            total += n as u64;
+            in_window += n as u64;
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Err(Failure::Stalled(http_error(
+                    url,
+                    format!(
+                        "stalled: not complete within {} ({total} bytes received)",
+                        secs(self.t.metadata)
+                    ),
+                )));
+            }
+            if now.duration_since(window_start) >= window {
+                if in_window < self.t.stall_min_bytes {
+                    return Err(Failure::Stalled(http_error(
+                        url,
+                        format!(
+                            "stalled: {in_window} bytes in the last {}, under the {} a working mirror sends ({total} bytes in all)",
+                            secs(now.duration_since(window_start)),
+                            self.t.stall_min_bytes
+                        ),
+                    )));
+                }
+                (window_start, in_window) = (now, 0);
+            }
+        }
+    }
+
+    /// GET a small text document (index, checksums), at most `limit` bytes, within the
+    /// metadata timeout.
     pub fn text(&self, url: &str, limit: u64) -> Result<String> {
         self.with_retries(url, || {
-            let resp = self.send(url)?;
+            let deadline = Instant::now() + self.t.metadata;
+            let mut resp = self.send(url)?;
             let mut body = Vec::new();
-            resp.take(limit + 1).read_to_end(&mut body).map_err(|e| {
-                Failure::Transient(Error::Http {
-                    url: url.to_string(),
-                    msg: format!("reading the response failed: {e}"),
-                    status: None,
-                })
+            self.read_body(url, &mut resp, Some(deadline), |data| {
+                body.extend_from_slice(data);
+                if body.len() as u64 > limit {
+                    return Err(Failure::Final(http_error(
+                        url,
+                        format!("response is larger than {limit} bytes"),
+                    )));
+                }
+                Ok(())
             })?;
-            if body.len() as u64 > limit {
-                return Err(Failure::Final(Error::Http {
-                    url: url.to_string(),
-                    msg: format!("response is larger than {limit} bytes"),
-                    status: None,
-                }));
-            }
-            String::from_utf8(body).map_err(|_| {
-                Failure::Final(Error::Http {
-                    url: url.to_string(),
-                    msg: "response is not UTF-8 text".into(),
-                    status: None,
-                })
-            })
+            String::from_utf8(body)
+                .map_err(|_| Failure::Final(http_error(url, "response is not UTF-8 text".into())))
         })
     }
 
@@ -175,43 +314,44 @@ impl Fetcher {
             let mut resp = self.send(url)?;
             let total = resp.content_length();
             progress.start(label, total);
-            let mut buf = vec![0u8; 256 * 1024];
-            let mut n_total = 0u64;
-            let result = loop {
-                if sys::interrupted() {
-                    break Err(Failure::Final(Error::Interrupted));
-                }
-                match resp.read(&mut buf) {
-                    Ok(0) => break Ok(n_total),
-                    Ok(n) => {
-                        sink.write_all(&buf[..n]).map_err(Failure::Final)?;
-                        n_total += n as u64;
-                        progress.advance(n as u64);
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        break Err(Failure::Transient(Error::Http {
-                            url: url.to_string(),
-                            msg: format!("download broke off after {n_total} bytes: {e}"),
-                            status: None,
-                        }))
-                    }
-                }
-            };
+            let result = self.read_body(url, &mut resp, None, |data| {
+                sink.write_all(data).map_err(Failure::Final)?;
+                progress.advance(data.len() as u64);
+                Ok(())
+            });
             progress.finish();
             let n = result?;
             if let Some(t) = total {
                 if n != t {
-                    return Err(Failure::Transient(Error::Http {
-                        url: url.to_string(),
-                        msg: format!("got {n} of {t} bytes"),
-                        status: None,
-                    }));
+                    return Err(Failure::Transient(http_error(
+                        url,
+                        format!("got {n} of {t} bytes"),
+                    )));
                 }
             }
             Ok(n)
         })
     }
+}
+
+/// A read that waited out the client's timeout (reqwest wraps it in an io::Error).
+fn is_timeout(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::TimedOut
+        || e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<reqwest::Error>())
+            .is_some_and(reqwest::Error::is_timeout)
+}
+
+/// The innermost cause of an error, which says more than reqwest's "error decoding
+/// response body".
+fn cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        last = s.to_string();
+        src = s.source();
+    }
+    last
 }
 
 /// Where a download goes; `reset` starts over for a retry.
@@ -222,21 +362,15 @@ pub trait Sink {
 
 /// The most specific cause reqwest knows, e.g. "connection refused".
 fn describe(e: &reqwest::Error) -> String {
-    let mut msg = if e.is_timeout() {
-        "timed out".to_string()
+    let what = if e.is_timeout() {
+        "timed out"
     } else if e.is_connect() {
-        "cannot connect".to_string()
+        "cannot connect"
     } else {
-        "request failed".to_string()
+        "request failed"
     };
-    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    let mut last = None;
-    while let Some(s) = src {
-        last = Some(s.to_string());
-        src = s.source();
+    match std::error::Error::source(e) {
+        Some(s) => format!("{what}: {}", cause(s)),
+        None => what.to_string(),
     }
-    if let Some(l) = last {
-        msg = format!("{msg}: {l}");
-    }
-    msg
 }

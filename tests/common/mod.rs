@@ -5,199 +5,33 @@
 
 pub mod rt;
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-/// What the server does for one path.
-#[derive(Clone, Debug)]
-pub enum Fault {
-    /// Answer with this status (no body) for the next `n` requests, then serve normally.
-    Status(u16, u32),
-    /// Announce the full length but close after this many body bytes, `n` times.
-    Truncate(usize, u32),
-    /// Redirect (302) to another path on this server.
-    Redirect(String),
-    /// Send the body slowly: this many bytes per 100 ms.
-    Slow(usize),
-    /// Serve normally `n` times, then serve this other file (relative to the root).
-    SwapAfter(u32, String),
-}
-
-#[derive(Default)]
-struct State {
-    faults: HashMap<String, Fault>,
-    log: Vec<String>,
-}
-
-/// A small HTTP/1.1 server (one thread per connection, Connection: close).
-pub struct HttpServer {
-    pub port: u16,
-    root: PathBuf,
-    state: Arc<Mutex<State>>,
-}
-
-impl HttpServer {
-    pub fn start(root: &Path) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
-        let port = listener.local_addr().unwrap().port();
-        let state = Arc::new(Mutex::new(State::default()));
-        let (root2, state2) = (root.to_path_buf(), state.clone());
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(conn) = conn else { continue };
-                let (root, state) = (root2.clone(), state2.clone());
-                std::thread::spawn(move || {
-                    let _ = serve(conn, &root, &state);
-                });
-            }
-        });
-        HttpServer {
-            port,
-            root: root.to_path_buf(),
-            state,
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    pub fn fault(&self, path: &str, f: Fault) {
-        self.state
-            .lock()
-            .unwrap()
-            .faults
-            .insert(path.to_string(), f);
-    }
-
-    pub fn clear_faults(&self) {
-        self.state.lock().unwrap().faults.clear();
-    }
-
-    /// Paths requested so far.
-    pub fn log(&self) -> Vec<String> {
-        self.state.lock().unwrap().log.clone()
-    }
-
-    pub fn count(&self, suffix: &str) -> usize {
-        self.log().iter().filter(|p| p.ends_with(suffix)).count()
-    }
-
-    pub fn clear_log(&self) {
-        self.state.lock().unwrap().log.clear();
-    }
-}
-
-fn serve(conn: TcpStream, root: &Path, state: &Mutex<State>) -> std::io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut reader = BufReader::new(conn.try_clone()?);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h)? == 0 || h == "\r\n" || h == "\n" {
-            break;
-        }
-    }
-    let target = line.split_whitespace().nth(1).unwrap_or("/");
-    // Absolute-form targets arrive when the server is used as an HTTP proxy.
-    let (path, via_proxy) = match target.strip_prefix("http://") {
-        Some(rest) => (
-            format!("/{}", rest.split_once('/').map_or("", |(_, p)| p)),
-            true,
-        ),
-        None => (target.to_string(), false),
-    };
-    let path = if via_proxy {
-        format!("proxy:{path}")
-    } else {
-        path
-    };
-    let mut w = conn;
-    let fault = {
-        let mut st = state.lock().unwrap();
-        st.log.push(path.clone());
-        let f = st.faults.get(&path).cloned();
-        // Count down faults that apply a limited number of times.
-        match &f {
-            Some(Fault::Status(code, n)) if *n > 0 => {
-                st.faults.insert(path.clone(), Fault::Status(*code, n - 1));
-                f
-            }
-            Some(Fault::Truncate(at, n)) if *n > 0 => {
-                st.faults.insert(path.clone(), Fault::Truncate(*at, n - 1));
-                f
-            }
-            Some(Fault::SwapAfter(n, alt)) if *n > 0 => {
-                st.faults
-                    .insert(path.clone(), Fault::SwapAfter(n - 1, alt.clone()));
-                None
-            }
-            Some(Fault::Status(..)) | Some(Fault::Truncate(..)) => None,
-            _ => f,
-        }
-    };
-    if let Some(Fault::Status(code, _)) = fault {
-        return write!(
-            w,
-            "HTTP/1.1 {code} Injected\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        );
-    }
-    if let Some(Fault::Redirect(to)) = &fault {
-        return write!(w, "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-    }
-    let rel = path.trim_start_matches("proxy:").trim_start_matches('/');
-    if rel.split('/').any(|c| c == "..") {
-        return write!(
-            w,
-            "HTTP/1.1 400 Bad\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        );
-    }
-    let file = match &fault {
-        Some(Fault::SwapAfter(_, alt)) => root.join(alt),
-        _ => root.join(rel),
-    };
-    let Ok(body) = std::fs::read(&file).and_then(|b| {
-        if file.is_file() {
-            Ok(b)
-        } else {
-            Err(std::io::ErrorKind::NotFound.into())
-        }
-    }) else {
-        return write!(
-            w,
-            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        );
-    };
-    write!(
-        w,
-        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )?;
-    match fault {
-        Some(Fault::Truncate(at, _)) => w.write_all(&body[..at.min(body.len())]),
-        Some(Fault::Slow(rate)) => {
-            for chunk in body.chunks(rate.max(1)) {
-                w.write_all(chunk)?;
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Ok(())
-        }
-        _ => w.write_all(&body),
-    }
-}
+mod http;
+#[allow(unused_imports)] // not every test binary runs a server
+pub use http::*;
 
 pub fn sha256_hex(data: &[u8]) -> String {
     Sha256::digest(data)
         .iter()
         .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Incompressible bytes (xorshift), so a slow server really is slow.
+pub fn pseudo_random(n: usize, seed: u8) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ u64::from(seed);
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
         .collect()
 }
 
@@ -573,6 +407,38 @@ fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
             out.push(p.strip_prefix(base).unwrap().to_string_lossy().into_owned());
         }
     }
+}
+
+/// Run `cmd` (stdout and stderr captured) under a 2 GiB address-space limit and a
+/// deadline: a step that reads or allocates without end fails the test instead of
+/// taking the machine's memory, and one that blocks is killed. Returns the output and
+/// whether the deadline passed.
+pub fn run_bounded(cmd: &Command, deadline: std::time::Duration) -> (Output, bool) {
+    let mut c = Command::new("prlimit");
+    c.arg(format!("--as={}", 2u64 << 30))
+        .arg("--")
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    let mut child = c.spawn().expect("prlimit (util-linux) runs");
+    let t0 = std::time::Instant::now();
+    let mut timed_out = false;
+    while child.try_wait().expect("wait").is_none() {
+        if t0.elapsed() > deadline {
+            let _ = child.kill();
+            timed_out = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    (child.wait_with_output().expect("wait"), timed_out)
 }
 
 pub fn stderr(o: &Output) -> String {

@@ -1,0 +1,130 @@
+//! Reading config files: the one place every config read goes through, so a path that
+//! names a device, a FIFO or a huge file is refused instead of read without end.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+
+use super::size::format_size;
+use crate::error::{Error, IoContext, Result};
+
+/// Far above any real config (the shipped ones are a few KiB), far below trouble.
+pub const MAX_CONFIG_SIZE: u64 = 1 << 20;
+
+/// The text of a config file: a regular file of at most `MAX_CONFIG_SIZE` bytes.
+pub fn read_text(file: &Path) -> Result<String> {
+    // O_NONBLOCK: opening a FIFO would otherwise wait for a writer; it does nothing to
+    // reads of a regular file. O_NOCTTY: a terminal named here never becomes ours.
+    let f = File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(file)
+        .ctx("read", file)?;
+    // fstat of the open descriptor: what is read is what was checked.
+    let md = f.metadata().ctx("read", file)?;
+    if !md.file_type().is_file() {
+        return Err(Error::Config {
+            file: file.to_path_buf(),
+            msg: format!(
+                "is {}, not a regular file; a config file must be a regular file",
+                kind(&md.file_type())
+            ),
+        });
+    }
+    let too_big = || Error::Config {
+        file: file.to_path_buf(),
+        msg: format!(
+            "is larger than {}, the limit for a config file",
+            format_size(MAX_CONFIG_SIZE)
+        ),
+    };
+    if md.len() > MAX_CONFIG_SIZE {
+        return Err(too_big());
+    }
+    // The size can change after fstat: read one byte past the limit, never more.
+    let mut buf = Vec::new();
+    f.take(MAX_CONFIG_SIZE + 1)
+        .read_to_end(&mut buf)
+        .ctx("read", file)?;
+    if buf.len() as u64 > MAX_CONFIG_SIZE {
+        return Err(too_big());
+    }
+    String::from_utf8(buf).map_err(|e| Error::Config {
+        file: file.to_path_buf(),
+        msg: format!("is not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
+    })
+}
+
+fn kind(t: &std::fs::FileType) -> &'static str {
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
+    }
+}
+
+/// Parse TOML into `T`, turning errors into "FILE: line N (`text`): message".
+pub fn parse_toml<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T> {
+    toml::from_str(text).map_err(|e| {
+        let line_info = e.span().map(|span| {
+            let line_no = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+            format!("line {line_no} (`{line}`): ")
+        });
+        Error::Config {
+            file: file.to_path_buf(),
+            msg: format!("{}{}", line_info.unwrap_or_default(), e.message().trim()),
+        }
+    })
+}
+
+/// Read (bounded, regular files only) and parse a TOML config file.
+pub fn read_toml<T: DeserializeOwned>(file: &Path) -> Result<T> {
+    parse_toml(file, &read_text(file)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_directories_and_fifos_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        for (p, what) in [
+            (Path::new("/dev/zero"), "a character device"),
+            (dir.path(), "a directory"),
+            (fifo.as_path(), "a FIFO"),
+        ] {
+            let e = read_text(p).unwrap_err().to_string();
+            assert!(e.contains(&p.display().to_string()), "{e}");
+            assert!(
+                e.contains(what) && e.contains("must be a regular file"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_size_limit_is_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, vec![b'#'; MAX_CONFIG_SIZE as usize]).unwrap();
+        assert_eq!(read_text(&f).unwrap().len() as u64, MAX_CONFIG_SIZE);
+        std::fs::write(&f, vec![b'#'; MAX_CONFIG_SIZE as usize + 1]).unwrap();
+        let e = read_text(&f).unwrap_err().to_string();
+        assert!(e.contains("c.toml") && e.contains("1 MiB"), "{e}");
+    }
+}
