@@ -7,9 +7,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+mod download;
 mod file;
 mod size;
 
+use download::DownloadSection;
+pub use download::DEFAULT_MAX_IMAGE_SIZE;
 use file::read_toml;
 pub use file::{parse_toml, MAX_CONFIG_SIZE};
 pub use size::{format_size, parse_size};
@@ -35,12 +38,6 @@ struct SystemConfigFile {
     network: NetworkSettings,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DownloadSection {
-    server: Option<String>,
-}
-
 /// The effective system configuration: file values over built-in defaults.
 #[derive(Debug, Clone)]
 pub struct SystemConfig {
@@ -51,6 +48,8 @@ pub struct SystemConfig {
     pub runpath: PathBuf,
     pub defaults: PathBuf,
     pub download_server: String,
+    /// `[download] max_image_size` in bytes.
+    pub max_image_size: u64,
     pub network: NetworkSettings,
 }
 
@@ -111,8 +110,10 @@ impl SystemConfig {
     pub fn from_file(file: &Path) -> Result<Self> {
         let parsed: SystemConfigFile = read_toml(file)?;
         let dir = file.parent().unwrap_or(Path::new("/"));
+        let max_image_size = parsed.download.max_image_size(file)?;
         let mut cfg = Self::builtin(dir, parsed);
         cfg.file = Some(file.to_path_buf());
+        cfg.max_image_size = max_image_size;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -125,6 +126,7 @@ impl SystemConfig {
             runpath: f.runpath.unwrap_or_else(|| "/run/rlxc".into()),
             defaults: dir.join(f.defaults.unwrap_or_else(|| "default.toml".into())),
             download_server: f.download.server.unwrap_or_else(|| DEFAULT_SERVER.into()),
+            max_image_size: DEFAULT_MAX_IMAGE_SIZE,
             network: f.network,
         }
     }

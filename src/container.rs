@@ -155,6 +155,9 @@ impl Container {
         allow_host_mounts: bool,
         progress: &dyn Progress,
     ) -> Result<CreateReport> {
+        // Until this returns, staging directories exist that only unwinding removes:
+        // a second Ctrl-C must not kill half-way through the clean-up (a third does).
+        let _cleanup = crate::sys::CleanupGuard::hold();
         store::mkdir_p(&self.lxcpath, 0o755)?;
         let _lock = store::lock_name(&self.lxcpath, &self.name, "creating this container")?;
         if self.dir().exists() {

@@ -66,6 +66,11 @@ pub enum Error {
     #[error("interrupted")]
     Interrupted,
 
+    /// A limit stopped the step (what an image may expand to, free space); `fix` says
+    /// what to do.
+    #[error("{msg}")]
+    Limit { msg: String, fix: String },
+
     /// Host networking (bridges, DHCP/DNS, firewall); `fix` says what to do.
     #[error("{msg}")]
     Net { msg: String, fix: Option<String> },
@@ -141,6 +146,7 @@ impl Error {
                     .into(),
             ),
             Error::Net { fix, .. } => fix.clone(),
+            Error::Limit { fix, .. } => Some(fix.clone()),
             _ => None,
         }
     }

@@ -163,6 +163,7 @@ pub fn run(a: Args) -> Result<i32> {
         key,
         flush_cache: dl.flush_cache,
         force_cache: dl.force_cache,
+        max_image_size: sys.max_image_size,
     };
     if !arch::is_compatible_with_host(&req.key.arch) {
         progress.message(&format!(

@@ -86,6 +86,10 @@ impl Cache {
         }
     }
 
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     fn dir(&self, key: &Key) -> Result<PathBuf> {
         Ok(self.root.join(key.rel()?))
     }

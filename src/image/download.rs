@@ -8,21 +8,28 @@ use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
+use crate::config::format_size;
 use crate::error::{Error, IoContext, Result};
+use crate::image::budget::{Bounded, Budget};
 use crate::image::cache::{self, Cache, Key};
 use crate::image::fetch::{Fetcher, Progress, Sink};
 use crate::image::index::{self, Index, Query};
 use crate::image::meta;
 use crate::image::server::Server;
+use crate::sys;
 
 const INDEX_LIMIT: u64 = 32 << 20;
 const XZ_MEMLIMIT: u64 = 1 << 30;
+/// meta.tar holds a few files of at most 1 MiB each (meta::MAX_META_FILE).
+const META_TAR_LIMIT: u64 = 64 << 20;
 
 pub struct Request {
     pub server: Server,
     pub key: Key,
     pub flush_cache: bool,
     pub force_cache: bool,
+    /// `[download] max_image_size`: the most rootfs.tar.xz may decompress to.
+    pub max_image_size: u64,
 }
 
 /// Read and parse the server's index, warning about lines that were skipped.
@@ -194,7 +201,7 @@ fn download(
         req.key, entry.build, req.server
     ));
     for (name, out) in [("rootfs.tar.xz", "rootfs.tar"), ("meta.tar.xz", "meta.tar")] {
-        let mut sink = XzSink::create(staging.path.join(out), url(name))?;
+        let mut sink = XzSink::create(staging.path.join(out), budget(req, cache, name, url(name)))?;
         fetcher.stream(&url(name), name, &mut sink, progress)?;
         let digest = sink.finish()?;
         if let Some(s) = &sums {
@@ -206,6 +213,34 @@ fn download(
     meta::extract(std::io::BufReader::new(f), &staging.path.join("meta"))?;
     std::fs::remove_file(&meta_tar).ctx("remove", &meta_tar)?;
     cache.commit(&req.key, staging, &entry.build, req.server.base())
+}
+
+/// What `name` (rootfs.tar.xz or meta.tar.xz) may expand to, and what to say when not.
+fn budget(req: &Request, cache: &Cache, name: &str, url: String) -> Budget {
+    let (limit, limit_fix) = if name == "rootfs.tar.xz" {
+        (
+            req.max_image_size,
+            format!(
+                "if the image is genuine, raise `max_image_size` under [download] in rlxc.toml \
+                 (now {}); else it is a decompression bomb: use a trusted --server",
+                format_size(req.max_image_size)
+            ),
+        )
+    } else {
+        let limit = META_TAR_LIMIT.min(req.max_image_size);
+        let fix = format!(
+            "an LXC image's {name} is a few small files, far below {}: use a trusted --server",
+            format_size(limit)
+        );
+        (limit, fix)
+    };
+    Budget {
+        what: format!("{name} of {}", req.key),
+        url,
+        limit,
+        limit_fix,
+        fs_dir: cache.root().to_path_buf(),
+    }
 }
 
 /// `<hex>  <name>` or `<hex> *<name>` lines.
@@ -240,18 +275,20 @@ fn verify(sums: &HashMap<String, String>, name: &str, url: &str, actual: &str) -
 
 /// Hashes the compressed bytes and decompresses them to a file as they arrive, so the
 /// image is read once and the cache holds a tar that unpacks without decompression.
+/// The output is bounded (budget.rs): a bomb stops at the size limit or before the
+/// disk is full, and an interrupt stops it within a megabyte.
 struct XzSink {
     path: PathBuf,
-    url: String,
+    budget: Budget,
     hasher: Sha256,
-    dec: Option<xz2::write::XzDecoder<BufWriter<File>>>,
+    dec: Option<xz2::write::XzDecoder<BufWriter<Bounded>>>,
 }
 
 impl XzSink {
-    fn create(path: PathBuf, url: String) -> Result<Self> {
+    fn create(path: PathBuf, budget: Budget) -> Result<Self> {
         let mut s = XzSink {
             path,
-            url,
+            budget,
             hasher: Sha256::new(),
             dec: None,
         };
@@ -259,12 +296,16 @@ impl XzSink {
         Ok(s)
     }
 
-    fn not_xz(&self, e: std::io::Error) -> Error {
+    /// What a failed write means: a spent budget, a file system error, or bad xz data.
+    fn error(&self, e: std::io::Error, out: Option<&Bounded>) -> Error {
+        if let Some(stop) = out.and_then(Bounded::stopped) {
+            return self.budget.error(stop, out.map_or(0, Bounded::written));
+        }
         if e.kind() == std::io::ErrorKind::WriteZero || e.raw_os_error().is_some() {
             return Error::io("write", &self.path, e);
         }
         Error::Image {
-            what: format!("{} (not a valid xz stream)", self.url),
+            what: format!("{} (not a valid xz stream)", self.budget.url),
             source: e,
         }
     }
@@ -275,8 +316,11 @@ impl XzSink {
             .dec
             .take()
             .ok_or_else(|| Error::Other("decoder already finished".into()))?;
-        let mut w = dec.finish().map_err(|e| self.not_xz(e))?;
-        w.flush().ctx("write", &self.path)?;
+        let mut w = match dec.finish() {
+            Ok(w) => w,
+            Err(e) => return Err(self.error(e, Some(dec.get_ref().get_ref()))),
+        };
+        w.flush().map_err(|e| self.error(e, Some(w.get_ref())))?;
         let digest = std::mem::take(&mut self.hasher).finalize();
         Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
     }
@@ -289,16 +333,22 @@ impl Sink for XzSink {
             Some(d) => d.write_all(data),
             None => return Err(Error::Other("decoder already finished".into())),
         };
-        res.map_err(|e| self.not_xz(e))
+        res.map_err(|e| self.error(e, self.dec.as_ref().map(|d| d.get_ref().get_ref())))
     }
 
     fn reset(&mut self) -> Result<()> {
+        // Dropping a decoder finishes its stream into its file, which is about to be
+        // started over: let nothing more reach it.
+        if let Some(mut old) = self.dec.take() {
+            old.get_mut().get_mut().discard();
+        }
         let f = File::create(&self.path).ctx("create", &self.path)?;
         let stream =
             xz2::stream::Stream::new_stream_decoder(XZ_MEMLIMIT, xz2::stream::CONCATENATED)
                 .map_err(|e| Error::Other(format!("cannot set up xz decoder: {e}")))?;
+        let out = Bounded::new(f, self.budget.limit, sys::interrupted);
         self.dec = Some(xz2::write::XzDecoder::new_stream(
-            BufWriter::with_capacity(1 << 20, f),
+            BufWriter::with_capacity(1 << 20, out),
             stream,
         ));
         self.hasher = Sha256::new();

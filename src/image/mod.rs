@@ -1,6 +1,7 @@
 //! Images: index parsing, fetching, verification, caching and unpacking.
 
 pub mod arch;
+pub mod budget;
 pub mod cache;
 pub mod download;
 pub mod fetch;

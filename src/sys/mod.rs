@@ -3,7 +3,6 @@
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 fn cstring(s: &[u8]) -> io::Result<CString> {
     CString::new(s)
@@ -57,37 +56,12 @@ pub fn lsetxattr_at(dir: BorrowedFd<'_>, leaf: &[u8], name: &str, value: &[u8]) 
     }
 }
 
+mod interrupt;
+pub use interrupt::{catch_interrupts, interrupted, CleanupGuard};
+
 /// Set the process umask, returning the old one.
 pub fn umask(mask: u32) -> u32 {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask)).bits()
-}
-
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_interrupt(_sig: libc::c_int) {
-    // Only an atomic store: async-signal-safe. A second signal gets the default action.
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-/// Turn SIGINT, SIGTERM and SIGHUP into a flag that long-running steps poll, so they
-/// unwind and undo their work instead of dying half-way. SA_RESETHAND: a second ^C kills.
-pub fn catch_interrupts() {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let act = SigAction::new(
-        SigHandler::Handler(on_interrupt),
-        SaFlags::SA_RESETHAND | SaFlags::SA_RESTART,
-        SigSet::empty(),
-    );
-    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        // SAFETY: the handler only performs an atomic store, which is async-signal-safe,
-        // and no other code in rlxc installs handlers for these signals.
-        let _ = unsafe { sigaction(sig, &act) };
-    }
-}
-
-/// True once SIGINT/SIGTERM/SIGHUP arrived after `catch_interrupts`.
-pub fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
 }
 
 /// Is a process with this pid alive (or at least present)?

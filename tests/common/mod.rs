@@ -11,9 +11,10 @@ use std::process::{Command, Output};
 
 use sha2::{Digest, Sha256};
 
+mod bounded;
 mod http;
-#[allow(unused_imports)] // not every test binary runs a server
-pub use http::*;
+#[allow(unused_imports)] // not every test binary uses each
+pub use {bounded::*, http::*};
 
 pub fn sha256_hex(data: &[u8]) -> String {
     Sha256::digest(data)
@@ -301,9 +302,15 @@ impl Env {
 
     /// (Re)write the config file; `extra` goes before the [download] table.
     pub fn write_config(&self, extra: &str) {
+        self.write_config_with(extra, "");
+    }
+
+    /// (Re)write the config file with `extra` before the [download] table and
+    /// `download` (keys) in it.
+    pub fn write_config_with(&self, extra: &str, download: &str) {
         let p = self.dir.path();
         let text = format!(
-            "lxcpath = \"{}\"\ncachepath = \"{}\"\nrunpath = \"{}\"\n{extra}\n[download]\nserver = \"{}\"\n",
+            "lxcpath = \"{}\"\ncachepath = \"{}\"\nrunpath = \"{}\"\n{extra}\n[download]\nserver = \"{}\"\n{download}\n",
             p.join("lib").display(),
             p.join("cache").display(),
             p.join("run").display(),
@@ -407,38 +414,6 @@ fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
             out.push(p.strip_prefix(base).unwrap().to_string_lossy().into_owned());
         }
     }
-}
-
-/// Run `cmd` (stdout and stderr captured) under a 2 GiB address-space limit and a
-/// deadline: a step that reads or allocates without end fails the test instead of
-/// taking the machine's memory, and one that blocks is killed. Returns the output and
-/// whether the deadline passed.
-pub fn run_bounded(cmd: &Command, deadline: std::time::Duration) -> (Output, bool) {
-    let mut c = Command::new("prlimit");
-    c.arg(format!("--as={}", 2u64 << 30))
-        .arg("--")
-        .arg(cmd.get_program())
-        .args(cmd.get_args())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    for (k, v) in cmd.get_envs() {
-        match v {
-            Some(v) => c.env(k, v),
-            None => c.env_remove(k),
-        };
-    }
-    let mut child = c.spawn().expect("prlimit (util-linux) runs");
-    let t0 = std::time::Instant::now();
-    let mut timed_out = false;
-    while child.try_wait().expect("wait").is_none() {
-        if t0.elapsed() > deadline {
-            let _ = child.kill();
-            timed_out = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    (child.wait_with_output().expect("wait"), timed_out)
 }
 
 pub fn stderr(o: &Output) -> String {
