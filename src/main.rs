@@ -1,6 +1,7 @@
 //! rlxc: system containers in the tradition of LXC. One multi-call binary:
 //! `rlxc CMD …` or `rlxc-CMD …`.
 
+mod apparmor;
 mod attach;
 mod cgroup;
 mod cli;

@@ -3,7 +3,9 @@
 //! alone with every controller, and runs tests/vm/guest.sh there against this build:
 //! Debian boots to `running` in a delegated subtree, limits land in memory.max, cpu.max
 //! and pids.max, rlxc-info reads cgroup2 usage, the BPF device filter is the only thing
-//! refusing a mknod'ed /dev/mem, and stop leaves nothing behind.
+//! refusing a mknod'ed /dev/mem, and stop leaves nothing behind. The distribution kernel
+//! runs AppArmor, so the container profile is tested there too: loaded, confining init
+//! and attached commands, refusing the remounts and binds that would reach the host.
 
 use std::process::Command;
 
@@ -30,7 +32,18 @@ fn pure_cgroup_v2_host() {
         "RLXC-V2 ok limits.memory -> memory.max",
         "RLXC-V2 ok rlxc-info shows CPU and memory use from cgroup2",
         "RLXC-V2 ok device filter refuses other nodes",
+        "RLXC-V2 ok AppArmor confines systemd in the container",
         "RLXC-V2 ok nothing left of debian",
+        "RLXC-V2 ok checkconfig reports the AppArmor profile",
+        "RLXC-V2 ok AppArmor confines init",
+        "RLXC-V2 ok AppArmor confines attached commands",
+        "RLXC-V2 ok AppArmor refuses binding /proc/sys elsewhere",
+        "RLXC-V2 ok AppArmor refuses binding all of /proc elsewhere",
+        "RLXC-V2 ok AppArmor refuses a proc instance outside /proc",
+        "RLXC-V2 ok AppArmor refuses mounting binfmt_misc",
+        "RLXC-V2 ok AppArmor refuses a read-only remount of the root's superblock",
+        "RLXC-V2 ok AppArmor refuses mounting devpts",
+        "RLXC-V2 ok a host sysctl stays the host's",
         "RLXC-V2 ok nothing left of busybox",
         "RLXC-V2 DONE",
     ] {

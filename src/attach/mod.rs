@@ -64,6 +64,8 @@ pub fn run(init: i32, opts: &Options) -> Result<i32> {
         nix::sys::socket::SockFlag::SOCK_CLOEXEC,
     )
     .ctx("create", "the attach socket")?;
+    // Held to what init is held to.
+    let apparmor = crate::apparmor::profile_of(init);
     let terminal = relay::terminal();
     let (stdio, relay_ends) = match terminal {
         Some(tty) => (
@@ -79,7 +81,15 @@ pub fn run(init: i32, opts: &Options) -> Result<i32> {
     };
     // The first child joins init's cgroups, then its namespaces, and forks the command.
     let child = |join: &[JoinFile]| -> isize {
-        match enter_and_exec(join, &ns, &argv, &env, &stdio, theirs.as_fd()) {
+        match enter_and_exec(
+            join,
+            &ns,
+            &argv,
+            &env,
+            &stdio,
+            theirs.as_fd(),
+            apparmor.as_deref(),
+        ) {
             Ok(code) => code as isize,
             Err(e) => {
                 eprintln!("rlxc-attach: error: {e}");
@@ -182,6 +192,7 @@ fn enter_and_exec(
     env: &[CString],
     stdio: &ChildStdio,
     sock: BorrowedFd<'_>,
+    apparmor: Option<&str>,
 ) -> Result<i32> {
     for f in join {
         f.join_self()?;
@@ -206,7 +217,7 @@ fn enter_and_exec(
         .ctx("block signals in", "the attach child")?;
     match crate::sys::fork().ctx("fork", "into the container")? {
         crate::sys::Forked::Parent(pid) => relay::wait_forwarding(pid, &forwarded),
-        crate::sys::Forked::Child => exec_command(pty, argv, env),
+        crate::sys::Forked::Child => exec_command(pty, argv, env, apparmor),
     }
 }
 
@@ -250,7 +261,7 @@ fn open_container_pty(winsize: Option<(u16, u16)>, sock: BorrowedFd<'_>) -> Resu
 
 /// In the grandchild: a new session (the pty its controlling terminal), the
 /// container's limits on, every signal unblocked, then exec.
-fn exec_command(pty: bool, argv: &[CString], env: &[CString]) -> ! {
+fn exec_command(pty: bool, argv: &[CString], env: &[CString], apparmor: Option<&str>) -> ! {
     let ready = nix::unistd::setsid()
         .map_err(std::io::Error::from)
         .and_then(|_| {
@@ -267,6 +278,10 @@ fn exec_command(pty: bool, argv: &[CString], env: &[CString]) -> ! {
         });
     if let Err(e) = ready {
         eprintln!("rlxc-attach: error: cannot set up the command's terminal: {e}");
+        crate::sys::exit_now(126);
+    }
+    if let Some(Err(e)) = apparmor.map(crate::apparmor::confine_on_exec) {
+        eprintln!("rlxc-attach: error: {e}");
         crate::sys::exit_now(126);
     }
     let _ = crate::sys::drop_bounding_caps(crate::runtime::child::CAPS_DROP);

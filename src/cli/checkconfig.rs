@@ -128,9 +128,41 @@ pub fn run(a: Args) -> Result<i32> {
     let seccomp =
         std::fs::read_to_string("/proc/self/status").is_ok_and(|s| s.contains("Seccomp:"));
     r.line("Seccomp", seccomp, "");
+    apparmor(&mut r);
     if r.problems > 0 {
         println!("\n{} problem(s) found", r.problems);
         return Ok(1);
     }
     Ok(0)
+}
+
+/// AppArmor: off in the kernel (nothing to do), or on with the profile loaded or
+/// loadable; on without apparmor_parser no container can start, which is a problem.
+fn apparmor(r: &mut Report) {
+    use crate::apparmor;
+    if !apparmor::enabled() {
+        r.line(
+            "AppArmor",
+            true,
+            "not enabled in this kernel: containers run without an LSM profile",
+        );
+        return;
+    }
+    let name = apparmor::profile_name();
+    if apparmor::is_loaded(&name) {
+        r.line("AppArmor", true, &format!("containers run under {name}"));
+    } else if apparmor::find_parser().is_some() {
+        r.line(
+            "AppArmor",
+            true,
+            &format!("containers run under {name}, loaded at the first start"),
+        );
+    } else {
+        r.line(
+            "AppArmor",
+            false,
+            "enabled, but apparmor_parser is missing and no container can start: \
+             apt-get install apparmor",
+        );
+    }
 }

@@ -30,6 +30,8 @@ pub struct ChildSpec {
     /// A file holding this boot's id, bound over /proc/sys/kernel/random/boot_id so
     /// each start is a new boot for systemd and journald.
     pub boot_id: PathBuf,
+    /// The AppArmor profile init runs under, where the host has AppArmor.
+    pub apparmor: Option<String>,
 }
 
 /// ptys a container's devpts hands out (LXC's lxc.pty.max).
@@ -98,6 +100,9 @@ fn setup_and_exec(spec: &ChildSpec, join: &[JoinFile], sync: BorrowedFd<'_>) -> 
     pivot_into(&spec.rootfs)?;
     nix::unistd::sethostname(&spec.hostname).ctx("set hostname", &spec.hostname)?;
     attach_console()?;
+    if let Some(profile) = &spec.apparmor {
+        crate::apparmor::confine_on_exec(profile)?;
+    }
     sys::drop_bounding_caps(CAPS_DROP).map_err(|e| Error::io("drop capabilities of", "init", e))?;
     sys::seccomp::install().map_err(|e| Error::io("install the seccomp filter for", "init", e))?;
     sys::mark_fds_cloexec_from(3);

@@ -94,6 +94,7 @@ pub fn start(sys: &SystemConfig, c: &Container) -> Result<i32> {
     let mut cfg = c.config()?;
     refuse_if_running(c)?;
     preflight(sys, c, &mut cfg)?;
+    let apparmor = crate::apparmor::ensure_loaded()?;
     let dir = &c.run_dir;
     // RUNPATH itself stays searchable (the bridge's unprivileged dnsmasq reads below it);
     // each container's directory is private.
@@ -106,7 +107,7 @@ pub fn start(sys: &SystemConfig, c: &Container) -> Result<i32> {
         .append(true)
         .open(&log)
         .ctx("open", &log)?;
-    let (monitor, status) = spawn_monitor(c, sys, logf)?;
+    let (monitor, status) = spawn_monitor(c, sys, logf, apparmor)?;
     let mut line = String::new();
     BufReader::new(status)
         .read_line(&mut line)
@@ -185,6 +186,7 @@ fn spawn_monitor(
     c: &Container,
     sys: &SystemConfig,
     log: std::fs::File,
+    apparmor: Option<String>,
 ) -> Result<(nix::unistd::Pid, std::fs::File)> {
     let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .ctx("create", "the monitor's status pipe")?;
@@ -215,7 +217,7 @@ fn spawn_monitor(
             )) {
                 eprintln!("{}: cannot set the monitor's command line: {e}", c.name);
             }
-            crate::sys::exit_now(monitor::main(sys, c))
+            crate::sys::exit_now(monitor::main(sys, c, apparmor))
         }
         crate::sys::Forked::Parent(child) => {
             drop(wr);

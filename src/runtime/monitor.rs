@@ -80,15 +80,18 @@ pub struct Monitor {
     trim_at: Option<Instant>,
     /// Veth deletes out of the host's view whose calls have not returned yet.
     removing: Vec<net::VethRemoval>,
+    /// The AppArmor profile init is confined by, at every boot of this run.
+    apparmor: Option<String>,
 }
 
 /// Idle time after activity before the monitor trims its resident code again.
 const TRIM_AFTER: Duration = Duration::from_secs(2);
 
 /// `rlxc __monitor`: report "ok PID" or "err WHY" on stdout, then serve until init exits.
-pub fn main(sys: &SystemConfig, c: &Container) -> i32 {
+/// `apparmor`: the profile init runs under (loaded by rlxc-start), where the host has one.
+pub fn main(sys: &SystemConfig, c: &Container, apparmor: Option<String>) -> i32 {
     let _ = nix::unistd::setsid();
-    let mut m = match Monitor::new(sys, c).and_then(|mut m| m.boot().map(|_| m)) {
+    let mut m = match Monitor::new(sys, c, apparmor).and_then(|mut m| m.boot().map(|_| m)) {
         Ok(m) => m,
         Err(e) => {
             let mut msg = e.to_string();
@@ -128,7 +131,7 @@ fn report_status(line: &str) {
 }
 
 impl Monitor {
-    fn new(sys: &SystemConfig, c: &Container) -> Result<Self> {
+    fn new(sys: &SystemConfig, c: &Container, apparmor: Option<String>) -> Result<Self> {
         let cfg = c.config()?;
         let dir = run_dir(sys, &c.lxcpath, &c.name);
         crate::store::mkdir_p(&dir, 0o700)?;
@@ -158,6 +161,7 @@ impl Monitor {
             init_asked_reboot: false,
             run: None,
             trim_at: None,
+            apparmor,
             removing: Vec::new(),
         })
     }
@@ -215,6 +219,7 @@ impl Monitor {
             cgroups: self.layout.clone(),
             mounts: self.cfg.mounts.clone(),
             boot_id,
+            apparmor: self.apparmor.clone(),
         };
         let (ours, theirs) = nix::sys::socket::socketpair(
             nix::sys::socket::AddressFamily::Unix,

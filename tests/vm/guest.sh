@@ -26,6 +26,9 @@ if [ "$state" = running ]; then
     ok "systemd in the container: is-system-running = running"
 else
     fail "systemd in the container: is-system-running = $state; failed units: $(rlxc attach -n deb -- systemctl --failed --no-legend --plain 2>&1 | tr '\n' ' ')"
+    # What AppArmor refused, and what the units said, for whoever reads the failure.
+    dmesg | grep -a 'apparmor="DENIED"' | tail -n 25 | sed 's/^/RLXC-V2 info /' > "$out"
+    rlxc attach -n deb -- journalctl -b --no-pager -p err | tail -n 15 | sed 's/^/RLXC-V2 info /' > "$out"
 fi
 # rlxc/NAME.TAG, TAG naming the installation (the default lxcpath here).
 dcg=$(ls -d $cg/rlxc/deb.* | head -n 1)
@@ -39,12 +42,24 @@ check "limits.pids -> pids.max" sh -c "[ \"\$(cat $dcg/pids.max)\" = 500 ]"
 check "rlxc-info shows CPU and memory use from cgroup2" sh -c "rlxc info -n deb > /tmp/info && grep -Eq '^CPU use: +[0-9.]+ seconds' /tmp/info && grep -Eq '^Memory use: +[0-9.]+ [KMG]iB' /tmp/info"
 check "device filter lets the standard nodes through" rlxc attach -n deb -- sh -c 'head -c1 /dev/zero >/dev/null && echo x > /dev/null'
 check "device filter refuses other nodes" sh -c "rlxc attach -n deb -- sh -c 'mknod /root/mem c 1 1; head -c1 /root/mem; rm -f /root/mem' 2>&1 | grep -q 'Operation not permitted'"
+check "AppArmor confines systemd in the container" sh -c "grep -q '^rlxc-container-default-.* (enforce)' /proc/\$(rlxc info -n deb | awk '/^PID:/{print \$2}')/attr/current"
 check "rlxc-stop (clean shutdown)" rlxc stop -n deb -t 300
 check "nothing left of debian" sh -c "! ls -d $cg/rlxc/deb.* >/dev/null 2>&1 && ! pgrep -f '^\\[rlxc monitor\\] deb' && ! grep -q /var/lib/rlxc/deb /proc/self/mountinfo"
 
 # busybox: start, attach, kill.
 check "rlxc-start -d busybox" rlxc start -d -n bb
 check "rlxc-attach busybox" rlxc attach -n bb -- /bin/true
+# AppArmor: what the mount layout alone cannot stop, since the container's root may remount.
+check "checkconfig reports the AppArmor profile" sh -c "rlxc checkconfig | grep -q '^AppArmor .*ok: containers run under rlxc-container-default-'"
+check "AppArmor confines init" sh -c "grep -q '^rlxc-container-default-.* (enforce)' /proc/\$(rlxc info -n bb | awk '/^PID:/{print \$2}')/attr/current"
+check "AppArmor confines attached commands" sh -c "rlxc attach -n bb -- cat /proc/self/attr/current | grep -q '^rlxc-container-default-.* (enforce)'"
+check "AppArmor refuses binding /proc/sys elsewhere" sh -c "! rlxc attach -n bb -- sh -c 'mkdir -p /tmp/s && mount --bind /proc/sys /tmp/s'"
+check "AppArmor refuses binding all of /proc elsewhere" sh -c "! rlxc attach -n bb -- sh -c 'mkdir -p /tmp/p2 && mount --bind /proc /tmp/p2'"
+check "AppArmor refuses a proc instance outside /proc" sh -c "! rlxc attach -n bb -- sh -c 'mkdir -p /tmp/p3 && mount -t proc proc /tmp/p3'"
+check "AppArmor refuses mounting binfmt_misc" sh -c "! rlxc attach -n bb -- sh -c 'mkdir -p /tmp/b && mount -t binfmt_misc binfmt_misc /tmp/b'"
+check "AppArmor refuses a read-only remount of the root's superblock" sh -c "! rlxc attach -n bb -- mount -o remount,ro / && touch /var/tmp/still-writable"
+check "AppArmor refuses mounting devpts" sh -c "! rlxc attach -n bb -- sh -c 'mkdir -p /tmp/p && mount -t devpts devpts /tmp/p'"
+check "a host sysctl stays the host's" sh -c "v=\$(cat /proc/sys/kernel/panic); rlxc attach -n bb -- sh -c 'mount -o remount,bind,rw /proc/sys; echo 7 > /proc/sys/kernel/panic'; [ \"\$(cat /proc/sys/kernel/panic)\" = \"\$v\" ]"
 check "rlxc-stop -k busybox" rlxc stop -k -n bb
 check "nothing left of busybox" sh -c "! ls -d $cg/rlxc/bb.* >/dev/null 2>&1 && ! pgrep -f '^\\[rlxc monitor\\] bb'"
 say DONE

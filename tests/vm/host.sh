@@ -39,6 +39,11 @@ mkdir -p "$root"
 tar -xf "$base" -C "$root"
 install -m 0755 "$rlxc" "$root/usr/local/bin/rlxc"
 install -m 0755 "$repo/tests/vm/guest.sh" "$root/usr/local/bin/rlxc-v2-test"
+# The distribution kernel runs AppArmor: the guest loads rlxc's profile with the host's
+# parser (it needs only libc, and host and guest are both Debian 12).
+parser=$(command -v apparmor_parser || echo /sbin/apparmor_parser)
+[ -x "$parser" ] || die "apparmor_parser is missing: apt-get install apparmor"
+install -m 0755 "$parser" "$root/usr/sbin/apparmor_parser"
 echo rlxc-v2 > "$root/etc/hostname"
 cat > "$root/etc/systemd/system/rlxc-v2-test.service" <<'UNIT'
 [Unit]
