@@ -310,25 +310,30 @@ fn a_memory_limit_no_init_can_live_with_is_refused_before_anything_runs() {
 #[test]
 fn concurrent_stops_all_report_the_container_stopped() {
     let rt = Rt::new("stops", "");
-    for trial in 0..5 {
+    for trial in 0..10 {
         rt.ok(&["start", "-d"]);
-        let stops: Vec<_> = (0..4)
-            .map(|_| {
+        // One kill, then stops arriving all through the monitor's teardown: some
+        // connect before its socket goes and are still waiting when it exits.
+        let mut stops = Vec::new();
+        for _ in 0..30 {
+            stops.push(
                 rt.env
-                    .cmd(&["stop", "-k", "-n", &rt.name])
+                    .cmd(&["stop", "-k", "-q", "-n", &rt.name])
                     .stderr(Stdio::piped())
                     .spawn()
-                    .unwrap()
-            })
-            .collect();
+                    .unwrap(),
+            );
+            std::thread::sleep(Duration::from_micros(700));
+        }
         for s in stops {
             let out = s.wait_with_output().unwrap();
             let e = stderr(&out);
+            // Stopped by this one (0) or already stopped (2), never an error.
             assert!(
-                out.status.success() || out.status.code() == Some(2),
+                matches!(out.status.code(), Some(0) | Some(2)),
                 "trial {trial}: {e}"
             );
-            assert!(!e.contains("reset"), "trial {trial}: {e}");
+            assert!(!e.contains("error"), "trial {trial}: {e}");
         }
         rt.assert_clean();
     }
