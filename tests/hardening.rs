@@ -338,3 +338,37 @@ fn concurrent_stops_all_report_the_container_stopped() {
         rt.assert_clean();
     }
 }
+
+#[test]
+fn a_container_gets_at_most_1024_ptys() {
+    let rt = Rt::new("ptys", "");
+    install_injector(&rt);
+    rt.ok(&["start", "-d"]);
+    // Pipes, so attach itself takes no pty of the container's.
+    let out = rt.attach(&["/bin/inject", "--ptys"]);
+    let n: u32 = stdout(&out)
+        .trim()
+        .strip_prefix("ptys=")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{}{}", stdout(&out), stderr(&out)));
+    assert_eq!(n, 1024, "the container's devpts handed out {n} ptys");
+    // They were the container's: gone with the command, the host still has its own.
+    let t = Tmux::start("sh");
+    t.keys(&["echo pty-ok", "Enter"]);
+    t.wait_for("pty-ok");
+}
+
+#[test]
+fn forced_unmounts_are_refused_plain_ones_work() {
+    let rt = Rt::new("umountf", "");
+    rt.ok(&["start", "-d"]);
+    rt.attach(&["sh", "-c", "mkdir -p /mnt/t && mount -t tmpfs t /mnt/t"]);
+    let out = rt.attach(&["umount", "-f", "/mnt/t"]);
+    assert!(!out.status.success(), "umount -f was allowed");
+    assert!(
+        stderr(&out).contains("Operation not permitted"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(rt.attach(&["umount", "/mnt/t"]).status.success());
+}

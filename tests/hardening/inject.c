@@ -2,6 +2,8 @@
  *   inject TEXT            push TEXT as keystrokes (TIOCSTI) into fds 0, 1 and 2
  *   inject --watch S TEXT  for S seconds, push TEXT into every other process's fd 0
  *                          that is a terminal (a bystander watching /proc)
+ *   inject --ptys          open ptys from /dev/ptmx until the kernel refuses; print
+ *                          how many (a container hoarding the host's ptys)
  * Prints how many descriptors took the keystrokes. */
 #include <dirent.h>
 #include <fcntl.h>
@@ -47,8 +49,18 @@ static int watch(int seconds, const char *s) {
     return hits;
 }
 
+static int hoard_ptys(void) {
+    int n = 0;
+    while (n < 100000 && open("/dev/ptmx", O_RDWR | O_NOCTTY) >= 0)
+        n++;
+    printf("ptys=%d\n", n);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     int hits = 0;
+    if (argc == 2 && strcmp(argv[1], "--ptys") == 0)
+        return hoard_ptys();
     if (argc == 4 && strcmp(argv[1], "--watch") == 0) {
         hits = watch(atoi(argv[2]), argv[3]);
     } else if (argc == 2) {
