@@ -12,7 +12,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::termios;
 
 use crate::error::{Error, Result};
-use crate::runtime::proto;
+use crate::ipc::{client, Request, Response};
 
 const CTRL_A: u8 = 0x01;
 
@@ -45,9 +45,9 @@ impl Drop for RawMode<'_> {
 
 fn send_winsize(dir: &Path, tty: BorrowedFd<'_>) {
     if let Some((rows, cols)) = crate::sys::get_winsize(tty) {
-        let _ = proto::request(
+        let _ = client::request(
             dir,
-            &format!("winsize {rows} {cols}"),
+            &Request::Winsize { rows, cols },
             Some(std::time::Duration::from_secs(2)),
         );
     }
@@ -55,26 +55,16 @@ fn send_winsize(dir: &Path, tty: BorrowedFd<'_>) {
 
 pub fn attach(dir: &Path, name: &str, quiet: bool) -> Result<Ended> {
     let mut sock =
-        proto::connect(dir).map_err(|_| Error::Other(format!("{name} is not running")))?;
-    writeln!(sock, "console").map_err(|e| Error::io("talk to the monitor of", name, e))?;
-    // Read the "OK" line byte by byte: what follows is console output.
-    let mut line = Vec::new();
-    let mut b = [0u8; 1];
-    while sock
-        .read(&mut b)
-        .map_err(|e| Error::io("read from the monitor of", name, e))?
-        == 1
-    {
-        if b[0] == b'\n' {
-            break;
+        client::connect(dir).map_err(|_| Error::Other(format!("{name} is not running")))?;
+    client::send(&sock, dir, &Request::Console)?;
+    // What follows the answer is console output.
+    match client::console_answer(&sock, dir)? {
+        Response::Ok => {}
+        other => {
+            return Err(Error::Other(format!(
+                "{name}: the monitor refused the console: {other:?}"
+            )))
         }
-        line.push(b[0]);
-    }
-    if line != b"OK" {
-        return Err(Error::Other(format!(
-            "{name}: the monitor refused the console: {}",
-            String::from_utf8_lossy(&line)
-        )));
     }
     let stdin = std::io::stdin();
     let tty = stdin.as_fd();

@@ -75,6 +75,18 @@ pub enum Error {
     #[error("{msg}")]
     Net { msg: String, fix: Option<String> },
 
+    /// A message to or from a monitor (or another rlxc process) could not be had.
+    #[error("cannot talk to the monitor at {}", peer.display())]
+    Ipc {
+        peer: PathBuf,
+        #[source]
+        source: crate::ipc::IpcError,
+    },
+
+    /// The monitor answered with an error.
+    #[error("the monitor at {} says: {message}", peer.display())]
+    Monitor { peer: PathBuf, message: String },
+
     #[error("{0}")]
     Other(String),
 }
@@ -146,6 +158,14 @@ impl Error {
                     .into(),
             ),
             Error::Net { fix, .. } => fix.clone(),
+            Error::Ipc {
+                source: crate::ipc::IpcError::Version { .. } | crate::ipc::IpcError::Malformed(..),
+                ..
+            } => Some(
+                "the container was started by another rlxc version: stop it with that one, or \
+                 kill it with rlxc-stop -k, and start it again with this one"
+                    .into(),
+            ),
             Error::Limit { fix, .. } => Some(fix.clone()),
             _ => None,
         }

@@ -10,6 +10,7 @@ mod console;
 mod container;
 mod error;
 mod image;
+mod ipc;
 mod name;
 mod net;
 mod rootfs;

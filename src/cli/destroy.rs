@@ -19,16 +19,7 @@ pub struct Args {
 pub fn run(a: Args) -> Result<i32> {
     let sys = a.common.system()?;
     let c = Container::new(&sys, &a.name)?;
-    if a.force {
-        match c.state() {
-            crate::container::State::Running { .. } => {
-                crate::runtime::proto::request(&c.run_dir, "kill", None)?;
-            }
-            crate::container::State::Orphaned { .. } => c.cgroup()?.destroy()?,
-            crate::container::State::Stopped => {}
-        }
-    }
-    c.destroy()?;
+    c.destroy_forced(a.force)?;
     if !a.common.quiet {
         eprintln!("Destroyed container {}", c.name);
     }

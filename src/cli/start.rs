@@ -24,7 +24,7 @@ pub struct Args {
 pub fn run(a: Args) -> Result<i32> {
     let sys = a.common.system()?;
     let c = Container::new(&sys, &a.name)?;
-    let pid = crate::runtime::start(&sys, &c)?;
+    let pid = c.start(&sys)?;
     if a.daemon {
         if !a.common.quiet {
             eprintln!("Started {} (init pid {pid})", c.name);

@@ -2,7 +2,7 @@
 //! containers' names. rlxc runs it in the foreground under a small supervisor process
 //! (`[rlxc net] BRIDGE`) that restarts it if it dies and stops it on SIGTERM.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::error::{Error, IoContext, Result};
+use crate::ipc::Status;
 
 /// The files of one bridge's dnsmasq, all in RUNPATH/net.
 pub struct Files {
@@ -133,18 +134,17 @@ pub fn start(o: &Options, f: &Files) -> Result<()> {
         .stdout
         .take()
         .ok_or_else(|| Error::Other("dnsmasq supervisor has no status pipe".into()))?;
-    let mut line = String::new();
-    let _ = BufReader::new(out).read_line(&mut line);
-    if line.trim() == "ok" {
-        // It setsid()s and lives on; init reaps it.
-        std::mem::forget(child);
-        return Ok(());
-    }
+    let why = match crate::ipc::read_msg(&mut BufReader::new(out)) {
+        Ok(Status::Started { .. }) => {
+            // It setsid()s and lives on; init reaps it.
+            std::mem::forget(child);
+            return Ok(());
+        }
+        Ok(Status::Failed { reason }) => reason,
+        Err(e) => format!("the supervisor ended without a status ({e})"),
+    };
     let _ = child.wait();
-    Err(start_error(
-        o,
-        line.trim().strip_prefix("err ").unwrap_or(line.trim()),
-    ))
+    Err(start_error(o, &why))
 }
 
 fn start_error(o: &Options, why: &str) -> Error {
@@ -210,29 +210,35 @@ pub fn reload(f: &Files) {
     }
 }
 
-/// `rlxc __netd SUPERVISOR_PID DNSMASQ_PID -- DNSMASQ ARGS…`: run dnsmasq, say "ok" or
-/// "err WHY" on stdout once it serves, restart it when it dies, stop it on SIGTERM.
+/// `rlxc __netd SUPERVISOR_PID DNSMASQ_PID -- DNSMASQ ARGS…`: run dnsmasq, report its
+/// start on stdout (`ipc::Status`) once it serves, restart it when it dies, stop it on
+/// SIGTERM.
 pub fn supervise(own_pidfile: &Path, dnsmasq_pidfile: &Path, argv: &[String]) -> i32 {
     let _ = nix::unistd::setsid();
     let Ok(mask) = crate::sys::block_daemon_signals() else {
-        println!("err cannot block signals");
+        report(Status::Failed {
+            reason: "cannot block signals".into(),
+        });
         return 1;
     };
     let _ = std::fs::remove_file(dnsmasq_pidfile);
     let mut child = match spawn_ready(argv, dnsmasq_pidfile) {
         Ok(c) => c,
         Err(why) => {
-            println!("err {why}");
+            report(Status::Failed { reason: why });
             return 1;
         }
     };
     if std::fs::write(own_pidfile, format!("{}\n", std::process::id())).is_err() {
         let _ = child.kill();
-        println!("err cannot write {}", own_pidfile.display());
+        report(Status::Failed {
+            reason: format!("cannot write {}", own_pidfile.display()),
+        });
         return 1;
     }
-    println!("ok");
-    let _ = std::io::stdout().flush();
+    report(Status::Started {
+        pid: std::process::id() as i32,
+    });
     let mut backoff = Duration::from_secs(1);
     loop {
         // It sleeps in sigwait for days: keep only what that needs resident.
@@ -262,6 +268,12 @@ pub fn supervise(own_pidfile: &Path, dnsmasq_pidfile: &Path, argv: &[String]) ->
             }
         }
     }
+}
+
+/// The supervisor's status, for the rlxc that started it (which may be gone: that is
+/// no reason to fail, so the error is dropped).
+fn report(status: Status) {
+    let _ = crate::ipc::write_msg(std::io::stdout().lock(), &status);
 }
 
 /// Start dnsmasq in the foreground; ready once it wrote its pid file (after binding its

@@ -1,44 +1,74 @@
 //! The monitor's boot helpers: reading the child's verdict off the sync socket, telling
 //! a child that died before exec from one that exec'd, and undoing a half-done boot.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 
 use nix::sys::signal::Signal;
-use nix::sys::socket::MsgFlags;
-use nix::sys::wait::{waitpid, WaitStatus};
+use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::cgroup::Cgroup;
-use crate::error::Error;
+use crate::error::{Error, Result};
+use crate::ipc::{self, FromChild, Stage};
 use crate::net::link as net;
 
-/// The reason the child sent over the sync socket, if it failed. `wait`: block until it
-/// either execs (the socket closes, nothing to read) or reports.
-pub(super) fn child_failure(sync: &OwnedFd, wait: bool) -> Option<Error> {
-    let mut buf = [0u8; 4096];
-    let flags = if wait {
-        MsgFlags::empty()
-    } else {
-        MsgFlags::MSG_DONTWAIT
-    };
-    let n = nix::sys::socket::recv(sync.as_raw_fd(), &mut buf, flags).unwrap_or(0);
-    if n == 0 {
-        return None;
+/// The child's failure, if it already sent one (for an error on the monitor's side,
+/// where the child's reason comes first).
+pub(super) fn child_failure(sync: &OwnedFd) -> Option<Error> {
+    match ipc::recv_packet(sync.as_fd(), false) {
+        Ok(Some(FromChild::Failed { reason })) => Some(Error::Other(reason)),
+        _ => None,
     }
-    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-    Some(Error::Other(
-        msg.strip_prefix("err ").unwrap_or(&msg).to_string(),
-    ))
+}
+
+/// Wait until the child reached `stage`; its failure, a wrong message or its death
+/// first is the error.
+pub(super) fn child_reached(
+    sync: &OwnedFd,
+    stage: Stage,
+    child: Pid,
+    limits: &crate::config::Limits,
+) -> Result<()> {
+    match ipc::recv_packet(sync.as_fd(), true) {
+        Ok(Some(FromChild::Reached { stage: s })) if s == stage => Ok(()),
+        Ok(Some(FromChild::Failed { reason })) => Err(Error::Other(reason)),
+        Ok(Some(other)) => Err(Error::Other(format!(
+            "the container's first process sent {other:?} where {stage:?} was due"
+        ))),
+        Ok(None) => Err(died_before_exec(child, limits).unwrap_or_else(|| {
+            Error::Other("the container's first process exec'd before its set-up".into())
+        })),
+        Err(e) => Err(Error::Other(format!(
+            "cannot hear from the container's first process: {e}"
+        ))),
+    }
+}
+
+/// After the last stage: the socket closes at exec. A failure sent, or a death that
+/// closed it instead, is the error.
+pub(super) fn child_exec(sync: &OwnedFd, child: Pid, limits: &crate::config::Limits) -> Result<()> {
+    match ipc::recv_packet::<FromChild>(sync.as_fd(), true) {
+        Ok(None) => died_before_exec(child, limits).map_or(Ok(()), Err),
+        Ok(Some(FromChild::Failed { reason })) => Err(Error::Other(reason)),
+        Ok(Some(other)) => Err(Error::Other(format!(
+            "the container's first process sent {other:?} instead of executing init"
+        ))),
+        Err(e) => Err(Error::Other(format!(
+            "cannot hear from the container's first process: {e}"
+        ))),
+    }
 }
 
 /// The sync socket closed: the child either exec'd init or died. A process that exits
 /// drops its memory before its files, so a child whose socket closed and that has no
-/// executable any more is dying, not exec'ing; it is reaped and how it ended reported.
+/// executable any more is dying, not exec'ing: how it ended is reported. It is waited
+/// for without being reaped (WNOWAIT), so its pid stays its own until the boot guard
+/// reaps it.
 pub(super) fn died_before_exec(child: Pid, limits: &crate::config::Limits) -> Option<Error> {
     if std::fs::read_link(format!("/proc/{child}/exe")).is_ok() {
         return None;
     }
-    let status = waitpid(child, None);
+    let status = waitid(Id::Pid(child), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT);
     let oom_like = matches!(status, Ok(WaitStatus::Signaled(_, Signal::SIGKILL, _)));
     let how = match status {
         Ok(WaitStatus::Signaled(_, sig, _)) => format!("was killed by {sig}"),

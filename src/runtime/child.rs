@@ -14,6 +14,7 @@ use nix::sys::stat::Mode;
 
 use crate::cgroup::{JoinFile, Layout};
 use crate::error::{Error, IoContext, Result};
+use crate::ipc::{self, FromChild, Stage, ToChild};
 use crate::rootfs::Root;
 use crate::sys;
 
@@ -55,13 +56,13 @@ pub fn run(spec: &ChildSpec, join: &[JoinFile], sync: RawFd) -> isize {
         Ok(never) => match never {},
         Err(e) => e,
     };
-    let mut msg = format!("err {err}");
+    let mut reason = err.to_string();
     let mut src = std::error::Error::source(&err);
     while let Some(s) = src {
-        msg += &format!(": {s}");
+        reason += &format!(": {s}");
         src = s.source();
     }
-    let _ = nix::unistd::write(sync, msg.as_bytes());
+    let _ = ipc::send_packet(sync, &FromChild::Failed { reason });
     1
 }
 
@@ -74,6 +75,7 @@ fn setup_and_exec(spec: &ChildSpec, join: &[JoinFile], sync: BorrowedFd<'_>) -> 
     }
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
         .ctx("unshare the cgroup namespace of", "the container")?;
+    reached(sync, Stage::Namespaces)?;
     mount(
         None::<&str>,
         "/",
@@ -107,15 +109,24 @@ fn setup_and_exec(spec: &ChildSpec, join: &[JoinFile], sync: BorrowedFd<'_>) -> 
     sys::seccomp::install().map_err(|e| Error::io("install the seccomp filter for", "init", e))?;
     sys::mark_fds_cloexec_from(3);
     // The network is in place once the monitor says go.
-    wait_for_go(sync)?;
+    wait_for(sync, Stage::Network)?;
     exec_init(spec)
 }
 
-fn wait_for_go(sync: BorrowedFd<'_>) -> Result<()> {
-    let mut b = [0u8; 1];
-    match nix::unistd::read(sync, &mut b) {
-        Ok(1) if b[0] == b'g' => Ok(()),
-        _ => Err(Error::Other(
+/// Tell the monitor this side's part up to `stage` is done.
+fn reached(sync: BorrowedFd<'_>, stage: Stage) -> Result<()> {
+    ipc::send_packet(sync, &FromChild::Reached { stage })
+        .map_err(|e| Error::Other(format!("cannot tell the monitor: {e}")))
+}
+
+/// Wait for the monitor's part up to `stage`.
+fn wait_for(sync: BorrowedFd<'_>, stage: Stage) -> Result<()> {
+    match ipc::recv_packet::<ToChild>(sync, true) {
+        Ok(Some(ToChild::Reached { stage: s })) if s == stage => Ok(()),
+        Ok(Some(other)) => Err(Error::Other(format!(
+            "the monitor sent {other:?} where {stage:?} was due"
+        ))),
+        Ok(None) | Err(_) => Err(Error::Other(
             "the monitor went away before the start".into(),
         )),
     }

@@ -1,8 +1,10 @@
-//! The Container object: what the commands do to one container.
+//! Create: a template obtains a rootfs, the configuration is populated, and the
+//! container is published atomically under its name.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use super::Container;
 use crate::config::{ContainerConfig, ImageSource, SystemConfig};
 use crate::error::{Error, IoContext, Result};
 use crate::image::cache::Cache;
@@ -17,44 +19,6 @@ use crate::{name, store};
 const TEMPLATE_CONFIG_DIR: &str = "/usr/share/rlxc/config";
 const HOOK_DIR: &str = "/usr/share/rlxc/hooks";
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum State {
-    Stopped,
-    /// The monitor answers: init runs with this (host) pid.
-    Running {
-        pid: i32,
-    },
-    /// No monitor answers, but processes live in the container's cgroup: the monitor
-    /// was killed. They can still be stopped (rlxc-stop -k).
-    Orphaned {
-        pids: Vec<i32>,
-    },
-}
-
-impl State {
-    pub fn is_running(&self) -> bool {
-        !matches!(self, State::Stopped)
-    }
-}
-
-impl std::fmt::Display for State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            State::Stopped => "STOPPED",
-            State::Running { .. } | State::Orphaned { .. } => "RUNNING",
-        })
-    }
-}
-
-pub struct Container {
-    pub name: String,
-    pub lxcpath: PathBuf,
-    /// RUNPATH/NAME.TAG: the monitor's socket and state.
-    pub run_dir: PathBuf,
-    /// `NAME.TAG`: what its host objects (cgroups, run directory) are called.
-    pub key: String,
-}
-
 /// What a create did, for the CLI to report.
 pub struct CreateReport {
     pub dir: PathBuf,
@@ -68,82 +32,6 @@ pub struct CreateReport {
 }
 
 impl Container {
-    pub fn new(sys: &SystemConfig, name: &str) -> Result<Self> {
-        name::validate(name)?;
-        Ok(Container {
-            name: name.to_string(),
-            lxcpath: sys.lxcpath.clone(),
-            run_dir: crate::runtime::run_dir(sys, &sys.lxcpath, name),
-            key: crate::runtime::host_key(&sys.lxcpath, name),
-        })
-    }
-
-    pub fn dir(&self) -> PathBuf {
-        store::container_dir(&self.lxcpath, &self.name)
-    }
-
-    pub fn config_path(&self) -> PathBuf {
-        self.dir().join("config.toml")
-    }
-
-    pub fn rootfs(&self) -> PathBuf {
-        self.dir().join("rootfs")
-    }
-
-    pub fn exists(&self) -> bool {
-        self.config_path().is_file()
-    }
-
-    fn must_exist(&self) -> Result<()> {
-        if self.exists() {
-            Ok(())
-        } else {
-            Err(Error::NotFound {
-                name: self.name.clone(),
-                lxcpath: self.lxcpath.clone(),
-            })
-        }
-    }
-
-    pub fn config(&self) -> Result<ContainerConfig> {
-        self.must_exist()?;
-        ContainerConfig::load(&self.config_path())
-    }
-
-    /// Init's pid, for commands that need a live monitor (console, attach); the error
-    /// says how to recover when the monitor is gone.
-    pub fn running_pid(&self) -> Result<i32> {
-        match self.state() {
-            State::Running { pid } => Ok(pid),
-            State::Orphaned { .. } => Err(Error::Other(format!(
-                "{}'s monitor is gone (killed?) while its processes still run; stop them \
-                 with rlxc-stop -k -n {} and start it again",
-                self.name, self.name
-            ))),
-            State::Stopped => Err(Error::Other(format!("{} is not running", self.name))),
-        }
-    }
-
-    /// The live state, asked of the monitor; never read from a file.
-    pub fn state(&self) -> State {
-        if let Ok((_, pid)) = crate::runtime::proto::state(&self.run_dir) {
-            return State::Running { pid };
-        }
-        let pids = self.cgroup().map(|c| c.pids()).unwrap_or_default();
-        if pids.is_empty() {
-            State::Stopped
-        } else {
-            State::Orphaned { pids }
-        }
-    }
-
-    pub fn cgroup(&self) -> Result<crate::cgroup::Cgroup> {
-        Ok(crate::cgroup::Cgroup::new(
-            crate::cgroup::Layout::detect()?,
-            &self.key,
-        ))
-    }
-
     /// Create from the download template: image → cache → rootfs → config, atomically.
     /// `allow_host_mounts`: apply the image's mounts of host paths (refused otherwise).
     pub fn create_from_download(
@@ -238,28 +126,6 @@ impl Container {
         cfg.fill_hwaddrs();
         cfg.validate(&self.config_path())?;
         Ok((cfg, translation))
-    }
-
-    /// Remove the container and everything of it. It is first renamed to a hidden name,
-    /// so a removal that fails half-way never leaves a half container under its name.
-    pub fn destroy(&self) -> Result<()> {
-        self.must_exist()?;
-        let _lock = store::lock_name(&self.lxcpath, &self.name, "destroying this container")?;
-        if self.state().is_running() {
-            return Err(Error::Busy {
-                name: self.name.clone(),
-                what: format!(
-                    "it is running; stop it first (rlxc-stop -n {}) or use -f",
-                    self.name
-                ),
-            });
-        }
-        let doomed = store::destroying_dir(&self.lxcpath, &self.name);
-        store::remove_tree(&doomed)?;
-        std::fs::rename(self.dir(), &doomed).ctx("rename", self.dir())?;
-        store::remove_tree(&doomed)?;
-        let _ = std::fs::remove_file(self.lxcpath.join(".locks").join(&self.name));
-        Ok(())
     }
 }
 

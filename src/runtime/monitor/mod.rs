@@ -3,7 +3,7 @@
 //! console and socket, and cleans up everything when init exits.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
@@ -16,12 +16,15 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::boot::{child_failure, died_before_exec, random_uuid, BootGuard};
+use super::boot::{child_exec, child_failure, child_reached, random_uuid, BootGuard};
 use super::child::{self, ChildSpec};
-use super::{run_dir, socket_path};
+use super::StartPlan;
+use crate::ipc::client::socket_path;
+use crate::ipc::{Stage, ToChild};
+
+mod commands;
 use crate::cgroup::{Cgroup, Layout};
-use crate::config::{ContainerConfig, SystemConfig};
-use crate::container::Container;
+use crate::config::ContainerConfig;
 use crate::error::{Error, IoContext, Result};
 use crate::net::link as net;
 use crate::signal::parse_signal;
@@ -87,11 +90,11 @@ pub struct Monitor {
 /// Idle time after activity before the monitor trims its resident code again.
 const TRIM_AFTER: Duration = Duration::from_secs(2);
 
-/// `rlxc __monitor`: report "ok PID" or "err WHY" on stdout, then serve until init exits.
-/// `apparmor`: the profile init runs under (loaded by rlxc-start), where the host has one.
-pub fn main(sys: &SystemConfig, c: &Container, apparmor: Option<String>) -> i32 {
+/// The forked monitor's life: report how the start went on stdout, then serve until init
+/// exits.
+pub fn main(plan: &StartPlan) -> i32 {
     let _ = nix::unistd::setsid();
-    let mut m = match Monitor::new(sys, c, apparmor).and_then(|mut m| m.boot().map(|_| m)) {
+    let mut m = match Monitor::new(plan).and_then(|mut m| m.boot().map(|_| m)) {
         Ok(m) => m,
         Err(e) => {
             let mut msg = e.to_string();
@@ -100,12 +103,12 @@ pub fn main(sys: &SystemConfig, c: &Container, apparmor: Option<String>) -> i32 
                 msg += &format!(": {s}");
                 src = s.source();
             }
-            report_status(&format!("err {msg}"));
+            report_status(&crate::ipc::Status::Failed { reason: msg });
             return 1;
         }
     };
     let pid = m.run.as_ref().map_or(0, |r| r.init.as_raw());
-    report_status(&format!("ok {pid}"));
+    report_status(&crate::ipc::Status::Started { pid });
     // Stdout was the status pipe; nothing else goes there.
     if let Ok(null) = std::fs::File::options().write(true).open("/dev/null") {
         let _ = crate::sys::dup_onto(null.as_fd(), 1);
@@ -121,36 +124,31 @@ pub fn main(sys: &SystemConfig, c: &Container, apparmor: Option<String>) -> i32 
 /// Tell rlxc-start how the start went, on the status pipe (stdout). rlxc-start may be
 /// gone (killed, or its terminal closed): that is no reason for the monitor to stop, so
 /// a failed write is ignored (SIGPIPE is ignored here; `println!` would panic).
-fn report_status(line: &str) {
-    let mut out = std::io::stdout().lock();
-    if writeln!(out, "{line}").is_ok() {
-        let _ = out.flush();
-    } else {
-        eprintln!("rlxc-start went away before the status {line:?}; carrying on");
+fn report_status(status: &crate::ipc::Status) {
+    if let Err(e) = crate::ipc::write_msg(std::io::stdout().lock(), status) {
+        eprintln!("rlxc-start went away before the status {status:?} ({e}); carrying on");
     }
 }
 
 impl Monitor {
-    fn new(sys: &SystemConfig, c: &Container, apparmor: Option<String>) -> Result<Self> {
-        let cfg = c.config()?;
-        let dir = run_dir(sys, &c.lxcpath, &c.name);
-        crate::store::mkdir_p(&dir, 0o700)?;
+    fn new(plan: &StartPlan) -> Result<Self> {
+        let dir = plan.run_dir.clone();
         // rlxc-start holds the container's lock and found no monitor listening: a socket
         // left here is a dead monitor's.
         let sock = socket_path(&dir);
         let _ = std::fs::remove_file(&sock);
-        let (_d, short) = super::proto::short_socket_path(&dir).ctx("open", &dir)?;
+        let (_d, short) = crate::ipc::client::short_socket_path(&dir).ctx("open", &dir)?;
         let listener = UnixListener::bind(&short).ctx("listen on", &sock)?;
         let mask = crate::sys::block_daemon_signals().ctx("block signals in", "the monitor")?;
         let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
             .ctx("create a signalfd in", "the monitor")?;
         Ok(Monitor {
-            name: c.name.clone(),
-            key: c.key.clone(),
+            name: plan.name.clone(),
+            key: plan.key.clone(),
             dir,
-            rootfs: c.rootfs(),
-            cfg,
-            network: sys.network.clone(),
+            rootfs: plan.rootfs.clone(),
+            cfg: plan.config.clone(),
+            network: plan.network.clone(),
             layout: Layout::detect()?,
             listener,
             signals,
@@ -161,7 +159,7 @@ impl Monitor {
             init_asked_reboot: false,
             run: None,
             trim_at: None,
-            apparmor,
+            apparmor: plan.apparmor.clone(),
             removing: Vec::new(),
         })
     }
@@ -249,19 +247,20 @@ impl Monitor {
         // The child sets up its mounts meanwhile; if it failed, its reason comes first.
         match net::setup_all(&self.cfg.networks, pid.as_raw(), &self.network) {
             Ok(v) => guard.veths = v,
-            Err(e) => return Err(child_failure(&ours, false).unwrap_or(e)),
+            Err(e) => return Err(child_failure(&ours).unwrap_or(e)),
         }
-        // A child that already failed has closed its end: its reason is still queued.
-        let _ = nix::unistd::write(&ours, b"g");
-        if let Some(e) = child_failure(&ours, true) {
-            return Err(e);
-        }
-        // The socket also closes when the child dies before exec (the memory limit's
-        // OOM killer, a signal): that is no start.
-        if let Some(e) = died_before_exec(pid, &self.cfg.limits) {
-            guard.child = None;
-            return Err(e);
-        }
+        // The child made its namespaces and joined its cgroups long ago (it said so
+        // before its mounts); it goes on to exec once the network is there.
+        let limits = &self.cfg.limits;
+        child_reached(&ours, Stage::Namespaces, pid, limits)?;
+        crate::ipc::send_packet(
+            ours.as_fd(),
+            &ToChild::Reached {
+                stage: Stage::Network,
+            },
+        )
+        .map_err(|e| Error::Other(format!("cannot tell the container's first process: {e}")))?;
+        child_exec(&ours, pid, limits)?;
         let _ = std::fs::write(self.dir.join("init.pid"), format!("{pid}\n"));
         let (cgroup, veths) = guard.disarm();
         self.run = Some(Running {
@@ -397,58 +396,6 @@ impl Monitor {
                     // Same socket (the poll list holds clones with other numbers).
                     !same_socket(x, fd)
                 });
-            }
-        }
-    }
-
-    /// One request line from a client.
-    fn client(&mut self, s: UnixStream) {
-        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-        let mut line = String::new();
-        if BufReader::new(&s).read_line(&mut line).is_err() {
-            return;
-        }
-        let mut words = line.split_whitespace();
-        let cmd = words.next().unwrap_or("");
-        let Some(run) = &self.run else {
-            let _ = writeln!(&s, "STOPPED");
-            return;
-        };
-        let init = run.init;
-        match cmd {
-            "state" => {
-                let _ = writeln!(&s, "RUNNING {init}");
-            }
-            "stop" => {
-                let secs: u64 = words.next().and_then(|w| w.parse().ok()).unwrap_or(60);
-                self.begin_stop(s, Duration::from_secs(secs), false);
-            }
-            "kill" => self.begin_stop(s, Duration::ZERO, true),
-            "reboot" => {
-                let sig = self.signal_for("reboot");
-                self.reboot_requested = true;
-                send_raw(init, sig);
-                let _ = writeln!(&s, "OK");
-            }
-            "console" => {
-                let _ = s.set_read_timeout(None);
-                let mut s = s;
-                let ring: Vec<u8> = self.ring.0.iter().copied().collect();
-                if writeln!(s, "OK").is_ok()
-                    && s.write_all(&ring).is_ok()
-                    && s.set_nonblocking(true).is_ok()
-                {
-                    self.consoles.push(s);
-                }
-            }
-            "winsize" => {
-                let rows = words.next().and_then(|w| w.parse().ok()).unwrap_or(24);
-                let cols = words.next().and_then(|w| w.parse().ok()).unwrap_or(80);
-                let _ = crate::sys::set_winsize(run.pty_master.as_fd(), rows, cols);
-                let _ = writeln!(&s, "OK");
-            }
-            other => {
-                let _ = writeln!(&s, "ERR unknown request {other:?}");
             }
         }
     }
@@ -595,8 +542,8 @@ impl Monitor {
                 self.listener.accept().ok().map(|(s, _)| s)
             }));
         }
-        for mut w in waiters {
-            let _ = writeln!(w, "STOPPED");
+        for w in waiters {
+            let _ = crate::ipc::write_msg(&w, &crate::ipc::Response::Stopped);
         }
         self.finish_removals();
     }

@@ -1,0 +1,43 @@
+//! Destroy: the container and everything of it, and nothing of another.
+
+use super::{Container, State};
+use crate::error::{Error, IoContext, Result};
+use crate::store;
+
+impl Container {
+    /// Remove the container and everything of it; `force` kills it first if it runs.
+    pub fn destroy_forced(&self, force: bool) -> Result<()> {
+        if force {
+            match self.state() {
+                State::Running { .. } => {
+                    self.kill()?;
+                }
+                State::Orphaned { .. } => self.cgroup()?.destroy()?,
+                State::Stopped => {}
+            }
+        }
+        self.destroy()
+    }
+
+    /// Remove the container and everything of it. It is first renamed to a hidden name,
+    /// so a removal that fails half-way never leaves a half container under its name.
+    pub fn destroy(&self) -> Result<()> {
+        self.must_exist()?;
+        let _lock = store::lock_name(&self.lxcpath, &self.name, "destroying this container")?;
+        if self.state().is_running() {
+            return Err(Error::Busy {
+                name: self.name.clone(),
+                what: format!(
+                    "it is running; stop it first (rlxc-stop -n {}) or use -f",
+                    self.name
+                ),
+            });
+        }
+        let doomed = store::destroying_dir(&self.lxcpath, &self.name);
+        store::remove_tree(&doomed)?;
+        std::fs::rename(self.dir(), &doomed).ctx("rename", self.dir())?;
+        store::remove_tree(&doomed)?;
+        let _ = std::fs::remove_file(self.lxcpath.join(".locks").join(&self.name));
+        Ok(())
+    }
+}

@@ -1,0 +1,145 @@
+//! The Container object: what the commands do to one container.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{ContainerConfig, SystemConfig};
+use crate::error::{Error, Result};
+use crate::{name, store};
+
+mod create;
+mod destroy;
+mod start;
+mod stop;
+
+pub use stop::{StopMode, StopOutcome};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    Stopped,
+    /// The monitor answers: init runs with this (host) pid.
+    Running {
+        pid: i32,
+    },
+    /// No monitor answers, but processes live in the container's cgroup: the monitor
+    /// was killed. They can still be stopped (rlxc-stop -k).
+    Orphaned {
+        pids: Vec<i32>,
+    },
+}
+
+impl State {
+    pub fn is_running(&self) -> bool {
+        !matches!(self, State::Stopped)
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            State::Stopped => "STOPPED",
+            State::Running { .. } | State::Orphaned { .. } => "RUNNING",
+        })
+    }
+}
+
+pub struct Container {
+    pub name: String,
+    pub lxcpath: PathBuf,
+    /// RUNPATH/NAME.TAG: the monitor's socket and state.
+    pub run_dir: PathBuf,
+    /// `NAME.TAG`: what its host objects (cgroups, run directory) are called.
+    pub key: String,
+}
+
+impl Container {
+    pub fn new(sys: &SystemConfig, name: &str) -> Result<Self> {
+        name::validate(name)?;
+        Ok(Container {
+            name: name.to_string(),
+            lxcpath: sys.lxcpath.clone(),
+            run_dir: sys.runpath.join(host_key(&sys.lxcpath, name)),
+            key: host_key(&sys.lxcpath, name),
+        })
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        store::container_dir(&self.lxcpath, &self.name)
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir().join("config.toml")
+    }
+
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir().join("rootfs")
+    }
+
+    pub fn exists(&self) -> bool {
+        self.config_path().is_file()
+    }
+
+    pub(crate) fn must_exist(&self) -> Result<()> {
+        if self.exists() {
+            Ok(())
+        } else {
+            Err(Error::NotFound {
+                name: self.name.clone(),
+                lxcpath: self.lxcpath.clone(),
+            })
+        }
+    }
+
+    pub fn config(&self) -> Result<ContainerConfig> {
+        self.must_exist()?;
+        ContainerConfig::load(&self.config_path())
+    }
+
+    /// Init's pid, for commands that need a live monitor (console, attach); the error
+    /// says how to recover when the monitor is gone.
+    pub fn running_pid(&self) -> Result<i32> {
+        match self.state() {
+            State::Running { pid } => Ok(pid),
+            State::Orphaned { .. } => Err(Error::Other(format!(
+                "{}'s monitor is gone (killed?) while its processes still run; stop them \
+                 with rlxc-stop -k -n {} and start it again",
+                self.name, self.name
+            ))),
+            State::Stopped => Err(Error::Other(format!("{} is not running", self.name))),
+        }
+    }
+
+    /// The live state, asked of the monitor; never read from a file.
+    pub fn state(&self) -> State {
+        if let Ok(pid) = crate::ipc::client::state(&self.run_dir) {
+            return State::Running { pid };
+        }
+        let pids = self.cgroup().map(|c| c.pids()).unwrap_or_default();
+        if pids.is_empty() {
+            State::Stopped
+        } else {
+            State::Orphaned { pids }
+        }
+    }
+
+    pub fn cgroup(&self) -> Result<crate::cgroup::Cgroup> {
+        Ok(crate::cgroup::Cgroup::new(
+            crate::cgroup::Layout::detect()?,
+            &self.key,
+        ))
+    }
+}
+
+/// The name of a container's objects on the host (run directory, cgroups): `NAME.TAG`,
+/// TAG a hash of the lxcpath. Two installations (two `RLXC_CONFIG`s, or `-P`) may each
+/// have a container of one name; keyed by both, neither touches the other's. 73 bytes
+/// at most, well within NAME_MAX.
+pub fn host_key(lxcpath: &Path, name: &str) -> String {
+    let tag: u64 = lxcpath
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf29ce484222325, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
+        });
+    format!("{name}.{:08x}", tag as u32)
+}

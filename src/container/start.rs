@@ -1,0 +1,177 @@
+//! Start: everything checked that can be before anything is made, the container's
+//! lock held throughout, networks prepared, then the runtime given a plan.
+
+use super::Container;
+use crate::config::{ContainerConfig, SystemConfig};
+use crate::error::{Error, Result};
+use crate::net::bridge::Managed;
+use crate::rootfs::Root;
+use crate::runtime::StartPlan;
+
+impl Container {
+    /// Boot the container; init's pid once it runs.
+    pub fn start(&self, sys: &SystemConfig) -> Result<i32> {
+        self.must_exist()?;
+        // One start at a time, and no create or destroy meanwhile: the loser of two
+        // starts hears that the container is being started, and touches nothing.
+        let _lock = crate::store::lock_name(&self.lxcpath, &self.name, "starting this container")?;
+        let mut cfg = self.config()?;
+        self.refuse_if_running()?;
+        self.preflight(sys, &mut cfg)?;
+        let plan = StartPlan {
+            name: self.name.clone(),
+            key: self.key.clone(),
+            lxcpath: self.lxcpath.clone(),
+            run_dir: self.run_dir.clone(),
+            runpath: sys.runpath.clone(),
+            rootfs: self.rootfs(),
+            config: cfg,
+            network: sys.network.clone(),
+            apparmor: crate::apparmor::ensure_loaded()?,
+        };
+        crate::runtime::start(&plan)
+    }
+
+    /// Everything that can be checked before anything is created.
+    fn preflight(&self, sys: &SystemConfig, cfg: &mut ContainerConfig) -> Result<()> {
+        let c = self;
+        let rootfs = c.rootfs();
+        if !rootfs.is_dir() {
+            return Err(Error::Other(format!(
+                "the rootfs {} is missing: recreate the container",
+                rootfs.display()
+            )));
+        }
+        let init = crate::runtime::init_command(cfg);
+        let root = Root::open(&rootfs)?;
+        let rel = init[0].trim_start_matches('/');
+        match root.openat(rel.as_bytes(), nix::fcntl::OFlag::O_PATH, 0) {
+            Ok(_) => {}
+            Err(e) => {
+                return Err(Error::Other(format!(
+                    "init {} not found in {} ({e}); set init.cmd in {}",
+                    init[0],
+                    rootfs.display(),
+                    c.config_path().display()
+                )))
+            }
+        }
+        prepare_networks(sys, c, cfg)
+    }
+
+    /// Remove the run directory of a stopped container: an rlxc-start killed before its
+    /// monitor took over leaves one. Only when no start holds the container's lock, no
+    /// monitor listens and nothing runs in its cgroup.
+    pub fn sweep_run_dir(&self) {
+        let c = self;
+        if !c.run_dir.exists() {
+            return;
+        }
+        let Ok(_lock) = crate::store::lock_name(&c.lxcpath, &c.name, "cleaning up after a start")
+        else {
+            return;
+        };
+        if c.refuse_if_running().is_ok() {
+            let _ = std::fs::remove_dir_all(&c.run_dir);
+        }
+    }
+
+    /// A monitor that listens (even one too busy to answer), or processes of an earlier run
+    /// in the container's cgroup (its monitor was killed): the container is not stopped.
+    fn refuse_if_running(&self) -> Result<()> {
+        let c = self;
+        let busy = |what: String| {
+            Err(Error::Busy {
+                name: c.name.clone(),
+                what,
+            })
+        };
+        if crate::ipc::client::connect(&c.run_dir).is_ok() {
+            return busy("it is already running".into());
+        }
+        let pids = c.cgroup()?.pids();
+        if !pids.is_empty() {
+            return busy(format!(
+                "{} processes of a previous run are still alive (its monitor was killed): \
+                 stop them with rlxc-stop -k -n {} first",
+                pids.len(),
+                c.name
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Bridges must exist: the managed one is created (with DHCP, DNS, NAT) when missing.
+/// On it, every container MAC gets its DNS name and, for "auto" and fixed addresses, a
+/// DHCP reservation; "auto" picks a free address once and records it in config.toml.
+fn prepare_networks(sys: &SystemConfig, c: &Container, cfg: &mut ContainerConfig) -> Result<()> {
+    let on_managed = |n: &crate::config::Network| n.link_or(&sys.network) == sys.network.bridge;
+    for n in cfg
+        .networks
+        .iter()
+        .filter(|n| n.kind == "veth" && !on_managed(n))
+    {
+        crate::net::link::check_bridge(n.link_or(&sys.network))?;
+    }
+    if !cfg
+        .networks
+        .iter()
+        .any(|n| n.kind == "veth" && on_managed(n))
+    {
+        return Ok(());
+    }
+    let managed = Managed::new(sys)?;
+    let lock = managed.lock()?;
+    managed.ensure(&lock)?;
+    // It goes into dnsmasq's hosts file: only a DNS label, never whatever a config holds.
+    let hostname = cfg
+        .hostname
+        .clone()
+        .filter(|h| crate::name::is_dns_label(h))
+        .unwrap_or_else(|| crate::name::hostname_for(&c.name));
+    let mut changed = false;
+    for i in 0..cfg.networks.len() {
+        let n = &cfg.networks[i];
+        if n.kind != "veth" || !on_managed(n) {
+            continue;
+        }
+        let Some(mac) = n.hwaddr.clone() else {
+            continue;
+        };
+        // Picked once; again only when the subnet changed under the recorded address.
+        let recorded =
+            crate::net::link::fixed_address(n).filter(|a| managed.subnet.is_host(a.addr));
+        if n.ipv4.as_deref() == Some("auto") && recorded.is_none() {
+            let ip = managed.free_address(&addresses_of_others(sys, c))?;
+            cfg.networks[i].ipv4_assigned = Some(format!("{ip}/{}", managed.subnet.prefix));
+            changed = true;
+        }
+        let ip = crate::net::link::fixed_address(&cfg.networks[i])
+            .map(|s| s.addr)
+            .filter(|ip| managed.subnet.is_host(*ip));
+        // Only the first interface carries the name in DNS.
+        let name = if i == 0 {
+            hostname.clone()
+        } else {
+            format!("{hostname}-{i}")
+        };
+        managed.reserve(&mac, ip, &name)?;
+    }
+    if changed {
+        cfg.save(&c.config_path())?;
+    }
+    Ok(())
+}
+
+/// Fixed and recorded addresses of the other containers in the same lxcpath.
+fn addresses_of_others(sys: &SystemConfig, c: &Container) -> Vec<std::net::Ipv4Addr> {
+    let names = crate::store::list(&c.lxcpath).unwrap_or_default();
+    names
+        .iter()
+        .filter(|n| **n != c.name)
+        .filter_map(|n| Container::new(sys, n).ok()?.config().ok())
+        .flat_map(|cfg| cfg.networks)
+        .filter_map(|n| crate::net::link::fixed_address(&n).map(|s| s.addr))
+        .collect()
+}

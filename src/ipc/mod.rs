@@ -1,0 +1,144 @@
+//! The one protocol between rlxc's processes: rlxc and a container's monitor (the
+//! command socket), the monitor and the rlxc-start that forked it (the status pipe),
+//! the monitor and the container's first process (the sync socket), the dnsmasq
+//! supervisor and the rlxc that started it.
+//!
+//! Every message is one JSON object on one line (serde; compact JSON never contains a
+//! raw newline), at most `MAX_MESSAGE` bytes. A connection to a monitor opens with a
+//! `Hello` naming the protocol version, so a monitor started by another rlxc version
+//! and this one say that they disagree instead of misreading each other.
+
+pub mod client;
+mod frame;
+
+pub use frame::{read_line_unbuffered, read_msg, recv_packet, send_packet, write_msg};
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped whenever a message changes shape.
+pub const VERSION: u32 = 1;
+
+/// Longer lines are refused: no message comes near it, and a reader never grows
+/// without bound on a peer that sends no newline.
+pub const MAX_MESSAGE: usize = 64 * 1024;
+
+/// The first line on a connection to a monitor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hello {
+    pub rlxc_protocol: u32,
+}
+
+impl Hello {
+    pub fn current() -> Self {
+        Hello {
+            rlxc_protocol: VERSION,
+        }
+    }
+}
+
+/// What a client asks a monitor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    State,
+    /// Halt cleanly, killing after `timeout_secs`.
+    Stop {
+        timeout_secs: u64,
+    },
+    Kill,
+    Reboot,
+    /// After the `Ok` answer the connection carries raw console bytes both ways.
+    Console,
+    Winsize {
+        rows: u16,
+        cols: u16,
+    },
+}
+
+/// A monitor's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "answer", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Response {
+    /// init runs with this (host) pid.
+    Running {
+        pid: i32,
+    },
+    Stopped,
+    Ok,
+    Error {
+        message: String,
+    },
+}
+
+/// How a start went: the monitor to rlxc-start, the dnsmasq supervisor to its starter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Status {
+    Started { pid: i32 },
+    Failed { reason: String },
+}
+
+/// The container's first process and its monitor meet at these points of the start.
+/// Each side does its part up to a stage and then waits for the other, so a new stage
+/// (a user namespace's id maps, say) is one more variant and one more wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// The child is in its namespaces and cgroups (the parent may now write what
+    /// needs its pid: id maps, network interfaces).
+    Namespaces,
+    /// The monitor has set up the container's network.
+    Network,
+}
+
+/// The monitor to the child.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "parent", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ToChild {
+    /// The monitor's part up to `stage` is done.
+    Reached { stage: Stage },
+}
+
+/// The child to the monitor. Success needs no message: the socket closes at exec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "child", rename_all = "snake_case", deny_unknown_fields)]
+pub enum FromChild {
+    Reached { stage: Stage },
+    Failed { reason: String },
+}
+
+/// Why a message could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum IpcError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("the peer closed the connection")]
+    Closed,
+    #[error("a message longer than {MAX_MESSAGE} bytes")]
+    TooLong,
+    #[error("a message cut short (no end of line before the connection closed)")]
+    Truncated,
+    #[error("a message this rlxc does not understand ({0}): {1:?}")]
+    Malformed(String, String),
+    #[error(
+        "the other side speaks rlxc protocol {theirs}, this rlxc {ours}: it was started \
+         by another version of rlxc"
+    )]
+    Version { ours: u32, theirs: u32 },
+}
+
+/// Check a peer's hello.
+pub fn check_hello(h: &Hello) -> Result<(), IpcError> {
+    if h.rlxc_protocol == VERSION {
+        Ok(())
+    } else {
+        Err(IpcError::Version {
+            ours: VERSION,
+            theirs: h.rlxc_protocol,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
