@@ -18,6 +18,7 @@ mod runtime;
 mod signal;
 mod store;
 mod sys;
+mod template;
 
 fn main() {
     std::process::exit(cli::main());

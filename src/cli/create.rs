@@ -173,15 +173,18 @@ pub fn run(a: Args) -> Result<i32> {
         ));
     }
     let t0 = std::time::Instant::now();
-    let report = c.create_from_download(
-        &sys,
+    let mut template = crate::template::Download::new(
         &req,
+        crate::image::cache::Cache::new(&sys.cachepath),
         index,
+    );
+    let report = c.create(
+        &sys,
+        &mut template,
         base,
         a.allow_image_host_mounts,
         &progress,
     )?;
-    let img = &report.image;
     if !a.common.quiet {
         for d in &report.swept {
             eprintln!(
@@ -205,14 +208,18 @@ pub fn run(a: Args) -> Result<i32> {
         for w in &report.stats.warnings {
             eprintln!("warning: {w}");
         }
+        let from = report
+            .image
+            .as_ref()
+            .map(|i| {
+                format!(
+                    " ({} {} {} {}, build {})",
+                    i.dist, i.release, i.arch, i.variant, i.build
+                )
+            })
+            .unwrap_or_default();
         eprintln!(
-            "Created container {} ({} {} {} {}, build {}) in {:.2} s: {} files, {} MB, unpacked in {:.2} s",
-            name,
-            img.dist,
-            img.release,
-            img.arch,
-            img.variant,
-            img.build,
+            "Created container {name}{from} in {:.2} s: {} files, {} MB, unpacked in {:.2} s",
             t0.elapsed().as_secs_f64(),
             report.stats.entries,
             report.stats.bytes / 1_000_000,

@@ -7,12 +7,10 @@ use std::time::{Duration, Instant};
 use super::Container;
 use crate::config::{ContainerConfig, ImageSource, SystemConfig};
 use crate::error::{Error, IoContext, Result};
-use crate::image::cache::Cache;
-use crate::image::download::{self, Request};
 use crate::image::fetch::Progress;
-use crate::image::index::Index;
 use crate::image::{lxcconf, meta, unpack};
 use crate::rootfs::Root;
+use crate::template::{Prepared, Template};
 use crate::{name, store};
 
 /// Where LXC_TEMPLATE_CONFIG and LXC_HOOK_DIR point in substituted image files.
@@ -22,7 +20,7 @@ const HOOK_DIR: &str = "/usr/share/rlxc/hooks";
 /// What a create did, for the CLI to report.
 pub struct CreateReport {
     pub dir: PathBuf,
-    pub image: ImageSource,
+    pub image: Option<ImageSource>,
     pub stats: unpack::Stats,
     pub translation: lxcconf::Translation,
     pub create_message: Option<String>,
@@ -32,13 +30,14 @@ pub struct CreateReport {
 }
 
 impl Container {
-    /// Create from the download template: image → cache → rootfs → config, atomically.
+    /// Create with `template`: it obtains the rootfs, then the configuration is
+    /// populated (defaults or `-f`, the template's LXC lines translated, placeholders
+    /// substituted) and the container published under its name, all or nothing.
     /// `allow_host_mounts`: apply the image's mounts of host paths (refused otherwise).
-    pub fn create_from_download(
+    pub fn create(
         &self,
         sys: &SystemConfig,
-        req: &Request,
-        index: Option<Index>,
+        template: &mut dyn Template,
         base: ContainerConfig,
         allow_host_mounts: bool,
         progress: &dyn Progress,
@@ -55,37 +54,36 @@ impl Container {
             });
         }
         let swept = store::sweep_stale(&self.lxcpath, &self.name);
-        let cache = Cache::new(&sys.cachepath);
         store::mkdir_p(&sys.cachepath, 0o700)?;
-        let image = download::obtain(req, &cache, index, progress)?;
-        let source = ImageSource {
-            server: image.server.clone(),
-            dist: req.key.dist.clone(),
-            release: req.key.release.clone(),
-            arch: req.key.arch.clone(),
-            variant: req.key.variant.clone(),
-            build: image.build.clone(),
-        };
+        let prepared = template.prepare(progress)?;
         // Before anything is written: a refused image leaves no directory behind.
-        let (cfg, translation) = self.initial_config(base, &image.meta.config, &source)?;
+        let (cfg, translation) = self.initial_config(base, &prepared)?;
         refuse_host_mounts(&translation, allow_host_mounts)?;
 
         let creating = store::Creating::begin(&self.lxcpath, &self.name)?;
         let rootfs = creating.rootfs();
         std::fs::create_dir(&rootfs).ctx("create", &rootfs)?;
         let root = Root::open(&rootfs)?;
-
-        // LXC applies excludes-user only to unprivileged creates; as root, device nodes stay.
-        let excludes = if nix::unistd::geteuid().is_root() {
-            Vec::new()
-        } else {
-            unpack::parse_excludes(&image.meta.excludes_user)?
-        };
-        progress.message(&format!("unpacking {} build {}", req.key, image.build));
         let t0 = Instant::now();
-        let stats = unpack::unpack_file(&image.rootfs_tar(), &root, &excludes)?;
+        let stats = template.fill(&root, progress)?;
         let unpack_time = t0.elapsed();
+        self.substitute(&root, &prepared.substitute)?;
+        cfg.save(&creating.dir.join("config.toml"))?;
+        let dir = creating.publish(&self.lxcpath, &self.name)?;
+        Ok(CreateReport {
+            dir,
+            image: prepared.source,
+            stats,
+            translation,
+            create_message: prepared.create_message,
+            unpack_time,
+            swept,
+        })
+    }
 
+    /// The template's LXC_NAME, LXC_PATH, … placeholders in the files it lists, as
+    /// they will be once the container is published.
+    fn substitute(&self, root: &Root, files: &[String]) -> Result<()> {
         let final_dir = self.dir();
         let final_rootfs = final_dir.join("rootfs");
         let vars = meta::TemplateVars {
@@ -95,34 +93,24 @@ impl Container {
             template_config: TEMPLATE_CONFIG_DIR,
             hook_dir: HOOK_DIR,
         };
-        meta::apply_templates(&root, &image.meta.templates, &vars)?;
-        cfg.save(&creating.dir.join("config.toml"))?;
-        let dir = creating.publish(&self.lxcpath, &self.name)?;
-        Ok(CreateReport {
-            dir,
-            image: source,
-            stats,
-            translation,
-            create_message: image.meta.create_message.clone(),
-            unpack_time,
-            swept,
-        })
+        meta::apply_templates(root, files, &vars).map(|_| ())
     }
 
     /// Defaults (or `-f`), then the image's LXC lines, then what rlxc knows for sure.
     fn initial_config(
         &self,
         base: ContainerConfig,
-        image_config: &str,
-        source: &ImageSource,
+        prepared: &Prepared,
     ) -> Result<(ContainerConfig, lxcconf::Translation)> {
         let mut cfg = base;
-        let translation = lxcconf::translate(image_config, &mut cfg);
+        let translation = lxcconf::translate(&prepared.lxc_config, &mut cfg);
         if cfg.hostname.is_none() {
             cfg.hostname = Some(name::hostname_for(&self.name));
         }
-        cfg.arch = Some(source.arch.clone());
-        cfg.image = Some(source.clone());
+        if let Some(source) = &prepared.source {
+            cfg.arch = Some(source.arch.clone());
+            cfg.image = Some(source.clone());
+        }
         cfg.fill_hwaddrs();
         cfg.validate(&self.config_path())?;
         Ok((cfg, translation))

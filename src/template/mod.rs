@@ -1,0 +1,33 @@
+//! Templates obtain a rootfs; everything after that is the same for all of them (see
+//! `Container::create`: obtain → populate → publish). `download` is one template; the
+//! others DESIGN.md names (local archives, LXC's template scripts, OCI) plug in here.
+
+mod download;
+
+pub use download::Download;
+
+use crate::config::ImageSource;
+use crate::error::Result;
+use crate::image::fetch::Progress;
+use crate::image::unpack;
+use crate::rootfs::Root;
+
+/// What a template knows once it has what the rootfs is made from, before anything of
+/// the container exists: enough to refuse the create early.
+pub struct Prepared {
+    /// Where the rootfs came from, recorded in the container's config.
+    pub source: Option<ImageSource>,
+    /// LXC config lines that come with it (an image's `config`), to be translated.
+    pub lxc_config: String,
+    /// Files inside the rootfs whose LXC_* placeholders are substituted.
+    pub substitute: Vec<String>,
+    /// A message for the sysadmin after the create.
+    pub create_message: Option<String>,
+}
+
+pub trait Template {
+    /// Fetch and check what the rootfs is made from.
+    fn prepare(&mut self, progress: &dyn Progress) -> Result<Prepared>;
+    /// Fill the empty rootfs (confined to it).
+    fn fill(&self, root: &Root, progress: &dyn Progress) -> Result<unpack::Stats>;
+}
