@@ -205,7 +205,7 @@ fn spawn_monitor(
                 .and_then(|_| crate::sys::close_fds_from(3));
             if let Err(e) = ready {
                 eprintln!("monitor set-up: {e}");
-                crate::sys::exit_now(1);
+                crate::sys::exit_child(1);
             }
             crate::sys::ignore_sigpipe();
             crate::sys::default_interrupts();
@@ -217,7 +217,7 @@ fn spawn_monitor(
             )) {
                 eprintln!("{}: cannot set the monitor's command line: {e}", c.name);
             }
-            crate::sys::exit_now(monitor::main(sys, c, apparmor))
+            crate::sys::exit_child(monitor::main(sys, c, apparmor))
         }
         crate::sys::Forked::Parent(child) => {
             drop(wr);

@@ -324,13 +324,6 @@ pub fn default_interrupts() {
     }
 }
 
-/// End the process now: no destructors, no atexit handlers, no stdio flush of buffers
-/// that a forked child shares with its parent.
-pub fn exit_now(code: i32) -> ! {
-    // SAFETY: _exit has no preconditions.
-    unsafe { libc::_exit(code) }
-}
-
 /// Close every descriptor from `first` up.
 pub fn close_fds_from(first: u32) -> io::Result<()> {
     // SAFETY: close_range takes plain integers. The caller (a freshly forked child) owns
@@ -516,7 +509,8 @@ pub fn exec_with_clean_sigmask(cmd: &mut std::process::Command) {
     }
 }
 
-/// End a forked child at once: no atexit handlers, no destructors of the parent's state.
+/// End a forked child at once: no atexit handlers, no destructors of the parent's state,
+/// no stdio flush of buffers it shares with its parent.
 pub fn exit_child(code: i32) -> ! {
     // SAFETY: _exit(2) only ends the process; it cannot leave memory in a bad state.
     unsafe { libc::_exit(code) }
