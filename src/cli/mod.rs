@@ -22,6 +22,7 @@ mod ls;
 mod net;
 mod start;
 mod stop;
+mod table;
 mod wait;
 
 #[derive(Parser)]
