@@ -16,6 +16,37 @@ use crate::ipc::{client, Request, Response};
 
 const CTRL_A: u8 = 0x01;
 
+/// The escape on what the user types: Ctrl-a q detaches, Ctrl-a a and Ctrl-a Ctrl-a send
+/// one Ctrl-a, Ctrl-a followed by anything else sends both bytes. A Ctrl-a at the end of
+/// one read waits for the next.
+#[derive(Default)]
+struct EscapeFilter {
+    saw_escape: bool,
+}
+
+impl EscapeFilter {
+    /// The bytes to send for `input`, and whether it asked to detach; nothing after the q
+    /// counts (it was typed to the local terminal, not to the container).
+    fn feed(&mut self, input: &[u8]) -> (Vec<u8>, bool) {
+        let mut fwd = Vec::with_capacity(input.len() + 1);
+        for &c in input {
+            if self.saw_escape {
+                self.saw_escape = false;
+                match c {
+                    b'q' => return (fwd, true),
+                    CTRL_A | b'a' => fwd.push(CTRL_A),
+                    other => fwd.extend([CTRL_A, other]),
+                }
+            } else if c == CTRL_A {
+                self.saw_escape = true;
+            } else {
+                fwd.push(c);
+            }
+        }
+        (fwd, false)
+    }
+}
+
 pub enum Ended {
     Detached,
     ContainerStopped,
@@ -82,7 +113,7 @@ pub fn attach(dir: &Path, name: &str, quiet: bool) -> Result<Ended> {
         send_winsize(dir, tty);
     }
     let mut out = std::io::stdout();
-    let mut saw_escape = false;
+    let mut escape = EscapeFilter::default();
     let mut buf = [0u8; 8192];
     let mut stdin_open = true;
     loop {
@@ -125,24 +156,69 @@ pub fn attach(dir: &Path, name: &str, quiet: bool) -> Result<Ended> {
                 }
                 Ok(n) => n,
             };
-            let mut fwd = Vec::with_capacity(n + 1);
-            for &c in &buf[..n] {
-                if saw_escape {
-                    saw_escape = false;
-                    match c {
-                        b'q' => return Ok(Ended::Detached),
-                        CTRL_A | b'a' => fwd.push(CTRL_A),
-                        other => fwd.extend([CTRL_A, other]),
-                    }
-                } else if c == CTRL_A {
-                    saw_escape = true;
-                } else {
-                    fwd.push(c);
-                }
+            let (fwd, detach) = escape.feed(&buf[..n]);
+            if detach {
+                return Ok(Ended::Detached);
             }
             if !fwd.is_empty() && sock.write_all(&fwd).is_err() {
                 return Ok(Ended::ContainerStopped);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(input: &[u8]) -> (Vec<u8>, bool) {
+        EscapeFilter::default().feed(input)
+    }
+
+    #[test]
+    fn plain_bytes_pass_through() {
+        assert_eq!(feed(b"ls -l\r"), (b"ls -l\r".to_vec(), false));
+        assert_eq!(feed(b""), (vec![], false));
+    }
+
+    #[test]
+    fn ctrl_a_q_detaches_and_drops_what_follows() {
+        assert_eq!(feed(b"\x01q"), (vec![], true));
+        // What came before is returned; the q and everything after it are not.
+        assert_eq!(feed(b"ab\x01qrm -rf\r"), (b"ab".to_vec(), true));
+        // A q without the escape is just a q.
+        assert_eq!(feed(b"q"), (b"q".to_vec(), false));
+    }
+
+    #[test]
+    fn ctrl_a_a_and_ctrl_a_ctrl_a_send_one_ctrl_a() {
+        assert_eq!(feed(b"\x01a"), (vec![CTRL_A], false));
+        assert_eq!(feed(b"\x01\x01"), (vec![CTRL_A], false));
+        // The second Ctrl-a was consumed, so the q after it is an ordinary byte.
+        assert_eq!(feed(b"\x01\x01q"), (vec![CTRL_A, b'q'], false));
+    }
+
+    #[test]
+    fn ctrl_a_and_anything_else_sends_both() {
+        assert_eq!(feed(b"\x01x"), (vec![CTRL_A, b'x'], false));
+        assert_eq!(feed(b"\x01\r"), (vec![CTRL_A, b'\r'], false));
+        assert_eq!(feed(b"\x01Q"), (vec![CTRL_A, b'Q'], false));
+    }
+
+    #[test]
+    fn an_escape_split_across_reads_still_counts() {
+        let mut f = EscapeFilter::default();
+        assert_eq!(f.feed(b"x\x01"), (b"x".to_vec(), false));
+        assert_eq!(f.feed(b"qy"), (vec![], true));
+
+        let mut f = EscapeFilter::default();
+        assert_eq!(f.feed(b"\x01"), (vec![], false));
+        assert_eq!(f.feed(b"a"), (vec![CTRL_A], false));
+        // The escape was used up: a later q is a q.
+        assert_eq!(f.feed(b"q"), (b"q".to_vec(), false));
+
+        let mut f = EscapeFilter::default();
+        assert_eq!(f.feed(b"\x01"), (vec![], false));
+        assert_eq!(f.feed(b"z"), (vec![CTRL_A, b'z'], false));
     }
 }

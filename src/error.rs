@@ -180,6 +180,22 @@ impl Error {
     }
 }
 
+/// The causes of `e`, outermost first, `e` itself not among them.
+pub fn causes<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(e.source(), |s| s.source())
+}
+
+/// `e` and its causes on one line, "what: why: why" (status messages carry one line).
+pub fn flatten(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut msg = e.to_string();
+    for s in causes(e) {
+        msg += &format!(": {s}");
+    }
+    msg
+}
+
 /// `.ctx("read", path)` on io results: attach the operation and the path.
 pub trait IoContext<T> {
     fn ctx(self, what: &'static str, path: impl AsRef<Path>) -> Result<T>;
@@ -194,5 +210,28 @@ impl<T> IoContext<T> for io::Result<T> {
 impl<T> IoContext<T> for nix::Result<T> {
     fn ctx(self, what: &'static str, path: impl AsRef<Path>) -> Result<T> {
         self.map_err(|e| Error::io(what, path, io::Error::from(e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cause_chain_is_walked_outermost_first() {
+        let inner = io::Error::other("disk on fire");
+        let outer = io::Error::other(Error::io("read", "/x", inner));
+        let e = Error::Image {
+            what: "rootfs.tar.xz".into(),
+            source: outer,
+        };
+        let each: Vec<String> = causes(&e).map(|s| s.to_string()).collect();
+        assert_eq!(each, ["cannot read /x", "disk on fire"]);
+        assert_eq!(
+            flatten(&e),
+            "bad image data in rootfs.tar.xz: cannot read /x: disk on fire"
+        );
+        assert_eq!(flatten(&Error::Interrupted), "interrupted");
+        assert_eq!(causes(&Error::Interrupted).count(), 0);
     }
 }

@@ -293,4 +293,233 @@ mod tests {
         }
         assert!(!lx.join(".locks/dead").exists() && lx.join(".locks/busy").exists());
     }
+
+    #[test]
+    fn sweep_keeps_the_lock_file_of_an_existing_container_and_skips_bad_names() {
+        let d = tempfile::tempdir().unwrap();
+        let lx = d.path();
+        for n in [".web1.destroying", "web1", "..creating", ".-x.creating"] {
+            std::fs::create_dir(lx.join(n)).unwrap();
+        }
+        assert_eq!(sweep_stale(lx, ""), [lx.join(".web1.destroying")]);
+        // web1 still exists, so its lock file must stay for whoever locks it next.
+        assert!(lx.join("web1").is_dir() && lx.join(".locks/web1").is_file());
+        // Not valid names: nobody could hold their lock, so they are not ours to judge.
+        assert!(lx.join("..creating").is_dir() && lx.join(".-x.creating").is_dir());
+        assert!(sweep_stale(&lx.join("missing"), "").is_empty());
+    }
+
+    /// This process's umask, read without changing it (tests run in parallel threads).
+    fn umask() -> u32 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
+        u32::from_str_radix(line[6..].trim(), 8).unwrap()
+    }
+
+    fn mode(p: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn mkdir_p_makes_every_missing_level_with_the_mode() {
+        let d = tempfile::tempdir().unwrap();
+        let leaf = d.path().join("a/b/c");
+        mkdir_p(&leaf, 0o710).unwrap();
+        for p in [d.path().join("a"), d.path().join("a/b"), leaf.clone()] {
+            assert_eq!(mode(&p), 0o710 & !umask(), "{}", p.display());
+        }
+        // An existing directory is fine and keeps its mode.
+        mkdir_p(&leaf, 0o777).unwrap();
+        assert_eq!(mode(&leaf), 0o710 & !umask());
+        std::fs::write(d.path().join("file"), "").unwrap();
+        assert!(matches!(
+            mkdir_p(&d.path().join("file/sub"), 0o700),
+            Err(Error::Io {
+                what: "create directory",
+                ..
+            })
+        ));
+    }
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn write_atomic_replaces_the_file_by_rename() {
+        use std::io::Read;
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("config.toml");
+        write_atomic(&p, b"old", 0o600).unwrap();
+        assert_eq!(mode(&p), 0o600 & !umask());
+        let mut old = File::open(&p).unwrap();
+        let old_ino = old.metadata().unwrap().ino();
+        write_atomic(&p, b"new", 0o644).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"new");
+        // A new inode renamed over the name: a reader of the old file sees it whole.
+        assert_ne!(std::fs::metadata(&p).unwrap().ino(), old_ino);
+        let mut text = String::new();
+        old.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "old");
+        assert_eq!(entries(d.path()), ["config.toml"]);
+    }
+
+    #[test]
+    fn write_atomic_leaves_no_temp_file_when_it_fails() {
+        let d = tempfile::tempdir().unwrap();
+        // The rename fails (a file cannot replace a non-empty directory) after the temp
+        // file was written.
+        let p = d.path().join("target");
+        std::fs::create_dir_all(p.join("inside")).unwrap();
+        assert!(matches!(
+            write_atomic(&p, b"data", 0o644),
+            Err(Error::Io {
+                what: "rename into place",
+                ..
+            })
+        ));
+        assert_eq!(entries(d.path()), ["target"]);
+        assert_eq!(entries(&p), ["inside"]);
+        // The temp file cannot even be created.
+        assert!(matches!(
+            write_atomic(&d.path().join("missing/x"), b"data", 0o644),
+            Err(Error::Io { what: "create", .. })
+        ));
+        assert_eq!(entries(d.path()), ["target"]);
+    }
+
+    #[test]
+    fn remove_tree_accepts_a_missing_path_and_does_not_follow_links() {
+        let d = tempfile::tempdir().unwrap();
+        remove_tree(&d.path().join("missing")).unwrap();
+        let outside = d.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("keep"), "x").unwrap();
+        let tree = d.path().join("tree");
+        std::fs::create_dir_all(tree.join("a/b")).unwrap();
+        std::fs::write(tree.join("a/b/f"), "x").unwrap();
+        std::os::unix::fs::symlink(&outside, tree.join("a/link")).unwrap();
+        remove_tree(&tree).unwrap();
+        assert!(!tree.exists() && outside.join("keep").is_file());
+    }
+
+    #[test]
+    fn a_held_name_lock_refuses_a_second_one_naming_the_holder() {
+        let d = tempfile::tempdir().unwrap();
+        let held = lock_name(d.path(), "web1", "creating this container").unwrap();
+        let lock_file = d.path().join(".locks/web1");
+        let me = std::process::id();
+        assert_eq!(
+            std::fs::read_to_string(&lock_file).unwrap(),
+            format!("{me} creating this container\n")
+        );
+        // flock locks belong to the open file description, so a second open in this
+        // process conflicts just as another process would.
+        match lock_name(d.path(), "web1", "destroying it") {
+            Err(Error::Busy { name, what }) => {
+                assert_eq!(name, "web1");
+                assert_eq!(
+                    what,
+                    format!(
+                        "another rlxc (pid {me}) is creating this container; \
+                         try again when it is done"
+                    )
+                );
+            }
+            Err(e) => panic!("expected Busy, got {e}"),
+            Ok(_) => panic!("a second lock on a held name succeeded"),
+        }
+        // Another name is independent; a released one can be taken again.
+        let _other = lock_name(d.path(), "web2", "creating this container").unwrap();
+        drop(held);
+        let _again = lock_name(d.path(), "web1", "destroying it").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&lock_file).unwrap(),
+            format!("{me} destroying it\n")
+        );
+    }
+
+    #[test]
+    fn a_lock_whose_file_was_unlinked_is_taken_on_a_new_file() {
+        let d = tempfile::tempdir().unwrap();
+        let lock_file = d.path().join(".locks/web1");
+        // As destroy does: it removes the lock file while it still holds the lock.
+        let old = lock_name(d.path(), "web1", "destroying it").unwrap();
+        std::fs::remove_file(&lock_file).unwrap();
+        let new = lock_name(d.path(), "web1", "creating this container").unwrap();
+        assert!(same_file(&new._lock, &lock_file) && !same_file(&old._lock, &lock_file));
+        // Whoever comes next contends with the live file's holder.
+        drop(old);
+        assert!(matches!(
+            lock_name(d.path(), "web1", "starting it"),
+            Err(Error::Busy { .. })
+        ));
+    }
+
+    #[test]
+    fn creating_is_removed_on_drop_unless_published() {
+        let d = tempfile::tempdir().unwrap();
+        let lx = d.path();
+        // A leftover of a killed create is cleared by the next begin.
+        std::fs::create_dir_all(lx.join(".web1.creating/rootfs/stale")).unwrap();
+        let c = Creating::begin(lx, "web1").unwrap();
+        assert_eq!(c.dir, lx.join(".web1.creating"));
+        assert_eq!(entries(&c.dir), Vec::<String>::new());
+        std::fs::create_dir_all(c.rootfs().join("etc")).unwrap();
+        drop(c);
+        assert_eq!(entries(lx), Vec::<String>::new());
+
+        let c = Creating::begin(lx, "web1").unwrap();
+        std::fs::create_dir_all(c.rootfs().join("etc")).unwrap();
+        assert_eq!(c.publish(lx, "web1").unwrap(), lx.join("web1"));
+        assert_eq!(entries(lx), ["web1"]);
+        assert!(lx.join("web1/rootfs/etc").is_dir());
+    }
+
+    #[test]
+    fn publish_refuses_an_existing_name_and_leaves_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let lx = d.path();
+        std::fs::create_dir(lx.join("empty")).unwrap();
+        std::fs::create_dir_all(lx.join("full/rootfs")).unwrap();
+        // EEXIST for an empty directory, ENOTEMPTY for a full one: both are "exists".
+        for name in ["empty", "full"] {
+            let c = Creating::begin(lx, name).unwrap();
+            std::fs::write(c.dir.join("config.toml"), "").unwrap();
+            match c.publish(lx, name) {
+                Err(Error::Exists { name: n, lxcpath }) => {
+                    assert_eq!((n.as_str(), lxcpath.as_path()), (name, lx));
+                }
+                other => panic!(
+                    "expected Exists, got {:?}",
+                    other.map_err(|e| e.to_string())
+                ),
+            }
+        }
+        assert_eq!(entries(lx), ["empty", "full"]);
+        assert_eq!(entries(&lx.join("empty")), Vec::<String>::new());
+        assert_eq!(entries(&lx.join("full")), ["rootfs"]);
+    }
+
+    #[test]
+    fn list_names_only_visible_directories_with_a_config() {
+        let d = tempfile::tempdir().unwrap();
+        let lx = d.path();
+        assert_eq!(list(&lx.join("missing")).unwrap(), Vec::<String>::new());
+        for n in ["web2", "web1", ".hidden", ".web3.creating"] {
+            std::fs::create_dir(lx.join(n)).unwrap();
+            std::fs::write(lx.join(n).join("config.toml"), "").unwrap();
+        }
+        std::fs::create_dir(lx.join("no-config")).unwrap();
+        std::fs::create_dir_all(lx.join("dir-config/config.toml")).unwrap();
+        std::fs::write(lx.join("plain-file"), "").unwrap();
+        assert_eq!(list(lx).unwrap(), ["web1", "web2"]);
+    }
 }

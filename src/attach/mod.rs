@@ -278,11 +278,11 @@ fn exec_command(pty: bool, argv: &[CString], env: &[CString], apparmor: Option<&
         });
     if let Err(e) = ready {
         eprintln!("rlxc-attach: error: cannot set up the command's terminal: {e}");
-        crate::sys::exit_now(126);
+        crate::sys::exit_child(126);
     }
     if let Some(Err(e)) = apparmor.map(crate::apparmor::confine_on_exec) {
         eprintln!("rlxc-attach: error: {e}");
-        crate::sys::exit_now(126);
+        crate::sys::exit_child(126);
     }
     let _ = crate::sys::drop_bounding_caps(crate::runtime::child::CAPS_DROP);
     let _ = crate::sys::seccomp::install();
@@ -297,7 +297,7 @@ fn exec_command(pty: bool, argv: &[CString], env: &[CString], apparmor: Option<&
         prog.to_string_lossy(),
         err.map(|e| e.desc()).unwrap_or("unknown error")
     );
-    crate::sys::exit_now(127);
+    crate::sys::exit_child(127);
 }
 
 /// Find `prog` in the PATH of the environment the command gets, inside the container

@@ -348,27 +348,10 @@ fn list(server: &Server, dl: &DownloadArgs, progress: &dyn Progress) -> Result<i
         return Err(Error::NoImage(msg));
     }
     rows.sort();
-    print_table(&["DIST", "RELEASE", "ARCH", "VARIANT", "BUILD"], &rows);
+    super::table::print(
+        &["DIST", "RELEASE", "ARCH", "VARIANT", "BUILD"],
+        &rows,
+        "  ",
+    );
     Ok(0)
-}
-
-pub fn print_table<const N: usize>(header: &[&str; N], rows: &[[&str; N]]) {
-    let mut w = header.map(str::len);
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            w[i] = w[i].max(c.len());
-        }
-    }
-    let line = |cells: &[&str; N]| {
-        let s: Vec<String> = cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<width$}", width = w[i]))
-            .collect();
-        println!("{}", s.join("  ").trim_end());
-    };
-    line(header);
-    for r in rows {
-        line(r);
-    }
 }

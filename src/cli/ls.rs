@@ -124,16 +124,6 @@ fn fancy(containers: &[Container], format: Option<&str>) -> Result<i32> {
                 .collect(),
         );
     }
-    let widths: Vec<usize> = (0..cols.len())
-        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
-        .collect();
-    for r in rows {
-        let cells: Vec<String> = r
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
-            .collect();
-        println!("{}", cells.join(" ").trim_end());
-    }
+    super::table::print(&rows[0], &rows[1..], " ");
     Ok(0)
 }

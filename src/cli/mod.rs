@@ -22,6 +22,7 @@ mod ls;
 mod net;
 mod start;
 mod stop;
+mod table;
 mod wait;
 
 #[derive(Parser)]
@@ -160,10 +161,8 @@ pub fn main() -> i32 {
 /// Print the error, its causes once each, and a hint.
 fn report(prog: &str, e: &Error) {
     eprintln!("{prog}: error: {e}");
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
+    for s in crate::error::causes(e) {
         eprintln!("  caused by: {s}");
-        src = s.source();
     }
     if let Some(h) = e.hint() {
         eprintln!("  hint: {h}");

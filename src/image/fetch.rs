@@ -345,13 +345,7 @@ fn is_timeout(e: &std::io::Error) -> bool {
 /// The innermost cause of an error, which says more than reqwest's "error decoding
 /// response body".
 fn cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut last = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        last = s.to_string();
-        src = s.source();
-    }
-    last
+    crate::error::causes(e).last().unwrap_or(e).to_string()
 }
 
 /// Where a download goes; `reset` starts over for a retry.

@@ -56,12 +56,7 @@ pub fn run(spec: &ChildSpec, join: &[JoinFile], sync: RawFd) -> isize {
         Ok(never) => match never {},
         Err(e) => e,
     };
-    let mut reason = err.to_string();
-    let mut src = std::error::Error::source(&err);
-    while let Some(s) = src {
-        reason += &format!(": {s}");
-        src = s.source();
-    }
+    let reason = crate::error::flatten(&err);
     let _ = ipc::send_packet(sync, &FromChild::Failed { reason });
     1
 }

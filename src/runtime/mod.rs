@@ -113,7 +113,7 @@ fn spawn_monitor(
                 .and_then(|_| crate::sys::close_fds_from(3));
             if let Err(e) = ready {
                 eprintln!("monitor set-up: {e}");
-                crate::sys::exit_now(1);
+                crate::sys::exit_child(1);
             }
             crate::sys::ignore_sigpipe();
             crate::sys::default_interrupts();
@@ -125,7 +125,7 @@ fn spawn_monitor(
             )) {
                 eprintln!("{}: cannot set the monitor's command line: {e}", plan.name);
             }
-            crate::sys::exit_now(monitor::main(plan))
+            crate::sys::exit_child(monitor::main(plan))
         }
         crate::sys::Forked::Parent(child) => {
             drop(wr);

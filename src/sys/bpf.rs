@@ -244,10 +244,7 @@ fn attach(prog: &OwnedFd, cgroup: &Path) -> io::Result<()> {
         ..Default::default()
     };
     // SAFETY: attr holds only numbers and two fds that are open across the call.
-    if unsafe { bpf(BPF_PROG_ATTACH, &attr) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    super::check(unsafe { bpf(BPF_PROG_ATTACH, &attr) })
 }
 
 /// Allow only `rules` for every process in the cgroup v2 directory `cgroup` and below.

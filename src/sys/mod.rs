@@ -4,6 +4,15 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
+/// A libc or syscall return value where 0 is success and anything else means errno says why.
+fn check(r: impl Into<i64>) -> io::Result<()> {
+    if r.into() == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 fn cstring(s: &[u8]) -> io::Result<CString> {
     CString::new(s)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name contains a NUL byte"))
@@ -23,11 +32,7 @@ pub fn fsetxattr(fd: BorrowedFd<'_>, name: &str, value: &[u8]) -> io::Result<()>
             0,
         )
     };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    check(r)
 }
 
 /// Set an extended attribute on `leaf` inside the directory `dir` without following a
@@ -49,11 +54,7 @@ pub fn lsetxattr_at(dir: BorrowedFd<'_>, leaf: &[u8], name: &str, value: &[u8]) 
             0,
         )
     };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    check(r)
 }
 
 mod interrupt;
@@ -184,11 +185,7 @@ pub fn clone_child(
 pub fn set_controlling_tty(fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: TIOCSCTTY takes an int argument; `fd` is a live descriptor.
     let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0) };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    check(r)
 }
 
 /// Window size of a terminal, as (rows, cols).
@@ -213,11 +210,7 @@ pub fn set_winsize(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<()> {
     };
     // SAFETY: TIOCSWINSZ reads one `winsize` from the pointed-to struct.
     let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    check(r)
 }
 
 /// Remove capabilities from the bounding set: no process below can ever regain them.
@@ -225,8 +218,7 @@ pub fn drop_bounding_caps(caps: &[u32]) -> io::Result<()> {
     for &cap in caps {
         // SAFETY: PR_CAPBSET_DROP takes the capability number; no pointers involved.
         let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };
-        if r != 0 {
-            let e = io::Error::last_os_error();
+        if let Err(e) = check(r) {
             // A capability this kernel does not know cannot be held either.
             if e.raw_os_error() != Some(libc::EINVAL) {
                 return Err(e);
@@ -252,11 +244,8 @@ pub fn dup_onto(fd: BorrowedFd<'_>, target: std::os::fd::RawFd) -> io::Result<()
     // SAFETY: dup2 on two integers; the target number is replaced atomically, which is
     // the point (0, 1, 2 become the console).
     let r = unsafe { libc::dup2(fd.as_raw_fd(), target) };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    // dup2 returns the new descriptor on success.
+    check(r.min(0))
 }
 
 /// Mark every descriptor from `first` up close-on-exec, so nothing of the monitor leaks
@@ -292,11 +281,7 @@ pub fn mark_fds_cloexec_from(first: u32) {
 pub fn kill_raw(pid: i32, sig: i32) -> io::Result<()> {
     // SAFETY: kill(2) on two integers.
     let r = unsafe { libc::kill(pid, sig) };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    check(r)
 }
 
 pub enum Forked {
@@ -339,23 +324,12 @@ pub fn default_interrupts() {
     }
 }
 
-/// End the process now: no destructors, no atexit handlers, no stdio flush of buffers
-/// that a forked child shares with its parent.
-pub fn exit_now(code: i32) -> ! {
-    // SAFETY: _exit has no preconditions.
-    unsafe { libc::_exit(code) }
-}
-
 /// Close every descriptor from `first` up.
 pub fn close_fds_from(first: u32) -> io::Result<()> {
     // SAFETY: close_range takes plain integers. The caller (a freshly forked child) owns
     // no Rust object it will use again that wraps one of these descriptors.
     let r = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0) };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    check(r)
 }
 
 /// The kernel's `struct prctl_mm_map` (linux/prctl.h), for PR_SET_MM_MAP.
@@ -433,11 +407,7 @@ fn mm_map_with_args(arg_start: u64, arg_end: u64) -> io::Result<()> {
             0,
         )
     };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    check(r)
 }
 
 fn set_arg_bounds(start: u64, end: u64) -> io::Result<()> {
@@ -445,11 +415,7 @@ fn set_arg_bounds(start: u64, end: u64) -> io::Result<()> {
         // SAFETY: PR_SET_MM only records the address in the kernel; the caller's buffer
         // is leaked, so it stays valid and unchanged for the rest of the process's life.
         let r = unsafe { libc::prctl(libc::PR_SET_MM, opt, addr as libc::c_ulong, 0, 0) };
-        if r == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
+        check(r)
     };
     // The kernel wants start <= end after each call: the order depends on where the
     // new buffer lies relative to the old arguments.
@@ -543,7 +509,8 @@ pub fn exec_with_clean_sigmask(cmd: &mut std::process::Command) {
     }
 }
 
-/// End a forked child at once: no atexit handlers, no destructors of the parent's state.
+/// End a forked child at once: no atexit handlers, no destructors of the parent's state,
+/// no stdio flush of buffers it shares with its parent.
 pub fn exit_child(code: i32) -> ! {
     // SAFETY: _exit(2) only ends the process; it cannot leave memory in a bad state.
     unsafe { libc::_exit(code) }

@@ -185,11 +185,7 @@ pub fn install() -> io::Result<()> {
             &fprog as *const libc::sock_fprog,
         )
     };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    super::check(r)
 }
 
 #[cfg(test)]

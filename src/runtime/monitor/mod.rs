@@ -97,13 +97,8 @@ pub fn main(plan: &StartPlan) -> i32 {
     let mut m = match Monitor::new(plan).and_then(|mut m| m.boot().map(|_| m)) {
         Ok(m) => m,
         Err(e) => {
-            let mut msg = e.to_string();
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                msg += &format!(": {s}");
-                src = s.source();
-            }
-            report_status(&crate::ipc::Status::Failed { reason: msg });
+            let reason = crate::error::flatten(&e);
+            report_status(&crate::ipc::Status::Failed { reason });
             return 1;
         }
     };
