@@ -9,6 +9,8 @@
 mod entry;
 mod files;
 mod layout;
+#[cfg(test)]
+mod tests;
 mod v1;
 mod v2;
 
