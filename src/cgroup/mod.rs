@@ -1,0 +1,305 @@
+//! Control groups on cgroup v1 (hybrid hosts: v1 controllers, `name=systemd` and a
+//! unified mount) and on pure cgroup v2. A container gets `rlxc/NAME.TAG` in every hierarchy;
+//! its init joins them before it unshares its cgroup namespace, so inside the container
+//! that directory is the root, writable for systemd to delegate below.
+//!
+//! `layout` finds the hierarchies, `files` is the one table of controller files, `v1` and
+//! `v2` hold what differs per version behind [`Version`], `entry` joins a cgroup.
+
+mod entry;
+mod files;
+mod layout;
+#[cfg(test)]
+mod tests;
+mod v1;
+mod v2;
+
+use std::path::{Path, PathBuf};
+
+pub use entry::{Entry, JoinFile};
+/// `sys::bpf`'s kernel test finds the cgroup2 mount with it; elsewhere `Layout::detect`.
+#[cfg(test)]
+pub use layout::parse_mountinfo;
+pub use layout::{Hierarchy, Layout};
+
+use crate::config::{parse_size, Limits};
+use crate::error::{Error, Result};
+use files::{apply, mkdir, row, Place, Row, Setting, Value, Write};
+
+/// The `rlxc/NAME.TAG` cgroup of a container in every hierarchy (see `runtime::host_key`).
+#[derive(Debug, Clone)]
+pub struct Cgroup {
+    /// `NAME.TAG`: unique per installation and container.
+    pub name: String,
+    pub layout: Layout,
+}
+
+/// What differs between a v1 hierarchy and cgroup2.
+trait Version {
+    /// Make `base` (`rlxc/` under the mountpoint) ready to hold container cgroups.
+    fn prepare_base(&self, h: &Hierarchy, base: &Path) -> Result<()>;
+    /// Make the container's new directory `dir` (below `base`) ready for tasks.
+    fn prepare_dir(&self, h: &Hierarchy, base: &Path, dir: &Path) -> Result<()>;
+    /// This version's files for a row of the table, if it has any.
+    fn place(&self, row: &'static Row) -> Option<&'static Place>;
+    /// Whether `h` offers `controller` (None: core files, always there).
+    fn serves(&self, h: &Hierarchy, controller: Option<&str>) -> bool;
+}
+
+/// The one place that picks v1 or v2 behaviour for a hierarchy.
+fn version(h: &Hierarchy) -> &'static dyn Version {
+    if h.v2 {
+        &v2::V2
+    } else {
+        &v1::V1
+    }
+}
+
+const BASE: &str = "rlxc";
+
+/// CFS period for `limits.cpus`, in microseconds (the kernel's default).
+const CPU_PERIOD_US: u64 = 100_000;
+
+/// Standard device nodes a container may use (LXC's common.conf).
+const DEVICES_ALLOW: &[&str] = &[
+    "c *:* m",
+    "b *:* m",
+    "c 1:3 rwm",
+    "c 1:5 rwm",
+    "c 1:7 rwm",
+    "c 1:8 rwm",
+    "c 1:9 rwm",
+    "c 5:0 rwm",
+    "c 5:1 rwm",
+    "c 5:2 rwm",
+    "c 136:* rwm",
+    "c 10:229 rwm",
+    "c 10:200 rwm",
+];
+
+/// The only code that reads `Limits`: each limit asked for, as the config key it came
+/// from, the setting and the value to write.
+fn requested(limits: &Limits) -> Vec<(&'static str, Setting, Value<'static>)> {
+    let mut out = Vec::new();
+    if let Some(m) = limits.memory.as_deref().and_then(parse_size) {
+        out.push(("memory", Setting::MemoryLimit, Value::Number(m)));
+    }
+    if let Some(cpus) = limits.cpus {
+        let quota = (cpus * CPU_PERIOD_US as f64).round() as u64;
+        let period = CPU_PERIOD_US;
+        out.push(("cpus", Setting::CpuQuota, Value::Cpu { quota, period }));
+    }
+    if let Some(p) = limits.pids {
+        out.push(("pids", Setting::PidsMax, Value::Number(p)));
+    }
+    out
+}
+
+impl Cgroup {
+    pub fn new(layout: Layout, name: &str) -> Self {
+        Cgroup {
+            name: name.to_string(),
+            layout,
+        }
+    }
+
+    /// The container's own name, for messages (the key without its installation tag).
+    fn container_name(&self) -> &str {
+        self.name.rsplit_once('.').map_or(&self.name, |(n, _)| n)
+    }
+
+    pub fn path_in(&self, h: &Hierarchy) -> PathBuf {
+        h.mountpoint.join(BASE).join(&self.name)
+    }
+
+    /// Does any hierarchy still hold this container's cgroup?
+    pub fn exists(&self) -> bool {
+        self.layout
+            .hierarchies
+            .iter()
+            .any(|h| self.path_in(h).is_dir())
+    }
+
+    /// Create `rlxc/NAME.TAG` everywhere; on v2 enable the controllers down to it.
+    pub fn create(&self) -> Result<()> {
+        for h in &self.layout.hierarchies {
+            let v = version(h);
+            let base = h.mountpoint.join(BASE);
+            v.prepare_base(h, &base)?;
+            let dir = self.path_in(h);
+            if dir.exists() {
+                return Err(Error::Busy {
+                    name: self.container_name().to_string(),
+                    what: format!(
+                        "its cgroup {} exists: a previous run is still there",
+                        dir.display()
+                    ),
+                });
+            }
+            mkdir(&dir)?;
+            v.prepare_dir(h, &base, &dir)?;
+        }
+        Ok(())
+    }
+
+    /// Apply limits and the device allow-list. Returns a warning for the log when the
+    /// cgroup2 device filter could not be attached on a host whose v1 controller covers it.
+    pub fn configure(&self, limits: &Limits) -> Result<Option<String>> {
+        let v1_rules = self.device_writes();
+        apply(&v1_rules)?;
+        let warning = self.attach_device_filter(!v1_rules.is_empty())?;
+        self.apply_limits(limits)?;
+        Ok(warning)
+    }
+
+    /// v1: deny every device, then allow the standard ones, one rule per write. Empty
+    /// where no v1 devices controller is mounted.
+    fn device_writes(&self) -> Vec<Write> {
+        let mut out = self.writes(Setting::DevicesDeny, &[Value::Rule("a")]);
+        let allow: Vec<_> = DEVICES_ALLOW.iter().map(|r| Value::Rule(r)).collect();
+        out.extend(self.writes(Setting::DevicesAllow, &allow));
+        out
+    }
+
+    /// The writes setting each of `values` in turn, where the setting has files.
+    fn writes(&self, s: Setting, values: &[Value]) -> Vec<Write> {
+        let Some((h, place)) = self.layout.locate(row(s)) else {
+            return Vec::new();
+        };
+        let dir = self.path_in(h);
+        values.iter().flat_map(|v| place.writes(&dir, v)).collect()
+    }
+
+    /// cgroup2's device filter (needs root and a real cgroup2: a step of its own).
+    fn attach_device_filter(&self, v1_covers: bool) -> Result<Option<String>> {
+        match self.layout.find(|h| h.v2) {
+            Some(h) => v2::attach_device_filter(&self.path_in(h), DEVICES_ALLOW, v1_covers),
+            None => Ok(None),
+        }
+    }
+
+    fn apply_limits(&self, limits: &Limits) -> Result<()> {
+        for (key, s, value) in requested(limits) {
+            let row = row(s);
+            let (h, place) = self.layout.locate(row).ok_or_else(|| {
+                Error::Other(format!(
+                    "the {} cgroup controller is not available on this host, but limits.{key} asks for it",
+                    row.controller
+                ))
+            })?;
+            apply(&place.writes(&self.path_in(h), &value))?;
+        }
+        Ok(())
+    }
+
+    /// How init joins this cgroup without being moved by pid. Writing a pid to
+    /// `cgroup.procs` write-locks a host-wide semaphore whose first writer waits out an
+    /// RCU grace period (5-16 ms, most of a start). Two ways avoid it:
+    /// - cgroup2: clone3(CLONE_INTO_CGROUP) starts init in the directory;
+    /// - v1: a single-threaded process writes "0" (itself) to each hierarchy's `tasks`,
+    ///   which the kernel does without that lock.
+    pub fn entry(&self) -> Result<Entry> {
+        Entry::open(
+            self.layout
+                .hierarchies
+                .iter()
+                .map(|h| (self.path_in(h), h.v2)),
+        )
+    }
+
+    /// PIDs (host view) in the container's cgroup tree.
+    pub fn pids(&self) -> Vec<i32> {
+        let Some(h) = self
+            .layout
+            .hierarchies
+            .iter()
+            .find(|h| self.path_in(h).is_dir())
+        else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        collect_pids(&self.path_in(h), &mut out);
+        out
+    }
+
+    /// Kill everything left and remove the cgroup directories, deepest first.
+    pub fn destroy(&self) -> Result<()> {
+        for _ in 0..100 {
+            let pids = self.pids();
+            if pids.is_empty() {
+                break;
+            }
+            for p in pids {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(p),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let mut last_err = None;
+        for h in &self.layout.hierarchies {
+            let dir = self.path_in(h);
+            if let Err(e) = remove_tree(&dir) {
+                last_err = Some(e);
+            }
+        }
+        last_err.map_or(Ok(()), Err)
+    }
+
+    /// CPU time used, in nanoseconds.
+    pub fn cpu_ns(&self) -> Option<u64> {
+        self.read(Setting::CpuUsageNs)
+    }
+
+    /// Memory in use, in bytes.
+    pub fn memory_bytes(&self) -> Option<u64> {
+        self.read(Setting::MemoryUsage)
+    }
+
+    fn read(&self, s: Setting) -> Option<u64> {
+        let (h, place) = self.layout.locate(row(s))?;
+        place.read(&self.path_in(h))
+    }
+}
+
+fn collect_pids(dir: &Path, out: &mut Vec<i32>) {
+    if let Ok(s) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+        out.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+    }
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                collect_pids(&e.path(), out);
+            }
+        }
+    }
+}
+
+/// rmdir a cgroup tree bottom-up (cgroup directories cannot be removed with files in
+/// them, and their files cannot be unlinked: only rmdir works).
+fn remove_tree(dir: &Path) -> Result<()> {
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&e.path())?;
+            }
+        }
+    }
+    let mut tries = 0;
+    loop {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            // EBUSY while the last tasks are still exiting.
+            Err(_) if tries < 50 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => return Err(Error::io("remove cgroup", dir, e)),
+        }
+    }
+}
