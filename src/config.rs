@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 
 mod download;
 mod file;
+mod rootfs;
 mod size;
 
 use download::DownloadSection;
@@ -18,6 +19,7 @@ pub use file::{parse_toml, MAX_CONFIG_SIZE};
 pub use size::{format_size, parse_size};
 
 pub mod validate;
+pub use rootfs::{Backend, Rootfs};
 
 pub const DEFAULT_SYSTEM_CONFIG: &str = "/etc/rlxc/rlxc.toml";
 pub const DEFAULT_SERVER: &str = "images.linuxcontainers.org";
@@ -222,6 +224,9 @@ pub struct ContainerConfig {
     pub networks: Vec<Network>,
     #[serde(default, rename = "mount", skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<MountEntry>,
+    /// Where the root file system is; written at create time.
+    #[serde(default)]
+    pub rootfs: Rootfs,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]

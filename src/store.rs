@@ -13,6 +13,8 @@ use nix::fcntl::{renameat2, Flock, FlockArg, RenameFlags, AT_FDCWD};
 
 use crate::error::{Error, IoContext, Result};
 
+pub mod backing;
+
 pub fn mkdir_p(path: &Path, mode: u32) -> Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -157,10 +159,6 @@ impl Creating {
             dir,
             published: false,
         })
-    }
-
-    pub fn rootfs(&self) -> PathBuf {
-        self.dir.join("rootfs")
     }
 
     /// Rename into place; fails, leaving nothing, if the name appeared meanwhile.
@@ -472,12 +470,12 @@ mod tests {
         let c = Creating::begin(lx, "web1").unwrap();
         assert_eq!(c.dir, lx.join(".web1.creating"));
         assert_eq!(entries(&c.dir), Vec::<String>::new());
-        std::fs::create_dir_all(c.rootfs().join("etc")).unwrap();
+        std::fs::create_dir_all(c.dir.join("rootfs/etc")).unwrap();
         drop(c);
         assert_eq!(entries(lx), Vec::<String>::new());
 
         let c = Creating::begin(lx, "web1").unwrap();
-        std::fs::create_dir_all(c.rootfs().join("etc")).unwrap();
+        std::fs::create_dir_all(c.dir.join("rootfs/etc")).unwrap();
         assert_eq!(c.publish(lx, "web1").unwrap(), lx.join("web1"));
         assert_eq!(entries(lx), ["web1"]);
         assert!(lx.join("web1/rootfs/etc").is_dir());

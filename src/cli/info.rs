@@ -58,7 +58,15 @@ pub fn run(a: Args) -> Result<i32> {
         );
         row("Image server", &i.server);
     }
-    row("Rootfs", &c.rootfs().display().to_string());
+    row(
+        "Rootfs",
+        &format!(
+            "{} ({:?})",
+            c.rootfs(&cfg).display(),
+            c.backing(&cfg).kind()
+        )
+        .to_lowercase(),
+    );
     row("Config", &c.config_path().display().to_string());
     for n in &cfg.networks {
         let mut d = n.kind.clone();

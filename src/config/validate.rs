@@ -136,6 +136,7 @@ pub fn mount_source(m: &MountEntry) -> Result<(), String> {
 /// The checks of `ContainerConfig::validate` that are about single values: the message
 /// names the key and the value.
 pub fn container_values(c: &ContainerConfig) -> Result<(), String> {
+    c.rootfs.check()?;
     if let Some(h) = &c.hostname {
         hostname(h).map_err(|why| format!("hostname = {h:?}: {why}"))?;
     }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::Container;
 use crate::config::{ContainerConfig, ImageSource, SystemConfig};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::image::fetch::Progress;
 use crate::image::{lxcconf, meta, unpack};
 use crate::rootfs::Root;
@@ -61,13 +61,12 @@ impl Container {
         refuse_host_mounts(&translation, allow_host_mounts)?;
 
         let creating = store::Creating::begin(&self.lxcpath, &self.name)?;
-        let rootfs = creating.rootfs();
-        std::fs::create_dir(&rootfs).ctx("create", &rootfs)?;
-        let root = Root::open(&rootfs)?;
+        let backing = self.backing(&cfg);
+        let root = Root::open(&backing.create(&creating.dir)?)?;
         let t0 = Instant::now();
         let stats = template.fill(&root, progress)?;
         let unpack_time = t0.elapsed();
-        self.substitute(&root, &prepared.substitute)?;
+        self.substitute(&root, &cfg, &prepared.substitute)?;
         cfg.save(&creating.dir.join("config.toml"))?;
         let dir = creating.publish(&self.lxcpath, &self.name)?;
         Ok(CreateReport {
@@ -83,9 +82,9 @@ impl Container {
 
     /// The template's LXC_NAME, LXC_PATH, … placeholders in the files it lists, as
     /// they will be once the container is published.
-    fn substitute(&self, root: &Root, files: &[String]) -> Result<()> {
+    fn substitute(&self, root: &Root, cfg: &ContainerConfig, files: &[String]) -> Result<()> {
         let final_dir = self.dir();
-        let final_rootfs = final_dir.join("rootfs");
+        let final_rootfs = self.backing(cfg).path(&final_dir);
         let vars = meta::TemplateVars {
             name: &self.name,
             path: &final_dir.to_string_lossy(),

@@ -33,9 +33,13 @@ impl Container {
                 ),
             });
         }
+        // A config that no longer loads does not keep its container: the default store
+        // is a directory inside it, which the removal below takes anyway.
+        let backing = self.backing(&self.config().unwrap_or_default());
         let doomed = store::destroying_dir(&self.lxcpath, &self.name);
         store::remove_tree(&doomed)?;
         std::fs::rename(self.dir(), &doomed).ctx("rename", self.dir())?;
+        backing.destroy(&doomed)?;
         store::remove_tree(&doomed)?;
         let _ = std::fs::remove_file(self.lxcpath.join(".locks").join(&self.name));
         Ok(())

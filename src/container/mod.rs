@@ -70,8 +70,14 @@ impl Container {
         self.dir().join("config.toml")
     }
 
-    pub fn rootfs(&self) -> PathBuf {
-        self.dir().join("rootfs")
+    /// The backing store its config names.
+    pub fn backing(&self, cfg: &ContainerConfig) -> Box<dyn store::backing::BackingStore> {
+        store::backing::open(&cfg.rootfs)
+    }
+
+    /// Where its root file system's files are.
+    pub fn rootfs(&self, cfg: &ContainerConfig) -> PathBuf {
+        self.backing(cfg).path(&self.dir())
     }
 
     pub fn exists(&self) -> bool {

@@ -24,7 +24,7 @@ impl Container {
             lxcpath: self.lxcpath.clone(),
             run_dir: self.run_dir.clone(),
             runpath: sys.runpath.clone(),
-            rootfs: self.rootfs(),
+            root: self.backing(&cfg).root(&self.dir()),
             config: cfg,
             network: sys.network.clone(),
             apparmor: crate::apparmor::ensure_loaded()?,
@@ -35,7 +35,7 @@ impl Container {
     /// Everything that can be checked before anything is created.
     fn preflight(&self, sys: &SystemConfig, cfg: &mut ContainerConfig) -> Result<()> {
         let c = self;
-        let rootfs = c.rootfs();
+        let rootfs = c.rootfs(cfg);
         if !rootfs.is_dir() {
             return Err(Error::Other(format!(
                 "the rootfs {} is missing: recreate the container",

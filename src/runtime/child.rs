@@ -16,11 +16,13 @@ use crate::cgroup::{JoinFile, Layout};
 use crate::error::{Error, IoContext, Result};
 use crate::ipc::{self, FromChild, Stage, ToChild};
 use crate::rootfs::Root;
+use crate::store::backing::RootSource;
 use crate::sys;
 
 /// Everything the child needs, prepared by the monitor before clone.
 pub struct ChildSpec {
-    pub rootfs: PathBuf,
+    /// What becomes the root, from the backing store.
+    pub root: RootSource,
     pub hostname: String,
     pub init: Vec<String>,
     pub env: Vec<String>,
@@ -79,22 +81,15 @@ fn setup_and_exec(spec: &ChildSpec, join: &[JoinFile], sync: BorrowedFd<'_>) -> 
         None::<&str>,
     )
     .ctx("make mounts private in", "/")?;
-    mount(
-        Some(&spec.rootfs),
-        &spec.rootfs,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .ctx("bind-mount", &spec.rootfs)?;
-    let root = Root::open(&spec.rootfs)?;
+    let rootfs = mount_root(&spec.root)?;
+    let root = Root::open(&rootfs)?;
     mount_proc(&root, &spec.boot_id)?;
     mount_sys(&root, &spec.cgroups)?;
     mount_dev(&root, &spec.console)?;
     for m in &spec.mounts {
         mount_entry(&root, m)?;
     }
-    pivot_into(&spec.rootfs)?;
+    pivot_into(&rootfs)?;
     nix::unistd::sethostname(&spec.hostname).ctx("set hostname", &spec.hostname)?;
     attach_console()?;
     if let Some(profile) = &spec.apparmor {
@@ -124,6 +119,23 @@ fn wait_for(sync: BorrowedFd<'_>, stage: Stage) -> Result<()> {
         Ok(None) | Err(_) => Err(Error::Other(
             "the monitor went away before the start".into(),
         )),
+    }
+}
+
+/// Mount what the backing store says is the root, where the child can pivot into it.
+fn mount_root(source: &RootSource) -> Result<PathBuf> {
+    match source {
+        RootSource::Bind(dir) => {
+            mount(
+                Some(dir),
+                dir,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .ctx("bind-mount", dir)?;
+            Ok(dir.clone())
+        }
     }
 }
 

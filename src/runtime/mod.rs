@@ -24,7 +24,8 @@ pub struct StartPlan {
     /// `RUNPATH/NAME.TAG`: the monitor's socket, log, init's pid, the boot id.
     pub run_dir: PathBuf,
     pub runpath: PathBuf,
-    pub rootfs: PathBuf,
+    /// What init's root is (from the backing store).
+    pub root: crate::store::backing::RootSource,
     pub config: ContainerConfig,
     /// The managed bridge's settings (the gateway of fixed addresses on it).
     pub network: NetworkSettings,

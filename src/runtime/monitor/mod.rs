@@ -66,7 +66,7 @@ pub struct Monitor {
     /// `NAME.TAG` (see `runtime::host_key`): its cgroup's name.
     key: String,
     dir: PathBuf,
-    rootfs: PathBuf,
+    root: crate::store::backing::RootSource,
     cfg: ContainerConfig,
     /// The managed bridge's settings (gateway of fixed addresses on it).
     network: crate::config::NetworkSettings,
@@ -141,7 +141,7 @@ impl Monitor {
             name: plan.name.clone(),
             key: plan.key.clone(),
             dir,
-            rootfs: plan.rootfs.clone(),
+            root: plan.root.clone(),
             cfg: plan.config.clone(),
             network: plan.network.clone(),
             layout: Layout::detect()?,
@@ -200,7 +200,7 @@ impl Monitor {
         std::fs::write(&boot_id, format!("{}\n", random_uuid())).ctx("write", &boot_id)?;
         let entry = cgroup.entry()?;
         let spec = ChildSpec {
-            rootfs: self.rootfs.clone(),
+            root: self.root.clone(),
             hostname: self
                 .cfg
                 .hostname
