@@ -12,7 +12,7 @@ use nix::sched::CloneFlags;
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 
-use crate::config::{parse_size, Limits};
+use crate::config::Limits;
 use crate::error::{Error, IoContext, Result};
 
 /// One mounted hierarchy.
@@ -239,7 +239,7 @@ impl Cgroup {
                 ));
             }
         }
-        if let Some(m) = limits.memory.as_deref().and_then(parse_size) {
+        if let Some(m) = limits.memory.as_ref().map(|m| m.bytes()) {
             let h = self.need("memory")?;
             let file = if h.v2 {
                 "memory.max"

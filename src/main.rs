@@ -14,7 +14,6 @@ mod name;
 mod net;
 mod rootfs;
 mod runtime;
-mod signal;
 mod store;
 mod sys;
 

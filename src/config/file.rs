@@ -74,17 +74,37 @@ fn kind(t: &std::fs::FileType) -> &'static str {
     }
 }
 
-/// Parse TOML into `T`, turning errors into "FILE: line N (`text`): message".
+/// Parse TOML into `T`, turning errors into "FILE: line N (`text`): KEY: message".
+/// The key's whole path (`network[0].ipv4`) comes from serde_path_to_error: the line
+/// alone does not say which `[[network]]` it is in. Config values' own errors start
+/// with the quoted value (types.rs), so they read `KEY = "VALUE": why`.
 pub fn parse_toml<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T> {
-    toml::from_str(text).map_err(|e| {
+    let parsed = toml::Deserializer::parse(text)
+        .map_err(|e| (e, String::new()))
+        .and_then(|de| {
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                let key = match e.path().iter().next() {
+                    Some(_) => e.path().to_string(),
+                    None => String::new(),
+                };
+                (e.into_inner(), key)
+            })
+        });
+    parsed.map_err(|(e, key)| {
         let line_info = e.span().map(|span| {
             let line_no = text[..span.start.min(text.len())].matches('\n').count() + 1;
             let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
             format!("line {line_no} (`{line}`): ")
         });
+        let msg = e.message().trim();
+        let key_info = match (key.is_empty(), msg.starts_with('"')) {
+            (true, _) => String::new(),
+            (false, true) => format!("{key} = "),
+            (false, false) => format!("{key}: "),
+        };
         Error::Config {
             file: file.to_path_buf(),
-            msg: format!("{}{}", line_info.unwrap_or_default(), e.message().trim()),
+            msg: format!("{}{key_info}{msg}", line_info.unwrap_or_default()),
         }
     })
 }
