@@ -7,16 +7,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+mod bridge;
 mod download;
 mod file;
 mod signal;
 mod size;
 mod types;
 
+pub use bridge::{BridgeIpv4, BridgeIpv6, DhcpRange};
 use download::DownloadSection;
 pub use download::DEFAULT_MAX_IMAGE_SIZE;
 use file::read_toml;
-pub use file::{parse_toml, MAX_CONFIG_SIZE};
+pub use file::{parse_toml, write_atomic, MAX_CONFIG_SIZE};
 pub use size::format_size;
 pub use types::{
     ByteSize, HwaddrTemplate, Ipv4Assigned, Ipv4Gateway, Ipv4Mode, MacvlanMode, NetKind, Signal,
@@ -65,11 +67,11 @@ pub struct NetworkSettings {
     /// Bridge name. If it exists and rlxc did not create it, rlxc only attaches veths.
     pub bridge: String,
     /// The bridge's address and the subnet, e.g. "10.0.3.1/24".
-    pub ipv4: String,
+    pub ipv4: BridgeIpv4,
     /// First and last DHCP address; default: the whole subnet after the bridge address.
-    pub dhcp_range: Option<String>,
+    pub dhcp_range: Option<DhcpRange>,
     /// Optional IPv6 address/prefix for the bridge (router advertisements, SLAAC).
-    pub ipv6: Option<String>,
+    pub ipv6: Option<BridgeIpv6>,
     /// DNS domain of the containers.
     pub domain: String,
     /// Masquerade the subnet's traffic leaving the host.
@@ -82,7 +84,7 @@ impl Default for NetworkSettings {
     fn default() -> Self {
         NetworkSettings {
             bridge: "virbr0".into(),
-            ipv4: "10.0.3.1/24".into(),
+            ipv4: bridge::DEFAULT_BRIDGE_IPV4,
             dhcp_range: None,
             ipv6: None,
             domain: "lxc".into(),
@@ -149,12 +151,6 @@ impl SystemConfig {
                     msg: format!("key `{key}`: {why}"),
                 });
             }
-        }
-        if let Err(why) = crate::net::subnet::Subnet::parse(&self.network.ipv4) {
-            return Err(Error::Config {
-                file,
-                msg: format!("key `network.ipv4` = {:?}: {why}", self.network.ipv4),
-            });
         }
         let br = &self.network.bridge;
         if br.is_empty() || br.len() > 15 || br.contains(['/', ' ', ':']) {
@@ -433,7 +429,7 @@ impl ContainerConfig {
         let text = format!(
             "# rlxc container configuration (see `man rlxc.container.conf`-style notes in README.md)\n{body}"
         );
-        crate::store::write_atomic(file, text.as_bytes(), 0o644)
+        write_atomic(file, text.as_bytes(), 0o644)
     }
 
     /// Fill `x` digits of MAC address templates (LXC's `00:16:3e:xx:xx:xx`) with random hex.

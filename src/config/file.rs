@@ -1,8 +1,9 @@
 //! Reading config files: the one place every config read goes through, so a path that
-//! names a device, a FIFO or a huge file is refused instead of read without end.
+//! names a device, a FIFO or a huge file is refused instead of read without end. And
+//! writing them atomically.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
@@ -112,6 +113,32 @@ pub fn parse_toml<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T> {
 /// Read (bounded, regular files only) and parse a TOML config file.
 pub fn read_toml<T: DeserializeOwned>(file: &Path) -> Result<T> {
     parse_toml(file, &read_text(file)?)
+}
+
+/// Write `data` to `path` via a temp file in the same directory and a rename.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let res = (|| {
+        let mut f = File::options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)
+            .ctx("create", &tmp)?;
+        f.write_all(data).ctx("write", &tmp)?;
+        f.sync_data().ctx("sync", &tmp)?;
+        std::fs::rename(&tmp, path).ctx("rename into place", path)
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
 }
 
 #[cfg(test)]

@@ -13,16 +13,24 @@ use serde::{Deserialize, Serialize};
 use super::signal::{parse_signal, ACCEPTED_FORMS};
 use super::size::parse_size;
 
-/// The `String` conversions behind `#[serde(try_from = "String", into = "String")]`,
-/// through `FromStr` and `Display`.
-macro_rules! string_conversions {
-    ($t:ty) => {
+/// `TryFrom<String>` through `FromStr`, for `#[serde(try_from = "String")]`.
+macro_rules! try_from_string {
+    ($($t:ty),*) => {$(
         impl TryFrom<String> for $t {
             type Error = String;
             fn try_from(s: String) -> Result<Self, String> {
                 s.parse()
             }
         }
+    )*};
+}
+pub(super) use try_from_string;
+
+/// Both `String` conversions behind `#[serde(try_from = "String", into = "String")]`,
+/// through `FromStr` and `Display`.
+macro_rules! string_conversions {
+    ($t:ty) => {
+        try_from_string!($t);
         impl From<$t> for String {
             fn from(v: $t) -> String {
                 v.to_string()

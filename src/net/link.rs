@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 
 use super::netlink::Netlink;
-use super::subnet::{self, Subnet};
+use super::subnet::Subnet;
 use crate::config::{HwaddrTemplate, Ipv4Gateway, Ipv4Mode, NetKind, Network, NetworkSettings};
 use crate::error::{Error, Result};
 
@@ -125,7 +125,7 @@ fn configure_inside(n: &Network, inner: &str, pid: i32, managed: &NetworkSetting
     let on_managed = n.link_or(managed) == managed.bridge;
     let gateway = match n.ipv4_gateway {
         Some(Ipv4Gateway::Addr(g)) => Some(g),
-        _ if on_managed => subnet::host_part(&managed.ipv4),
+        _ if on_managed => Some(managed.ipv4.addr()),
         _ => None,
     };
     if let Some(gw) = gateway {
