@@ -522,6 +522,41 @@ mod tests {
         assert!(!text.contains("xx"), "{text}");
     }
 
+    /// Every typed value is saved in the text it was read in, and reloads equal.
+    #[test]
+    fn typed_values_save_as_written() {
+        let values = [
+            "halt = \"SIGRTMIN+3\"",
+            "reboot = \"30\"",
+            "stop = \"KILL\"",
+            "memory = \"1024M\"",
+            "type = \"macvlan\"",
+            "hwaddr = \"00:16:3E:5a:01:02\"",
+            "ipv4 = \"10.0.3.50/24\"",
+            "ipv4_assigned = \"10.0.3.254/24\"",
+            "ipv4_gateway = \"auto\"",
+            "mode = \"vepa\"",
+        ];
+        let text = format!(
+            "[signals]\n{}\n{}\n{}\n[limits]\n{}\n[[network]]\nlink = \"eth0\"\n{}\n",
+            values[0],
+            values[1],
+            values[2],
+            values[3],
+            values[4..].join("\n")
+        );
+        let c: ContainerConfig = parse_toml(Path::new("c.toml"), &text).unwrap();
+        c.validate(Path::new("c.toml")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("config.toml");
+        c.save(&f).unwrap();
+        let saved = std::fs::read_to_string(&f).unwrap();
+        for v in values {
+            assert!(saved.lines().any(|l| l == v), "{v} in {saved}");
+        }
+        assert_eq!(ContainerConfig::load(&f).unwrap(), c);
+    }
+
     #[test]
     fn bad_network_values_are_named() {
         let e = parse_toml::<ContainerConfig>(
