@@ -7,16 +7,23 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+mod bridge;
 mod download;
 mod file;
 mod rootfs;
+mod signal;
 mod size;
+mod types;
 
+pub use bridge::{BridgeIpv4, BridgeIpv6, DhcpRange};
 use download::DownloadSection;
 pub use download::DEFAULT_MAX_IMAGE_SIZE;
 use file::read_toml;
-pub use file::{parse_toml, MAX_CONFIG_SIZE};
-pub use size::{format_size, parse_size};
+pub use file::{parse_toml, write_atomic, MAX_CONFIG_SIZE};
+pub use size::format_size;
+pub use types::{
+    ByteSize, HwaddrTemplate, Ipv4Assigned, Ipv4Gateway, Ipv4Mode, MacvlanMode, NetKind, Signal,
+};
 
 pub mod validate;
 pub use rootfs::{Backend, Rootfs};
@@ -62,11 +69,11 @@ pub struct NetworkSettings {
     /// Bridge name. If it exists and rlxc did not create it, rlxc only attaches veths.
     pub bridge: String,
     /// The bridge's address and the subnet, e.g. "10.0.3.1/24".
-    pub ipv4: String,
+    pub ipv4: BridgeIpv4,
     /// First and last DHCP address; default: the whole subnet after the bridge address.
-    pub dhcp_range: Option<String>,
+    pub dhcp_range: Option<DhcpRange>,
     /// Optional IPv6 address/prefix for the bridge (router advertisements, SLAAC).
-    pub ipv6: Option<String>,
+    pub ipv6: Option<BridgeIpv6>,
     /// DNS domain of the containers.
     pub domain: String,
     /// Masquerade the subnet's traffic leaving the host.
@@ -79,7 +86,7 @@ impl Default for NetworkSettings {
     fn default() -> Self {
         NetworkSettings {
             bridge: "virbr0".into(),
-            ipv4: "10.0.3.1/24".into(),
+            ipv4: bridge::DEFAULT_BRIDGE_IPV4,
             dhcp_range: None,
             ipv6: None,
             domain: "lxc".into(),
@@ -146,12 +153,6 @@ impl SystemConfig {
                     msg: format!("key `{key}`: {why}"),
                 });
             }
-        }
-        if let Err(why) = crate::net::subnet::Subnet::parse(&self.network.ipv4) {
-            return Err(Error::Config {
-                file,
-                msg: format!("key `network.ipv4` = {:?}: {why}", self.network.ipv4),
-            });
         }
         let br = &self.network.bridge;
         if br.is_empty() || br.len() > 15 || br.contains(['/', ' ', ':']) {
@@ -244,11 +245,11 @@ pub struct Init {
 #[serde(deny_unknown_fields)]
 pub struct Signals {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub halt: Option<String>,
+    pub halt: Option<Signal>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reboot: Option<String>,
+    pub reboot: Option<Signal>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stop: Option<String>,
+    pub stop: Option<Signal>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
@@ -256,7 +257,7 @@ pub struct Signals {
 pub struct Limits {
     /// Memory limit with an optional K/M/G suffix, e.g. "512M".
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory: Option<String>,
+    pub memory: Option<ByteSize>,
     /// CPU bandwidth in CPUs, e.g. 1.5.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpus: Option<f64>,
@@ -291,9 +292,8 @@ pub struct ImageSource {
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Network {
-    /// veth, macvlan, none or empty.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: NetKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
     /// Interface name inside the container.
@@ -301,20 +301,19 @@ pub struct Network {
     pub name: Option<String>,
     /// MAC address; `x` digits are filled with random ones at create time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hwaddr: Option<String>,
-    /// "dhcp", "auto" or an address with prefix like "10.0.3.50/24".
+    pub hwaddr: Option<HwaddrTemplate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ipv4: Option<String>,
+    pub ipv4: Option<Ipv4Mode>,
     /// The address `ipv4 = "auto"` picked on the managed bridge, recorded so it stays
     /// the container's and no other container gets it. Remove it to pick again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ipv4_assigned: Option<String>,
+    pub ipv4_assigned: Option<Ipv4Assigned>,
     /// Default route for a fixed address: an address, or "auto" (the managed bridge's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ipv4_gateway: Option<String>,
-    /// macvlan mode: bridge (default), private, vepa or passthru.
+    pub ipv4_gateway: Option<Ipv4Gateway>,
+    /// macvlan mode; bridge when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mode: Option<String>,
+    pub mode: Option<MacvlanMode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv6: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -377,64 +376,30 @@ impl ContainerConfig {
                 msg,
             })
         };
+        // The values check themselves at load (types.rs); what is left spans keys.
         for (i, n) in self.networks.iter().enumerate() {
-            if !matches!(n.kind.as_str(), "veth" | "macvlan" | "none" | "empty") {
-                return err(format!(
-                    "network[{i}].type = {:?}: expected veth, macvlan, none or empty",
-                    n.kind
-                ));
-            }
-            if let Some(mac) = &n.hwaddr {
-                if !is_hwaddr_template(mac) {
-                    return err(format!("network[{i}].hwaddr = {mac:?}: expected six hex pairs like 00:16:3e:12:34:56"));
-                }
-            }
-            if let Some(v4) = &n.ipv4 {
-                if !(v4 == "dhcp" || v4 == "auto" || is_cidr_v4(v4)) {
-                    return err(format!("network[{i}].ipv4 = {v4:?}: expected \"dhcp\", \"auto\" or an address like \"10.0.3.50/24\""));
-                }
-            }
-            if let Some(v4) = &n.ipv4_assigned {
-                if !is_cidr_v4(v4) {
-                    return err(format!("network[{i}].ipv4_assigned = {v4:?}: expected an address like \"10.0.3.50/24\" (remove it to pick a new one)"));
-                }
-            }
-            if let Some(g) = &n.ipv4_gateway {
-                if g != "auto" && g.parse::<std::net::Ipv4Addr>().is_err() {
+            if let Some(m) = n.mode {
+                if n.kind != NetKind::Macvlan {
                     return err(format!(
-                        "network[{i}].ipv4_gateway = {g:?}: expected an IPv4 address or \"auto\""
+                        "network[{i}].mode = {:?}: only for type = \"macvlan\"",
+                        m.as_str()
                     ));
                 }
             }
-            if let Some(m) = &n.mode {
-                if n.kind != "macvlan"
-                    || !matches!(m.as_str(), "bridge" | "private" | "vepa" | "passthru")
-                {
-                    return err(format!("network[{i}].mode = {m:?}: only for type = \"macvlan\": bridge, private, vepa or passthru"));
-                }
-            }
-            if n.kind == "macvlan" && n.link.is_none() {
+            if n.kind == NetKind::Macvlan && n.link.is_none() {
                 return err(format!(
                     "network[{i}]: a macvlan needs link, the host interface it shares"
                 ));
             }
         }
         if let Some(m) = &self.limits.memory {
-            match parse_size(m) {
-                None => {
-                    return err(format!(
-                        "limits.memory = {m:?}: expected a size like \"512M\" or \"2G\""
-                    ))
-                }
-                Some(b) if b < MIN_MEMORY => {
-                    return err(format!(
-                        "limits.memory = {m:?}: below {}M no init can start (the kernel \
-                         would kill it before it runs); give it at least that, 64M or more \
-                         for systemd",
-                        MIN_MEMORY >> 20
-                    ))
-                }
-                Some(_) => {}
+            if m.bytes() < MIN_MEMORY {
+                return err(format!(
+                    "limits.memory = \"{m}\": below {}M no init can start (the kernel \
+                     would kill it before it runs); give it at least that, 64M or more \
+                     for systemd",
+                    MIN_MEMORY >> 20
+                ));
             }
         }
         if self.limits.pids == Some(0) {
@@ -469,48 +434,16 @@ impl ContainerConfig {
         let text = format!(
             "# rlxc container configuration (see `man rlxc.container.conf`-style notes in README.md)\n{body}"
         );
-        crate::store::write_atomic(file, text.as_bytes(), 0o644)
+        write_atomic(file, text.as_bytes(), 0o644)
     }
 
     /// Fill `x` digits of MAC address templates (LXC's `00:16:3e:xx:xx:xx`) with random hex.
     pub fn fill_hwaddrs(&mut self) {
         for n in &mut self.networks {
             if let Some(mac) = &n.hwaddr {
-                n.hwaddr = Some(fill_hwaddr_template(mac, &mut random_bytes(6).into_iter()));
+                n.hwaddr = Some(mac.fill(&mut random_bytes(6).into_iter()));
             }
         }
-    }
-}
-
-fn is_hwaddr_template(s: &str) -> bool {
-    let parts: Vec<&str> = s.split(':').collect();
-    parts.len() == 6
-        && parts.iter().all(|p| {
-            p.len() == 2
-                && p.chars()
-                    .all(|c| c.is_ascii_hexdigit() || c == 'x' || c == 'X')
-        })
-}
-
-fn fill_hwaddr_template(mac: &str, rnd: &mut impl Iterator<Item = u8>) -> String {
-    mac.chars()
-        .map(|c| {
-            if c == 'x' || c == 'X' {
-                let v = rnd.next().unwrap_or(0) % 16;
-                char::from_digit(v as u32, 16).unwrap_or('0')
-            } else {
-                c.to_ascii_lowercase()
-            }
-        })
-        .collect()
-}
-
-fn is_cidr_v4(s: &str) -> bool {
-    match s.split_once('/') {
-        Some((a, p)) => {
-            a.parse::<std::net::Ipv4Addr>().is_ok() && p.parse::<u8>().is_ok_and(|p| p <= 32)
-        }
-        None => false,
     }
 }
 
@@ -577,18 +510,9 @@ mod tests {
     fn builtin_defaults_have_one_veth_on_virbr0() {
         let c: ContainerConfig = parse_toml(Path::new("d"), BUILTIN_DEFAULTS).unwrap();
         assert_eq!(c.networks.len(), 1);
-        assert_eq!(c.networks[0].kind, "veth");
+        assert_eq!(c.networks[0].kind, NetKind::Veth);
         assert_eq!(c.networks[0].link.as_deref(), Some("virbr0"));
         c.validate(Path::new("d")).unwrap();
-    }
-
-    #[test]
-    fn hwaddr_templates_are_filled() {
-        let mut r = [0xab, 0x01, 0x0f, 0x10, 0x11, 0x12].into_iter();
-        assert_eq!(
-            fill_hwaddr_template("00:16:3E:xx:xx:xx", &mut r),
-            "00:16:3e:b1:f0:12"
-        );
     }
 
     #[test]
@@ -603,14 +527,63 @@ mod tests {
         assert!(!text.contains("xx"), "{text}");
     }
 
+    /// Every typed value is saved in the text it was read in, and reloads equal.
+    #[test]
+    fn typed_values_save_as_written() {
+        let values = [
+            "halt = \"SIGRTMIN+3\"",
+            "reboot = \"30\"",
+            "stop = \"KILL\"",
+            "memory = \"1024M\"",
+            "type = \"macvlan\"",
+            "hwaddr = \"00:16:3E:5a:01:02\"",
+            "ipv4 = \"10.0.3.50/24\"",
+            "ipv4_assigned = \"10.0.3.254/24\"",
+            "ipv4_gateway = \"auto\"",
+            "mode = \"vepa\"",
+        ];
+        let text = format!(
+            "[signals]\n{}\n{}\n{}\n[limits]\n{}\n[[network]]\nlink = \"eth0\"\n{}\n",
+            values[0],
+            values[1],
+            values[2],
+            values[3],
+            values[4..].join("\n")
+        );
+        let c: ContainerConfig = parse_toml(Path::new("c.toml"), &text).unwrap();
+        c.validate(Path::new("c.toml")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("config.toml");
+        c.save(&f).unwrap();
+        let saved = std::fs::read_to_string(&f).unwrap();
+        for v in values {
+            assert!(saved.lines().any(|l| l == v), "{v} in {saved}");
+        }
+        assert_eq!(ContainerConfig::load(&f).unwrap(), c);
+    }
+
     #[test]
     fn bad_network_values_are_named() {
-        let c: ContainerConfig = parse_toml(
+        let e = parse_toml::<ContainerConfig>(
             Path::new("c.toml"),
             "[[network]]\ntype = \"veth\"\nipv4 = \"10.0.3.300/24\"\n",
         )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("c.toml: line 3 (`ipv4 = \"10.0.3.300/24\"`): network[0].ipv4 = ")
+                && e.contains("an address like \"10.0.3.50/24\""),
+            "{e}"
+        );
+        let c: ContainerConfig = parse_toml(
+            Path::new("c.toml"),
+            "[[network]]\ntype = \"veth\"\nlink = \"virbr0\"\nmode = \"vepa\"\n",
+        )
         .unwrap();
         let e = c.validate(Path::new("c.toml")).unwrap_err().to_string();
-        assert!(e.contains("network[0].ipv4"), "{e}");
+        assert!(
+            e.contains("network[0].mode = \"vepa\": only for type"),
+            "{e}"
+        );
     }
 }

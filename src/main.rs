@@ -15,7 +15,6 @@ mod name;
 mod net;
 mod rootfs;
 mod runtime;
-mod signal;
 mod store;
 // The one module that may use unsafe (the `unsafe_code` lint in Cargo.toml denies it elsewhere).
 #[allow(unsafe_code)]

@@ -6,7 +6,7 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{renameat2, Flock, FlockArg, RenameFlags, AT_FDCWD};
@@ -23,31 +23,8 @@ pub fn mkdir_p(path: &Path, mode: u32) -> Result<()> {
         .ctx("create directory", path)
 }
 
-/// Write `data` to `path` via a temp file in the same directory and a rename.
-pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let res = (|| {
-        let mut f = File::options()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)
-            .ctx("create", &tmp)?;
-        f.write_all(data).ctx("write", &tmp)?;
-        f.sync_data().ctx("sync", &tmp)?;
-        std::fs::rename(&tmp, path).ctx("rename into place", path)
-    })();
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    res
-}
+// In config, which must not import store (DESIGN.md, Layout); here for store's users.
+pub use crate::config::write_atomic;
 
 /// Remove a tree without following symlinks (std's remove_dir_all is symlink-safe).
 pub fn remove_tree(path: &Path) -> Result<()> {

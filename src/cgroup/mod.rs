@@ -22,7 +22,7 @@ pub use entry::{Entry, JoinFile};
 pub use layout::parse_mountinfo;
 pub use layout::{Hierarchy, Layout};
 
-use crate::config::{parse_size, Limits};
+use crate::config::Limits;
 use crate::error::{Error, Result};
 use files::{apply, mkdir, row, Place, Row, Setting, Value, Write};
 
@@ -81,7 +81,7 @@ const DEVICES_ALLOW: &[&str] = &[
 /// from, the setting and the value to write.
 fn requested(limits: &Limits) -> Vec<(&'static str, Setting, Value<'static>)> {
     let mut out = Vec::new();
-    if let Some(m) = limits.memory.as_deref().and_then(parse_size) {
+    if let Some(m) = limits.memory.as_ref().map(|m| m.bytes()) {
         out.push(("memory", Setting::MemoryLimit, Value::Number(m)));
     }
     if let Some(cpus) = limits.cpus {

@@ -69,7 +69,7 @@ pub fn run(a: Args) -> Result<i32> {
     );
     row("Config", &c.config_path().display().to_string());
     for n in &cfg.networks {
-        let mut d = n.kind.clone();
+        let mut d = n.kind.to_string();
         if let Some(l) = &n.link {
             d += &format!(" on {l}");
         }

@@ -1,8 +1,9 @@
 //! Reading config files: the one place every config read goes through, so a path that
-//! names a device, a FIFO or a huge file is refused instead of read without end.
+//! names a device, a FIFO or a huge file is refused instead of read without end. And
+//! writing them atomically.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
@@ -74,17 +75,37 @@ fn kind(t: &std::fs::FileType) -> &'static str {
     }
 }
 
-/// Parse TOML into `T`, turning errors into "FILE: line N (`text`): message".
+/// Parse TOML into `T`, turning errors into "FILE: line N (`text`): KEY: message".
+/// The key's whole path (`network[0].ipv4`) comes from serde_path_to_error: the line
+/// alone does not say which `[[network]]` it is in. Config values' own errors start
+/// with the quoted value (types.rs), so they read `KEY = "VALUE": why`.
 pub fn parse_toml<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T> {
-    toml::from_str(text).map_err(|e| {
+    let parsed = toml::Deserializer::parse(text)
+        .map_err(|e| (e, String::new()))
+        .and_then(|de| {
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                let key = match e.path().iter().next() {
+                    Some(_) => e.path().to_string(),
+                    None => String::new(),
+                };
+                (e.into_inner(), key)
+            })
+        });
+    parsed.map_err(|(e, key)| {
         let line_info = e.span().map(|span| {
             let line_no = text[..span.start.min(text.len())].matches('\n').count() + 1;
             let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
             format!("line {line_no} (`{line}`): ")
         });
+        let msg = e.message().trim();
+        let key_info = match (key.is_empty(), msg.starts_with('"')) {
+            (true, _) => String::new(),
+            (false, true) => format!("{key} = "),
+            (false, false) => format!("{key}: "),
+        };
         Error::Config {
             file: file.to_path_buf(),
-            msg: format!("{}{}", line_info.unwrap_or_default(), e.message().trim()),
+            msg: format!("{}{key_info}{msg}", line_info.unwrap_or_default()),
         }
     })
 }
@@ -92,6 +113,32 @@ pub fn parse_toml<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T> {
 /// Read (bounded, regular files only) and parse a TOML config file.
 pub fn read_toml<T: DeserializeOwned>(file: &Path) -> Result<T> {
     parse_toml(file, &read_text(file)?)
+}
+
+/// Write `data` to `path` via a temp file in the same directory and a rename.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let res = (|| {
+        let mut f = File::options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)
+            .ctx("create", &tmp)?;
+        f.write_all(data).ctx("write", &tmp)?;
+        f.sync_data().ctx("sync", &tmp)?;
+        std::fs::rename(&tmp, path).ctx("rename into place", path)
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! lock held throughout, networks prepared, then the runtime given a plan.
 
 use super::Container;
-use crate::config::{ContainerConfig, SystemConfig};
+use crate::config::{ContainerConfig, Ipv4Assigned, Ipv4Mode, NetKind, SystemConfig};
 use crate::error::{Error, Result};
 use crate::net::bridge::Managed;
 use crate::rootfs::Root;
@@ -110,14 +110,14 @@ fn prepare_networks(sys: &SystemConfig, c: &Container, cfg: &mut ContainerConfig
     for n in cfg
         .networks
         .iter()
-        .filter(|n| n.kind == "veth" && !on_managed(n))
+        .filter(|n| n.kind == NetKind::Veth && !on_managed(n))
     {
         crate::net::link::check_bridge(n.link_or(&sys.network))?;
     }
     if !cfg
         .networks
         .iter()
-        .any(|n| n.kind == "veth" && on_managed(n))
+        .any(|n| n.kind == NetKind::Veth && on_managed(n))
     {
         return Ok(());
     }
@@ -133,18 +133,19 @@ fn prepare_networks(sys: &SystemConfig, c: &Container, cfg: &mut ContainerConfig
     let mut changed = false;
     for i in 0..cfg.networks.len() {
         let n = &cfg.networks[i];
-        if n.kind != "veth" || !on_managed(n) {
+        if n.kind != NetKind::Veth || !on_managed(n) {
             continue;
         }
-        let Some(mac) = n.hwaddr.clone() else {
+        let Some(mac) = n.hwaddr.as_ref().map(|m| m.to_string()) else {
             continue;
         };
         // Picked once; again only when the subnet changed under the recorded address.
         let recorded =
             crate::net::link::fixed_address(n).filter(|a| managed.subnet.is_host(a.addr));
-        if n.ipv4.as_deref() == Some("auto") && recorded.is_none() {
+        if n.ipv4 == Some(Ipv4Mode::Auto) && recorded.is_none() {
             let ip = managed.free_address(&addresses_of_others(sys, c))?;
-            cfg.networks[i].ipv4_assigned = Some(format!("{ip}/{}", managed.subnet.prefix));
+            cfg.networks[i].ipv4_assigned =
+                Some(Ipv4Assigned::new(ip, managed.subnet.prefix).map_err(Error::Other)?);
             changed = true;
         }
         let ip = crate::net::link::fixed_address(&cfg.networks[i])

@@ -1,7 +1,7 @@
 //! Translate an image's LXC config lines (`meta.tar.xz:config`) into rlxc's TOML config.
 //! What rlxc covers by its own defaults is noted; anything else is reported as ignored.
 
-use crate::config::{validate, ContainerConfig, MountEntry};
+use crate::config::{validate, ContainerConfig, MountEntry, Signal};
 
 #[derive(Debug, Default, PartialEq)]
 pub struct Translation {
@@ -108,10 +108,10 @@ pub fn translate(text: &str, cfg: &mut ContainerConfig) -> Translation {
 }
 
 /// An image's bad signal is reported, not fatal: the monitor's default serves.
-fn apply_signal(slot: &mut Option<String>, value: &str, shown: String, t: &mut Translation) {
-    match validate::signal(value) {
-        Ok(()) => {
-            *slot = Some(value.to_string());
+fn apply_signal(slot: &mut Option<Signal>, value: &str, shown: String, t: &mut Translation) {
+    match value.parse::<Signal>() {
+        Ok(sig) => {
+            *slot = Some(sig);
             t.applied.push(shown);
         }
         Err(why) => t.ignored.push(format!("{shown} ({why})")),
@@ -156,7 +156,7 @@ lxc.signal.halt = SIGRTMIN+3
         let mut c = ContainerConfig::default();
         let t = translate(text, &mut c);
         assert_eq!(c.arch.as_deref(), Some("amd64"));
-        assert_eq!(c.signals.halt.as_deref(), Some("SIGRTMIN+3"));
+        assert_eq!(c.signals.halt, "SIGRTMIN+3".parse().ok());
         assert_eq!(c.mounts.len(), 1);
         assert_eq!(c.mounts[0].target, "sys/kernel/security");
         assert_eq!(t.covered.len(), 2);
@@ -195,7 +195,7 @@ lxc.mount.entry = proc mnt/p2 proc bind 0 0
         let t = translate(text, &mut c);
         assert_eq!(c.hostname, None);
         assert_eq!(c.signals.halt, None);
-        assert_eq!(c.signals.stop.as_deref(), Some("SIGKILL"));
+        assert_eq!(c.signals.stop, "SIGKILL".parse().ok());
         assert_eq!(t.ignored.len(), 2, "{:?}", t.ignored);
         assert!(t.ignored[0].contains("bad_name") && t.ignored[0].contains("'_'"));
         assert!(t.ignored[1].contains("SIGBOGUS") && t.ignored[1].contains("RTMIN+3"));

@@ -82,12 +82,7 @@ impl<'a> Managed<'a> {
             .file
             .as_ref()
             .map_or("the system config".to_string(), |f| f.display().to_string());
-        let subnet = Subnet::parse(&sys.network.ipv4).map_err(|why| {
-            Error::net(
-                format!("network.ipv4 = {:?}: {why}", sys.network.ipv4),
-                format!("fix [network] in {config_file}"),
-            )
-        })?;
+        let subnet = Subnet::from(sys.network.ipv4);
         Ok(Managed {
             settings: &sys.network,
             subnet,
@@ -213,8 +208,7 @@ impl<'a> Managed<'a> {
         self.save(st)?;
         nl.add_address(idx, IpAddr::V4(self.subnet.addr), self.subnet.prefix, br)?;
         if let Some(v6) = &self.settings.ipv6 {
-            let (a, p) = subnet::parse_v6(v6).map_err(Error::Other)?;
-            nl.add_address(idx, IpAddr::V6(a), p, br)?;
+            nl.add_address(idx, IpAddr::V6(v6.0.ip()), v6.0.prefix(), br)?;
         }
         nl.set_up(idx, br)?;
         if !self.files.hosts().exists() {
@@ -254,17 +248,9 @@ impl<'a> Managed<'a> {
             ));
         }
         if let Some(r) = &self.settings.dhcp_range {
-            subnet::parse_range(r, &self.subnet).map_err(|why| {
+            subnet::check_range(r, &self.subnet).map_err(|why| {
                 Error::net(
-                    format!("network.dhcp_range = {r:?}: {why}"),
-                    format!("fix it in {}", self.config_file),
-                )
-            })?;
-        }
-        if let Some(v6) = &self.settings.ipv6 {
-            subnet::parse_v6(v6).map_err(|why| {
-                Error::net(
-                    format!("network.ipv6 = {v6:?}: {why}"),
+                    format!("network.dhcp_range = \"{r}\": {why}"),
                     format!("fix it in {}", self.config_file),
                 )
             })?;
@@ -315,8 +301,7 @@ impl<'a> Managed<'a> {
         let range = self
             .settings
             .dhcp_range
-            .as_deref()
-            .and_then(|r| subnet::parse_range(r, &self.subnet).ok())
+            .and_then(|r| subnet::check_range(&r, &self.subnet).ok())
             .unwrap_or_else(|| self.subnet.host_range());
         dnsmasq::Options {
             bridge: self.bridge(),

@@ -2,11 +2,11 @@
 //! with the container end created directly in its network namespace; fixed addresses
 //! set from the host before init runs. Also what the host reads of a container's links.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use super::netlink::Netlink;
-use super::subnet::{self, Subnet};
-use crate::config::{Network, NetworkSettings};
+use super::subnet::Subnet;
+use crate::config::{HwaddrTemplate, Ipv4Gateway, Ipv4Mode, NetKind, Network, NetworkSettings};
 use crate::error::{Error, Result};
 
 /// The bridge must exist and be a bridge.
@@ -51,9 +51,9 @@ pub fn setup_all(networks: &[Network], pid: i32, managed: &NetworkSettings) -> R
     let mut veths = Vec::new();
     let res = networks.iter().enumerate().try_for_each(|(i, n)| {
         let inner = inner_name(n, i);
-        match n.kind.as_str() {
-            "veth" => veths.push(setup_veth(&nl, n.link_or(managed), n, &inner, pid)?),
-            "macvlan" => {
+        match n.kind {
+            NetKind::Veth => veths.push(setup_veth(&nl, n.link_or(managed), n, &inner, pid)?),
+            NetKind::Macvlan => {
                 let parent = n.link.as_deref().ok_or_else(|| {
                     Error::net(
                         format!("network[{i}] is a macvlan without a link"),
@@ -63,13 +63,13 @@ pub fn setup_all(networks: &[Network], pid: i32, managed: &NetworkSettings) -> R
                 nl.add_macvlan(
                     &inner,
                     parent,
-                    n.mode.as_deref().unwrap_or("bridge"),
-                    n.hwaddr.as_deref(),
+                    n.mode.unwrap_or_default().as_str(),
+                    n.hwaddr.as_ref().map(HwaddrTemplate::as_str),
                     n.mtu,
                     pid,
                 )?;
             }
-            _ => return Ok(()),
+            NetKind::None | NetKind::Empty => return Ok(()),
         }
         configure_inside(n, &inner, pid, managed)
     });
@@ -90,7 +90,13 @@ fn setup_veth(nl: &Netlink, link: &str, n: &Network, inner: &str, pid: i32) -> R
         )
     })?;
     let host = host_name();
-    nl.add_veth(&host, inner, n.hwaddr.as_deref(), n.mtu, pid)?;
+    nl.add_veth(
+        &host,
+        inner,
+        n.hwaddr.as_ref().map(HwaddrTemplate::as_str),
+        n.mtu,
+        pid,
+    )?;
     let attached = nl
         .index(&host)?
         .ok_or_else(|| Error::Other(format!("veth {host} vanished after it was created")))
@@ -117,9 +123,9 @@ fn configure_inside(n: &Network, inner: &str, pid: i32, managed: &NetworkSetting
     nl.add_address(idx, IpAddr::V4(addr.addr), addr.prefix, inner)?;
     nl.set_up(idx, inner)?;
     let on_managed = n.link_or(managed) == managed.bridge;
-    let gateway = match n.ipv4_gateway.as_deref() {
-        Some(g) if g != "auto" => g.parse::<Ipv4Addr>().ok(),
-        _ if on_managed => subnet::host_part(&managed.ipv4),
+    let gateway = match n.ipv4_gateway {
+        Some(Ipv4Gateway::Addr(g)) => Some(g),
+        _ if on_managed => Some(managed.ipv4.addr()),
         _ => None,
     };
     if let Some(gw) = gateway {
@@ -133,15 +139,14 @@ fn configure_inside(n: &Network, inner: &str, pid: i32, managed: &NetworkSetting
 
 /// The address a network entry gives the container itself, if any.
 pub fn fixed_address(n: &Network) -> Option<Subnet> {
-    let v = match n.ipv4.as_deref() {
-        Some("auto") => n.ipv4_assigned.as_deref()?,
-        Some("dhcp") | None => return None,
-        Some(v) => v,
+    let net = match n.ipv4? {
+        Ipv4Mode::Auto => n.ipv4_assigned?.0,
+        Ipv4Mode::Dhcp => return None,
+        Ipv4Mode::Fixed(net) => net,
     };
-    let (a, p) = v.split_once('/')?;
     Some(Subnet {
-        addr: a.parse().ok()?,
-        prefix: p.parse().ok()?,
+        addr: net.ip(),
+        prefix: net.prefix(),
     })
 }
 

@@ -2,6 +2,8 @@
 
 use std::net::Ipv4Addr;
 
+use crate::config::{BridgeIpv4, DhcpRange};
+
 /// An IPv4 address with its prefix length, e.g. the bridge's 10.0.3.1/24.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Subnet {
@@ -9,31 +11,17 @@ pub struct Subnet {
     pub prefix: u8,
 }
 
-impl Subnet {
-    /// "10.0.3.1/24": a host address of a /8../30 subnet (a bridge or a container).
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let (a, p) = s
-            .split_once('/')
-            .ok_or("expected ADDRESS/PREFIX, like 10.0.3.1/24")?;
-        let addr: Ipv4Addr = a
-            .parse()
-            .map_err(|_| format!("{a:?} is not an IPv4 address"))?;
-        let prefix: u8 = p
-            .parse()
-            .map_err(|_| format!("{p:?} is not a prefix length"))?;
-        if !(8..=30).contains(&prefix) {
-            return Err(format!("prefix /{prefix} must be between /8 and /30"));
+/// The bridge address of rlxc.toml, checked when it was read.
+impl From<BridgeIpv4> for Subnet {
+    fn from(b: BridgeIpv4) -> Self {
+        Subnet {
+            addr: b.addr(),
+            prefix: b.prefix(),
         }
-        let s = Subnet { addr, prefix };
-        if s.addr == s.network() || s.addr == s.broadcast() {
-            return Err(format!(
-                "{addr} is the network or broadcast address of {}",
-                s.cidr()
-            ));
-        }
-        Ok(s)
     }
+}
 
+impl Subnet {
     fn mask(&self) -> u32 {
         mask(self.prefix)
     }
@@ -84,43 +72,10 @@ fn mask(prefix: u8) -> u32 {
         .unwrap_or(0)
 }
 
-/// "10.0.3.50/24" or "10.0.3.50" → the address.
-pub fn host_part(s: &str) -> Option<Ipv4Addr> {
-    s.split('/').next()?.parse().ok()
-}
-
-/// "fd42::1/64" → (address, prefix), for the bridge's optional IPv6.
-pub fn parse_v6(s: &str) -> Result<(std::net::Ipv6Addr, u8), String> {
-    let (a, p) = s
-        .split_once('/')
-        .ok_or("expected ADDRESS/PREFIX, like fd42:10:0:3::1/64")?;
-    let addr = a
-        .parse()
-        .map_err(|_| format!("{a:?} is not an IPv6 address"))?;
-    let prefix: u8 = p
-        .parse()
-        .map_err(|_| format!("{p:?} is not a prefix length"))?;
-    if prefix != 64 {
-        return Err(format!(
-            "prefix /{prefix}: router advertisements (SLAAC) need a /64"
-        ));
-    }
-    Ok((addr, prefix))
-}
-
-/// "10.0.3.2,10.0.3.99": a DHCP pool inside `subnet`.
-pub fn parse_range(s: &str, subnet: &Subnet) -> Result<(Ipv4Addr, Ipv4Addr), String> {
-    let (a, b) = s
-        .split_once(',')
-        .ok_or("expected FIRST,LAST like 10.0.3.2,10.0.3.99")?;
-    let a: Ipv4Addr = a
-        .trim()
-        .parse()
-        .map_err(|_| format!("{a:?} is not an IPv4 address"))?;
-    let b: Ipv4Addr = b
-        .trim()
-        .parse()
-        .map_err(|_| format!("{b:?} is not an IPv4 address"))?;
+/// A DHCP pool of host addresses inside `subnet` (`dhcp_range` needs the subnet too,
+/// so only its text is checked at load).
+pub fn check_range(r: &DhcpRange, subnet: &Subnet) -> Result<(Ipv4Addr, Ipv4Addr), String> {
+    let (a, b) = (r.first, r.last);
     if !subnet.is_host(a) || !subnet.is_host(b) || u32::from(a) > u32::from(b) {
         return Err(format!(
             "{a}..{b} is not a range of host addresses of {}",
@@ -134,9 +89,13 @@ pub fn parse_range(s: &str, subnet: &Subnet) -> Result<(Ipv4Addr, Ipv4Addr), Str
 mod tests {
     use super::*;
 
+    fn parse(s: &str) -> Result<Subnet, String> {
+        s.parse::<BridgeIpv4>().map(Subnet::from)
+    }
+
     #[test]
     fn subnets() {
-        let s = Subnet::parse("10.0.3.1/24").unwrap();
+        let s = parse("10.0.3.1/24").unwrap();
         assert_eq!(s.network(), Ipv4Addr::new(10, 0, 3, 0));
         assert_eq!(s.broadcast(), Ipv4Addr::new(10, 0, 3, 255));
         assert_eq!(
@@ -149,20 +108,16 @@ mod tests {
         assert!(!s.overlaps(Ipv4Addr::new(10, 0, 4, 0), 24));
         assert!(s.overlaps(Ipv4Addr::new(0, 0, 0, 0), 0));
         assert!(!s.is_host(s.addr));
-        assert!(Subnet::parse("10.0.3.0/24").is_err());
-        assert!(Subnet::parse("10.0.3.1").is_err());
-        assert!(Subnet::parse("10.0.3.1/31").is_err());
-        assert!(Subnet::parse("10.0.3.x/24").is_err());
+        assert_eq!(s.cidr(), "10.0.3.0/24");
     }
 
     #[test]
-    fn ranges_and_v6() {
-        let s = Subnet::parse("10.0.3.1/24").unwrap();
-        assert!(parse_range("10.0.3.2,10.0.3.99", &s).is_ok());
-        assert!(parse_range("10.0.3.99,10.0.3.2", &s).is_err());
-        assert!(parse_range("10.0.4.2,10.0.4.9", &s).is_err());
-        assert!(parse_v6("fd42:10:0:3::1/64").is_ok());
-        assert!(parse_v6("fd42:10:0:3::1/48").is_err());
-        assert_eq!(host_part("10.0.3.50/24"), Some(Ipv4Addr::new(10, 0, 3, 50)));
+    fn ranges() {
+        let s = parse("10.0.3.1/24").unwrap();
+        let range = |r: &str| check_range(&r.parse().unwrap(), &s);
+        assert!(range("10.0.3.2,10.0.3.99").is_ok());
+        assert!(range("10.0.3.99,10.0.3.2").is_err());
+        assert!(range("10.0.4.2,10.0.4.9").is_err());
+        assert!(range("10.0.3.1,10.0.3.9").is_err());
     }
 }

@@ -78,7 +78,7 @@ pub(super) fn died_before_exec(child: Pid, limits: &crate::config::Limits) -> Op
     };
     let hint = match &limits.memory {
         Some(m) if oom_like => format!(
-            "; the memory limit limits.memory = {m:?} may be too low for it (the OOM \
+            "; the memory limit limits.memory = \"{m}\" may be too low for it (the OOM \
              killer ends processes with SIGKILL)"
         ),
         _ => String::new(),
@@ -158,7 +158,7 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         let limits = Limits {
-            memory: Some("4M".into()),
+            memory: "4M".parse().ok(),
             ..Limits::default()
         };
         let e = died_before_exec(pid, &limits)

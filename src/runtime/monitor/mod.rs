@@ -27,7 +27,6 @@ use crate::cgroup::{Cgroup, Layout};
 use crate::config::ContainerConfig;
 use crate::error::{Error, IoContext, Result};
 use crate::net::link as net;
-use crate::signal::parse_signal;
 
 const RING: usize = 128 * 1024;
 
@@ -225,7 +224,12 @@ impl Monitor {
             | CloneFlags::CLONE_NEWPID
             | CloneFlags::CLONE_NEWUTS
             | CloneFlags::CLONE_NEWIPC;
-        if !self.cfg.networks.iter().any(|n| n.kind == "none") {
+        if !self
+            .cfg
+            .networks
+            .iter()
+            .any(|n| n.kind == crate::config::NetKind::None)
+        {
             flags |= CloneFlags::CLONE_NEWNET;
         }
         let theirs_raw = theirs.as_raw_fd();
@@ -398,10 +402,10 @@ impl Monitor {
     /// The signal init understands for `what` (halt or reboot).
     fn signal_for(&self, what: &str) -> i32 {
         let configured = match what {
-            "halt" => self.cfg.signals.halt.as_deref(),
-            _ => self.cfg.signals.reboot.as_deref(),
+            "halt" => self.cfg.signals.halt.as_ref(),
+            _ => self.cfg.signals.reboot.as_ref(),
         };
-        if let Some(sig) = configured.and_then(parse_signal) {
+        if let Some(sig) = configured.map(crate::config::Signal::number) {
             return sig;
         }
         let systemd = self.run.as_ref().is_some_and(|r| init_is_systemd(r.init));

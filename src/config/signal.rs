@@ -1,5 +1,6 @@
 //! Signal names as configs write them (`signals.halt = "SIGRTMIN+3"`, LXC's
-//! `lxc.signal.halt`). Pure, so the config check and the monitor share one parser.
+//! `lxc.signal.halt`). Pure and inside config because config imports no other module
+//! of the crate (DESIGN.md, Layout); the monitor gets the number from `types::Signal`.
 
 use nix::sys::signal::Signal;
 
