@@ -252,13 +252,18 @@ impl Monitor {
         // before its mounts); it goes on to exec once the network is there.
         let limits = &self.cfg.limits;
         child_reached(&ours, Stage::Namespaces, pid, limits)?;
-        crate::ipc::send_packet(
+        let told = crate::ipc::send_packet(
             ours.as_fd(),
             &ToChild::Reached {
                 stage: Stage::Network,
             },
-        )
-        .map_err(|e| Error::Other(format!("cannot tell the container's first process: {e}")))?;
+        );
+        if let Err(e) = told {
+            // A child that failed meanwhile has closed its end: its reason is queued.
+            return Err(child_failure(&ours).unwrap_or_else(|| {
+                Error::Other(format!("cannot tell the container's first process: {e}"))
+            }));
+        }
         child_exec(&ours, pid, limits)?;
         let _ = std::fs::write(self.dir.join("init.pid"), format!("{pid}\n"));
         let (cgroup, veths) = guard.disarm();
