@@ -1,8 +1,7 @@
 //! rlxc-attach: run a command (default: a shell) inside a running container.
 
 use super::Common;
-use crate::attach::{self, Options};
-use crate::container::Container;
+use crate::container::{AttachOptions, Container};
 use crate::error::{Error, Result};
 
 #[derive(clap::Args, Debug)]
@@ -26,7 +25,6 @@ pub struct Args {
 pub fn run(a: Args) -> Result<i32> {
     let sys = a.common.system()?;
     let c = Container::new(&sys, &a.name)?;
-    let pid = c.running_pid()?;
     if let Some(bad) = a.set_var.iter().find(|v| !v.contains('=')) {
         return Err(Error::Usage(format!("-v {bad:?}: expected VAR=VALUE")));
     }
@@ -35,12 +33,9 @@ pub fn run(a: Args) -> Result<i32> {
     } else {
         a.cmd
     };
-    attach::run(
-        pid,
-        &Options {
-            cmd,
-            keep_env: a.keep_env,
-            set_env: a.set_var,
-        },
-    )
+    c.attach(&AttachOptions {
+        cmd,
+        keep_env: a.keep_env,
+        set_env: a.set_var,
+    })
 }

@@ -1,9 +1,8 @@
 //! rlxc-console: attach to a running container's console (Ctrl-a q detaches).
 
 use super::Common;
-use crate::console::{self, Ended};
-use crate::container::Container;
-use crate::error::{Error, Result};
+use crate::container::{Container, Ended};
+use crate::error::Result;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -17,15 +16,7 @@ pub struct Args {
 pub fn run(a: Args) -> Result<i32> {
     let sys = a.common.system()?;
     let c = Container::new(&sys, &a.name)?;
-    if !c.exists() {
-        return Err(Error::NotFound {
-            name: c.name,
-            lxcpath: c.lxcpath,
-        });
-    }
-    // Only a live monitor has the console; an orphan needs another way out.
-    c.running_pid()?;
-    match console::attach(&c.run_dir, &c.name, a.common.quiet)? {
+    match c.console(a.common.quiet)? {
         Ended::Detached => eprintln!("\r\nDetached from {}.", c.name),
         Ended::ContainerStopped => eprintln!("\r\n{} stopped.", c.name),
     }

@@ -29,7 +29,11 @@ pub fn run(a: Args) -> Result<i32> {
     let state = c.state();
     row("State", &state.to_string());
     match &state {
-        crate::container::State::Running { pid } => live(&c, *pid, &row),
+        crate::container::State::Running { .. } => {
+            if let Some(l) = c.live(&state) {
+                live(&l, &row);
+            }
+        }
         crate::container::State::Orphaned { pids } => {
             row(
                 "Monitor",
@@ -109,27 +113,21 @@ pub fn run(a: Args) -> Result<i32> {
 }
 
 /// PID, addresses, CPU, memory and link counters of a running container.
-fn live(c: &Container, pid: i32, row: &dyn Fn(&str, &str)) {
-    row("PID", &pid.to_string());
-    let (v4, v6) = crate::net::link::container_addresses(pid);
-    for a in v4 {
-        row("IP", &a);
+fn live(l: &crate::container::Live, row: &dyn Fn(&str, &str)) {
+    row("PID", &l.pid.to_string());
+    for a in l.ipv4.iter().chain(&l.ipv6) {
+        row("IP", a);
     }
-    for a in v6 {
-        row("IP", &a);
+    if let Some(ns) = l.cpu_ns {
+        row("CPU use", &format!("{:.2} seconds", ns as f64 / 1e9));
     }
-    if let Ok(cg) = c.cgroup() {
-        if let Some(ns) = cg.cpu_ns() {
-            row("CPU use", &format!("{:.2} seconds", ns as f64 / 1e9));
-        }
-        if let Some(b) = cg.memory_bytes() {
-            row("Memory use", &human(b));
-        }
+    if let Some(b) = l.memory_bytes {
+        row("Memory use", &human(b));
     }
-    for (name, rx, tx) in crate::net::link::link_stats(pid) {
-        row("Link", &name);
-        row(" TX bytes", &human(tx));
-        row(" RX bytes", &human(rx));
+    for (name, rx, tx) in &l.links {
+        row("Link", name);
+        row(" TX bytes", &human(*tx));
+        row(" RX bytes", &human(*rx));
     }
 }
 

@@ -5,7 +5,6 @@ use std::io::IsTerminal;
 use super::Common;
 use crate::container::Container;
 use crate::error::{Error, Result};
-use crate::store;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -42,10 +41,7 @@ const COLUMNS: &[&str] = &[
 pub fn run(a: Args) -> Result<i32> {
     let sys = a.common.system()?;
     let mut containers = Vec::new();
-    for n in store::list(&sys.lxcpath)? {
-        let Ok(c) = Container::new(&sys, &n) else {
-            continue;
-        };
+    for c in Container::list(&sys)? {
         let running = c.state().is_running();
         if (a.running && !running) || (a.stopped && running) {
             continue;
@@ -107,18 +103,15 @@ fn fancy(containers: &[Container], format: Option<&str>) -> Result<i32> {
                         crate::container::State::Running { pid } => pid.to_string(),
                         _ => "-".into(),
                     },
-                    "ipv4" | "ipv6" => match state {
-                        crate::container::State::Running { pid } => {
-                            let (v4, v6) = crate::net::link::container_addresses(pid);
-                            let v = if col == "ipv4" { v4 } else { v6 };
-                            if v.is_empty() {
-                                "-".into()
-                            } else {
-                                v.join(", ")
-                            }
+                    "ipv4" | "ipv6" => {
+                        let (v4, v6) = c.addresses(&state);
+                        let v = if col == "ipv4" { v4 } else { v6 };
+                        if v.is_empty() {
+                            "-".into()
+                        } else {
+                            v.join(", ")
                         }
-                        _ => "-".into(),
-                    },
+                    }
                     _ => "-".to_string(),
                 })
                 .collect(),

@@ -2,8 +2,7 @@
 //! its console until Ctrl-a q; with -d it returns once init runs.
 
 use super::Common;
-use crate::console::{self, Ended};
-use crate::container::Container;
+use crate::container::{Container, Ended};
 use crate::error::Result;
 
 #[derive(clap::Args, Debug)]
@@ -31,7 +30,7 @@ pub fn run(a: Args) -> Result<i32> {
         }
         return Ok(0);
     }
-    match console::attach(&c.run_dir, &c.name, a.common.quiet)? {
+    match c.console_now(a.common.quiet)? {
         Ended::Detached => {
             eprintln!(
                 "\r\nDetached from {}; it keeps running (rlxc-console -n {} to come back).",

@@ -6,11 +6,16 @@ use crate::config::{ContainerConfig, SystemConfig};
 use crate::error::{Error, Result};
 use crate::{name, store};
 
+mod attach;
 mod create;
 mod destroy;
+mod info;
 mod start;
 mod stop;
 
+pub use crate::attach::Options as AttachOptions;
+pub use crate::console::Ended;
+pub use info::Live;
 pub use stop::{StopMode, StopOutcome};
 
 #[derive(Debug, Clone, PartialEq, Eq)]

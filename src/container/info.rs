@@ -1,0 +1,55 @@
+//! What there is to know about a container: the names in an lxcpath, and the live
+//! facts of a running one (addresses, usage, link counters), for rlxc-info and rlxc-ls.
+
+use super::{Container, State};
+use crate::config::SystemConfig;
+use crate::error::Result;
+
+/// A running container's live facts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Live {
+    pub pid: i32,
+    pub ipv4: Vec<String>,
+    pub ipv6: Vec<String>,
+    /// CPU time used, in nanoseconds.
+    pub cpu_ns: Option<u64>,
+    pub memory_bytes: Option<u64>,
+    /// Interface, received bytes, sent bytes.
+    pub links: Vec<(String, u64, u64)>,
+}
+
+impl Container {
+    /// The containers of the configured lxcpath, sorted by name (a directory whose
+    /// name rlxc would refuse is not one of them).
+    pub fn list(sys: &SystemConfig) -> Result<Vec<Container>> {
+        Ok(crate::store::list(&sys.lxcpath)?
+            .iter()
+            .filter_map(|n| Container::new(sys, n).ok())
+            .collect())
+    }
+
+    /// Addresses only (cheap enough for a table of many containers).
+    pub fn addresses(&self, state: &State) -> (Vec<String>, Vec<String>) {
+        match state {
+            State::Running { pid } => crate::net::link::container_addresses(*pid),
+            _ => (Vec::new(), Vec::new()),
+        }
+    }
+
+    /// Everything live, when it runs with its monitor.
+    pub fn live(&self, state: &State) -> Option<Live> {
+        let State::Running { pid } = state else {
+            return None;
+        };
+        let (ipv4, ipv6) = crate::net::link::container_addresses(*pid);
+        let cg = self.cgroup().ok();
+        Some(Live {
+            pid: *pid,
+            ipv4,
+            ipv6,
+            cpu_ns: cg.as_ref().and_then(|c| c.cpu_ns()),
+            memory_bytes: cg.as_ref().and_then(|c| c.memory_bytes()),
+            links: crate::net::link::link_stats(*pid),
+        })
+    }
+}
