@@ -7,6 +7,14 @@ use std::path::{Path, PathBuf};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What a container name may be (`name::validate` enforces it); here, so the hint needs
+/// no module above this one.
+pub const NAME_RULE: &str =
+    "use 1-64 characters from a-z A-Z 0-9 - _ . , starting with a letter or digit, without \"..\"";
+
+/// `config::MAX_CONFIG_SIZE` as the hint says it (a config test checks they agree).
+pub const CONFIG_LIMIT: &str = "1 MiB";
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot {what} {}", path.display())]
@@ -116,11 +124,10 @@ impl Error {
                 _ => None,
             },
             Error::Config { msg, .. } if msg.contains("regular file") || msg.contains("limit for a config file") => Some(format!(
-                "name a regular TOML file of at most {} (RLXC_CONFIG, `defaults` in rlxc.toml, rlxc-create -f)",
-                crate::config::format_size(crate::config::MAX_CONFIG_SIZE)
+                "name a regular TOML file of at most {CONFIG_LIMIT} (RLXC_CONFIG, `defaults` in rlxc.toml, rlxc-create -f)"
             )),
             Error::Config { .. } => Some("fix the file, or remove the key to get the built-in default".into()),
-            Error::BadName { .. } => Some(crate::name::RULE.into()),
+            Error::BadName { .. } => Some(NAME_RULE.into()),
             Error::Exists { name, .. } => {
                 Some(format!("choose another name, or remove it first with: rlxc-destroy -n {name}"))
             }

@@ -1,5 +1,5 @@
 //! Container names. A name becomes a directory under lxcpath, a cgroup and a hostname, so it
-//! is checked before anything is touched. The rule (`RULE`, the hint every refusal shows):
+//! is checked before anything is touched. The rule (`error::NAME_RULE`, the hint every refusal shows):
 //! 1-64 of a-z A-Z 0-9 - _ . starting with a letter or digit, no "..". LXC accepts all
 //! of these; the first character keeps names clear of options ('-'), rlxc's hidden
 //! work directories ('.') and hostnames that would lose it ('_').
@@ -9,8 +9,8 @@ use crate::error::{Error, Result};
 pub const MAX_LEN: usize = 64;
 
 /// What `validate` accepts, in words.
-pub const RULE: &str =
-    "use 1-64 characters from a-z A-Z 0-9 - _ . , starting with a letter or digit, without \"..\"";
+#[cfg(test)]
+const RULE: &str = crate::error::NAME_RULE;
 
 /// Check `name` and return it unchanged when it is safe to use as a directory name,
 /// cgroup name and (after `hostname_for`) a hostname.

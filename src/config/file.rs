@@ -165,6 +165,11 @@ mod tests {
     }
 
     #[test]
+    fn the_hint_states_the_limit() {
+        assert_eq!(format_size(MAX_CONFIG_SIZE), crate::error::CONFIG_LIMIT);
+    }
+
+    #[test]
     fn the_size_limit_is_exact() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.toml");
