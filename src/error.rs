@@ -165,6 +165,12 @@ impl Error {
                     .into(),
             ),
             Error::Net { fix, .. } => fix.clone(),
+            Error::NoImage(_) => Some(
+                "an image the server does not have (an archived CentOS 7, say) can be created \
+                 from its files: rlxc-create -t local -n NAME -- --metadata meta.tar.xz \
+                 --fstree rootfs.tar.xz"
+                    .into(),
+            ),
             Error::Ipc {
                 source: crate::ipc::IpcError::Version { .. } | crate::ipc::IpcError::Malformed(..),
                 ..

@@ -298,6 +298,7 @@ fn no_match_lists_what_the_index_has_and_leaves_nothing() {
     ]);
     assert!(e.contains("no image for centos 7"), "{e}");
     assert!(e.contains("9-Stream") && e.contains("10-Stream"), "{e}");
+    assert!(e.contains("-t local") && e.contains("--fstree"), "{e}");
     let e = env.fails(&[
         "create", "-n", "x", "-t", "download", "-d", "debain", "-r", "bookworm",
     ]);

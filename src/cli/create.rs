@@ -105,20 +105,37 @@ impl DownloadArgs {
     }
 }
 
+/// LXC's `lxc-local` options, after `--`.
+#[derive(Parser, Debug)]
+#[command(name = "local", no_binary_name = true, disable_help_flag = true)]
+struct LocalArgs {
+    /// The image's metadata archive (meta.tar.xz, .gz, .zst or plain).
+    #[arg(short = 'm', long = "metadata", value_name = "FILE")]
+    metadata: PathBuf,
+    /// The image's root file system archive (rootfs.tar.xz, .gz, .zst or plain).
+    #[arg(short = 'f', long = "fstree", value_name = "FILE")]
+    fstree: PathBuf,
+}
+
 pub fn run(a: Args) -> Result<i32> {
-    if a.template != "download" {
-        return Err(Error::Usage(format!(
-            "unknown template {:?}; available: download",
-            a.template
-        )));
-    }
     if a.bdev != "dir" {
         return Err(Error::Usage(format!(
             "backing store {:?} is not supported; use -B dir",
             a.bdev
         )));
     }
-    let extra = TemplateOnly::try_parse_from(&a.template_args).map_err(|e| {
+    match a.template.as_str() {
+        "download" => run_download(a),
+        "local" => run_local(a),
+        other => Err(Error::Usage(format!(
+            "unknown template {other:?}; available: download, local"
+        ))),
+    }
+}
+
+/// Template options after `--`, or the first line of clap's complaint about them.
+fn template_options<T: Parser>(args: &[String]) -> Result<T> {
+    T::try_parse_from(args).map_err(|e| {
         let msg = e.render().to_string();
         let first = msg
             .lines()
@@ -127,7 +144,46 @@ pub fn run(a: Args) -> Result<i32> {
             .trim_start_matches("error: ")
             .to_string();
         Error::Usage(format!("template options after '--': {first}"))
+    })
+}
+
+/// `-t local -n NAME -- --metadata META --fstree ROOTFS`.
+fn run_local(a: Args) -> Result<i32> {
+    let opts: LocalArgs = template_options(&a.template_args)?;
+    let name = a.name.clone().ok_or_else(|| {
+        Error::Usage("-t local needs -n NAME (the archives do not name the container)".into())
     })?;
+    let sys = a.common.system()?;
+    let c = Container::new(&sys, &name)?;
+    let base = base_config(&sys, a.config.as_ref())?;
+    let progress = Reporter::new(a.common.quiet);
+    let mut template = crate::template::Local::new(
+        opts.metadata,
+        opts.fstree,
+        &sys.cachepath,
+        &name,
+        sys.max_image_size,
+    );
+    let t0 = std::time::Instant::now();
+    let report = c.create(
+        &sys,
+        &mut template,
+        base,
+        a.allow_image_host_mounts,
+        &progress,
+    )?;
+    print_report(&name, &report, t0, a.common.quiet);
+    Ok(0)
+}
+
+fn run_download(a: Args) -> Result<i32> {
+    if a.bdev != "dir" {
+        return Err(Error::Usage(format!(
+            "backing store {:?} is not supported; use -B dir",
+            a.bdev
+        )));
+    }
+    let extra: TemplateOnly = template_options(&a.template_args)?;
     let dl = a.dl.merge(extra.dl)?;
     let sys = a.common.system()?;
     let progress = Reporter::new(a.common.quiet);
@@ -185,51 +241,7 @@ pub fn run(a: Args) -> Result<i32> {
         a.allow_image_host_mounts,
         &progress,
     )?;
-    if !a.common.quiet {
-        for d in &report.swept {
-            eprintln!(
-                "note: removed {}, left by a create or destroy that was killed",
-                d.display()
-            );
-        }
-        for l in &report.translation.ignored {
-            eprintln!("note: image config line ignored: {l}");
-        }
-        for m in &report.translation.mounts {
-            if m.from_host {
-                eprintln!(
-                    "warning: the image mounts from the host (allowed by --allow-image-host-mounts): {}",
-                    m.line
-                );
-            } else {
-                eprintln!("note: the image adds a mount: {}", m.line);
-            }
-        }
-        for w in &report.stats.warnings {
-            eprintln!("warning: {w}");
-        }
-        let from = report
-            .image
-            .as_ref()
-            .map(|i| {
-                format!(
-                    " ({} {} {} {}, build {})",
-                    i.dist, i.release, i.arch, i.variant, i.build
-                )
-            })
-            .unwrap_or_default();
-        eprintln!(
-            "Created container {name}{from} in {:.2} s: {} files, {} MB, unpacked in {:.2} s",
-            t0.elapsed().as_secs_f64(),
-            report.stats.entries,
-            report.stats.bytes / 1_000_000,
-            report.unpack_time.as_secs_f64()
-        );
-        eprintln!("  rootfs: {}", report.dir.join("rootfs").display());
-        if let Some(m) = &report.create_message {
-            println!("{}", m.trim_end());
-        }
-    }
+    print_report(&name, &report, t0, a.common.quiet);
     Ok(0)
 }
 
@@ -354,4 +366,60 @@ fn list(server: &Server, dl: &DownloadArgs, progress: &dyn Progress) -> Result<i
         "  ",
     );
     Ok(0)
+}
+
+/// What a create did: work directories swept, image lines ignored and mounts added,
+/// unpack warnings, the summary and the image's message.
+fn print_report(
+    name: &str,
+    report: &crate::container::CreateReport,
+    t0: std::time::Instant,
+    quiet: bool,
+) {
+    if quiet {
+        return;
+    }
+    for d in &report.swept {
+        eprintln!(
+            "note: removed {}, left by a create or destroy that was killed",
+            d.display()
+        );
+    }
+    for l in &report.translation.ignored {
+        eprintln!("note: image config line ignored: {l}");
+    }
+    for m in &report.translation.mounts {
+        if m.from_host {
+            eprintln!(
+                "warning: the image mounts from the host (allowed by --allow-image-host-mounts): {}",
+                m.line
+            );
+        } else {
+            eprintln!("note: the image adds a mount: {}", m.line);
+        }
+    }
+    for w in &report.stats.warnings {
+        eprintln!("warning: {w}");
+    }
+    let from = report
+        .image
+        .as_ref()
+        .map(|i| {
+            format!(
+                " ({} {} {} {}, build {})",
+                i.dist, i.release, i.arch, i.variant, i.build
+            )
+        })
+        .unwrap_or_default();
+    eprintln!(
+        "Created container {name}{from} in {:.2} s: {} files, {} MB, unpacked in {:.2} s",
+        t0.elapsed().as_secs_f64(),
+        report.stats.entries,
+        report.stats.bytes / 1_000_000,
+        report.unpack_time.as_secs_f64()
+    );
+    eprintln!("  rootfs: {}", report.dir.join("rootfs").display());
+    if let Some(m) = &report.create_message {
+        println!("{}", m.trim_end());
+    }
 }

@@ -15,6 +15,7 @@ mod stop;
 
 pub use crate::attach::Options as AttachOptions;
 pub use crate::console::Ended;
+pub use create::CreateReport;
 pub use info::Live;
 pub use stop::{StopMode, StopOutcome};
 

@@ -3,8 +3,10 @@
 //! others DESIGN.md names (local archives, LXC's template scripts, OCI) plug in here.
 
 mod download;
+mod local;
 
 pub use download::Download;
+pub use local::Local;
 
 use crate::config::ImageSource;
 use crate::error::Result;
