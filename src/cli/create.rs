@@ -164,16 +164,14 @@ fn run_local(a: Args) -> Result<i32> {
         &name,
         sys.max_image_size,
     );
-    let t0 = std::time::Instant::now();
-    let report = c.create(
+    create_and_report(
         &sys,
+        &c,
         &mut template,
         base,
-        a.allow_image_host_mounts,
+        (a.allow_image_host_mounts, a.common.quiet),
         &progress,
-    )?;
-    print_report(&name, &report, t0, a.common.quiet);
-    Ok(0)
+    )
 }
 
 fn run_download(a: Args) -> Result<i32> {
@@ -228,21 +226,19 @@ fn run_download(a: Args) -> Result<i32> {
             arch::host()
         ));
     }
-    let t0 = std::time::Instant::now();
     let mut template = crate::template::Download::new(
         &req,
         crate::image::cache::Cache::new(&sys.cachepath),
         index,
     );
-    let report = c.create(
+    create_and_report(
         &sys,
+        &c,
         &mut template,
         base,
-        a.allow_image_host_mounts,
+        (a.allow_image_host_mounts, a.common.quiet),
         &progress,
-    )?;
-    print_report(&name, &report, t0, a.common.quiet);
-    Ok(0)
+    )
 }
 
 fn base_config(sys: &SystemConfig, file: Option<&PathBuf>) -> Result<ContainerConfig> {
@@ -365,6 +361,21 @@ fn list(server: &Server, dl: &DownloadArgs, progress: &dyn Progress) -> Result<i
         &rows,
         "  ",
     );
+    Ok(0)
+}
+
+/// Create with `template` and say what was done.
+fn create_and_report(
+    sys: &SystemConfig,
+    c: &Container,
+    template: &mut dyn crate::template::Template,
+    base: ContainerConfig,
+    (allow_host_mounts, quiet): (bool, bool),
+    progress: &Reporter,
+) -> Result<i32> {
+    let t0 = std::time::Instant::now();
+    let report = c.create(sys, template, base, allow_host_mounts, progress)?;
+    print_report(&c.name, &report, t0, quiet);
     Ok(0)
 }
 

@@ -58,12 +58,7 @@ impl Template for Download<'_> {
             .image
             .as_ref()
             .ok_or_else(|| Error::Other("the download template was not prepared".into()))?;
-        // LXC applies excludes-user only to unprivileged creates; as root, device nodes stay.
-        let excludes = if nix::unistd::geteuid().is_root() {
-            Vec::new()
-        } else {
-            unpack::parse_excludes(&image.meta.excludes_user)?
-        };
+        let excludes = super::excludes(&image.meta.excludes_user)?;
         progress.message(&format!("unpacking {} build {}", self.req.key, image.build));
         unpack::unpack_file(&image.rootfs_tar(), root, &excludes)
     }

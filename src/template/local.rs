@@ -111,12 +111,7 @@ impl Template for Local {
             .meta
             .as_ref()
             .ok_or_else(|| Error::Other("the local template was not prepared".into()))?;
-        // As for downloads: excludes-user only applies to unprivileged creates.
-        let excludes = if nix::unistd::geteuid().is_root() {
-            Vec::new()
-        } else {
-            unpack::parse_excludes(&meta.excludes_user)?
-        };
+        let excludes = super::excludes(&meta.excludes_user)?;
         progress.message(&format!("unpacking {}", self.fstree.display()));
         unpack::unpack_file(&self.tar(), root, &excludes)
     }

@@ -27,6 +27,16 @@ pub struct Prepared {
     pub create_message: Option<String>,
 }
 
+/// An image's `excludes-user` patterns: LXC applies them only to unprivileged creates;
+/// as root, device nodes stay.
+fn excludes(excludes_user: &str) -> Result<Vec<String>> {
+    if nix::unistd::geteuid().is_root() {
+        Ok(Vec::new())
+    } else {
+        unpack::parse_excludes(excludes_user)
+    }
+}
+
 pub trait Template {
     /// Fetch and check what the rootfs is made from.
     fn prepare(&mut self, progress: &dyn Progress) -> Result<Prepared>;
