@@ -372,3 +372,73 @@ fn forced_unmounts_are_refused_plain_ones_work() {
     );
     assert!(rt.attach(&["umount", "/mnt/t"]).status.success());
 }
+
+/// `NAME.TAG` as rlxc keys a container's host objects (FNV-1a of the lxcpath).
+fn host_key(lxcpath: &Path, name: &str) -> String {
+    let tag = lxcpath
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf29ce484222325u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
+        });
+    format!("{name}.{:08x}", tag as u32)
+}
+
+/// A container started by the rlxc before the typed protocol: its monitor answers every
+/// request with a text line, and its processes are in the old `rlxc/NAME` cgroup. The
+/// new rlxc must not take it for stopped (a destroy would delete a running rootfs).
+#[test]
+fn a_container_of_the_previous_rlxc_is_not_taken_for_stopped() {
+    use std::io::{BufRead, Write};
+    let rt = Rt::new("oldmon", "");
+    let run = rt
+        .env
+        .dir
+        .path()
+        .join("run")
+        .join(host_key(&rt.env.lxcpath(), &rt.name));
+    std::fs::create_dir_all(&run).unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(run.join("command")).unwrap();
+    std::thread::spawn(move || {
+        for s in listener.incoming().flatten() {
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(&s).read_line(&mut line);
+            let _ = writeln!(&s, "ERR unknown request {:?}", line.trim());
+        }
+    });
+    // Its init, in the cgroup the old rlxc made.
+    let cg = read("/proc/self/mountinfo")
+        .lines()
+        .find(|l| l.contains(" - cgroup2 "))
+        .and_then(|l| l.split_whitespace().nth(4).map(PathBuf::from))
+        .expect("a cgroup2 mount");
+    let old = cg.join("rlxc").join(&rt.name);
+    std::fs::create_dir_all(&old).unwrap();
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    std::fs::write(old.join("cgroup.procs"), sleeper.id().to_string()).unwrap();
+
+    let info = rt.info();
+    assert!(
+        info.contains("RUNNING") && info.contains("another version"),
+        "{info}"
+    );
+    let out = rt.run(&["destroy"]);
+    assert!(!out.status.success(), "destroyed a running container");
+    assert!(rt.env.rootfs(&rt.name).is_dir());
+    let out = rt.run(&["stop", "-t", "1"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("rlxc-stop -k"), "{}", stderr(&out));
+    // A kill needs no monitor: the old cgroup's processes go.
+    let out = rt.run(&["stop", "-k"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status = sleeper.wait().unwrap();
+    assert!(
+        !status.success(),
+        "the old container's process survived the kill"
+    );
+    assert!(!old.exists(), "the old cgroup is left");
+}

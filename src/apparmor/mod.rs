@@ -109,10 +109,14 @@ pub fn confine_on_exec(profile: &str) -> Result<()> {
     .into_iter()
     .find(|p| Path::new(p).exists())
     .ok_or_else(|| Error::Other("no AppArmor attribute file in /proc".into()))?;
-    let mut f = std::fs::File::options()
-        .write(true)
-        .open(path)
-        .ctx("open", path)?;
+    let mut f = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::File::options()
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .ctx("open", path)?
+    };
     let fs = nix::sys::statfs::fstatfs(&f).ctx("inspect", path)?;
     if fs.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
         return Err(Error::Other(format!(

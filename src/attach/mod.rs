@@ -197,6 +197,12 @@ fn enter_and_exec(
     for f in join {
         f.join_self()?;
     }
+    // The AppArmor label for the command's exec, set through the host's /proc while this
+    // process is not yet in the container's mount namespace (the container's /proc is
+    // the container root's to rearrange); the fork below passes it on.
+    if let Some(profile) = apparmor {
+        crate::apparmor::confine_on_exec(profile)?;
+    }
     for (fd, flag) in ns {
         nix::sched::setns(fd.as_fd(), *flag).ctx("enter a namespace of", "the container")?;
     }
@@ -211,13 +217,19 @@ fn enter_and_exec(
     }
     // From here this process holds only the command's stdio (its errors go there too).
     crate::sys::close_fds_from(3).ctx("close the descriptors of", "rlxc-attach")?;
+    // The container's limits before the fork: the command exists in the container's
+    // PID namespace from then on, and is never there without them.
+    crate::sys::drop_bounding_caps(crate::runtime::child::CAPS_DROP)
+        .map_err(|e| Error::io("drop capabilities of", "the command", e))?;
+    crate::sys::seccomp::install()
+        .map_err(|e| Error::io("install the seccomp filter for", "the command", e))?;
     let forwarded = relay::forwarded_signals();
     forwarded
         .thread_block()
         .ctx("block signals in", "the attach child")?;
     match crate::sys::fork().ctx("fork", "into the container")? {
         crate::sys::Forked::Parent(pid) => relay::wait_forwarding(pid, &forwarded),
-        crate::sys::Forked::Child => exec_command(pty, argv, env, apparmor),
+        crate::sys::Forked::Child => exec_command(pty, argv, env),
     }
 }
 
@@ -259,9 +271,9 @@ fn open_container_pty(winsize: Option<(u16, u16)>, sock: BorrowedFd<'_>) -> Resu
     Ok(slave)
 }
 
-/// In the grandchild: a new session (the pty its controlling terminal), the
-/// container's limits on, every signal unblocked, then exec.
-fn exec_command(pty: bool, argv: &[CString], env: &[CString], apparmor: Option<&str>) -> ! {
+/// In the grandchild: a new session (the pty its controlling terminal), every signal
+/// unblocked, then exec (the container's limits hold since before the fork).
+fn exec_command(pty: bool, argv: &[CString], env: &[CString]) -> ! {
     let ready = nix::unistd::setsid()
         .map_err(std::io::Error::from)
         .and_then(|_| {
@@ -280,12 +292,6 @@ fn exec_command(pty: bool, argv: &[CString], env: &[CString], apparmor: Option<&
         eprintln!("rlxc-attach: error: cannot set up the command's terminal: {e}");
         crate::sys::exit_child(126);
     }
-    if let Some(Err(e)) = apparmor.map(crate::apparmor::confine_on_exec) {
-        eprintln!("rlxc-attach: error: {e}");
-        crate::sys::exit_child(126);
-    }
-    let _ = crate::sys::drop_bounding_caps(crate::runtime::child::CAPS_DROP);
-    let _ = crate::sys::seccomp::install();
     let prog = argv
         .first()
         .cloned()

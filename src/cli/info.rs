@@ -44,6 +44,13 @@ pub fn run(a: Args) -> Result<i32> {
                 ),
             );
         }
+        crate::container::State::Unreachable { why } => row(
+            "Monitor",
+            &format!(
+                "does not answer as this rlxc expects ({why}): rlxc-stop -k -n {} kills it",
+                c.name
+            ),
+        ),
         crate::container::State::Stopped => {}
     }
     if let Some(h) = &cfg.hostname {

@@ -9,7 +9,7 @@ impl Container {
     pub fn destroy_forced(&self, force: bool) -> Result<()> {
         if force {
             match self.state() {
-                State::Running { .. } => {
+                State::Running { .. } | State::Unreachable { .. } => {
                     self.kill()?;
                 }
                 State::Orphaned { .. } => self.cgroup()?.destroy()?,

@@ -31,6 +31,11 @@ pub enum State {
     Orphaned {
         pids: Vec<i32>,
     },
+    /// A monitor listens but gives no answer this rlxc understands (one started by
+    /// another rlxc version, or one that hangs): the container is not stopped.
+    Unreachable {
+        why: String,
+    },
 }
 
 impl State {
@@ -43,7 +48,7 @@ impl std::fmt::Display for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             State::Stopped => "STOPPED",
-            State::Running { .. } | State::Orphaned { .. } => "RUNNING",
+            State::Running { .. } | State::Orphaned { .. } | State::Unreachable { .. } => "RUNNING",
         })
     }
 }
@@ -116,14 +121,26 @@ impl Container {
                  with rlxc-stop -k -n {} and start it again",
                 self.name, self.name
             ))),
+            State::Unreachable { why } => Err(Error::Other(format!(
+                "{}'s monitor does not answer as this rlxc expects ({why}); kill it with \
+                 rlxc-stop -k -n {} and start it again",
+                self.name, self.name
+            ))),
             State::Stopped => Err(Error::Other(format!("{} is not running", self.name))),
         }
     }
 
     /// The live state, asked of the monitor; never read from a file.
+    /// Nothing counts as stopped while a monitor listens, even one that cannot be
+    /// understood: that is what keeps a destroy away from a running rootfs.
     pub fn state(&self) -> State {
-        if let Ok(pid) = crate::ipc::client::state(&self.run_dir) {
-            return State::Running { pid };
+        if let Ok(s) = crate::ipc::client::connect(&self.run_dir) {
+            return match crate::ipc::client::state_on(&s, &self.run_dir) {
+                Ok(pid) => State::Running { pid },
+                Err(e) => State::Unreachable {
+                    why: crate::error::flatten(&e),
+                },
+            };
         }
         let pids = self.cgroup().map(|c| c.pids()).unwrap_or_default();
         if pids.is_empty() {
@@ -131,6 +148,16 @@ impl Container {
         } else {
             State::Orphaned { pids }
         }
+    }
+
+    /// The cgroup an rlxc before installation keys gave it (`rlxc/NAME`): a container
+    /// whose monitor, in this container's run directory, speaks that rlxc's protocol
+    /// is still in it.
+    pub fn legacy_cgroup(&self) -> Result<crate::cgroup::Cgroup> {
+        Ok(crate::cgroup::Cgroup::new(
+            crate::cgroup::Layout::detect()?,
+            &self.name,
+        ))
     }
 
     pub fn cgroup(&self) -> Result<crate::cgroup::Cgroup> {
@@ -145,7 +172,10 @@ impl Container {
 /// TAG a hash of the lxcpath. Two installations (two `RLXC_CONFIG`s, or `-P`) may each
 /// have a container of one name; keyed by both, neither touches the other's. 73 bytes
 /// at most, well within NAME_MAX.
+/// The lxcpath is taken as written but for its trailing `/` and `.` components, so
+/// `-P /var/lib/rlxc/` names the installation `/var/lib/rlxc` does.
 pub fn host_key(lxcpath: &Path, name: &str) -> String {
+    let lxcpath: PathBuf = lxcpath.components().collect();
     let tag: u64 = lxcpath
         .as_os_str()
         .as_encoded_bytes()
@@ -154,4 +184,18 @@ pub fn host_key(lxcpath: &Path, name: &str) -> String {
             (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
         });
     format!("{name}.{:08x}", tag as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_installation_one_key_however_its_path_is_written() {
+        let k = host_key(Path::new("/var/lib/rlxc"), "web1");
+        assert_eq!(host_key(Path::new("/var/lib/rlxc/"), "web1"), k);
+        assert_eq!(host_key(Path::new("/var/lib/./rlxc"), "web1"), k);
+        assert_ne!(host_key(Path::new("/var/lib/other"), "web1"), k);
+        assert!(k.starts_with("web1."));
+    }
 }

@@ -57,6 +57,14 @@ impl Container {
                     return Ok(StopOutcome::NotRunning);
                 }
                 State::Orphaned { pids } => return self.stop_orphan(pids, mode),
+                // It listened a moment ago: ask it below, as if connected.
+                State::Unreachable { .. } => client::connect(&self.run_dir).map_err(|e| {
+                    Error::io(
+                        "connect to the monitor at",
+                        client::socket_path(&self.run_dir),
+                        e,
+                    )
+                })?,
                 // Its monitor came up meanwhile.
                 State::Running { .. } => client::connect(&self.run_dir).map_err(|e| {
                     Error::io(
@@ -79,16 +87,24 @@ impl Container {
                 peer: client::socket_path(&self.run_dir),
                 source: IpcError::Malformed("not an answer to a stop".into(), format!("{other:?}")),
             }),
-            // A monitor that exits as it answers someone else's stop may leave this
-            // connection unanswered: what counts is that the container is gone.
-            Err(_) if mode != StopMode::Reboot && self.state() == State::Stopped => {
-                Ok(StopOutcome::Stopped)
-            }
             // A monitor of another rlxc version cannot be asked; a kill needs no monitor.
+            // Its container is in its cgroup, or (an rlxc before installation keys) the
+            // old `rlxc/NAME`.
             Err(Error::Ipc {
                 source: IpcError::Version { .. } | IpcError::Malformed(..),
                 ..
-            }) if mode == StopMode::Kill => self.kill_cgroup(),
+            }) if mode == StopMode::Kill => {
+                self.legacy_cgroup()?.destroy()?;
+                self.kill_cgroup()
+            }
+            // A monitor that exits as it answers someone else's stop may leave this
+            // connection unanswered: what counts is that the container is gone.
+            Err(Error::Ipc {
+                source: IpcError::Closed | IpcError::Truncated | IpcError::Io(_),
+                ..
+            }) if mode != StopMode::Reboot && self.state() == State::Stopped => {
+                Ok(StopOutcome::Stopped)
+            }
             Err(e) => Err(e),
         }
     }
@@ -118,7 +134,8 @@ impl Container {
 
     fn kill_cgroup(&self) -> Result<StopOutcome> {
         self.cgroup()?.destroy()?;
-        let _ = std::fs::remove_dir_all(&self.run_dir);
+        // Under the container's lock, and only with no monitor left listening.
+        self.sweep_run_dir();
         Ok(StopOutcome::Stopped)
     }
 }

@@ -34,6 +34,20 @@ pub fn connect(dir: &Path) -> std::io::Result<UnixStream> {
 }
 
 fn ipc_error(dir: &Path, source: IpcError) -> Error {
+    // The line-based protocol of the rlxc before this one ("RUNNING 42", "ERR …").
+    let source = match source {
+        IpcError::Malformed(_, line)
+            if ["ERR ", "RUNNING ", "STOPPED", "OK"]
+                .iter()
+                .any(|p| line.starts_with(p)) =>
+        {
+            IpcError::Version {
+                ours: super::VERSION,
+                theirs: 0,
+            }
+        }
+        other => other,
+    };
     Error::Ipc {
         peer: socket_path(dir),
         source,
@@ -91,9 +105,9 @@ pub fn request(dir: &Path, req: &Request, timeout: Option<Duration>) -> Result<R
     exchange(&s, dir, req, timeout)
 }
 
-/// init's pid, from a live monitor.
-pub fn state(dir: &Path) -> Result<i32> {
-    match request(dir, &Request::State, Some(Duration::from_secs(5)))? {
+/// init's pid, from the live monitor on `s`.
+pub fn state_on(s: &UnixStream, dir: &Path) -> Result<i32> {
+    match exchange(s, dir, &Request::State, Some(Duration::from_secs(5)))? {
         Response::Running { pid } => Ok(pid),
         other => Err(ipc_error(
             dir,

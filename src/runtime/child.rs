@@ -35,6 +35,8 @@ pub struct ChildSpec {
     pub boot_id: PathBuf,
     /// The AppArmor profile init runs under, where the host has AppArmor.
     pub apparmor: Option<String>,
+    /// A network namespace of its own (not the host's, network type "none").
+    pub own_net: bool,
 }
 
 /// ptys a container's devpts hands out (LXC's lxc.pty.max).
@@ -83,7 +85,7 @@ fn setup_and_exec(spec: &ChildSpec, join: &[JoinFile], sync: BorrowedFd<'_>) -> 
     .ctx("make mounts private in", "/")?;
     let rootfs = mount_root(&spec.root)?;
     let root = Root::open(&rootfs)?;
-    mount_proc(&root, &spec.boot_id)?;
+    mount_proc(&root, &spec.boot_id, spec.own_net)?;
     mount_sys(&root, &spec.cgroups)?;
     mount_dev(&root, &spec.console)?;
     for m in &spec.mounts {
@@ -209,30 +211,15 @@ fn bind_ro(root: &Root, rel: &str, dir: bool) -> Result<()> {
 }
 
 /// /proc, with /proc/sys and /proc/sysrq-trigger read-only but /proc/sys/net writable
-/// (the network namespace is the container's own): LXC's proc:mixed.
-fn mount_proc(root: &Root, boot_id: &std::path::Path) -> Result<()> {
+/// when the network namespace is the container's own (LXC's proc:mixed); with the
+/// host's network (type "none") it stays read-only: those knobs are the host's.
+fn mount_proc(root: &Root, boot_id: &std::path::Path, own_net: bool) -> Result<()> {
     let fl = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mnt(Some("proc"), root, "proc", Some("proc"), fl, None)?;
     bind_ro(root, "proc/sys", true)?;
-    // The network namespace is the container's own: /proc/sys/net gets a writable bind.
-    let (_fd, net) = target(root, "proc/sys/net", true)?;
-    mount(
-        Some(net.as_str()),
-        net.as_str(),
-        None::<&str>,
-        MsFlags::MS_BIND,
-        None::<&str>,
-    )
-    .ctx("bind", "/proc/sys/net")?;
-    let (_fd, net) = target(root, "proc/sys/net", true)?;
-    mount(
-        None::<&str>,
-        net.as_str(),
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | fl,
-        None::<&str>,
-    )
-    .ctx("make writable", "/proc/sys/net")?;
+    if own_net {
+        writable_proc_sys_net(root, fl)?;
+    }
     let (_fd, t) = target(root, "proc/sys/kernel/random/boot_id", false)?;
     mount(
         Some(boot_id),
@@ -255,6 +242,29 @@ fn mount_proc(root: &Root, boot_id: &std::path::Path) -> Result<()> {
     if root.openat(b"proc/sysrq-trigger", OFlag::O_PATH, 0).is_ok() {
         bind_ro(root, "proc/sysrq-trigger", false)?;
     }
+    Ok(())
+}
+
+/// A writable bind of /proc/sys/net over the read-only /proc/sys.
+fn writable_proc_sys_net(root: &Root, fl: MsFlags) -> Result<()> {
+    let (_fd, net) = target(root, "proc/sys/net", true)?;
+    mount(
+        Some(net.as_str()),
+        net.as_str(),
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .ctx("bind", "/proc/sys/net")?;
+    let (_fd, net) = target(root, "proc/sys/net", true)?;
+    mount(
+        None::<&str>,
+        net.as_str(),
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | fl,
+        None::<&str>,
+    )
+    .ctx("make writable", "/proc/sys/net")?;
     Ok(())
 }
 

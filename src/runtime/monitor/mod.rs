@@ -198,6 +198,11 @@ impl Monitor {
         let boot_id = self.dir.join("boot_id");
         std::fs::write(&boot_id, format!("{}\n", random_uuid())).ctx("write", &boot_id)?;
         let entry = cgroup.entry()?;
+        let own_net = !self
+            .cfg
+            .networks
+            .iter()
+            .any(|n| n.kind == crate::config::NetKind::None);
         let spec = ChildSpec {
             root: self.root.clone(),
             hostname: self
@@ -212,6 +217,7 @@ impl Monitor {
             mounts: self.cfg.mounts.clone(),
             boot_id,
             apparmor: self.apparmor.clone(),
+            own_net,
         };
         let (ours, theirs) = nix::sys::socket::socketpair(
             nix::sys::socket::AddressFamily::Unix,
@@ -224,12 +230,7 @@ impl Monitor {
             | CloneFlags::CLONE_NEWPID
             | CloneFlags::CLONE_NEWUTS
             | CloneFlags::CLONE_NEWIPC;
-        if !self
-            .cfg
-            .networks
-            .iter()
-            .any(|n| n.kind == crate::config::NetKind::None)
-        {
+        if own_net {
             flags |= CloneFlags::CLONE_NEWNET;
         }
         let theirs_raw = theirs.as_raw_fd();
