@@ -50,15 +50,39 @@ const RULES: &str = r#"
 const PROC_ROOTS: &[&str] = &["proc", "run/systemd/unit-root/proc"];
 const SYS_ROOTS: &[&str] = &["sys", "run/systemd/unit-root/sys"];
 
-/// Below /proc/sys only the network namespace's knobs and the namespaced kernel.*
-/// ones (the container's hostname, IPC limits) may be written.
-const PROC_SYS_WRITABLE: &[&str] = &[
-    "net",
-    "kernel/shm*",
-    "kernel/msg*",
-    "kernel/sem*",
-    "kernel/hostname",
-    "kernel/domainname",
+/// Below /proc only the container's processes (pid directories, self), the network
+/// namespace's knobs and the namespaced kernel.* ones (its hostname, IPC limits) may be
+/// written; everything else there is the machine's (/proc/sys, sysrq-trigger, irq/…).
+const PROC_WRITABLE: &[&str] = &[
+    "0*",
+    "1*",
+    "2*",
+    "3*",
+    "4*",
+    "5*",
+    "6*",
+    "7*",
+    "8*",
+    "9*",
+    "self",
+    "thread-self",
+    "sys/net",
+    "sys/kernel/shm*",
+    "sys/kernel/msg*",
+    "sys/kernel/sem*",
+    "sys/kernel/hostname",
+    "sys/kernel/domainname",
+];
+
+/// Of those, what may be bound elsewhere: the container's own knobs. A pid directory
+/// may not (its `root` is the container's root, /proc and all).
+const PROC_BINDABLE: &[&str] = &[
+    "sys/net",
+    "sys/kernel/shm*",
+    "sys/kernel/msg*",
+    "sys/kernel/sem*",
+    "sys/kernel/hostname",
+    "sys/kernel/domainname",
 ];
 
 /// Below /sys only cgroups (systemd) and the container's own network devices.
@@ -71,11 +95,7 @@ fn writable_places() -> Vec<String> {
     let roots: Vec<&str> = PROC_ROOTS.iter().chain(SYS_ROOTS).copied().collect();
     let mut v = deny_all_but("/", &roots);
     for r in PROC_ROOTS {
-        v.extend(
-            PROC_SYS_WRITABLE
-                .iter()
-                .map(|k| format!("/{r}/sys/{k}{TREE}")),
-        );
+        v.extend(PROC_WRITABLE.iter().map(|k| format!("/{r}/{k}{TREE}")));
     }
     for r in SYS_ROOTS {
         v.extend(SYS_WRITABLE.iter().map(|k| format!("/{r}/{k}{TREE}")));
@@ -87,37 +107,45 @@ fn writable_places() -> Vec<String> {
 /// somewhere writable, it would be written through the other path. (systemd binds the
 /// writable parts onto themselves: ProtectHostname=.)
 fn foreign_sources() -> Vec<String> {
-    let proc_keep: Vec<String> = PROC_SYS_WRITABLE
-        .iter()
-        .map(|k| format!("sys/{k}"))
-        .collect();
-    let sys_keep: Vec<String> = SYS_WRITABLE.iter().map(|k| k.to_string()).collect();
     let mut v = Vec::new();
-    for (roots, keep) in [(PROC_ROOTS, proc_keep), (SYS_ROOTS, sys_keep)] {
-        let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
+    for (roots, keep) in [(PROC_ROOTS, PROC_BINDABLE), (SYS_ROOTS, SYS_WRITABLE)] {
         for r in roots {
             v.push(format!("/{r}{{,/}}"));
-            v.extend(deny_all_but(&format!("/{r}/"), &keep));
+            v.extend(deny_all_but(&format!("/{r}/"), keep));
         }
     }
     v
 }
 
+/// The directories above the proc and sysfs places (`/`, `/run`, …): a recursive bind
+/// of one carries the instance below it along, writable under another path.
+fn ancestors() -> Vec<String> {
+    let mut v = vec!["/".to_string()];
+    for r in PROC_ROOTS.iter().chain(SYS_ROOTS) {
+        let parts: Vec<&str> = r.split('/').collect();
+        for n in 1..parts.len() {
+            let a = format!("/{}{{,/}}", parts[..n].join("/"));
+            if !v.contains(&a) {
+                v.push(a);
+            }
+        }
+    }
+    v
+}
+
+/// Where systemd binds the root recursively to build a service's namespace; the
+/// proc and sysfs places inside it have path rules of their own.
+const UNIT_ROOT: &str = "/run/systemd/unit-root{,/}";
+
 /// The path rules for one proc place: the kernel's own files, and /proc/sys but for
 /// what is the container's.
 fn proc_file_rules(root: &str) -> Vec<String> {
-    let mut v: Vec<String> = [
-        "bus/** wklx",
-        "kcore rwklx",
-        "sysrq-trigger rwklx",
-        "acpi/** rwklx",
-        "sys/fs/** wklx",
-    ]
-    .iter()
-    .map(|r| format!("  deny /{root}/{r},\n"))
-    .collect();
+    let mut v: Vec<String> = ["kcore rwklx", "sysrq-trigger rwklx", "acpi/** rwklx"]
+        .iter()
+        .map(|r| format!("  deny /{root}/{r},\n"))
+        .collect();
     v.extend(
-        deny_all_but(&format!("/{root}/sys/"), PROC_SYS_WRITABLE)
+        deny_all_but(&format!("/{root}/"), PROC_WRITABLE)
             .into_iter()
             .map(|p| format!("  deny {p} wklx,\n")),
     );
@@ -169,6 +197,15 @@ pub fn text(name: &str) -> String {
     p.push_str(&format!("  deny mount fstype=proc -> {places},\n"));
     p.push_str(&format!("  deny mount fstype=sysfs -> {places},\n"));
     p.push_str(&format!("  deny mount {sources} -> {places},\n"));
+    let elsewhere: Vec<String> = writable_places()
+        .into_iter()
+        .filter(|w| w != UNIT_ROOT)
+        .collect();
+    p.push_str(&format!(
+        "  deny mount {{{}}} -> {{{}}},\n",
+        ancestors().join(","),
+        elsewhere.join(",")
+    ));
     p.extend(superblock_remounts());
     p.extend(PROC_ROOTS.iter().flat_map(|r| proc_file_rules(r)));
     p.extend(SYS_ROOTS.iter().flat_map(|r| sys_file_rules(r)));
@@ -273,8 +310,8 @@ mod tests {
 
     #[test]
     fn proc_sys_keeps_net_and_the_namespaced_kernel_knobs() {
-        let pats = deny_all_but("/proc/sys/", PROC_SYS_WRITABLE);
-        let unit = deny_all_but("/run/systemd/unit-root/proc/sys/", PROC_SYS_WRITABLE);
+        let pats = deny_all_but("/proc/", PROC_WRITABLE);
+        let unit = deny_all_but("/run/systemd/unit-root/proc/", PROC_WRITABLE);
         assert!(denied(
             &unit,
             "/run/systemd/unit-root/proc/sys/kernel/panic"
@@ -286,6 +323,10 @@ mod tests {
             "/proc/sys/kernel/shmmax",
             "/proc/sys/kernel/msgmni",
             "/proc/sys/kernel/sem",
+            "/proc/self/oom_score_adj",
+            "/proc/thread-self/attr/exec",
+            "/proc/1/oom_score_adj",
+            "/proc/4242/uid_map",
         ] {
             assert!(!denied(&pats, kept), "{kept} denied by {pats:#?}");
         }
@@ -298,6 +339,11 @@ mod tests {
             "/proc/sys/fs/binfmt_misc/register",
             "/proc/sys/netx",
             "/proc/sys/kernel/sysrq",
+            "/proc/sysrq-trigger",
+            "/proc/irq/1/smp_affinity",
+            "/proc/fs/nfsd/threads",
+            "/proc/sys",
+            "/proc/selfish",
         ] {
             assert!(denied(&pats, host), "{host} not denied by {pats:#?}");
         }
@@ -388,6 +434,27 @@ mod tests {
         ] {
             assert!(!denied(&sources, own), "{own} may not be bound");
         }
+    }
+
+    #[test]
+    fn what_may_be_bound_may_be_written() {
+        assert!(PROC_BINDABLE.iter().all(|b| PROC_WRITABLE.contains(b)));
+    }
+
+    #[test]
+    fn the_directories_above_proc_and_sys_are_sources_too() {
+        let a = ancestors();
+        assert_eq!(
+            a,
+            [
+                "/",
+                "/run{,/}",
+                "/run/systemd{,/}",
+                "/run/systemd/unit-root{,/}"
+            ]
+        );
+        // systemd's recursive bind of / for a service stays possible.
+        assert!(writable_places().iter().any(|w| w == UNIT_ROOT));
     }
 
     #[test]

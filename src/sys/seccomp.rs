@@ -17,6 +17,7 @@ const BPF_LD_W_ABS: u16 = 0x20;
 const BPF_JEQ_K: u16 = 0x15;
 const BPF_JGE_K: u16 = 0x35;
 const BPF_JSET_K: u16 = 0x45;
+const BPF_AND_K: u16 = 0x54;
 const BPF_RET_K: u16 = 0x06;
 
 /// Offsets in `struct seccomp_data`: nr, arch, and the low word of args[1] (all the
@@ -24,8 +25,17 @@ const BPF_RET_K: u16 = 0x06;
 const DATA_NR: u32 = 0;
 const DATA_ARCH: u32 = 4;
 const DATA_ARG1_LO: u32 = 24;
+const DATA_ARG3_LO: u32 = 40;
 
 const MNT_FORCE: u32 = 1;
+const MS_RDONLY: u32 = 1;
+const MS_REMOUNT: u32 = 32;
+const MS_BIND: u32 = 4096;
+
+/// The new mount API (open_tree, move_mount, fsopen, fsconfig, fsmount, fspick,
+/// mount_setattr; one numbering on every ABI since Linux 5.2): ENOSYS, so programs fall
+/// back to mount(2), which the AppArmor profile mediates and this filter inspects.
+const NEW_MOUNT_API: &[u32] = &[428, 429, 430, 431, 432, 433, 442];
 
 /// One ABI: its audit arch, the syscalls denied outright (kexec_load, kexec_file_load,
 /// open_by_handle_at, init_module, finit_module, delete_module) and umount2, denied
@@ -35,6 +45,9 @@ struct Abi {
     arch: u32,
     deny: &'static [u32],
     umount2: u32,
+    /// mount(2): a read-only remount without MS_BIND changes the superblock, which
+    /// for the container's root (a bind of the host's file system) is the host's.
+    mount: u32,
 }
 
 fn tables() -> Vec<Abi> {
@@ -45,12 +58,14 @@ fn tables() -> Vec<Abi> {
                 arch: AUDIT_ARCH_X86_64,
                 deny: &[246, 320, 304, 175, 313, 176],
                 umount2: 166,
+                mount: 165,
             },
             // i386 compat (int 0x80 from a 64-bit process, or 32-bit binaries).
             Abi {
                 arch: AUDIT_ARCH_I386,
                 deny: &[283, 342, 128, 350, 129],
                 umount2: 52,
+                mount: 21,
             },
         ]
     }
@@ -60,6 +75,7 @@ fn tables() -> Vec<Abi> {
             arch: AUDIT_ARCH_AARCH64,
             deny: &[104, 294, 265, 105, 273, 106],
             umount2: 39,
+            mount: 40,
         }]
     }
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
@@ -134,16 +150,21 @@ impl Asm {
     }
 }
 
-/// The filter program: per ABI, deny the listed syscalls and a forced umount2; allow
-/// everything else, and every call of an ABI not listed.
+/// The filter program: per ABI, deny the listed syscalls, a forced umount2 and a
+/// read-only superblock remount, answer the new mount API with ENOSYS; allow the rest.
+/// Calls of an ABI not listed (32-bit ARM on arm64, say) are denied: their numbers
+/// mean other calls, unchecked here.
 pub fn program() -> Vec<libc::sock_filter> {
     let deny_errno = SECCOMP_RET_ERRNO | libc::EPERM as u32;
+    let enosys = SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
     let mut a = Asm::default();
     let deny = a.label();
     let allow = a.label();
+    let no_such_call = a.label();
     for abi in tables() {
         let next_abi = a.label();
         let umount2 = a.label();
+        let mount = a.label();
         a.stmt(BPF_LD_W_ABS, DATA_ARCH);
         a.jump(BPF_JEQ_K, abi.arch, To::Next, To::Label(next_abi));
         a.stmt(BPF_LD_W_ABS, DATA_NR);
@@ -154,16 +175,32 @@ pub fn program() -> Vec<libc::sock_filter> {
         for nr in abi.deny {
             a.jump(BPF_JEQ_K, *nr, To::Label(deny), To::Next);
         }
-        a.jump(BPF_JEQ_K, abi.umount2, To::Label(umount2), To::Label(allow));
+        for nr in NEW_MOUNT_API {
+            a.jump(BPF_JEQ_K, *nr, To::Label(no_such_call), To::Next);
+        }
+        a.jump(BPF_JEQ_K, abi.umount2, To::Label(umount2), To::Next);
+        a.jump(BPF_JEQ_K, abi.mount, To::Label(mount), To::Label(allow));
         a.place(umount2);
         a.stmt(BPF_LD_W_ABS, DATA_ARG1_LO);
         a.jump(BPF_JSET_K, MNT_FORCE, To::Label(deny), To::Label(allow));
+        a.place(mount);
+        a.stmt(BPF_LD_W_ABS, DATA_ARG3_LO);
+        a.stmt(BPF_AND_K, MS_REMOUNT | MS_BIND | MS_RDONLY);
+        a.jump(
+            BPF_JEQ_K,
+            MS_REMOUNT | MS_RDONLY,
+            To::Label(deny),
+            To::Label(allow),
+        );
         a.place(next_abi);
     }
-    a.place(allow);
-    a.stmt(BPF_RET_K, SECCOMP_RET_ALLOW);
+    // No ABI matched: falls through to the deny.
     a.place(deny);
     a.stmt(BPF_RET_K, deny_errno);
+    a.place(no_such_call);
+    a.stmt(BPF_RET_K, enosys);
+    a.place(allow);
+    a.stmt(BPF_RET_K, SECCOMP_RET_ALLOW);
     a.finish()
 }
 
@@ -194,6 +231,11 @@ mod tests {
 
     /// Run the BPF program on (arch, nr, args[1]) like the kernel would.
     fn eval(p: &[libc::sock_filter], arch: u32, nr: u32, arg1: u32) -> u32 {
+        eval3(p, arch, nr, arg1, 0)
+    }
+
+    /// The same with args[3].
+    fn eval3(p: &[libc::sock_filter], arch: u32, nr: u32, arg1: u32, arg3: u32) -> u32 {
         let mut acc = 0u32;
         let mut pc = 0usize;
         loop {
@@ -205,12 +247,14 @@ mod tests {
                         DATA_ARCH => arch,
                         DATA_NR => nr,
                         DATA_ARG1_LO => arg1,
+                        DATA_ARG3_LO => arg3,
                         k => panic!("load at {k}"),
                     }
                 }
                 BPF_JEQ_K => pc += if acc == i.k { jt } else { jf },
                 BPF_JGE_K => pc += if acc >= i.k { jt } else { jf },
                 BPF_JSET_K => pc += if acc & i.k != 0 { jt } else { jf },
+                BPF_AND_K => acc &= i.k,
                 BPF_RET_K => return i.k,
                 c => panic!("unknown op {c}"),
             }
@@ -242,6 +286,30 @@ mod tests {
         }
         #[cfg(target_arch = "x86_64")]
         assert_eq!(eval(&p, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT | 1, 0), deny);
-        assert_eq!(eval(&p, 0x1234, 246, 0), SECCOMP_RET_ALLOW);
+        // Another ABI's numbers mean other calls: refused, not let through.
+        assert_eq!(eval(&p, 0x1234, 246, 0), deny);
+    }
+
+    #[test]
+    fn superblock_remounts_and_the_new_mount_api() {
+        let p = program();
+        let deny = SECCOMP_RET_ERRNO | libc::EPERM as u32;
+        let enosys = SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
+        for abi in tables() {
+            let m = |flags| eval3(&p, abi.arch, abi.mount, 0, flags);
+            assert_eq!(m(MS_REMOUNT | MS_RDONLY), deny);
+            assert_eq!(
+                m(MS_REMOUNT | MS_RDONLY | 2 | 1024),
+                deny,
+                "with nosuid, sync…"
+            );
+            assert_eq!(m(MS_REMOUNT | MS_BIND | MS_RDONLY), SECCOMP_RET_ALLOW);
+            assert_eq!(m(MS_REMOUNT), SECCOMP_RET_ALLOW);
+            assert_eq!(m(MS_BIND), SECCOMP_RET_ALLOW);
+            assert_eq!(m(0), SECCOMP_RET_ALLOW);
+            for nr in NEW_MOUNT_API {
+                assert_eq!(eval(&p, abi.arch, *nr, 0), enosys, "nr {nr}");
+            }
+        }
     }
 }

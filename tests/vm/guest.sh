@@ -58,6 +58,10 @@ check "AppArmor refuses binding all of /proc elsewhere" sh -c "! rlxc attach -n 
 check "AppArmor refuses a proc instance outside /proc" sh -c "! rlxc attach -n bb -- sh -c 'mkdir -p /tmp/p3 && mount -t proc proc /tmp/p3'"
 check "AppArmor refuses mounting binfmt_misc" sh -c "! rlxc attach -n bb -- sh -c 'mkdir -p /tmp/b && mount -t binfmt_misc binfmt_misc /tmp/b'"
 check "AppArmor refuses a read-only remount of the root's superblock" sh -c "! rlxc attach -n bb -- mount -o remount,ro / && touch /var/tmp/still-writable"
+check "AppArmor refuses a recursive bind of / (and its /proc) elsewhere" sh -c "! rlxc attach -n bb -- sh -c 'mkdir -p /tmp/r && mount --rbind / /tmp/r'"
+check "a proc instance inside /proc is held by the path rules" sh -c "v=\$(cat /proc/sys/kernel/panic); rlxc attach -n bb -- sh -c 'mount -t proc proc /proc/fs; echo 9 > /proc/fs/sys/kernel/panic'; [ \"\$(cat /proc/sys/kernel/panic)\" = \"\$v\" ]"
+check "AppArmor refuses binding /proc/1/root elsewhere" sh -c "! rlxc attach -n bb -- sh -c 'mkdir -p /tmp/q && mount --rbind /proc/1/root /tmp/q'"
+check "seccomp refuses a read-only superblock remount with other flags" sh -c "! rlxc attach -n bb -- mount -o remount,ro,sync / && touch /var/tmp/still-writable"
 check "AppArmor refuses mounting devpts" sh -c "! rlxc attach -n bb -- sh -c 'mkdir -p /tmp/p && mount -t devpts devpts /tmp/p'"
 check "a host sysctl stays the host's" sh -c "v=\$(cat /proc/sys/kernel/panic); rlxc attach -n bb -- sh -c 'mount -o remount,bind,rw /proc/sys; echo 7 > /proc/sys/kernel/panic'; [ \"\$(cat /proc/sys/kernel/panic)\" = \"\$v\" ]"
 check "rlxc-stop -k busybox" rlxc stop -k -n bb
