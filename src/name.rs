@@ -15,6 +15,19 @@ const RULE: &str = crate::error::NAME_RULE;
 /// Check `name` and return it unchanged when it is safe to use as a directory name,
 /// cgroup name and (after `hostname_for`) a hostname.
 pub fn validate(name: &str) -> Result<&str> {
+    validate_existing(name)?;
+    if let Some(c) = name.chars().next().filter(|c| !c.is_ascii_alphanumeric()) {
+        return Err(Error::BadName {
+            name: name.to_string(),
+            reason: format!("it starts with {c:?}, not a letter or digit"),
+        });
+    }
+    Ok(name)
+}
+
+/// The rule before names had to start with a letter or digit (`_web` passed): a
+/// container made then must stay reachable, so every command but create checks this.
+pub fn validate_existing(name: &str) -> Result<&str> {
     let bad = |reason: &str| {
         Err(Error::BadName {
             name: name.to_string(),
@@ -53,9 +66,6 @@ pub fn validate(name: &str) -> Result<&str> {
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
     {
         return bad(&format!("it contains {c:?}"));
-    }
-    if let Some(c) = name.chars().next().filter(|c| !c.is_ascii_alphanumeric()) {
-        return bad(&format!("it starts with {c:?}, not a letter or digit"));
     }
     Ok(name)
 }

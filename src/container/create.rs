@@ -44,6 +44,8 @@ impl Container {
     ) -> Result<CreateReport> {
         // Until this returns, staging directories exist that only unwinding removes:
         // a second Ctrl-C must not kill half-way through the clean-up (a third does).
+        // New names follow today's rule; existing ones only need to be reachable.
+        name::validate(&self.name)?;
         let _cleanup = crate::sys::CleanupGuard::hold();
         store::mkdir_p(&self.lxcpath, 0o755)?;
         let _lock = store::lock_name(&self.lxcpath, &self.name, "creating this container")?;

@@ -63,8 +63,9 @@ pub struct Container {
 }
 
 impl Container {
+    /// A container of this name; `create` holds new names to the stricter rule.
     pub fn new(sys: &SystemConfig, name: &str) -> Result<Self> {
-        name::validate(name)?;
+        name::validate_existing(name)?;
         Ok(Container {
             name: name.to_string(),
             lxcpath: sys.lxcpath.clone(),
