@@ -87,12 +87,14 @@ pub(super) fn died_before_exec(child: Pid, limits: &crate::config::Limits) -> Op
     let status = waitid(Id::Pid(child), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT);
     let oom_like = matches!(status, Ok(WaitStatus::Signaled(_, Signal::SIGKILL, _)));
     let how = match status {
-        Ok(WaitStatus::Signaled(_, sig, _)) => format!("was killed by {sig}"),
+        Ok(WaitStatus::Signaled(_, sig, _)) => {
+            format!("was killed by {sig} before it could execute init")
+        }
         // An exit (not a kill) may also be init's own, at once after its exec.
         Ok(WaitStatus::Exited(_, code)) => {
-            format!("exited with status {code} (init itself, at once, or")
+            format!("exited with status {code}, before init ran or as init at once")
         }
-        Ok(other) => format!("ended ({other:?})"),
+        Ok(other) => format!("ended ({other:?}) before it could execute init"),
         Err(e) => format!("could not be waited for ({e})"),
     };
     let hint = match &limits.memory {
@@ -103,7 +105,7 @@ pub(super) fn died_before_exec(child: Pid, limits: &crate::config::Limits) -> Op
         _ => String::new(),
     };
     Some(Error::Other(format!(
-        "the container's first process {how} before it could execute init{hint}"
+        "the container's first process {how}{hint}"
     )))
 }
 
