@@ -1,17 +1,40 @@
 //! The monitor's command socket: a hello, one request, one handler per request.
 
-use std::io::{BufReader, Write};
+use std::io::{BufReader, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{send_raw, Monitor};
 use crate::ipc::{self, Hello, IpcError, Request, Response};
 
+/// The most a client may take to send its hello and request: the monitor serves one
+/// thing at a time, and a client dripping bytes must not hold up the console or a stop.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Reads from `s` that together end by a deadline (a socket timeout is per read).
+struct Deadline<'a> {
+    s: &'a UnixStream,
+    until: Instant,
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        self.s.set_read_timeout(Some(left))?;
+        (&mut &*self.s).read(buf)
+    }
+}
+
 /// The hello and the request; an unreadable or foreign one is answered with the reason.
 fn read_request(s: &UnixStream) -> Result<Request, IpcError> {
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let mut r = BufReader::new(s);
+    let mut r = BufReader::new(Deadline {
+        s,
+        until: Instant::now() + REQUEST_DEADLINE,
+    });
     let hello: Hello = ipc::read_msg(&mut r)?;
     ipc::check_hello(&hello)?;
     ipc::read_msg(&mut r)
@@ -89,5 +112,41 @@ impl Monitor {
             let _ = crate::sys::set_winsize(run.pty_master.as_fd(), rows, cols);
         }
         reply(s, &Response::Ok);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dripping_client_is_cut_off_at_the_deadline() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let writer = std::thread::spawn(move || {
+            let mut b = b;
+            // A byte every 300 ms: each read returns in time, the whole never would.
+            for c in b"{\"rlxc_protocol\":1}".iter().cycle().take(40) {
+                if b.write_all(&[*c]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        });
+        let t0 = Instant::now();
+        let e = read_request(&a).unwrap_err();
+        assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+        assert!(matches!(e, IpcError::Io(_)), "{e}");
+        drop(a);
+        let _ = writer.join();
+    }
+
+    #[test]
+    fn a_prompt_client_is_read() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let mut msg = Vec::new();
+        ipc::write_msg(&mut msg, &Hello::current()).unwrap();
+        ipc::write_msg(&mut msg, &Request::Kill).unwrap();
+        b.write_all(&msg).unwrap();
+        assert_eq!(read_request(&a).unwrap(), Request::Kill);
     }
 }
