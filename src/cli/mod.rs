@@ -160,13 +160,28 @@ pub fn main() -> i32 {
 
 /// Print the error, its causes once each, and a hint.
 fn report(prog: &str, e: &Error) {
-    eprintln!("{prog}: error: {e}");
+    eprintln!("{prog}: error: {}", shown(&e.to_string()));
     for s in crate::error::causes(e) {
-        eprintln!("  caused by: {s}");
+        eprintln!("  caused by: {}", shown(&s.to_string()));
     }
     if let Some(h) = e.hint() {
-        eprintln!("  hint: {h}");
+        eprintln!("  hint: {}", shown(&h));
     }
+}
+
+/// An error for a sysadmin's terminal: it can hold what an image or a container chose
+/// (member and mount paths, a child's reason), so control characters (escape sequences)
+/// are shown, not sent.
+fn shown(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Progress bars on a terminal, plain lines otherwise, nothing with -q.
@@ -248,6 +263,12 @@ mod tests {
         );
         let v = multicall(vec!["rlxc".into(), "ls".into()]);
         assert_eq!(v, vec![OsString::from("rlxc"), "ls".into()]);
+    }
+
+    #[test]
+    fn a_reason_reaches_the_terminal_without_its_escape_sequences() {
+        let e = shown("mount /x\u{1b}[2J\n: No such file");
+        assert_eq!(e, "mount /x\\u{1b}[2J\\n: No such file");
     }
 
     #[test]

@@ -67,7 +67,15 @@ pub fn send(mut s: &UnixStream, dir: &Path, req: &Request) -> Result<()> {
 /// become errors.
 pub fn answer(s: &UnixStream, dir: &Path, timeout: Option<Duration>) -> Result<Response> {
     s.set_read_timeout(timeout).ok();
-    match read_msg(&mut BufReader::new(s)).map_err(|e| ipc_error(dir, e))? {
+    refusal(
+        dir,
+        read_msg(&mut BufReader::new(s)).map_err(|e| ipc_error(dir, e))?,
+    )
+}
+
+/// An `Error` answer as an error, any other as it is.
+fn refusal(dir: &Path, r: Response) -> Result<Response> {
+    match r {
         Response::Error { message } => Err(Error::Monitor {
             peer: socket_path(dir),
             message,
@@ -78,13 +86,7 @@ pub fn answer(s: &UnixStream, dir: &Path, timeout: Option<Duration>) -> Result<R
 
 /// The answer to `Console`, read so that no console byte after it is consumed.
 pub fn console_answer(s: &UnixStream, dir: &Path) -> Result<Response> {
-    match read_line_unbuffered(s).map_err(|e| ipc_error(dir, e))? {
-        Response::Error { message } => Err(Error::Monitor {
-            peer: socket_path(dir),
-            message,
-        }),
-        r => Ok(r),
-    }
+    refusal(dir, read_line_unbuffered(s).map_err(|e| ipc_error(dir, e))?)
 }
 
 /// `send` then `answer` on a connection already made.

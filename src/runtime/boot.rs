@@ -16,25 +16,9 @@ use crate::net::link as net;
 /// where the child's reason comes first).
 pub(super) fn child_failure(sync: &OwnedFd) -> Option<Error> {
     match ipc::recv_packet(sync.as_fd(), false) {
-        Ok(Some(FromChild::Failed { reason })) => Some(failed(reason)),
+        Ok(Some(FromChild::Failed { reason })) => Some(Error::Other(reason)),
         _ => None,
     }
-}
-
-/// The child's reason, for a sysadmin's terminal: it can hold paths an image chose, so
-/// control characters (escape sequences) are shown, not sent.
-fn failed(reason: String) -> Error {
-    let shown: String = reason
-        .chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect();
-    Error::Other(shown)
 }
 
 /// Wait until the child reached `stage`; its failure, a wrong message or its death
@@ -47,7 +31,7 @@ pub(super) fn child_reached(
 ) -> Result<()> {
     match ipc::recv_packet(sync.as_fd(), true) {
         Ok(Some(FromChild::Reached { stage: s })) if s == stage => Ok(()),
-        Ok(Some(FromChild::Failed { reason })) => Err(failed(reason)),
+        Ok(Some(FromChild::Failed { reason })) => Err(Error::Other(reason)),
         Ok(Some(other)) => Err(Error::Other(format!(
             "the container's first process sent {other:?} where {stage:?} was due"
         ))),
@@ -65,7 +49,7 @@ pub(super) fn child_reached(
 pub(super) fn child_exec(sync: &OwnedFd, child: Pid, limits: &crate::config::Limits) -> Result<()> {
     match ipc::recv_packet::<FromChild>(sync.as_fd(), true) {
         Ok(None) => died_before_exec(child, limits).map_or(Ok(()), Err),
-        Ok(Some(FromChild::Failed { reason })) => Err(failed(reason)),
+        Ok(Some(FromChild::Failed { reason })) => Err(Error::Other(reason)),
         Ok(Some(other)) => Err(Error::Other(format!(
             "the container's first process sent {other:?} instead of executing init"
         ))),
@@ -186,12 +170,6 @@ mod tests {
             .expect("reported")
             .to_string();
         assert!(e.contains("SIGKILL") && e.contains("limits.memory"), "{e}");
-    }
-
-    #[test]
-    fn a_reason_reaches_the_terminal_without_its_escape_sequences() {
-        let e = failed("mount /x\u{1b}[2J\n: No such file".into()).to_string();
-        assert_eq!(e, "mount /x\\u{1b}[2J\\n: No such file");
     }
 
     #[test]

@@ -184,6 +184,13 @@ fn mnt(
 }
 
 fn bind_ro(root: &Root, rel: &str, dir: bool) -> Result<()> {
+    let fl = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    rebind(root, rel, dir, fl)
+}
+
+/// Bind `rel` onto itself, then remount that bind with `flags` (read-only, or writable
+/// under a read-only parent).
+fn rebind(root: &Root, rel: &str, dir: bool, flags: MsFlags) -> Result<()> {
     let (_fd, t) = target(root, rel, dir)?;
     mount(
         Some(t.as_str()),
@@ -199,15 +206,10 @@ fn bind_ro(root: &Root, rel: &str, dir: bool) -> Result<()> {
         None::<&str>,
         t.as_str(),
         None::<&str>,
-        MsFlags::MS_BIND
-            | MsFlags::MS_REMOUNT
-            | MsFlags::MS_RDONLY
-            | MsFlags::MS_NOSUID
-            | MsFlags::MS_NODEV
-            | MsFlags::MS_NOEXEC,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags,
         None::<&str>,
     )
-    .ctx("make read-only", root.display(rel.as_bytes()))
+    .ctx("remount", root.display(rel.as_bytes()))
 }
 
 /// /proc, with /proc/sys and /proc/sysrq-trigger read-only but /proc/sys/net writable
@@ -218,7 +220,8 @@ fn mount_proc(root: &Root, boot_id: &std::path::Path, own_net: bool) -> Result<(
     mnt(Some("proc"), root, "proc", Some("proc"), fl, None)?;
     bind_ro(root, "proc/sys", true)?;
     if own_net {
-        writable_proc_sys_net(root, fl)?;
+        // Writable under the read-only /proc/sys.
+        rebind(root, "proc/sys/net", true, fl)?;
     }
     let (_fd, t) = target(root, "proc/sys/kernel/random/boot_id", false)?;
     mount(
@@ -242,29 +245,6 @@ fn mount_proc(root: &Root, boot_id: &std::path::Path, own_net: bool) -> Result<(
     if root.openat(b"proc/sysrq-trigger", OFlag::O_PATH, 0).is_ok() {
         bind_ro(root, "proc/sysrq-trigger", false)?;
     }
-    Ok(())
-}
-
-/// A writable bind of /proc/sys/net over the read-only /proc/sys.
-fn writable_proc_sys_net(root: &Root, fl: MsFlags) -> Result<()> {
-    let (_fd, net) = target(root, "proc/sys/net", true)?;
-    mount(
-        Some(net.as_str()),
-        net.as_str(),
-        None::<&str>,
-        MsFlags::MS_BIND,
-        None::<&str>,
-    )
-    .ctx("bind", "/proc/sys/net")?;
-    let (_fd, net) = target(root, "proc/sys/net", true)?;
-    mount(
-        None::<&str>,
-        net.as_str(),
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | fl,
-        None::<&str>,
-    )
-    .ctx("make writable", "/proc/sys/net")?;
     Ok(())
 }
 
