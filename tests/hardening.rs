@@ -442,3 +442,45 @@ fn a_container_of_the_previous_rlxc_is_not_taken_for_stopped() {
     );
     assert!(!old.exists(), "the old cgroup is left");
 }
+
+/// With the host's network (type "none") /proc/sys/net is the host's: read-only inside,
+/// where a container with a network of its own may write its knobs.
+#[test]
+fn host_network_knobs_stay_read_only_with_network_none() {
+    // Writing back the value read changes nothing, and shows whether it may be written.
+    let rewrite = [
+        "sh",
+        "-c",
+        "v=$(cat /proc/sys/net/ipv4/ip_forward); echo $v > /proc/sys/net/ipv4/ip_forward",
+    ];
+    let own = Rt::new("ownnet", "");
+    own.ok(&["start", "-d"]);
+    let out = own.attach(&rewrite);
+    assert!(out.status.success(), "own netns: {}", stderr(&out));
+    let host = Rt::new("hostnet", "[[network]]\ntype = \"none\"\n");
+    host.ok(&["start", "-d"]);
+    let out = host.attach(&rewrite);
+    assert!(
+        !out.status.success(),
+        "the host's net sysctls were writable"
+    );
+    assert!(stderr(&out).contains("Read-only"), "{}", stderr(&out));
+}
+
+/// A container whose name the earlier rule allowed (`_web`) stays reachable; only new
+/// names follow today's rule.
+#[test]
+fn names_of_the_earlier_rule_stay_reachable() {
+    let rt = Rt::new("legacy", "");
+    let old = format!("_{}", rt.name);
+    std::fs::rename(rt.env.lxcpath().join(&rt.name), rt.env.lxcpath().join(&old)).unwrap();
+    let info = rt.env.ok(&["info", "-n", &old]);
+    assert!(info.contains("STOPPED"), "{info}");
+    rt.env.ok(&["start", "-d", "-n", &old]);
+    rt.env.ok(&["stop", "-k", "-n", &old]);
+    let e = rt.env.fails(&[
+        "create", "-n", "_new", "-t", "local", "--", "-m", "x", "-f", "y",
+    ]);
+    assert!(e.contains("not a letter or digit"), "{e}");
+    rt.env.ok(&["destroy", "-n", &old]);
+}
