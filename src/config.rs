@@ -19,7 +19,7 @@ pub use bridge::{BridgeIpv4, BridgeIpv6, DhcpRange};
 use download::DownloadSection;
 pub use download::DEFAULT_MAX_IMAGE_SIZE;
 use file::read_toml;
-pub use file::{parse_toml, write_atomic};
+pub use file::{parse_toml, read_text, write_atomic};
 pub use size::format_size;
 pub use types::{
     ByteSize, HwaddrTemplate, Ipv4Assigned, Ipv4Gateway, Ipv4Mode, MacvlanMode, NetKind, Signal,
@@ -41,6 +41,10 @@ struct SystemConfigFile {
     runpath: Option<PathBuf>,
     /// Defaults for new containers; relative paths are taken from the config file's directory.
     defaults: Option<PathBuf>,
+    /// The sysadmin's own template directories, searched before the shipped ones;
+    /// relative paths are taken from the config file's directory.
+    #[serde(default)]
+    templates_path: Vec<PathBuf>,
     #[serde(default)]
     download: DownloadSection,
     #[serde(default)]
@@ -56,6 +60,8 @@ pub struct SystemConfig {
     pub cachepath: PathBuf,
     pub runpath: PathBuf,
     pub defaults: PathBuf,
+    /// `templates_path`: directories searched for `rlxc-NAME` templates first.
+    pub templates_path: Vec<PathBuf>,
     pub download_server: String,
     /// `[download] max_image_size` in bytes.
     pub max_image_size: u64,
@@ -134,6 +140,7 @@ impl SystemConfig {
             cachepath: f.cachepath.unwrap_or_else(|| "/var/cache/rlxc".into()),
             runpath: f.runpath.unwrap_or_else(|| "/run/rlxc".into()),
             defaults: dir.join(f.defaults.unwrap_or_else(|| "default.toml".into())),
+            templates_path: f.templates_path.iter().map(|p| dir.join(p)).collect(),
             download_server: f.download.server.unwrap_or_else(|| DEFAULT_SERVER.into()),
             max_image_size: DEFAULT_MAX_IMAGE_SIZE,
             network: f.network,

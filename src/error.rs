@@ -53,6 +53,10 @@ pub enum Error {
     #[error("{0}")]
     NoImage(String),
 
+    /// A template program failed, or left what rlxc cannot use.
+    #[error("template {template} {msg}")]
+    Template { template: String, msg: String },
+
     #[error("checksum mismatch for {name} from {url}: SHA256SUMS says {expected}, got {actual}")]
     Checksum {
         name: String,
@@ -180,6 +184,11 @@ impl Error {
                     .into(),
             ),
             Error::Limit { fix, .. } => Some(fix.clone()),
+            Error::Template { .. } => Some(
+                "the template's own messages are above; nothing of the container was kept. \
+                 rlxc-create --list-templates shows the templates there are"
+                    .into(),
+            ),
             _ => None,
         }
     }

@@ -1,5 +1,6 @@
-//! rlxc-create: `-t download` with LXC's flags, either right after `-t download` or
-//! after `--` as LXC passes them to its template.
+//! rlxc-create: `-t NAME` resolved to a built-in (`download`, `local`) or a template
+//! program; `-t download` takes LXC's flags either right after `-t download` or after
+//! `--` as LXC passes them to its template; every other template gets what follows `--`.
 
 use std::path::PathBuf;
 
@@ -7,14 +8,8 @@ use clap::Parser;
 
 use super::{Common, Reporter};
 use crate::config::{ContainerConfig, SystemConfig};
-use crate::container::Container;
+use crate::container::{self, Container, DownloadOptions, Progress, Resolved, Source};
 use crate::error::{Error, Result};
-use crate::image::arch;
-use crate::image::cache::Key;
-use crate::image::download::{self, Request};
-use crate::image::fetch::{Fetcher, Progress};
-use crate::image::index::{Index, Query};
-use crate::image::server::Server;
 use crate::name;
 
 #[derive(clap::Args, Debug)]
@@ -22,9 +17,17 @@ pub struct Args {
     /// Name of the new container (default for `-t download`: DIST-RELEASE).
     #[arg(short = 'n', long = "name")]
     name: Option<String>,
-    /// Template: `download` fetches an image from an LXC image server.
-    #[arg(short = 't', long = "template")]
-    template: String,
+    /// Template: `download` (an LXC image server), `local` (an image's archives), the name
+    /// of a template program (rlxc-NAME, or LXC's lxc-NAME), or a template file's path.
+    #[arg(
+        short = 't',
+        long = "template",
+        required_unless_present = "list_templates"
+    )]
+    template: Option<String>,
+    /// List the templates -t can name, and where each one is.
+    #[arg(long = "list-templates")]
+    list_templates: bool,
     /// Backing store: `dir` (a plain directory rootfs).
     #[arg(short = 'B', long = "bdev", default_value = "dir")]
     bdev: String,
@@ -91,6 +94,35 @@ fn merge_opt(a: Option<String>, b: Option<String>, flag: &str) -> Result<Option<
 }
 
 impl DownloadArgs {
+    fn options(self) -> DownloadOptions {
+        DownloadOptions {
+            dist: self.dist,
+            release: self.release,
+            arch: self.arch,
+            variant: self.variant,
+            server: self.server,
+            flush_cache: self.flush_cache,
+            force_cache: self.force_cache,
+        }
+    }
+
+    /// The first download option given, for telling a template program's user where
+    /// its options go.
+    fn first_given(&self) -> Option<&'static str> {
+        [
+            (self.dist.is_some(), "-d"),
+            (self.release.is_some(), "-r"),
+            (self.arch.is_some(), "-a"),
+            (self.variant.is_some(), "--variant"),
+            (self.server.is_some(), "--server"),
+            (self.list, "--list"),
+            (self.flush_cache, "--flush-cache"),
+            (self.force_cache, "--force-cache"),
+        ]
+        .into_iter()
+        .find_map(|(given, flag)| given.then_some(flag))
+    }
+
     fn merge(self, other: DownloadArgs) -> Result<DownloadArgs> {
         Ok(DownloadArgs {
             dist: merge_opt(self.dist, other.dist, "--dist")?,
@@ -124,13 +156,65 @@ pub fn run(a: Args) -> Result<i32> {
             a.bdev
         )));
     }
-    match a.template.as_str() {
-        "download" => run_download(a),
-        "local" => run_local(a),
-        other => Err(Error::Usage(format!(
-            "unknown template {other:?}; available: download, local"
-        ))),
+    let sys = a.common.system()?;
+    let Some(tname) = a.template.clone().filter(|_| !a.list_templates) else {
+        return list_templates(&sys);
+    };
+    let resolved = container::resolve_template(&sys, &tname)?;
+    if !matches!(resolved, Resolved::Download) {
+        if let Some(flag) = a.dl.first_given() {
+            return Err(Error::Usage(format!(
+                "{flag} is an option of -t download; options of -t {tname} go after `--`, \
+                 as in: rlxc-create -t {tname} -n NAME -- {flag} …"
+            )));
+        }
     }
+    match resolved {
+        Resolved::Download => run_download(a, &sys),
+        Resolved::Local => run_local(a, &sys),
+        Resolved::Script { name, path, .. } => run_script(a, &sys, name, path),
+    }
+}
+
+fn list_templates(sys: &SystemConfig) -> Result<i32> {
+    let all = container::templates(sys);
+    let rows: Vec<[String; 3]> = all
+        .iter()
+        .map(|t| {
+            [
+                t.name.clone(),
+                t.origin.to_string(),
+                t.path
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "(in rlxc)".into()),
+            ]
+        })
+        .collect();
+    let rows: Vec<[&str; 3]> = rows
+        .iter()
+        .map(|r| [r[0].as_str(), r[1].as_str(), r[2].as_str()])
+        .collect();
+    super::table::print(&["TEMPLATE", "FROM", "PATH"], &rows, "  ");
+    Ok(0)
+}
+
+/// `-t NAME -n NAME -- ARGS`: a template program with LXC's protocol.
+fn run_script(a: Args, sys: &SystemConfig, tname: String, path: PathBuf) -> Result<i32> {
+    let name = a.name.clone().ok_or_else(|| {
+        Error::Usage(format!(
+            "-t {tname} needs -n NAME (a template program does not name the container)"
+        ))
+    })?;
+    let c = Container::new(sys, &name)?;
+    let base = base_config(sys, a.config.as_ref())?;
+    let progress = Reporter::new(a.common.quiet);
+    let source = Source::Script {
+        name: tname,
+        path,
+        args: a.template_args.clone(),
+    };
+    create_and_report(sys, &c, source, base, &a, &progress)
 }
 
 /// Template options after `--`, or the first line of clap's complaint about them.
@@ -148,48 +232,31 @@ fn template_options<T: Parser>(args: &[String]) -> Result<T> {
 }
 
 /// `-t local -n NAME -- --metadata META --fstree ROOTFS`.
-fn run_local(a: Args) -> Result<i32> {
+fn run_local(a: Args, sys: &SystemConfig) -> Result<i32> {
     let opts: LocalArgs = template_options(&a.template_args)?;
     let name = a.name.clone().ok_or_else(|| {
         Error::Usage("-t local needs -n NAME (the archives do not name the container)".into())
     })?;
-    let sys = a.common.system()?;
-    let c = Container::new(&sys, &name)?;
-    let base = base_config(&sys, a.config.as_ref())?;
+    let c = Container::new(sys, &name)?;
+    let base = base_config(sys, a.config.as_ref())?;
     let progress = Reporter::new(a.common.quiet);
-    let mut template = crate::template::Local::new(
-        opts.metadata,
-        opts.fstree,
-        &sys.cachepath,
-        &name,
-        sys.max_image_size,
-    );
-    create_and_report(
-        &sys,
-        &c,
-        &mut template,
-        base,
-        (a.allow_image_host_mounts, a.common.quiet),
-        &progress,
-    )
+    let source = Source::Local {
+        metadata: opts.metadata,
+        fstree: opts.fstree,
+    };
+    create_and_report(sys, &c, source, base, &a, &progress)
 }
 
-fn run_download(a: Args) -> Result<i32> {
-    if a.bdev != "dir" {
-        return Err(Error::Usage(format!(
-            "backing store {:?} is not supported; use -B dir",
-            a.bdev
-        )));
-    }
+fn run_download(a: Args, sys: &SystemConfig) -> Result<i32> {
     let extra: TemplateOnly = template_options(&a.template_args)?;
-    let dl = a.dl.merge(extra.dl)?;
-    let sys = a.common.system()?;
+    let dl = a.dl.clone().merge(extra.dl)?;
     let progress = Reporter::new(a.common.quiet);
-    let server = Server::parse(dl.server.as_deref().unwrap_or(&sys.download_server))?;
-    if dl.list {
-        return list(&server, &dl, &progress);
+    let list = dl.list;
+    let opts = dl.options();
+    if list {
+        return list_images(sys, &opts, &progress);
     }
-    let fully_specified = dl.dist.is_some() && dl.release.is_some();
+    let fully_specified = opts.dist.is_some() && opts.release.is_some();
     if !fully_specified && !super::stdin_is_tty() {
         return Err(Error::Usage(
             "-d/--dist and -r/--release are needed when not on a terminal; \
@@ -201,42 +268,26 @@ fn run_download(a: Args) -> Result<i32> {
     if let Some(n) = &a.name {
         name::validate(n)?;
     }
-    let (key, index) = resolve(&server, &dl, &progress)?;
+    let plan = container::download_plan(sys, &opts, &Menu, &progress)?;
     let name = match &a.name {
         Some(n) => n.clone(),
         None => {
-            let n = name::default_for_image(&key.dist, &key.release);
+            let n = name::default_for_image(&plan.key().dist, &plan.key().release);
             progress.message(&format!("no -n given: naming the container {n}"));
             n
         }
     };
-    let c = Container::new(&sys, &name)?;
-    let base = base_config(&sys, a.config.as_ref())?;
-    let req = Request {
-        server,
-        key,
-        flush_cache: dl.flush_cache,
-        force_cache: dl.force_cache,
-        max_image_size: sys.max_image_size,
-    };
-    if !arch::is_compatible_with_host(&req.key.arch) {
-        progress.message(&format!(
-            "warning: {} containers cannot run on this {} host without emulation",
-            req.key.arch,
-            arch::host()
-        ));
+    let c = Container::new(sys, &name)?;
+    let base = base_config(sys, a.config.as_ref())?;
+    if let Some(w) = plan.arch_warning() {
+        progress.message(&w);
     }
-    let mut template = crate::template::Download::new(
-        &req,
-        crate::image::cache::Cache::new(&sys.cachepath),
-        index,
-    );
     create_and_report(
-        &sys,
+        sys,
         &c,
-        &mut template,
+        Source::Download(Box::new(plan)),
         base,
-        (a.allow_image_host_mounts, a.common.quiet),
+        &a,
         &progress,
     )
 }
@@ -248,96 +299,28 @@ fn base_config(sys: &SystemConfig, file: Option<&PathBuf>) -> Result<ContainerCo
     }
 }
 
-/// Fill in dist/release/arch/variant: from flags, else by asking on a terminal.
-fn resolve(
-    server: &Server,
-    dl: &DownloadArgs,
-    progress: &dyn Progress,
-) -> Result<(Key, Option<Index>)> {
-    let arch = dl
-        .arch
-        .as_deref()
-        .map(arch::to_debian)
-        .unwrap_or_else(arch::host);
-    let variant = dl.variant.clone().unwrap_or_else(|| "default".into());
-    if let (Some(d), Some(r)) = (&dl.dist, &dl.release) {
-        return Ok((download::key(d, r, &arch, &variant), None));
+/// The terminal's menu for what the download options leave open.
+struct Menu;
+
+impl container::Chooser for Menu {
+    fn choose(&self, what: &str, items: &[String], default: Option<&str>) -> Result<String> {
+        let start = default
+            .and_then(|d| items.iter().position(|x| x == d))
+            .unwrap_or(0);
+        let i = dialoguer::Select::new()
+            .with_prompt(what)
+            .items(items)
+            .default(start)
+            .interact()
+            .map_err(|e| Error::Usage(format!("no {} chosen: {e}", what.to_lowercase())))?;
+        Ok(items[i].clone())
     }
-    if dl.force_cache {
-        return Err(Error::Usage("--force-cache needs -d and -r".into()));
-    }
-    let fetcher = Fetcher::new(server)?;
-    let idx = download::fetch_index(&fetcher, server, progress)?;
-    let dist = match &dl.dist {
-        Some(d) => d.clone(),
-        None => choose(
-            "Distribution",
-            idx.entries.iter().map(|e| e.dist.clone()),
-            None,
-        )?,
-    };
-    let q = |release: Option<String>| Query {
-        dist: Some(dist.clone()),
-        release,
-        ..Default::default()
-    };
-    let release = match &dl.release {
-        Some(r) => r.clone(),
-        None => choose(
-            "Release",
-            idx.filter(&q(None)).map(|e| e.release.clone()),
-            None,
-        )?,
-    };
-    let arch = match &dl.arch {
-        Some(_) => arch,
-        None => choose(
-            "Architecture",
-            idx.filter(&q(Some(release.clone())))
-                .map(|e| e.arch.clone()),
-            Some(&arch),
-        )?,
-    };
-    Ok((download::key(&dist, &release, &arch, &variant), Some(idx)))
 }
 
-fn choose(
-    what: &str,
-    items: impl Iterator<Item = String>,
-    default: Option<&str>,
-) -> Result<String> {
-    let mut v: Vec<String> = items.collect();
-    v.sort();
-    v.dedup();
-    if v.is_empty() {
-        return Err(Error::NoImage(format!(
-            "the server offers no {} for that choice",
-            what.to_lowercase()
-        )));
-    }
-    let start = default
-        .and_then(|d| v.iter().position(|x| x == d))
-        .unwrap_or(0);
-    let i = dialoguer::Select::new()
-        .with_prompt(what)
-        .items(&v)
-        .default(start)
-        .interact()
-        .map_err(|e| Error::Usage(format!("no {} chosen: {e}", what.to_lowercase())))?;
-    Ok(v[i].clone())
-}
-
-fn list(server: &Server, dl: &DownloadArgs, progress: &dyn Progress) -> Result<i32> {
-    let fetcher = Fetcher::new(server)?;
-    let idx = download::fetch_index(&fetcher, server, progress)?;
-    let q = Query {
-        dist: dl.dist.clone(),
-        release: dl.release.clone(),
-        arch: dl.arch.as_deref().map(arch::to_debian),
-        variant: dl.variant.clone(),
-    };
-    let mut rows: Vec<[&str; 5]> = idx
-        .filter(&q)
+fn list_images(sys: &SystemConfig, opts: &DownloadOptions, progress: &Reporter) -> Result<i32> {
+    let entries = container::download_list(sys, opts, progress)?;
+    let rows: Vec<[&str; 5]> = entries
+        .iter()
         .map(|e| {
             [
                 e.dist.as_str(),
@@ -348,14 +331,6 @@ fn list(server: &Server, dl: &DownloadArgs, progress: &dyn Progress) -> Result<i
             ]
         })
         .collect();
-    if rows.is_empty() {
-        let mut msg = format!("{server} has no image matching the filter");
-        if q.dist.is_some() {
-            msg += &format!("\n{}", idx.explain_miss(&q));
-        }
-        return Err(Error::NoImage(msg));
-    }
-    rows.sort();
     super::table::print(
         &["DIST", "RELEASE", "ARCH", "VARIANT", "BUILD"],
         &rows,
@@ -368,48 +343,57 @@ fn list(server: &Server, dl: &DownloadArgs, progress: &dyn Progress) -> Result<i
 fn create_and_report(
     sys: &SystemConfig,
     c: &Container,
-    template: &mut dyn crate::template::Template,
+    source: Source,
     base: ContainerConfig,
-    (allow_host_mounts, quiet): (bool, bool),
+    a: &Args,
     progress: &Reporter,
 ) -> Result<i32> {
     let t0 = std::time::Instant::now();
-    let report = c.create(sys, template, base, allow_host_mounts, progress)?;
-    print_report(&c.name, &report, t0, quiet);
+    let from = match &source {
+        Source::Script { name, .. } => Some(name.clone()),
+        _ => None,
+    };
+    let report = c.create(sys, source, base, a.allow_image_host_mounts, progress)?;
+    if !a.common.quiet {
+        print_report(&c.name, &report, t0, from.as_deref());
+    }
     Ok(0)
 }
 
 /// What a create did: work directories swept, image lines ignored and mounts added,
 /// unpack warnings, the summary and the image's message.
+/// `script`: the template program that made it, if one did.
 fn print_report(
     name: &str,
     report: &crate::container::CreateReport,
     t0: std::time::Instant,
-    quiet: bool,
+    script: Option<&str>,
 ) {
-    if quiet {
-        return;
-    }
     for d in &report.swept {
         eprintln!(
             "note: removed {}, left by a create or destroy that was killed",
             d.display()
         );
     }
+    let lines_of = if script.is_some() {
+        "template"
+    } else {
+        "image"
+    };
     for l in &report.translation.ignored {
-        eprintln!("note: image config line ignored: {l}");
+        eprintln!("note: {lines_of} config line ignored: {l}");
     }
     for m in &report.translation.mounts {
-        if m.from_host {
-            eprintln!(
+        match (m.from_host, script) {
+            (true, Some(t)) => eprintln!("warning: template {t} mounts from the host: {}", m.line),
+            (true, None) => eprintln!(
                 "warning: the image mounts from the host (allowed by --allow-image-host-mounts): {}",
                 m.line
-            );
-        } else {
-            eprintln!("note: the image adds a mount: {}", m.line);
+            ),
+            (false, _) => eprintln!("note: the {lines_of} adds a mount: {}", m.line),
         }
     }
-    for w in &report.stats.warnings {
+    for w in report.stats.iter().flat_map(|s| &s.warnings) {
         eprintln!("warning: {w}");
     }
     let from = report
@@ -422,13 +406,17 @@ fn print_report(
             )
         })
         .unwrap_or_default();
-    eprintln!(
-        "Created container {name}{from} in {:.2} s: {} files, {} MB, unpacked in {:.2} s",
-        t0.elapsed().as_secs_f64(),
-        report.stats.entries,
-        report.stats.bytes / 1_000_000,
-        report.unpack_time.as_secs_f64()
-    );
+    let secs = t0.elapsed().as_secs_f64();
+    match (&report.stats, script) {
+        (Some(stats), _) => eprintln!(
+            "Created container {name}{from} in {secs:.2} s: {} files, {} MB, unpacked in {:.2} s",
+            stats.entries,
+            stats.bytes / 1_000_000,
+            report.unpack_time.as_secs_f64()
+        ),
+        (None, Some(t)) => eprintln!("Created container {name} with template {t} in {secs:.2} s"),
+        (None, None) => eprintln!("Created container {name} in {secs:.2} s"),
+    }
     eprintln!("  rootfs: {}", report.dir.join("rootfs").display());
     if let Some(m) = &report.create_message {
         println!("{}", m.trim_end());

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::config::SystemConfig;
+use crate::container::Progress;
 use crate::error::{Error, Result};
-use crate::image::fetch::Progress;
 
 mod attach;
 mod checkconfig;

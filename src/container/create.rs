@@ -6,11 +6,65 @@ use std::time::{Duration, Instant};
 
 use super::Container;
 use crate::config::{ContainerConfig, ImageSource, SystemConfig};
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::image::fetch::Progress;
 use crate::image::{lxcconf, meta, unpack};
 use crate::rootfs::Root;
-use crate::template::{Prepared, Template};
+use crate::template::{self, LxcConfig, Prepared, Target, Template};
+
+pub use crate::template::{Available, Chooser, DownloadOptions, Plan, Resolved};
+
+/// What a create starts from: `-t NAME` resolved, with what that template needs.
+pub enum Source {
+    Download(Box<Plan>),
+    /// An image's two archives on the local disk (LXC's `lxc-local`).
+    Local {
+        metadata: PathBuf,
+        fstree: PathBuf,
+    },
+    /// A template program (LXC's protocol), with its arguments.
+    Script {
+        name: String,
+        path: PathBuf,
+        args: Vec<String>,
+    },
+}
+
+/// What `-t name` means on this installation (see `template::resolve` for the order).
+pub fn resolve_template(sys: &SystemConfig, name: &str) -> Result<Resolved> {
+    template::resolve(
+        name,
+        &template::search_dirs(sys),
+        std::path::Path::new(template::LXC_TEMPLATES),
+    )
+}
+
+/// Every template `-t NAME` reaches here.
+pub fn templates(sys: &SystemConfig) -> Vec<Available> {
+    template::available(
+        &template::search_dirs(sys),
+        std::path::Path::new(template::LXC_TEMPLATES),
+    )
+}
+
+/// The image the download options name, `chooser` picking what they leave open.
+pub fn download_plan(
+    sys: &SystemConfig,
+    o: &DownloadOptions,
+    chooser: &dyn Chooser,
+    progress: &dyn Progress,
+) -> Result<Plan> {
+    template::download::plan(sys, o, chooser, progress)
+}
+
+/// The server's images that match the download options.
+pub fn download_list(
+    sys: &SystemConfig,
+    o: &DownloadOptions,
+    progress: &dyn Progress,
+) -> Result<Vec<crate::image::index::Entry>> {
+    template::download::list(sys, o, progress)
+}
 use crate::{name, store};
 
 /// Where LXC_TEMPLATE_CONFIG and LXC_HOOK_DIR point in substituted image files.
@@ -21,7 +75,8 @@ const HOOK_DIR: &str = "/usr/share/rlxc/hooks";
 pub struct CreateReport {
     pub dir: PathBuf,
     pub image: Option<ImageSource>,
-    pub stats: unpack::Stats,
+    /// Files and bytes, when the template counted them (images do, scripts do not).
+    pub stats: Option<unpack::Stats>,
     pub translation: lxcconf::Translation,
     pub create_message: Option<String>,
     pub unpack_time: Duration,
@@ -37,7 +92,7 @@ impl Container {
     pub fn create(
         &self,
         sys: &SystemConfig,
-        template: &mut dyn Template,
+        source: Source,
         base: ContainerConfig,
         allow_host_mounts: bool,
         progress: &dyn Progress,
@@ -57,24 +112,41 @@ impl Container {
         }
         let swept = store::sweep_stale(&self.lxcpath, &self.name);
         store::mkdir_p(&sys.cachepath, 0o700)?;
+        let mut template = self.template(sys, source);
         let prepared = template.prepare(progress)?;
         // Before anything is written: a refused image leaves no directory behind.
-        let (cfg, translation) = self.initial_config(base, &prepared)?;
+        let (mut cfg, mut translation) = self.initial_config(base, &prepared)?;
         refuse_host_mounts(&translation, allow_host_mounts)?;
 
         let creating = store::Creating::begin(&self.lxcpath, &self.name)?;
         let backing = self.backing(&cfg);
-        let root = Root::open(&backing.create(&creating.dir)?)?;
+        let rootfs = backing.create(&creating.dir)?;
+        let root = Root::open(&rootfs)?;
         let t0 = Instant::now();
-        let stats = template.fill(&root, progress)?;
+        let target = Target {
+            name: &self.name,
+            dir: &creating.dir,
+            rootfs: &rootfs,
+            root: &root,
+        };
+        let filled = template.fill(&target, progress)?;
         let unpack_time = t0.elapsed();
+        if let Some(lxc) = filled.lxc_config {
+            // A template program is the sysadmin's own code, run as root: the host
+            // paths it binds (LXC's busybox binds /lib for a dynamic busybox) are theirs
+            // to give, where an image's are not. They are reported like an image's.
+            let more = self.apply_template_config(&mut cfg, &lxc, &creating.dir)?;
+            translation.extend(more);
+            // The template's own LXC file has served; config.toml is the container's.
+            std::fs::remove_file(&lxc.file).ctx("remove", &lxc.file)?;
+        }
         self.substitute(&root, &cfg, &prepared.substitute)?;
         cfg.save(&creating.dir.join("config.toml"))?;
         let dir = creating.publish(&self.lxcpath, &self.name)?;
         Ok(CreateReport {
             dir,
             image: prepared.source,
-            stats,
+            stats: filled.stats,
             translation,
             create_message: prepared.create_message,
             unpack_time,
@@ -95,6 +167,50 @@ impl Container {
             hook_dir: HOOK_DIR,
         };
         meta::apply_templates(root, files, &vars).map(|_| ())
+    }
+
+    fn template(&self, sys: &SystemConfig, source: Source) -> Box<dyn Template> {
+        match source {
+            Source::Download(plan) => Box::new(template::Download::new(
+                *plan,
+                crate::image::cache::Cache::new(&sys.cachepath),
+            )),
+            Source::Local { metadata, fstree } => Box::new(template::Local::new(
+                metadata,
+                fstree,
+                &sys.cachepath,
+                &self.name,
+                sys.max_image_size,
+            )),
+            Source::Script { name, path, args } => {
+                Box::new(template::Script::new(&name, path, args, &sys.cachepath))
+            }
+        }
+    }
+
+    /// The LXC config a template program wrote: held to `lxc.KEY = VALUE` lines, its
+    /// paths of the directory being built turned into the final one, translated on top
+    /// of what `cfg` has, and checked again.
+    fn apply_template_config(
+        &self,
+        cfg: &mut ContainerConfig,
+        lxc: &LxcConfig,
+        staging: &std::path::Path,
+    ) -> Result<lxcconf::Translation> {
+        if let Some((n, line)) = lxcconf::first_malformed(&lxc.text) {
+            return Err(Error::Config {
+                file: lxc.file.clone(),
+                msg: format!(
+                    "line {n} (`{}`): the template wrote a line that is not `lxc.KEY = VALUE`; \
+                     nothing was created",
+                    line
+                ),
+            });
+        }
+        let text = crate::template::relocate(&lxc.text, staging, &self.dir());
+        let translation = lxcconf::translate(&text, cfg);
+        cfg.validate(&self.config_path())?;
+        Ok(translation)
     }
 
     /// Defaults (or `-f`), then the image's LXC lines, then what rlxc knows for sure.

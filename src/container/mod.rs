@@ -15,7 +15,12 @@ mod stop;
 
 pub use crate::attach::Options as AttachOptions;
 pub use crate::console::Ended;
-pub use create::CreateReport;
+/// How long steps report progress to a front end.
+pub use crate::image::fetch::Progress;
+pub use create::{
+    download_list, download_plan, resolve_template, templates, Chooser, CreateReport,
+    DownloadOptions, Resolved, Source,
+};
 pub use info::Live;
 pub use stop::{StopMode, StopOutcome};
 

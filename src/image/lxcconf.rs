@@ -1,7 +1,19 @@
-//! Translate an image's LXC config lines (`meta.tar.xz:config`) into rlxc's TOML config.
-//! What rlxc covers by its own defaults is noted; anything else is reported as ignored.
+//! Translate an image's LXC config lines (`meta.tar.xz:config`), or the `config` a
+//! template script wrote, into rlxc's TOML config. What rlxc covers by its own defaults
+//! is noted; anything else is reported as ignored. `lxc.include` of LXC's shipped config
+//! files (`/usr/share/lxc/config/*.conf`) is followed: what they set that means
+//! something to rlxc is applied, and their policy (capabilities, devices, seccomp, the
+//! host binds LXC adds) is rlxc's own built-in policy's to decide, so it is covered.
+
+use std::path::{Path, PathBuf};
 
 use crate::config::{validate, ContainerConfig, MountEntry, Signal};
+
+/// Where LXC installs the config files its templates and images include.
+pub const LXC_CONFIG_DIR: &str = "/usr/share/lxc/config";
+
+/// Includes nest this deep at most (LXC's own go two deep).
+const MAX_INCLUDE_DEPTH: usize = 8;
 
 #[derive(Debug, Default, PartialEq)]
 pub struct Translation {
@@ -42,9 +54,128 @@ fn mounts_from_host(m: &MountEntry) -> bool {
     m.is_bind() || !m.fstype.as_deref().is_some_and(|t| VIRTUAL_FS.contains(&t))
 }
 
+impl Translation {
+    pub fn extend(&mut self, other: Translation) {
+        self.applied.extend(other.applied);
+        self.covered.extend(other.covered);
+        self.ignored.extend(other.ignored);
+        self.mounts.extend(other.mounts);
+    }
+}
+
+/// The first line of `text` that is neither blank, a comment nor `lxc.KEY = VALUE`:
+/// (line number, line). A template's config is held to that; an image's bad lines are
+/// only reported.
+pub fn first_malformed(text: &str) -> Option<(usize, String)> {
+    text.lines().enumerate().find_map(|(i, raw)| {
+        let line = raw.trim();
+        let ok = line.is_empty()
+            || line.starts_with('#')
+            || line
+                .split_once('=')
+                .is_some_and(|(k, _)| k.trim().starts_with("lxc.") && !k.trim().contains(' '));
+        (!ok).then(|| (i + 1, line.to_string()))
+    })
+}
+
 /// Apply `text` (LXC config lines) to `cfg`.
 pub fn translate(text: &str, cfg: &mut ContainerConfig) -> Translation {
     let mut t = Translation::default();
+    translate_into(text, cfg, &mut t, &Includes::new(Path::new(LXC_CONFIG_DIR)));
+    t
+}
+
+/// How `lxc.include` is followed: only into LXC's shipped config directory.
+struct Includes<'a> {
+    dir: &'a Path,
+    depth: usize,
+    /// Lines come from one of LXC's shipped files.
+    shipped: bool,
+}
+
+impl<'a> Includes<'a> {
+    fn new(dir: &'a Path) -> Self {
+        Includes {
+            dir,
+            depth: 0,
+            shipped: false,
+        }
+    }
+
+    fn deeper(&self) -> Includes<'a> {
+        Includes {
+            dir: self.dir,
+            depth: self.depth + 1,
+            shipped: true,
+        }
+    }
+
+    /// The files an include names, if it names LXC's shipped config: a file, or a
+    /// directory's `*.conf` files in order (as LXC reads `common.conf.d/`).
+    fn files(&self, value: &str) -> Option<Vec<PathBuf>> {
+        let named = value.replace("LXC_TEMPLATE_CONFIG", &self.dir.to_string_lossy());
+        let path = Path::new(&named);
+        if !path.is_absolute() || path.components().any(|c| c.as_os_str() == "..") {
+            return None;
+        }
+        let real = std::fs::canonicalize(path).ok()?;
+        if !real.starts_with(std::fs::canonicalize(self.dir).ok()?) {
+            return None;
+        }
+        if real.is_dir() {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(&real)
+                .ok()?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "conf"))
+                .collect();
+            v.sort();
+            Some(v)
+        } else {
+            Some(vec![real])
+        }
+    }
+}
+
+/// `lxc.include = VALUE`: follow it into LXC's shipped files, or say why not.
+fn include(
+    value: &str,
+    shown: String,
+    cfg: &mut ContainerConfig,
+    t: &mut Translation,
+    inc: &Includes,
+) {
+    let files = match inc.files(value) {
+        Some(files) if inc.depth < MAX_INCLUDE_DEPTH => files,
+        Some(_) => {
+            t.ignored.push(format!("{shown} (includes nest too deep)"));
+            return;
+        }
+        // LXC not installed: its common files hold LXC's policy, which rlxc's covers.
+        None if value.ends_with("common.conf") || value.ends_with("userns.conf") => {
+            t.covered.push(shown);
+            return;
+        }
+        None => {
+            t.ignored.push(format!(
+                "{shown} (rlxc follows includes of LXC's own config files in {} only)",
+                inc.dir.display()
+            ));
+            return;
+        }
+    };
+    t.covered.push(shown);
+    for f in files {
+        match crate::config::read_text(&f) {
+            Ok(text) => translate_into(&text, cfg, t, &inc.deeper()),
+            Err(e) => t
+                .ignored
+                .push(format!("lxc.include = {} ({e})", f.display())),
+        }
+    }
+}
+
+fn translate_into(text: &str, cfg: &mut ContainerConfig, t: &mut Translation, inc: &Includes) {
     for raw in text.lines() {
         let line = raw.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -54,12 +185,14 @@ pub fn translate(text: &str, cfg: &mut ContainerConfig) -> Translation {
             t.ignored.push(format!("{line} (not a key = value line)"));
             continue;
         };
-        let (key, value) = (key.trim(), value.trim());
+        let (key, value) = (key.trim(), unquote(value.trim()));
         let shown = format!("{key} = {value}");
         match key {
-            "lxc.include" if value.ends_with("common.conf") || value.ends_with("userns.conf") => {
-                t.covered.push(shown)
-            }
+            "lxc.include" => include(value, shown, cfg, t, inc),
+            // rlxc records the rootfs itself, always builds /dev, mounts proc, sys and
+            // the cgroup view its own way and hands out at most 1024 ptys.
+            "lxc.rootfs.path" | "lxc.rootfs" | "lxc.autodev" | "lxc.mount.auto" | "lxc.pty.max"
+            | "lxc.tty.dir" => t.covered.push(shown),
             "lxc.arch" => {
                 cfg.arch = Some(super::arch::to_debian(value));
                 t.applied.push(shown);
@@ -82,14 +215,17 @@ pub fn translate(text: &str, cfg: &mut ContainerConfig) -> Translation {
                 t.applied.push(shown);
             }
             "lxc.signal.halt" | "lxc.haltsignal" => {
-                apply_signal(&mut cfg.signals.halt, value, shown, &mut t)
+                apply_signal(&mut cfg.signals.halt, value, shown, t)
             }
             "lxc.signal.reboot" | "lxc.rebootsignal" => {
-                apply_signal(&mut cfg.signals.reboot, value, shown, &mut t)
+                apply_signal(&mut cfg.signals.reboot, value, shown, t)
             }
             "lxc.signal.stop" | "lxc.stopsignal" => {
-                apply_signal(&mut cfg.signals.stop, value, shown, &mut t)
+                apply_signal(&mut cfg.signals.stop, value, shown, t)
             }
+            // LXC's own default binds (fuse connections, securityfs, debugfs): rlxc
+            // decides what of /sys a container sees.
+            "lxc.mount.entry" if inc.shipped => t.covered.push(shown),
             "lxc.mount.entry" => match mount_entry(value) {
                 Some(m) => {
                     t.mounts.push(ImageMount {
@@ -101,10 +237,21 @@ pub fn translate(text: &str, cfg: &mut ContainerConfig) -> Translation {
                 }
                 None => t.ignored.push(format!("{shown} (not a valid mount entry)")),
             },
+            _ if inc.shipped => t.covered.push(shown),
             _ => t.ignored.push(format!("{shown} (no rlxc equivalent)")),
         }
     }
-    t
+}
+
+/// LXC takes a value in matching double or single quotes without them
+/// (`lxc.uts.name = "web1"`, as lxc-busybox writes it).
+fn unquote(v: &str) -> &str {
+    for q in ['"', '\''] {
+        if let Some(inner) = v.strip_prefix(q).and_then(|r| r.strip_suffix(q)) {
+            return inner;
+        }
+    }
+    v
 }
 
 /// An image's bad signal is reported, not fatal: the monitor's default serves.
@@ -140,6 +287,18 @@ fn mount_entry(v: &str) -> Option<MountEntry> {
 mod tests {
     use super::*;
 
+    /// Translation on a host without LXC's config files, whatever this one has.
+    fn translate(text: &str, cfg: &mut ContainerConfig) -> Translation {
+        let mut t = Translation::default();
+        translate_into(
+            text,
+            cfg,
+            &mut t,
+            &Includes::new(Path::new("/nonexistent/lxc/config")),
+        );
+        t
+    }
+
     #[test]
     fn translates_a_real_image_config() {
         let text = "\
@@ -164,6 +323,80 @@ lxc.signal.halt = SIGRTMIN+3
         assert!(t.ignored.iter().any(|l| l.contains("apparmor")));
         assert_eq!(t.mounts.len(), 1);
         assert!(t.mounts[0].from_host, "a bind of a host path");
+    }
+
+    #[test]
+    fn includes_of_lxcs_shipped_files_are_followed_and_nothing_else() {
+        let d = tempfile::tempdir().unwrap();
+        let conf = d.path().join("config");
+        std::fs::create_dir_all(conf.join("common.conf.d")).unwrap();
+        std::fs::write(
+            conf.join("common.conf"),
+            "lxc.cap.drop = sys_module\nlxc.mount.entry = /sys/fs/fuse/connections sys/fs/fuse/connections none bind,optional 0 0\nlxc.include = LXC_TEMPLATE_CONFIG/common.conf.d/\n",
+        )
+        .unwrap();
+        std::fs::write(
+            conf.join("common.conf.d/10-x.conf"),
+            "lxc.signal.halt = SIGUSR1\n",
+        )
+        .unwrap();
+        std::fs::write(
+            conf.join("loop.conf"),
+            format!("lxc.include = {}/loop.conf\n", conf.display()),
+        )
+        .unwrap();
+        std::fs::write(d.path().join("outside.conf"), "lxc.signal.stop = SIGKILL\n").unwrap();
+        let text = format!(
+            "lxc.include = {0}/common.conf\nlxc.include = {0}/../outside.conf\nlxc.include = {0}/loop.conf\nlxc.rootfs.path = dir:/x\n",
+            conf.display()
+        );
+        let mut c = ContainerConfig::default();
+        let mut t = Translation::default();
+        translate_into(&text, &mut c, &mut t, &Includes::new(&conf));
+        assert_eq!(c.signals.halt, "SIGUSR1".parse().ok(), "from common.conf.d");
+        assert_eq!(
+            c.signals.stop, None,
+            "nothing outside LXC's directory is read"
+        );
+        assert!(
+            c.mounts.is_empty(),
+            "LXC's default host binds are not taken over"
+        );
+        assert!(t.mounts.is_empty());
+        assert!(
+            t.covered.iter().any(|l| l.starts_with("lxc.cap.drop")),
+            "{:?}",
+            t.covered
+        );
+        assert!(t.covered.iter().any(|l| l.starts_with("lxc.rootfs.path")));
+        assert_eq!(t.ignored.len(), 2, "{:?}", t.ignored);
+        assert!(t.ignored[0].contains("outside.conf") && t.ignored[0].contains("only"));
+        assert!(t.ignored[1].contains("nest too deep"), "{:?}", t.ignored);
+    }
+
+    #[test]
+    fn quoted_values_lose_their_quotes() {
+        let mut c = ContainerConfig::default();
+        let t = translate(
+            "lxc.uts.name = \"web1\"\nlxc.signal.halt = 'SIGUSR1'\n",
+            &mut c,
+        );
+        assert_eq!(c.hostname.as_deref(), Some("web1"));
+        assert_eq!(c.signals.halt, "SIGUSR1".parse().ok());
+        assert!(t.ignored.is_empty(), "{:?}", t.ignored);
+    }
+
+    #[test]
+    fn a_templates_malformed_line_is_found_with_its_number() {
+        assert_eq!(first_malformed("# c\n\nlxc.arch = amd64\n"), None);
+        assert_eq!(
+            first_malformed("lxc.arch = amd64\ngarbage\n"),
+            Some((2, "garbage".into()))
+        );
+        assert_eq!(
+            first_malformed("foo = bar\n"),
+            Some((1, "foo = bar".into()))
+        );
     }
 
     #[test]

@@ -6,13 +6,12 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::{Prepared, Template};
+use super::{Filled, Prepared, Target, Template};
 use crate::error::{Error, IoContext, Result};
 use crate::image::budget::{Bounded, Budget};
 use crate::image::fetch::Progress;
 use crate::image::meta::{self, Meta};
 use crate::image::{decompress, unpack};
-use crate::rootfs::Root;
 
 /// The most of a metadata archive read (decompressed).
 const MAX_META: u64 = 64 << 20;
@@ -106,14 +105,18 @@ impl Template for Local {
         Ok(prepared)
     }
 
-    fn fill(&self, root: &Root, progress: &dyn Progress) -> Result<unpack::Stats> {
+    fn fill(&mut self, target: &Target, progress: &dyn Progress) -> Result<Filled> {
         let meta = self
             .meta
             .as_ref()
             .ok_or_else(|| Error::Other("the local template was not prepared".into()))?;
         let excludes = super::excludes(&meta.excludes_user)?;
         progress.message(&format!("unpacking {}", self.fstree.display()));
-        unpack::unpack_file(&self.tar(), root, &excludes)
+        let stats = unpack::unpack_file(&self.tar(), target.root, &excludes)?;
+        Ok(Filled {
+            stats: Some(stats),
+            lxc_config: None,
+        })
     }
 }
 

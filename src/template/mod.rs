@@ -1,12 +1,19 @@
 //! Templates obtain a rootfs; everything after that is the same for all of them (see
-//! `Container::create`: obtain → populate → publish). `download` is one template; the
-//! others DESIGN.md names (local archives, LXC's template scripts, OCI) plug in here.
+//! `Container::create`: obtain → populate → publish). `download` and `local` are built
+//! in; every other template is an executable speaking LXC's template protocol
+//! (`script.rs`), found by `resolve.rs`.
 
-mod download;
+pub mod download;
 mod local;
+mod resolve;
+mod script;
 
-pub use download::Download;
+pub use download::{Chooser, Download, DownloadOptions, Plan};
 pub use local::Local;
+pub use resolve::{available, resolve, search_dirs, Available, Resolved, LXC_TEMPLATES};
+pub use script::{relocate, Script};
+
+use std::path::Path;
 
 use crate::config::ImageSource;
 use crate::error::Result;
@@ -16,6 +23,7 @@ use crate::rootfs::Root;
 
 /// What a template knows once it has what the rootfs is made from, before anything of
 /// the container exists: enough to refuse the create early.
+#[derive(Default)]
 pub struct Prepared {
     /// Where the rootfs came from, recorded in the container's config.
     pub source: Option<ImageSource>,
@@ -25,6 +33,32 @@ pub struct Prepared {
     pub substitute: Vec<String>,
     /// A message for the sysadmin after the create.
     pub create_message: Option<String>,
+}
+
+/// The container being built, as a template fills it.
+pub struct Target<'a> {
+    pub name: &'a str,
+    /// The container's directory while it is built (`LXCPATH/.NAME.creating`).
+    pub dir: &'a Path,
+    /// Its (empty) root file system, and a confined handle on it.
+    pub rootfs: &'a Path,
+    pub root: &'a Root,
+}
+
+/// What filling the rootfs gave.
+#[derive(Default)]
+pub struct Filled {
+    /// Files and bytes written, when the template counted them (an unpack does).
+    pub stats: Option<unpack::Stats>,
+    /// LXC config lines the template wrote (a script's `config`), to be translated
+    /// after the fill, where an image's come before it.
+    pub lxc_config: Option<LxcConfig>,
+}
+
+/// LXC config text and the file it was read from, for errors.
+pub struct LxcConfig {
+    pub text: String,
+    pub file: std::path::PathBuf,
 }
 
 /// An image's `excludes-user` patterns: LXC applies them only to unprivileged creates;
@@ -40,6 +74,6 @@ fn excludes(excludes_user: &str) -> Result<Vec<String>> {
 pub trait Template {
     /// Fetch and check what the rootfs is made from.
     fn prepare(&mut self, progress: &dyn Progress) -> Result<Prepared>;
-    /// Fill the empty rootfs (confined to it).
-    fn fill(&self, root: &Root, progress: &dyn Progress) -> Result<unpack::Stats>;
+    /// Fill the empty rootfs of `target`.
+    fn fill(&mut self, target: &Target, progress: &dyn Progress) -> Result<Filled>;
 }
