@@ -68,6 +68,28 @@ pub fn touch_last_used(entry_dir: &Path) {
     }
 }
 
+/// Remove an entry directory (of either cache), its exclusive lock held by the caller:
+/// renamed to a hidden `.NAME.removing.PID` beside it first, so a crash mid-delete
+/// leaves something every sweep removes, never a half entry that looks valid. False
+/// when there was no entry.
+pub fn remove_entry_dir(dir: &Path) -> Result<bool> {
+    if !dir.is_dir() {
+        return Ok(false);
+    }
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let doomed = dir.with_file_name(format!(".{name}.{REMOVING_TAG}.{}", std::process::id()));
+    let _cleanup = sys::CleanupGuard::hold();
+    if doomed.exists() {
+        store::remove_tree(&doomed)?;
+    }
+    std::fs::rename(dir, &doomed).ctx("move aside the cached image", dir)?;
+    store::remove_tree(&doomed)?;
+    Ok(true)
+}
+
 /// A cache entry held under a shared lock.
 pub struct Entry {
     pub dir: PathBuf,
@@ -160,12 +182,7 @@ impl Cache {
     /// Remove the entry for `key`. True if there was one.
     pub fn flush(&self, key: &Key) -> Result<bool> {
         let _lock = self.lock(key, FlockArg::LockExclusive)?;
-        let dir = self.dir(key)?;
-        if !dir.exists() {
-            return Ok(false);
-        }
-        store::remove_tree(&dir)?;
-        Ok(true)
+        remove_entry_dir(&self.dir(key)?)
     }
 
     /// A fresh staging directory for `key`; removed on drop unless committed.

@@ -78,20 +78,14 @@ impl CachedImage {
         self.expires.is_some_and(|t| t <= now)
     }
 
-    /// The entry's directory name: the `NAME` of its lock and work directories.
-    fn name(&self) -> String {
-        self.path
+    /// `.NAME.lock` beside the entry directory `NAME`.
+    fn lock_path(&self) -> PathBuf {
+        let name = self
+            .path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    }
-
-    fn parent(&self) -> &Path {
-        self.path.parent().unwrap_or(Path::new("/"))
-    }
-
-    fn lock_path(&self) -> PathBuf {
-        self.parent().join(format!(".{}.lock", self.name()))
+            .unwrap_or_default();
+        self.path.with_file_name(format!(".{name}.lock"))
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{locks, scan, CachedImage, Catalog, ImageRef, Kind};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::image::cache::{self, REMOVING_TAG, STAGING_TAG};
 use crate::image::fetch::Progress;
 use crate::{store, sys};
@@ -84,7 +84,7 @@ pub fn remove(
         };
         match locks::exclusive(&img.lock_path(), wait, &mut on_wait)? {
             Ok(_lock) => {
-                if take_away(&img)? {
+                if cache::remove_entry_dir(&img.path)? {
                     report.removed.push(img);
                 }
             }
@@ -112,7 +112,7 @@ pub fn prune(cat: &Catalog, all: bool) -> Result<PruneReport> {
         };
         match locks::exclusive(&img.lock_path(), Duration::ZERO, &mut |_| {})? {
             Ok(_lock) => {
-                if take_away(&img)? {
+                if cache::remove_entry_dir(&img.path)? {
                     report.removed.push((img, why));
                 }
             }
@@ -120,26 +120,6 @@ pub fn prune(cat: &Catalog, all: bool) -> Result<PruneReport> {
         }
     }
     Ok(report)
-}
-
-/// With the entry's exclusive lock held: rename it out of sight, then delete it. False
-/// when it was gone already (another rm got there first).
-fn take_away(img: &CachedImage) -> Result<bool> {
-    if !img.path.is_dir() {
-        return Ok(false);
-    }
-    let _cleanup = sys::CleanupGuard::hold();
-    let doomed = img.parent().join(format!(
-        ".{}.{REMOVING_TAG}.{}",
-        img.name(),
-        std::process::id()
-    ));
-    if doomed.exists() {
-        store::remove_tree(&doomed)?;
-    }
-    std::fs::rename(&img.path, &doomed).ctx("move aside the cached image", &img.path)?;
-    store::remove_tree(&doomed)?;
-    Ok(true)
 }
 
 /// Remove the work directories (`.NAME.partial.PID`, `.NAME.staging.PID`,
