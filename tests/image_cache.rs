@@ -325,3 +325,89 @@ fn bad_references_are_refused_before_anything_is_removed() {
         .ok(&["image", "rm", &format!("download:{}", c.short_ref())]);
     assert!(out.contains("removed"), "{out}");
 }
+
+/// A create stopped by the test; killed if the test fails before it lets it go on.
+struct Stopped(std::process::Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Start a create of the cached busybox image and catch it while it holds the entry's
+/// shared lock (unpacking): stop it there. Returns the stopped create, or None when it
+/// finished before it was caught.
+fn catch_a_create_reading(c: &Cached, name: &str) -> Option<Stopped> {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let child = c
+        .env
+        .cmd(&[
+            "create", "-q", "-n", name, "-t", "download", "-d", "busybox", "-r",
+        ])
+        .arg(&c.release)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Stopped(child);
+    let pid = Pid::from_raw(child.0.id() as i32);
+    let lock = c.entry().with_file_name(".default.lock");
+    loop {
+        if child.0.try_wait().unwrap().is_some() {
+            return None;
+        }
+        kill(pid, Signal::SIGSTOP).unwrap();
+        // Stopped, it cannot let go meanwhile: is the entry's lock taken?
+        let f = File::options().write(true).open(&lock).unwrap();
+        match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Some(child),
+            Err((_, e)) => panic!("flock {}: {e}", lock.display()),
+            Ok(free) => drop(free),
+        }
+        kill(pid, Signal::SIGCONT).unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn rm_racing_a_real_create_names_it_and_the_create_still_succeeds() {
+    let c = Cached::new();
+    let (n, mut stopped) = (1..=20)
+        .find_map(|n| {
+            let name = format!("race{n}");
+            catch_a_create_reading(&c, &name).map(|ch| (name, ch))
+        })
+        .expect("a create caught while it reads the cache, in 20 tries");
+    let create = &mut stopped.0;
+    let err = c
+        .env
+        .fails(&["image", "rm", "--timeout", "1", &c.short_ref()]);
+    let holder = format!("in use by pid {} (", create.id());
+    assert!(err.contains(&holder), "{err}");
+    assert!(
+        err.contains(" create ") && err.contains(&n),
+        "its command line: {err}"
+    );
+    assert!(c.entry().join("build_id").is_file());
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(create.id() as i32),
+        nix::sys::signal::Signal::SIGCONT,
+    )
+    .unwrap();
+    let status = create.wait().unwrap();
+    let mut why = String::new();
+    if let Some(mut e) = create.stderr.take() {
+        std::io::Read::read_to_string(&mut e, &mut why).unwrap();
+    }
+    assert!(status.success(), "the create went on: {why}");
+    assert!(c.env.rootfs(&n).join("bin/busybox").exists());
+    c.env.ok(&["image", "rm", &c.short_ref()]);
+    assert!(!c.entry().exists());
+    assert!(c.work_dirs().is_empty(), "{:?}", c.work_dirs());
+}
