@@ -99,6 +99,23 @@ pub enum Error {
     #[error("the monitor at {} says: {message}", peer.display())]
     Monitor { peer: PathBuf, message: String },
 
+    /// `rlxc-image rm` was given a reference that no cache entry matches.
+    #[error("no cached image matches {reference:?} in {}", cachepath.display())]
+    NotCached {
+        reference: String,
+        /// What the cache has, as references.
+        have: Vec<String>,
+        cachepath: PathBuf,
+    },
+
+    /// A cache entry stayed in use (a create reading it) for the whole wait.
+    #[error("cached image {image} is in use by {holder}; gave up after waiting {} s", waited.as_secs())]
+    ImageBusy {
+        image: String,
+        holder: String,
+        waited: std::time::Duration,
+    },
+
     #[error("{0}")]
     Other(String),
 }
@@ -187,6 +204,18 @@ impl Error {
             Error::Template { .. } => Some(
                 "the template's own messages are above; nothing of the container was kept. \
                  rlxc-create --list-templates shows the templates there are"
+                    .into(),
+            ),
+            Error::NotCached { have, .. } if have.is_empty() => {
+                Some("the image cache is empty; creates fill it".into())
+            }
+            Error::NotCached { have, .. } => Some(format!(
+                "the cache has: {} (rlxc-image ls shows more)",
+                have.join(", ")
+            )),
+            Error::ImageBusy { .. } => Some(
+                "a create is unpacking from it: run this again when the create has finished, \
+                 or wait longer with --timeout SECONDS"
                     .into(),
             ),
             _ => None,

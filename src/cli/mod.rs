@@ -17,6 +17,7 @@ mod checkconfig;
 mod console;
 mod create;
 mod destroy;
+mod image;
 mod info;
 mod ls;
 mod net;
@@ -58,6 +59,8 @@ enum Command {
     Wait(wait::Args),
     /// The managed bridge with DHCP, DNS and NAT: start, stop, status.
     Net(net::Args),
+    /// The image cache: ls, rm, prune.
+    Image(image::Args),
     /// Check that this host can run containers (namespaces, cgroups, networking).
     Checkconfig(checkconfig::Args),
     #[command(name = "__netd", hide = true)]
@@ -142,6 +145,7 @@ pub fn main() -> i32 {
         Command::Attach(a) => attach::run(a),
         Command::Wait(a) => wait::run(a),
         Command::Net(a) => net::run(a),
+        Command::Image(a) => image::run(a),
         Command::Checkconfig(a) => checkconfig::run(a),
         Command::Netd(a) => net::netd(a),
     };

@@ -5,6 +5,7 @@
 //! under an exclusive lock, after everything was downloaded and verified. Readers hold a
 //! shared lock while they unpack. So an interrupted or corrupt download never replaces or
 //! poisons a good entry, and a flush never pulls a cache out from under a create.
+//! Each use touches the entry's `last_used`, which `rlxc-image ls` reports.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -49,6 +50,46 @@ impl std::fmt::Display for Key {
     }
 }
 
+/// The file in an entry directory whose mtime says when a create last used the entry
+/// (download entries, and the templates' cache under `CACHEPATH/template/`).
+pub const LAST_USED: &str = "last_used";
+
+/// Mark `entry_dir` as used now. Best effort: a create must not fail because this
+/// stamp could not be written (a read-only cache, say).
+pub fn touch_last_used(entry_dir: &Path) {
+    let path = entry_dir.join(LAST_USED);
+    if let Ok(f) = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+    {
+        let _ = f.set_modified(std::time::SystemTime::now());
+    }
+}
+
+/// Remove an entry directory (of either cache), its exclusive lock held by the caller:
+/// renamed to a hidden `.NAME.removing.PID` beside it first, so a crash mid-delete
+/// leaves something every sweep removes, never a half entry that looks valid. False
+/// when there was no entry.
+pub fn remove_entry_dir(dir: &Path) -> Result<bool> {
+    if !dir.is_dir() {
+        return Ok(false);
+    }
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let doomed = dir.with_file_name(format!(".{name}.{REMOVING_TAG}.{}", std::process::id()));
+    let _cleanup = sys::CleanupGuard::hold();
+    if doomed.exists() {
+        store::remove_tree(&doomed)?;
+    }
+    std::fs::rename(dir, &doomed).ctx("move aside the cached image", dir)?;
+    store::remove_tree(&doomed)?;
+    Ok(true)
+}
+
 /// A cache entry held under a shared lock.
 pub struct Entry {
     pub dir: PathBuf,
@@ -74,6 +115,11 @@ pub fn now() -> i64 {
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
 }
+
+/// `.VARIANT.partial.PID`: a download being assembled.
+pub const STAGING_TAG: &str = "partial";
+/// `.VARIANT.removing.PID`: an entry renamed away by `rlxc-image rm`, being deleted.
+pub const REMOVING_TAG: &str = "removing";
 
 pub struct Cache {
     root: PathBuf,
@@ -122,6 +168,8 @@ impl Cache {
             .trim()
             .to_string();
         let meta = Meta::load(&dir.join("meta"))?;
+        // Every get is a create about to use (or fall back to) this entry.
+        touch_last_used(&dir);
         Ok(Some(Entry {
             dir,
             build,
@@ -134,12 +182,7 @@ impl Cache {
     /// Remove the entry for `key`. True if there was one.
     pub fn flush(&self, key: &Key) -> Result<bool> {
         let _lock = self.lock(key, FlockArg::LockExclusive)?;
-        let dir = self.dir(key)?;
-        if !dir.exists() {
-            return Ok(false);
-        }
-        store::remove_tree(&dir)?;
-        Ok(true)
+        remove_entry_dir(&self.dir(key)?)
     }
 
     /// A fresh staging directory for `key`; removed on drop unless committed.
@@ -148,7 +191,11 @@ impl Cache {
         let parent = dir.parent().unwrap_or(&self.root).to_path_buf();
         store::mkdir_p(&parent, 0o755)?;
         self.sweep(&parent, &key.variant);
-        let path = parent.join(format!(".{}.partial.{}", key.variant, std::process::id()));
+        let path = parent.join(format!(
+            ".{}.{STAGING_TAG}.{}",
+            key.variant,
+            std::process::id()
+        ));
         if path.exists() {
             store::remove_tree(&path)?;
         }
@@ -160,16 +207,21 @@ impl Cache {
         })
     }
 
-    /// Staging directories of processes that died (SIGKILL, power loss) are garbage.
+    /// Staging directories of processes that died (SIGKILL, power loss) are garbage,
+    /// and so are entries an `rlxc-image rm` renamed away and did not finish deleting.
     fn sweep(&self, parent: &Path, variant: &str) {
-        let prefix = format!(".{variant}.partial.");
+        let prefixes = [
+            format!(".{variant}.{STAGING_TAG}."),
+            format!(".{variant}.{REMOVING_TAG}."),
+        ];
         let Ok(rd) = std::fs::read_dir(parent) else {
             return;
         };
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(pid) = name
-                .strip_prefix(&prefix)
+            if let Some(pid) = prefixes
+                .iter()
+                .find_map(|p| name.strip_prefix(p.as_str()))
                 .and_then(|p| p.parse::<i32>().ok())
             {
                 if !sys::pid_alive(pid) {

@@ -3,6 +3,7 @@
 pub mod arch;
 pub mod budget;
 pub mod cache;
+pub mod catalog;
 pub mod decompress;
 pub mod download;
 pub mod fetch;

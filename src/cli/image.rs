@@ -1,0 +1,232 @@
+//! rlxc-image: the image cache. `ls` (`list`), `rm` (`remove`, `rmi`), `prune`.
+
+use std::time::Duration;
+
+use super::{Common, Reporter};
+use crate::config::format_size;
+use crate::error::{Error, Result};
+use crate::image::catalog::{self, CachedImage, Catalog, ImageRef, Kind};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(subcommand)]
+    action: Action,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Action {
+    /// List the cached images: source, dist, release, arch, variant, build, size, last
+    /// use, expiry.
+    #[command(visible_alias = "list")]
+    Ls {
+        /// One JSON array, sizes in bytes and times in unix seconds.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove cached images: REF is [SOURCE:]DIST/RELEASE[/ARCH[/VARIANT]], SOURCE
+    /// `download`, `download:HOST` or a template's name; every match is removed.
+    #[command(visible_aliases = ["remove", "rmi"])]
+    Rm {
+        #[arg(required = true, value_name = "REF")]
+        refs: Vec<ImageRef>,
+        /// How long to wait for a create that is reading an image (0: do not wait).
+        #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+        timeout: u64,
+    },
+    /// Remove expired images and what killed creates left; --all: every image not in use.
+    Prune {
+        #[arg(short = 'a', long)]
+        all: bool,
+    },
+}
+
+pub fn run(a: Args) -> Result<i32> {
+    let sys = a.common.system()?;
+    let catalog = Catalog::new(&sys.cachepath);
+    match a.action {
+        Action::Ls { json } => ls(&catalog, json),
+        Action::Rm { refs, timeout } => rm(&catalog, &refs, timeout, a.common.quiet),
+        Action::Prune { all } => prune(&catalog, all, a.common.quiet),
+    }
+}
+
+fn ls(catalog: &Catalog, json: bool) -> Result<i32> {
+    let images = catalog.list()?;
+    if json {
+        let text = serde_json::to_string_pretty(&images)
+            .map_err(|e| Error::Other(format!("cannot format the image list: {e}")))?;
+        println!("{text}");
+        return Ok(0);
+    }
+    let now = catalog::now();
+    let header = [
+        "SOURCE",
+        "DIST",
+        "RELEASE",
+        "ARCH",
+        "VARIANT",
+        "BUILD",
+        "SIZE",
+        "LAST USED",
+        "EXPIRES",
+    ];
+    let rows: Vec<Vec<String>> = images.iter().map(|i| row(i, now)).collect();
+    super::table::print(&header, &rows, "  ");
+    Ok(0)
+}
+
+fn row(i: &CachedImage, now: i64) -> Vec<String> {
+    let source = match (i.kind, i.host()) {
+        (Kind::Download, Some(h)) => format!("download:{h}"),
+        _ => i.source.clone(),
+    };
+    vec![
+        source,
+        i.dist.clone(),
+        i.release.clone(),
+        i.arch.clone(),
+        i.variant.clone(),
+        i.build.clone(),
+        format_size(i.size),
+        i.last_used.map_or("-".into(), |t| ago(now - t)),
+        i.expires.map_or("-".into(), |t| until(t - now)),
+    ]
+}
+
+fn rm(catalog: &Catalog, refs: &[ImageRef], timeout: u64, quiet: bool) -> Result<i32> {
+    let progress = Reporter::new(quiet);
+    let report = catalog.remove(refs, Duration::from_secs(timeout), &progress)?;
+    if !quiet {
+        for l in &report.leftovers {
+            println!(
+                "removed leftover {} ({})",
+                l.path.display(),
+                format_size(l.size)
+            );
+        }
+        for i in &report.removed {
+            println!("removed {} ({})", described(i), format_size(i.size));
+        }
+    }
+    let mut busy = report.busy;
+    match busy.pop() {
+        None => Ok(0),
+        Some(last) => {
+            for e in &busy {
+                super::report("rlxc-image", e);
+            }
+            Err(last)
+        }
+    }
+}
+
+fn prune(catalog: &Catalog, all: bool, quiet: bool) -> Result<i32> {
+    let report = catalog.prune(all)?;
+    for (i, holder) in &report.in_use {
+        eprintln!("kept {}: in use by {holder}", i.reference());
+    }
+    if quiet {
+        return Ok(0);
+    }
+    for l in &report.leftovers {
+        println!(
+            "removed leftover {} ({})",
+            l.path.display(),
+            format_size(l.size)
+        );
+    }
+    for (i, why) in &report.removed {
+        println!("removed {} ({why}, {})", described(i), format_size(i.size));
+    }
+    let n = report.removed.len() + report.leftovers.len();
+    if n == 0 {
+        println!("nothing to prune");
+    } else {
+        println!("freed {}", format_size(report.freed()));
+    }
+    Ok(0)
+}
+
+/// `download:debian/bookworm/amd64/default build 20261201_05:24 from HOST`.
+fn described(i: &CachedImage) -> String {
+    let from = i.host().map(|h| format!(" from {h}")).unwrap_or_default();
+    format!("{} build {}{from}", i.reference(), i.build)
+}
+
+/// Seconds ago → "just now", "5 minutes ago", "3 hours ago", "2 days ago".
+fn ago(secs: i64) -> String {
+    if secs < 60 {
+        return "just now".into();
+    }
+    format!("{} ago", span(secs))
+}
+
+/// Seconds until expiry → "in 29 days", or "expired 2 hours ago".
+fn until(secs: i64) -> String {
+    if secs <= 0 {
+        return format!("expired {}", ago(-secs));
+    }
+    format!("in {}", span(secs.max(60)))
+}
+
+/// A positive span in its largest whole unit: "1 minute", "5 hours", "12 days".
+fn span(secs: i64) -> String {
+    let (n, unit) = match secs {
+        s if s < 3600 => (s / 60, "minute"),
+        s if s < 86400 => (s / 3600, "hour"),
+        s => (s / 86400, "day"),
+    };
+    let n = n.max(1);
+    if n == 1 {
+        format!("1 {unit}")
+    } else {
+        format!("{n} {unit}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_read_as_people_say_them() {
+        assert_eq!(ago(5), "just now");
+        assert_eq!(ago(60), "1 minute ago");
+        assert_eq!(ago(7200 + 5), "2 hours ago");
+        assert_eq!(ago(3 * 86400), "3 days ago");
+        assert_eq!(until(29 * 86400 + 100), "in 29 days");
+        assert_eq!(until(10), "in 1 minute");
+        assert_eq!(until(0), "expired just now");
+        assert_eq!(until(-2 * 86400), "expired 2 days ago");
+    }
+
+    #[test]
+    fn a_download_row_names_its_server_and_a_template_row_its_template() {
+        let mut i = CachedImage {
+            kind: Kind::Download,
+            source: "download".into(),
+            origin: Some("http://127.0.0.1:8080".into()),
+            dist: "debian".into(),
+            release: "bookworm".into(),
+            arch: "amd64".into(),
+            variant: "default".into(),
+            build: "20261201_05:24".into(),
+            size: 3 << 20,
+            last_used: Some(1000),
+            expires: None,
+            path: "/var/cache/rlxc/download/debian/bookworm/amd64/default".into(),
+        };
+        let r = row(&i, 1000 + 120);
+        assert_eq!(r[0], "download:127.0.0.1:8080");
+        assert_eq!(&r[6..], ["3 MiB", "2 minutes ago", "-"]);
+        i.kind = Kind::Template;
+        i.source = "debian".into();
+        i.last_used = None;
+        i.expires = Some(1000);
+        let r = row(&i, 1000);
+        assert_eq!(r[0], "debian");
+        assert_eq!(&r[7..], ["-", "expired just now"]);
+    }
+}

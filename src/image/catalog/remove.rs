@@ -1,0 +1,333 @@
+//! Removing cache entries. Under the entry's exclusive lock the directory is renamed to
+//! a hidden `.NAME.removing.PID` beside it, and only then deleted: a crash mid-delete
+//! leaves a hidden directory that the next rm, prune or download sweeps, never a half
+//! entry that looks valid.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{locks, scan, CachedImage, Catalog, ImageRef, Kind};
+use crate::error::{Error, Result};
+use crate::image::cache::{self, REMOVING_TAG, STAGING_TAG};
+use crate::image::fetch::Progress;
+use crate::{store, sys};
+
+/// Work-directory tags of both caches: `.NAME.TAG.PID`.
+const WORK_TAGS: &[&str] = &[STAGING_TAG, "staging", REMOVING_TAG];
+
+pub struct RemoveReport {
+    pub removed: Vec<CachedImage>,
+    /// Entries a create kept using for the whole wait (`Error::ImageBusy` each).
+    pub busy: Vec<Error>,
+    /// Work directories of dead processes swept on the way.
+    pub leftovers: Vec<Leftover>,
+}
+
+/// A staging or removing directory whose process died.
+pub struct Leftover {
+    pub path: PathBuf,
+    pub size: u64,
+}
+
+#[derive(Default)]
+pub struct PruneReport {
+    /// What was removed, and why ("expired", "unused").
+    pub removed: Vec<(CachedImage, &'static str)>,
+    /// Entries kept because a create is using them, with the holder.
+    pub in_use: Vec<(CachedImage, String)>,
+    pub leftovers: Vec<Leftover>,
+}
+
+impl PruneReport {
+    pub fn freed(&self) -> u64 {
+        self.removed.iter().map(|(i, _)| i.size).sum::<u64>()
+            + self.leftovers.iter().map(|l| l.size).sum::<u64>()
+    }
+}
+
+pub fn remove(
+    cat: &Catalog,
+    refs: &[ImageRef],
+    wait: Duration,
+    progress: &dyn Progress,
+) -> Result<RemoveReport> {
+    let leftovers = sweep(cat.root());
+    let all = cat.list()?;
+    let mut chosen: Vec<CachedImage> = Vec::new();
+    for r in refs {
+        let hits: Vec<&CachedImage> = all.iter().filter(|i| r.matches(i)).collect();
+        if hits.is_empty() {
+            return Err(Error::NotCached {
+                reference: r.to_string(),
+                have: all.iter().map(CachedImage::reference).collect(),
+                cachepath: cat.root().to_path_buf(),
+            });
+        }
+        for h in hits {
+            if !chosen.iter().any(|c| c.path == h.path) {
+                chosen.push(h.clone());
+            }
+        }
+    }
+    let mut report = RemoveReport {
+        removed: Vec::new(),
+        busy: Vec::new(),
+        leftovers,
+    };
+    for img in chosen {
+        let mut on_wait = |holder: &str| {
+            progress.message(&format!(
+                "waiting up to {} s for {} to be free: in use by {holder}",
+                wait.as_secs_f64().ceil() as u64,
+                img.reference()
+            ))
+        };
+        match locks::exclusive(&img.lock_path(), wait, &mut on_wait)? {
+            Ok(_lock) => {
+                if cache::remove_entry_dir(&img.path)? {
+                    report.removed.push(img);
+                }
+            }
+            Err(busy) => report.busy.push(Error::ImageBusy {
+                image: img.reference(),
+                holder: busy.holder,
+                waited: wait,
+            }),
+        }
+    }
+    Ok(report)
+}
+
+pub fn prune(cat: &Catalog, all: bool) -> Result<PruneReport> {
+    let mut report = PruneReport {
+        leftovers: sweep(cat.root()),
+        ..PruneReport::default()
+    };
+    let now = cache::now();
+    for img in cat.list()? {
+        let why = match (img.kind, img.is_expired(now)) {
+            (Kind::Download, true) => "expired",
+            _ if all => "unused",
+            _ => continue,
+        };
+        match locks::exclusive(&img.lock_path(), Duration::ZERO, &mut |_| {})? {
+            Ok(_lock) => {
+                if cache::remove_entry_dir(&img.path)? {
+                    report.removed.push((img, why));
+                }
+            }
+            Err(busy) => report.in_use.push((img, busy.holder)),
+        }
+    }
+    Ok(report)
+}
+
+/// Remove the work directories (`.NAME.partial.PID`, `.NAME.staging.PID`,
+/// `.NAME.removing.PID`) whose process is gone, wherever entries live.
+fn sweep(root: &Path) -> Vec<Leftover> {
+    let mut found = Vec::new();
+    let parents = [
+        scan::visible_dirs_at_depth(&root.join("download"), 3).unwrap_or_default(),
+        scan::visible_dirs_at_depth(&root.join("template"), 1).unwrap_or_default(),
+    ];
+    for parent in parents.iter().flatten() {
+        for dir in scan::subdirs(parent).unwrap_or_default() {
+            if work_dir_pid(&dir).is_some_and(|pid| !sys::pid_alive(pid)) {
+                let size = scan::disk_usage(&dir);
+                if store::remove_tree(&dir).is_ok() {
+                    found.push(Leftover { path: dir, size });
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The pid in a work directory's name `.NAME.TAG.PID`, if it is one.
+fn work_dir_pid(dir: &Path) -> Option<i32> {
+    let name = dir.file_name()?.to_string_lossy().into_owned();
+    let rest = name.strip_prefix('.')?;
+    let (head, pid) = rest.rsplit_once('.')?;
+    let (entry, tag) = head.rsplit_once('.')?;
+    (!entry.is_empty() && WORK_TAGS.contains(&tag))
+        .then(|| pid.parse().ok())
+        .flatten()
+        .filter(|&p: &i32| p > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::catalog::scan::fixtures;
+    use std::fs;
+
+    struct Quiet;
+    impl Progress for Quiet {
+        fn start(&self, _: &str, _: Option<u64>) {}
+        fn advance(&self, _: u64) {}
+        fn finish(&self) {}
+        fn message(&self, _: &str) {}
+    }
+
+    fn refs(list: &[&str]) -> Vec<ImageRef> {
+        list.iter().map(|s| ImageRef::parse(s).unwrap()).collect()
+    }
+
+    /// The debian/bookworm download entry under `root`, held as a create holds it.
+    fn read_as_a_create_does(root: &Path) -> cache::Entry {
+        let key = crate::image::download::key("debian", "bookworm", "amd64", "default");
+        cache::Cache::new(root)
+            .get(&key)
+            .unwrap()
+            .expect("the entry")
+    }
+
+    /// A pid that is certainly not running: a child that has exited and been reaped.
+    fn dead_pid() -> u32 {
+        let mut c = std::process::Command::new("true").spawn().unwrap();
+        let pid = c.id();
+        c.wait().unwrap();
+        pid
+    }
+
+    #[test]
+    fn work_dir_names() {
+        let p = |s: &str| work_dir_pid(Path::new(s));
+        assert_eq!(p("/c/download/d/r/a/.default.partial.42"), Some(42));
+        assert_eq!(p("/c/template/debian/.bookworm-x.staging.7"), Some(7));
+        assert_eq!(p("/c/template/debian/.k.removing.9"), Some(9));
+        assert_eq!(p("/c/template/debian/.k.lock"), None);
+        assert_eq!(p("/c/template/debian/k.removing.9"), None);
+        assert_eq!(p("/c/template/debian/..removing.9"), None);
+        assert_eq!(p("/c/template/debian/.k.other.9"), None);
+        assert_eq!(p("/c/template/debian/.k.removing.x"), None);
+    }
+
+    #[test]
+    fn rm_removes_every_match_and_refuses_an_unknown_ref_before_removing_any() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let deb = fixtures::download(root, "debian", "bookworm", "b1", None);
+        let alp = fixtures::download(root, "alpine", "3.20", "b2", None);
+        let tpl = fixtures::template(root, "debian", "k1", "bookworm");
+        let cat = Catalog::new(root);
+        let e = remove(
+            &cat,
+            &refs(&["debian/bookworm", "centos/7"]),
+            Duration::ZERO,
+            &Quiet,
+        )
+        .err()
+        .expect("centos/7 matches nothing");
+        let msg = e.to_string();
+        assert!(msg.contains("centos/7"), "{msg}");
+        assert!(deb.is_dir() && tpl.is_dir(), "nothing removed on a miss");
+        let hint = e.hint().unwrap_or_default();
+        assert!(
+            hint.contains("download:alpine/3.20/amd64/default"),
+            "{hint}"
+        );
+
+        let r = remove(&cat, &refs(&["debian/bookworm"]), Duration::ZERO, &Quiet).unwrap();
+        let gone: Vec<String> = r.removed.iter().map(CachedImage::reference).collect();
+        assert_eq!(
+            gone,
+            [
+                "download:debian/bookworm/amd64/default",
+                "debian:debian/bookworm/amd64/minbase"
+            ]
+        );
+        assert!(!deb.exists() && !tpl.exists() && alp.is_dir());
+        let hidden: Vec<_> = fs::read_dir(deb.parent().unwrap())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("removing"))
+            .collect();
+        assert!(hidden.is_empty(), "{hidden:?}");
+    }
+
+    #[test]
+    fn rm_of_an_entry_in_use_is_refused_with_the_holder_named() {
+        let t = tempfile::tempdir().unwrap();
+        let deb = fixtures::download(t.path(), "debian", "bookworm", "b1", None);
+        let reading = read_as_a_create_does(t.path());
+        let cat = Catalog::new(t.path());
+        let r = remove(
+            &cat,
+            &refs(&["download:debian/bookworm"]),
+            Duration::from_millis(200),
+            &Quiet,
+        )
+        .unwrap();
+        assert!(r.removed.is_empty());
+        let msg = r.busy[0].to_string();
+        assert!(
+            msg.contains("download:debian/bookworm/amd64/default"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains(&format!("pid {}", std::process::id())),
+            "{msg}"
+        );
+        assert!(deb.join("build_id").is_file(), "the entry is untouched");
+        drop(reading);
+        let r = remove(&cat, &refs(&["debian/bookworm"]), Duration::ZERO, &Quiet).unwrap();
+        assert_eq!(r.removed.len(), 1);
+    }
+
+    #[test]
+    fn prune_takes_expired_entries_and_dead_work_dirs_and_all_with_all() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let now = cache::now();
+        let old = fixtures::download(root, "debian", "bookworm", "b1", Some(now - 60));
+        let fresh = fixtures::download(root, "alpine", "3.20", "b2", Some(now + 86400));
+        let tpl = fixtures::template(root, "debian", "k1", "bookworm");
+        let dead = dead_pid();
+        let stale = root.join(format!(
+            "download/alpine/3.20/amd64/.default.partial.{dead}"
+        ));
+        let stale_tpl = root.join(format!("template/debian/.k1.removing.{dead}"));
+        let live = root.join(format!(
+            "template/debian/.k2.staging.{}",
+            std::process::id()
+        ));
+        for d in [&stale, &stale_tpl, &live] {
+            fs::create_dir_all(d).unwrap();
+            fs::write(d.join("data"), vec![0u8; 8192]).unwrap();
+        }
+        let cat = Catalog::new(root);
+        let r = prune(&cat, false).unwrap();
+        let removed: Vec<_> = r.removed.iter().map(|(i, w)| (i.reference(), *w)).collect();
+        assert_eq!(
+            removed,
+            [(
+                "download:debian/bookworm/amd64/default".to_string(),
+                "expired"
+            )]
+        );
+        let mut swept: Vec<_> = r.leftovers.iter().map(|l| l.path.clone()).collect();
+        swept.sort();
+        assert_eq!(swept, [stale.clone(), stale_tpl.clone()]);
+        assert!(r.freed() >= (64 << 10) + 2 * 8192, "{}", r.freed());
+        assert!(!old.exists() && fresh.is_dir() && tpl.is_dir() && live.is_dir());
+
+        let r = prune(&cat, true).unwrap();
+        assert_eq!(r.removed.len(), 2);
+        assert!(r.removed.iter().all(|(_, w)| *w == "unused"));
+        assert!(!fresh.exists() && !tpl.exists() && live.is_dir());
+    }
+
+    #[test]
+    fn prune_all_keeps_what_a_create_is_reading() {
+        let t = tempfile::tempdir().unwrap();
+        let deb = fixtures::download(t.path(), "debian", "bookworm", "b1", None);
+        let _reading = read_as_a_create_does(t.path());
+        let r = prune(&Catalog::new(t.path()), true).unwrap();
+        assert!(r.removed.is_empty());
+        assert_eq!(r.in_use.len(), 1);
+        assert!(r.in_use[0].1.contains("pid"), "{}", r.in_use[0].1);
+        assert!(deb.join("build_id").is_file());
+    }
+}
