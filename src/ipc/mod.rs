@@ -115,7 +115,8 @@ pub enum FromChild {
 /// Why a message could not be had.
 #[derive(Debug, thiserror::Error)]
 pub enum IpcError {
-    #[error("{0}")]
+    // transparent: the io error is the message, not also a cause printed again under it.
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error("the peer closed the connection")]
     Closed,

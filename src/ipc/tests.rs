@@ -156,8 +156,9 @@ fn a_failure_becomes_the_crate_error_with_its_fault_its_details_and_the_version_
             err.to_string(),
             format!("cannot talk to the monitor at {}", peer.display())
         );
-        let first = crate::error::causes(&err).next().map(|c| c.to_string());
-        assert_eq!(first, Some(detail));
+        // Each detail once: an io error is not repeated as its own cause.
+        let causes: Vec<String> = crate::error::causes(&err).map(|c| c.to_string()).collect();
+        assert_eq!(causes, [detail]);
         let hint = err.hint().unwrap_or_default();
         assert_eq!(
             hint.contains("another rlxc version"),
