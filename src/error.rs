@@ -88,11 +88,14 @@ pub enum Error {
     Net { msg: String, fix: Option<String> },
 
     /// A message to or from a monitor (or another rlxc process) could not be had.
+    /// `ipc` builds it (`IpcError::at`); `fault` is what callers decide on, `source`
+    /// the details, so this module needs nothing of ipc.
     #[error("cannot talk to the monitor at {}", peer.display())]
     Ipc {
         peer: PathBuf,
+        fault: IpcFault,
         #[source]
-        source: crate::ipc::IpcError,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 
     /// The monitor answered with an error.
@@ -118,6 +121,17 @@ pub enum Error {
 
     #[error("{0}")]
     Other(String),
+}
+
+/// How an exchange with another rlxc process failed, as far as a caller decides on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpcFault {
+    /// The peer speaks another protocol (a monitor started by another rlxc version).
+    Foreign,
+    /// The peer went away mid-exchange: closed, cut short, an I/O error.
+    Lost,
+    /// Anything else (a message over the size limit).
+    Other,
 }
 
 impl Error {
@@ -193,7 +207,7 @@ impl Error {
                     .into(),
             ),
             Error::Ipc {
-                source: crate::ipc::IpcError::Version { .. } | crate::ipc::IpcError::Malformed(..),
+                fault: IpcFault::Foreign,
                 ..
             } => Some(
                 "the container was started by another rlxc version: stop it with that one, or \

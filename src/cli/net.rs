@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use super::Common;
+use crate::container::network::{self, Network};
 use crate::error::Result;
-use crate::net::bridge::Managed;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -21,11 +21,11 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<i32> {
     let sys = a.common.system()?;
-    let m = Managed::new(&sys)?;
+    let net = Network::new(&sys)?;
     let msg = match a.action.as_str() {
-        "start" => m.ensure(&m.lock()?)?,
-        "stop" => m.stop(&m.lock()?, a.force)?,
-        _ => m.status(),
+        "start" => net.start()?,
+        "stop" => net.stop(a.force)?,
+        _ => net.status(),
     };
     if !a.common.quiet || a.action == "status" {
         println!("{msg}");
@@ -42,7 +42,7 @@ pub struct NetdArgs {
 }
 
 pub fn netd(a: NetdArgs) -> Result<i32> {
-    Ok(crate::net::dnsmasq::supervise(
+    Ok(network::supervise_dnsmasq(
         &a.supervisor_pid,
         &a.dnsmasq_pid,
         &a.dnsmasq,

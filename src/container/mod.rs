@@ -9,7 +9,11 @@ use crate::{name, store};
 mod attach;
 mod create;
 mod destroy;
+/// The host as a whole, for rlxc-checkconfig.
+pub mod host;
 mod info;
+/// The managed bridge, for rlxc-net and its dnsmasq supervisor.
+pub mod network;
 mod start;
 mod stop;
 

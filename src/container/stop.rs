@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::{Container, State};
-use crate::error::{Error, Result};
+use crate::error::{Error, IpcFault, Result};
 use crate::ipc::{client, IpcError, Request, Response};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,15 +83,16 @@ impl Container {
         match client::exchange(&monitor, &self.run_dir, &req, None) {
             Ok(Response::Stopped) => Ok(StopOutcome::Stopped),
             Ok(_) if mode == StopMode::Reboot => Ok(StopOutcome::Rebooting),
-            Ok(other) => Err(Error::Ipc {
-                peer: client::socket_path(&self.run_dir),
-                source: IpcError::Malformed("not an answer to a stop".into(), format!("{other:?}")),
-            }),
+            Ok(other) => Err(IpcError::Malformed(
+                "not an answer to a stop".into(),
+                format!("{other:?}"),
+            )
+            .at(client::socket_path(&self.run_dir))),
             // A monitor of another rlxc version cannot be asked; a kill needs no monitor.
             // Its container is in its cgroup, or (an rlxc before installation keys) the
             // old `rlxc/NAME`.
             Err(Error::Ipc {
-                source: IpcError::Version { .. } | IpcError::Malformed(..),
+                fault: IpcFault::Foreign,
                 ..
             }) if mode == StopMode::Kill => {
                 self.legacy_cgroup()?.destroy()?;
@@ -100,7 +101,7 @@ impl Container {
             // A monitor that exits as it answers someone else's stop may leave this
             // connection unanswered: what counts is that the container is gone.
             Err(Error::Ipc {
-                source: IpcError::Closed | IpcError::Truncated | IpcError::Io(_),
+                fault: IpcFault::Lost,
                 ..
             }) if mode != StopMode::Reboot && self.state() == State::Stopped => {
                 Ok(StopOutcome::Stopped)

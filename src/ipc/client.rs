@@ -48,10 +48,7 @@ fn ipc_error(dir: &Path, source: IpcError) -> Error {
         }
         other => other,
     };
-    Error::Ipc {
-        peer: socket_path(dir),
-        source,
-    }
+    source.at(socket_path(dir))
 }
 
 /// Hello and request, in one write.

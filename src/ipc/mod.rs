@@ -13,7 +13,11 @@ mod frame;
 
 pub use frame::{read_line_unbuffered, read_msg, recv_packet, send_packet, write_msg};
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, IpcFault};
 
 /// Bumped whenever a message changes shape.
 pub const VERSION: u32 = 1;
@@ -111,7 +115,8 @@ pub enum FromChild {
 /// Why a message could not be had.
 #[derive(Debug, thiserror::Error)]
 pub enum IpcError {
-    #[error("{0}")]
+    // transparent: the io error is the message, not also a cause printed again under it.
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error("the peer closed the connection")]
     Closed,
@@ -126,6 +131,26 @@ pub enum IpcError {
          by another version of rlxc"
     )]
     Version { ours: u32, theirs: u32 },
+}
+
+impl IpcError {
+    /// What the crate's error tells callers about this failure.
+    pub fn fault(&self) -> IpcFault {
+        match self {
+            IpcError::Version { .. } | IpcError::Malformed(..) => IpcFault::Foreign,
+            IpcError::Closed | IpcError::Truncated | IpcError::Io(_) => IpcFault::Lost,
+            IpcError::TooLong => IpcFault::Other,
+        }
+    }
+
+    /// This failure talking to `peer`, as the crate's error.
+    pub fn at(self, peer: PathBuf) -> Error {
+        Error::Ipc {
+            peer,
+            fault: self.fault(),
+            source: Box::new(self),
+        }
+    }
 }
 
 /// Check a peer's hello.

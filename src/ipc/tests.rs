@@ -130,3 +130,40 @@ fn packets_over_a_real_socket_pair() {
     drop(a);
     assert_eq!(recv_packet::<FromChild>(b.as_fd(), true).unwrap(), None);
 }
+
+#[test]
+fn a_failure_becomes_the_crate_error_with_its_fault_its_details_and_the_version_hint() {
+    let peer = PathBuf::from("/run/rlxc/c1.tag/command");
+    let cases = [
+        (IpcError::Version { ours: 1, theirs: 0 }, IpcFault::Foreign),
+        (
+            IpcError::Malformed("x".into(), "y".into()),
+            IpcFault::Foreign,
+        ),
+        (IpcError::Closed, IpcFault::Lost),
+        (IpcError::Truncated, IpcFault::Lost),
+        (IpcError::Io(std::io::Error::other("reset")), IpcFault::Lost),
+        (IpcError::TooLong, IpcFault::Other),
+    ];
+    for (e, want) in cases {
+        let detail = e.to_string();
+        let err = e.at(peer.clone());
+        assert!(
+            matches!(&err, Error::Ipc { fault, .. } if *fault == want),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!("cannot talk to the monitor at {}", peer.display())
+        );
+        // Each detail once: an io error is not repeated as its own cause.
+        let causes: Vec<String> = crate::error::causes(&err).map(|c| c.to_string()).collect();
+        assert_eq!(causes, [detail]);
+        let hint = err.hint().unwrap_or_default();
+        assert_eq!(
+            hint.contains("another rlxc version"),
+            want == IpcFault::Foreign,
+            "{hint}"
+        );
+    }
+}
