@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use super::{Common, Reporter};
 use crate::config::format_size;
+use crate::container::images::{self as catalog, CachedImage, Catalog, ImageRef, Kind};
 use crate::error::{Error, Result};
-use crate::image::catalog::{self, CachedImage, Catalog, ImageRef, Kind};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

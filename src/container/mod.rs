@@ -11,6 +11,10 @@ mod create;
 mod destroy;
 /// The host as a whole, for rlxc-checkconfig.
 pub mod host;
+/// The image caches (`rlxc-image`): what creates read from, listed and pruned.
+pub mod images {
+    pub use crate::image::catalog::*;
+}
 mod info;
 /// The managed bridge, for rlxc-net and its dnsmasq supervisor.
 pub mod network;
