@@ -176,9 +176,9 @@ fn busybox_refuses_user_namespace_maps_and_a_dynamic_busybox_and_leaves_nothing(
     }
 }
 
-/// Visible entries and work directories of the Debian template's cache.
-fn debian_cache(env: &Env) -> Vec<String> {
-    let dir = env.cachepath().join("template/debian");
+/// Entries and work directories of the Debian template's cache under `cachepath`.
+fn debian_cache(cachepath: &Path) -> Vec<String> {
+    let dir = cachepath.join("template/debian");
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .map(|rd| {
             rd.flatten()
@@ -238,14 +238,18 @@ fn debian_debootstraps_once_caches_the_tree_and_boots_systemd_to_running() {
         "{:?}",
         env.lxcpath_entries()
     );
-    assert!(debian_cache(&env).is_empty(), "{:?}", debian_cache(&env));
+    assert!(
+        debian_cache(&env.cachepath()).is_empty(),
+        "{:?}",
+        debian_cache(&env.cachepath())
+    );
 
     let mirror = mirror_args();
     let mut args: Vec<&str> = vec!["--password", "deb-pw"];
     args.extend(mirror.iter().map(String::as_str));
     let (out, took1) = create(&env, "debian", &first, &args);
     assert!(out.status.success(), "{}", stderr(&out));
-    let entries = debian_cache(&env);
+    let entries = debian_cache(&env.cachepath());
     assert_eq!(
         entries.len(),
         1,
@@ -323,6 +327,15 @@ fn debian_debootstraps_once_caches_the_tree_and_boots_systemd_to_running() {
     );
     env.ok(&["stop", "-n", &first, "-t", "30"]);
 
+    // A build's staging directory that nobody holds is a dead build's: the next build
+    // removes it. One whose builder holds its flock stays.
+    let dir = env.cachepath().join("template/debian");
+    let dead = dir.join(format!(".{key}.staging.tpl-dead00"));
+    let live = dir.join(format!(".{key}.staging.tpl-live00"));
+    std::fs::create_dir_all(dead.join("rootfs/etc")).unwrap();
+    std::fs::create_dir_all(&live).unwrap();
+    let holder = HeldLock::on(&live);
+
     // --flush-cache drops the entry; with a dead mirror the rebuild fails and nothing is
     // cached any more.
     let (out, _) = create(
@@ -332,8 +345,102 @@ fn debian_debootstraps_once_caches_the_tree_and_boots_systemd_to_running() {
         &["--flush-cache", "--mirror", "http://127.0.0.1:9/debian"],
     );
     assert!(!out.status.success());
-    assert!(debian_cache(&env).is_empty(), "{:?}", debian_cache(&env));
+    let live_name = live.file_name().unwrap().to_string_lossy().into_owned();
+    assert_eq!(
+        debian_cache(&env.cachepath()),
+        vec![live_name],
+        "only the live build's staging"
+    );
+    drop(holder);
     assert!(!env.lxcpath().join(&bad).exists());
+}
+
+/// `flock DIR sleep 600` in the background, as a build holds its staging directory.
+struct HeldLock(std::process::Child);
+
+impl HeldLock {
+    fn on(dir: &Path) -> Self {
+        let child = std::process::Command::new("flock")
+            .arg(dir)
+            .args(["sleep", "600"])
+            .spawn()
+            .unwrap();
+        // flock(1) takes the lock, then forks sleep.
+        let children = format!("/proc/{0}/task/{0}/children", child.id());
+        let t0 = Instant::now();
+        while read(&children).trim().is_empty() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "flock did not lock {dir:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        HeldLock(child)
+    }
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The template run directly (as lxc-create runs it) against a mirror that never answers:
+/// a SIGTERM stops it at once, with debootstrap and everything it started, and nothing is
+/// cached or left mounted.
+#[test]
+fn a_signal_during_debootstrap_stops_the_build_and_caches_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let server = HttpServer::start(root.path());
+    for f in ["InRelease", "Release"] {
+        server.fault(&format!("/debian/dists/bookworm/{f}"), Fault::Silent);
+    }
+    let work = tempfile::Builder::new()
+        .prefix("rlxc-test-tpl-")
+        .tempdir()
+        .unwrap();
+    let (ct, cache) = (work.path().join("ct"), work.path().join("cache"));
+    std::fs::create_dir_all(ct.join("rootfs")).unwrap();
+    std::fs::write(ct.join("config"), "").unwrap();
+    let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/rlxc-debian");
+    let mut cmd = std::process::Command::new(template);
+    cmd.args(["--path", ct.to_str().unwrap(), "--name", "sig", "--mirror"])
+        .arg(format!("{}/debian", server.url()))
+        .env("RLXC_CACHE_PATH", &cache)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let t0 = Instant::now();
+    while server.count("Release") == 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "debootstrap asked nothing"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (out, timed_out) = wait_bounded(child, Duration::from_secs(15));
+    assert!(!timed_out, "the template went on after SIGTERM");
+    assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
+
+    let marker = work.path().display().to_string();
+    let left = std::process::Command::new("pgrep")
+        .args(["-af", &marker])
+        .output()
+        .unwrap();
+    assert!(stdout(&left).is_empty(), "still running: {}", stdout(&left));
+    assert!(cache.join("template/debian").is_dir());
+    assert!(
+        debian_cache(&cache).is_empty(),
+        "{:?}",
+        debian_cache(&cache)
+    );
+    assert!(!read("/proc/self/mountinfo").contains(&marker));
 }
 
 /// What each container gets of its own on top of the cached tree.
