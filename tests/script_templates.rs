@@ -13,16 +13,7 @@ use std::time::{Duration, Instant};
 /// An installation with no server and `templates_path` = DIR/tpl; containers get no
 /// network (net.toml).
 fn env_with_templates() -> Env {
-    let env = Env::new("http://127.0.0.1:9");
-    let tpl = env.dir.path().join("tpl");
-    std::fs::create_dir(&tpl).unwrap();
-    env.write_config(&format!("templates_path = [\"{}\"]", tpl.display()));
-    std::fs::write(
-        env.dir.path().join("net.toml"),
-        "[[network]]\ntype = \"empty\"\n",
-    )
-    .unwrap();
-    env
+    Env::with_templates(None)
 }
 
 fn template(env: &Env, name: &str, body: &str) -> PathBuf {

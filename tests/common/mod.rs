@@ -319,6 +319,25 @@ impl Env {
         std::fs::write(p.join("rlxc.toml"), text).unwrap();
     }
 
+    /// An installation with no server, `templates_path` = [`templates`] (None: an empty
+    /// `tpl` directory of its own), and a `net.toml` beside the config that gives
+    /// containers no network.
+    pub fn with_templates(templates: Option<&Path>) -> Self {
+        let env = Env::new("http://127.0.0.1:9");
+        let own = env.dir.path().join("tpl");
+        let templates = templates.unwrap_or_else(|| {
+            std::fs::create_dir(&own).unwrap();
+            &own
+        });
+        env.write_config(&format!("templates_path = [\"{}\"]", templates.display()));
+        std::fs::write(
+            env.dir.path().join("net.toml"),
+            "[[network]]\ntype = \"empty\"\n",
+        )
+        .unwrap();
+        env
+    }
+
     pub fn lxcpath(&self) -> PathBuf {
         self.dir.path().join("lib")
     }
