@@ -153,7 +153,10 @@ fn busybox_image_keeps_every_attribute() {
             None => t.to_string(),
         }
     };
-    assert_eq!(fraction_trimmed(stdout(&ours).trim()), fraction_trimmed(&when));
+    assert_eq!(
+        fraction_trimmed(stdout(&ours).trim()),
+        fraction_trimmed(&when)
+    );
 }
 
 fn index_path(dist: &str) -> String {

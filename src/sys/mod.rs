@@ -2,7 +2,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 /// A libc or syscall return value where 0 is success and anything else means errno says why.
 fn check(r: impl Into<i64>) -> io::Result<()> {
@@ -179,6 +179,19 @@ pub fn clone_child(
     // cannot race the parent on any memory; `stack` outlives the call in the parent and
     // is a private copy in the child. The callback only makes system calls and execs.
     unsafe { nix::sched::clone(cb, &mut stack, flags, Some(libc::SIGCHLD)) }
+}
+
+/// A pidfd for `pid` (pidfd_open(2), Linux 5.3): readable once the process has exited,
+/// so a wait can poll it with a timeout instead of sleeping in steps.
+pub fn pidfd_open(pid: nix::unistd::Pid) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1; the
+    // descriptor is ours alone, so wrapping it in an OwnedFd is sound.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: r is a descriptor the kernel just opened for us and nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(r as i32) })
 }
 
 /// Make `fd` (a terminal) the controlling terminal of this session.

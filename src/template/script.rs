@@ -14,7 +14,10 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::os::fd::AsFd;
+
 use nix::mount::{mount, MsFlags};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -171,9 +174,10 @@ fn private_mounts() -> nix::Result<()> {
 }
 
 /// Wait for the template's namespace to end; on Ctrl-C (or SIGTERM/SIGHUP) kill it,
-/// which ends everything the template started.
+/// which ends everything the template started. The pidfd wakes the wait the moment it
+/// ends (a busybox template takes 25 ms: a sleeping poll would add to that).
 fn wait_or_kill(pid: Pid) -> Result<i32> {
-    let mut nap = Duration::from_millis(1);
+    let pidfd = crate::sys::pidfd_open(pid).ok();
     loop {
         match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(_, code)) => return Ok(code),
@@ -186,8 +190,14 @@ fn wait_or_kill(pid: Pid) -> Result<i32> {
             let _ = waitpid(pid, None);
             return Err(Error::Interrupted);
         }
-        std::thread::sleep(nap);
-        nap = (nap * 2).min(Duration::from_millis(50));
+        match &pidfd {
+            Some(fd) => {
+                let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+                // EINTR (a Ctrl-C) and the timeout both lead back to the checks above.
+                let _ = poll(&mut fds, PollTimeout::from(100u16));
+            }
+            None => std::thread::sleep(Duration::from_millis(5)),
+        }
     }
 }
 
