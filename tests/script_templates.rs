@@ -97,6 +97,15 @@ EOF"#,
         ),
     );
     let name = unique("mine");
+    // Its bind of a host path is refused like an image's, and nothing is left ...
+    let err = env.fails(&["create", "-t", "mine", "-n", &name, "-f", &net(&env)]);
+    assert!(
+        err.contains("mounts from the host") && err.contains("srv none bind"),
+        "{err}"
+    );
+    assert!(err.contains("--allow-image-host-mounts"), "{err}");
+    assert_nothing_left(&env, &name);
+    // ... unless the sysadmin allows it.
     let out = env.run(&[
         "create",
         "-t",
@@ -105,6 +114,7 @@ EOF"#,
         &name,
         "-f",
         &net(&env),
+        "--allow-image-host-mounts",
         "--",
         "--flag",
         "v",
@@ -233,11 +243,18 @@ fn a_killed_template_and_everything_it_started_are_gone_and_nothing_is_left() {
 fn ctrl_c_during_a_template_stops_it_and_leaves_nothing() {
     let env = env_with_templates();
     let marker = unique("intr");
+    // A template that cleans up after itself when told to stop, as rlxc-debian does.
     template(
         &env,
         "waits",
-        &format!("mkdir -p \"$6/x\"; sh -c 'sleep 30; : {marker}'"),
+        &format!(
+            "trap 'echo cleaned > \"$RLXC_CACHE_PATH/cleaned\"; exit 1' TERM\n\
+             mkdir -p \"$6/x\"\n\
+             sh -c 'sleep 30; : {marker}' &\n\
+             wait"
+        ),
     );
+    std::fs::create_dir_all(env.cachepath()).unwrap();
     let name = unique("waits");
     let child = env
         .cmd(&["create", "-t", "waits", "-n", &name, "-f", &net(&env)])
@@ -263,6 +280,11 @@ fn ctrl_c_during_a_template_stops_it_and_leaves_nothing() {
     assert!(
         t0.elapsed() < Duration::from_secs(10),
         "the create waited for the template"
+    );
+    assert_eq!(
+        read(env.cachepath().join("cleaned")),
+        "cleaned\n",
+        "the template was asked to stop and its clean-up ran"
     );
     assert_nothing_left(&env, &marker);
 }
@@ -330,6 +352,7 @@ fn lxcs_own_busybox_template_creates_a_container_that_boots() {
         "LXC's templates are installed by packaging/setup.sh --deps (package lxc-templates)",
     );
     let name = unique("lxcbb");
+    // It binds the host's /lib (for a dynamic busybox): the sysadmin allows that.
     let out = env.run(&[
         "create",
         "-t",
@@ -338,6 +361,7 @@ fn lxcs_own_busybox_template_creates_a_container_that_boots() {
         &name,
         "-f",
         &net(&env),
+        "--allow-image-host-mounts",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let cfg = read(env.lxcpath().join(&name).join("config.toml"));

@@ -385,7 +385,10 @@ fn print_report(
     }
     for m in &report.translation.mounts {
         match (m.from_host, script) {
-            (true, Some(t)) => eprintln!("warning: template {t} mounts from the host: {}", m.line),
+            (true, Some(t)) => eprintln!(
+                "warning: template {t} mounts from the host (allowed by --allow-image-host-mounts): {}",
+                m.line
+            ),
             (true, None) => eprintln!(
                 "warning: the image mounts from the host (allowed by --allow-image-host-mounts): {}",
                 m.line

@@ -132,10 +132,11 @@ impl Container {
         let filled = template.fill(&target, progress)?;
         let unpack_time = t0.elapsed();
         if let Some(lxc) = filled.lxc_config {
-            // A template program is the sysadmin's own code, run as root: the host
-            // paths it binds (LXC's busybox binds /lib for a dynamic busybox) are theirs
-            // to give, where an image's are not. They are reported like an image's.
+            // A template program is trusted code, but what it writes may come from an
+            // image (LXC's lxc-download copies the image's config), so its mounts of
+            // host paths are held to the same rule as an image's.
             let more = self.apply_template_config(&mut cfg, &lxc, &creating.dir)?;
+            refuse_host_mounts(&more, allow_host_mounts)?;
             translation.extend(more);
             // The template's own LXC file has served; config.toml is the container's.
             std::fs::remove_file(&lxc.file).ctx("remove", &lxc.file)?;
@@ -249,7 +250,8 @@ fn refuse_host_mounts(t: &lxcconf::Translation, allowed: bool) -> Result<()> {
     Err(Error::hostile(format!(
         "its config mounts from the host (a bind of a host path, a device, or a file \
          system other than proc, sysfs, tmpfs, devpts, mqueue, cgroup): `{}`; nothing was \
-         created. If you trust this image, create it again with --allow-image-host-mounts",
+         created. If you trust this image or template, create it again with \
+         --allow-image-host-mounts",
         lines.join("`, `")
     )))
 }

@@ -177,7 +177,10 @@ pub fn clone_child(
     let mut stack = vec![0u8; 1 << 20];
     // SAFETY: the child gets its own copy of the address space (no CLONE_VM), so it
     // cannot race the parent on any memory; `stack` outlives the call in the parent and
-    // is a private copy in the child. The callback only makes system calls and execs.
+    // is a private copy in the child. Callers are single-threaded when they clone (the
+    // monitor, attach, rlxc-create running a template), so no lock (malloc's, stdio's)
+    // can be held by a thread the child lacks: the callback may allocate, print and
+    // fork (a template's init does) before it execs or _exits.
     unsafe { nix::sched::clone(cb, &mut stack, flags, Some(libc::SIGCHLD)) }
 }
 

@@ -12,14 +12,15 @@
 use std::ffi::{CString, OsString};
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 use nix::mount::{mount, MsFlags};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::CloneFlags;
-use nix::sys::signal::Signal;
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
@@ -104,9 +105,13 @@ impl Script {
         let argv = cstrings(self.argv(t))?;
         let envp = cstrings(self.envp())?;
         let prog = argv[0].clone();
+        // Lets the template's init tell whether rlxc died before its parent-death
+        // signal was armed.
+        let rlxc = crate::sys::pidfd_open(nix::unistd::getpid()).ok();
         let flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID;
-        let pid = crate::sys::clone_child(flags, Box::new(|| init(&prog, &argv, &envp)))
-            .map_err(|e| self.fail(format!("cannot start it in its own namespaces: {e}")))?;
+        let pid =
+            crate::sys::clone_child(flags, Box::new(|| init(&prog, &argv, &envp, rlxc.as_ref())))
+                .map_err(|e| self.fail(format!("cannot start it in its own namespaces: {e}")))?;
         wait_or_kill(pid)
     }
 }
@@ -122,16 +127,41 @@ fn cstrings(v: Vec<OsString>) -> Result<Vec<CString>> {
 
 /// The template's PID namespace's first process: a private mount namespace with a
 /// /proc of its own, then the template as its child, reaped with whatever else ends
-/// up there. Its exit code is the template's (128+signal when killed).
-fn init(prog: &CString, argv: &[CString], envp: &[CString]) -> isize {
+/// up there. SIGTERM, SIGINT and SIGHUP are passed on to the template, so its own
+/// clean-up runs (a pid 1 gets no signal it has no handler for). Its exit code is the
+/// template's (128+signal when killed).
+fn init(prog: &CString, argv: &[CString], envp: &[CString], rlxc: Option<&OwnedFd>) -> isize {
     // rlxc gone (killed outright): take the namespace, and so the template, with it.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    if rlxc.is_some_and(exited) {
+        return 126;
+    }
     if let Err(e) = private_mounts() {
         eprintln!("rlxc: cannot set up the template's mount namespace: {e}");
         return 126;
     }
+    let mut mask = SigSet::empty();
+    for sig in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+    ] {
+        mask.add(sig);
+    }
+    let signals = match mask
+        .thread_block()
+        .and_then(|()| SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC))
+    {
+        Ok(fd) => fd,
+        Err(e) => {
+            eprintln!("rlxc: cannot set up the template's signals: {e}");
+            return 126;
+        }
+    };
     let child = match crate::sys::fork() {
         Ok(crate::sys::Forked::Child) => {
+            let _ = mask.thread_unblock();
             crate::sys::default_sigpipe();
             crate::sys::default_interrupts();
             let e = nix::unistd::execve(prog, argv, envp).unwrap_err();
@@ -145,14 +175,40 @@ fn init(prog: &CString, argv: &[CString], envp: &[CString]) -> isize {
         }
     };
     loop {
-        match waitpid(None, None) {
-            Ok(WaitStatus::Exited(p, code)) if p == child => return code as isize,
-            Ok(WaitStatus::Signaled(p, sig, _)) if p == child => return 128 + sig as isize,
-            Ok(_) => continue,
-            Err(nix::errno::Errno::EINTR) => continue,
+        if let Some(code) = reap(child) {
+            return code;
+        }
+        match signals.read_signal() {
+            Ok(Some(info)) if info.ssi_signo != Signal::SIGCHLD as u32 => {
+                if let Ok(sig) = Signal::try_from(info.ssi_signo as i32) {
+                    let _ = nix::sys::signal::kill(child, sig);
+                }
+            }
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(_) => return 126,
         }
     }
+}
+
+/// Reap every process that has ended; the template's exit code once it is among them.
+fn reap(template: Pid) -> Option<isize> {
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(p, code)) if p == template => return Some(code as isize),
+            Ok(WaitStatus::Signaled(p, sig, _)) if p == template => {
+                return Some(128 + sig as isize)
+            }
+            Ok(WaitStatus::StillAlive) => return None,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return Some(126),
+        }
+    }
+}
+
+/// A pidfd's process has exited (it polls readable).
+fn exited(pidfd: &OwnedFd) -> bool {
+    let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+    poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0)
 }
 
 /// Nothing the template mounts propagates to the host; /proc shows its own namespace.
@@ -173,19 +229,33 @@ fn private_mounts() -> nix::Result<()> {
     )
 }
 
-/// Wait for the template's namespace to end; on Ctrl-C (or SIGTERM/SIGHUP) kill it,
-/// which ends everything the template started. The pidfd wakes the wait the moment it
-/// ends (a busybox template takes 25 ms: a sleeping poll would add to that).
+/// How long a template may take to clean up after it was asked to stop.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Wait for the template's namespace to end. On Ctrl-C (or SIGTERM/SIGHUP) ask the
+/// template to stop (its init passes SIGTERM on) and give it `STOP_GRACE` to clean up
+/// (a debootstrap's staging directory), then kill the namespace, which ends everything
+/// the template started. The pidfd wakes the wait the moment it ends (a busybox
+/// template takes 25 ms: a sleeping poll would add to that).
 fn wait_or_kill(pid: Pid) -> Result<i32> {
     let pidfd = crate::sys::pidfd_open(pid).ok();
+    let mut deadline: Option<Instant> = None;
     loop {
+        if deadline.is_none() && crate::sys::interrupted() {
+            let _ = nix::sys::signal::kill(pid, Signal::SIGTERM);
+            deadline = Some(Instant::now() + STOP_GRACE);
+        }
         match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            // Interrupted: however the template ended, that is what happened.
+            Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) if deadline.is_some() => {
+                return Err(Error::Interrupted)
+            }
             Ok(WaitStatus::Exited(_, code)) => return Ok(code),
             Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(Error::Other(format!("cannot wait for the template: {e}"))),
         }
-        if crate::sys::interrupted() {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
             let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
             let _ = waitpid(pid, None);
             return Err(Error::Interrupted);

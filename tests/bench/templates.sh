@@ -21,7 +21,8 @@ bench_prelude --only debian
 work=$(mktemp -d /var/tmp/rlxc-bench-tpl.XXXXXX)
 server_pid=
 cleanup() {
-    mountpoint -q "$work" && umount "$work"
+    # A file system mounted a moment ago can still be busy (ext4's lazy init): detach it.
+    mountpoint -q "$work" && { umount "$work" 2>/dev/null || umount -l "$work"; }
     rm -rf "$work" "$work.img"
 }
 trap cleanup EXIT
@@ -30,19 +31,23 @@ mkfs.ext4 -q -F "$work.img"
 mount -o loop "$work.img" "$work"
 chmod 755 "$work"
 
-write_rlxc_config <<TOML
+cat > "$work/rlxc.toml" <<TOML
+lxcpath = "$work/rlxc-lib"
+cachepath = "$work/rlxc-cache"
+runpath = "$work/rlxc-run"
 templates_path = ["$repo/templates"]
 TOML
+export RLXC_CONFIG="$work/rlxc.toml"
 printf '[[network]]\ntype = "empty"\n' > "$work/nonet.toml"
 mkdir -p "$work/lxc-lib"
 ratio() { echo "$1 / $2" | bc -l; }
 
-# time_both LABEL LXC-CMD… -- RLXC-CMD…  (each with %i for the iteration)
+# time_both LABEL LXC-CMD… :: RLXC-CMD…  (each with %i for the iteration)
 time_both() {
     local label=$1 i lxc=() rl=() side=lxc a
     shift
     for a in "$@"; do
-        if [ "$a" = -- ]; then side=rlxc; continue; fi
+        if [ "$a" = :: ]; then side=rlxc; continue; fi
         if [ $side = lxc ]; then lxc+=("$a"); else rl+=("$a"); fi
     done
     : > "$work/$label.lxc"; : > "$work/$label.rlxc"
@@ -61,7 +66,7 @@ time_both() {
 
 echo "1. -t busybox, $iterations creates each"
 time_both busybox lxc-create -P "$work/lxc-lib" -n bb%i -t busybox \
-    -- "$rlxc" create -q -n bb%i -t busybox -f "$work/nonet.toml"
+    :: "$rlxc" create -q -n bb%i -t busybox -f "$work/nonet.toml"
 echo " (target <= 0.1)"
 [ -x "$work/rlxc-lib/bb1/rootfs/bin/busybox" ] || { echo "rlxc made no busybox rootfs" >&2; exit 1; }
 
@@ -70,7 +75,7 @@ index="$fixtures/mirror/meta/1.0/index-system"
 dpath=$(awk -F';' '$1=="debian" && $2=="bookworm" && $3=="amd64" {print $6}' "$index")
 meta="$fixtures/mirror$dpath/meta.tar.xz" fstree="$fixtures/mirror$dpath/rootfs.tar.xz"
 time_both local lxc-create -P "$work/lxc-lib" -n loc%i -t local -- --metadata "$meta" --fstree "$fstree" \
-    -- "$rlxc" create -q -n loc%i -t local -f "$work/nonet.toml" -- --metadata "$meta" --fstree "$fstree"
+    :: "$rlxc" create -q -n loc%i -t local -f "$work/nonet.toml" -- --metadata "$meta" --fstree "$fstree"
 echo " (target <= 0.3)"
 [ -f "$work/rlxc-lib/loc1/rootfs/etc/os-release" ] || { echo "rlxc made no Debian rootfs" >&2; exit 1; }
 
@@ -84,5 +89,5 @@ lxc-create -P "$work/lxc-lib" -n debwarm -t debian -- -r bookworm >/dev/null 2>&
     || { echo "lxc-create -t debian failed (no network to the Debian archive?)" >&2; exit 1; }
 "$rlxc" create -q -n debwarm -t debian -f "$work/nonet.toml" -- -r bookworm >/dev/null
 time_both debian lxc-create -P "$work/lxc-lib" -n deb%i -t debian -- -r bookworm \
-    -- "$rlxc" create -q -n deb%i -t debian -f "$work/nonet.toml" -- -r bookworm
+    :: "$rlxc" create -q -n deb%i -t debian -f "$work/nonet.toml" -- -r bookworm
 echo " (target <= 0.2)"
