@@ -5,6 +5,8 @@
 //! something to rlxc is applied, and their policy (capabilities, devices, seccomp, the
 //! host binds LXC adds) is rlxc's own built-in policy's to decide, so it is covered.
 
+use std::cell::RefCell;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use crate::config::{validate, ContainerConfig, MountEntry, Signal};
@@ -81,41 +83,63 @@ pub fn first_malformed(text: &str) -> Option<(usize, String)> {
 /// Apply `text` (LXC config lines) to `cfg`.
 pub fn translate(text: &str, cfg: &mut ContainerConfig) -> Translation {
     let mut t = Translation::default();
-    translate_into(text, cfg, &mut t, &Includes::new(Path::new(LXC_CONFIG_DIR)));
+    let seen = RefCell::new(BTreeSet::new());
+    translate_into(
+        text,
+        cfg,
+        &mut t,
+        &Includes::new(Path::new(LXC_CONFIG_DIR), &seen),
+    );
     t
 }
 
-/// How `lxc.include` is followed: only into LXC's shipped config directory.
+/// How `lxc.include` is followed: only into LXC's shipped config directory, each file
+/// once.
 struct Includes<'a> {
     dir: &'a Path,
     depth: usize,
-    /// Lines come from one of LXC's shipped files.
-    shipped: bool,
+    /// Lines come from one of LXC's common policy files (common.conf, userns.conf, a
+    /// distribution's *.common.conf …), whose policy rlxc's own built-in one replaces.
+    policy: bool,
+    /// Files already read: an include named twice (or a config repeating one include
+    /// thousands of times) is read once.
+    seen: &'a RefCell<BTreeSet<PathBuf>>,
 }
 
 impl<'a> Includes<'a> {
-    fn new(dir: &'a Path) -> Self {
+    fn new(dir: &'a Path, seen: &'a RefCell<BTreeSet<PathBuf>>) -> Self {
         Includes {
             dir,
             depth: 0,
-            shipped: false,
+            policy: false,
+            seen,
         }
     }
 
-    fn deeper(&self) -> Includes<'a> {
+    fn into_file(&self, file: &Path) -> Includes<'a> {
+        let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let in_policy_dir = file
+            .parent()
+            .and_then(|p| p.file_name())
+            .is_some_and(|d| d == "common.conf.d" || d == "userns.conf.d");
         Includes {
             dir: self.dir,
             depth: self.depth + 1,
-            shipped: true,
+            policy: in_policy_dir
+                || matches!(name, "common.conf" | "userns.conf")
+                || name.ends_with(".common.conf")
+                || name.ends_with(".userns.conf"),
+            seen: self.seen,
         }
     }
 
     /// The files an include names, if it names LXC's shipped config: a file, or a
-    /// directory's `*.conf` files in order (as LXC reads `common.conf.d/`).
+    /// directory's `*.conf` files in order (as LXC reads `common.conf.d/`). The name is
+    /// checked as text before anything of it is looked up on the host.
     fn files(&self, value: &str) -> Option<Vec<PathBuf>> {
         let named = value.replace("LXC_TEMPLATE_CONFIG", &self.dir.to_string_lossy());
         let path = Path::new(&named);
-        if !path.is_absolute() || path.components().any(|c| c.as_os_str() == "..") {
+        if !path.starts_with(self.dir) || path.components().any(|c| c.as_os_str() == "..") {
             return None;
         }
         let real = std::fs::canonicalize(path).ok()?;
@@ -166,8 +190,11 @@ fn include(
     };
     t.covered.push(shown);
     for f in files {
+        if !inc.seen.borrow_mut().insert(f.clone()) {
+            continue;
+        }
         match crate::config::read_text(&f) {
-            Ok(text) => translate_into(&text, cfg, t, &inc.deeper()),
+            Ok(text) => translate_into(&text, cfg, t, &inc.into_file(&f)),
             Err(e) => t
                 .ignored
                 .push(format!("lxc.include = {} ({e})", f.display())),
@@ -225,7 +252,7 @@ fn translate_into(text: &str, cfg: &mut ContainerConfig, t: &mut Translation, in
             }
             // LXC's own default binds (fuse connections, securityfs, debugfs): rlxc
             // decides what of /sys a container sees.
-            "lxc.mount.entry" if inc.shipped => t.covered.push(shown),
+            "lxc.mount.entry" if inc.policy => t.covered.push(shown),
             "lxc.mount.entry" => match mount_entry(value) {
                 Some(m) => {
                     t.mounts.push(ImageMount {
@@ -237,7 +264,7 @@ fn translate_into(text: &str, cfg: &mut ContainerConfig, t: &mut Translation, in
                 }
                 None => t.ignored.push(format!("{shown} (not a valid mount entry)")),
             },
-            _ if inc.shipped => t.covered.push(shown),
+            _ if inc.policy => t.covered.push(shown),
             _ => t.ignored.push(format!("{shown} (no rlxc equivalent)")),
         }
     }
@@ -290,12 +317,9 @@ mod tests {
     /// Translation on a host without LXC's config files, whatever this one has.
     fn translate(text: &str, cfg: &mut ContainerConfig) -> Translation {
         let mut t = Translation::default();
-        translate_into(
-            text,
-            cfg,
-            &mut t,
-            &Includes::new(Path::new("/nonexistent/lxc/config")),
-        );
+        let seen = RefCell::new(BTreeSet::new());
+        let inc = Includes::new(Path::new("/nonexistent/lxc/config"), &seen);
+        translate_into(text, cfg, &mut t, &inc);
         t
     }
 
@@ -345,24 +369,40 @@ lxc.signal.halt = SIGRTMIN+3
             format!("lxc.include = {}/loop.conf\n", conf.display()),
         )
         .unwrap();
+        std::fs::write(
+            conf.join("nesting.conf"),
+            "lxc.apparmor.profile = nesting\nlxc.mount.entry = proc dev/.lxc/proc proc create=dir,optional 0 0\n",
+        )
+        .unwrap();
         std::fs::write(d.path().join("outside.conf"), "lxc.signal.stop = SIGKILL\n").unwrap();
         let text = format!(
-            "lxc.include = {0}/common.conf\nlxc.include = {0}/../outside.conf\nlxc.include = {0}/loop.conf\nlxc.rootfs.path = dir:/x\n",
-            conf.display()
+            "lxc.include = {0}/common.conf\nlxc.include = {0}/../outside.conf\nlxc.include = {0}/loop.conf\nlxc.rootfs.path = dir:/x\nlxc.include = {0}/nesting.conf\n{1}",
+            conf.display(),
+            format!("lxc.include = {}/common.conf\n", conf.display()).repeat(1000),
         );
         let mut c = ContainerConfig::default();
         let mut t = Translation::default();
-        translate_into(&text, &mut c, &mut t, &Includes::new(&conf));
+        let seen = RefCell::new(BTreeSet::new());
+        translate_into(&text, &mut c, &mut t, &Includes::new(&conf, &seen));
+        assert_eq!(
+            t.covered
+                .iter()
+                .filter(|l| l.starts_with("lxc.cap.drop"))
+                .count(),
+            1,
+            "a file included a thousand times is read once"
+        );
         assert_eq!(c.signals.halt, "SIGUSR1".parse().ok(), "from common.conf.d");
         assert_eq!(
             c.signals.stop, None,
             "nothing outside LXC's directory is read"
         );
-        assert!(
-            c.mounts.is_empty(),
-            "LXC's default host binds are not taken over"
+        assert_eq!(
+            c.mounts.len(),
+            1,
+            "LXC's default host binds are not taken over; nesting.conf's proc is"
         );
-        assert!(t.mounts.is_empty());
+        assert_eq!(c.mounts[0].target, "dev/.lxc/proc");
         assert!(
             t.covered.iter().any(|l| l.starts_with("lxc.cap.drop")),
             "{:?}",
@@ -371,7 +411,11 @@ lxc.signal.halt = SIGRTMIN+3
         assert!(t.covered.iter().any(|l| l.starts_with("lxc.rootfs.path")));
         assert_eq!(t.ignored.len(), 2, "{:?}", t.ignored);
         assert!(t.ignored[0].contains("outside.conf") && t.ignored[0].contains("only"));
-        assert!(t.ignored[1].contains("nest too deep"), "{:?}", t.ignored);
+        assert!(
+            t.ignored[1].starts_with("lxc.apparmor.profile = nesting (no rlxc equivalent)"),
+            "a file that is not LXC's common policy is not silently covered: {:?}",
+            t.ignored
+        );
     }
 
     #[test]
