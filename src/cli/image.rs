@@ -72,7 +72,11 @@ fn ls(catalog: &Catalog, json: bool) -> Result<i32> {
         "LAST USED",
         "EXPIRES",
     ];
-    let rows: Vec<Vec<String>> = images.iter().map(|i| row(i, now)).collect();
+    // What an image.conf says is a template's text: no escape sequence reaches the terminal.
+    let rows: Vec<Vec<String>> = images
+        .iter()
+        .map(|i| row(i, now).iter().map(|c| super::shown(c)).collect())
+        .collect();
     super::table::print(&header, &rows, "  ");
     Ok(0)
 }

@@ -116,7 +116,7 @@ impl<'a> Includes<'a> {
         }
     }
 
-    fn into_file(&self, file: &Path) -> Includes<'a> {
+    fn for_file(&self, file: &Path) -> Includes<'a> {
         let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
         let in_policy_dir = file
             .parent()
@@ -194,7 +194,7 @@ fn include(
             continue;
         }
         match crate::config::read_text(&f) {
-            Ok(text) => translate_into(&text, cfg, t, &inc.into_file(&f)),
+            Ok(text) => translate_into(&text, cfg, t, &inc.for_file(&f)),
             Err(e) => t
                 .ignored
                 .push(format!("lxc.include = {} ({e})", f.display())),

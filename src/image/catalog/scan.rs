@@ -156,11 +156,32 @@ pub fn parse_image_conf(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The most of a cache entry's small files (image.conf, build_id, server) read.
+const MAX_SMALL_FILE: u64 = 64 << 10;
+
+/// A small regular file's text, trimmed. Anything else there (missing, a link, a FIFO,
+/// a device, too large, not UTF-8: a template wrote it) is no text, and the entry is
+/// passed over as incomplete rather than read without end or failing every command.
 fn read_trimmed(path: &Path) -> Result<Option<String>> {
-    match std::fs::read_to_string(path) {
-        Ok(s) => Ok(Some(s.trim().to_string())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io("read", path, e)),
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let Ok(f) = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+    else {
+        return Ok(None);
+    };
+    if !f
+        .metadata()
+        .is_ok_and(|m| m.is_file() && m.len() <= MAX_SMALL_FILE)
+    {
+        return Ok(None);
+    }
+    let mut text = String::new();
+    match f.take(MAX_SMALL_FILE).read_to_string(&mut text) {
+        Ok(_) => Ok(Some(text.trim().to_string())),
+        Err(_) => Ok(None),
     }
 }
 
@@ -233,6 +254,20 @@ mod tests {
     use super::fixtures::{download, template};
     use super::*;
     use std::fs;
+
+    #[test]
+    fn small_files_that_are_not_small_regular_files_are_no_text() {
+        let t = tempfile::tempdir().unwrap();
+        let p = |n: &str| t.path().join(n);
+        fs::write(p("ok"), " amd64 \n").unwrap();
+        fs::write(p("big"), vec![b'x'; MAX_SMALL_FILE as usize + 1]).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", p("link")).unwrap();
+        nix::unistd::mkfifo(&p("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        assert_eq!(read_trimmed(&p("ok")).unwrap().as_deref(), Some("amd64"));
+        for n in ["big", "link", "fifo", "missing"] {
+            assert_eq!(read_trimmed(&p(n)).unwrap(), None, "{n}");
+        }
+    }
 
     #[test]
     fn both_caches_are_listed_with_what_their_entries_say() {
