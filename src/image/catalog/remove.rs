@@ -132,7 +132,12 @@ fn sweep(root: &Path) -> Vec<Leftover> {
     ];
     for parent in parents.iter().flatten() {
         for dir in scan::subdirs(parent).unwrap_or_default() {
-            if work_dir_pid(&dir).is_some_and(|pid| !sys::pid_alive(pid)) {
+            let dead_pid = work_dir_pid(&dir).is_some_and(|pid| !sys::pid_alive(pid));
+            // Held while it is removed, so no builder can take it up meanwhile.
+            let abandoned = (!dead_pid)
+                .then(|| abandoned_template_build(&dir))
+                .flatten();
+            if dead_pid || abandoned.is_some() {
                 let size = scan::disk_usage(&dir);
                 if store::remove_tree(&dir).is_ok() {
                     found.push(Leftover { path: dir, size });
@@ -141,6 +146,19 @@ fn sweep(root: &Path) -> Vec<Leftover> {
         }
     }
     found
+}
+
+/// A template's build directory (`.KEY.staging.tpl-XXXXXX`) whose builder is gone: a
+/// template runs in its own PID namespace, so its builds are told alive by the flock
+/// the builder holds on the directory, not by a pid. Returns that lock, taken.
+fn abandoned_template_build(dir: &Path) -> Option<nix::fcntl::Flock<std::fs::File>> {
+    let name = dir.file_name()?.to_str()?;
+    let (_, suffix) = name.strip_prefix('.')?.rsplit_once(".staging.")?;
+    if !suffix.starts_with("tpl-") {
+        return None;
+    }
+    let f = std::fs::File::open(dir).ok()?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).ok()
 }
 
 /// The pid in a work directory's name `.NAME.TAG.PID`, if it is one.
@@ -293,10 +311,19 @@ mod tests {
             "template/debian/.k2.staging.{}",
             std::process::id()
         ));
-        for d in [&stale, &stale_tpl, &live] {
+        // A template build (its own PID namespace: no pid in the name) whose builder died,
+        // and one whose builder still holds its lock.
+        let dead_build = root.join("template/debian/.k3.staging.tpl-AbC123");
+        let live_build = root.join("template/debian/.k4.staging.tpl-XyZ789");
+        for d in [&stale, &stale_tpl, &live, &dead_build, &live_build] {
             fs::create_dir_all(d).unwrap();
             fs::write(d.join("data"), vec![0u8; 8192]).unwrap();
         }
+        let _builder = nix::fcntl::Flock::lock(
+            fs::File::open(&live_build).unwrap(),
+            nix::fcntl::FlockArg::LockExclusive,
+        )
+        .unwrap();
         let cat = Catalog::new(root);
         let r = prune(&cat, false).unwrap();
         let removed: Vec<_> = r.removed.iter().map(|(i, w)| (i.reference(), *w)).collect();
@@ -309,9 +336,12 @@ mod tests {
         );
         let mut swept: Vec<_> = r.leftovers.iter().map(|l| l.path.clone()).collect();
         swept.sort();
-        assert_eq!(swept, [stale.clone(), stale_tpl.clone()]);
-        assert!(r.freed() >= (64 << 10) + 2 * 8192, "{}", r.freed());
+        let mut want = vec![stale.clone(), stale_tpl.clone(), dead_build.clone()];
+        want.sort();
+        assert_eq!(swept, want);
+        assert!(r.freed() >= (64 << 10) + 3 * 8192, "{}", r.freed());
         assert!(!old.exists() && fresh.is_dir() && tpl.is_dir() && live.is_dir());
+        assert!(live_build.is_dir(), "a build in progress is kept");
 
         let r = prune(&cat, true).unwrap();
         assert_eq!(r.removed.len(), 2);
