@@ -216,14 +216,11 @@ fn wait_system_running(env: &Env, name: &str, limit: Duration) -> String {
     }
 }
 
-/// One test, so one debootstrap per run: a bad mirror first (nothing cached, no container),
-/// then the real build, a second create from the cache, a boot, and a flush.
+/// A mirror that does not answer: named in the error, nothing cached, no container.
 #[test]
-fn debian_debootstraps_once_caches_the_tree_and_boots_systemd_to_running() {
+fn debian_with_a_dead_mirror_names_it_and_leaves_nothing() {
     let env = env_with_shipped_templates();
-    let (bad, first, second) = (unique("shdbad"), unique("shdeb1"), unique("shdeb2"));
-    let _c = Cleanup(&env, vec![first.clone(), second.clone()]);
-
+    let bad = unique("shdbad");
     let mirror = "http://127.0.0.1:9/debian";
     let (out, _) = create(&env, "debian", &bad, &["--mirror", mirror]);
     assert!(!out.status.success(), "a dead mirror was accepted");
@@ -243,6 +240,18 @@ fn debian_debootstraps_once_caches_the_tree_and_boots_systemd_to_running() {
         "{:?}",
         debian_cache(&env.cachepath())
     );
+}
+
+/// One test, so one debootstrap per run: the real build from the Debian archive (the one
+/// network the tests may use), a second create from the cache, a boot, and a flush. It
+/// needs the archive, so it is not part of a plain `cargo test`: `tests/run` runs it when
+/// the archive answers and says plainly that it did not when it does not.
+#[test]
+#[ignore = "needs the Debian archive; tests/run runs it when the archive answers"]
+fn debian_debootstraps_once_caches_the_tree_and_boots_systemd_to_running() {
+    let env = env_with_shipped_templates();
+    let (first, second, bad) = (unique("shdeb1"), unique("shdeb2"), unique("shdbad"));
+    let _c = Cleanup(&env, vec![first.clone(), second.clone()]);
 
     let mirror = mirror_args();
     let mut args: Vec<&str> = vec!["--password", "deb-pw"];
