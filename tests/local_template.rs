@@ -72,6 +72,11 @@ fn assert_nothing_left(env: &Env) {
         .map(|e| e.path())
         .collect();
     assert!(left.is_empty(), "work files left: {left:?}");
+    assert!(
+        local_entries(env).is_empty(),
+        "cached: {:?}",
+        local_entries(env)
+    );
 }
 
 #[test]
@@ -98,8 +103,36 @@ fn the_fixture_image_from_local_files_boots() {
             .unwrap()
             .next()
             .is_none(),
-        "the decompressed tree is left in the cache"
+        "the create's work files are left"
     );
+    // The decompressed tree is kept by the archive's hash: the next create from the same
+    // file only unpacks, and rlxc-image lists (and removes) it.
+    assert_eq!(local_entries(&env).len(), 1, "{:?}", local_entries(&env));
+    let again = unique("local2");
+    let out = create_local(&env, &again, &meta, &fstree);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("decompressed earlier"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(read(env.rootfs(&again).join("etc/hostname")).trim(), again);
+    let ls = env.ok(&["image", "ls"]);
+    assert!(ls.lines().any(|l| l.starts_with("local ")), "{ls}");
+    env.ok(&["image", "rm", "local:local/rootfs.tar.xz"]);
+    assert!(local_entries(&env).is_empty(), "{:?}", local_entries(&env));
+}
+
+/// Entries (not locks) of -t local's cache.
+fn local_entries(env: &Env) -> Vec<String> {
+    std::fs::read_dir(env.cachepath().join("template/local"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.ends_with(".lock"))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[test]

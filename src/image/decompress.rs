@@ -29,8 +29,8 @@ impl Format {
     }
 }
 
-/// The decompressed contents of the regular file `path`.
-pub fn open(path: &Path) -> Result<Box<dyn Read>> {
+/// The regular file `path`, opened for reading (a FIFO, device or directory is refused).
+pub fn open_plain(path: &Path) -> Result<File> {
     // O_NONBLOCK: a FIFO named here must not hang the open (regular files ignore it).
     let f = {
         use std::os::unix::fs::OpenOptionsExt;
@@ -47,6 +47,12 @@ pub fn open(path: &Path) -> Result<Box<dyn Read>> {
             path.display()
         )));
     }
+    Ok(f)
+}
+
+/// The decompressed contents of the regular file `path`.
+pub fn open(path: &Path) -> Result<Box<dyn Read>> {
+    let f = open_plain(path)?;
     let mut r = BufReader::with_capacity(1 << 20, f);
     let format = Format::sniff(r.fill_buf().ctx("read", path)?);
     Ok(match format {

@@ -2,10 +2,13 @@
 //! `--metadata` (meta.tar.*) and `--fstree` (rootfs.tar.*), through the same confined
 //! unpack, meta templates, excludes, config translation and create message as a
 //! download. An archived CentOS 7 image, or anything the image server no longer has.
+//! The decompressed tree is cached by the archive's hash (`local_cache.rs`), so the
+//! next create from the same file only unpacks.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use super::local_cache::{self, Held, LocalCache, Staging, ROOTFS_TAR};
 use super::{Filled, Prepared, Target, Template};
 use crate::error::{Error, IoContext, Result};
 use crate::image::budget::{Bounded, Budget};
@@ -19,11 +22,28 @@ const MAX_META: u64 = 64 << 20;
 pub struct Local {
     metadata: PathBuf,
     fstree: PathBuf,
-    /// `CACHEPATH/local/.NAME.PID`: the decompressed tree and meta while the create
-    /// runs; removed when this is dropped.
+    /// `CACHEPATH/local/.NAME.PID`: the image's meta files while the create runs;
+    /// removed when this is dropped.
     work: PathBuf,
+    cache: LocalCache,
     max_image_size: u64,
     meta: Option<Meta>,
+    /// Where the decompressed tree is: a cached entry, or one being built.
+    tree: Option<Tree>,
+}
+
+enum Tree {
+    Cached(Held),
+    Fresh(Staging),
+}
+
+impl Tree {
+    fn tar(&self) -> PathBuf {
+        match self {
+            Tree::Cached(h) => h.dir.join(ROOTFS_TAR),
+            Tree::Fresh(s) => s.dir.join(ROOTFS_TAR),
+        }
+    }
 }
 
 impl Local {
@@ -40,18 +60,41 @@ impl Local {
             work: cachepath
                 .join("local")
                 .join(format!(".{name}.{}", std::process::id())),
+            cache: LocalCache::new(cachepath),
             max_image_size,
             meta: None,
+            tree: None,
         }
     }
 
-    fn tar(&self) -> PathBuf {
-        self.work.join("rootfs.tar")
+    /// The tree from the cache, else decompressed into a staging entry (committed once
+    /// the create succeeded), its key the archive's hash, which must not change while
+    /// it is read.
+    fn obtain_tree(&self, progress: &dyn Progress) -> Result<Tree> {
+        progress.message(&format!("checking {}", self.fstree.display()));
+        let key = local_cache::sha256_file(&self.fstree)?[..32].to_string();
+        if let Some(held) = self.cache.get(&key)? {
+            progress.message(&format!(
+                "using the tree of {} decompressed earlier",
+                self.fstree.display()
+            ));
+            return Ok(Tree::Cached(held));
+        }
+        let staging = self.cache.stage(&key)?;
+        let tar = staging.dir.join(ROOTFS_TAR);
+        self.decompress_fstree(&tar, progress)?;
+        if local_cache::sha256_file(&self.fstree)?[..32] != key {
+            return Err(Error::Usage(format!(
+                "{} changed while it was read; nothing was created: run the create again",
+                self.fstree.display()
+            )));
+        }
+        Ok(Tree::Fresh(staging))
     }
 
     /// The tree decompressed into a plain tar (the unpacker copies file data out of it
     /// with copy_file_range), held to `max_image_size` and the file system's free space.
-    fn decompress_fstree(&self, progress: &dyn Progress) -> Result<()> {
+    fn decompress_fstree(&self, tar: &Path, progress: &dyn Progress) -> Result<()> {
         let what = format!("{}", self.fstree.display());
         progress.message(&format!("decompressing {what}"));
         let budget = Budget {
@@ -61,13 +104,13 @@ impl Local {
             limit_fix: "raise max_image_size in [download] of rlxc.toml if the image is \
                         really that large"
                 .into(),
-            fs_dir: self.work.clone(),
+            fs_dir: tar.parent().unwrap_or(Path::new("/")).to_path_buf(),
         };
-        let out = std::fs::File::create(self.tar()).ctx("create", self.tar())?;
+        let out = std::fs::File::create(tar).ctx("create", tar)?;
         let mut bounded = Bounded::new(out, budget.limit, crate::sys::interrupted);
         let mut input = decompress::open(&self.fstree)?;
         match std::io::copy(&mut input, &mut bounded) {
-            Ok(_) => bounded.flush().ctx("write", self.tar()),
+            Ok(_) => bounded.flush().ctx("write", tar),
             Err(e) => Err(match bounded.stopped() {
                 Some(stop) => budget.error(stop, bounded.written()),
                 None => Error::Image {
@@ -94,7 +137,7 @@ impl Template for Local {
                 self.metadata.display()
             )));
         }
-        self.decompress_fstree(progress)?;
+        self.tree = Some(self.obtain_tree(progress)?);
         let prepared = Prepared {
             source: None,
             lxc_config: meta.config.clone(),
@@ -111,8 +154,20 @@ impl Template for Local {
             .as_ref()
             .ok_or_else(|| Error::Other("the local template was not prepared".into()))?;
         let excludes = super::excludes(&meta.excludes_user)?;
+        let tree = self
+            .tree
+            .take()
+            .ok_or_else(|| Error::Other("the local template was not prepared".into()))?;
         progress.message(&format!("unpacking {}", self.fstree.display()));
-        let stats = unpack::unpack_file(&self.tar(), target.root, &excludes)?;
+        let stats = unpack::unpack_file(&tree.tar(), target.root, &excludes)?;
+        if let Tree::Fresh(staging) = tree {
+            // Kept for the next create only now that this one could use it.
+            if let Err(e) = self.cache.commit(staging, &self.fstree) {
+                progress.message(&format!(
+                    "warning: the decompressed tree was not cached: {e}"
+                ));
+            }
+        }
         Ok(Filled {
             stats: Some(stats),
             lxc_config: None,

@@ -5,6 +5,7 @@
 
 pub mod download;
 mod local;
+mod local_cache;
 mod resolve;
 mod script;
 
