@@ -50,6 +50,26 @@ fn assert_nothing_left(env: &Env, marker: &str) {
     }
 }
 
+/// `rlxc-create -t TEMPLATE -n NAME` in the background, its stderr captured.
+fn start_create(env: &Env, template: &str, name: &str) -> std::process::Child {
+    env.cmd(&["create", "-t", template, "-n", name, "-f", &net(env)])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Wait (at most 10 s) until a process whose command line holds `marker` runs.
+fn wait_for_process(marker: &str) {
+    let t0 = Instant::now();
+    while processes_with(marker) == 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the template did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Processes whose command line holds `marker`.
 fn processes_with(marker: &str) -> usize {
     std::fs::read_dir("/proc")
@@ -210,19 +230,8 @@ fn a_killed_template_and_everything_it_started_are_gone_and_nothing_is_left() {
         ),
     );
     let name = unique("slow");
-    let child = env
-        .cmd(&["create", "-t", "slow", "-n", &name, "-f", &net(&env)])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while processes_with(&format!("sleep 30; : {marker}")) == 0 {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "the template did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let child = start_create(&env, "slow", &name);
+    wait_for_process(&format!("sleep 30; : {marker}"));
     // The template itself is killed from outside (the OOM killer, a sysadmin).
     let out = std::process::Command::new("pkill")
         .args(["-KILL", "-f", "rlxc-slow"])
@@ -256,19 +265,9 @@ fn ctrl_c_during_a_template_stops_it_and_leaves_nothing() {
     );
     std::fs::create_dir_all(env.cachepath()).unwrap();
     let name = unique("waits");
-    let child = env
-        .cmd(&["create", "-t", "waits", "-n", &name, "-f", &net(&env)])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = start_create(&env, "waits", &name);
     let t0 = Instant::now();
-    while processes_with(&format!("sleep 30; : {marker}")) == 0 {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "the template did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_process(&format!("sleep 30; : {marker}"));
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGINT,

@@ -54,6 +54,18 @@ impl std::fmt::Display for Key {
 /// (download entries, and the templates' cache under `CACHEPATH/template/`).
 pub const LAST_USED: &str = "last_used";
 
+/// Take `arg` (shared or exclusive) on the lock file `path`, made if missing: how every
+/// cache entry is guarded (readers share it, commit and removal hold it alone).
+pub fn lock_file(path: &Path, arg: FlockArg) -> Result<Flock<File>> {
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .ctx("open lock", path)?;
+    Flock::lock(f, arg).map_err(|(_, e)| Error::io("lock", path, e.into()))
+}
+
 /// Mark `entry_dir` as used now. Best effort: a create must not fail because this
 /// stamp could not be written (a read-only cache, say).
 pub fn touch_last_used(entry_dir: &Path) {
@@ -144,14 +156,7 @@ impl Cache {
         let dir = self.dir(key)?;
         let parent = dir.parent().unwrap_or(&self.root).to_path_buf();
         store::mkdir_p(&parent, 0o755)?;
-        let path = parent.join(format!(".{}.lock", key.variant));
-        let f = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .ctx("open lock", &path)?;
-        Flock::lock(f, arg).map_err(|(_, e)| Error::io("lock", &path, e.into()))
+        lock_file(&parent.join(format!(".{}.lock", key.variant)), arg)
     }
 
     /// The entry for `key` under a shared lock, if one is committed.

@@ -15,7 +15,7 @@ use nix::fcntl::{Flock, FlockArg};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, IoContext, Result};
-use crate::image::cache::touch_last_used;
+use crate::image::cache::{lock_file, touch_last_used};
 use crate::store;
 
 /// The decompressed tree in an entry or a staging directory.
@@ -46,14 +46,7 @@ impl LocalCache {
     }
 
     fn lock(&self, key: &str, arg: FlockArg) -> Result<Flock<File>> {
-        let path = self.dir.join(format!(".{key}.lock"));
-        let f = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .ctx("open lock", &path)?;
-        Flock::lock(f, arg).map_err(|(_, e)| Error::io("lock", &path, e.into()))
+        lock_file(&self.dir.join(format!(".{key}.lock")), arg)
     }
 
     /// The entry for `key`, locked for reading, if one is committed.
