@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 mod attach;
 mod checkconfig;
 mod console;
+mod copy;
 mod create;
 mod destroy;
 mod image;
@@ -47,6 +48,8 @@ enum Command {
     Info(info::Args),
     /// Remove a container and everything of it.
     Destroy(destroy::Args),
+    /// Copy a stopped container under a new name, with its own MAC, host name and machine-id.
+    Copy(copy::Args),
     /// Boot a container (foreground console by default, -d to daemonize).
     Start(start::Args),
     /// Halt, kill (-k) or reboot (-r) a container.
@@ -139,6 +142,7 @@ pub fn main() -> i32 {
         Command::Ls(a) => ls::run(a),
         Command::Info(a) => info::run(a),
         Command::Destroy(a) => destroy::run(a),
+        Command::Copy(a) => copy::run(a),
         Command::Start(a) => start::run(a),
         Command::Stop(a) => stop::run(a),
         Command::Console(a) => console::run(a),

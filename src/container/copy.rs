@@ -1,0 +1,230 @@
+//! Copy: a stopped container becomes a second one with its own identity. The tree is
+//! copied whole (`cp -a`: numeric owners, modes with setuid, xattrs with file
+//! capabilities and ACLs, hardlinks, device nodes, sparse files, mtimes; reflinks where
+//! the file system has them), then everything that made it the source is replaced: host
+//! name, MACs, the picked `auto` address, machine-id, DHCP leases, SSH host keys.
+
+use std::ffi::OsStr;
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+
+use super::Container;
+use crate::config::{ContainerConfig, SystemConfig};
+use crate::error::{Error, IoContext, Result};
+use crate::rootfs::Root;
+use crate::{name, store};
+
+/// What a copy did, for the CLI to report.
+pub struct CopyReport {
+    pub dir: PathBuf,
+    /// Source files that held the source's identity and were removed (SSH host keys).
+    pub removed: Vec<String>,
+}
+
+/// The MAC template every new container's veths get (LXC's prefix).
+const MAC_TEMPLATE: &str = "00:16:3e:xx:xx:xx";
+
+impl Container {
+    /// A full copy of this (stopped) container named `new`, all or nothing.
+    pub fn copy_to(&self, sys: &SystemConfig, new: &str) -> Result<CopyReport> {
+        name::validate(new)?;
+        let src_cfg = self.config()?;
+        // Held for the whole copy: no start or destroy of the source meanwhile.
+        let _src_lock = store::lock_name(&self.lxcpath, &self.name, "copying this container")?;
+        if self.state().is_running() {
+            return Err(Error::Busy {
+                name: self.name.clone(),
+                what: format!(
+                    "it is running, and a copy of a running container's files is \
+                     inconsistent; stop it first (rlxc-stop -n {})",
+                    self.name
+                ),
+            });
+        }
+        let dst = Container::new(sys, new)?;
+        let _cleanup = crate::sys::CleanupGuard::hold();
+        let _dst_lock = store::lock_name(&dst.lxcpath, new, "creating this container")?;
+        if dst.dir().exists() {
+            return Err(Error::Exists {
+                name: new.into(),
+                lxcpath: dst.lxcpath.clone(),
+            });
+        }
+        store::sweep_stale(&dst.lxcpath, new);
+        let creating = store::Creating::begin(&dst.lxcpath, new)?;
+        let to = dst.backing(&src_cfg).create(&creating.dir)?;
+        copy_tree(&self.rootfs(&src_cfg), &to)?;
+        let old_host = src_cfg
+            .hostname
+            .clone()
+            .unwrap_or_else(|| name::hostname_for(&self.name));
+        let cfg = dst.as_new(src_cfg, &self.name)?;
+        let new_host = cfg
+            .hostname
+            .clone()
+            .unwrap_or_else(|| name::hostname_for(new));
+        let removed = make_own(&Root::open(&to)?, &old_host, &new_host)?;
+        cfg.save(&creating.dir.join("config.toml"))?;
+        let dir = creating.publish(&dst.lxcpath, new)?;
+        Ok(CopyReport { dir, removed })
+    }
+
+    /// `cfg` (another container's) made this one's: its host name when it had the old
+    /// container's, new MACs, no picked address.
+    pub(crate) fn as_new(&self, mut cfg: ContainerConfig, old: &str) -> Result<ContainerConfig> {
+        if cfg.hostname.is_none() || cfg.hostname.as_deref() == Some(&name::hostname_for(old)) {
+            cfg.hostname = Some(name::hostname_for(&self.name));
+        }
+        for n in &mut cfg.networks {
+            if n.hwaddr.is_some() {
+                n.hwaddr = MAC_TEMPLATE.parse().ok();
+            }
+            n.ipv4_assigned = None;
+        }
+        cfg.fill_hwaddrs();
+        cfg.validate(&self.config_path())?;
+        Ok(cfg)
+    }
+}
+
+/// `cp -a` of the tree's contents into the empty `to`, interruptible (Ctrl-C kills it;
+/// the caller's staging directory then goes).
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    let mut src = from.as_os_str().to_owned();
+    src.push("/.");
+    let mut child = std::process::Command::new("cp")
+        .args(["-a", "--reflink=auto", "--no-target-directory", "--"])
+        .arg(&src)
+        .arg(to)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .ctx("run cp for", from)?;
+    loop {
+        if crate::sys::interrupted() {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Error::Interrupted);
+        }
+        match child.try_wait().ctx("wait for cp copying", from)? {
+            Some(s) if s.success() => return Ok(()),
+            Some(s) => {
+                return Err(Error::Other(format!(
+                    "copying {} failed (cp {s}; its message is above); nothing was created",
+                    from.display()
+                )))
+            }
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+/// The copy's files stop naming the source: `/etc/hostname` and `/etc/hosts` get the new
+/// name, `/etc/machine-id` is emptied (a new one is made at first boot), DHCP leases and
+/// SSH host keys go. Every path resolved inside the copy (it is the source's, so hostile).
+fn make_own(root: &Root, old_host: &str, new_host: &str) -> Result<Vec<String>> {
+    rewrite(root, b"etc/hostname", &|t| {
+        (t.trim() == old_host).then(|| format!("{new_host}\n"))
+    })?;
+    rewrite(root, b"etc/hosts", &|t| {
+        let swapped: Vec<String> = t
+            .lines()
+            .map(|l| {
+                l.split_inclusive(char::is_whitespace)
+                    .map(|w| {
+                        if w.trim() == old_host {
+                            w.replacen(old_host, new_host, 1)
+                        } else {
+                            w.into()
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let out = swapped.join("\n") + if t.ends_with('\n') { "\n" } else { "" };
+        (out != t).then_some(out)
+    })?;
+    rewrite(root, b"etc/machine-id", &|t| {
+        (!t.is_empty()).then(String::new)
+    })?;
+    let mut removed = remove_files(root, b"var/lib/dhcp", &|n| !n.ends_with(".leases"))?;
+    removed.extend(remove_files(root, b"etc/ssh", &|n| {
+        !n.starts_with("ssh_host_")
+    })?);
+    Ok(removed)
+}
+
+/// The most of a file `rewrite` reads: these are a few lines each.
+const MAX_REWRITE: u64 = 64 << 10;
+
+/// Replace a small regular file's text with what `f` makes of it (None: leave it). A
+/// missing file, a symlink or anything but a small regular file is left alone.
+fn rewrite(root: &Root, rel: &[u8], f: &dyn Fn(&str) -> Option<String>) -> Result<()> {
+    use std::io::{Read, Seek, Write};
+    let flags = OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
+    let fd = match root.openat(rel, flags, 0) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT | Errno::ELOOP | Errno::ENXIO | Errno::EISDIR) => return Ok(()),
+        Err(e) => return Err(e).ctx("open", root.display(rel)),
+    };
+    let mut file = std::fs::File::from(fd);
+    let md = file.metadata().ctx("inspect", root.display(rel))?;
+    if !md.is_file() || md.len() > MAX_REWRITE {
+        return Ok(());
+    }
+    let mut text = String::new();
+    if Read::by_ref(&mut file)
+        .take(MAX_REWRITE)
+        .read_to_string(&mut text)
+        .is_err()
+    {
+        return Ok(());
+    }
+    if let Some(new) = f(&text) {
+        file.set_len(0).ctx("truncate", root.display(rel))?;
+        file.rewind().ctx("rewind", root.display(rel))?;
+        file.write_all(new.as_bytes())
+            .ctx("write", root.display(rel))?;
+    }
+    Ok(())
+}
+
+/// Remove the regular files and symlinks of directory `dir` for which `keep` is false;
+/// their paths inside the container.
+fn remove_files(root: &Root, dir: &[u8], keep: &dyn Fn(&str) -> bool) -> Result<Vec<String>> {
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW;
+    let fd = match root.openat(dir, flags, 0) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT | Errno::ELOOP | Errno::ENOTDIR) => return Ok(Vec::new()),
+        Err(e) => return Err(e).ctx("open", root.display(dir)),
+    };
+    let mut d = nix::dir::Dir::from_fd(fd).ctx("read", root.display(dir))?;
+    let names: Vec<Vec<u8>> = d
+        .iter()
+        .flatten()
+        .filter(|e| {
+            matches!(
+                e.file_type(),
+                Some(nix::dir::Type::File | nix::dir::Type::Symlink)
+            )
+        })
+        .map(|e| e.file_name().to_bytes().to_vec())
+        .filter(|n| !keep(&String::from_utf8_lossy(n)))
+        .collect();
+    let mut removed = Vec::new();
+    for n in names {
+        let rel = [dir, b"/", &n].concat();
+        nix::unistd::unlinkat(
+            d.as_fd(),
+            OsStr::from_bytes(&n),
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        )
+        .ctx("remove", root.display(&rel))?;
+        removed.push(format!("/{}", String::from_utf8_lossy(&rel)));
+    }
+    Ok(removed)
+}
