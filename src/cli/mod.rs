@@ -22,6 +22,7 @@ mod image;
 mod info;
 mod ls;
 mod net;
+mod snapshot;
 mod start;
 mod stop;
 mod table;
@@ -50,6 +51,8 @@ enum Command {
     Destroy(destroy::Args),
     /// Copy a stopped container under a new name, with its own MAC, host name and machine-id.
     Copy(copy::Args),
+    /// Snapshots of a stopped container: take (-c COMMENT), list (-L), restore (-r), destroy (-d).
+    Snapshot(snapshot::Args),
     /// Boot a container (foreground console by default, -d to daemonize).
     Start(start::Args),
     /// Halt, kill (-k) or reboot (-r) a container.
@@ -143,6 +146,7 @@ pub fn main() -> i32 {
         Command::Info(a) => info::run(a),
         Command::Destroy(a) => destroy::run(a),
         Command::Copy(a) => copy::run(a),
+        Command::Snapshot(a) => snapshot::run(a),
         Command::Start(a) => start::run(a),
         Command::Stop(a) => stop::run(a),
         Command::Console(a) => console::run(a),

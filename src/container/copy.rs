@@ -35,17 +35,37 @@ impl Container {
         name::validate(new)?;
         let src_cfg = self.config()?;
         // Held for the whole copy: no start or destroy of the source meanwhile.
-        let _src_lock = store::lock_name(&self.lxcpath, &self.name, "copying this container")?;
+        let _src_lock = self.lock_stopped("copying this container", "a copy")?;
+        self.new_from(sys, &self.rootfs(&src_cfg), src_cfg, new)
+    }
+
+    /// This container's lock, taken only if it is stopped: `what` of a running
+    /// container's files would be inconsistent.
+    pub(super) fn lock_stopped(&self, doing: &str, what: &str) -> Result<store::NameLock> {
+        let lock = store::lock_name(&self.lxcpath, &self.name, doing)?;
         if self.state().is_running() {
             return Err(Error::Busy {
                 name: self.name.clone(),
                 what: format!(
-                    "it is running, and a copy of a running container's files is \
+                    "it is running, and {what} of a running container's files is \
                      inconsistent; stop it first (rlxc-stop -n {})",
                     self.name
                 ),
             });
         }
+        Ok(lock)
+    }
+
+    /// A new container `new` from `rootfs` and `src_cfg` (this container's own, or a
+    /// snapshot's), made its own, all or nothing. The caller holds this one's lock.
+    pub(super) fn new_from(
+        &self,
+        sys: &SystemConfig,
+        rootfs: &Path,
+        src_cfg: ContainerConfig,
+        new: &str,
+    ) -> Result<CopyReport> {
+        name::validate(new)?;
         let dst = Container::new(sys, new)?;
         let _cleanup = crate::sys::CleanupGuard::hold();
         let _dst_lock = store::lock_name(&dst.lxcpath, new, "creating this container")?;
@@ -58,7 +78,7 @@ impl Container {
         store::sweep_stale(&dst.lxcpath, new);
         let creating = store::Creating::begin(&dst.lxcpath, new)?;
         let to = dst.backing(&src_cfg).create(&creating.dir)?;
-        copy_tree(&self.rootfs(&src_cfg), &to)?;
+        copy_tree(rootfs, &to)?;
         let old_host = src_cfg
             .hostname
             .clone()
@@ -94,7 +114,7 @@ impl Container {
 
 /// `cp -a` of the tree's contents into the empty `to`, interruptible (Ctrl-C kills it;
 /// the caller's staging directory then goes).
-fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+pub(super) fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     let mut src = from.as_os_str().to_owned();
     src.push("/.");
     let mut child = std::process::Command::new("cp")

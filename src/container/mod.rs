@@ -19,6 +19,7 @@ pub mod images {
 mod info;
 /// The managed bridge, for rlxc-net and its dnsmasq supervisor.
 pub mod network;
+mod snapshot;
 mod start;
 mod stop;
 

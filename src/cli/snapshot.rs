@@ -1,0 +1,116 @@
+//! rlxc-snapshot: take (`-c` a comment), list (`-L`), restore (`-r SNAP [-N NEW]`) and
+//! destroy (`-d SNAP`) snapshots of a stopped container, with LXC's flags.
+
+use super::Common;
+use crate::container::Container;
+use crate::error::Result;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Container name.
+    #[arg(short = 'n', long = "name")]
+    name: String,
+    /// A comment kept with the new snapshot.
+    #[arg(short = 'c', long = "comment", conflicts_with_all = ["list", "restore", "destroy"])]
+    comment: Option<String>,
+    /// List the snapshots (with their comments).
+    #[arg(short = 'L', long = "list", conflicts_with_all = ["restore", "destroy"])]
+    list: bool,
+    /// Put the container back as this snapshot was (it must be stopped).
+    #[arg(
+        short = 'r',
+        long = "restore",
+        value_name = "SNAP",
+        conflicts_with = "destroy"
+    )]
+    restore: Option<String>,
+    /// With -r: make a new container of the snapshot instead.
+    #[arg(short = 'N', long = "newname", requires = "restore")]
+    newname: Option<String>,
+    /// Remove this snapshot.
+    #[arg(short = 'd', long = "destroy", value_name = "SNAP")]
+    destroy: Option<String>,
+    #[command(flatten)]
+    common: Common,
+}
+
+pub fn run(a: Args) -> Result<i32> {
+    let sys = a.common.system()?;
+    let c = Container::new(&sys, &a.name)?;
+    let say = |msg: String| {
+        if !a.common.quiet {
+            eprintln!("{msg}");
+        }
+    };
+    if a.list {
+        let snaps = c.snapshots()?;
+        let rows: Vec<[String; 3]> = snaps
+            .iter()
+            .map(|s| [s.name.clone(), time(s.taken), super::shown(&s.comment)])
+            .collect();
+        let rows: Vec<[&str; 3]> = rows
+            .iter()
+            .map(|r| [r[0].as_str(), r[1].as_str(), r[2].as_str()])
+            .collect();
+        if rows.is_empty() {
+            say(format!("{} has no snapshots", c.name));
+        } else {
+            super::table::print(&["SNAPSHOT", "TAKEN (UTC)", "COMMENT"], &rows, "  ");
+        }
+        return Ok(0);
+    }
+    match (&a.restore, &a.newname, &a.destroy) {
+        (Some(s), Some(new), _) => {
+            c.restore_as(&sys, s, new)?;
+            say(format!(
+                "Created container {new} from {}'s snapshot {s}",
+                c.name
+            ));
+        }
+        (Some(s), None, _) => {
+            c.restore(s)?;
+            say(format!("Restored {} to snapshot {s}", c.name));
+        }
+        (None, _, Some(s)) => {
+            c.destroy_snapshot(s)?;
+            say(format!("Removed snapshot {s} of {}", c.name));
+        }
+        (None, _, None) => {
+            let s = c.snapshot(a.comment.as_deref())?;
+            say(format!("Took snapshot {s} of {}", c.name));
+        }
+    }
+    Ok(0)
+}
+
+/// Seconds since the epoch as `YYYY-MM-DD HH:MM:SS` (UTC), without a date crate.
+fn time(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn times_read_as_dates() {
+        assert_eq!(super::time(0), "1970-01-01 00:00:00");
+        assert_eq!(super::time(1_796_531_260), "2026-12-06 04:27:40");
+        assert_eq!(super::time(951_782_400), "2000-02-29 00:00:00");
+    }
+}
