@@ -59,6 +59,20 @@ impl Root {
         })
     }
 
+    /// The root a running process sees (`/proc/PID/root`): its mount namespace's view,
+    /// whatever backs it. Lookups from here cross that namespace's mounts, not the host's.
+    pub fn of_process(pid: i32) -> Result<Self> {
+        let path = PathBuf::from(format!("/proc/{pid}/root"));
+        // The magic link is the point here: it is the host's /proc, not the container's.
+        let fd = nix::fcntl::open(
+            &path,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .ctx("open the root of process", &path)?;
+        Ok(Root { path, fd })
+    }
+
     /// Host path of a member, for messages only: never open it.
     pub fn display(&self, rel: &[u8]) -> PathBuf {
         self.path.join(OsStr::from_bytes(rel))
@@ -116,6 +130,17 @@ impl Root {
         }
         Ok(cur)
     }
+}
+
+/// Open the very inode an O_PATH handle names (no second lookup a rename could redirect)
+/// for I/O, through this process's own /proc/self/fd.
+pub fn reopen(fd: std::os::fd::BorrowedFd<'_>, flags: OFlag) -> nix::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    nix::fcntl::open(
+        format!("/proc/self/fd/{}", fd.as_raw_fd()).as_str(),
+        flags | OFlag::O_CLOEXEC | OFlag::O_NOCTTY,
+        Mode::empty(),
+    )
 }
 
 #[cfg(test)]

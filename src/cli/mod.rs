@@ -18,6 +18,7 @@ mod console;
 mod copy;
 mod create;
 mod destroy;
+mod file;
 mod image;
 mod info;
 mod ls;
@@ -61,6 +62,8 @@ enum Command {
     Console(console::Args),
     /// Run a command inside a running container.
     Attach(attach::Args),
+    /// Copy files into (push) or out of (pull) a container, stopped or running.
+    File(file::Args),
     /// Wait for a container to reach a state.
     Wait(wait::Args),
     /// The managed bridge with DHCP, DNS and NAT: start, stop, status.
@@ -151,6 +154,7 @@ pub fn main() -> i32 {
         Command::Stop(a) => stop::run(a),
         Command::Console(a) => console::run(a),
         Command::Attach(a) => attach::run(a),
+        Command::File(a) => file::run(a),
         Command::Wait(a) => wait::run(a),
         Command::Net(a) => net::run(a),
         Command::Image(a) => image::run(a),

@@ -10,6 +10,7 @@ mod attach;
 mod copy;
 mod create;
 mod destroy;
+mod file;
 /// The host as a whole, for rlxc-checkconfig.
 pub mod host;
 /// The image caches (`rlxc-image`): what creates read from, listed and pruned.
@@ -31,6 +32,7 @@ pub use create::{
     download_list, download_plan, resolve_template, templates, Chooser, CreateReport,
     DownloadOptions, Resolved, Source,
 };
+pub use file::{CopyReport, PullOptions, PushOptions};
 pub use info::Live;
 pub use stop::{StopMode, StopOutcome};
 
