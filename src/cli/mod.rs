@@ -17,6 +17,7 @@ mod checkconfig;
 mod console;
 mod create;
 mod destroy;
+mod export;
 mod image;
 mod info;
 mod ls;
@@ -47,6 +48,10 @@ enum Command {
     Info(info::Args),
     /// Remove a container and everything of it.
     Destroy(destroy::Args),
+    /// Write a stopped container (config and rootfs) to one archive.
+    Export(export::ExportArgs),
+    /// Create a container from an archive rlxc-export wrote.
+    Import(export::ImportArgs),
     /// Boot a container (foreground console by default, -d to daemonize).
     Start(start::Args),
     /// Halt, kill (-k) or reboot (-r) a container.
@@ -139,6 +144,8 @@ pub fn main() -> i32 {
         Command::Ls(a) => ls::run(a),
         Command::Info(a) => info::run(a),
         Command::Destroy(a) => destroy::run(a),
+        Command::Export(a) => export::export(a),
+        Command::Import(a) => export::import(a),
         Command::Start(a) => start::run(a),
         Command::Stop(a) => stop::run(a),
         Command::Console(a) => console::run(a),

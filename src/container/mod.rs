@@ -9,6 +9,7 @@ use crate::{name, store};
 mod attach;
 mod create;
 mod destroy;
+mod export;
 /// The host as a whole, for rlxc-checkconfig.
 pub mod host;
 /// The image caches (`rlxc-image`): what creates read from, listed and pruned.
@@ -29,6 +30,7 @@ pub use create::{
     download_list, download_plan, resolve_template, templates, Chooser, CreateReport,
     DownloadOptions, Resolved, Source,
 };
+pub use export::import;
 pub use info::Live;
 pub use stop::{StopMode, StopOutcome};
 
