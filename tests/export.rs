@@ -308,21 +308,11 @@ fn hostile_archives_are_refused_and_leave_nothing() {
         .is_file());
 }
 
-#[test]
-fn ctrl_c_during_an_import_leaves_nothing() {
-    let rt = Rt::with_image("debian", "bookworm", "expint", "");
-    let archive = export(&rt, "int.tar.zst");
-    let mut child = rt
-        .env
-        .cmd(&["import", archive.to_str().unwrap(), "-n", "interrupted"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Once it has begun to write the staging directory.
-    let staging = rt.env.lxcpath().join(".interrupted.creating");
+/// SIGINT to `child` once `begun` exists; it must end as interrupted (130).
+fn interrupt_once(mut child: std::process::Child, begun: impl Fn() -> bool) {
     let t0 = Instant::now();
-    while !staging.exists() {
-        assert!(t0.elapsed() < Duration::from_secs(30), "import never began");
+    while !begun() {
+        assert!(t0.elapsed() < Duration::from_secs(30), "it never began");
         std::thread::sleep(Duration::from_millis(5));
     }
     std::thread::sleep(Duration::from_millis(100));
@@ -333,5 +323,38 @@ fn ctrl_c_during_an_import_leaves_nothing() {
     .unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130), "interrupted, not finished");
+}
+
+#[test]
+fn ctrl_c_during_an_export_or_an_import_leaves_nothing() {
+    let rt = Rt::with_image("debian", "bookworm", "expint", "");
+    let out = rt.env.dir.path().join("cut.tar.zst");
+    let child = rt
+        .env
+        .cmd(&["export", "-n", &rt.name, out.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let partial = rt
+        .env
+        .dir
+        .path()
+        .join(format!(".cut.tar.zst.partial.{}", child.id()));
+    interrupt_once(child, || partial.exists());
+    assert!(
+        !partial.exists() && !out.exists(),
+        "a half archive was left"
+    );
+
+    let archive = export(&rt, "int.tar.zst");
+    let child = rt
+        .env
+        .cmd(&["import", archive.to_str().unwrap(), "-n", "interrupted"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once it has begun to write the staging directory.
+    let staging = rt.env.lxcpath().join(".interrupted.creating");
+    interrupt_once(child, || staging.exists());
     assert_nothing_imported(&rt.env, &[&rt.name]);
 }
