@@ -19,7 +19,7 @@ pub use bridge::{BridgeIpv4, BridgeIpv6, DhcpRange};
 use download::DownloadSection;
 pub use download::DEFAULT_MAX_IMAGE_SIZE;
 use file::read_toml;
-pub use file::{parse_toml, read_text, write_atomic};
+pub use file::{parse_toml, read_text, write_atomic, MAX_CONFIG_SIZE};
 pub use size::format_size;
 pub use types::{
     ByteSize, HwaddrTemplate, Ipv4Assigned, Ipv4Gateway, Ipv4Mode, MacvlanMode, NetKind, Signal,

@@ -19,6 +19,7 @@ mod copy;
 mod create;
 mod destroy;
 mod file;
+mod export;
 mod image;
 mod info;
 mod ls;
@@ -54,6 +55,10 @@ enum Command {
     Copy(copy::Args),
     /// Snapshots of a stopped container: take (-c COMMENT), list (-L), restore (-r), destroy (-d).
     Snapshot(snapshot::Args),
+    /// Write a stopped container (config and rootfs) to one archive.
+    Export(export::ExportArgs),
+    /// Create a container from an archive rlxc-export wrote.
+    Import(export::ImportArgs),
     /// Boot a container (foreground console by default, -d to daemonize).
     Start(start::Args),
     /// Halt, kill (-k) or reboot (-r) a container.
@@ -150,6 +155,8 @@ pub fn main() -> i32 {
         Command::Destroy(a) => destroy::run(a),
         Command::Copy(a) => copy::run(a),
         Command::Snapshot(a) => snapshot::run(a),
+        Command::Export(a) => export::export(a),
+        Command::Import(a) => export::import(a),
         Command::Start(a) => start::run(a),
         Command::Stop(a) => stop::run(a),
         Command::Console(a) => console::run(a),

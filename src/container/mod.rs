@@ -11,6 +11,7 @@ mod copy;
 mod create;
 mod destroy;
 mod file;
+mod export;
 /// The host as a whole, for rlxc-checkconfig.
 pub mod host;
 /// The image caches (`rlxc-image`): what creates read from, listed and pruned.
@@ -33,6 +34,7 @@ pub use create::{
     DownloadOptions, Resolved, Source,
 };
 pub use file::{CopyReport, PullOptions, PushOptions};
+pub use export::import;
 pub use info::Live;
 pub use stop::{StopMode, StopOutcome};
 

@@ -52,7 +52,7 @@ const VIRTUAL_FS: &[&str] = &[
     "hugetlbfs",
 ];
 
-fn mounts_from_host(m: &MountEntry) -> bool {
+pub fn mounts_from_host(m: &MountEntry) -> bool {
     m.is_bind() || !m.fstype.as_deref().is_some_and(|t| VIRTUAL_FS.contains(&t))
 }
 

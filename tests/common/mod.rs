@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod rt;
+pub mod tree;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
