@@ -26,7 +26,7 @@ pub use crate::console::Ended;
 /// How long steps report progress to a front end.
 pub use crate::image::fetch::Progress;
 pub use create::{
-    download_list, download_plan, resolve_template, templates, Chooser, CreateReport,
+    download_list, download_plan, resolve_template, templates, Bdev, Chooser, CreateReport,
     DownloadOptions, Resolved, Source,
 };
 pub use info::Live;
@@ -98,11 +98,6 @@ impl Container {
     /// The backing store its config names.
     pub fn backing(&self, cfg: &ContainerConfig) -> Box<dyn store::backing::BackingStore> {
         store::backing::open(&cfg.rootfs)
-    }
-
-    /// Where its root file system's files are.
-    pub fn rootfs(&self, cfg: &ContainerConfig) -> PathBuf {
-        self.backing(cfg).path(&self.dir())
     }
 
     pub fn exists(&self) -> bool {

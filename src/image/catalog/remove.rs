@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{locks, scan, CachedImage, Catalog, ImageRef, Kind};
+use super::{locks, lowers, scan, CachedImage, Catalog, ImageRef, Kind};
 use crate::error::{Error, Result};
 use crate::image::cache::{self, REMOVING_TAG, STAGING_TAG};
 use crate::image::fetch::Progress;
@@ -83,11 +83,14 @@ pub fn remove(
             ))
         };
         match locks::exclusive(&img.lock_path(), wait, &mut on_wait)? {
-            Ok(_lock) => {
-                if cache::remove_entry_dir(&img.path)? {
-                    report.removed.push(img);
-                }
-            }
+            Ok(_lock) => match remove_unused(cat, &img)? {
+                Ok(true) => report.removed.push(img),
+                Ok(false) => {}
+                Err(containers) => report.busy.push(Error::ImageUsed {
+                    image: img.reference(),
+                    containers,
+                }),
+            },
             Err(busy) => report.busy.push(Error::ImageBusy {
                 image: img.reference(),
                 holder: busy.holder,
@@ -111,15 +114,37 @@ pub fn prune(cat: &Catalog, all: bool) -> Result<PruneReport> {
             _ => continue,
         };
         match locks::exclusive(&img.lock_path(), Duration::ZERO, &mut |_| {})? {
-            Ok(_lock) => {
-                if cache::remove_entry_dir(&img.path)? {
-                    report.removed.push((img, why));
+            Ok(_lock) => match remove_unused(cat, &img)? {
+                Ok(true) => report.removed.push((img, why)),
+                Ok(false) => {}
+                Err(users) => {
+                    let holder = format!("the overlay lower of {}", users.join(", "));
+                    report.in_use.push((img, holder))
                 }
-            }
+            },
             Err(busy) => report.in_use.push((img, busy.holder)),
         }
     }
     Ok(report)
+}
+
+/// Remove `img` (its exclusive lock held) with its overlay lowers, unless containers
+/// are layered on them: then `Err` names them and nothing is removed. Ok(false): there
+/// was no entry.
+fn remove_unused(
+    cat: &Catalog,
+    img: &CachedImage,
+) -> Result<std::result::Result<bool, Vec<String>>> {
+    if let Some(lowers) = lowers::dir_of(cat.root(), img) {
+        if let Some(lxcpath) = &cat.lxcpath {
+            let users = lowers::users(lxcpath, &lowers)?;
+            if !users.is_empty() {
+                return Ok(Err(users));
+            }
+        }
+        lowers::remove(&lowers)?;
+    }
+    Ok(Ok(cache::remove_entry_dir(&img.path)?))
 }
 
 /// Remove the work directories (`.NAME.partial.PID`, `.NAME.staging.PID`,
