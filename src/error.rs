@@ -120,7 +120,7 @@ pub enum Error {
     },
 
     /// Containers are layered on a cache entry's overlay lower.
-    #[error("cached image {image} is the overlay lower of {}: {}", if containers.len() == 1 { "container" } else { "containers" }, containers.join(", "))]
+    #[error("cached image {image} is the overlay lower of {} {}", if containers.len() == 1 { "container" } else { "containers" }, containers.join(", "))]
     ImageUsed {
         image: String,
         containers: Vec<String>,

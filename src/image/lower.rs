@@ -28,6 +28,13 @@ pub fn image_dir(cachepath: &Path, key: &Key) -> Result<PathBuf> {
 /// The lower of `build` of `key`. A build id is the server's text: anything but
 /// letters, digits, `-`, `_` and `.` becomes `_` (a ':' would split overlay's lowerdir).
 pub fn dir(cachepath: &Path, key: &Key, build: &str) -> Result<PathBuf> {
+    let name = dir_name(build)
+        .ok_or_else(|| Error::hostile(format!("its build id {build:?} cannot name a directory")))?;
+    Ok(image_dir(cachepath, key)?.join(name))
+}
+
+/// The directory name of `build`'s lower, None when it cannot have one.
+pub fn dir_name(build: &str) -> Option<String> {
     let name: String = build
         .chars()
         .map(|c| {
@@ -38,12 +45,7 @@ pub fn dir(cachepath: &Path, key: &Key, build: &str) -> Result<PathBuf> {
             }
         })
         .collect();
-    if name.is_empty() || name.starts_with('.') {
-        return Err(Error::hostile(format!(
-            "its build id {build:?} cannot name a directory"
-        )));
-    }
-    Ok(image_dir(cachepath, key)?.join(name))
+    (!name.is_empty() && !name.starts_with('.')).then_some(name)
 }
 
 /// The lower at `dir`, unpacked from `tar` if it is not there yet. Returns what the
