@@ -119,6 +119,13 @@ pub enum Error {
         waited: std::time::Duration,
     },
 
+    /// Containers are layered on a cache entry's overlay lower.
+    #[error("cached image {image} is the overlay lower of {} {}", if containers.len() == 1 { "container" } else { "containers" }, containers.join(", "))]
+    ImageUsed {
+        image: String,
+        containers: Vec<String>,
+    },
+
     #[error("{0}")]
     Other(String),
 }
@@ -226,6 +233,10 @@ impl Error {
             Error::NotCached { have, .. } => Some(format!(
                 "the cache has: {} (rlxc-image ls shows more)",
                 have.join(", ")
+            )),
+            Error::ImageUsed { containers, .. } => Some(format!(
+                "destroy {} first (rlxc-destroy -n NAME), then remove the image",
+                containers.join(", ")
             )),
             Error::ImageBusy { .. } => Some(
                 "a create is unpacking from it: run this again when the create has finished, \

@@ -73,6 +73,15 @@ impl Root {
         Ok(Root { path, fd })
     }
 
+    /// A root already open as `fd` (a detached mount's root, say); `path` is what
+    /// messages call it.
+    pub fn from_fd(fd: OwnedFd, path: &Path) -> Self {
+        Root {
+            path: path.to_path_buf(),
+            fd,
+        }
+    }
+
     /// Host path of a member, for messages only: never open it.
     pub fn display(&self, rel: &[u8]) -> PathBuf {
         self.path.join(OsStr::from_bytes(rel))

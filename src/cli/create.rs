@@ -8,7 +8,7 @@ use clap::Parser;
 
 use super::{Common, Reporter};
 use crate::config::{ContainerConfig, SystemConfig};
-use crate::container::{self, Container, DownloadOptions, Progress, Resolved, Source};
+use crate::container::{self, Bdev, Container, DownloadOptions, Progress, Resolved, Source};
 use crate::error::{Error, Result};
 use crate::name;
 
@@ -28,7 +28,8 @@ pub struct Args {
     /// List the templates -t can name, and where each one is.
     #[arg(long = "list-templates")]
     list_templates: bool,
-    /// Backing store: `dir` (a plain directory rootfs).
+    /// Backing store: `dir` (a plain directory rootfs), `overlay` (layered on the image
+    /// build unpacked once and shared: -t download), `best` (overlay when it can, else dir).
     #[arg(short = 'B', long = "bdev", default_value = "dir")]
     bdev: String,
     /// Use FILE instead of the defaults for new containers.
@@ -150,12 +151,7 @@ struct LocalArgs {
 }
 
 pub fn run(a: Args) -> Result<i32> {
-    if a.bdev != "dir" {
-        return Err(Error::Usage(format!(
-            "backing store {:?} is not supported; use -B dir",
-            a.bdev
-        )));
-    }
+    let _: Bdev = a.bdev.parse()?;
     let sys = a.common.system()?;
     let Some(tname) = a.template.clone().filter(|_| !a.list_templates) else {
         return list_templates(&sys);
@@ -353,7 +349,8 @@ fn create_and_report(
         Source::Script { name, .. } => Some(name.clone()),
         _ => None,
     };
-    let report = c.create(sys, source, base, a.allow_image_host_mounts, progress)?;
+    let bdev: Bdev = a.bdev.parse()?;
+    let report = c.create(sys, source, base, bdev, a.allow_image_host_mounts, progress)?;
     if !a.common.quiet {
         print_report(&c.name, &report, t0, from.as_deref());
     }
@@ -420,7 +417,7 @@ fn print_report(
         (None, Some(t)) => eprintln!("Created container {name} with template {t} in {secs:.2} s"),
         (None, None) => eprintln!("Created container {name} in {secs:.2} s"),
     }
-    eprintln!("  rootfs: {}", report.dir.join("rootfs").display());
+    eprintln!("  rootfs: {}", report.rootfs);
     if let Some(m) = &report.create_message {
         println!("{}", m.trim_end());
     }

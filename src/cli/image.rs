@@ -44,7 +44,7 @@ enum Action {
 
 pub fn run(a: Args) -> Result<i32> {
     let sys = a.common.system()?;
-    let catalog = Catalog::new(&sys.cachepath);
+    let catalog = Catalog::new(&sys.cachepath).with_containers_in(&sys.lxcpath);
     match a.action {
         Action::Ls { json } => ls(&catalog, json),
         Action::Rm { refs, timeout } => rm(&catalog, &refs, timeout, a.common.quiet),

@@ -69,15 +69,7 @@ pub fn run(a: Args) -> Result<i32> {
         );
         row("Image server", &i.server);
     }
-    row(
-        "Rootfs",
-        &format!(
-            "{} ({:?})",
-            c.rootfs(&cfg).display(),
-            c.backing(&cfg).kind()
-        )
-        .to_lowercase(),
-    );
+    row("Rootfs", &c.backing(&cfg).describe(&c.dir()));
     row("Config", &c.config_path().display().to_string());
     for n in &cfg.networks {
         let mut d = n.kind.to_string();

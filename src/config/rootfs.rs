@@ -12,6 +12,9 @@ pub enum Backend {
     /// A plain directory tree.
     #[default]
     Dir,
+    /// A shared read-only lower (an image build unpacked once under the cache) with an
+    /// upper and work directory of the container's own.
+    Overlay,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,9 +22,19 @@ pub enum Backend {
 pub struct Rootfs {
     #[serde(default)]
     pub backend: Backend,
-    /// Relative to the container's directory.
+    /// Relative to the container's directory. For overlay, the (empty) directory the
+    /// merged tree is mounted on while the container runs.
     #[serde(default = "default_path")]
     pub path: PathBuf,
+    /// Overlay: the shared lower, an absolute path (under the image cache).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lower: Option<PathBuf>,
+    /// Overlay: the container's writable layer and its work directory, relative to the
+    /// container's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upper: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work: Option<PathBuf>,
 }
 
 fn default_path() -> PathBuf {
@@ -34,25 +47,82 @@ impl Default for Rootfs {
         Rootfs {
             backend: Backend::Dir,
             path: default_path(),
+            lower: None,
+            upper: None,
+            work: None,
         }
     }
 }
 
 impl Rootfs {
-    /// The path must stay inside the container's directory: a config is the sysadmin's,
-    /// but one copied from elsewhere must not point a start at the host's files.
-    pub fn check(&self) -> Result<(), String> {
-        let p: &Path = &self.path;
-        let ok =
-            !p.as_os_str().is_empty() && p.components().all(|c| matches!(c, Component::Normal(_)));
-        if ok {
-            Ok(())
-        } else {
-            Err(format!(
-                "rootfs.path = {:?}: a path inside the container's directory, like \"rootfs\"",
-                p.display().to_string()
-            ))
+    /// An overlay on `lower` with the usual names inside the container's directory.
+    pub fn overlay(lower: PathBuf) -> Self {
+        Rootfs {
+            backend: Backend::Overlay,
+            lower: Some(lower),
+            upper: Some("upper".into()),
+            work: Some("work".into()),
+            ..Rootfs::default()
         }
+    }
+
+    /// Paths must stay inside the container's directory: a config is the sysadmin's,
+    /// but one copied from elsewhere must not point a start at the host's files. The
+    /// overlay's lower is shared and outside, so it must at least be a plain absolute
+    /// path (it is only ever read).
+    pub fn check(&self) -> Result<(), String> {
+        inside("rootfs.path", &self.path, "rootfs")?;
+        match self.backend {
+            Backend::Dir => {
+                if self.lower.is_some() || self.upper.is_some() || self.work.is_some() {
+                    return Err(
+                        "rootfs.lower, upper and work are for backend = \"overlay\"; \
+                                remove them or set the backend"
+                            .into(),
+                    );
+                }
+            }
+            Backend::Overlay => {
+                let lower = self.lower.as_deref().ok_or(
+                    "backend = \"overlay\" needs rootfs.lower, the image tree it is made on",
+                )?;
+                let plain = lower.is_absolute()
+                    && lower
+                        .components()
+                        .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+                if !plain {
+                    return Err(format!(
+                        "rootfs.lower = {:?}: an absolute path without `..`",
+                        lower.display().to_string()
+                    ));
+                }
+                inside("rootfs.upper", self.upper_dir(), "upper")?;
+                inside("rootfs.work", self.work_dir(), "work")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The overlay's upper, relative to the container's directory.
+    pub fn upper_dir(&self) -> &Path {
+        self.upper.as_deref().unwrap_or(Path::new("upper"))
+    }
+
+    /// The overlay's work directory, relative to the container's directory.
+    pub fn work_dir(&self) -> &Path {
+        self.work.as_deref().unwrap_or(Path::new("work"))
+    }
+}
+
+fn inside(key: &str, p: &Path, example: &str) -> Result<(), String> {
+    let ok = !p.as_os_str().is_empty() && p.components().all(|c| matches!(c, Component::Normal(_)));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{key} = {:?}: a path inside the container's directory, like \"{example}\"",
+            p.display().to_string()
+        ))
     }
 }
 
@@ -93,5 +163,30 @@ mod tests {
         let back: Rootfs = toml::from_str("").unwrap();
         assert_eq!(back, Rootfs::default());
         assert!(toml::from_str::<Rootfs>("backend = \"zfs\"\n").is_err());
+    }
+
+    #[test]
+    fn an_overlay_records_its_layers_and_they_are_checked() {
+        let o = Rootfs::overlay("/var/cache/rlxc/lowers/download/d/r/a/v/b1".into());
+        let t = toml::to_string(&o).unwrap();
+        assert_eq!(
+            t,
+            "backend = \"overlay\"\npath = \"rootfs\"\n\
+             lower = \"/var/cache/rlxc/lowers/download/d/r/a/v/b1\"\n\
+             upper = \"upper\"\nwork = \"work\"\n"
+        );
+        assert_eq!(toml::from_str::<Rootfs>(&t).unwrap(), o);
+        assert!(o.check().is_ok());
+        let bad = |f: &dyn Fn(&mut Rootfs)| {
+            let mut r = o.clone();
+            f(&mut r);
+            r.check().unwrap_err()
+        };
+        assert!(bad(&|r| r.lower = None).contains("needs rootfs.lower"));
+        assert!(bad(&|r| r.lower = Some("rel/x".into())).contains("rootfs.lower"));
+        assert!(bad(&|r| r.lower = Some("/a/../etc".into())).contains("rootfs.lower"));
+        assert!(bad(&|r| r.upper = Some("/tmp/u".into())).contains("rootfs.upper"));
+        assert!(bad(&|r| r.work = Some("../w".into())).contains("rootfs.work"));
+        assert!(bad(&|r| r.backend = Backend::Dir).contains("backend = \"overlay\""));
     }
 }

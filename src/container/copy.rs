@@ -36,7 +36,8 @@ impl Container {
         let src_cfg = self.config()?;
         // Held for the whole copy: no start or destroy of the source meanwhile.
         let _src_lock = self.lock_stopped("copying this container", "a copy")?;
-        self.new_from(sys, &self.rootfs(&src_cfg), src_cfg, new)
+        let rootfs = self.rootfs(&src_cfg)?;
+        self.new_from(sys, &rootfs, src_cfg, new)
     }
 
     /// This container's lock, taken only if it is stopped: `what` of a running

@@ -1,16 +1,16 @@
 //! Create: a template obtains a rootfs, the configuration is populated, and the
 //! container is published atomically under its name.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::Container;
-use crate::config::{ContainerConfig, ImageSource, SystemConfig};
+use crate::config::{ContainerConfig, ImageSource, Rootfs, SystemConfig};
 use crate::error::{Error, IoContext, Result};
 use crate::image::fetch::Progress;
 use crate::image::{lxcconf, meta, unpack};
 use crate::rootfs::Root;
-use crate::template::{self, LxcConfig, Prepared, Target, Template};
+use crate::template::{self, Filled, LxcConfig, Prepared, Target, Template};
 
 pub use crate::template::{Available, Chooser, DownloadOptions, Plan, Resolved};
 
@@ -71,9 +71,34 @@ use crate::{name, store};
 const TEMPLATE_CONFIG_DIR: &str = "/usr/share/rlxc/config";
 const HOOK_DIR: &str = "/usr/share/rlxc/hooks";
 
+/// `-B`: which backing store a create makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bdev {
+    Dir,
+    /// On the template's shared tree (an image build unpacked once).
+    Overlay,
+    /// Overlay when the kernel has it and the template shares a tree, else dir.
+    Best,
+}
+
+impl std::str::FromStr for Bdev {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "dir" => Ok(Bdev::Dir),
+            "overlay" | "overlayfs" => Ok(Bdev::Overlay),
+            "best" => Ok(Bdev::Best),
+            _ => Err(Error::Usage(format!(
+                "backing store {s:?} is not supported; use -B dir, overlay or best"
+            ))),
+        }
+    }
+}
+
 /// What a create did, for the CLI to report.
 pub struct CreateReport {
-    pub dir: PathBuf,
+    /// Its backing store and where the files are, in one line.
+    pub rootfs: String,
     pub image: Option<ImageSource>,
     /// Files and bytes, when the template counted them (images do, scripts do not).
     pub stats: Option<unpack::Stats>,
@@ -94,6 +119,7 @@ impl Container {
         sys: &SystemConfig,
         source: Source,
         base: ContainerConfig,
+        bdev: Bdev,
         allow_host_mounts: bool,
         progress: &dyn Progress,
     ) -> Result<CreateReport> {
@@ -117,19 +143,27 @@ impl Container {
         // Before anything is written: a refused image leaves no directory behind.
         let (mut cfg, mut translation) = self.initial_config(base, &prepared)?;
         refuse_host_mounts(&translation, allow_host_mounts)?;
+        let t0 = Instant::now();
+        let lower = choose_backing(&mut cfg, bdev, &mut *template, &sys.cachepath, progress)?;
 
         let creating = store::Creating::begin(&self.lxcpath, &self.name)?;
         let backing = self.backing(&cfg);
         let rootfs = backing.create(&creating.dir)?;
-        let root = Root::open(&rootfs)?;
-        let t0 = Instant::now();
+        // For an overlay, a detached mount: what is written below lands in the upper.
+        let root = backing.open_tree(&creating.dir)?;
         let target = Target {
             name: &self.name,
             dir: &creating.dir,
             rootfs: &rootfs,
             root: &root,
         };
-        let filled = template.fill(&target, progress)?;
+        let filled = match lower {
+            Some(l) => Filled {
+                stats: l.stats,
+                lxc_config: None,
+            },
+            None => template.fill(&target, progress)?,
+        };
         let unpack_time = t0.elapsed();
         if let Some(lxc) = filled.lxc_config {
             // A template program is trusted code, but what it writes may come from an
@@ -142,10 +176,11 @@ impl Container {
             std::fs::remove_file(&lxc.file).ctx("remove", &lxc.file)?;
         }
         self.substitute(&root, &cfg, &prepared.substitute)?;
+        drop(root);
         cfg.save(&creating.dir.join("config.toml"))?;
         let dir = creating.publish(&self.lxcpath, &self.name)?;
         Ok(CreateReport {
-            dir,
+            rootfs: backing.describe(&dir),
             image: prepared.source,
             stats: filled.stats,
             translation,
@@ -232,6 +267,41 @@ impl Container {
         cfg.fill_hwaddrs();
         cfg.validate(&self.config_path())?;
         Ok((cfg, translation))
+    }
+}
+
+/// Record in `cfg` the backing store `bdev` asks for; for an overlay, the template's
+/// shared tree (made now if it is new), returned.
+fn choose_backing(
+    cfg: &mut ContainerConfig,
+    bdev: Bdev,
+    template: &mut dyn Template,
+    cachepath: &Path,
+    progress: &dyn Progress,
+) -> Result<Option<template::Lower>> {
+    let kernel = store::backing::overlay_available();
+    let lower =
+        match bdev {
+            Bdev::Dir => return Ok(None),
+            Bdev::Best if !kernel => return Ok(None),
+            Bdev::Overlay if !kernel => return Err(Error::Usage(
+                "-B overlay: this kernel has no overlay file system (not in /proc/filesystems; \
+                 modprobe overlay), nothing was created; or use -B dir"
+                    .into(),
+            )),
+            _ => template.shared_lower(cachepath, progress)?,
+        };
+    match (lower, bdev) {
+        (Some(l), _) => {
+            cfg.rootfs = Rootfs::overlay(l.path.clone());
+            Ok(Some(l))
+        }
+        (None, Bdev::Overlay) => Err(Error::Usage(
+            "-B overlay layers a container on an image shared by others (-t download); \
+             this template makes a tree per container: use -B dir or -B best; nothing was created"
+                .into(),
+        )),
+        (None, _) => Ok(None),
     }
 }
 

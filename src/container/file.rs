@@ -175,7 +175,7 @@ impl Container {
                 crate::store::lock_name(&self.lxcpath, &self.name, "copying files with rlxc-file")?;
             // A start may have finished between the look and the lock.
             if self.state() == State::Stopped {
-                let path = self.rootfs(&self.config()?);
+                let path = self.rootfs(&self.config()?)?;
                 return Ok(Opened {
                     root: Root::open(&path)?,
                     _lock: Some(lock),

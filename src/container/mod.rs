@@ -10,8 +10,8 @@ mod attach;
 mod copy;
 mod create;
 mod destroy;
-mod file;
 mod export;
+mod file;
 /// The host as a whole, for rlxc-checkconfig.
 pub mod host;
 /// The image caches (`rlxc-image`): what creates read from, listed and pruned.
@@ -30,11 +30,11 @@ pub use crate::console::Ended;
 /// How long steps report progress to a front end.
 pub use crate::image::fetch::Progress;
 pub use create::{
-    download_list, download_plan, resolve_template, templates, Chooser, CreateReport,
+    download_list, download_plan, resolve_template, templates, Bdev, Chooser, CreateReport,
     DownloadOptions, Resolved, Source,
 };
-pub use file::{CopyReport, PullOptions, PushOptions};
 pub use export::import;
+pub use file::{CopyReport, PullOptions, PushOptions};
 pub use info::Live;
 pub use stop::{StopMode, StopOutcome};
 
@@ -102,13 +102,22 @@ impl Container {
     }
 
     /// The backing store its config names.
-    pub fn backing(&self, cfg: &ContainerConfig) -> Box<dyn store::backing::BackingStore> {
-        store::backing::open(&cfg.rootfs)
+    /// The plain directory holding a `dir` container's files, for the verbs that work
+    /// on that tree as it lies on disk (copy, snapshot, export, files of a stopped one).
+    /// An overlay container's tree exists only merged, so these refuse it by name.
+    pub fn rootfs(&self, cfg: &ContainerConfig) -> Result<PathBuf> {
+        match cfg.rootfs.backend {
+            crate::config::Backend::Dir => Ok(self.backing(cfg).path(&self.dir())),
+            other => Err(Error::Usage(format!(
+                "{} is on the {other:?} backing store; this command works on dir containers \
+                 only for now (a running one's files: rlxc-file while it runs)",
+                self.name
+            ))),
+        }
     }
 
-    /// Where its root file system's files are.
-    pub fn rootfs(&self, cfg: &ContainerConfig) -> PathBuf {
-        self.backing(cfg).path(&self.dir())
+    pub fn backing(&self, cfg: &ContainerConfig) -> Box<dyn store::backing::BackingStore> {
+        store::backing::open(&cfg.rootfs)
     }
 
     pub fn exists(&self) -> bool {

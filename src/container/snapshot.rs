@@ -48,7 +48,7 @@ impl Container {
         std::fs::create_dir(&building).ctx("create", &building)?;
         let rootfs = building.join("rootfs");
         std::fs::create_dir(&rootfs).ctx("create", &rootfs)?;
-        copy_tree(&self.rootfs(&cfg), &rootfs)?;
+        copy_tree(&self.rootfs(&cfg)?, &rootfs)?;
         cfg.save(&building.join("config.toml"))?;
         let ts = crate::image::cache::now().to_string();
         crate::config::write_atomic(&building.join("ts"), ts.as_bytes(), 0o644)?;
@@ -102,7 +102,7 @@ impl Container {
         let _lock = self.lock_stopped("restoring this container", "a restore")?;
         let _cleanup = crate::sys::CleanupGuard::hold();
         let cfg = ContainerConfig::load(&s.dir.join("config.toml"))?;
-        let current = self.rootfs(&self.config()?);
+        let current = self.rootfs(&self.config()?)?;
         let incoming = self.dir().join(".rootfs.restoring");
         store::remove_tree(&incoming)?;
         let guard = RemoveOnDrop(incoming.clone());

@@ -5,7 +5,6 @@ use super::Container;
 use crate::config::{ContainerConfig, Ipv4Assigned, Ipv4Mode, NetKind, SystemConfig};
 use crate::error::{Error, Result};
 use crate::net::bridge::Managed;
-use crate::rootfs::Root;
 use crate::runtime::StartPlan;
 
 impl Container {
@@ -35,7 +34,8 @@ impl Container {
     /// Everything that can be checked before anything is created.
     fn preflight(&self, sys: &SystemConfig, cfg: &mut ContainerConfig) -> Result<()> {
         let c = self;
-        let rootfs = c.rootfs(cfg);
+        let backing = c.backing(cfg);
+        let rootfs = backing.path(&c.dir());
         if !rootfs.is_dir() {
             return Err(Error::Other(format!(
                 "the rootfs {} is missing: recreate the container",
@@ -43,7 +43,8 @@ impl Container {
             )));
         }
         let init = crate::runtime::init_command(cfg);
-        let root = Root::open(&rootfs)?;
+        // As init will see it (an overlay merged); dropped before the start mounts it.
+        let root = backing.open_tree(&c.dir())?;
         let rel = init[0].trim_start_matches('/');
         match root.openat(rel.as_bytes(), nix::fcntl::OFlag::O_PATH, 0) {
             Ok(_) => {}

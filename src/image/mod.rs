@@ -8,6 +8,7 @@ pub mod decompress;
 pub mod download;
 pub mod fetch;
 pub mod index;
+pub mod lower;
 pub mod lxcconf;
 pub mod meta;
 pub mod server;

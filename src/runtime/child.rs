@@ -138,6 +138,17 @@ fn mount_root(source: &RootSource) -> Result<PathBuf> {
             .ctx("bind-mount", dir)?;
             Ok(dir.clone())
         }
+        RootSource::Overlay {
+            lower,
+            upper,
+            work,
+            at,
+        } => {
+            let layers = sys::mount::OverlayLayers { lower, upper, work };
+            let mnt = sys::mount::overlay(&layers).ctx("mount an overlay on", lower)?;
+            sys::mount::move_mount_to(mnt.as_fd(), at).ctx("mount the overlay on", at)?;
+            Ok(at.clone())
+        }
     }
 }
 

@@ -2,7 +2,9 @@
 //! cache, unpacked confined. What the sysadmin asked for (`DownloadOptions`) becomes a
 //! `Plan` here, asking a `Chooser` for what is missing, so a front end only prompts.
 
-use super::{Filled, Prepared, Target, Template};
+use std::path::Path;
+
+use super::{Filled, Lower, Prepared, Target, Template};
 use crate::config::{ImageSource, SystemConfig};
 use crate::error::{Error, Result};
 use crate::image::arch;
@@ -11,7 +13,7 @@ use crate::image::download::{self, Request};
 use crate::image::fetch::{Fetcher, Progress};
 use crate::image::index::{self, Index, Query};
 use crate::image::server::Server;
-use crate::image::unpack;
+use crate::image::{lower, unpack};
 
 /// The download template's options (LXC's names).
 #[derive(Debug, Default, Clone)]
@@ -227,5 +229,18 @@ impl Template for Download {
             stats: Some(stats),
             lxc_config: None,
         })
+    }
+
+    /// The build unpacked once under `CACHEPATH/lowers/`, while this create holds the
+    /// cache entry's shared lock.
+    fn shared_lower(&mut self, cachepath: &Path, progress: &dyn Progress) -> Result<Option<Lower>> {
+        let image = self
+            .image
+            .as_ref()
+            .ok_or_else(|| Error::Other("the download template was not prepared".into()))?;
+        let excludes = super::excludes(&image.meta.excludes_user)?;
+        let path = lower::dir(cachepath, &self.req.key, &image.build)?;
+        let stats = lower::ensure(&path, &image.rootfs_tar(), &excludes, progress)?;
+        Ok(Some(Lower { path, stats }))
     }
 }

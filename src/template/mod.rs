@@ -72,9 +72,26 @@ fn excludes(excludes_user: &str) -> Result<Vec<String>> {
     }
 }
 
+/// A tree shared by `-B overlay` containers, read-only.
+pub struct Lower {
+    pub path: std::path::PathBuf,
+    /// What unpacking it did, when this create made it.
+    pub stats: Option<unpack::Stats>,
+}
+
 pub trait Template {
     /// Fetch and check what the rootfs is made from.
     fn prepare(&mut self, progress: &dyn Progress) -> Result<Prepared>;
     /// Fill the empty rootfs of `target`.
     fn fill(&mut self, target: &Target, progress: &dyn Progress) -> Result<Filled>;
+    /// What a `-B overlay` container is layered on instead of a fill: the prepared
+    /// image made once under `cachepath` and shared. None: this template makes a tree
+    /// per container, so it has nothing to share.
+    fn shared_lower(
+        &mut self,
+        _cachepath: &Path,
+        _progress: &dyn Progress,
+    ) -> Result<Option<Lower>> {
+        Ok(None)
+    }
 }

@@ -562,21 +562,24 @@ impl Env {
     /// `rlxc-create -q -n NAME -t download -d DIST -r RELEASE -f FILE` with `config` as
     /// the container defaults (written beside the environment's config).
     pub fn create_with(&self, name: &str, dist: &str, release: &str, config: &str) {
+        self.create_with_args(name, dist, release, config, &[]);
+    }
+
+    /// `create_with`, with more options (`-B overlay`) before the template's.
+    pub fn create_with_args(
+        &self,
+        name: &str,
+        dist: &str,
+        release: &str,
+        config: &str,
+        more: &[&str],
+    ) {
         let cfg = self.dir.path().join(format!("{name}.defaults.toml"));
         std::fs::write(&cfg, config).unwrap();
-        self.ok(&[
-            "create",
-            "-q",
-            "-n",
-            name,
-            "-t",
-            "download",
-            "-d",
-            dist,
-            "-r",
-            release,
-            "-f",
-            cfg.to_str().unwrap(),
-        ]);
+        let mut args = vec!["create", "-q", "-n", name];
+        args.extend(more);
+        args.extend(["-t", "download", "-d", dist, "-r", release]);
+        args.extend(["-f", cfg.to_str().unwrap()]);
+        self.ok(&args);
     }
 }

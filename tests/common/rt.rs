@@ -65,6 +65,33 @@ impl Rt {
         self.env.run(&v)
     }
 
+    /// Poll `systemctl is-system-running` until it settles.
+    pub fn wait_system_running(&self, limit: Duration) -> String {
+        let t0 = Instant::now();
+        loop {
+            let out = self.attach(&["systemctl", "is-system-running"]);
+            let state = stdout(&out).trim().to_string();
+            // "offline": systemctl cannot reach the manager yet (early boot).
+            if !matches!(state.as_str(), "initializing" | "starting" | "offline" | "") {
+                return state;
+            }
+            if t0.elapsed() >= limit {
+                let probe = self.attach(&[
+                    "/bin/sh",
+                    "-c",
+                    "ls -la /usr/bin/systemctl; head -2 /etc/os-release; echo PATH=$PATH",
+                ]);
+                panic!(
+                    "systemd did not settle: {state:?} {}\nprobe: {} {}",
+                    stderr(&out),
+                    stdout(&probe),
+                    stderr(&probe)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Nothing of the container is left on the host.
     pub fn assert_clean(&self) {
         let t0 = Instant::now();

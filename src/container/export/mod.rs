@@ -115,7 +115,7 @@ impl Container {
         archive::write_member(&mut enc, archive::MANIFEST, manifest.as_bytes(), now)?;
         let config = crate::config::read_text(&self.config_path())?;
         archive::write_member(&mut enc, archive::CONFIG, config.as_bytes(), now)?;
-        let rootfs = self.rootfs(cfg);
+        let rootfs = self.rootfs(cfg)?;
         progress.start(&format!("exporting {}", self.name), None);
         let copied = copy_tree(&rootfs, &mut enc, &partial.path, progress);
         progress.finish();
@@ -132,6 +132,7 @@ impl Container {
 fn backend_name(b: Backend) -> &'static str {
     match b {
         Backend::Dir => "dir",
+        Backend::Overlay => "overlay",
     }
 }
 

@@ -10,6 +10,7 @@
 
 mod imgref;
 mod locks;
+mod lowers;
 mod remove;
 mod scan;
 
@@ -92,13 +93,22 @@ impl CachedImage {
 /// The cache under one `cachepath`: list, remove, prune.
 pub struct Catalog {
     root: PathBuf,
+    /// Where the containers are that may be layered on an entry's overlay lower.
+    lxcpath: Option<PathBuf>,
 }
 
 impl Catalog {
     pub fn new(cachepath: &Path) -> Self {
         Catalog {
             root: cachepath.to_path_buf(),
+            lxcpath: None,
         }
+    }
+
+    /// Keep the entries whose overlay lowers containers in `lxcpath` use.
+    pub fn with_containers_in(mut self, lxcpath: &Path) -> Self {
+        self.lxcpath = Some(lxcpath.to_path_buf());
+        self
     }
 
     pub fn root(&self) -> &Path {

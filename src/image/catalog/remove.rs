@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{locks, scan, CachedImage, Catalog, ImageRef, Kind};
+use super::{locks, lowers, scan, CachedImage, Catalog, ImageRef, Kind};
 use crate::error::{Error, Result};
 use crate::image::cache::{self, REMOVING_TAG, STAGING_TAG};
 use crate::image::fetch::Progress;
@@ -83,11 +83,14 @@ pub fn remove(
             ))
         };
         match locks::exclusive(&img.lock_path(), wait, &mut on_wait)? {
-            Ok(_lock) => {
-                if cache::remove_entry_dir(&img.path)? {
-                    report.removed.push(img);
-                }
-            }
+            Ok(_lock) => match remove_unused(cat, &img)? {
+                Ok(true) => report.removed.push(img),
+                Ok(false) => {}
+                Err(containers) => report.busy.push(Error::ImageUsed {
+                    image: img.reference(),
+                    containers,
+                }),
+            },
             Err(busy) => report.busy.push(Error::ImageBusy {
                 image: img.reference(),
                 holder: busy.holder,
@@ -108,18 +111,69 @@ pub fn prune(cat: &Catalog, all: bool) -> Result<PruneReport> {
         let why = match (img.kind, img.is_expired(now)) {
             (Kind::Download, true) => "expired",
             _ if all => "unused",
+            (Kind::Download, false) => {
+                report.leftovers.extend(old_lowers(cat, &img)?);
+                continue;
+            }
             _ => continue,
         };
         match locks::exclusive(&img.lock_path(), Duration::ZERO, &mut |_| {})? {
-            Ok(_lock) => {
-                if cache::remove_entry_dir(&img.path)? {
-                    report.removed.push((img, why));
+            Ok(_lock) => match remove_unused(cat, &img)? {
+                Ok(true) => report.removed.push((img, why)),
+                Ok(false) => {}
+                Err(users) => {
+                    let holder = format!("the overlay lower of {}", users.join(", "));
+                    report.in_use.push((img, holder))
                 }
-            }
+            },
             Err(busy) => report.in_use.push((img, busy.holder)),
         }
     }
     Ok(report)
+}
+
+/// Remove `img` (its exclusive lock held) with its overlay lowers, unless containers
+/// are layered on them: then `Err` names them and nothing is removed. Ok(false): there
+/// was no entry.
+fn remove_unused(
+    cat: &Catalog,
+    img: &CachedImage,
+) -> Result<std::result::Result<bool, Vec<String>>> {
+    if let Some(lowers) = lowers::dir_of(cat.root(), img) {
+        if let Some(lxcpath) = &cat.lxcpath {
+            let users = lowers::users(lxcpath, &lowers)?;
+            if !users.is_empty() {
+                return Ok(Err(users));
+            }
+        }
+        lowers::remove(&lowers)?;
+    }
+    Ok(Ok(cache::remove_entry_dir(&img.path)?))
+}
+
+/// The lowers of builds `img` no longer holds (a refresh replaced them) that no
+/// container uses; only when the containers can be looked at.
+fn old_lowers(cat: &Catalog, img: &CachedImage) -> Result<Vec<Leftover>> {
+    let (Some(lxcpath), Some(dir)) = (&cat.lxcpath, lowers::dir_of(cat.root(), img)) else {
+        return Ok(Vec::new());
+    };
+    let current = crate::image::lower::dir_name(&img.build);
+    let Ok(Ok(_lock)) = locks::exclusive(&img.lock_path(), Duration::ZERO, &mut |_| {}) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for build in scan::subdirs(&dir)? {
+        let name = build.file_name().map(|n| n.to_string_lossy().into_owned());
+        let hidden = name.as_deref().is_none_or(|n| n.starts_with('.'));
+        if hidden || name == current || !lowers::users(lxcpath, &build)?.is_empty() {
+            continue;
+        }
+        let size = scan::disk_usage(&build);
+        if cache::remove_entry_dir(&build)? {
+            out.push(Leftover { path: build, size });
+        }
+    }
+    Ok(out)
 }
 
 /// Remove the work directories (`.NAME.partial.PID`, `.NAME.staging.PID`,
@@ -359,5 +413,38 @@ mod tests {
         assert_eq!(r.in_use.len(), 1);
         assert!(r.in_use[0].1.contains("pid"), "{}", r.in_use[0].1);
         assert!(deb.join("build_id").is_file());
+    }
+
+    #[test]
+    fn prune_removes_the_unused_lowers_of_replaced_builds_and_rm_keeps_used_ones() {
+        use crate::config::{ContainerConfig, Rootfs};
+        let t = tempfile::tempdir().unwrap();
+        let (root, lx) = (t.path().join("cache"), t.path().join("lxc"));
+        let deb = fixtures::download(&root, "debian", "bookworm", "b1", None);
+        let lowers = root.join("lowers/download/debian/bookworm/amd64/default");
+        for b in ["b0", "b00", "b1"] {
+            fs::create_dir_all(lowers.join(b).join("etc")).unwrap();
+        }
+        let cfg = ContainerConfig {
+            rootfs: Rootfs::overlay(lowers.join("b00")),
+            ..ContainerConfig::default()
+        };
+        fs::create_dir_all(lx.join("web1")).unwrap();
+        cfg.save(&lx.join("web1/config.toml")).unwrap();
+        let cat = Catalog::new(&root).with_containers_in(&lx);
+        let r = prune(&cat, false).unwrap();
+        let swept: Vec<_> = r.leftovers.iter().map(|l| l.path.clone()).collect();
+        assert_eq!(swept, [lowers.join("b0")]);
+        assert!(lowers.join("b00").is_dir() && lowers.join("b1").is_dir());
+
+        let r = remove(&cat, &refs(&["debian/bookworm"]), Duration::ZERO, &Quiet).unwrap();
+        assert!(r.removed.is_empty());
+        let msg = r.busy[0].to_string();
+        assert!(msg.contains("overlay lower of container web1"), "{msg}");
+        assert!(deb.is_dir() && lowers.join("b00").is_dir());
+        fs::remove_dir_all(lx.join("web1")).unwrap();
+        let r = remove(&cat, &refs(&["debian/bookworm"]), Duration::ZERO, &Quiet).unwrap();
+        assert_eq!(r.removed.len(), 1);
+        assert!(!deb.exists() && !lowers.exists());
     }
 }

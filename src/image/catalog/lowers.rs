@@ -1,0 +1,91 @@
+//! The overlay lowers made from a download entry (`CACHEPATH/lowers/download/D/R/A/V/`,
+//! one per build; see `image::lower`) go with the entry, and an entry whose lowers a
+//! container is layered on stays: its users are the containers in lxcpath whose
+//! config names a lower there. The caller holds the entry's exclusive lock, so no create
+//! is between making a lower and publishing its container.
+
+use std::path::{Path, PathBuf};
+
+use super::{CachedImage, Kind};
+use crate::config::ContainerConfig;
+use crate::error::Result;
+use crate::image::cache;
+use crate::image::lower::LOWERS;
+use crate::store;
+
+/// Where `img`'s lowers live; None for entries that make none (templates' trees).
+pub fn dir_of(cachepath: &Path, img: &CachedImage) -> Option<PathBuf> {
+    if img.kind != Kind::Download {
+        return None;
+    }
+    let rel = img.path.strip_prefix(cachepath).ok()?;
+    Some(cachepath.join(LOWERS).join(rel))
+}
+
+/// The containers in `lxcpath` layered on a lower under `lowers`, sorted.
+pub fn users(lxcpath: &Path, lowers: &Path) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for name in store::list(lxcpath)? {
+        let file = store::container_dir(lxcpath, &name).join("config.toml");
+        let uses = match ContainerConfig::load(&file) {
+            Ok(cfg) => cfg.rootfs.lower.is_some_and(|l| l.starts_with(lowers)),
+            // A config that does not load cannot be started either, but it may be
+            // fixed: when it mentions the lowers at all, keep them.
+            Err(_) => std::fs::read_to_string(&file)
+                .is_ok_and(|t| t.contains(lowers.to_string_lossy().as_ref())),
+        };
+        if uses {
+            out.push(name);
+        }
+    }
+    Ok(out)
+}
+
+/// Remove the lowers of an entry nobody uses (renamed aside first, as entries are).
+pub fn remove(lowers: &Path) -> Result<()> {
+    cache::remove_entry_dir(lowers).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Rootfs;
+    use crate::image::catalog::scan::fixtures;
+
+    fn container(lxcpath: &Path, name: &str, rootfs: Rootfs) {
+        let cfg = ContainerConfig {
+            rootfs,
+            ..ContainerConfig::default()
+        };
+        let dir = lxcpath.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        cfg.save(&dir.join("config.toml")).unwrap();
+    }
+
+    #[test]
+    fn users_are_the_containers_on_a_lower_of_the_entry() {
+        let t = tempfile::tempdir().unwrap();
+        let (cache, lx) = (t.path().join("cache"), t.path().join("lxc"));
+        let deb = fixtures::download(&cache, "debian", "bookworm", "b1", None);
+        let img = &super::super::scan::entries(&cache).unwrap()[0];
+        assert_eq!(img.path, deb);
+        let lowers = dir_of(&cache, img).unwrap();
+        assert_eq!(
+            lowers,
+            cache.join("lowers/download/debian/bookworm/amd64/default")
+        );
+        container(&lx, "web2", Rootfs::overlay(lowers.join("b0")));
+        container(&lx, "web1", Rootfs::overlay(lowers.join("b1")));
+        container(&lx, "plain", Rootfs::default());
+        let other = cache.join("lowers/download/debian/bookworm/amd64/defaultx/b1");
+        container(&lx, "near", Rootfs::overlay(other));
+        assert_eq!(users(&lx, &lowers).unwrap(), ["web1", "web2"]);
+        std::fs::write(
+            lx.join("web1/config.toml"),
+            format!("junk {}", lowers.display()),
+        )
+        .unwrap();
+        assert_eq!(users(&lx, &lowers).unwrap(), ["web1", "web2"]);
+        assert!(users(&t.path().join("none"), &lowers).unwrap().is_empty());
+    }
+}
