@@ -147,7 +147,7 @@ pub(super) fn copy_tree(from: &Path, to: &Path) -> Result<()> {
 /// The copy's files stop naming the source: `/etc/hostname` and `/etc/hosts` get the new
 /// name, `/etc/machine-id` is emptied (a new one is made at first boot), DHCP leases and
 /// SSH host keys go. Every path resolved inside the copy (it is the source's, so hostile).
-fn make_own(root: &Root, old_host: &str, new_host: &str) -> Result<Vec<String>> {
+pub(super) fn make_own(root: &Root, old_host: &str, new_host: &str) -> Result<Vec<String>> {
     rewrite(root, b"etc/hostname", &|t| {
         (t.trim() == old_host).then(|| format!("{new_host}\n"))
     })?;

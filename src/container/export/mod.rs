@@ -20,9 +20,6 @@ use crate::rootfs::Root;
 use crate::{name, store};
 
 mod archive;
-mod copy;
-
-use copy::make_copy;
 
 pub use archive::Manifest;
 
@@ -333,8 +330,10 @@ pub fn import(
     let mut cfg = archive_config(&head, &what, allow_host_mounts)?;
     let c = Container::new(sys, name)?;
     let old_hostname = cfg.hostname.clone();
-    if name != head.manifest.name {
-        make_copy(&mut cfg, &head.manifest.name, name);
+    // Under another name it is a copy, made its own as rlxc-copy makes one.
+    let renamed = name != head.manifest.name;
+    if renamed {
+        cfg = c.as_new(cfg, &head.manifest.name)?;
     }
     cfg.validate(&c.config_path())?;
 
@@ -359,10 +358,13 @@ pub fn import(
     let root = Root::open(&rootfs)?;
     let stats = unpack::unpack_file(&tar, &root, &[])?;
     std::fs::remove_file(&tar).ctx("remove", &tar)?;
-    if let (Some(old), Some(new)) = (&old_hostname, &cfg.hostname) {
-        if old != new {
-            copy::rename_host(&root, old, new)?;
-        }
+    if renamed {
+        let old = old_hostname.unwrap_or_else(|| name::hostname_for(&head.manifest.name));
+        let new = cfg
+            .hostname
+            .clone()
+            .unwrap_or_else(|| name::hostname_for(name));
+        super::copy::make_own(&root, &old, &new)?;
     }
     cfg.save(&creating.dir.join("config.toml"))?;
     let dir = creating.publish(&c.lxcpath, name)?;
