@@ -162,6 +162,11 @@ fn busybox_refuses_user_namespace_maps_and_a_dynamic_busybox_and_leaves_nothing(
             "is not an executable file",
         ),
         (vec!["--bogus"], "unknown option '--bogus'"),
+        // A second line would be a second user:password for chpasswd-like tools.
+        (
+            vec!["--password", "pw\nroot2:x"],
+            "--password must be one line",
+        ),
     ] {
         let name = unique("shbbbad");
         let (out, _) = create(&env, "busybox", &name, &args);
@@ -240,6 +245,19 @@ fn debian_with_a_dead_mirror_names_it_and_leaves_nothing() {
         "{:?}",
         debian_cache(&env.cachepath())
     );
+    // A password with a second line is refused before anything is fetched.
+    let (out, _) = create(
+        &env,
+        "debian",
+        &bad,
+        &["--password", "pw\nroot2:x", "--mirror", mirror],
+    );
+    assert!(
+        stderr(&out).contains("--password must be one line"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(env.lxcpath_entries().is_empty());
 }
 
 /// One test, so one debootstrap per run: the real build from the Debian archive (the one
