@@ -20,7 +20,7 @@ packages=(
     dnsmasq-base nftables
     debootstrap busybox-static xz-utils tar acl attr libcap2-bin tmux curl bc iproute2 iptables procps
     openssl python3 qemu-system-x86 linux-image-amd64 apparmor
-    lxc lxc-templates
+    lxc lxc-templates btrfs-progs
 )
 
 install_deps() {

@@ -218,6 +218,9 @@ pub struct ContainerConfig {
     /// Debian architecture name (amd64, arm64, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arch: Option<String>,
+    /// Destroyed when it stops (`rlxc-copy -e`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ephemeral: bool,
     #[serde(default, skip_serializing_if = "Init::is_default")]
     pub init: Init,
     #[serde(default, skip_serializing_if = "Signals::is_default")]

@@ -70,6 +70,33 @@ pub fn validate_existing(name: &str) -> Result<&str> {
     Ok(name)
 }
 
+/// A name for an ephemeral clone of `source`: `SOURCE-XXXXXX` (six random letters and
+/// digits, as LXC's `lxc-copy -e` does), the source cut so the whole stays valid.
+pub fn ephemeral_for(source: &str) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut bytes = [0u8; 6];
+    if getrandom(&mut bytes).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos() ^ std::process::id());
+        bytes = t.to_le_bytes().repeat(2)[..6].try_into().unwrap_or([0; 6]);
+    }
+    let tail: String = bytes
+        .iter()
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect();
+    let mut head: String = source.chars().take(MAX_LEN - 7).collect();
+    while head.ends_with('.') {
+        head.pop();
+    }
+    format!("{head}-{tail}")
+}
+
+fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")?.read_exact(buf)
+}
+
 /// A valid hostname (RFC 1123 label) derived from a container name: other characters
 /// become '-', at most 63 bytes, no leading or trailing '-'.
 pub fn hostname_for(name: &str) -> String {

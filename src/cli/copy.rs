@@ -1,5 +1,6 @@
-//! rlxc-copy: a stopped container copied whole under a new name, with its own identity
-//! (LXC's `lxc-copy -n NAME -N NEWNAME`).
+//! rlxc-copy: a stopped container copied under a new name, with its own identity
+//! (LXC's `lxc-copy -n NAME -N NEWNAME [-s] [-e]`): whole, or as a copy-on-write clone,
+//! or as an ephemeral clone started at once and destroyed when it stops.
 
 use super::Common;
 use crate::container::Container;
@@ -10,10 +11,18 @@ pub struct Args {
     /// The container to copy (stopped).
     #[arg(short = 'n', long = "name")]
     name: String,
-    /// The new container's name.
+    /// The new container's name (with -e, by default NAME-XXXXXX).
     #[arg(short = 'N', long = "newname")]
-    newname: String,
-    /// Backing store of the copy: `dir` (a full copy).
+    newname: Option<String>,
+    /// A copy-on-write clone (overlay): made at once, the source's tree is frozen as
+    /// the layer both stack their own writes on.
+    #[arg(short = 's', long = "snapshot")]
+    snapshot: bool,
+    /// Ephemeral: a clone whose writes go to a tmpfs, started at once and destroyed
+    /// when it stops.
+    #[arg(short = 'e', long = "ephemeral")]
+    ephemeral: bool,
+    /// Backing store of the copy: `dir` (a full copy) or `overlay` (the same as -s).
     #[arg(short = 'B', long = "backingstorage", default_value = "dir")]
     bdev: String,
     #[command(flatten)]
@@ -21,16 +30,36 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<i32> {
-    if a.bdev != "dir" {
-        return Err(Error::Usage(format!(
-            "backing store {:?} is not supported for a copy yet; use -B dir",
-            a.bdev
-        )));
-    }
+    let clone = match a.bdev.as_str() {
+        "dir" => a.snapshot,
+        "overlay" | "overlayfs" => true,
+        other => {
+            return Err(Error::Usage(format!(
+                "backing store {other:?} is not supported for a copy; use -B dir or -B overlay"
+            )))
+        }
+    };
     let sys = a.common.system()?;
     let c = Container::new(&sys, &a.name)?;
+    let newname = match (&a.newname, a.ephemeral) {
+        (Some(n), _) => n.clone(),
+        (None, true) => crate::name::ephemeral_for(&a.name),
+        (None, false) => {
+            return Err(Error::Usage(
+                "name the copy with -N NEWNAME (only an ephemeral copy, -e, is named for you)"
+                    .into(),
+            ))
+        }
+    };
     let t0 = std::time::Instant::now();
-    let report = c.copy_to(&sys, &a.newname)?;
+    let report = if a.ephemeral || clone {
+        c.clone_to(&sys, &newname, a.ephemeral)?
+    } else {
+        c.copy_to(&sys, &newname)?
+    };
+    if a.ephemeral {
+        return start_ephemeral(&sys, &newname, a.common.quiet);
+    }
     if !a.common.quiet {
         for f in &report.removed {
             eprintln!(
@@ -44,17 +73,48 @@ pub fn run(a: Args) -> Result<i32> {
             .any(|f| f.starts_with("/etc/ssh/ssh_host_"))
         {
             eprintln!(
-                "note: the copy has no SSH host keys; make its own with: rlxc-attach -n {} -- ssh-keygen -A",
-                a.newname
+                "note: the copy has no SSH host keys; make its own with: rlxc-attach -n {newname} -- ssh-keygen -A"
             );
         }
         eprintln!(
-            "Copied {} to {} in {:.2} s (new MAC, host name and machine-id)\n  rootfs: {}",
+            "{} {} to {newname} in {:.2} s (new MAC, host name and machine-id)\n  rootfs: {}",
+            if clone { "Cloned" } else { "Copied" },
             c.name,
-            a.newname,
             t0.elapsed().as_secs_f64(),
             report.dir.join("rootfs").display()
         );
+        if clone {
+            eprintln!(
+                "  {} and {newname} now share {}'s tree as a frozen layer; each writes its own upper",
+                c.name, c.name
+            );
+        }
     }
     Ok(0)
+}
+
+/// Start the ephemeral clone just made; if it cannot start, it goes again.
+fn start_ephemeral(sys: &crate::config::SystemConfig, name: &str, quiet: bool) -> Result<i32> {
+    let c = Container::new(sys, name)?;
+    match c.start(sys) {
+        Ok(pid) => {
+            if !quiet {
+                eprintln!(
+                    "Started ephemeral {name} (init pid {pid}); it is destroyed when it stops.\n  \
+                     console: rlxc-console -n {name}   shell: rlxc-attach -n {name}"
+                );
+            }
+            // Its name, for scripts (it may have been made up).
+            println!("{name}");
+            Ok(0)
+        }
+        Err(e) => {
+            if let Err(d) = c.destroy() {
+                eprintln!(
+                    "{name}: could not remove the ephemeral clone after its failed start: {d}"
+                );
+            }
+            Err(e)
+        }
+    }
 }

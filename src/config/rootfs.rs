@@ -26,15 +26,24 @@ pub struct Rootfs {
     /// merged tree is mounted on while the container runs.
     #[serde(default = "default_path")]
     pub path: PathBuf,
-    /// Overlay: the shared lower, an absolute path (under the image cache).
+    /// Overlay: the shared lower, an absolute path (under the image cache, or a
+    /// cloned container's frozen tree).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lower: Option<PathBuf>,
+    /// Overlay: frozen read-only layers stacked on `lower`, topmost first, absolute
+    /// (uppers of containers this one was cloned from with `rlxc-copy -s`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<PathBuf>,
     /// Overlay: the container's writable layer and its work directory, relative to the
     /// container's directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upper: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub work: Option<PathBuf>,
+    /// Overlay: at each start the upper is stacked read-only and a new tmpfs takes the
+    /// writes, so nothing written while it runs survives a stop (`rlxc-copy -e`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tmpfs: bool,
 }
 
 fn default_path() -> PathBuf {
@@ -48,8 +57,10 @@ impl Default for Rootfs {
             backend: Backend::Dir,
             path: default_path(),
             lower: None,
+            layers: Vec::new(),
             upper: None,
             work: None,
+            tmpfs: false,
         }
     }
 }
@@ -74,10 +85,15 @@ impl Rootfs {
         inside("rootfs.path", &self.path, "rootfs")?;
         match self.backend {
             Backend::Dir => {
-                if self.lower.is_some() || self.upper.is_some() || self.work.is_some() {
+                if self.lower.is_some()
+                    || !self.layers.is_empty()
+                    || self.upper.is_some()
+                    || self.work.is_some()
+                    || self.tmpfs
+                {
                     return Err(
-                        "rootfs.lower, upper and work are for backend = \"overlay\"; \
-                                remove them or set the backend"
+                        "rootfs.lower, layers, upper, work and tmpfs are for backend = \
+                         \"overlay\"; remove them or set the backend"
                             .into(),
                     );
                 }
@@ -86,15 +102,9 @@ impl Rootfs {
                 let lower = self.lower.as_deref().ok_or(
                     "backend = \"overlay\" needs rootfs.lower, the image tree it is made on",
                 )?;
-                let plain = lower.is_absolute()
-                    && lower
-                        .components()
-                        .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
-                if !plain {
-                    return Err(format!(
-                        "rootfs.lower = {:?}: an absolute path without `..`",
-                        lower.display().to_string()
-                    ));
+                plain_absolute("rootfs.lower", lower)?;
+                for l in &self.layers {
+                    plain_absolute("rootfs.layers", l)?;
                 }
                 inside("rootfs.upper", self.upper_dir(), "upper")?;
                 inside("rootfs.work", self.work_dir(), "work")?;
@@ -111,6 +121,27 @@ impl Rootfs {
     /// The overlay's work directory, relative to the container's directory.
     pub fn work_dir(&self) -> &Path {
         self.work.as_deref().unwrap_or(Path::new("work"))
+    }
+
+    /// Every read-only layer of an overlay, topmost first (`layers`, then `lower`).
+    pub fn read_only_layers(&self) -> Vec<PathBuf> {
+        self.layers.iter().chain(&self.lower).cloned().collect()
+    }
+}
+
+/// A shared layer is only ever read, but a config may come from elsewhere: it must at
+/// least be a plain absolute path.
+fn plain_absolute(key: &str, p: &Path) -> Result<(), String> {
+    let plain = p.is_absolute()
+        && p.components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+    if plain {
+        Ok(())
+    } else {
+        Err(format!(
+            "{key} = {:?}: an absolute path without `..`",
+            p.display().to_string()
+        ))
     }
 }
 
@@ -188,5 +219,24 @@ mod tests {
         assert!(bad(&|r| r.upper = Some("/tmp/u".into())).contains("rootfs.upper"));
         assert!(bad(&|r| r.work = Some("../w".into())).contains("rootfs.work"));
         assert!(bad(&|r| r.backend = Backend::Dir).contains("backend = \"overlay\""));
+        assert!(bad(&|r| r.layers = vec!["x/y".into()]).contains("rootfs.layers"));
+        let d = Rootfs {
+            tmpfs: true,
+            ..Rootfs::default()
+        };
+        assert!(d.check().unwrap_err().contains("tmpfs"));
+        let mut l = o.clone();
+        l.layers = vec!["/var/lib/rlxc/web1/upper".into()];
+        l.tmpfs = true;
+        assert!(l.check().is_ok());
+        assert_eq!(
+            l.read_only_layers(),
+            [
+                PathBuf::from("/var/lib/rlxc/web1/upper"),
+                "/var/cache/rlxc/lowers/download/d/r/a/v/b1".into()
+            ]
+        );
+        let t = toml::to_string(&l).unwrap();
+        assert_eq!(toml::from_str::<Rootfs>(&t).unwrap(), l);
     }
 }

@@ -66,19 +66,9 @@ impl Container {
         src_cfg: ContainerConfig,
         new: &str,
     ) -> Result<CopyReport> {
-        name::validate(new)?;
-        let dst = Container::new(sys, new)?;
-        let _cleanup = crate::sys::CleanupGuard::hold();
-        let _dst_lock = store::lock_name(&dst.lxcpath, new, "creating this container")?;
-        if dst.dir().exists() {
-            return Err(Error::Exists {
-                name: new.into(),
-                lxcpath: dst.lxcpath.clone(),
-            });
-        }
-        store::sweep_stale(&dst.lxcpath, new);
-        let creating = store::Creating::begin(&dst.lxcpath, new)?;
-        let to = dst.backing(&src_cfg).create(&creating.dir)?;
+        let made = NewContainer::begin(sys, new)?;
+        let (dst, staging) = (&made.c, made.creating.dir.clone());
+        let to = dst.backing(&src_cfg).create(&staging)?;
         copy_tree(rootfs, &to)?;
         let old_host = src_cfg
             .hostname
@@ -90,8 +80,8 @@ impl Container {
             .clone()
             .unwrap_or_else(|| name::hostname_for(new));
         let removed = make_own(&Root::open(&to)?, &old_host, &new_host)?;
-        cfg.save(&creating.dir.join("config.toml"))?;
-        let dir = creating.publish(&dst.lxcpath, new)?;
+        cfg.save(&staging.join("config.toml"))?;
+        let dir = made.publish()?;
         Ok(CopyReport { dir, removed })
     }
 
@@ -110,6 +100,48 @@ impl Container {
         cfg.fill_hwaddrs();
         cfg.validate(&self.config_path())?;
         Ok(cfg)
+    }
+}
+
+/// A container being made under a new name: its lock held, its staging directory
+/// (removed unless published; it drops first), a second Ctrl-C held off meanwhile.
+pub(super) struct NewContainer {
+    pub c: Container,
+    pub creating: store::Creating,
+    _lock: store::NameLock,
+    _cleanup: crate::sys::CleanupGuard,
+}
+
+impl NewContainer {
+    pub(super) fn begin(sys: &SystemConfig, new: &str) -> Result<Self> {
+        name::validate(new)?;
+        let c = Container::new(sys, new)?;
+        let cleanup = crate::sys::CleanupGuard::hold();
+        let lock = store::lock_name(&c.lxcpath, new, "creating this container")?;
+        if c.dir().exists() {
+            return Err(Error::Exists {
+                name: new.into(),
+                lxcpath: c.lxcpath.clone(),
+            });
+        }
+        store::sweep_stale(&c.lxcpath, new);
+        Ok(NewContainer {
+            creating: store::Creating::begin(&c.lxcpath, new)?,
+            c,
+            _lock: lock,
+            _cleanup: cleanup,
+        })
+    }
+
+    /// Rename it into place; the lock goes after.
+    pub(super) fn publish(self) -> Result<PathBuf> {
+        let NewContainer {
+            c,
+            creating,
+            _lock,
+            _cleanup,
+        } = self;
+        creating.publish(&c.lxcpath, &c.name)
     }
 }
 

@@ -33,6 +33,20 @@ impl Container {
                 ),
             });
         }
+        let deps = self.dependants()?;
+        if !deps.is_empty() {
+            return Err(Error::Busy {
+                name: self.name.clone(),
+                what: format!(
+                    "{} {} layered on its tree (rlxc-copy -s or -e); destroy {} first, or \
+                     make a full copy of {} (rlxc-copy without -s) and destroy the clone",
+                    deps.join(", "),
+                    if deps.len() == 1 { "is" } else { "are" },
+                    if deps.len() == 1 { "it" } else { "them" },
+                    if deps.len() == 1 { "it" } else { "each" },
+                ),
+            });
+        }
         // A config that no longer loads does not keep its container: the default store
         // is a directory inside it, which the removal below takes anyway.
         let backing = self.backing(&self.config().unwrap_or_default());
@@ -43,5 +57,20 @@ impl Container {
         store::remove_tree(&doomed)?;
         let _ = std::fs::remove_file(self.lxcpath.join(".locks").join(&self.name));
         Ok(())
+    }
+
+    /// The command that destroys this container, for its monitor to run when an
+    /// ephemeral one stops.
+    pub(super) fn destroy_command(&self) -> Result<Vec<std::ffi::OsString>> {
+        let exe = std::env::current_exe().ctx("find", "this rlxc binary")?;
+        Ok(vec![
+            exe.into(),
+            "destroy".into(),
+            "-q".into(),
+            "-n".into(),
+            self.name.clone().into(),
+            "-P".into(),
+            self.lxcpath.clone().into(),
+        ])
     }
 }

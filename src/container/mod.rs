@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::{name, store};
 
 mod attach;
+mod clone;
 mod copy;
 mod create;
 mod destroy;

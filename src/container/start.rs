@@ -17,6 +17,11 @@ impl Container {
         let mut cfg = self.config()?;
         self.refuse_if_running()?;
         self.preflight(sys, &mut cfg)?;
+        let after_stop = if cfg.ephemeral {
+            self.destroy_command()?
+        } else {
+            Vec::new()
+        };
         let plan = StartPlan {
             name: self.name.clone(),
             key: self.key.clone(),
@@ -27,6 +32,7 @@ impl Container {
             config: cfg,
             network: sys.network.clone(),
             apparmor: crate::apparmor::ensure_loaded()?,
+            after_stop,
         };
         crate::runtime::start(&plan)
     }

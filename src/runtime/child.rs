@@ -138,14 +138,15 @@ fn mount_root(source: &RootSource) -> Result<PathBuf> {
             .ctx("bind-mount", dir)?;
             Ok(dir.clone())
         }
-        RootSource::Overlay {
-            lower,
-            upper,
-            work,
-            at,
-        } => {
-            let layers = sys::mount::OverlayLayers { lower, upper, work };
-            let mnt = sys::mount::overlay(&layers).ctx("mount an overlay on", lower)?;
+        RootSource::Overlay { at, .. } => {
+            // In this mount namespace only: a tmpfs upper dies with it.
+            let (lowers, upper, work) = source.overlay_layers_for_run()?;
+            let layers = sys::mount::OverlayLayers {
+                lowers: &lowers,
+                upper: &upper,
+                work: &work,
+            };
+            let mnt = sys::mount::overlay(&layers).ctx("mount an overlay on", at)?;
             sys::mount::move_mount_to(mnt.as_fd(), at).ctx("mount the overlay on", at)?;
             Ok(at.clone())
         }

@@ -31,6 +31,9 @@ pub struct StartPlan {
     pub network: NetworkSettings,
     /// The AppArmor profile init runs under, where the host has AppArmor.
     pub apparmor: Option<String>,
+    /// A command the monitor runs once everything of the run is gone, before anyone
+    /// waiting for the stop hears of it (an ephemeral container's destroy); empty: none.
+    pub after_stop: Vec<std::ffi::OsString>,
 }
 
 pub fn init_command(cfg: &ContainerConfig) -> Vec<String> {

@@ -18,11 +18,55 @@ pub enum RootSource {
     Bind(PathBuf),
     /// Mount an overlay of these layers on `at`.
     Overlay {
-        lower: PathBuf,
+        /// Read-only, topmost first.
+        lowers: Vec<PathBuf>,
         upper: PathBuf,
         work: PathBuf,
         at: PathBuf,
+        /// The upper is stacked read-only on the lowers and a new tmpfs, mounted on
+        /// `work`, holds this run's upper and work directories.
+        tmpfs: bool,
     },
+}
+
+impl RootSource {
+    /// An overlay's lowers, upper and work directory for a run, called in the
+    /// container's own mount namespace (after its mounts were made private). With
+    /// `tmpfs`, the upper joins the lowers and a tmpfs mounted on the work directory
+    /// holds a fresh upper (owned and moded as the old one, which the merged root shows)
+    /// and work directory: it goes when the namespace does.
+    pub fn overlay_layers_for_run(&self) -> Result<(Vec<PathBuf>, PathBuf, PathBuf)> {
+        let RootSource::Overlay {
+            lowers,
+            upper,
+            work,
+            tmpfs,
+            ..
+        } = self
+        else {
+            return Err(crate::error::Error::Other("not an overlay".into()));
+        };
+        if !tmpfs {
+            return Ok((lowers.clone(), upper.clone(), work.clone()));
+        }
+        use nix::mount::{mount, MsFlags};
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let meta = std::fs::metadata(upper).ctx("read the overlay upper", upper)?;
+        let none = MsFlags::empty();
+        mount(Some("tmpfs"), work, Some("tmpfs"), none, Some("mode=0700"))
+            .ctx("mount a tmpfs on", work)?;
+        let (run_upper, run_work) = (work.join("upper"), work.join("work"));
+        std::fs::create_dir(&run_upper).ctx("create", &run_upper)?;
+        std::os::unix::fs::chown(&run_upper, Some(meta.uid()), Some(meta.gid()))
+            .ctx("chown", &run_upper)?;
+        let mode = std::fs::Permissions::from_mode(meta.mode() & 0o7777);
+        std::fs::set_permissions(&run_upper, mode).ctx("chmod", &run_upper)?;
+        std::fs::create_dir(&run_work).ctx("create", &run_work)?;
+        let all = std::iter::once(upper.clone())
+            .chain(lowers.iter().cloned())
+            .collect();
+        Ok((all, run_upper, run_work))
+    }
 }
 
 pub trait BackingStore {
@@ -56,11 +100,12 @@ pub fn open(r: &Rootfs) -> Box<dyn BackingStore> {
         }),
         Backend::Overlay => Box::new(Overlay {
             at: r.path.clone(),
-            // `Rootfs::check` refused an overlay without one; an empty path fails at
-            // mount with the path named.
-            lower: r.lower.clone().unwrap_or_default(),
+            // `Rootfs::check` refused an overlay without a lower; none fails at mount
+            // with the container named.
+            lowers: r.read_only_layers(),
             upper: r.upper_dir().to_path_buf(),
             work: r.work_dir().to_path_buf(),
+            tmpfs: r.tmpfs,
         }),
     }
 }
@@ -110,19 +155,26 @@ impl BackingStore for Dir {
     }
 }
 
-/// An overlay: `lower` shared and never written, `upper` and `work` in the container's
+/// An overlay: `lowers` shared and never written, `upper` and `work` in the container's
 /// directory, merged on `at` (an empty directory there) only inside the container's
 /// mount namespace while it runs.
 struct Overlay {
     at: PathBuf,
-    lower: PathBuf,
+    /// Topmost first: frozen uppers of the containers it was cloned from, then the image.
+    lowers: Vec<PathBuf>,
     upper: PathBuf,
     work: PathBuf,
+    tmpfs: bool,
 }
 
 impl Overlay {
     fn layers_in(&self, dir: &Path) -> (PathBuf, PathBuf) {
         (dir.join(&self.upper), dir.join(&self.work))
+    }
+
+    /// The layer whose root the merged root shows (the upper takes its owner and mode).
+    fn top(&self) -> &Path {
+        self.lowers.first().map_or(Path::new(""), |p| p.as_path())
     }
 }
 
@@ -145,7 +197,7 @@ impl BackingStore for Overlay {
                 .ctx("create", d)?;
         }
         // The merged root takes the upper's owner and mode: give it the lower's.
-        let meta = std::fs::metadata(&self.lower).ctx("read the overlay lower", &self.lower)?;
+        let meta = std::fs::metadata(self.top()).ctx("read the overlay lower", self.top())?;
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
         std::os::unix::fs::chown(&upper, Some(meta.uid()), Some(meta.gid()))
             .ctx("chown", &upper)?;
@@ -157,16 +209,17 @@ impl BackingStore for Overlay {
         Ok(at)
     }
 
-    /// A detached overlay mount: writes land in the upper, and the mount goes away with
-    /// the handle (or the process), so a create leaves no mount behind, killed or not.
+    /// A detached overlay mount: writes land in the upper (a tmpfs container's too: what
+    /// a create writes is its own), and the mount goes away with the handle (or the
+    /// process), so a create leaves no mount behind, killed or not.
     fn open_tree(&self, dir: &Path) -> Result<Root> {
         let (upper, work) = self.layers_in(dir);
         let layers = crate::sys::mount::OverlayLayers {
-            lower: &self.lower,
+            lowers: &self.lowers,
             upper: &upper,
             work: &work,
         };
-        let mnt = crate::sys::mount::overlay(&layers).ctx("mount an overlay on", &self.lower)?;
+        let mnt = crate::sys::mount::overlay(&layers).ctx("mount an overlay on", self.top())?;
         let fd = nix::fcntl::openat(
             mnt.as_fd(),
             ".",
@@ -182,18 +235,25 @@ impl BackingStore for Overlay {
     fn root(&self, dir: &Path) -> RootSource {
         let (upper, work) = self.layers_in(dir);
         RootSource::Overlay {
-            lower: self.lower.clone(),
+            lowers: self.lowers.clone(),
             upper,
             work,
             at: self.path(dir),
+            tmpfs: self.tmpfs,
         }
     }
 
     fn describe(&self, dir: &Path) -> String {
+        let on: Vec<String> = self
+            .lowers
+            .iter()
+            .map(|l| l.display().to_string())
+            .collect();
         format!(
-            "{} (overlay on {})",
+            "{} (overlay{} on {})",
             dir.join(&self.upper).display(),
-            self.lower.display()
+            if self.tmpfs { ", writes on tmpfs" } else { "" },
+            on.join(" on ")
         )
     }
 
@@ -280,10 +340,11 @@ mod tests {
         assert_eq!(
             store.root(&dir),
             RootSource::Overlay {
-                lower: lower.clone(),
+                lowers: vec![lower.clone()],
                 upper: dir.join("upper"),
                 work: dir.join("work"),
                 at: dir.join("rootfs"),
+                tmpfs: false,
             }
         );
         store.destroy(&dir).unwrap();

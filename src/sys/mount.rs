@@ -5,7 +5,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::{check, cstring};
 
@@ -16,10 +16,10 @@ const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
 const FSMOUNT_CLOEXEC: libc::c_uint = 1;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
 
-/// The layers of an overlay: one read-only lower, the upper that takes the writes, and
-/// the upper's work directory (same file system as the upper).
+/// The layers of an overlay: the read-only lowers (topmost first), the upper that takes
+/// the writes, and the upper's work directory (same file system as the upper).
 pub struct OverlayLayers<'a> {
-    pub lower: &'a Path,
+    pub lowers: &'a [PathBuf],
     pub upper: &'a Path,
     pub work: &'a Path,
 }
@@ -30,7 +30,8 @@ pub struct OverlayLayers<'a> {
 /// depend on inode numbers of the lower's file system.
 pub fn overlay(layers: &OverlayLayers) -> io::Result<OwnedFd> {
     let fs = fsopen("overlay")?;
-    set(&fs, "lowerdir", &escape_lower(layers.lower))?;
+    let lowerdir: Vec<Vec<u8>> = layers.lowers.iter().map(|l| escape_lower(l)).collect();
+    set(&fs, "lowerdir", &lowerdir.join(&b':'))?;
     set(&fs, "upperdir", layers.upper.as_os_str().as_encoded_bytes())?;
     set(&fs, "workdir", layers.work.as_os_str().as_encoded_bytes())?;
     for (k, v) in [("redirect_dir", "on"), ("index", "off"), ("xino", "off")] {
@@ -103,8 +104,8 @@ fn owned(r: libc::c_long) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(r as i32) })
 }
 
-/// `lowerdir` is a ':'-separated list of layers: a ':' (or '\') in the one path we give
-/// must be escaped.
+/// `lowerdir` is a ':'-separated list of layers: a ':' (or '\') in a path must be
+/// escaped.
 fn escape_lower(p: &Path) -> Vec<u8> {
     let mut out = Vec::new();
     for &b in p.as_os_str().as_encoded_bytes() {

@@ -84,6 +84,8 @@ pub struct Monitor {
     removing: Vec<net::VethRemoval>,
     /// The AppArmor profile init is confined by, at every boot of this run.
     apparmor: Option<String>,
+    /// Run at the end (see `StartPlan::after_stop`).
+    after_stop: Vec<std::ffi::OsString>,
 }
 
 /// Idle time after activity before the monitor trims its resident code again.
@@ -155,6 +157,7 @@ impl Monitor {
             trim_at: None,
             apparmor: plan.apparmor.clone(),
             removing: Vec::new(),
+            after_stop: plan.after_stop.clone(),
         })
     }
 
@@ -534,6 +537,7 @@ impl Monitor {
         let _ = std::fs::remove_file(socket_path(&self.dir));
         let _ = std::fs::remove_file(self.dir.join("monitor.log"));
         let _ = std::fs::remove_dir(&self.dir);
+        self.run_after_stop();
         let mut waiters = self
             .stopping
             .take()
@@ -551,6 +555,32 @@ impl Monitor {
             let _ = crate::ipc::write_msg(&w, &crate::ipc::Response::Stopped);
         }
         self.finish_removals();
+    }
+
+    /// The after-stop command, retried for a while: a start or copy of this container
+    /// still holding its lock (a run that ended at once) makes it fail at first.
+    fn run_after_stop(&self) {
+        let Some((prog, args)) = self.after_stop.split_first() else {
+            return;
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match std::process::Command::new(prog)
+                .args(args)
+                .stdin(std::process::Stdio::null())
+                .status()
+            {
+                Ok(s) if s.success() => return,
+                Ok(s) if Instant::now() < deadline => {
+                    eprintln!("{}: after-stop command {s}; trying again", self.name)
+                }
+                r => {
+                    eprintln!("{}: after-stop command failed: {r:?}", self.name);
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     fn finish_removals(&mut self) {
