@@ -63,11 +63,13 @@ impl Container {
         cfg.save(&staging.join("config.toml"))?;
 
         // The source's commit point: from here its old upper (if any) is frozen.
-        let old = std::mem::replace(&mut src_cfg.rootfs, src_rootfs);
-        src_cfg.save(&self.config_path())?;
-        if old.backend == Backend::Overlay {
-            // The old upper's work directory belongs to no layer now.
-            let _ = store::remove_tree(&self.dir().join(old.work_dir()));
+        if src_rootfs != src_cfg.rootfs {
+            let old = std::mem::replace(&mut src_cfg.rootfs, src_rootfs);
+            src_cfg.save(&self.config_path())?;
+            if old.backend == Backend::Overlay && old.work_dir() != src_cfg.rootfs.work_dir() {
+                // The old upper's work directory belongs to no layer now.
+                let _ = store::remove_tree(&self.dir().join(old.work_dir()));
+            }
         }
         let dir = made.publish()?;
         Ok(CopyReport { dir, removed })
@@ -139,6 +141,18 @@ fn freeze_plan(src: &Rootfs, here: &Path) -> Result<(Rootfs, Rootfs)> {
             };
             Ok((frozen, source))
         }
+        Backend::Overlay if is_empty_dir(&here.join(src.upper_dir())) => {
+            // Nothing written since the last freeze: the clone shares the source's stack
+            // as it is, and the source stays as it is (no empty layer for each clone).
+            let frozen = Rootfs {
+                path: "rootfs".into(),
+                upper: Some("upper".into()),
+                work: Some("work".into()),
+                tmpfs: false,
+                ..src.clone()
+            };
+            Ok((frozen, src.clone()))
+        }
         Backend::Overlay => {
             let mut layers = vec![here.join(src.upper_dir())];
             layers.extend(src.layers.iter().cloned());
@@ -165,6 +179,10 @@ fn freeze_plan(src: &Rootfs, here: &Path) -> Result<(Rootfs, Rootfs)> {
              supported; make a full copy (rlxc-copy without -s)"
         ))),
     }
+}
+
+fn is_empty_dir(p: &Path) -> bool {
+    std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_none())
 }
 
 /// `base`, or `base.N` for the first N that names nothing in `dir` (a frozen upper
@@ -205,6 +223,7 @@ mod tests {
         for d in ["rootfs", "upper", "work"] {
             std::fs::create_dir(here.join(d)).unwrap();
         }
+        std::fs::write(here.join("upper/written"), "").unwrap();
         let mut src = Rootfs::overlay("/cache/lowers/b1".into());
         src.layers = vec!["/lxc/origin/upper".into()];
         let (clone, source) = freeze_plan(&src, here).unwrap();
@@ -219,5 +238,12 @@ mod tests {
         assert_eq!(source.work_dir(), Path::new("work.1"));
         assert_eq!(source.path, Path::new("rootfs"));
         assert_eq!(clone.upper_dir(), Path::new("upper"));
+
+        // Cloned again with nothing written since: no new layer, the source unchanged.
+        std::fs::create_dir(here.join("upper.1")).unwrap();
+        let (again, unchanged) = freeze_plan(&source, here).unwrap();
+        assert_eq!(unchanged, source);
+        assert_eq!(again.read_only_layers(), stack);
+        assert_eq!(again.upper_dir(), Path::new("upper"));
     }
 }
