@@ -150,13 +150,13 @@ impl NewContainer {
 pub(super) fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     let mut src = from.as_os_str().to_owned();
     src.push("/.");
-    let mut child = std::process::Command::new("cp")
-        .args(["-a", "--reflink=auto", "--no-target-directory", "--"])
+    let mut cmd = std::process::Command::new("cp");
+    cmd.args(["-a", "--reflink=auto", "--no-target-directory", "--"])
         .arg(&src)
         .arg(to)
-        .stdin(std::process::Stdio::null())
-        .spawn()
-        .ctx("run cp for", from)?;
+        .stdin(std::process::Stdio::null());
+    crate::sys::die_with_parent(&mut cmd);
+    let mut child = cmd.spawn().ctx("run cp for", from)?;
     loop {
         if crate::sys::interrupted() {
             let _ = child.kill();

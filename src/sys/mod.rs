@@ -526,6 +526,28 @@ pub fn exec_with_clean_sigmask(cmd: &mut std::process::Command) {
     }
 }
 
+/// The child of `cmd` is killed when this process dies, however it dies: a `cp` or `tar`
+/// writing into a staging directory must not outlive an rlxc killed with SIGKILL and go
+/// on writing into the directory the next command sweeps and rebuilds.
+pub fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs in the forked child before exec and only makes the
+    // async-signal-safe calls prctl and getppid; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent may have died before the prctl took effect.
+            if libc::getppid() != parent {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
 /// End a forked child at once: no atexit handlers, no destructors of the parent's state,
 /// no stdio flush of buffers it shares with its parent.
 pub fn exit_child(code: i32) -> ! {

@@ -192,6 +192,7 @@ impl TarChild {
         .stderr(Stdio::piped())
         // Its messages must not depend on the sysadmin's locale to be quoted to them.
         .env("LC_ALL", "C");
+        crate::sys::die_with_parent(&mut cmd);
         let mut child = cmd
             .spawn()
             .map_err(|e| Error::io("run GNU tar (install the tar package) to export", rootfs, e))?;
