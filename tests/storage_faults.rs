@@ -95,13 +95,13 @@ fn interrupted_or_killed_copies_snapshots_and_restores_leave_nothing_half_made()
     let code = hit(&mut c, SIGINT, filling(staging.join("rootfs")));
     assert_eq!(code, Some(130));
     assert!(!staging.exists() && !lx.join(&new).exists());
-    assert_eq!(names(&rt), [rt.name.clone()]);
+    assert_eq!(names(&rt), [rt.name.as_str()]);
 
     // SIGKILL: nothing can clean up, but no container appears, and the next copy of
     // that name sweeps the remains.
     let mut c = spawn(&rt, &["copy", "-n", &rt.name, "-N", &new]);
     assert_eq!(hit(&mut c, SIGKILL, filling(staging.join("rootfs"))), None);
-    assert_eq!(names(&rt), [rt.name.clone()]);
+    assert_eq!(names(&rt), [rt.name.as_str()]);
     rt.env.ok(&["copy", "-n", &rt.name, "-N", &new]);
     assert!(hidden_in(&lx).is_empty(), "{:?}", hidden_in(&lx));
     rt.env.ok(&["destroy", "-n", &new]);
@@ -167,6 +167,16 @@ fn a_command_racing_one_that_holds_the_container_is_refused_with_who_holds_it() 
     rt.env.ok(&["destroy", "-n", &new]);
 }
 
+/// Every entry of a tree with size and mode.
+fn listing(root: &Path) -> String {
+    let out = std::process::Command::new("find")
+        .arg(root)
+        .args(["-printf", "%P %s %m\\n"])
+        .output()
+        .unwrap();
+    stdout(&out)
+}
+
 /// A small tmpfs mounted over a directory, gone at drop whatever happened.
 struct SmallFs(PathBuf);
 
@@ -219,14 +229,7 @@ fn a_full_disk_fails_copy_snapshot_export_and_import_cleanly() {
     let lx = rt.env.lxcpath();
     let archive = rt.env.dir.path().join("ok.tar.zst");
     rt.ok(&["export", archive.to_str().unwrap()]);
-    let tree_before = stdout(
-        &std::process::Command::new("find")
-            .arg(rt.env.rootfs(&rt.name))
-            .arg("-printf")
-            .arg("%P %s %m\\n")
-            .output()
-            .unwrap(),
-    );
+    let tree_before = listing(&rt.env.rootfs(&rt.name));
     let filler = _fs.fill(256 << 10);
 
     let err = rt.env.fails(&["copy", "-n", &rt.name, "-N", "full1"]);
@@ -267,14 +270,7 @@ fn a_full_disk_fails_copy_snapshot_export_and_import_cleanly() {
     );
 
     // The source is whole, and with room again every one of them works.
-    let tree_after = stdout(
-        &std::process::Command::new("find")
-            .arg(rt.env.rootfs(&rt.name))
-            .arg("-printf")
-            .arg("%P %s %m\\n")
-            .output()
-            .unwrap(),
-    );
+    let tree_after = listing(&rt.env.rootfs(&rt.name));
     assert_eq!(tree_before, tree_after);
     std::fs::remove_file(filler).unwrap();
     rt.env.ok(&["copy", "-n", &rt.name, "-N", "full1"]);
