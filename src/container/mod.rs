@@ -21,6 +21,7 @@ pub mod images {
 mod info;
 /// The managed bridge, for rlxc-net and its dnsmasq supervisor.
 pub mod network;
+mod publish;
 mod snapshot;
 mod start;
 mod stop;
@@ -36,6 +37,7 @@ pub use create::{
 pub use export::import;
 pub use file::{CopyReport, PullOptions, PushOptions};
 pub use info::Live;
+pub use publish::PublishOptions;
 pub use stop::{StopMode, StopOutcome};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
