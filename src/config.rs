@@ -13,6 +13,7 @@ mod file;
 mod rootfs;
 mod signal;
 mod size;
+mod time;
 mod types;
 
 pub use bridge::{BridgeIpv4, BridgeIpv6, DhcpRange};
@@ -21,6 +22,7 @@ pub use download::DEFAULT_MAX_IMAGE_SIZE;
 use file::read_toml;
 pub use file::{parse_toml, read_text, write_atomic, MAX_CONFIG_SIZE};
 pub use size::format_size;
+pub use time::format_utc;
 pub use types::{
     ByteSize, HwaddrTemplate, Ipv4Assigned, Ipv4Gateway, Ipv4Mode, MacvlanMode, NetKind, Signal,
 };

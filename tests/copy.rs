@@ -67,16 +67,7 @@ fn a_copy_keeps_every_attribute_gets_its_own_identity_and_boots() {
     );
     let src = rt.env.rootfs(&rt.name);
     // Machine state of the source that a copy must not carry.
-    std::fs::write(
-        src.join("etc/machine-id"),
-        "0123456789abcdef0123456789abcdef\n",
-    )
-    .unwrap();
-    std::fs::create_dir_all(src.join("var/lib/dhcp")).unwrap();
-    std::fs::write(src.join("var/lib/dhcp/dhclient.eth0.leases"), "lease {}\n").unwrap();
-    std::fs::create_dir_all(src.join("etc/ssh")).unwrap();
-    std::fs::write(src.join("etc/ssh/ssh_host_ed25519_key"), "secret\n").unwrap();
-    std::fs::write(src.join("etc/ssh/sshd_config"), "Port 22\n").unwrap();
+    plant_identity(&src);
 
     let copy = unique("cpdst");
     let out = rt.env.run(&["copy", "-n", &rt.name, "-N", &copy]);

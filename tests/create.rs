@@ -731,13 +731,7 @@ fn interrupted_create_leaves_nothing() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    let out = interrupt(child);
     assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
     assert!(
         env.lxcpath_entries().is_empty(),

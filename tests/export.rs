@@ -5,7 +5,7 @@
 mod common;
 
 use common::rt::*;
-use common::tree::{first_difference, snapshot};
+use common::tree::{assert_same_tree, snapshot};
 use common::*;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -21,30 +21,6 @@ fn export(rt: &Rt, file: &str) -> PathBuf {
     out
 }
 
-/// Both trees alike in every attribute, but for the files in `except`.
-fn assert_same_tree(a: &Path, b: &Path, except: &[&str]) {
-    let (mut ta, mut tb) = (snapshot(a), snapshot(b));
-    for t in [&mut ta, &mut tb] {
-        for e in except {
-            t.entries.remove(*e);
-            t.xattrs = drop_file(&t.xattrs, e);
-        }
-    }
-    assert!(ta.entries.len() > 10, "{} is not a rootfs", a.display());
-    if let Some(d) = first_difference(&ta, &tb) {
-        panic!("{} and {} differ: {d}", a.display(), b.display());
-    }
-    assert_eq!(ta, tb);
-}
-
-/// `getfattr` output without the block of `path`.
-fn drop_file(dump: &str, path: &str) -> String {
-    dump.split("\n\n")
-        .filter(|b| !b.starts_with(&format!("# file: {path}\n")))
-        .collect::<Vec<_>>()
-        .join("\n\n")
-}
-
 /// Nothing of a failed import under lxcpath: no container, no staging directory.
 fn assert_nothing_imported(env: &Env, keep: &[&str]) {
     let left: Vec<String> = env
@@ -53,18 +29,6 @@ fn assert_nothing_imported(env: &Env, keep: &[&str]) {
         .filter(|e| !keep.contains(&e.as_str()))
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
-}
-
-/// Stops and destroys the imported container, whatever the test did.
-struct Imported<'a> {
-    env: &'a Env,
-    name: String,
-}
-
-impl Drop for Imported<'_> {
-    fn drop(&mut self) {
-        let _ = self.env.run(&["destroy", "-f", "-n", &self.name]);
-    }
 }
 
 #[test]
@@ -96,7 +60,7 @@ fn busybox_exported_and_imported_under_a_new_name_is_the_same_tree_and_boots() {
     assert!(e.contains("exists"), "{e}");
 
     let copy = unique("expcopy");
-    let _guard = Imported {
+    let _guard = Made {
         env: &rt.env,
         name: copy.clone(),
     };
@@ -157,7 +121,7 @@ fn a_renamed_copy_gets_a_mac_of_its_own() {
     );
     let archive = export(&rt, "mac.tar.zst");
     let copy = unique("expmac2");
-    let _guard = Imported {
+    let _guard = Made {
         env: &rt.env,
         name: copy.clone(),
     };
@@ -179,7 +143,7 @@ fn debian_exported_and_imported_is_the_same_tree() {
     let rt = Rt::with_image("debian", "bookworm", "expdeb", "");
     let archive = export(&rt, "deb.tar.zst");
     let copy = unique("expdeb2");
-    let _guard = Imported {
+    let _guard = Made {
         env: &rt.env,
         name: copy.clone(),
     };

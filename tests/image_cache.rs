@@ -300,10 +300,13 @@ fn rm_of_an_image_a_create_is_reading_waits_then_refuses_and_leaves_it_whole() {
 #[test]
 fn bad_references_are_refused_before_anything_is_removed() {
     let c = Cached::new();
-    for bad in ["busybox", "../../etc/passwd", "download::busybox/1"] {
+    for bad in ["../../etc/passwd", "download::busybox/1", ".busybox"] {
         let err = c.env.fails(&["image", "rm", bad]);
         assert!(err.contains("DIST/RELEASE"), "{bad}: {err}");
     }
+    // A name without '/' is a published image's alias: none here.
+    let err = c.env.fails(&["image", "rm", "busybox"]);
+    assert!(err.contains("no cached image matches \"busybox\""), "{err}");
     let err = c
         .env
         .fails(&["image", "rm", &c.short_ref(), "debian:debian/bookworm"]);

@@ -183,17 +183,7 @@ fn busybox_refuses_user_namespace_maps_and_a_dynamic_busybox_and_leaves_nothing(
 
 /// Entries and work directories of the Debian template's cache under `cachepath`.
 fn debian_cache(cachepath: &Path) -> Vec<String> {
-    let dir = cachepath.join("template/debian");
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| !n.ends_with(".lock"))
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
+    names_without_locks(&cachepath.join("template/debian"))
 }
 
 /// `--mirror` for the debootstrap: RLXC_DEBIAN_MIRROR (as build-mirror.sh takes it), else

@@ -1,6 +1,7 @@
-//! rlxc-create: `-t NAME` resolved to a built-in (`download`, `local`) or a template
-//! program; `-t download` takes LXC's flags either right after `-t download` or after
-//! `--` as LXC passes them to its template; every other template gets what follows `--`.
+//! rlxc-create: `-t NAME` resolved to a built-in (`download`, `local`, `image`) or a
+//! template program; `-t download` takes LXC's flags either right after `-t download` or
+//! after `--` as LXC passes them to its template; `-t image` takes a published image's
+//! alias (`-t image -n web3 web-base`); every other template gets what follows `--`.
 
 use std::path::PathBuf;
 
@@ -17,8 +18,9 @@ pub struct Args {
     /// Name of the new container (default for `-t download`: DIST-RELEASE).
     #[arg(short = 'n', long = "name")]
     name: Option<String>,
-    /// Template: `download` (an LXC image server), `local` (an image's archives), the name
-    /// of a template program (rlxc-NAME, or LXC's lxc-NAME), or a template file's path.
+    /// Template: `download` (an LXC image server), `local` (an image's archives), `image`
+    /// (an image rlxc-publish made), the name of a template program (rlxc-NAME, or LXC's
+    /// lxc-NAME), or a template file's path.
     #[arg(
         short = 't',
         long = "template",
@@ -43,6 +45,9 @@ pub struct Args {
     dl: DownloadArgs,
     #[command(flatten)]
     common: Common,
+    /// With `-t image`: the published image's alias (rlxc-image ls lists them).
+    #[arg(value_name = "ALIAS")]
+    alias: Option<String>,
     /// Template options, as LXC passes them: `-- --server … -d … -r …`.
     #[arg(last = true, value_name = "TEMPLATE-ARGS")]
     template_args: Vec<String>,
@@ -165,9 +170,15 @@ pub fn run(a: Args) -> Result<i32> {
             )));
         }
     }
+    if let (Some(alias), false) = (&a.alias, resolved == Resolved::Image) {
+        return Err(Error::Usage(format!(
+            "{alias:?}: only -t image takes an alias; options of -t {tname} go after `--`"
+        )));
+    }
     match resolved {
         Resolved::Download => run_download(a, &sys),
         Resolved::Local => run_local(a, &sys),
+        Resolved::Image => run_image(a, &sys),
         Resolved::Script { name, path, .. } => run_script(a, &sys, name, path),
     }
 }
@@ -241,6 +252,30 @@ fn run_local(a: Args, sys: &SystemConfig) -> Result<i32> {
         fstree: opts.fstree,
     };
     create_and_report(sys, &c, source, base, &a, &progress)
+}
+
+/// `-t image -n NAME ALIAS` (or `-- ALIAS`): an image rlxc-publish made.
+fn run_image(a: Args, sys: &SystemConfig) -> Result<i32> {
+    let alias = match (&a.alias, a.template_args.as_slice()) {
+        (Some(x), []) => x.clone(),
+        (None, [x]) => x.clone(),
+        _ => {
+            return Err(Error::Usage(
+                "-t image takes one published image's alias: rlxc-create -t image -n NAME \
+                 ALIAS (rlxc-image ls lists them)"
+                    .into(),
+            ))
+        }
+    };
+    let name = a.name.clone().ok_or_else(|| {
+        Error::Usage(format!(
+            "-t image needs -n NAME: rlxc-create -t image -n NAME {alias}"
+        ))
+    })?;
+    let c = Container::new(sys, &name)?;
+    let base = base_config(sys, a.config.as_ref())?;
+    let progress = Reporter::new(a.common.quiet);
+    create_and_report(sys, &c, Source::Image { alias }, base, &a, &progress)
 }
 
 fn run_download(a: Args, sys: &SystemConfig) -> Result<i32> {

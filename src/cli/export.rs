@@ -94,7 +94,7 @@ pub fn import(a: ImportArgs) -> Result<i32> {
 }
 
 /// "123.4 MB/s" of the uncompressed stream.
-fn throughput(bytes: u64, took: Duration) -> String {
+pub(super) fn throughput(bytes: u64, took: Duration) -> String {
     let secs = took.as_secs_f64().max(1e-3);
     format!("{:.1} MB/s", bytes as f64 / 1e6 / secs)
 }

@@ -1,9 +1,10 @@
-//! rlxc-image: the image cache. `ls` (`list`), `rm` (`remove`, `rmi`), `prune`.
+//! rlxc-image: the image cache and the published images. `ls` (`list`), `rm` (`remove`,
+//! `rmi`), `prune`.
 
 use std::time::Duration;
 
 use super::{Common, Reporter};
-use crate::config::format_size;
+use crate::config::{format_size, format_utc};
 use crate::container::images::{self as catalog, CachedImage, Catalog, ImageRef, Kind};
 use crate::error::{Error, Result};
 
@@ -17,8 +18,8 @@ pub struct Args {
 
 #[derive(clap::Subcommand, Debug)]
 enum Action {
-    /// List the cached images: source, dist, release, arch, variant, build, size, last
-    /// use, expiry.
+    /// List the cached images (source, dist, release, arch, variant, build, size, last
+    /// use, expiry), then the published ones (alias, container, size, date, description).
     #[command(visible_alias = "list")]
     Ls {
         /// One JSON array, sizes in bytes and times in unix seconds.
@@ -26,7 +27,8 @@ enum Action {
         json: bool,
     },
     /// Remove cached images: REF is [SOURCE:]DIST/RELEASE[/ARCH[/VARIANT]], SOURCE
-    /// `download`, `download:HOST` or a template's name; every match is removed.
+    /// `download`, `download:HOST` or a template's name (every match is removed), or a
+    /// published image's ALIAS.
     #[command(visible_aliases = ["remove", "rmi"])]
     Rm {
         #[arg(required = true, value_name = "REF")]
@@ -35,7 +37,8 @@ enum Action {
         #[arg(long, value_name = "SECONDS", default_value_t = 10)]
         timeout: u64,
     },
-    /// Remove expired images and what killed creates left; --all: every image not in use.
+    /// Remove expired images and what killed creates left; --all: every cached image not
+    /// in use. Published images stay: rm ALIAS removes one.
     Prune {
         #[arg(short = 'a', long)]
         all: bool,
@@ -61,6 +64,21 @@ fn ls(catalog: &Catalog, json: bool) -> Result<i32> {
         return Ok(0);
     }
     let now = catalog::now();
+    let (published, cached): (Vec<CachedImage>, Vec<CachedImage>) =
+        images.into_iter().partition(|i| i.kind == Kind::Published);
+    if !cached.is_empty() || published.is_empty() {
+        print_cached(&cached, now);
+    }
+    if !published.is_empty() {
+        if !cached.is_empty() {
+            println!();
+        }
+        print_published(&published, now);
+    }
+    Ok(0)
+}
+
+fn print_cached(images: &[CachedImage], now: i64) {
     let header = [
         "SOURCE",
         "DIST",
@@ -78,7 +96,43 @@ fn ls(catalog: &Catalog, json: bool) -> Result<i32> {
         .map(|i| row(i, now).iter().map(|c| super::shown(c)).collect())
         .collect();
     super::table::print(&header, &rows, "  ");
-    Ok(0)
+}
+
+fn print_published(images: &[CachedImage], now: i64) {
+    let header = [
+        "PUBLISHED",
+        "FROM",
+        "IMAGE",
+        "ARCH",
+        "SIZE",
+        "CREATED",
+        "LAST USED",
+        "DESCRIPTION",
+    ];
+    let rows: Vec<Vec<String>> = images
+        .iter()
+        .filter_map(|i| Some((i, i.published.as_ref()?)))
+        .map(|(i, p)| {
+            let image = match &p.image {
+                Some(src) => format!("{} {}", src.dist, src.release),
+                None => "-".into(),
+            };
+            [
+                p.alias.clone(),
+                p.container.clone(),
+                image,
+                p.arch.clone(),
+                format_size(i.size),
+                format_utc(p.created),
+                i.last_used.map_or("-".into(), |t| ago(now - t)),
+                p.description.clone().unwrap_or_else(|| "-".into()),
+            ]
+            .iter()
+            .map(|c| super::shown(c))
+            .collect()
+        })
+        .collect();
+    super::table::print(&header, &rows, "  ");
 }
 
 fn row(i: &CachedImage, now: i64) -> Vec<String> {
@@ -153,8 +207,15 @@ fn prune(catalog: &Catalog, all: bool, quiet: bool) -> Result<i32> {
     Ok(0)
 }
 
-/// `download:debian/bookworm/amd64/default build 20261201_05:24 from HOST`.
+/// `download:debian/bookworm/amd64/default build 20261201_05:24 from HOST`, or
+/// `published image web-base (from container web1)`.
 fn described(i: &CachedImage) -> String {
+    if let Some(p) = &i.published {
+        return format!(
+            "published image {} (from container {})",
+            p.alias, p.container
+        );
+    }
     let from = i.host().map(|h| format!(" from {h}")).unwrap_or_default();
     format!("{} build {}{from}", i.reference(), i.build)
 }
@@ -221,6 +282,7 @@ mod tests {
             last_used: Some(1000),
             expires: None,
             path: "/var/cache/rlxc/download/debian/bookworm/amd64/default".into(),
+            published: None,
         };
         let r = row(&i, 1000 + 120);
         assert_eq!(r[0], "download:127.0.0.1:8080");

@@ -24,6 +24,7 @@ mod image;
 mod info;
 mod ls;
 mod net;
+mod publish;
 mod snapshot;
 mod start;
 mod stop;
@@ -59,6 +60,8 @@ enum Command {
     Export(export::ExportArgs),
     /// Create a container from an archive rlxc-export wrote.
     Import(export::ImportArgs),
+    /// Make a stopped container an image: rlxc-create -t image -n NAME ALIAS.
+    Publish(publish::Args),
     /// Boot a container (foreground console by default, -d to daemonize).
     Start(start::Args),
     /// Halt, kill (-k) or reboot (-r) a container.
@@ -157,6 +160,7 @@ pub fn main() -> i32 {
         Command::Snapshot(a) => snapshot::run(a),
         Command::Export(a) => export::export(a),
         Command::Import(a) => export::import(a),
+        Command::Publish(a) => publish::run(a),
         Command::Start(a) => start::run(a),
         Command::Stop(a) => stop::run(a),
         Command::Console(a) => console::run(a),

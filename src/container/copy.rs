@@ -180,6 +180,29 @@ pub(super) fn copy_tree(from: &Path, to: &Path) -> Result<()> {
 /// name, `/etc/machine-id` is emptied (a new one is made at first boot), DHCP leases and
 /// SSH host keys go. Every path resolved inside the copy (it is the source's, so hostile).
 pub(super) fn make_own(root: &Root, old_host: &str, new_host: &str) -> Result<Vec<String>> {
+    rename_host(root, old_host, new_host)?;
+    forget_machine_id(root)?;
+    let mut removed = Vec::new();
+    for (dir, is_machine) in MACHINE_FILES {
+        let Some(mut d) = open_dir(root, dir)? else {
+            continue;
+        };
+        for n in names_in(&mut d, is_machine) {
+            let rel = [dir, b"/", &n].concat();
+            nix::unistd::unlinkat(
+                d.as_fd(),
+                OsStr::from_bytes(&n),
+                nix::unistd::UnlinkatFlags::NoRemoveDir,
+            )
+            .ctx("remove", root.display(&rel))?;
+            removed.push(format!("/{}", String::from_utf8_lossy(&rel)));
+        }
+    }
+    Ok(removed)
+}
+
+/// `old_host` becomes `new_host` in `/etc/hostname` and `/etc/hosts`.
+pub(super) fn rename_host(root: &Root, old_host: &str, new_host: &str) -> Result<()> {
     rewrite(root, b"etc/hostname", &|t| {
         (t.trim() == old_host).then(|| format!("{new_host}\n"))
     })?;
@@ -200,15 +223,39 @@ pub(super) fn make_own(root: &Root, old_host: &str, new_host: &str) -> Result<Ve
             .collect();
         let out = swapped.join("\n") + if t.ends_with('\n') { "\n" } else { "" };
         (out != t).then_some(out)
-    })?;
+    })
+}
+
+/// An empty `/etc/machine-id`: systemd makes a new one at first boot.
+pub(super) fn forget_machine_id(root: &Root) -> Result<()> {
     rewrite(root, b"etc/machine-id", &|t| {
         (!t.is_empty()).then(String::new)
-    })?;
-    let mut removed = remove_files(root, b"var/lib/dhcp", &|n| !n.ends_with(".leases"))?;
-    removed.extend(remove_files(root, b"etc/ssh", &|n| {
-        !n.starts_with("ssh_host_")
-    })?);
-    Ok(removed)
+    })
+}
+
+/// Which names in a directory are the machine's.
+type Picker = fn(&str) -> bool;
+
+/// Where a tree keeps files of the machine it ran as, and which files there are such:
+/// DHCP leases and SSH host keys.
+const MACHINE_FILES: [(&[u8], Picker); 2] = [
+    (b"var/lib/dhcp", |n| n.ends_with(".leases")),
+    (b"etc/ssh", |n| n.starts_with("ssh_host_")),
+];
+
+/// The paths (relative to the root) of the files `make_own` removes.
+pub(super) fn machine_files(root: &Root) -> Result<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    for (dir, is_machine) in MACHINE_FILES {
+        if let Some(mut d) = open_dir(root, dir)? {
+            out.extend(
+                names_in(&mut d, is_machine)
+                    .into_iter()
+                    .map(|n| [dir, b"/", &n].concat()),
+            );
+        }
+    }
+    Ok(out)
 }
 
 /// The most of a file `rewrite` reads: these are a few lines each.
@@ -216,7 +263,7 @@ const MAX_REWRITE: u64 = 64 << 10;
 
 /// Replace a small regular file's text with what `f` makes of it (None: leave it). A
 /// missing file, a symlink or anything but a small regular file is left alone.
-fn rewrite(root: &Root, rel: &[u8], f: &dyn Fn(&str) -> Option<String>) -> Result<()> {
+pub(super) fn rewrite(root: &Root, rel: &[u8], f: &dyn Fn(&str) -> Option<String>) -> Result<()> {
     use std::io::{Read, Seek, Write};
     let flags = OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
     let fd = match root.openat(rel, flags, 0) {
@@ -246,18 +293,22 @@ fn rewrite(root: &Root, rel: &[u8], f: &dyn Fn(&str) -> Option<String>) -> Resul
     Ok(())
 }
 
-/// Remove the regular files and symlinks of directory `dir` for which `keep` is false;
-/// their paths inside the container.
-fn remove_files(root: &Root, dir: &[u8], keep: &dyn Fn(&str) -> bool) -> Result<Vec<String>> {
+/// The directory `dir` of the tree, if it is one (not a symlink).
+fn open_dir(root: &Root, dir: &[u8]) -> Result<Option<nix::dir::Dir>> {
     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW;
     let fd = match root.openat(dir, flags, 0) {
         Ok(fd) => fd,
-        Err(Errno::ENOENT | Errno::ELOOP | Errno::ENOTDIR) => return Ok(Vec::new()),
+        Err(Errno::ENOENT | Errno::ELOOP | Errno::ENOTDIR) => return Ok(None),
         Err(e) => return Err(e).ctx("open", root.display(dir)),
     };
-    let mut d = nix::dir::Dir::from_fd(fd).ctx("read", root.display(dir))?;
-    let names: Vec<Vec<u8>> = d
-        .iter()
+    nix::dir::Dir::from_fd(fd)
+        .ctx("read", root.display(dir))
+        .map(Some)
+}
+
+/// The names of the regular files and symlinks in `d` that `pick` picks.
+fn names_in(d: &mut nix::dir::Dir, pick: Picker) -> Vec<Vec<u8>> {
+    d.iter()
         .flatten()
         .filter(|e| {
             matches!(
@@ -266,18 +317,6 @@ fn remove_files(root: &Root, dir: &[u8], keep: &dyn Fn(&str) -> bool) -> Result<
             )
         })
         .map(|e| e.file_name().to_bytes().to_vec())
-        .filter(|n| !keep(&String::from_utf8_lossy(n)))
-        .collect();
-    let mut removed = Vec::new();
-    for n in names {
-        let rel = [dir, b"/", &n].concat();
-        nix::unistd::unlinkat(
-            d.as_fd(),
-            OsStr::from_bytes(&n),
-            nix::unistd::UnlinkatFlags::NoRemoveDir,
-        )
-        .ctx("remove", root.display(&rel))?;
-        removed.push(format!("/{}", String::from_utf8_lossy(&rel)));
-    }
-    Ok(removed)
+        .filter(|n| pick(&String::from_utf8_lossy(n)))
+        .collect()
 }

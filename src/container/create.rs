@@ -22,6 +22,10 @@ pub enum Source {
         metadata: PathBuf,
         fstree: PathBuf,
     },
+    /// An image `rlxc-publish` made, by its alias.
+    Image {
+        alias: String,
+    },
     /// A template program (LXC's protocol), with its arguments.
     Script {
         name: String,
@@ -138,7 +142,7 @@ impl Container {
         }
         let swept = store::sweep_stale(&self.lxcpath, &self.name);
         store::mkdir_p(&sys.cachepath, 0o700)?;
-        let mut template = self.template(sys, source);
+        let mut template = self.template(sys, source)?;
         let prepared = template.prepare(progress)?;
         // Before anything is written: a refused image leaves no directory behind.
         let (mut cfg, mut translation) = self.initial_config(base, &prepared)?;
@@ -205,8 +209,8 @@ impl Container {
         meta::apply_templates(root, files, &vars).map(|_| ())
     }
 
-    fn template(&self, sys: &SystemConfig, source: Source) -> Box<dyn Template> {
-        match source {
+    fn template(&self, sys: &SystemConfig, source: Source) -> Result<Box<dyn Template>> {
+        Ok(match source {
             Source::Download(plan) => Box::new(template::Download::new(
                 *plan,
                 crate::image::cache::Cache::new(&sys.cachepath),
@@ -218,10 +222,16 @@ impl Container {
                 &self.name,
                 sys.max_image_size,
             )),
+            Source::Image { alias } => Box::new(template::Local::published(
+                &alias,
+                &sys.cachepath,
+                &self.name,
+                sys.max_image_size,
+            )?),
             Source::Script { name, path, args } => {
                 Box::new(template::Script::new(&name, path, args, &sys.cachepath))
             }
-        }
+        })
     }
 
     /// The LXC config a template program wrote: held to `lxc.KEY = VALUE` lines, its

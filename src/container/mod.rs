@@ -22,6 +22,7 @@ pub mod images {
 mod info;
 /// The managed bridge, for rlxc-net and its dnsmasq supervisor.
 pub mod network;
+mod publish;
 mod snapshot;
 mod start;
 mod stop;
@@ -37,6 +38,7 @@ pub use create::{
 pub use export::import;
 pub use file::{CopyReport, PullOptions, PushOptions};
 pub use info::Live;
+pub use publish::PublishOptions;
 pub use stop::{StopMode, StopOutcome};
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -59,6 +59,30 @@ pub fn extract(r: impl Read, dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Write a meta tarball (xz, as LXC's images have it) of `files` (name, text) to `path`.
+pub fn write(path: &Path, files: &[(&str, String)], mtime: u64) -> Result<()> {
+    let out = std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .ctx("create", path)?;
+    let mut ar = tar::Builder::new(xz2::write::XzEncoder::new(out, 6));
+    for (name, text) in files {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(text.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(mtime);
+        h.set_entry_type(tar::EntryType::Regular);
+        ar.append_data(&mut h, name, text.as_bytes())
+            .ctx("write", path)?;
+    }
+    let file = ar
+        .into_inner()
+        .and_then(|xz| xz.finish())
+        .ctx("write", path)?;
+    file.sync_all().ctx("write", path)
+}
+
 fn read_opt(dir: &Path, name: &str) -> Result<Option<String>> {
     match std::fs::read(dir.join(name)) {
         Ok(b) => Ok(Some(String::from_utf8_lossy(&b).into_owned())),

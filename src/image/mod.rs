@@ -11,5 +11,6 @@ pub mod index;
 pub mod lower;
 pub mod lxcconf;
 pub mod meta;
+pub mod published;
 pub mod server;
 pub mod unpack;

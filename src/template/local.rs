@@ -3,17 +3,20 @@
 //! unpack, meta templates, excludes, config translation and create message as a
 //! download. An archived CentOS 7 image, or anything the image server no longer has.
 //! The decompressed tree is cached by the archive's hash (`local_cache.rs`), so the
-//! next create from the same file only unpacks.
+//! next create from the same file only unpacks. `-t image ALIAS` is this template on a
+//! published image's pair (`image::published`), held against removal while it runs.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::local_cache::{self, Held, LocalCache, Staging, ROOTFS_TAR};
+use super::local_cache::{self, Held, Label, LocalCache, Staging, ROOTFS_TAR};
 use super::{Filled, Prepared, Target, Template};
+use crate::config::ImageSource;
 use crate::error::{Error, IoContext, Result};
 use crate::image::budget::{Bounded, Budget};
 use crate::image::fetch::Progress;
 use crate::image::meta::{self, Meta};
+use crate::image::published::{self, Store};
 use crate::image::{decompress, unpack};
 
 /// The most of a metadata archive read (decompressed).
@@ -30,6 +33,12 @@ pub struct Local {
     meta: Option<Meta>,
     /// Where the decompressed tree is: a cached entry, or one being built.
     tree: Option<Tree>,
+    /// What its cache entry says it holds.
+    label: Label,
+    /// The image a container records it came from (a published one's).
+    source: Option<ImageSource>,
+    /// The published image read, locked so no replace or removal takes it meanwhile.
+    _published: Option<published::Held>,
 }
 
 enum Tree {
@@ -55,6 +64,7 @@ impl Local {
         max_image_size: u64,
     ) -> Self {
         Local {
+            label: Label::of_file(&fstree),
             metadata,
             fstree,
             work: cachepath
@@ -64,7 +74,30 @@ impl Local {
             max_image_size,
             meta: None,
             tree: None,
+            source: None,
+            _published: None,
         }
+    }
+
+    /// The image published as `alias` (an unknown alias is an error naming the ones
+    /// there are).
+    pub fn published(
+        alias: &str,
+        cachepath: &Path,
+        name: &str,
+        max_image_size: u64,
+    ) -> Result<Self> {
+        let held = Store::new(cachepath).open(alias)?;
+        let mut local = Local::new(held.meta(), held.rootfs(), cachepath, name, max_image_size);
+        local.label = Label {
+            dist: published::DIR.into(),
+            release: alias.into(),
+            arch: held.info.arch.clone(),
+            source: format!("{}:{alias}", published::DIR),
+        };
+        local.source = Some(held.info.source());
+        local._published = Some(held);
+        Ok(local)
     }
 
     /// The tree from the cache, else decompressed into a staging entry (committed once
@@ -139,7 +172,7 @@ impl Template for Local {
         }
         self.tree = Some(self.obtain_tree(progress)?);
         let prepared = Prepared {
-            source: None,
+            source: self.source.clone(),
             lxc_config: meta.config.clone(),
             substitute: meta.templates.clone(),
             create_message: meta.create_message.clone(),
@@ -162,7 +195,7 @@ impl Template for Local {
         let stats = unpack::unpack_file(&tree.tar(), target.root, &excludes)?;
         if let Tree::Fresh(staging) = tree {
             // Kept for the next create only now that this one could use it.
-            if let Err(e) = self.cache.commit(staging, &self.fstree) {
+            if let Err(e) = self.cache.commit(staging, &self.label) {
                 progress.message(&format!(
                     "warning: the decompressed tree was not cached: {e}"
                 ));

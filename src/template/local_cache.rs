@@ -78,18 +78,18 @@ impl LocalCache {
         })
     }
 
-    /// Make `staging` the entry for its key, describing `fstree`. Another create may
+    /// Make `staging` the entry for its key, described by `label`. Another create may
     /// have committed the same archive meanwhile: then that entry stays and ours goes.
-    pub fn commit(&self, mut staging: Staging, fstree: &Path) -> Result<()> {
+    pub fn commit(&self, mut staging: Staging, label: &Label) -> Result<()> {
+        let clean = |v: &str| v.replace(['\n', '='], "_");
         let conf = format!(
-            "dist=local\nrelease={}\narch=-\nvariant={}\nbuild={}\nsource=local {}\n",
-            fstree
-                .file_name()
-                .map(|n| n.to_string_lossy().replace(['\n', '='], "_"))
-                .unwrap_or_default(),
+            "dist={}\nrelease={}\narch={}\nvariant={}\nbuild={}\nsource={}\n",
+            clean(&label.dist),
+            clean(&label.release),
+            clean(&label.arch),
             staging.key,
             crate::image::cache::now(),
-            fstree.display().to_string().replace('\n', "_"),
+            label.source.replace('\n', "_"),
         );
         crate::config::write_atomic(&staging.dir.join("image.conf"), conf.as_bytes(), 0o644)?;
         touch_last_used(&staging.dir);
@@ -101,6 +101,30 @@ impl LocalCache {
         std::fs::rename(&staging.dir, &entry).ctx("rename into place", &entry)?;
         staging.done = true;
         Ok(())
+    }
+}
+
+/// What an entry says it holds, as `rlxc-image ls` shows it.
+pub struct Label {
+    pub dist: String,
+    pub release: String,
+    pub arch: String,
+    /// Where the archive came from.
+    pub source: String,
+}
+
+impl Label {
+    /// An archive named on the command line: `local`, its file name and path.
+    pub fn of_file(fstree: &Path) -> Self {
+        Label {
+            dist: "local".into(),
+            release: fstree
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            arch: "-".into(),
+            source: format!("local {}", fstree.display()),
+        }
     }
 }
 

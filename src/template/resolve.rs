@@ -1,4 +1,5 @@
-//! Which template `-t NAME` means. In order: the built-ins (`download`, `local`); an
+//! Which template `-t NAME` means. In order: the built-ins (`download`, `local`,
+//! `image`: a published image); an
 //! executable `rlxc-NAME` in rlxc's template directories (the sysadmin's `templates_path`
 //! first, so a site's own version of a template wins over the shipped one, then
 //! `PREFIX/share/rlxc/templates`, then `/usr/share/rlxc/templates`); LXC's own
@@ -14,7 +15,7 @@ use crate::error::{Error, Result};
 /// Where LXC keeps its template scripts.
 pub const LXC_TEMPLATES: &str = "/usr/share/lxc/templates";
 
-const BUILTINS: [&str; 2] = ["download", "local"];
+const BUILTINS: [&str; 3] = ["download", "local", "image"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
@@ -39,6 +40,8 @@ impl std::fmt::Display for Origin {
 pub enum Resolved {
     Download,
     Local,
+    /// A published image (`rlxc-publish`).
+    Image,
     /// An executable speaking LXC's template protocol.
     Script {
         name: String,
@@ -92,6 +95,7 @@ pub fn resolve(name: &str, dirs: &[PathBuf], lxc_dir: &Path) -> Result<Resolved>
     match name {
         "download" => return Ok(Resolved::Download),
         "local" => return Ok(Resolved::Local),
+        "image" => return Ok(Resolved::Image),
         _ => {}
     }
     if name.contains('/') {
@@ -228,6 +232,7 @@ mod tests {
             Resolved::Download
         );
         assert_eq!(resolve("local", &dirs, &lxc).unwrap(), Resolved::Local);
+        assert_eq!(resolve("image", &dirs, &lxc).unwrap(), Resolved::Image);
         let path_of = |n: &str| match resolve(n, &dirs, &lxc).unwrap() {
             Resolved::Script { path, origin, .. } => (path, origin),
             other => panic!("{other:?}"),
@@ -240,11 +245,14 @@ mod tests {
         let err = resolve("notexec", &dirs, &lxc).unwrap_err().to_string();
         assert!(err.contains("no template \"notexec\""), "{err}");
         assert!(
-            err.contains("download, local, busybox, debian, alpine"),
+            err.contains("download, local, image, busybox, debian, alpine"),
             "{err}"
         );
         let names: Vec<_> = available(&dirs, &lxc).into_iter().map(|a| a.name).collect();
-        assert_eq!(names, ["download", "local", "busybox", "debian", "alpine"]);
+        assert_eq!(
+            names,
+            ["download", "local", "image", "busybox", "debian", "alpine"]
+        );
     }
 
     #[test]

@@ -583,3 +583,48 @@ impl Env {
         self.ok(&args);
     }
 }
+
+/// The names in `dir`, sorted, lock files left out; nothing when it does not exist.
+pub fn names_without_locks(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.ends_with(".lock"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// SIGINT to `child`; it must end as interrupted (130). Its output.
+pub fn interrupt(child: std::process::Child) -> Output {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    out
+}
+
+/// Machine state a copy or an image of the container at `rootfs` must not carry: a
+/// machine-id, a DHCP lease, an SSH host key (and an sshd_config, which it keeps).
+pub fn plant_identity(rootfs: &Path) {
+    std::fs::write(
+        rootfs.join("etc/machine-id"),
+        "0123456789abcdef0123456789abcdef\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(rootfs.join("var/lib/dhcp")).unwrap();
+    std::fs::write(
+        rootfs.join("var/lib/dhcp/dhclient.eth0.leases"),
+        "lease {}\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(rootfs.join("etc/ssh")).unwrap();
+    std::fs::write(rootfs.join("etc/ssh/ssh_host_ed25519_key"), "secret\n").unwrap();
+    std::fs::write(rootfs.join("etc/ssh/sshd_config"), "Port 22\n").unwrap();
+}

@@ -67,29 +67,7 @@ impl Rt {
 
     /// Poll `systemctl is-system-running` until it settles.
     pub fn wait_system_running(&self, limit: Duration) -> String {
-        let t0 = Instant::now();
-        loop {
-            let out = self.attach(&["systemctl", "is-system-running"]);
-            let state = stdout(&out).trim().to_string();
-            // "offline": systemctl cannot reach the manager yet (early boot).
-            if !matches!(state.as_str(), "initializing" | "starting" | "offline" | "") {
-                return state;
-            }
-            if t0.elapsed() >= limit {
-                let probe = self.attach(&[
-                    "/bin/sh",
-                    "-c",
-                    "ls -la /usr/bin/systemctl; head -2 /etc/os-release; echo PATH=$PATH",
-                ]);
-                panic!(
-                    "systemd did not settle: {state:?} {}\nprobe: {} {}",
-                    stderr(&out),
-                    stdout(&probe),
-                    stderr(&probe)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        wait_system_running_of(&self.env, &self.name, limit)
     }
 
     /// Nothing of the container is left on the host.
@@ -151,10 +129,56 @@ impl Drop for Rt {
     }
 }
 
+/// A container a test made besides its `Rt`: stopped and destroyed on drop, whatever
+/// the test did.
+pub struct Made<'a> {
+    pub env: &'a Env,
+    pub name: String,
+}
+
+impl Drop for Made<'_> {
+    fn drop(&mut self) {
+        let _ = self.env.run(&["stop", "-k", "-n", &self.name]);
+        let _ = self.env.run(&["destroy", "-f", "-n", &self.name]);
+    }
+}
+
 pub fn cgroup_mounts() -> Vec<PathBuf> {
     read("/proc/self/mountinfo")
         .lines()
         .filter(|l| l.contains(" - cgroup ") || l.contains(" - cgroup2 "))
         .filter_map(|l| l.split_whitespace().nth(4).map(PathBuf::from))
         .collect()
+}
+
+/// Poll `systemctl is-system-running` in container `name` until it settles.
+pub fn wait_system_running_of(env: &Env, name: &str, limit: Duration) -> String {
+    let attach = |cmd: &[&str]| {
+        let mut v = vec!["attach", "-n", name, "--"];
+        v.extend(cmd);
+        env.run(&v)
+    };
+    let t0 = Instant::now();
+    loop {
+        let out = attach(&["systemctl", "is-system-running"]);
+        let state = stdout(&out).trim().to_string();
+        // "offline": systemctl cannot reach the manager yet (early boot).
+        if !matches!(state.as_str(), "initializing" | "starting" | "offline" | "") {
+            return state;
+        }
+        if t0.elapsed() >= limit {
+            let probe = attach(&[
+                "/bin/sh",
+                "-c",
+                "ls -la /usr/bin/systemctl; head -2 /etc/os-release; echo PATH=$PATH",
+            ]);
+            panic!(
+                "systemd did not settle: {state:?} {}\nprobe: {} {}",
+                stderr(&out),
+                stdout(&probe),
+                stderr(&probe)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -142,3 +142,27 @@ pub fn first_difference(a: &Tree, b: &Tree) -> Option<String> {
     }
     None
 }
+
+/// Both trees alike in every attribute, but for the files in `except`.
+pub fn assert_same_tree(a: &Path, b: &Path, except: &[&str]) {
+    let (mut ta, mut tb) = (snapshot(a), snapshot(b));
+    for t in [&mut ta, &mut tb] {
+        for e in except {
+            t.entries.remove(*e);
+            t.xattrs = drop_file(&t.xattrs, e);
+        }
+    }
+    assert!(ta.entries.len() > 10, "{} is not a rootfs", a.display());
+    if let Some(d) = first_difference(&ta, &tb) {
+        panic!("{} and {} differ: {d}", a.display(), b.display());
+    }
+    assert_eq!(ta, tb);
+}
+
+/// `getfattr` output without the block of `path`.
+pub fn drop_file(dump: &str, path: &str) -> String {
+    dump.split("\n\n")
+        .filter(|b| !b.starts_with(&format!("# file: {path}\n")))
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}

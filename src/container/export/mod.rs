@@ -5,9 +5,8 @@
 //! and config, the config validated like any other, the rootfs through the confined
 //! unpack, held to max_image_size, built hidden and published with one rename.
 
-use std::io::{BufWriter, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::Container;
@@ -20,13 +19,10 @@ use crate::rootfs::Root;
 use crate::{name, store};
 
 mod archive;
+pub(super) mod tree;
 
 pub use archive::Manifest;
-
-/// zstd's default: about GNU tar's speed on this kind of data, a third of the size.
-const ZSTD_LEVEL: i32 = 3;
-/// The most of GNU tar's complaints kept for an error message.
-const MAX_TAR_STDERR: u64 = 16 << 10;
+use tree::TreeSpec;
 
 /// What an export did, for the CLI to report.
 pub struct ExportReport {
@@ -92,12 +88,6 @@ impl Container {
         partial: &Partial,
         progress: &dyn Progress,
     ) -> Result<u64> {
-        let file = partial.file.try_clone().ctx("open", &partial.path)?;
-        let mut enc = zstd::stream::write::Encoder::new(BufWriter::new(file), ZSTD_LEVEL)
-            .ctx("start compressing into", &partial.path)?;
-        // A corrupt archive is then told at import, not unpacked as garbage.
-        enc.include_checksum(true)
-            .ctx("start compressing into", &partial.path)?;
         let manifest = Manifest {
             format: archive::FORMAT,
             name: self.name.clone(),
@@ -109,20 +99,16 @@ impl Container {
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        archive::write_member(&mut enc, archive::MANIFEST, manifest.as_bytes(), now)?;
         let config = crate::config::read_text(&self.config_path())?;
-        archive::write_member(&mut enc, archive::CONFIG, config.as_bytes(), now)?;
         let rootfs = self.rootfs(cfg)?;
-        progress.start(&format!("exporting {}", self.name), None);
-        let copied = copy_tree(&rootfs, &mut enc, &partial.path, progress);
-        progress.finish();
-        let tree_bytes = copied?;
-        let buffered = enc.finish().ctx("write", &partial.path)?;
-        let file = buffered
-            .into_inner()
-            .map_err(|e| Error::io("write", &partial.path, e.into_error()))?;
-        file.sync_all().ctx("write", &partial.path)?;
-        Ok(tree_bytes)
+        tree::compress_into(&partial.file, &partial.path, |enc| {
+            archive::write_member(enc, archive::MANIFEST, manifest.as_bytes(), now)?;
+            archive::write_member(enc, archive::CONFIG, config.as_bytes(), now)?;
+            progress.start(&format!("exporting {}", self.name), None);
+            let copied = tree::copy_tree(&TreeSpec::whole(&rootfs), enc, &partial.path, progress);
+            progress.finish();
+            copied
+        })
     }
 }
 
@@ -130,115 +116,6 @@ fn backend_name(b: Backend) -> &'static str {
     match b {
         Backend::Dir => "dir",
         Backend::Overlay => "overlay",
-    }
-}
-
-/// GNU tar's archive of `rootfs` copied into `out`; returns its size.
-fn copy_tree(
-    rootfs: &Path,
-    out: &mut impl Write,
-    out_path: &Path,
-    progress: &dyn Progress,
-) -> Result<u64> {
-    let mut tar = TarChild::spawn(rootfs)?;
-    let mut stdout = tar
-        .child
-        .stdout
-        .take()
-        .ok_or_else(|| Error::Other("GNU tar gave no output pipe".into()))?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        if crate::sys::interrupted() {
-            return Err(Error::Interrupted);
-        }
-        let n = match stdout.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::io("read GNU tar's output for", rootfs, e)),
-        };
-        out.write_all(&buf[..n]).ctx("write", out_path)?;
-        total += n as u64;
-        progress.advance(n as u64);
-    }
-    tar.wait(rootfs)?;
-    Ok(total)
-}
-
-/// GNU tar writing a rootfs to its stdout; killed and reaped if dropped early.
-struct TarChild {
-    child: Child,
-    stderr: Option<std::thread::JoinHandle<String>>,
-    done: bool,
-}
-
-impl TarChild {
-    fn spawn(rootfs: &Path) -> Result<Self> {
-        let mut cmd = Command::new("tar");
-        cmd.args([
-            "--numeric-owner",
-            "--xattrs",
-            "--xattrs-include=*",
-            "--acls",
-            "--sort=name",
-            "--format=posix",
-            "-C",
-        ])
-        .arg(rootfs)
-        .args(["-cf", "-", "."])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Its messages must not depend on the sysadmin's locale to be quoted to them.
-        .env("LC_ALL", "C");
-        crate::sys::die_with_parent(&mut cmd);
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| Error::io("run GNU tar (install the tar package) to export", rootfs, e))?;
-        // Drained beside the copy: a full stderr pipe would stall tar and the copy.
-        let stderr = child.stderr.take().map(|s| {
-            std::thread::spawn(move || {
-                let mut text = String::new();
-                let _ = s.take(MAX_TAR_STDERR).read_to_string(&mut text);
-                text
-            })
-        });
-        Ok(TarChild {
-            child,
-            stderr,
-            done: false,
-        })
-    }
-
-    fn wait(&mut self, rootfs: &Path) -> Result<()> {
-        let status = self.child.wait().ctx("wait for GNU tar on", rootfs)?;
-        self.done = true;
-        let msg = self
-            .stderr
-            .take()
-            .and_then(|h| h.join().ok())
-            .unwrap_or_default();
-        if crate::sys::interrupted() {
-            return Err(Error::Interrupted);
-        }
-        if status.success() {
-            return Ok(());
-        }
-        Err(Error::Other(format!(
-            "GNU tar could not archive {} ({status}): {}; nothing was exported",
-            rootfs.display(),
-            msg.trim()
-        )))
-    }
-}
-
-impl Drop for TarChild {
-    fn drop(&mut self) {
-        if !self.done {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }
 

@@ -1,18 +1,21 @@
 //! `[SOURCE:]DIST/RELEASE[/ARCH[/VARIANT]]`: how `rlxc-image rm` names cache entries.
 //! SOURCE is `download` (any server), `download:HOST[:PORT]` (one server) or a
-//! template's name; without it, both caches are searched.
+//! template's name; without it, both caches are searched. A published image is named
+//! by its alias (`ALIAS` or `published:ALIAS`): a name without `/`.
 
 use super::{CachedImage, Kind};
 use crate::error::{Error, Result};
+use crate::image::published;
 
 const FORM: &str = "[SOURCE:]DIST/RELEASE[/ARCH[/VARIANT]], e.g. debian/bookworm or \
-                    download:debian/bookworm/amd64/default";
+                    download:debian/bookworm/amd64/default, or a published image's ALIAS";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Source {
     Any,
     Download { host: Option<String> },
     Template(String),
+    Published,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +50,15 @@ impl ImageRef {
             Some((s, p)) => (parse_source(s).ok_or_else(|| bad("bad source"))?, p),
             None => (Source::Any, text),
         };
+        let published_source = matches!(&source, Source::Template(t) if t == published::DIR);
+        if !path.contains('/') && (source == Source::Any || published_source) {
+            return match published::validate_alias(path) {
+                Ok(()) => Ok(Self::alias(text, path)),
+                Err(_) => Err(bad(&format!(
+                    "{path:?} is neither DIST/RELEASE nor an alias"
+                ))),
+            };
+        }
         let parts: Vec<&str> = path.split('/').collect();
         if !(2..=4).contains(&parts.len()) {
             return Err(bad("expected 2 to 4 names separated by '/'"));
@@ -65,7 +77,22 @@ impl ImageRef {
         })
     }
 
+    /// A published image's alias.
+    fn alias(text: &str, alias: &str) -> Self {
+        ImageRef {
+            text: text.to_string(),
+            source: Source::Published,
+            dist: alias.to_string(),
+            release: String::new(),
+            arch: None,
+            variant: None,
+        }
+    }
+
     pub fn matches(&self, img: &CachedImage) -> bool {
+        if self.source == Source::Published {
+            return img.published.as_ref().is_some_and(|p| p.alias == self.dist);
+        }
         let source_ok = match (&self.source, img.kind) {
             (Source::Any, _) => true,
             (Source::Download { host: None }, Kind::Download) => true,
@@ -133,7 +160,29 @@ mod tests {
             last_used: None,
             expires: None,
             path: "/var/cache/rlxc/x".into(),
+            published: None,
         }
+    }
+
+    fn published(alias: &str) -> CachedImage {
+        let mut i = img(
+            Kind::Published,
+            "published",
+            "container web1",
+            "debian",
+            "bookworm",
+            "amd64",
+        );
+        i.published = Some(crate::image::published::Info {
+            alias: alias.into(),
+            container: "web1".into(),
+            created: 0,
+            arch: "amd64".into(),
+            description: None,
+            image: None,
+            rlxc_version: "0".into(),
+        });
+        i
     }
 
     fn dl() -> CachedImage {
@@ -186,8 +235,21 @@ mod tests {
     }
 
     #[test]
+    fn a_name_without_a_slash_is_a_published_images_alias() {
+        assert!(r("web-base").matches(&published("web-base")));
+        assert!(r("published:web-base").matches(&published("web-base")));
+        assert!(!r("web-base").matches(&published("web")));
+        assert!(!r("debian").matches(&dl()) && !r("debian").matches(&tpl()));
+        assert!(!r("published:debian/bookworm").matches(&published("debian")));
+        for bad in ["published:../x", "a b", "download:web", "published:", ".x"] {
+            let e = ImageRef::parse(bad).expect_err(bad).to_string();
+            assert!(e.contains("ALIAS"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn an_entry_is_matched_by_its_own_reference() {
-        for e in [dl(), tpl()] {
+        for e in [dl(), tpl(), published("web-base")] {
             assert!(r(&e.reference()).matches(&e), "{}", e.reference());
         }
         assert_eq!(dl().reference(), "download:debian/bookworm/amd64/default");
@@ -197,7 +259,6 @@ mod tests {
     #[test]
     fn malformed_refs_say_what_is_expected() {
         for bad in [
-            "debian",
             "",
             "debian/bookworm/amd64/default/extra",
             "debian//amd64",

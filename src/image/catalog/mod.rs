@@ -1,15 +1,17 @@
 //! The image cache as a sysadmin sees it (`rlxc-image ls|rm|prune`): every entry of the
-//! download cache (`CACHEPATH/download/DIST/REL/ARCH/VARIANT/`) and of the templates'
-//! cache (`CACHEPATH/template/TEMPLATE/KEY/`), what each holds and when it was last used,
-//! and removing them without pulling one out from under a create.
+//! download cache (`CACHEPATH/download/DIST/REL/ARCH/VARIANT/`), of the templates'
+//! cache (`CACHEPATH/template/TEMPLATE/KEY/`) and the published images
+//! (`CACHEPATH/published/ALIAS/`), what each holds and when it was last used, and
+//! removing them without pulling one out from under a create. Prune never removes a
+//! published image: it is the only copy of what it holds; `rm ALIAS` does.
 //!
-//! Both caches follow one layout rule, which is all this module relies on: an entry
+//! All three follow one layout rule, which is all this module relies on: an entry
 //! directory `NAME` has its lock in `.NAME.lock` beside it (shared while a create reads
 //! the entry, exclusive while committing or removing), work directories beside it are
 //! hidden `.NAME.TAG.PID`, and a file `last_used` in it is touched on every use.
 
 mod imgref;
-mod locks;
+pub(crate) mod locks;
 mod lowers;
 mod remove;
 mod scan;
@@ -22,18 +24,21 @@ use serde::Serialize;
 pub use crate::image::cache::now;
 pub use imgref::ImageRef;
 pub use remove::{PruneReport, RemoveReport};
+pub use scan::disk_usage;
 
 use crate::error::Result;
 use crate::image::fetch::Progress;
 
 /// Which cache an entry belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// An image from an LXC image server (`-t download`).
     Download,
     /// A tree a template built and cached (`-t debian`).
     Template,
+    /// A container made an image (`rlxc-publish`).
+    Published,
 }
 
 /// One cache entry, as listed.
@@ -56,11 +61,18 @@ pub struct CachedImage {
     /// When the image server says to refresh it (unix seconds); download entries only.
     pub expires: Option<i64>,
     pub path: PathBuf,
+    /// What a published image was made from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub published: Option<crate::image::published::Info>,
 }
 
 impl CachedImage {
-    /// How a user names it to `rlxc-image rm`: `SOURCE:DIST/RELEASE/ARCH/VARIANT`.
+    /// How a user names it to `rlxc-image rm`: `SOURCE:DIST/RELEASE/ARCH/VARIANT`, or
+    /// `published:ALIAS`.
     pub fn reference(&self) -> String {
+        if let Some(p) = &self.published {
+            return format!("{}:{}", crate::image::published::DIR, p.alias);
+        }
         format!(
             "{}:{}/{}/{}/{}",
             self.source, self.dist, self.release, self.arch, self.variant
@@ -71,7 +83,7 @@ impl CachedImage {
     pub fn host(&self) -> Option<String> {
         match self.kind {
             Kind::Download => self.origin.as_deref().map(imgref::host_of),
-            Kind::Template => None,
+            Kind::Template | Kind::Published => None,
         }
     }
 
@@ -138,5 +150,16 @@ impl Catalog {
     /// using, and work directories of processes that died.
     pub fn prune(&self, all: bool) -> Result<PruneReport> {
         remove::prune(self, all)
+    }
+
+    /// Remove the work directories of processes that died.
+    pub fn sweep(&self) -> Vec<remove::Leftover> {
+        remove::sweep(&self.root)
+    }
+
+    /// Remove (when no create reads them) the trees creates decompressed from the
+    /// published image `alias`: they go with it, or with the image it replaced.
+    pub fn remove_derived(&self, alias: &str) -> Vec<CachedImage> {
+        remove::derived(self, alias)
     }
 }

@@ -10,6 +10,7 @@ use super::{locks, lowers, scan, CachedImage, Catalog, ImageRef, Kind};
 use crate::error::{Error, Result};
 use crate::image::cache::{self, REMOVING_TAG, STAGING_TAG};
 use crate::image::fetch::Progress;
+use crate::image::published;
 use crate::{store, sys};
 
 /// Work-directory tags of both caches: `.NAME.TAG.PID`.
@@ -84,7 +85,12 @@ pub fn remove(
         };
         match locks::exclusive(&img.lock_path(), wait, &mut on_wait)? {
             Ok(_lock) => match remove_unused(cat, &img)? {
-                Ok(true) => report.removed.push(img),
+                Ok(true) => {
+                    if let Some(p) = &img.published {
+                        report.removed.extend(derived(cat, &p.alias));
+                    }
+                    report.removed.push(img)
+                }
                 Ok(false) => {}
                 Err(containers) => report.busy.push(Error::ImageUsed {
                     image: img.reference(),
@@ -109,6 +115,8 @@ pub fn prune(cat: &Catalog, all: bool) -> Result<PruneReport> {
     let now = cache::now();
     for img in cat.list()? {
         let why = match (img.kind, img.is_expired(now)) {
+            // The only copy of what it holds: `rm ALIAS` removes it, nothing else.
+            (Kind::Published, _) => continue,
             (Kind::Download, true) => "expired",
             _ if all => "unused",
             (Kind::Download, false) => {
@@ -176,13 +184,35 @@ fn old_lowers(cat: &Catalog, img: &CachedImage) -> Result<Vec<Leftover>> {
     Ok(out)
 }
 
+/// The `-t local` entries a create decompressed from the published image `alias`
+/// (see `template::Local::published`), removed unless a create reads one now.
+pub fn derived(cat: &Catalog, alias: &str) -> Vec<CachedImage> {
+    let origin = format!("{}:{alias}", published::DIR);
+    let mut removed = Vec::new();
+    for img in cat.list().unwrap_or_default() {
+        let ours = img.kind == Kind::Template
+            && img.source == "local"
+            && img.origin.as_deref() == Some(origin.as_str());
+        if !ours {
+            continue;
+        }
+        if let Ok(Ok(_lock)) = locks::exclusive(&img.lock_path(), Duration::ZERO, &mut |_| {}) {
+            if cache::remove_entry_dir(&img.path).unwrap_or(false) {
+                removed.push(img);
+            }
+        }
+    }
+    removed
+}
+
 /// Remove the work directories (`.NAME.partial.PID`, `.NAME.staging.PID`,
 /// `.NAME.removing.PID`) whose process is gone, wherever entries live.
-fn sweep(root: &Path) -> Vec<Leftover> {
+pub fn sweep(root: &Path) -> Vec<Leftover> {
     let mut found = Vec::new();
     let parents = [
         scan::visible_dirs_at_depth(&root.join("download"), 3).unwrap_or_default(),
         scan::visible_dirs_at_depth(&root.join("template"), 1).unwrap_or_default(),
+        vec![root.join(published::DIR)],
     ];
     for parent in parents.iter().flatten() {
         for dir in scan::subdirs(parent).unwrap_or_default() {
@@ -401,6 +431,48 @@ mod tests {
         assert_eq!(r.removed.len(), 2);
         assert!(r.removed.iter().all(|(_, w)| *w == "unused"));
         assert!(!fresh.exists() && !tpl.exists() && live.is_dir());
+    }
+
+    #[test]
+    fn a_published_image_goes_by_its_alias_only_with_the_trees_made_from_it() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let web = fixtures::published(root, "web");
+        let other = fixtures::published(root, "other");
+        // What a create from each left in the local template's cache.
+        let derived = |key: &str, alias: &str| {
+            let dir = root.join("template/local").join(key);
+            fs::create_dir_all(&dir).unwrap();
+            let conf = format!("dist=published\nrelease={alias}\nsource=published:{alias}\n");
+            fs::write(dir.join(scan::IMAGE_CONF), conf).unwrap();
+            dir
+        };
+        let (web_tree, other_tree) = (derived("k1", "web"), derived("k2", "other"));
+        let dead = dead_pid();
+        let half = root.join(format!("published/.web.staging.{dead}"));
+        fs::create_dir_all(&half).unwrap();
+        let cat = Catalog::new(root);
+        let listed: Vec<String> = cat.list().unwrap().iter().map(|i| i.reference()).collect();
+        assert!(listed.contains(&"published:web".to_string()), "{listed:?}");
+
+        let r = prune(&cat, true).unwrap();
+        assert!(
+            web.is_dir() && other.is_dir(),
+            "prune keeps published images"
+        );
+        assert!(
+            !web_tree.exists() && !other_tree.exists(),
+            "but not the trees"
+        );
+        assert_eq!(r.leftovers.len(), 1);
+        assert!(!half.exists());
+
+        let (web_tree, other_tree) = (derived("k1", "web"), derived("k2", "other"));
+        let r = remove(&cat, &refs(&["web"]), Duration::ZERO, &Quiet).unwrap();
+        let gone: Vec<String> = r.removed.iter().map(CachedImage::reference).collect();
+        assert_eq!(gone, ["local:published/web/-/-", "published:web"]);
+        assert!(!web.exists() && !web_tree.exists());
+        assert!(other.is_dir() && other_tree.is_dir());
     }
 
     #[test]

@@ -9,6 +9,7 @@ use super::{CachedImage, Kind};
 use crate::error::{Error, Result};
 use crate::image::cache::LAST_USED;
 use crate::image::meta::Meta;
+use crate::image::published;
 
 /// What a template cache entry says about itself (`key=value` lines).
 pub const IMAGE_CONF: &str = "image.conf";
@@ -25,10 +26,15 @@ pub fn entries(root: &Path) -> Result<Vec<CachedImage>> {
             out.push(img);
         }
     }
+    for dir in visible_dirs_at_depth(&root.join(published::DIR), 1)? {
+        if let Some(img) = published_entry(&dir) {
+            out.push(img);
+        }
+    }
     out.sort_by(|a, b| {
         let key = |i: &CachedImage| {
             (
-                i.kind == Kind::Template,
+                i.kind,
                 i.source.clone(),
                 i.dist.clone(),
                 i.release.clone(),
@@ -113,6 +119,7 @@ fn download_entry(dir: &Path) -> Result<Option<CachedImage>> {
         last_used: last_used(dir),
         expires,
         path: dir.to_path_buf(),
+        published: None,
     }))
 }
 
@@ -143,7 +150,29 @@ fn template_entry(dir: &Path) -> Result<Option<CachedImage>> {
         last_used: last_used(dir),
         expires: None,
         path: dir.to_path_buf(),
+        published: None,
     }))
+}
+
+/// A published image: committed by one rename, `published.toml` in it.
+fn published_entry(dir: &Path) -> Option<CachedImage> {
+    let info = published::read_info(dir)?;
+    let src = info.source();
+    Some(CachedImage {
+        kind: Kind::Published,
+        source: published::DIR.into(),
+        origin: Some(format!("container {}", info.container)),
+        dist: src.dist,
+        release: src.release,
+        arch: src.arch,
+        variant: src.variant,
+        build: src.build,
+        size: disk_usage(dir),
+        last_used: last_used(dir),
+        expires: None,
+        path: dir.to_path_buf(),
+        published: Some(info),
+    })
 }
 
 /// `key=value` lines; blank lines and `#` comments skipped, spaces around both trimmed.
@@ -229,6 +258,24 @@ pub mod fixtures {
             fs::write(dir.join("meta/expiry"), format!("{t}\n")).unwrap();
         }
         fs::write(dir.join("build_id"), format!("{build}\n")).unwrap();
+        dir
+    }
+
+    /// A published image as `rlxc-publish` leaves it.
+    pub fn published(root: &Path, alias: &str) -> PathBuf {
+        let dir = root.join(published::DIR).join(alias);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join(published::ROOTFS), vec![7u8; 8192]).unwrap();
+        let info = published::Info {
+            alias: alias.into(),
+            container: "web1".into(),
+            created: 1_796_531_260,
+            arch: "amd64".into(),
+            description: None,
+            image: None,
+            rlxc_version: "0".into(),
+        };
+        published::write_info(&dir, &info).unwrap();
         dir
     }
 

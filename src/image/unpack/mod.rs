@@ -260,6 +260,13 @@ impl Unpacker<'_> {
                 .ok()
                 .and_then(|v| v.split('.').next()?.parse::<i64>().ok())
         };
+        // GNU tar (--xattrs) stores an ACL also as its raw xattr, with numeric ids:
+        // exact where the text's names (the writer's host's) may mean nothing here.
+        let raw = |x: &str| {
+            ext.pax
+                .iter()
+                .any(|(k, _)| k.strip_prefix("SCHILY.xattr.") == Some(x))
+        };
         for (key, value) in &ext.pax {
             match key.as_str() {
                 "uid" => {
@@ -279,6 +286,9 @@ impl Unpacker<'_> {
                     } else {
                         "system.posix_acl_default"
                     };
+                    if raw(xname) {
+                        continue;
+                    }
                     if self.ids.is_none() {
                         // The image's passwd and group may still be in a writer's hands.
                         self.pool.barrier()?;
