@@ -14,6 +14,7 @@ use nix::fcntl::{renameat2, Flock, FlockArg, RenameFlags, AT_FDCWD};
 use crate::error::{Error, IoContext, Result};
 
 pub mod backing;
+pub mod btrfs;
 
 pub fn mkdir_p(path: &Path, mode: u32) -> Result<()> {
     std::fs::DirBuilder::new()
@@ -27,7 +28,9 @@ pub fn mkdir_p(path: &Path, mode: u32) -> Result<()> {
 pub use crate::config::write_atomic;
 
 /// Remove a tree without following symlinks (std's remove_dir_all is symlink-safe).
+/// On btrfs, the subvolumes in it first (unlinking cannot remove a read-only one).
 pub fn remove_tree(path: &Path) -> Result<()> {
+    btrfs::remove_subvolumes(path)?;
     match std::fs::remove_dir_all(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         r => r.ctx("remove", path),

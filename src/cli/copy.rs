@@ -3,7 +3,8 @@
 //! or as an ephemeral clone started at once and destroyed when it stops.
 
 use super::Common;
-use crate::container::Container;
+use crate::config::Backend;
+use crate::container::{Bdev, Container};
 use crate::error::{Error, Result};
 
 #[derive(clap::Args, Debug)]
@@ -22,25 +23,23 @@ pub struct Args {
     /// when it stops.
     #[arg(short = 'e', long = "ephemeral")]
     ephemeral: bool,
-    /// Backing store of the copy: `dir` (a full copy) or `overlay` (the same as -s).
-    #[arg(short = 'B', long = "backingstorage", default_value = "dir")]
-    bdev: String,
+    /// Backing store of the copy: `dir` (a full copy), `btrfs` (a subvolume: a snapshot of
+    /// a btrfs source, else its files copied) or `overlay` (the same as -s). Default: the
+    /// source's.
+    #[arg(short = 'B', long = "backingstorage")]
+    bdev: Option<String>,
     #[command(flatten)]
     common: Common,
 }
 
 pub fn run(a: Args) -> Result<i32> {
-    let clone = match a.bdev.as_str() {
-        "dir" => a.snapshot,
-        "overlay" | "overlayfs" => true,
-        other => {
-            return Err(Error::Usage(format!(
-                "backing store {other:?} is not supported for a copy; use -B dir or -B overlay"
-            )))
-        }
-    };
+    let bdev: Option<Bdev> = a.bdev.as_deref().map(str::parse).transpose()?;
     let sys = a.common.system()?;
     let c = Container::new(&sys, &a.name)?;
+    // A copy of a btrfs container is a subvolume snapshot already: -s asks nothing more.
+    let btrfs = c.config()?.rootfs.backend == Backend::Btrfs;
+    let snapshot = a.snapshot && !(btrfs && matches!(bdev, None | Some(Bdev::Btrfs)));
+    let clone = snapshot || bdev == Some(Bdev::Overlay);
     let newname = match (&a.newname, a.ephemeral) {
         (Some(n), _) => n.clone(),
         (None, true) => crate::name::ephemeral_for(&a.name),
@@ -55,7 +54,7 @@ pub fn run(a: Args) -> Result<i32> {
     let report = if a.ephemeral || clone {
         c.clone_to(&sys, &newname, a.ephemeral)?
     } else {
-        c.copy_to(&sys, &newname)?
+        c.copy_to(&sys, &newname, bdev)?
     };
     if a.ephemeral {
         return start_ephemeral(&sys, &newname, a.common.quiet);
@@ -81,7 +80,7 @@ pub fn run(a: Args) -> Result<i32> {
             if clone { "Cloned" } else { "Copied" },
             c.name,
             t0.elapsed().as_secs_f64(),
-            report.dir.join("rootfs").display()
+            report.rootfs
         );
         if clone {
             eprintln!(

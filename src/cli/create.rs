@@ -31,7 +31,8 @@ pub struct Args {
     #[arg(long = "list-templates")]
     list_templates: bool,
     /// Backing store: `dir` (a plain directory rootfs), `overlay` (layered on the image
-    /// build unpacked once and shared: -t download), `best` (overlay when it can, else dir).
+    /// build unpacked once and shared: -t download), `btrfs` (a subvolume: the lxcpath on
+    /// btrfs), `best` (btrfs on btrfs, else overlay when it can, else dir).
     #[arg(short = 'B', long = "bdev", default_value = "dir")]
     bdev: String,
     /// Use FILE instead of the defaults for new containers.

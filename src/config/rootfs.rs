@@ -15,6 +15,9 @@ pub enum Backend {
     /// A shared read-only lower (an image build unpacked once under the cache) with an
     /// upper and work directory of the container's own.
     Overlay,
+    /// A btrfs subvolume (the lxcpath on btrfs): copies and snapshots are subvolume
+    /// snapshots.
+    Btrfs,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +80,14 @@ impl Rootfs {
         }
     }
 
+    /// A btrfs subvolume with the usual name inside the container's directory.
+    pub fn btrfs() -> Self {
+        Rootfs {
+            backend: Backend::Btrfs,
+            ..Rootfs::default()
+        }
+    }
+
     /// Paths must stay inside the container's directory: a config is the sysadmin's,
     /// but one copied from elsewhere must not point a start at the host's files. The
     /// overlay's lower is shared and outside, so it must at least be a plain absolute
@@ -84,7 +95,7 @@ impl Rootfs {
     pub fn check(&self) -> Result<(), String> {
         inside("rootfs.path", &self.path, "rootfs")?;
         match self.backend {
-            Backend::Dir => {
+            Backend::Dir | Backend::Btrfs => {
                 if self.lower.is_some()
                     || !self.layers.is_empty()
                     || self.upper.is_some()
@@ -238,5 +249,20 @@ mod tests {
         );
         let t = toml::to_string(&l).unwrap();
         assert_eq!(toml::from_str::<Rootfs>(&t).unwrap(), l);
+        assert!(bad(&|r| r.backend = Backend::Btrfs).contains("backend = \"overlay\""));
+    }
+
+    #[test]
+    fn a_btrfs_rootfs_is_recorded_and_checked_like_a_dir() {
+        let b = Rootfs::btrfs();
+        let t = toml::to_string(&b).unwrap();
+        assert_eq!(t, "backend = \"btrfs\"\npath = \"rootfs\"\n");
+        assert_eq!(toml::from_str::<Rootfs>(&t).unwrap(), b);
+        assert!(b.check().is_ok());
+        let outside = Rootfs {
+            path: "../x".into(),
+            ..Rootfs::btrfs()
+        };
+        assert!(outside.check().unwrap_err().contains("rootfs.path"));
     }
 }

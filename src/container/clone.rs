@@ -72,7 +72,10 @@ impl Container {
             }
         }
         let dir = made.publish()?;
-        Ok(CopyReport { dir, removed })
+        Ok(CopyReport {
+            rootfs: backing.describe(&dir),
+            removed,
+        })
     }
 
     fn backing_of(&self, r: &Rootfs) -> Box<dyn store::backing::BackingStore> {
@@ -173,7 +176,6 @@ fn freeze_plan(src: &Rootfs, here: &Path) -> Result<(Rootfs, Rootfs)> {
             };
             Ok((frozen, source))
         }
-        #[allow(unreachable_patterns)]
         other => Err(Error::Usage(format!(
             "a clone (-s, -e) of a container on the {other:?} backing store is not \
              supported; make a full copy (rlxc-copy without -s)"

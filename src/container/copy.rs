@@ -1,8 +1,9 @@
 //! Copy: a stopped container becomes a second one with its own identity. The tree is
-//! copied whole (`cp -a`: numeric owners, modes with setuid, xattrs with file
-//! capabilities and ACLs, hardlinks, device nodes, sparse files, mtimes; reflinks where
-//! the file system has them), then everything that made it the source is replaced: host
-//! name, MACs, the picked `auto` address, machine-id, DHCP leases, SSH host keys.
+//! cloned where the backing store can (a btrfs subvolume snapshot) or copied whole
+//! (`cp -a`: numeric owners, modes with setuid, xattrs with file capabilities and ACLs,
+//! hardlinks, device nodes, sparse files, mtimes; reflinks where the file system has
+//! them), then everything that made it the source is replaced: host name, MACs, the
+//! picked `auto` address, machine-id, DHCP leases, SSH host keys.
 
 use std::ffi::OsStr;
 use std::os::fd::AsFd;
@@ -13,15 +14,17 @@ use std::time::Duration;
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 
-use super::Container;
-use crate::config::{ContainerConfig, SystemConfig};
+use super::{Bdev, Container};
+use crate::config::{Backend, ContainerConfig, SystemConfig};
 use crate::error::{Error, IoContext, Result};
 use crate::rootfs::Root;
+use crate::store::backing::BackingStore;
 use crate::{name, store};
 
 /// What a copy did, for the CLI to report.
 pub struct CopyReport {
-    pub dir: PathBuf,
+    /// Its backing store and where the files are, in one line.
+    pub rootfs: String,
     /// Source files that held the source's identity and were removed (SSH host keys).
     pub removed: Vec<String>,
 }
@@ -30,14 +33,29 @@ pub struct CopyReport {
 const MAC_TEMPLATE: &str = "00:16:3e:xx:xx:xx";
 
 impl Container {
-    /// A full copy of this (stopped) container named `new`, all or nothing.
-    pub fn copy_to(&self, sys: &SystemConfig, new: &str) -> Result<CopyReport> {
+    /// A full copy of this (stopped) container named `new`, all or nothing, on the
+    /// backing store `bdev` (None: this one's).
+    pub fn copy_to(&self, sys: &SystemConfig, new: &str, bdev: Option<Bdev>) -> Result<CopyReport> {
         name::validate(new)?;
+        let backend = match bdev {
+            None => None,
+            Some(Bdev::Dir) => Some(Backend::Dir),
+            Some(Bdev::Btrfs) => Some(Backend::Btrfs),
+            Some(_) => {
+                return Err(Error::Usage(
+                    "a full copy is made on -B dir or -B btrfs (without -B: the source's \
+                     backing store); -B overlay or -s makes a clone"
+                        .into(),
+                ))
+            }
+        };
         let src_cfg = self.config()?;
         // Held for the whole copy: no start or destroy of the source meanwhile.
         let _src_lock = self.lock_stopped("copying this container", "a copy")?;
-        let rootfs = self.rootfs(&src_cfg)?;
-        self.new_from(sys, &rootfs, src_cfg, new)
+        // Refuses a store whose tree is not a directory on disk.
+        self.rootfs(&src_cfg)?;
+        let from = self.backing(&src_cfg);
+        self.new_from(sys, &*from, &self.dir(), src_cfg, new, backend)
     }
 
     /// This container's lock, taken only if it is stopped: `what` of a running
@@ -57,19 +75,29 @@ impl Container {
         Ok(lock)
     }
 
-    /// A new container `new` from `rootfs` and `src_cfg` (this container's own, or a
-    /// snapshot's), made its own, all or nothing. The caller holds this one's lock.
+    /// A new container `new` from the tree of `from` in `from_dir` and `src_cfg` (this
+    /// container's own, or a snapshot's), on `backend` (None: `src_cfg`'s), made its
+    /// own, all or nothing. The caller holds this one's lock.
     pub(super) fn new_from(
         &self,
         sys: &SystemConfig,
-        rootfs: &Path,
-        src_cfg: ContainerConfig,
+        from: &dyn BackingStore,
+        from_dir: &Path,
+        mut src_cfg: ContainerConfig,
         new: &str,
+        backend: Option<Backend>,
     ) -> Result<CopyReport> {
+        if let Some(b) = backend {
+            src_cfg.rootfs.backend = b;
+        }
+        if src_cfg.rootfs.backend == Backend::Btrfs {
+            store::btrfs::require(&sys.lxcpath, "-B btrfs")?;
+        }
         let made = NewContainer::begin(sys, new)?;
         let (dst, staging) = (&made.c, made.creating.dir.clone());
-        let to = dst.backing(&src_cfg).create(&staging)?;
-        copy_tree(rootfs, &to)?;
+        let backing = dst.backing(&src_cfg);
+        let to = backing.path(&staging);
+        copy_rootfs(from, from_dir, backing.kind(), &to)?;
         let old_host = src_cfg
             .hostname
             .clone()
@@ -82,7 +110,10 @@ impl Container {
         let removed = make_own(&Root::open(&to)?, &old_host, &new_host)?;
         cfg.save(&staging.join("config.toml"))?;
         let dir = made.publish()?;
-        Ok(CopyReport { dir, removed })
+        Ok(CopyReport {
+            rootfs: backing.describe(&dir),
+            removed,
+        })
     }
 
     /// `cfg` (another container's) made this one's: its host name when it had the old
@@ -143,6 +174,28 @@ impl NewContainer {
         } = self;
         creating.publish(&c.lxcpath, &c.name)
     }
+}
+
+/// `to` (absent) made a `kind` tree holding what the tree of `from` in `from_dir` holds:
+/// a copy-on-write clone where the stores are of one kind and it can make one, else a
+/// new empty tree that the files are copied into.
+pub(super) fn copy_rootfs(
+    from: &dyn BackingStore,
+    from_dir: &Path,
+    kind: Backend,
+    to: &Path,
+) -> Result<()> {
+    if let Some(parent) = to.parent() {
+        store::mkdir_p(parent, 0o755)?;
+    }
+    if from.kind() == kind && from.clone_into(from_dir, to)? {
+        return Ok(());
+    }
+    match kind {
+        Backend::Btrfs => store::btrfs::create_subvolume(to)?,
+        _ => std::fs::create_dir(to).ctx("create", to)?,
+    }
+    copy_tree(&from.path(from_dir), to)
 }
 
 /// `cp -a` of the tree's contents into the empty `to`, interruptible (Ctrl-C kills it;

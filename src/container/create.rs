@@ -81,7 +81,10 @@ pub enum Bdev {
     Dir,
     /// On the template's shared tree (an image build unpacked once).
     Overlay,
-    /// Overlay when the kernel has it and the template shares a tree, else dir.
+    /// A btrfs subvolume (the lxcpath on btrfs).
+    Btrfs,
+    /// Btrfs when the lxcpath is on btrfs; else overlay when the kernel has it and the
+    /// template shares a tree; else dir.
     Best,
 }
 
@@ -91,9 +94,10 @@ impl std::str::FromStr for Bdev {
         match s {
             "dir" => Ok(Bdev::Dir),
             "overlay" | "overlayfs" => Ok(Bdev::Overlay),
+            "btrfs" => Ok(Bdev::Btrfs),
             "best" => Ok(Bdev::Best),
             _ => Err(Error::Usage(format!(
-                "backing store {s:?} is not supported; use -B dir, overlay or best"
+                "backing store {s:?} is not supported; use -B dir, overlay, btrfs or best"
             ))),
         }
     }
@@ -140,6 +144,8 @@ impl Container {
                 lxcpath: self.lxcpath.clone(),
             });
         }
+        // Before the template fetches anything.
+        let bdev = btrfs_or(bdev, &self.lxcpath)?;
         let swept = store::sweep_stale(&self.lxcpath, &self.name);
         store::mkdir_p(&sys.cachepath, 0o700)?;
         let mut template = self.template(sys, source)?;
@@ -280,6 +286,15 @@ impl Container {
     }
 }
 
+/// `-B btrfs`, refused unless the lxcpath is on btrfs; `-B best` is btrfs there.
+fn btrfs_or(bdev: Bdev, lxcpath: &Path) -> Result<Bdev> {
+    match bdev {
+        Bdev::Btrfs => store::btrfs::require(lxcpath, "-B btrfs").map(|()| Bdev::Btrfs),
+        Bdev::Best if store::btrfs::is_btrfs(lxcpath) => Ok(Bdev::Btrfs),
+        other => Ok(other),
+    }
+}
+
 /// Record in `cfg` the backing store `bdev` asks for; for an overlay, the template's
 /// shared tree (made now if it is new), returned.
 fn choose_backing(
@@ -293,6 +308,11 @@ fn choose_backing(
     let lower =
         match bdev {
             Bdev::Dir => return Ok(None),
+            // A subvolume the template fills.
+            Bdev::Btrfs => {
+                cfg.rootfs = Rootfs::btrfs();
+                return Ok(None);
+            }
             Bdev::Best if !kernel => return Ok(None),
             Bdev::Overlay if !kernel => return Err(Error::Usage(
                 "-B overlay: this kernel has no overlay file system (not in /proc/filesystems; \

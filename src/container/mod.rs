@@ -104,21 +104,23 @@ impl Container {
         self.dir().join("config.toml")
     }
 
-    /// The backing store its config names.
-    /// The plain directory holding a `dir` container's files, for the verbs that work
-    /// on that tree as it lies on disk (copy, snapshot, export, files of a stopped one).
-    /// An overlay container's tree exists only merged, so these refuse it by name.
+    /// The plain directory holding a `dir` or `btrfs` container's files, for the verbs
+    /// that work on that tree as it lies on disk (copy, snapshot, export, files of a
+    /// stopped one). An overlay container's tree exists only merged, so these refuse it
+    /// by name.
     pub fn rootfs(&self, cfg: &ContainerConfig) -> Result<PathBuf> {
+        use crate::config::Backend;
         match cfg.rootfs.backend {
-            crate::config::Backend::Dir => Ok(self.backing(cfg).path(&self.dir())),
+            Backend::Dir | Backend::Btrfs => Ok(self.backing(cfg).path(&self.dir())),
             other => Err(Error::Usage(format!(
-                "{} is on the {other:?} backing store; this command works on dir containers \
-                 only for now (a running one's files: rlxc-file while it runs)",
+                "{} is on the {other:?} backing store; this command works on dir and btrfs \
+                 containers only for now (a running one's files: rlxc-file while it runs)",
                 self.name
             ))),
         }
     }
 
+    /// The backing store its config names.
     pub fn backing(&self, cfg: &ContainerConfig) -> Box<dyn store::backing::BackingStore> {
         store::backing::open(&cfg.rootfs)
     }

@@ -1,16 +1,17 @@
 //! Snapshots, laid out as LXC lays them out: `LXCPATH/NAME/snaps/snapN/` holds the
 //! rootfs, `config.toml`, `ts` (when) and `comment`. A snapshot is a full copy of a
-//! stopped container (`cp -a`, reflinks where the file system has them); restoring swaps
-//! the copy in with one rename, so a failed or interrupted restore leaves the container
-//! as it was.
+//! stopped container (a subvolume snapshot for btrfs, else `cp -a`, reflinks where the
+//! file system has them); restoring swaps a copy of it in with one rename, so a failed
+//! or interrupted restore leaves the container as it was.
 
 use std::path::{Path, PathBuf};
 
-use super::copy::{copy_tree, CopyReport};
+use super::copy::{copy_rootfs, CopyReport};
 use super::Container;
-use crate::config::{ContainerConfig, SystemConfig};
+use crate::config::{ContainerConfig, Rootfs, SystemConfig};
 use crate::error::{Error, IoContext, Result};
 use crate::store;
+use crate::store::backing::BackingStore;
 
 /// A snapshot as `rlxc-snapshot -L` lists it.
 pub struct Snapshot {
@@ -46,9 +47,10 @@ impl Container {
         store::remove_tree(&building)?;
         let guard = RemoveOnDrop(building.clone());
         std::fs::create_dir(&building).ctx("create", &building)?;
-        let rootfs = building.join("rootfs");
-        std::fs::create_dir(&rootfs).ctx("create", &rootfs)?;
-        copy_tree(&self.rootfs(&cfg)?, &rootfs)?;
+        // Refuses a store whose tree is not a directory on disk.
+        self.rootfs(&cfg)?;
+        let from = self.backing(&cfg);
+        copy_rootfs(&*from, &self.dir(), from.kind(), &building.join("rootfs"))?;
         cfg.save(&building.join("config.toml"))?;
         let ts = crate::image::cache::now().to_string();
         crate::config::write_atomic(&building.join("ts"), ts.as_bytes(), 0o644)?;
@@ -106,8 +108,8 @@ impl Container {
         let incoming = self.dir().join(".rootfs.restoring");
         store::remove_tree(&incoming)?;
         let guard = RemoveOnDrop(incoming.clone());
-        std::fs::create_dir(&incoming).ctx("create", &incoming)?;
-        copy_tree(&s.dir.join("rootfs"), &incoming)?;
+        let from = snapshot_store(&cfg);
+        copy_rootfs(&*from, &s.dir, from.kind(), &incoming)?;
         // The swap is the one step that changes the container: after it, the old tree
         // sits where the new one was built and goes with the guard.
         store::exchange(&incoming, &current)?;
@@ -125,7 +127,8 @@ impl Container {
             &self.name,
             "making a container of a snapshot",
         )?;
-        self.new_from(sys, &s.dir.join("rootfs"), cfg, new)
+        let from = snapshot_store(&cfg);
+        self.new_from(sys, &*from, &s.dir, cfg, new, None)
     }
 
     /// Remove snapshot `snap` (renamed aside first, so a removal cut short leaves no
@@ -139,6 +142,15 @@ impl Container {
         std::fs::rename(&s.dir, &doomed).ctx("rename", &s.dir)?;
         store::remove_tree(&doomed)
     }
+}
+
+/// A snapshot's tree as its config's backing store has it, at `snapN/rootfs` where LXC
+/// lays it out.
+fn snapshot_store(cfg: &ContainerConfig) -> Box<dyn BackingStore> {
+    store::backing::open(&Rootfs {
+        path: "rootfs".into(),
+        ..cfg.rootfs.clone()
+    })
 }
 
 fn read_snapshot(name: String, dir: PathBuf) -> Snapshot {

@@ -1,8 +1,8 @@
 //! Backing stores: where a container's root file system lives and how its first
 //! process gets it as its root. `dir` (a plain tree under the container's directory) and
 //! `overlay` (a shared read-only lower under the image cache, an upper and work
-//! directory per container); btrfs comes beside them. Create, start and destroy go
-//! through this, never through a path they assume.
+//! directory per container); `btrfs` (a subvolume) is in store/btrfs.rs. Create, start
+//! and destroy go through this, never through a path they assume.
 
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -90,6 +90,12 @@ pub trait BackingStore {
     /// Remove the root file system of a container being destroyed (its directory
     /// already renamed to `dir`).
     fn destroy(&self, dir: &Path) -> Result<()>;
+    /// Make `to` (absent; its directory exists) a copy-on-write copy of the tree of the
+    /// container whose directory is `dir`, of this same store. False, with nothing made,
+    /// when this store cannot here: the caller copies the files.
+    fn clone_into(&self, _dir: &Path, _to: &Path) -> Result<bool> {
+        Ok(false)
+    }
 }
 
 /// The backing store a container's `[rootfs]` names.
@@ -107,6 +113,9 @@ pub fn open(r: &Rootfs) -> Box<dyn BackingStore> {
             work: r.work_dir().to_path_buf(),
             tmpfs: r.tmpfs,
         }),
+        Backend::Btrfs => Box::new(super::btrfs::Btrfs(Dir {
+            path: r.path.clone(),
+        })),
     }
 }
 
@@ -119,7 +128,7 @@ pub fn overlay_available() -> bool {
 }
 
 /// A plain directory, `DIR/rootfs` by default.
-struct Dir {
+pub(super) struct Dir {
     /// Relative to the container's directory (checked by `Rootfs::check`).
     path: PathBuf,
 }

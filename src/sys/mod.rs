@@ -117,6 +117,7 @@ Anonymous:             0 kB
 }
 
 pub mod bpf;
+pub mod btrfs;
 pub mod mount;
 pub mod pty;
 pub mod seccomp;

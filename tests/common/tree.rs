@@ -109,7 +109,16 @@ fn xattr_dump(root: &Path) -> String {
         "getfattr: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    // One block per file, in readdir order: sorted, two copies of a tree compare equal
+    // whatever order their directories list files in.
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut blocks: Vec<&str> = text
+        .split("\n\n")
+        .map(str::trim)
+        .filter(|b| !b.is_empty())
+        .collect();
+    blocks.sort();
+    blocks.join("\n\n")
 }
 
 /// The first difference between two trees, for a readable failure.

@@ -27,7 +27,7 @@ pub struct Manifest {
     pub name: String,
     /// The rlxc that wrote it.
     pub rlxc_version: String,
-    /// The backing store the rootfs came from (`dir`).
+    /// The backing store the rootfs came from (`dir`, `btrfs`).
     pub backing_store: String,
 }
 

@@ -116,6 +116,7 @@ fn backend_name(b: Backend) -> &'static str {
     match b {
         Backend::Dir => "dir",
         Backend::Overlay => "overlay",
+        Backend::Btrfs => "btrfs",
     }
 }
 
@@ -199,13 +200,22 @@ pub fn import(
     let head = archive::read_head(&mut input, &what)?;
     let name = new_name.unwrap_or(&head.manifest.name);
     name::validate(name)?;
-    if head.manifest.backing_store != "dir" {
-        return Err(Error::Usage(format!(
-            "{what} holds a {:?} backing store; this rlxc imports \"dir\" only",
-            head.manifest.backing_store
-        )));
-    }
+    let backend = match head.manifest.backing_store.as_str() {
+        "dir" => Backend::Dir,
+        // A subvolume again where the lxcpath is on btrfs; elsewhere the files are a dir.
+        "btrfs" if store::btrfs::is_btrfs(&sys.lxcpath) => Backend::Btrfs,
+        "btrfs" => Backend::Dir,
+        other => {
+            return Err(Error::Usage(format!(
+                "{what} holds a {other:?} backing store; this rlxc imports \"dir\" and \
+                 \"btrfs\" only"
+            )))
+        }
+    };
     let mut cfg = archive_config(&head, &what, allow_host_mounts)?;
+    if matches!(cfg.rootfs.backend, Backend::Dir | Backend::Btrfs) {
+        cfg.rootfs.backend = backend;
+    }
     let c = Container::new(sys, name)?;
     let old_hostname = cfg.hostname.clone();
     // Under another name it is a copy, made its own as rlxc-copy makes one.
