@@ -3,7 +3,8 @@
 //! alone with every controller, and runs tests/vm/guest.sh there against this build:
 //! Debian boots to `running` in a delegated subtree, limits land in memory.max, cpu.max
 //! and pids.max, rlxc-info reads cgroup2 usage, the BPF device filter is the only thing
-//! refusing a mknod'ed /dev/mem, and stop leaves nothing behind. The distribution kernel
+//! refusing a mknod'ed /dev/mem, freeze and thaw go through cgroup.freeze, and stop
+//! (of a frozen container too) leaves nothing behind. The distribution kernel
 //! runs AppArmor, so the container profile is tested there too: loaded, confining init
 //! and attached commands, refusing the remounts and binds that would reach the host.
 
@@ -48,6 +49,9 @@ fn pure_cgroup_v2_host() {
         "RLXC-V2 ok seccomp refuses a read-only superblock remount with other flags",
         "RLXC-V2 ok AppArmor refuses mounting devpts",
         "RLXC-V2 ok a host sysctl stays the host's",
+        "RLXC-V2 ok rlxc-freeze: cgroup.events says frozen, the counter stands still",
+        "RLXC-V2 ok rlxc-unfreeze: the counter goes on",
+        "RLXC-V2 ok rlxc-stop -k of a frozen busybox",
         "RLXC-V2 ok nothing left of busybox",
         "RLXC-V2 DONE",
     ] {

@@ -16,6 +16,8 @@ pub(super) enum Setting {
     DevicesAllow,
     CpuUsageNs,
     MemoryUsage,
+    /// Freezing: written with `Value::Frozen`, read back as 1 once every task is frozen.
+    Freeze,
 }
 
 /// A value to write.
@@ -29,6 +31,8 @@ pub(super) enum Value<'a> {
     },
     /// A device rule, `TYPE MAJOR:MINOR ACCESS`.
     Rule(&'a str),
+    /// Frozen (true) or thawed.
+    Frozen(bool),
 }
 
 /// What is done with one file of a setting.
@@ -135,6 +139,25 @@ pub(super) const TABLE: &[Row] = &[
         v1: at("memory", &[read("memory.usage_in_bytes", number)]),
         v2: at("memory", &[read("memory.current", number)]),
     },
+    Row {
+        setting: Setting::Freeze,
+        controller: "freezer",
+        v1: at(
+            "freezer",
+            &[
+                write("freezer.state", freezer_state),
+                read("freezer.state", v1_frozen),
+            ],
+        ),
+        // Core files of every non-root cgroup2 directory since Linux 5.2.
+        v2: Some(Place {
+            controller: None,
+            files: &[
+                write("cgroup.freeze", plain),
+                read("cgroup.events", v2_frozen),
+            ],
+        }),
+    },
 ];
 
 /// The table's row for a setting.
@@ -150,7 +173,33 @@ fn plain(v: &Value) -> String {
         Value::Number(n) => n.to_string(),
         Value::Rule(r) => r.to_string(),
         Value::Cpu { .. } => quota_period(v),
+        Value::Frozen(on) => u8::from(*on).to_string(),
     }
+}
+
+/// v1 `freezer.state` takes FROZEN or THAWED.
+fn freezer_state(v: &Value) -> String {
+    match v {
+        Value::Frozen(true) => "FROZEN".into(),
+        Value::Frozen(false) => "THAWED".into(),
+        _ => plain(v),
+    }
+}
+
+/// v1 `freezer.state` reads FREEZING until the last task is frozen: only FROZEN is 1.
+fn v1_frozen(s: &str) -> Option<u64> {
+    match s.trim() {
+        "FROZEN" => Some(1),
+        "FREEZING" | "THAWED" => Some(0),
+        _ => None,
+    }
+}
+
+/// cgroup2 `cgroup.events` says `frozen 1` once every task below is frozen.
+fn v2_frozen(s: &str) -> Option<u64> {
+    s.lines()
+        .find_map(|l| l.strip_prefix("frozen "))
+        .and_then(number)
 }
 
 /// cgroup2 `cpu.max`: both on one line.

@@ -4,10 +4,12 @@
 //! that directory is the root, writable for systemd to delegate below.
 //!
 //! `layout` finds the hierarchies, `files` is the one table of controller files, `v1` and
-//! `v2` hold what differs per version behind [`Version`], `entry` joins a cgroup.
+//! `v2` hold what differs per version behind [`Version`], `entry` joins a cgroup,
+//! `freezer` freezes and thaws it.
 
 mod entry;
 mod files;
+mod freezer;
 mod layout;
 #[cfg(test)]
 mod tests;
@@ -17,6 +19,7 @@ mod v2;
 use std::path::{Path, PathBuf};
 
 pub use entry::{Entry, JoinFile};
+pub use freezer::FreezeHold;
 /// `sys::bpf`'s kernel test finds the cgroup2 mount with it; elsewhere `Layout::detect`.
 #[cfg(test)]
 pub use layout::parse_mountinfo;
@@ -234,6 +237,10 @@ impl Cgroup {
                     nix::unistd::Pid::from_raw(p),
                     nix::sys::signal::Signal::SIGKILL,
                 );
+            }
+            // A frozen v1 task dies only once thawed; killed first, it runs nothing more.
+            if self.frozen() {
+                let _ = self.thaw();
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }

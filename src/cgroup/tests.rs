@@ -5,6 +5,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::files::{row, Setting, Write, TABLE};
 use super::*;
@@ -31,6 +32,7 @@ fn hybrid(root: &Path) -> Layout {
             hierarchy(root, "pids", &["pids"], false),
             hierarchy(root, "devices", &["devices"], false),
             hierarchy(root, "cpuset", &["cpuset"], false),
+            hierarchy(root, "freezer", &["freezer"], false),
             hierarchy(root, "unified", &[], true),
         ],
     };
@@ -81,6 +83,7 @@ fn every_setting_has_one_row() {
         Setting::DevicesAllow,
         Setting::CpuUsageNs,
         Setting::MemoryUsage,
+        Setting::Freeze,
     ];
     for s in all {
         assert_eq!(row(s).setting, s);
@@ -196,12 +199,18 @@ fn v2_configure_writes_v2_files() {
     assert!(!dir.join("cpu.cfs_quota_us").exists());
 }
 
+/// A container's cgroup made on a pure cgroup2 host offering `controllers`, and its directory.
+fn created_v2(root: &Path, controllers: &str) -> (Cgroup, PathBuf) {
+    let cg = Cgroup::new(pure_v2(root, controllers), KEY);
+    cg.create().unwrap();
+    let dir = dir_of(&cg, "cgroup2");
+    (cg, dir)
+}
+
 #[test]
 fn v2_usage_is_read_from_v2_files() {
     let tmp = tempfile::tempdir().unwrap();
-    let cg = Cgroup::new(pure_v2(tmp.path(), "memory\n"), KEY);
-    cg.create().unwrap();
-    let dir = dir_of(&cg, "cgroup2");
+    let (cg, dir) = created_v2(tmp.path(), "memory\n");
     fs::write(
         dir.join("cpu.stat"),
         "usage_usec 42\nuser_usec 40\nsystem_usec 2\n",
@@ -231,4 +240,60 @@ fn a_limit_without_its_controller_names_the_key() {
     }
     // No limits: nothing to write, nothing missing.
     cg.apply_limits(&Limits::default()).unwrap();
+}
+
+#[test]
+fn hybrid_freezes_with_the_v1_freezer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cg = Cgroup::new(hybrid(tmp.path()), KEY);
+    cg.create().unwrap();
+    let state = dir_of(&cg, "freezer").join("freezer.state");
+    // The kernel makes the file; a directory without it has no freezer.
+    let e = cg.freeze().unwrap_err().to_string();
+    assert!(e.contains("no freezer file"), "{e}");
+    fs::write(&state, "THAWED\n").unwrap();
+    assert!(!cg.frozen());
+    // The fake file reads back what was written at once: FROZEN, as the kernel once done.
+    cg.freeze().unwrap();
+    assert_eq!(content(state.clone()), "FROZEN");
+    assert!(cg.frozen());
+    fs::write(&state, "FREEZING\n").unwrap();
+    assert!(!cg.frozen(), "only FROZEN is frozen");
+    cg.thaw().unwrap();
+    assert_eq!(content(state), "THAWED");
+    // Nothing of it in the unified tree, whose cgroup.freeze would be a second freezer.
+    assert!(!dir_of(&cg, "unified").join("cgroup.freeze").exists());
+}
+
+#[test]
+fn v2_freeze_waits_for_cgroup_events_and_undoes_a_freeze_that_does_not_complete() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cg, dir) = created_v2(tmp.path(), "");
+    fs::write(dir.join("cgroup.freeze"), "0\n").unwrap();
+    fs::write(dir.join("cgroup.events"), "populated 1\nfrozen 1\n").unwrap();
+    cg.set_frozen(true, Duration::from_millis(50)).unwrap();
+    assert_eq!(content(dir.join("cgroup.freeze")), "1");
+    assert!(cg.frozen());
+
+    // A task that never freezes: the freeze is given up and undone.
+    fs::write(dir.join("cgroup.events"), "populated 1\nfrozen 0\n").unwrap();
+    let e = cg
+        .set_frozen(true, Duration::from_millis(50))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("web1") && e.contains("froze within") && e.contains("thawed again"),
+        "{e}"
+    );
+    assert_eq!(content(dir.join("cgroup.freeze")), "0");
+    assert!(!cg.frozen());
+}
+
+#[test]
+fn freezing_a_cgroup_that_is_gone_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cg = Cgroup::new(pure_v2(tmp.path(), ""), KEY);
+    let e = cg.freeze().unwrap_err().to_string();
+    assert!(e.contains("web1") && e.contains("not running"), "{e}");
+    assert!(!cg.frozen());
 }

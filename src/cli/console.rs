@@ -1,17 +1,8 @@
 //! rlxc-console: attach to a running container's console (Ctrl-a q detaches).
 
-use super::Common;
+use super::Named as Args;
 use crate::container::{Container, Ended};
 use crate::error::Result;
-
-#[derive(clap::Args, Debug)]
-pub struct Args {
-    /// Container name.
-    #[arg(short = 'n', long = "name")]
-    name: String,
-    #[command(flatten)]
-    common: Common,
-}
 
 pub fn run(a: Args) -> Result<i32> {
     let sys = a.common.system()?;

@@ -100,7 +100,7 @@ fn fancy(containers: &[Container], format: Option<&str>) -> Result<i32> {
                         .map(|i| format!("{} {}", i.dist, i.release))
                         .unwrap_or_else(|| "-".into()),
                     "pid" => match state {
-                        crate::container::State::Running { pid } => pid.to_string(),
+                        crate::container::State::Running { pid, .. } => pid.to_string(),
                         _ => "-".into(),
                     },
                     "ipv4" | "ipv6" => {

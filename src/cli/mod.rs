@@ -20,6 +20,7 @@ mod create;
 mod destroy;
 mod export;
 mod file;
+mod freeze;
 mod image;
 mod info;
 mod ls;
@@ -54,7 +55,7 @@ enum Command {
     Destroy(destroy::Args),
     /// Copy a stopped container under a new name, with its own MAC, host name and machine-id.
     Copy(copy::Args),
-    /// Snapshots of a stopped container: take (-c COMMENT), list (-L), restore (-r), destroy (-d).
+    /// Snapshots: take (-c COMMENT; a running container is frozen for the copy), list (-L), restore (-r), destroy (-d).
     Snapshot(snapshot::Args),
     /// Write a stopped container (config and rootfs) to one archive.
     Export(export::ExportArgs),
@@ -67,9 +68,13 @@ enum Command {
     /// Halt, kill (-k) or reboot (-r) a container.
     Stop(stop::Args),
     /// Attach to a running container's console.
-    Console(console::Args),
+    Console(Named),
     /// Run a command inside a running container.
     Attach(attach::Args),
+    /// Freeze every process of a running container (rlxc-info then says FROZEN).
+    Freeze(Named),
+    /// Thaw a frozen container.
+    Unfreeze(Named),
     /// Copy files into (push) or out of (pull) a container, stopped or running.
     File(file::Args),
     /// Wait for a container to reach a state.
@@ -107,6 +112,16 @@ impl Common {
         }
         Ok(sys)
     }
+}
+
+/// The arguments of a verb that takes a container and nothing else.
+#[derive(clap::Args, Debug)]
+pub struct Named {
+    /// Container name.
+    #[arg(short = 'n', long = "name")]
+    name: String,
+    #[command(flatten)]
+    common: Common,
 }
 
 /// `rlxc-create -n x` → `rlxc create -n x`.
@@ -165,6 +180,8 @@ pub fn main() -> i32 {
         Command::Stop(a) => stop::run(a),
         Command::Console(a) => console::run(a),
         Command::Attach(a) => attach::run(a),
+        Command::Freeze(a) => freeze::run(a, true),
+        Command::Unfreeze(a) => freeze::run(a, false),
         Command::File(a) => file::run(a),
         Command::Wait(a) => wait::run(a),
         Command::Net(a) => net::run(a),

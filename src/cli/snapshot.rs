@@ -1,5 +1,6 @@
 //! rlxc-snapshot: take (`-c` a comment), list (`-L`), restore (`-r SNAP [-N NEW]`) and
-//! destroy (`-d SNAP`) snapshots of a stopped container, with LXC's flags.
+//! destroy (`-d SNAP`) snapshots, with LXC's flags. A running container is frozen for
+//! the copy.
 
 use super::Common;
 use crate::config::format_utc;
@@ -83,8 +84,16 @@ pub fn run(a: Args) -> Result<i32> {
             say(format!("Removed snapshot {s} of {}", c.name));
         }
         (None, _, None) => {
+            let live = c.state().is_running();
             let s = c.snapshot(a.comment.as_deref())?;
             say(format!("Took snapshot {s} of {}", c.name));
+            if live {
+                say(format!(
+                    "{} was running: it was frozen for the copy, so the snapshot's files are \
+                     as after a power cut (crash-consistent)",
+                    c.name
+                ));
+            }
         }
     }
     Ok(0)

@@ -11,7 +11,7 @@ pub struct Args {
     /// Container name.
     #[arg(short = 'n', long = "name")]
     name: String,
-    /// State to wait for: RUNNING or STOPPED (several with '|').
+    /// State to wait for: RUNNING, FROZEN or STOPPED (several with '|').
     #[arg(short = 's', long = "state")]
     state: String,
     /// Give up after this many seconds (exit 1); default: wait forever.
@@ -31,10 +31,10 @@ pub fn run(a: Args) -> Result<i32> {
         .collect();
     if let Some(bad) = wanted
         .iter()
-        .find(|s| !matches!(s.as_str(), "RUNNING" | "STOPPED"))
+        .find(|s| !matches!(s.as_str(), "RUNNING" | "FROZEN" | "STOPPED"))
     {
         return Err(Error::Usage(format!(
-            "unknown state {bad:?}: use RUNNING or STOPPED"
+            "unknown state {bad:?}: use RUNNING, FROZEN or STOPPED"
         )));
     }
     let t0 = Instant::now();

@@ -10,6 +10,7 @@ impl Container {
     /// Run a command inside; its exit status.
     pub fn attach(&self, opts: &Options) -> Result<i32> {
         let pid = self.running_pid()?;
+        self.must_not_be_frozen()?;
         crate::attach::run(pid, opts)
     }
 

@@ -185,7 +185,7 @@ impl Container {
         let pid = self.running_pid()?;
         let root = Root::of_process(pid)?;
         // The pid was init's when asked; still so after the open, the root is its.
-        if self.state() != (State::Running { pid }) {
+        if !matches!(self.state(), State::Running { pid: p, .. } if p == pid) {
             return Err(Error::Other(format!(
                 "{} stopped or restarted while its files were being opened; try again",
                 self.name

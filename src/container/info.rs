@@ -31,14 +31,14 @@ impl Container {
     /// Addresses only (cheap enough for a table of many containers).
     pub fn addresses(&self, state: &State) -> (Vec<String>, Vec<String>) {
         match state {
-            State::Running { pid } => crate::net::link::container_addresses(*pid),
+            State::Running { pid, .. } => crate::net::link::container_addresses(*pid),
             _ => (Vec::new(), Vec::new()),
         }
     }
 
     /// Everything live, when it runs with its monitor.
     pub fn live(&self, state: &State) -> Option<Live> {
-        let State::Running { pid } = state else {
+        let State::Running { pid, .. } = state else {
             return None;
         };
         let (ipv4, ipv6) = crate::net::link::container_addresses(*pid);

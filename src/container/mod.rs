@@ -13,6 +13,7 @@ mod create;
 mod destroy;
 mod export;
 mod file;
+mod freeze;
 /// The host as a whole, for rlxc-checkconfig.
 pub mod host;
 /// The image caches (`rlxc-image`): what creates read from, listed and pruned.
@@ -44,9 +45,11 @@ pub use stop::{StopMode, StopOutcome};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum State {
     Stopped,
-    /// The monitor answers: init runs with this (host) pid.
+    /// The monitor answers: init runs with this (host) pid; `frozen` when every task
+    /// of it is frozen (rlxc-freeze). A frozen container still counts as running.
     Running {
         pid: i32,
+        frozen: bool,
     },
     /// No monitor answers, but processes live in the container's cgroup: the monitor
     /// was killed. They can still be stopped (rlxc-stop -k).
@@ -70,6 +73,7 @@ impl std::fmt::Display for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             State::Stopped => "STOPPED",
+            State::Running { frozen: true, .. } => "FROZEN",
             State::Running { .. } | State::Orphaned { .. } | State::Unreachable { .. } => "RUNNING",
         })
     }
@@ -149,7 +153,7 @@ impl Container {
     /// says how to recover when the monitor is gone.
     pub fn running_pid(&self) -> Result<i32> {
         match self.state() {
-            State::Running { pid } => Ok(pid),
+            State::Running { pid, .. } => Ok(pid),
             State::Orphaned { .. } => Err(Error::Other(format!(
                 "{}'s monitor is gone (killed?) while its processes still run; stop them \
                  with rlxc-stop -k -n {} and start it again",
@@ -170,7 +174,10 @@ impl Container {
     pub fn state(&self) -> State {
         if let Ok(s) = crate::ipc::client::connect(&self.run_dir) {
             return match crate::ipc::client::state_on(&s, &self.run_dir) {
-                Ok(pid) => State::Running { pid },
+                Ok(pid) => State::Running {
+                    pid,
+                    frozen: self.is_frozen(),
+                },
                 Err(e) => State::Unreachable {
                     why: crate::error::flatten(&e),
                 },

@@ -30,7 +30,7 @@ impl Container {
         self.dir().join("snaps")
     }
 
-    /// Snapshot this (stopped) container; its name (`snap0`, `snap1`, …).
+    /// Snapshot this container (a running one frozen for the copy); its name (`snap0`, …).
     pub fn snapshot(&self, comment: Option<&str>) -> Result<String> {
         let cfg = self.config()?;
         if comment.is_some_and(|c| c.len() > MAX_COMMENT) {
@@ -38,7 +38,7 @@ impl Container {
                 "a snapshot comment holds at most {MAX_COMMENT} bytes"
             )));
         }
-        let _lock = self.lock_stopped("snapshotting this container", "a snapshot")?;
+        let (_lock, live) = self.lock_quiesced("snapshotting this container", "a snapshot")?;
         let _cleanup = crate::sys::CleanupGuard::hold();
         let snaps = self.snaps_dir();
         store::mkdir_p(&snaps, 0o700)?;
@@ -54,7 +54,7 @@ impl Container {
         cfg.save(&building.join("config.toml"))?;
         let ts = crate::image::cache::now().to_string();
         crate::config::write_atomic(&building.join("ts"), ts.as_bytes(), 0o644)?;
-        let comment = comment.unwrap_or("");
+        let comment = super::freeze::noted(comment.unwrap_or(""), live.is_some());
         crate::config::write_atomic(&building.join("comment"), comment.as_bytes(), 0o644)?;
         store::rename_noreplace(&building, &snaps.join(&name))
             .ctx("rename into place", snaps.join(&name))?;

@@ -342,6 +342,16 @@ pub fn default_interrupts() {
     }
 }
 
+/// Ignore the signals `catch_interrupts` handles (a helper that must outlive its
+/// parent's Ctrl-C, which reaches the whole process group).
+pub fn ignore_interrupts() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        // SAFETY: installing SIG_IGN involves no handler code at all.
+        let _ = unsafe { signal(sig, SigHandler::SigIgn) };
+    }
+}
+
 /// Close every descriptor from `first` up.
 pub fn close_fds_from(first: u32) -> io::Result<()> {
     // SAFETY: close_range takes plain integers. The caller (a freshly forked child) owns

@@ -64,6 +64,21 @@ check "AppArmor refuses binding /proc/1/root elsewhere" sh -c "! rlxc attach -n 
 check "seccomp refuses a read-only superblock remount with other flags" sh -c "! rlxc attach -n bb -- mount -o remount,ro,sync / && touch /var/tmp/still-writable"
 check "AppArmor refuses mounting devpts" sh -c "! rlxc attach -n bb -- sh -c 'mkdir -p /tmp/p && mount -t devpts devpts /tmp/p'"
 check "a host sysctl stays the host's" sh -c "v=\$(cat /proc/sys/kernel/panic); rlxc attach -n bb -- sh -c 'mount -o remount,bind,rw /proc/sys; echo 7 > /proc/sys/kernel/panic'; [ \"\$(cat /proc/sys/kernel/panic)\" = \"\$v\" ]"
-check "rlxc-stop -k busybox" rlxc stop -k -n bb
+# Freeze through cgroup.freeze: a counter stands still while cgroup.events says frozen,
+# goes on after the thaw, and a frozen container can be killed.
+rlxc attach -n bb -- sh -c '(i=0; while :; do i=$((i+1)); echo $i > /counter; usleep 10000; done) </dev/null >/dev/null 2>&1 &'
+bcg=$(ls -d $cg/rlxc/bb.* | head -n 1)
+bcount=/var/lib/rlxc/bb/rootfs/counter
+frozen_still() {
+    rlxc freeze -n bb && grep -qx 'frozen 1' "$bcg/cgroup.events" && rlxc info -s -n bb | grep -q FROZEN &&
+        a=$(cat $bcount) && sleep 0.5 && [ "$(cat $bcount)" = "$a" ]
+}
+thawed_counting() {
+    rlxc unfreeze -n bb && grep -qx 'frozen 0' "$bcg/cgroup.events" && rlxc info -s -n bb | grep -q RUNNING &&
+        a=$(cat $bcount) && sleep 0.5 && [ "$(cat $bcount)" != "$a" ]
+}
+check "rlxc-freeze: cgroup.events says frozen, the counter stands still" frozen_still
+check "rlxc-unfreeze: the counter goes on" thawed_counting
+check "rlxc-stop -k of a frozen busybox" sh -c "rlxc freeze -n bb && rlxc stop -k -n bb"
 check "nothing left of busybox" sh -c "! ls -d $cg/rlxc/bb.* >/dev/null 2>&1 && ! pgrep -f '^\\[rlxc monitor\\] bb'"
 say DONE

@@ -92,7 +92,19 @@ impl Monitor {
         let sig = self.signal_for("reboot");
         self.reboot_requested = true;
         send_raw(init, sig);
+        self.thaw_for_stop();
         reply(s, &Response::Ok);
+    }
+
+    /// A frozen container cannot halt, and on cgroup v1 not even die: thawed once its
+    /// signal is sent (a pending SIGKILL ends a task before it runs again).
+    pub(super) fn thaw_for_stop(&self) {
+        let Some(run) = &self.run else { return };
+        if run.cgroup.frozen() {
+            if let Err(e) = run.cgroup.thaw() {
+                eprintln!("{}: {e}", self.name);
+            }
+        }
     }
 
     /// The answer, the output kept so far, then the connection is a console.

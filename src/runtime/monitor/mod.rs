@@ -457,6 +457,7 @@ impl Monitor {
                 });
             }
         }
+        self.thaw_for_stop();
     }
 
     fn tick_stop(&mut self) {
@@ -471,6 +472,7 @@ impl Monitor {
             let _ = nix::sys::signal::kill(init, Signal::SIGKILL);
             st.killed = true;
             self.begin_removals();
+            self.thaw_for_stop();
         } else if now >= st.next_resend {
             send_raw(init, st.signal);
             st.next_resend = now + Duration::from_millis(500);
