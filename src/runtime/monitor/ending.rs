@@ -1,0 +1,126 @@
+//! The end of a run: init reaped, everything of it undone in reverse order, the
+//! after-stop command run, and only then the stop waiters told.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use super::Monitor;
+use crate::ipc::client::socket_path;
+use crate::net::link as net;
+
+impl Monitor {
+    /// Start deleting the veths (see `net::VethRemoval`): at a kill, while the container's
+    /// processes die; at the latest when init is gone.
+    pub(super) fn begin_removals(&mut self) {
+        if let Some(run) = self.run.as_mut() {
+            let started = run.veths.drain(..).map(|v| net::begin_remove_veth(&v));
+            self.removing.extend(started);
+        }
+    }
+
+    /// Reap children; true when init is gone.
+    pub(super) fn reap_init(&mut self) -> bool {
+        while self.signals.read_signal().ok().flatten().is_some() {}
+        let Some(init) = self.run.as_ref().map(|r| r.init) else {
+            return true;
+        };
+        let mut gone = false;
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(p, _)) if p == init => gone = true,
+                Ok(WaitStatus::Signaled(p, sig, _)) if p == init => {
+                    // In a PID namespace, init's reboot(2) ends it with SIGHUP (restart)
+                    // or SIGINT (halt).
+                    self.init_asked_reboot = sig == Signal::SIGHUP;
+                    gone = true;
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        gone
+    }
+
+    /// Everything of the run, in reverse order of creation.
+    pub(super) fn teardown(&mut self) {
+        // Started first (unless a kill did): the deletes run while the cgroup goes.
+        self.begin_removals();
+        let Some(run) = self.run.take() else { return };
+        if let Err(e) = run.cgroup.destroy() {
+            eprintln!("{}: {e}", self.name);
+        }
+        for r in &self.removing {
+            if !r.wait_gone(Duration::from_secs(5)) {
+                eprintln!(
+                    "{}: the veth {} is still there after 5 s",
+                    self.name, r.name
+                );
+            }
+        }
+        let _ = std::fs::remove_file(self.dir.join("init.pid"));
+        let _ = std::fs::remove_file(self.dir.join("boot_id"));
+        self.consoles.clear();
+    }
+
+    /// The end: nothing of the container is left when the stop waiters hear so.
+    pub(super) fn shutdown(&mut self) {
+        self.teardown();
+        // Gone before the reply: whoever it wakes may start the container again.
+        let _ = std::fs::remove_file(socket_path(&self.dir));
+        let _ = std::fs::remove_file(self.dir.join("monitor.log"));
+        let _ = std::fs::remove_dir(&self.dir);
+        self.run_after_stop();
+        let mut waiters = self
+            .stopping
+            .take()
+            .map(|st| st.waiters)
+            .unwrap_or_default();
+        // Clients that connected before the socket went, not yet accepted: whatever they
+        // asked, the answer is that the container stopped (unanswered, they would read
+        // "connection reset").
+        if self.listener.set_nonblocking(true).is_ok() {
+            waiters.extend(std::iter::from_fn(|| {
+                self.listener.accept().ok().map(|(s, _)| s)
+            }));
+        }
+        for w in waiters {
+            let _ = crate::ipc::write_msg(&w, &crate::ipc::Response::Stopped);
+        }
+        self.finish_removals();
+    }
+
+    /// The after-stop command, retried for a while: a start or copy of this container
+    /// still holding its lock (a run that ended at once) makes it fail at first.
+    pub(super) fn run_after_stop(&self) {
+        let Some((prog, args)) = self.after_stop.split_first() else {
+            return;
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match std::process::Command::new(prog)
+                .args(args)
+                .stdin(std::process::Stdio::null())
+                .status()
+            {
+                Ok(s) if s.success() => return,
+                Ok(s) if Instant::now() < deadline => {
+                    eprintln!("{}: after-stop command {s}; trying again", self.name)
+                }
+                r => {
+                    eprintln!("{}: after-stop command failed: {r:?}", self.name);
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub(super) fn finish_removals(&mut self) {
+        for r in self.removing.drain(..) {
+            r.finish();
+        }
+    }
+}
