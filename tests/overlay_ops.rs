@@ -57,7 +57,10 @@ fn assert_disk_use(info: &str, want: [u64; 3]) {
     let (total, rest) = line.split_once(" (").unwrap();
     let (own, rest) = rest.split_once(" own files, ").unwrap();
     let (snaps, rest) = rest.split_once(" snapshots").unwrap();
-    assert_eq!(rest, "; the shared lower not counted)", "{line}");
+    assert_eq!(
+        rest, "; shared layers outside its directory not counted)",
+        "{line}"
+    );
     for (shown, want) in [total, own, snaps].into_iter().zip(want) {
         let (v, slack) = parse_size(shown);
         assert!(
@@ -373,4 +376,56 @@ fn a_killed_copy_or_export_of_an_overlay_container_leaves_no_mount_and_no_proces
     );
     assert_eq!(tree_listing(&lower), pristine, "the lower changed");
     assert_nothing_mounted(&env);
+}
+
+#[test]
+fn a_clone_on_frozen_layers_is_snapshotted_and_exported_with_its_layers_merged() {
+    let rt = Rt::new("ovlay", "");
+    let clone = unique("ovlayc");
+    let _made = Made {
+        env: &rt.env,
+        name: clone.clone(),
+    };
+    rt.env.ok(&["copy", "-s", "-n", &rt.name, "-N", &clone]);
+    let push = |file: &str| {
+        let host = rt.env.dir.path().join(file);
+        std::fs::write(&host, format!("{file}\n")).unwrap();
+        let to = format!("{clone}:/etc/{file}");
+        rt.env.ok(&["file", "push", host.to_str().unwrap(), &to]);
+    };
+    push("before");
+    rt.env.ok(&["snapshot", "-n", &clone]);
+    push("after");
+    let dir = rt.env.lxcpath().join(&clone);
+    assert_eq!(
+        names_in(&dir.join("snaps/snap0/upper/etc")),
+        ["before", "hostname", "hosts"]
+    );
+
+    let archive = rt.env.dir.path().join("clone.tar.zst");
+    let a = archive.to_str().unwrap();
+    rt.env.ok(&["export", "-q", "-n", &clone, "--snapshots", a]);
+    let other = Env::new("http://127.0.0.1:9");
+    other.ok(&["import", "-q", a]);
+    let odir = other.lxcpath().join(&clone);
+    let (tree, snap) = (odir.join("rootfs"), odir.join("snaps/snap0/rootfs"));
+    assert_eq!(
+        read(tree.join("etc/before")) + &read(tree.join("etc/after")),
+        "before\nafter\n"
+    );
+    assert_eq!(read(snap.join("etc/before")), "before\n");
+    assert!(!snap.join("etc/after").exists());
+    for t in [&tree, &snap] {
+        assert!(
+            t.join("bin/busybox").is_file(),
+            "the frozen layer is in {}",
+            t.display()
+        );
+    }
+    // Restored there, it is the snapshot's tree.
+    other.ok(&["snapshot", "-n", &clone, "-r", "snap0"]);
+    assert!(!tree.join("etc/after").exists() && tree.join("etc/before").is_file());
+    for e in [&rt.env, &other] {
+        assert_nothing_mounted(e);
+    }
 }

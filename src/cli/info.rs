@@ -124,7 +124,7 @@ fn storage(c: &Container, shared_lower: bool, row: &dyn Fn(&str, &str)) {
                 human(u.files),
                 human(u.snapshots),
                 if shared_lower {
-                    "; the shared lower not counted"
+                    "; shared layers outside its directory not counted"
                 } else {
                     ""
                 }
