@@ -59,6 +59,7 @@ pub fn lsetxattr_at(dir: BorrowedFd<'_>, leaf: &[u8], name: &str, value: &[u8]) 
 
 mod interrupt;
 pub use interrupt::{catch_interrupts, interrupted, CleanupGuard};
+pub use spawn::exec_in_dir;
 
 /// Set the process umask, returning the old one.
 pub fn umask(mask: u32) -> u32 {
@@ -121,6 +122,7 @@ pub mod btrfs;
 pub mod mount;
 pub mod pty;
 pub mod seccomp;
+mod spawn;
 
 /// clone3's flag for starting the child in a cgroup2 directory (Linux 5.7).
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
@@ -557,27 +559,6 @@ pub fn die_with_parent(cmd: &mut std::process::Command) {
             Ok(())
         });
     }
-}
-
-/// Run `cmd`'s child in the directory `dir` (its working directory, so a detached mount
-/// needs no path), killed if this process dies first. `dir` must stay open until the
-/// spawn.
-pub fn exec_in_dir(cmd: &mut std::process::Command, dir: BorrowedFd<'_>) {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::process::CommandExt;
-    let fd = dir.as_raw_fd();
-    // SAFETY: the closure runs in the forked child before exec and only calls fchdir,
-    // which is async-signal-safe; the descriptor is open in the parent at the spawn (the
-    // caller's promise), so in the child until exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::fchdir(fd) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    die_with_parent(cmd);
 }
 
 /// End a forked child at once: no atexit handlers, no destructors of the parent's state,
