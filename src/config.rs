@@ -437,16 +437,20 @@ impl ContainerConfig {
 
     /// Write atomically (temp file + rename) with a header comment.
     pub fn save(&self, file: &Path) -> Result<()> {
+        write_atomic(file, self.to_text(file)?.as_bytes(), 0o644)
+    }
+
+    /// The text `save` writes (`file` names it in an error).
+    pub fn to_text(&self, file: &Path) -> Result<String> {
         let body = toml::to_string_pretty(self).map_err(|e| {
             Error::Other(format!(
                 "cannot serialise config for {}: {e}",
                 file.display()
             ))
         })?;
-        let text = format!(
+        Ok(format!(
             "# rlxc container configuration (see `man rlxc.container.conf`-style notes in README.md)\n{body}"
-        );
-        write_atomic(file, text.as_bytes(), 0o644)
+        ))
     }
 
     /// Fill `x` digits of MAC address templates (LXC's `00:16:3e:xx:xx:xx`) with random hex.

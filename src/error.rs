@@ -235,8 +235,13 @@ impl Error {
                 have.join(", ")
             )),
             Error::ImageUsed { containers, .. } => Some(format!(
-                "destroy {} first (rlxc-destroy -n NAME), then remove the image",
-                containers.join(", ")
+                "destroy {} first (rlxc-destroy -n NAME{}), then remove the image",
+                containers.join(", "),
+                if containers.iter().any(|c| c.contains("(snapshot ")) {
+                    "; a snapshot: rlxc-snapshot -n NAME -d SNAP"
+                } else {
+                    ""
+                }
             )),
             Error::ImageBusy { .. } => Some(
                 "a create is unpacking from it: run this again when the create has finished, \

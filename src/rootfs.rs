@@ -141,6 +141,13 @@ impl Root {
     }
 }
 
+/// The root's own handle, for tools that work in it (as their working directory).
+impl AsFd for Root {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 /// Open the very inode an O_PATH handle names (no second lookup a rename could redirect)
 /// for I/O, through this process's own /proc/self/fd.
 pub fn reopen(fd: std::os::fd::BorrowedFd<'_>, flags: OFlag) -> nix::Result<OwnedFd> {

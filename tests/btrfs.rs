@@ -434,20 +434,30 @@ fn copies_between_dir_and_btrfs_and_best_picks_btrfs() {
     );
     assert!(is_subvolume(&env.rootfs(&snap)));
 
-    // Export and import of a btrfs container: a subvolume again, the same tree.
+    // Export and import of a btrfs container with its snapshot: subvolumes again, the
+    // same trees, and the snapshot restores there.
+    env.ok(&["snapshot", "-n", &to_b]);
     let archive = env.dir.path().join("b.tar.zst");
-    env.ok(&["export", "-n", &to_b, p(&archive)]);
+    env.ok(&["export", "-n", &to_b, "--snapshots", p(&archive)]);
     let imported = unique("bimp");
     env.ok(&["import", p(&archive), "-n", &imported]);
     assert_eq!(backend(env, &imported), "btrfs");
     assert!(is_subvolume(&env.rootfs(&imported)));
     assert_same_tree(&env.rootfs(&to_b), &env.rootfs(&imported));
+    let snap_of = |n: &str| env.lxcpath().join(n).join("snaps/snap0/rootfs");
+    assert!(is_subvolume(&snap_of(&imported)));
+    assert_same_tree(&snap_of(&to_b), &snap_of(&imported));
+    env.ok(&["snapshot", "-n", &imported, "-r", "snap0"]);
+    assert!(is_subvolume(&env.rootfs(&imported)));
     // Where the lxcpath is not on btrfs, the same archive comes in as a dir.
     let plain = Env::new("http://127.0.0.1:9");
     let _tmpfs = Mounted::tmpfs_on(&plain.lxcpath());
     plain.ok(&["import", p(&archive), "-n", &imported]);
     assert_eq!(backend(&plain, &imported), "dir");
     assert_same_tree(&env.rootfs(&to_b), &plain.rootfs(&imported));
+    let psnap = plain.lxcpath().join(&imported).join("snaps/snap0");
+    assert!(read(psnap.join("config.toml")).contains("backend = \"dir\""));
+    assert_same_tree(&snap_of(&to_b), &psnap.join("rootfs"));
 
     for n in [&best, &d, &to_b, &to_d, &snap, &imported] {
         env.ok(&["destroy", "-n", n]);

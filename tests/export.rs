@@ -322,3 +322,88 @@ fn ctrl_c_during_an_export_or_an_import_leaves_nothing() {
     interrupt_once(child, || staging.exists());
     assert_nothing_imported(&rt.env, &[&rt.name]);
 }
+
+#[test]
+fn snapshots_travel_with_export_snapshots_and_come_back_exactly() {
+    let rt = Rt::new("expsnap", "");
+    let r = rt.env.rootfs(&rt.name);
+    let dir = rt.env.lxcpath().join(&rt.name);
+    rt.ok(&["snapshot", "-c", "first"]);
+    std::fs::write(r.join("etc/second"), "2\n").unwrap();
+    std::fs::remove_file(r.join("etc/profile")).unwrap();
+    rt.ok(&["snapshot"]);
+    std::fs::write(r.join("etc/now"), "now\n").unwrap();
+
+    // Without --snapshots the archive has none (format 1, as before).
+    let plain = export(&rt, "plain.tar.zst");
+    let out = rt.env.dir.path().join("snaps.tar.zst");
+    let o = rt.env.run(&[
+        "export",
+        "-n",
+        &rt.name,
+        "--snapshots",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("with snapshots snap0, snap1"),
+        "{}",
+        stderr(&o)
+    );
+
+    // Restored on another installation: every snapshot's tree, config, time, comment.
+    let other = Env::new("http://127.0.0.1:9");
+    other.ok(&["import", "-q", out.to_str().unwrap()]);
+    let odir = other.lxcpath().join(&rt.name);
+    assert_same_tree(&r, &odir.join("rootfs"), &[]);
+    assert_eq!(
+        std::fs::read_dir(odir.join("snaps")).unwrap().count(),
+        2,
+        "no work files left beside the snapshots"
+    );
+    for s in ["snap0", "snap1"] {
+        let (a, b) = (dir.join("snaps").join(s), odir.join("snaps").join(s));
+        assert_same_tree(&a.join("rootfs"), &b.join("rootfs"), &[]);
+        for f in ["config.toml", "ts", "comment"] {
+            assert_eq!(read(a.join(f)), read(b.join(f)), "{s}/{f}");
+        }
+    }
+    assert_eq!(
+        rt.env.ok(&["snapshot", "-n", &rt.name, "-L"]),
+        other.ok(&["snapshot", "-n", &rt.name, "-L"])
+    );
+    // They restore there as here.
+    other.ok(&["snapshot", "-n", &rt.name, "-r", "snap0"]);
+    assert_same_tree(&dir.join("snaps/snap0/rootfs"), &odir.join("rootfs"), &[]);
+    let other2 = Env::new("http://127.0.0.1:9");
+    other2.ok(&["import", "-q", plain.to_str().unwrap()]);
+    assert!(!other2.lxcpath().join(&rt.name).join("snaps").exists());
+
+    // A copy under another name: its snapshots name it too, and carry its MACs.
+    let copy = unique("expsnap2");
+    let _guard = Made {
+        env: &rt.env,
+        name: copy.clone(),
+    };
+    rt.env
+        .ok(&["import", "-q", out.to_str().unwrap(), "-n", &copy]);
+    let cdir = rt.env.lxcpath().join(&copy);
+    for s in ["snap0", "snap1"] {
+        let cfg = read(cdir.join("snaps").join(s).join("config.toml"));
+        assert!(cfg.contains(&format!("hostname = \"{copy}\"")), "{cfg}");
+        let host = read(cdir.join("snaps").join(s).join("rootfs/etc/hostname"));
+        assert_eq!(host.trim(), copy);
+    }
+
+    // Cut short anywhere, inside a snapshot or after: nothing is left.
+    let bytes = std::fs::read(&out).unwrap();
+    for cut in [bytes.len() / 5, bytes.len() / 2, bytes.len() - 100] {
+        let f = rt.env.dir.path().join(format!("cut{cut}.tar.zst"));
+        std::fs::write(&f, &bytes[..cut]).unwrap();
+        let e = rt
+            .env
+            .fails(&["import", f.to_str().unwrap(), "-n", "victim"]);
+        assert!(!e.contains("panicked"), "{cut}: {e}");
+        assert_nothing_imported(&rt.env, &[&rt.name, &copy]);
+    }
+}

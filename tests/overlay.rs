@@ -4,81 +4,11 @@
 
 mod common;
 
+use common::overlay::*;
 use common::rt::*;
 use common::*;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-
-/// Stops (kills) the named containers whatever the test did.
-struct Stopper<'a>(&'a Env, Vec<String>);
-
-impl Drop for Stopper<'_> {
-    fn drop(&mut self) {
-        for n in &self.1 {
-            let _ = self.0.run(&["stop", "-k", "-n", n]);
-        }
-    }
-}
-
-/// `create -q -B overlay` from the fixture mirror with no network; returns how long
-/// it took.
-fn create_overlay(env: &Env, name: &str, dist: &str, release: &str) -> Duration {
-    let t0 = Instant::now();
-    let no_net = "[[network]]\ntype = \"empty\"\n";
-    env.create_with_args(name, dist, release, no_net, &["-B", "overlay"]);
-    t0.elapsed()
-}
-
-/// Every entry under `dir` with its size, mode, owner and mtime: equal lists, an
-/// unchanged tree.
-fn tree_listing(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let m = e.path().symlink_metadata().unwrap();
-            out.push(format!(
-                "{} {} {:o} {}:{} {}",
-                e.path().display(),
-                m.len(),
-                m.mode(),
-                m.uid(),
-                m.gid(),
-                m.mtime()
-            ));
-            if m.is_dir() {
-                stack.push(e.path());
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-/// Lines of /proc/self/mountinfo that mention `paths`.
-fn mounts_under(paths: &[PathBuf]) -> Vec<String> {
-    read("/proc/self/mountinfo")
-        .lines()
-        .filter(|l| paths.iter().any(|p| l.contains(&*p.to_string_lossy())))
-        .map(str::to_string)
-        .collect()
-}
-
-/// The one lower of `dist/release` (the fixtures have one build each), with nothing
-/// else (no half-unpacked staging tree) beside it.
-fn the_lower(env: &Env, dist: &str, release: &str) -> PathBuf {
-    let dir = env.cachepath().join(format!(
-        "lowers/download/{dist}/{release}/{}/default",
-        host_arch()
-    ));
-    let entries: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(entries.len(), 1, "{entries:?}");
-    entries[0].clone()
-}
+use std::time::Duration;
 
 fn attach(env: &Env, name: &str, script: &str) -> std::process::Output {
     env.run(&["attach", "-n", name, "--", "/bin/sh", "-c", script])

@@ -33,6 +33,26 @@ fn snapshot_break_restore_boot_and_a_new_container_from_a_snapshot() {
     std::fs::write(r.join("stray"), "x").unwrap();
     let second = rt.env.run(&["snapshot", "-n", &rt.name]);
     assert!(stderr(&second).contains("snap1"), "{}", stderr(&second));
+    let info = rt.info();
+    let row = |k: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .unwrap_or_else(|| panic!("no {k} in {info}"))
+            .trim()
+            .to_string()
+    };
+    assert!(row("Backing store:").ends_with("/rootfs (dir)"), "{info}");
+    let usage = row("Disk use:");
+    assert!(
+        usage.contains(" own files, ") && usage.ends_with(" snapshots)"),
+        "{info}"
+    );
+    assert!(!usage.contains(" 0 bytes snapshots"), "{info}");
+    let snaps = row("Snapshots:");
+    assert!(
+        snaps.starts_with("2: snap0 (20") && snaps.contains(" UTC), snap1 (20"),
+        "{info}"
+    );
 
     rt.env.ok(&["start", "-d", "-n", &rt.name]);
     let err = rt.env.fails(&["snapshot", "-n", &rt.name, "-r", "snap0"]);

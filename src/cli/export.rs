@@ -14,6 +14,9 @@ pub struct ExportArgs {
     name: String,
     /// The archive to write (zstd-compressed tar, e.g. web1.tar.zst); must not exist.
     archive: PathBuf,
+    /// Its snapshots too (rlxc-import restores them).
+    #[arg(long = "snapshots")]
+    snapshots: bool,
     #[command(flatten)]
     common: Common,
 }
@@ -37,11 +40,12 @@ pub fn export(a: ExportArgs) -> Result<i32> {
     let sys = a.common.system()?;
     let c = Container::new(&sys, &a.name)?;
     let progress = Reporter::new(a.common.quiet);
-    let r = c.export(&a.archive, &progress)?;
+    let r = c.export(&a.archive, a.snapshots, &progress)?;
     if !a.common.quiet {
         eprintln!(
-            "Exported {} to {} in {:.2} s: {} MB of files as {} MB, {}",
+            "Exported {}{} to {} in {:.2} s: {} MB of files as {} MB, {}",
             c.name,
+            with_snapshots(&r.snapshots),
             r.archive.display(),
             r.elapsed.as_secs_f64(),
             r.tree_bytes / 1_000_000,
@@ -80,8 +84,9 @@ pub fn import(a: ImportArgs) -> Result<i32> {
         format!(" (a copy of {})", r.manifest.name)
     };
     eprintln!(
-        "Imported container {}{from} from {} in {:.2} s: {} files, {} MB, {} (exported by rlxc {})",
+        "Imported container {}{from}{} from {} in {:.2} s: {} files, {} MB, {} (exported by rlxc {})",
         r.name,
+        with_snapshots(&r.snapshots),
         a.archive.display(),
         r.elapsed.as_secs_f64(),
         r.stats.entries,
@@ -97,4 +102,13 @@ pub fn import(a: ImportArgs) -> Result<i32> {
 pub(super) fn throughput(bytes: u64, took: Duration) -> String {
     let secs = took.as_secs_f64().max(1e-3);
     format!("{:.1} MB/s", bytes as f64 / 1e6 / secs)
+}
+
+/// " with snapshots snap0, snap1", or nothing.
+fn with_snapshots(names: &[String]) -> String {
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!(" with snapshots {}", names.join(", "))
+    }
 }

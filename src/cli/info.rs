@@ -1,6 +1,7 @@
 //! rlxc-info: state and a summary of the configuration.
 
 use super::Common;
+use crate::config::Backend;
 use crate::container::Container;
 use crate::error::Result;
 
@@ -69,7 +70,8 @@ pub fn run(a: Args) -> Result<i32> {
         );
         row("Image server", &i.server);
     }
-    row("Rootfs", &c.backing(&cfg).describe(&c.dir()));
+    row("Backing store", &c.backing(&cfg).describe(&c.dir()));
+    storage(&c, cfg.rootfs.backend != Backend::Dir, &row);
     row("Config", &c.config_path().display().to_string());
     for n in &cfg.networks {
         let mut d = n.kind.to_string();
@@ -109,6 +111,38 @@ pub fn run(a: Args) -> Result<i32> {
         if cfg.autostart.enabled { "yes" } else { "no" },
     );
     Ok(0)
+}
+
+/// What its files take on disk, and its snapshots.
+fn storage(c: &Container, shared_lower: bool, row: &dyn Fn(&str, &str)) {
+    match c.disk_use() {
+        Ok(u) => row(
+            "Disk use",
+            &format!(
+                "{} ({} own files, {} snapshots{})",
+                human(u.files + u.snapshots),
+                human(u.files),
+                human(u.snapshots),
+                if shared_lower {
+                    "; shared layers outside its directory not counted"
+                } else {
+                    ""
+                }
+            ),
+        ),
+        Err(e) => row("Disk use", &format!("unknown: {e}")),
+    }
+    match c.snapshots() {
+        Ok(s) if s.is_empty() => row("Snapshots", "none"),
+        Ok(s) => {
+            let list: Vec<String> = s
+                .iter()
+                .map(|s| format!("{} ({} UTC)", s.name, crate::config::format_utc(s.taken)))
+                .collect();
+            row("Snapshots", &format!("{}: {}", s.len(), list.join(", ")));
+        }
+        Err(e) => row("Snapshots", &format!("unknown: {e}")),
+    }
 }
 
 /// PID, addresses, CPU, memory and link counters of a running container.

@@ -3,7 +3,8 @@
 //! (`cp -a`: numeric owners, modes with setuid, xattrs with file capabilities and ACLs,
 //! hardlinks, device nodes, sparse files, mtimes; reflinks where the file system has
 //! them), then everything that made it the source is replaced: host name, MACs, the
-//! picked `auto` address, machine-id, DHCP leases, SSH host keys.
+//! picked `auto` address, machine-id, DHCP leases, SSH host keys. An overlay
+//! container's merged tree is what is copied: the copy is a `dir` (or `btrfs`) container.
 
 use std::ffi::OsStr;
 use std::os::fd::AsFd;
@@ -14,6 +15,7 @@ use std::time::Duration;
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 
+use super::tree::{whole_tree_config, Tree};
 use super::{Bdev, Container};
 use crate::config::{Backend, ContainerConfig, SystemConfig};
 use crate::error::{Error, IoContext, Result};
@@ -52,10 +54,19 @@ impl Container {
         let src_cfg = self.config()?;
         // Held for the whole copy: no start or destroy of the source meanwhile.
         let _src_lock = self.lock_stopped("copying this container", "a copy")?;
-        // Refuses a store whose tree is not a directory on disk.
-        self.rootfs(&src_cfg)?;
         let from = self.backing(&src_cfg);
-        self.new_from(sys, &*from, &self.dir(), src_cfg, new, backend)
+        if from.kind() == Backend::Overlay {
+            // Its merged tree, whole: the copy is a container of its own on dir (or
+            // btrfs), not layered on anything.
+            let tree = self.tree_for_reading(&src_cfg)?;
+            let whole = Source::Whole(&tree);
+            return self.new_from(sys, whole, whole_tree_config(src_cfg), new, backend);
+        }
+        let own = Source::Own {
+            store: &*from,
+            dir: &self.dir(),
+        };
+        self.new_from(sys, own, src_cfg, new, backend)
     }
 
     /// This container's lock, taken only if it is stopped: `what` of a running
@@ -75,14 +86,13 @@ impl Container {
         Ok(lock)
     }
 
-    /// A new container `new` from the tree of `from` in `from_dir` and `src_cfg` (this
-    /// container's own, or a snapshot's), on `backend` (None: `src_cfg`'s), made its
-    /// own, all or nothing. The caller holds this one's lock.
+    /// A new container `new` of `from` and `src_cfg` (this container's own, or a
+    /// snapshot's), on `backend` (None: `src_cfg`'s), made its own, all or nothing. The
+    /// caller holds this one's lock.
     pub(super) fn new_from(
         &self,
         sys: &SystemConfig,
-        from: &dyn BackingStore,
-        from_dir: &Path,
+        from: Source,
         mut src_cfg: ContainerConfig,
         new: &str,
         backend: Option<Backend>,
@@ -96,8 +106,7 @@ impl Container {
         let made = NewContainer::begin(sys, new)?;
         let (dst, staging) = (&made.c, made.creating.dir.clone());
         let backing = dst.backing(&src_cfg);
-        let to = backing.path(&staging);
-        copy_rootfs(from, from_dir, backing.kind(), &to)?;
+        fill(&*backing, &staging, from)?;
         let old_host = src_cfg
             .hostname
             .clone()
@@ -107,7 +116,7 @@ impl Container {
             .hostname
             .clone()
             .unwrap_or_else(|| name::hostname_for(new));
-        let removed = make_own(&Root::open(&to)?, &old_host, &new_host)?;
+        let removed = make_own(&backing.open_tree(&staging)?, &old_host, &new_host)?;
         cfg.save(&staging.join("config.toml"))?;
         let dir = made.publish()?;
         Ok(CopyReport {
@@ -176,10 +185,43 @@ impl NewContainer {
     }
 }
 
-/// `to` (absent) made a `kind` tree holding what the tree of `from` in `from_dir` holds:
-/// a copy-on-write clone where the stores are of one kind and it can make one, else a
-/// new empty tree that the files are copied into.
-pub(super) fn copy_rootfs(
+/// What a new container is made of.
+pub(super) enum Source<'a> {
+    /// The own files of `store` for the container (or snapshot) whose directory is
+    /// `dir`, for a container on the same kind of store (an overlay's upper, on the same
+    /// lowers) or on one whose own files are its whole tree too.
+    Own {
+        store: &'a dyn BackingStore,
+        dir: &'a Path,
+    },
+    /// A whole tree (an overlay container's, merged), for a `dir` or `btrfs` container.
+    Whole(&'a Tree),
+}
+
+/// The new container's tree (its directory `staging`, its store `to`) made of `from`.
+fn fill(to: &dyn BackingStore, staging: &Path, from: Source) -> Result<()> {
+    match from {
+        Source::Whole(tree) => {
+            let p = to.path(staging);
+            make_tree(to.kind(), &p)?;
+            copy_tree(tree, &p)
+        }
+        Source::Own { store, dir } if to.kind() == Backend::Overlay => {
+            // Made as a create makes it (upper, work, mount point), then filled.
+            to.create(staging)?;
+            copy_tree(&Tree::dir(&store.own_files(dir))?, &to.own_files(staging))
+        }
+        Source::Own { store, .. } if store.kind() == Backend::Overlay => Err(Error::Other(
+            "an overlay's own files are not a whole tree: copy its merged tree".into(),
+        )),
+        Source::Own { store, dir } => copy_own(store, dir, to.kind(), &to.path(staging)),
+    }
+}
+
+/// `to` (absent) made a `kind` tree holding the own files of `from` for the container
+/// (or snapshot) whose directory is `from_dir`: a copy-on-write clone where the stores
+/// are of one kind and it can make one, else a new empty tree the files are copied into.
+pub(super) fn copy_own(
     from: &dyn BackingStore,
     from_dir: &Path,
     kind: Backend,
@@ -191,37 +233,44 @@ pub(super) fn copy_rootfs(
     if from.kind() == kind && from.clone_into(from_dir, to)? {
         return Ok(());
     }
+    make_tree(kind, to)?;
+    copy_tree(&Tree::dir(&from.own_files(from_dir))?, to)
+}
+
+/// `to` (absent, its directory there) made an empty tree of `kind`: a subvolume for
+/// btrfs, else a directory.
+pub(super) fn make_tree(kind: Backend, to: &Path) -> Result<()> {
     match kind {
-        Backend::Btrfs => store::btrfs::create_subvolume(to)?,
-        _ => std::fs::create_dir(to).ctx("create", to)?,
+        Backend::Btrfs => store::btrfs::create_subvolume(to),
+        _ => std::fs::create_dir(to).ctx("create", to),
     }
-    copy_tree(&from.path(from_dir), to)
 }
 
 /// `cp -a` of the tree's contents into the empty `to`, interruptible (Ctrl-C kills it;
 /// the caller's staging directory then goes).
-pub(super) fn copy_tree(from: &Path, to: &Path) -> Result<()> {
-    let mut src = from.as_os_str().to_owned();
-    src.push("/.");
-    let mut cmd = std::process::Command::new("cp");
-    cmd.args(["-a", "--reflink=auto", "--no-target-directory", "--"])
-        .arg(&src)
-        .arg(to)
-        .stdin(std::process::Stdio::null());
-    crate::sys::die_with_parent(&mut cmd);
-    let mut child = cmd.spawn().ctx("run cp for", from)?;
+pub(super) fn copy_tree(from: &Tree, to: &Path) -> Result<()> {
+    let shown = from.shown();
+    // cp runs inside `from`: `to` must not depend on our working directory.
+    let to = std::path::absolute(to).ctx("resolve", to)?;
+    let mut child = from
+        .command("cp")
+        .args(["-a", "--reflink=auto", "--no-target-directory", "--", "."])
+        .arg(&to)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .ctx("run cp for", &shown)?;
     loop {
         if crate::sys::interrupted() {
             let _ = child.kill();
             let _ = child.wait();
             return Err(Error::Interrupted);
         }
-        match child.try_wait().ctx("wait for cp copying", from)? {
+        match child.try_wait().ctx("wait for cp copying", &shown)? {
             Some(s) if s.success() => return Ok(()),
             Some(s) => {
                 return Err(Error::Other(format!(
                     "copying {} failed (cp {s}; its message is above); nothing was created",
-                    from.display()
+                    shown.display()
                 )))
             }
             None => std::thread::sleep(Duration::from_millis(20)),

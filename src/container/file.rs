@@ -166,8 +166,8 @@ impl Container {
         copy::copy(&src, to, &rules)
     }
 
-    /// Its root as its processes see it when it runs; its backing store's tree, under its
-    /// lock, when it is stopped.
+    /// Its root as its processes see it when it runs; its backing store's tree (an
+    /// overlay's merged on a detached mount), under its lock, when it is stopped.
     fn open_root(&self) -> Result<Opened> {
         self.must_exist()?;
         if self.state() == State::Stopped {
@@ -175,9 +175,10 @@ impl Container {
                 crate::store::lock_name(&self.lxcpath, &self.name, "copying files with rlxc-file")?;
             // A start may have finished between the look and the lock.
             if self.state() == State::Stopped {
-                let path = self.rootfs(&self.config()?)?;
+                // An overlay's on a detached mount: writes land in its upper.
+                let root = self.backing(&self.config()?).open_tree(&self.dir())?;
                 return Ok(Opened {
-                    root: Root::open(&path)?,
+                    root,
                     _lock: Some(lock),
                 });
             }

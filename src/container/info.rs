@@ -1,9 +1,19 @@
-//! What there is to know about a container: the names in an lxcpath, and the live
-//! facts of a running one (addresses, usage, link counters), for rlxc-info and rlxc-ls.
+//! What there is to know about a container: the names in an lxcpath, the live facts of
+//! a running one (addresses, usage, link counters), for rlxc-info and rlxc-ls, and what
+//! its files take on disk, for rlxc-info.
 
 use super::{Container, State};
 use crate::config::SystemConfig;
 use crate::error::Result;
+
+/// What a container's directory takes on disk (allocated blocks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskUse {
+    /// Its own files: the tree (`dir`) or upper and work (overlay), its config.
+    pub files: u64,
+    /// Its snapshots (`snaps/`).
+    pub snapshots: u64,
+}
 
 /// A running container's live facts.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -34,6 +44,22 @@ impl Container {
             State::Running { pid, .. } => crate::net::link::container_addresses(*pid),
             _ => (Vec::new(), Vec::new()),
         }
+    }
+
+    /// What its directory takes on disk; a shared lower is outside it, not counted. A
+    /// walk of every file: for one container's rlxc-info, not a listing of many.
+    pub fn disk_use(&self) -> Result<DiskUse> {
+        self.must_exist()?;
+        let u = crate::store::usage::measure(&self.dir())?;
+        let snapshots = u
+            .by_entry
+            .get(std::ffi::OsStr::new("snaps"))
+            .copied()
+            .unwrap_or(0);
+        Ok(DiskUse {
+            files: u.total - snapshots,
+            snapshots,
+        })
     }
 
     /// Everything live, when it runs with its monitor.

@@ -27,6 +27,7 @@ mod publish;
 mod snapshot;
 mod start;
 mod stop;
+mod tree;
 
 pub use crate::attach::Options as AttachOptions;
 pub use crate::console::Ended;
@@ -106,22 +107,6 @@ impl Container {
 
     pub fn config_path(&self) -> PathBuf {
         self.dir().join("config.toml")
-    }
-
-    /// The plain directory holding a `dir` or `btrfs` container's files, for the verbs
-    /// that work on that tree as it lies on disk (copy, snapshot, export, files of a
-    /// stopped one). An overlay container's tree exists only merged, so these refuse it
-    /// by name.
-    pub fn rootfs(&self, cfg: &ContainerConfig) -> Result<PathBuf> {
-        use crate::config::Backend;
-        match cfg.rootfs.backend {
-            Backend::Dir | Backend::Btrfs => Ok(self.backing(cfg).path(&self.dir())),
-            other => Err(Error::Usage(format!(
-                "{} is on the {other:?} backing store; this command works on dir and btrfs \
-                 containers only for now (a running one's files: rlxc-file while it runs)",
-                self.name
-            ))),
-        }
     }
 
     /// The backing store its config names.

@@ -18,6 +18,7 @@ use nix::fcntl::OFlag;
 
 use super::copy::{forget_machine_id, machine_files, rename_host, rewrite};
 use super::export::tree::{self, TreeSpec};
+use super::tree::Tree;
 use super::Container;
 use crate::config::{ContainerConfig, SystemConfig};
 use crate::error::{Error, IoContext, Result};
@@ -81,7 +82,8 @@ impl Container {
         }
         let _cleanup = crate::sys::CleanupGuard::hold();
         let _lock = self.lock_stopped("publishing this container", "an image")?;
-        let rootfs = self.rootfs(&cfg)?;
+        // An overlay container's merged tree, on a detached mount.
+        let tree = self.tree_for_reading(&cfg)?;
         let swept = Catalog::new(&sys.cachepath)
             .sweep()
             .into_iter()
@@ -104,12 +106,8 @@ impl Container {
             .hostname
             .clone()
             .unwrap_or_else(|| name::hostname_for(&self.name));
-        let identity = Identity::prepare(
-            &Root::open(&rootfs)?,
-            &staging.dir.join("identity"),
-            &old_host,
-        )?;
-        let tree_bytes = write_rootfs(&rootfs, &identity, &staging.dir, &self.name, progress)?;
+        let identity = Identity::prepare(tree.root(), &staging.dir.join("identity"), &old_host)?;
+        let tree_bytes = write_rootfs(&tree, &identity, &staging.dir, &self.name, progress)?;
         store::remove_tree(&identity.dir)?;
         meta::write(
             &staging.dir.join(published::META),
@@ -138,7 +136,7 @@ impl Container {
 /// `rootfs.tar.zst` in `dir`: the tree less the machine's files, the image's own copies
 /// of the renamed ones after it. Its uncompressed size.
 fn write_rootfs(
-    rootfs: &Path,
+    tree: &Tree,
     identity: &Identity,
     dir: &Path,
     name: &str,
@@ -151,7 +149,7 @@ fn write_rootfs(
         .open(&path)
         .ctx("create", &path)?;
     let spec = TreeSpec {
-        rootfs,
+        tree,
         exclude: &identity.exclude,
         append: Some((&identity.dir, &identity.names)),
     };

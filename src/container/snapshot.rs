@@ -1,14 +1,17 @@
-//! Snapshots, laid out as LXC lays them out: `LXCPATH/NAME/snaps/snapN/` holds the
-//! rootfs, `config.toml`, `ts` (when) and `comment`. A snapshot is a full copy of a
-//! stopped container (a subvolume snapshot for btrfs, else `cp -a`, reflinks where the
-//! file system has them); restoring swaps a copy of it in with one rename, so a failed
-//! or interrupted restore leaves the container as it was.
+//! Snapshots, laid out as LXC lays them out: `LXCPATH/NAME/snaps/snapN/` holds a copy of
+//! the container's own files, `config.toml`, `ts` (when) and `comment`. Own files are the
+//! backing store's: the whole tree of a `dir` or `btrfs` container (`rootfs/`), only the
+//! upper of an overlay one (`upper/`; the lower is shared, read-only, and kept while a
+//! snapshot's config names it). A snapshot is a copy of a stopped container (a subvolume
+//! snapshot for btrfs, else `cp -a`, reflinks where the file system has them); restoring
+//! swaps a copy of it in with one rename, so a failed or interrupted restore leaves the
+//! container as it was.
 
 use std::path::{Path, PathBuf};
 
-use super::copy::{copy_rootfs, CopyReport};
+use super::copy::{copy_own, CopyReport, Source};
 use super::Container;
-use crate::config::{ContainerConfig, Rootfs, SystemConfig};
+use crate::config::{Backend, ContainerConfig, Rootfs, SystemConfig};
 use crate::error::{Error, IoContext, Result};
 use crate::store;
 use crate::store::backing::BackingStore;
@@ -20,13 +23,33 @@ pub struct Snapshot {
     pub taken: i64,
     pub comment: String,
     pub dir: PathBuf,
+    /// Its copy of the container's own files (`dir/rootfs` or `dir/upper`).
+    pub tree: PathBuf,
 }
 
 /// A comment is a line or a few: kept to a size a listing can show.
-const MAX_COMMENT: usize = 4096;
+pub(super) const MAX_COMMENT: usize = 4096;
+
+/// What a snapshot of a container on `backend` calls its copy of the own files.
+fn tree_name(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Dir | Backend::Btrfs => "rootfs",
+        Backend::Overlay => "upper",
+    }
+}
+
+/// A snapshot's store, as its config names it, with its own files where the snapshot
+/// keeps them (`snapN/rootfs` or `snapN/upper`).
+fn snapshot_store(cfg: &ContainerConfig) -> Box<dyn BackingStore> {
+    store::backing::open(&Rootfs {
+        path: "rootfs".into(),
+        upper: (cfg.rootfs.backend == Backend::Overlay).then(|| "upper".into()),
+        ..cfg.rootfs.clone()
+    })
+}
 
 impl Container {
-    fn snaps_dir(&self) -> PathBuf {
+    pub(super) fn snaps_dir(&self) -> PathBuf {
         self.dir().join("snaps")
     }
 
@@ -39,6 +62,15 @@ impl Container {
             )));
         }
         let (_lock, live) = self.lock_quiesced("snapshotting this container", "a snapshot")?;
+        if live.is_some() && cfg.rootfs.tmpfs {
+            return Err(Error::Busy {
+                name: self.name.clone(),
+                what: "its writes are in a tmpfs while it runs, which a snapshot of its files \
+                       would miss; snapshot what it was made of before it starts, or copy \
+                       out what it made (rlxc-file pull)"
+                    .into(),
+            });
+        }
         let _cleanup = crate::sys::CleanupGuard::hold();
         let snaps = self.snaps_dir();
         store::mkdir_p(&snaps, 0o700)?;
@@ -47,15 +79,13 @@ impl Container {
         store::remove_tree(&building)?;
         let guard = RemoveOnDrop(building.clone());
         std::fs::create_dir(&building).ctx("create", &building)?;
-        // Refuses a store whose tree is not a directory on disk.
-        self.rootfs(&cfg)?;
         let from = self.backing(&cfg);
-        copy_rootfs(&*from, &self.dir(), from.kind(), &building.join("rootfs"))?;
+        let copy = building.join(tree_name(from.kind()));
+        copy_own(&*from, &self.dir(), from.kind(), &copy)?;
         cfg.save(&building.join("config.toml"))?;
         let ts = crate::image::cache::now().to_string();
-        crate::config::write_atomic(&building.join("ts"), ts.as_bytes(), 0o644)?;
         let comment = super::freeze::noted(comment.unwrap_or(""), live.is_some());
-        crate::config::write_atomic(&building.join("comment"), comment.as_bytes(), 0o644)?;
+        write_meta(&building, &ts, &comment)?;
         store::rename_noreplace(&building, &snaps.join(&name))
             .ctx("rename into place", snaps.join(&name))?;
         std::mem::forget(guard);
@@ -72,8 +102,14 @@ impl Container {
             .flatten()
             .filter_map(|e| {
                 let name = e.file_name().to_str()?.to_string();
-                (!name.starts_with('.') && e.path().join("rootfs").is_dir())
-                    .then(|| read_snapshot(name, e.path()))
+                if name.starts_with('.') {
+                    return None;
+                }
+                let tree = [Backend::Dir, Backend::Overlay]
+                    .iter()
+                    .map(|b| e.path().join(tree_name(*b)))
+                    .find(|t| t.is_dir())?;
+                Some(read_snapshot(name, e.path(), tree))
             })
             .collect();
         v.sort_by_key(|s| (s.taken, s.name.clone()));
@@ -81,44 +117,61 @@ impl Container {
     }
 
     fn find_snapshot(&self, snap: &str) -> Result<Snapshot> {
-        let all = self.snapshots()?;
-        let names: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
-        let wanted = all.iter().find(|s| s.name == snap);
-        match wanted {
-            Some(s) => Ok(read_snapshot(s.name.clone(), s.dir.clone())),
-            None => Err(Error::Usage(format!(
-                "{} has no snapshot {snap:?}; it has: {}",
-                self.name,
-                if names.is_empty() {
-                    "none".to_string()
-                } else {
-                    names.join(", ")
-                }
-            ))),
+        let mut all = self.snapshots()?;
+        match all.iter().position(|s| s.name == snap) {
+            Some(i) => Ok(all.swap_remove(i)),
+            None => {
+                let names: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
+                Err(Error::Usage(format!(
+                    "{} has no snapshot {snap:?}; it has: {}",
+                    self.name,
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                )))
+            }
         }
     }
 
-    /// Put the container back as snapshot `snap` was (it must be stopped).
+    /// Put the container back as snapshot `snap` was (it must be stopped). An overlay
+    /// container gets the snapshot's upper back on the same lower.
     pub fn restore(&self, snap: &str) -> Result<()> {
         let s = self.find_snapshot(snap)?;
         let _lock = self.lock_stopped("restoring this container", "a restore")?;
         let _cleanup = crate::sys::CleanupGuard::hold();
         let cfg = ContainerConfig::load(&s.dir.join("config.toml"))?;
-        let current = self.rootfs(&self.config()?)?;
-        let incoming = self.dir().join(".rootfs.restoring");
+        let store = self.backing(&self.config()?);
+        if cfg.rootfs.backend != store.kind()
+            || s.tree.file_name() != Some(tree_name(store.kind()).as_ref())
+        {
+            return Err(Error::Usage(format!(
+                "snapshot {snap} of {} was taken on another backing store than the one \
+                 it is on now; make a new container of it instead: rlxc-snapshot -n {} -r \
+                 {snap} -N NEWNAME",
+                self.name, self.name
+            )));
+        }
+        let current = store.own_files(&self.dir());
+        let incoming = self
+            .dir()
+            .join(format!(".{}.restoring", tree_name(store.kind())));
         store::remove_tree(&incoming)?;
         let guard = RemoveOnDrop(incoming.clone());
         let from = snapshot_store(&cfg);
-        copy_rootfs(&*from, &s.dir, from.kind(), &incoming)?;
+        copy_own(&*from, &s.dir, from.kind(), &incoming)?;
         // The swap is the one step that changes the container: after it, the old tree
         // sits where the new one was built and goes with the guard.
         store::exchange(&incoming, &current)?;
         cfg.save(&self.config_path())?;
+        self.backing(&cfg).after_restore(&self.dir())?;
         drop(guard);
         Ok(())
     }
 
-    /// A new container `new` made from snapshot `snap`, with its own identity.
+    /// A new container `new` made from snapshot `snap`, with its own identity: on the
+    /// same backing store (an overlay snapshot's upper on the same lower).
     pub fn restore_as(&self, sys: &SystemConfig, snap: &str, new: &str) -> Result<CopyReport> {
         let s = self.find_snapshot(snap)?;
         let cfg = ContainerConfig::load(&s.dir.join("config.toml"))?;
@@ -128,7 +181,11 @@ impl Container {
             "making a container of a snapshot",
         )?;
         let from = snapshot_store(&cfg);
-        self.new_from(sys, &*from, &s.dir, cfg, new, None)
+        let own = Source::Own {
+            store: &*from,
+            dir: &s.dir,
+        };
+        self.new_from(sys, own, cfg, new, None)
     }
 
     /// Remove snapshot `snap` (renamed aside first, so a removal cut short leaves no
@@ -144,16 +201,13 @@ impl Container {
     }
 }
 
-/// A snapshot's tree as its config's backing store has it, at `snapN/rootfs` where LXC
-/// lays it out.
-fn snapshot_store(cfg: &ContainerConfig) -> Box<dyn BackingStore> {
-    store::backing::open(&Rootfs {
-        path: "rootfs".into(),
-        ..cfg.rootfs.clone()
-    })
+/// A snapshot's `ts` and `comment`, in the directory being built.
+pub(super) fn write_meta(dir: &Path, ts: &str, comment: &str) -> Result<()> {
+    crate::config::write_atomic(&dir.join("ts"), ts.as_bytes(), 0o644)?;
+    crate::config::write_atomic(&dir.join("comment"), comment.as_bytes(), 0o644)
 }
 
-fn read_snapshot(name: String, dir: PathBuf) -> Snapshot {
+fn read_snapshot(name: String, dir: PathBuf, tree: PathBuf) -> Snapshot {
     let small = |f: &str| {
         crate::config::read_text(&dir.join(f))
             .map(|t| t.trim().to_string())
@@ -164,6 +218,7 @@ fn read_snapshot(name: String, dir: PathBuf) -> Snapshot {
         comment: small("comment"),
         name,
         dir,
+        tree,
     }
 }
 
@@ -178,7 +233,7 @@ fn next_name(existing: &[Snapshot]) -> String {
 }
 
 /// A directory removed when this goes out of scope (unless forgotten).
-struct RemoveOnDrop(PathBuf);
+pub(super) struct RemoveOnDrop(pub PathBuf);
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {

@@ -82,6 +82,23 @@ pub trait BackingStore {
     fn open_tree(&self, dir: &Path) -> Result<Root>;
     /// What the first process mounts as the container's root.
     fn root(&self, dir: &Path) -> RootSource;
+    /// The directory of the container's own files, what a snapshot keeps a copy of and
+    /// a restore puts back: the whole tree (`dir`), the upper (`overlay`: the lower is
+    /// shared and never written).
+    fn own_files(&self, dir: &Path) -> PathBuf {
+        self.path(dir)
+    }
+    /// A read-only view of the whole tree whose own files are at `own` (the container's
+    /// `own_files` or a snapshot's copy of them): that directory for `dir`, merged on the
+    /// lower for overlay, a detached mount like `open_tree`'s.
+    fn open_view(&self, own: &Path) -> Result<Root> {
+        Root::open(own)
+    }
+    /// After a restore put other own files in place, what the old ones left beside them
+    /// goes (overlay: the work directory, emptied).
+    fn after_restore(&self, _dir: &Path) -> Result<()> {
+        Ok(())
+    }
     /// One line for a sysadmin: the store and where its files are.
     fn describe(&self, dir: &Path) -> String {
         let kind = format!("{:?}", self.kind()).to_lowercase();
@@ -229,16 +246,7 @@ impl BackingStore for Overlay {
             work: &work,
         };
         let mnt = crate::sys::mount::overlay(&layers).ctx("mount an overlay on", self.top())?;
-        let fd = nix::fcntl::openat(
-            mnt.as_fd(),
-            ".",
-            nix::fcntl::OFlag::O_RDONLY
-                | nix::fcntl::OFlag::O_DIRECTORY
-                | nix::fcntl::OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )
-        .ctx("open the overlay of", &upper)?;
-        Ok(Root::from_fd(fd, &self.path(dir)))
+        mounted_root(&mnt, &upper, &self.path(dir))
     }
 
     fn root(&self, dir: &Path) -> RootSource {
@@ -250,6 +258,25 @@ impl BackingStore for Overlay {
             at: self.path(dir),
             tmpfs: self.tmpfs,
         }
+    }
+
+    fn own_files(&self, dir: &Path) -> PathBuf {
+        dir.join(&self.upper)
+    }
+
+    fn open_view(&self, own: &Path) -> Result<Root> {
+        let layers: Vec<PathBuf> = std::iter::once(own.to_path_buf())
+            .chain(self.lowers.iter().cloned())
+            .collect();
+        let mnt = crate::sys::mount::overlay_read_only(&layers)
+            .ctx("mount a read-only overlay of", own)?;
+        mounted_root(&mnt, own, own)
+    }
+
+    fn after_restore(&self, dir: &Path) -> Result<()> {
+        let work = dir.join(&self.work);
+        super::remove_tree(&work)?;
+        std::fs::create_dir(&work).ctx("create", &work)
     }
 
     fn describe(&self, dir: &Path) -> String {
@@ -273,6 +300,19 @@ impl BackingStore for Overlay {
         super::remove_tree(&work)?;
         super::remove_tree(&self.path(dir))
     }
+}
+
+/// The root of the detached mount `mnt` (of `upper`) as a `Root` that `shown` names; the
+/// mount lives as long as the handle.
+fn mounted_root(mnt: &std::os::fd::OwnedFd, upper: &Path, shown: &Path) -> Result<Root> {
+    let fd = nix::fcntl::openat(
+        mnt.as_fd(),
+        ".",
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ctx("open the overlay of", upper)?;
+    Ok(Root::from_fd(fd, shown))
 }
 
 #[cfg(test)]
@@ -344,8 +384,33 @@ mod tests {
             std::fs::read_to_string(lower.join("etc/hostname")).unwrap(),
             "image\n"
         );
+        // The read-only view of the upper (a snapshot's copy, say) on the same lower.
+        std::fs::remove_file(dir.join("upper/etc/hostname")).unwrap();
+        std::fs::rename(dir.join("upper"), t.path().join("copy")).unwrap();
+        std::fs::create_dir(dir.join("upper")).unwrap();
+        std::fs::write(t.path().join("copy/etc/new"), "n\n").unwrap();
+        let view = store.open_view(&t.path().join("copy")).unwrap();
+        let read = |rel: &[u8]| {
+            let fd = view.openat(rel, nix::fcntl::OFlag::O_RDONLY, 0).unwrap();
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::fs::File::from(fd), &mut s).unwrap();
+            s
+        };
+        assert_eq!(
+            (read(b"etc/hostname"), read(b"etc/new")),
+            ("image\n".into(), "n\n".into())
+        );
+        let w = view.openat(
+            b"etc/x",
+            nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CREAT,
+            0o644,
+        );
+        assert_eq!(w.unwrap_err(), nix::errno::Errno::EROFS);
+        assert_eq!(store.own_files(&dir), dir.join("upper"));
+        drop(view);
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         assert!(!mounts.contains(&*dir.to_string_lossy()), "{mounts}");
+        assert!(!mounts.contains(&*t.path().to_string_lossy()), "{mounts}");
         assert_eq!(
             store.root(&dir),
             RootSource::Overlay {

@@ -59,6 +59,7 @@ pub fn lsetxattr_at(dir: BorrowedFd<'_>, leaf: &[u8], name: &str, value: &[u8]) 
 
 mod interrupt;
 pub use interrupt::{catch_interrupts, interrupted, CleanupGuard};
+pub use spawn::exec_in_dir;
 
 /// Set the process umask, returning the old one.
 pub fn umask(mask: u32) -> u32 {
@@ -121,6 +122,7 @@ pub mod btrfs;
 pub mod mount;
 pub mod pty;
 pub mod seccomp;
+mod spawn;
 
 /// clone3's flag for starting the child in a cgroup2 directory (Linux 5.7).
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;

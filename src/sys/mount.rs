@@ -30,13 +30,39 @@ pub struct OverlayLayers<'a> {
 /// depend on inode numbers of the lower's file system.
 pub fn overlay(layers: &OverlayLayers) -> io::Result<OwnedFd> {
     let fs = fsopen("overlay")?;
-    let lowerdir: Vec<Vec<u8>> = layers.lowers.iter().map(|l| escape_lower(l)).collect();
-    set(&fs, "lowerdir", &lowerdir.join(&b':'))?;
+    set_lowers(&fs, layers.lowers)?;
     set(&fs, "upperdir", layers.upper.as_os_str().as_encoded_bytes())?;
     set(&fs, "workdir", layers.work.as_os_str().as_encoded_bytes())?;
     for (k, v) in [("redirect_dir", "on"), ("index", "off"), ("xino", "off")] {
         set(&fs, k, v.as_bytes())?;
     }
+    mount_detached(&fs)
+}
+
+/// A detached overlay of `lowers` alone, topmost first: read-only, as nothing can take
+/// writes. An upper stacked here as a lower shows what it showed as an upper (whiteouts,
+/// opaque directories); `redirect_dir=follow` reads the renames it recorded.
+pub fn overlay_read_only(lowers: &[PathBuf]) -> io::Result<OwnedFd> {
+    let fs = fsopen("overlay")?;
+    set_lowers(&fs, lowers)?;
+    for (k, v) in [
+        ("redirect_dir", "follow"),
+        ("index", "off"),
+        ("xino", "off"),
+    ] {
+        set(&fs, k, v.as_bytes())?;
+    }
+    mount_detached(&fs)
+}
+
+/// `lowerdir`: the layers, topmost first, each escaped.
+fn set_lowers(fs: &OwnedFd, lowers: &[PathBuf]) -> io::Result<()> {
+    let list: Vec<Vec<u8>> = lowers.iter().map(|l| escape_lower(l)).collect();
+    set(fs, "lowerdir", &list.join(&b':'))
+}
+
+/// Create the file system `fs` was configured for and mount it, attached nowhere.
+fn mount_detached(fs: &OwnedFd) -> io::Result<OwnedFd> {
     // SAFETY: no pointers; fs is a valid fs context descriptor.
     let r = unsafe {
         libc::syscall(

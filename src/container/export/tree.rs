@@ -1,14 +1,16 @@
 //! The tree writer rlxc-export and rlxc-publish share: GNU tar's archive of a stopped
 //! container's rootfs (numeric owners, modes, xattrs with file capabilities, ACLs,
-//! hardlinks, devices, mtimes), zstd-compressed into a file.
+//! hardlinks, devices, mtimes), zstd-compressed into a file. GNU tar runs inside the
+//! tree (`Tree::command`), so an overlay's merged view needs no mount anyone sees.
 
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 
+use crate::container::tree::Tree;
 use crate::error::{Error, IoContext, Result};
 use crate::image::fetch::Progress;
 
@@ -22,7 +24,7 @@ pub type Compressor = zstd::stream::write::Encoder<'static, BufWriter<File>>;
 /// What goes into the archive: a rootfs, less some of its files, then files of another
 /// directory in their place (an image's own version of files that named the container).
 pub struct TreeSpec<'a> {
-    pub rootfs: &'a Path,
+    pub tree: &'a Tree,
     /// Members left out: exact paths relative to the rootfs (`etc/ssh/ssh_host_rsa_key`).
     pub exclude: &'a [Vec<u8>],
     /// A directory and paths in it, archived after the rootfs under those paths.
@@ -30,10 +32,10 @@ pub struct TreeSpec<'a> {
 }
 
 impl<'a> TreeSpec<'a> {
-    /// The whole rootfs as it is.
-    pub fn whole(rootfs: &'a Path) -> Self {
+    /// The whole tree as it is.
+    pub fn whole(tree: &'a Tree) -> Self {
         TreeSpec {
-            rootfs,
+            tree,
             exclude: &[],
             append: None,
         }
@@ -69,6 +71,7 @@ pub fn copy_tree(
     out_path: &Path,
     progress: &dyn Progress,
 ) -> Result<u64> {
+    let shown = spec.tree.shown();
     let mut tar = TarChild::spawn(spec)?;
     let mut stdout = tar
         .child
@@ -85,13 +88,13 @@ pub fn copy_tree(
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::io("read GNU tar's output for", spec.rootfs, e)),
+            Err(e) => return Err(Error::io("read GNU tar's output for", &shown, e)),
         };
         out.write_all(&buf[..n]).ctx("write", out_path)?;
         total += n as u64;
         progress.advance(n as u64);
     }
-    tar.wait(spec.rootfs)?;
+    tar.wait(&shown)?;
     Ok(total)
 }
 
@@ -103,9 +106,10 @@ struct TarChild {
 }
 
 impl TarChild {
+    /// Run in the tree: `.` is its root, whatever backs it.
     fn spawn(spec: &TreeSpec) -> Result<Self> {
-        let rootfs = spec.rootfs;
-        let mut cmd = Command::new("tar");
+        let rootfs = spec.tree.shown();
+        let mut cmd = spec.tree.command("tar");
         cmd.args([
             "--numeric-owner",
             "--xattrs",
@@ -120,9 +124,11 @@ impl TarChild {
         for rel in spec.exclude {
             cmd.arg(OsString::from_vec([b"--exclude=./", &rel[..]].concat()));
         }
-        cmd.arg("-C").arg(rootfs).args(["-cf", "-", "."]);
+        cmd.args(["-cf", "-", "."]);
         if let Some((dir, names)) = spec.append {
-            // Named without `./`, so the exclusions above do not match them.
+            // Absolute: tar starts in the tree. Named without `./`, so the exclusions
+            // above do not match them.
+            let dir = std::path::absolute(dir).ctx("resolve", dir)?;
             cmd.arg("-C").arg(dir).args(names.iter());
         }
         cmd.stdin(Stdio::null())
@@ -130,11 +136,10 @@ impl TarChild {
             .stderr(Stdio::piped())
             // Its messages must not depend on the sysadmin's locale to be quoted to them.
             .env("LC_ALL", "C");
-        crate::sys::die_with_parent(&mut cmd);
         let mut child = cmd.spawn().map_err(|e| {
             Error::io(
                 "run GNU tar (install the tar package) to archive",
-                rootfs,
+                &rootfs,
                 e,
             )
         })?;

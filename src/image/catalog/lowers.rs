@@ -22,23 +22,42 @@ pub fn dir_of(cachepath: &Path, img: &CachedImage) -> Option<PathBuf> {
     Some(cachepath.join(LOWERS).join(rel))
 }
 
-/// The containers in `lxcpath` layered on a lower under `lowers`, sorted.
+/// The containers in `lxcpath` layered on a lower under `lowers`, sorted; one whose
+/// snapshots alone are (a restore would layer it there again) as `NAME (snapshot S, …)`.
 pub fn users(lxcpath: &Path, lowers: &Path) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for name in store::list(lxcpath)? {
-        let file = store::container_dir(lxcpath, &name).join("config.toml");
-        let uses = match ContainerConfig::load(&file) {
-            Ok(cfg) => cfg.rootfs.lower.is_some_and(|l| l.starts_with(lowers)),
-            // A config that does not load cannot be started either, but it may be
-            // fixed: when it mentions the lowers at all, keep them.
-            Err(_) => std::fs::read_to_string(&file)
-                .is_ok_and(|t| t.contains(lowers.to_string_lossy().as_ref())),
-        };
-        if uses {
+        let dir = store::container_dir(lxcpath, &name);
+        if uses(&dir.join("config.toml"), lowers) {
             out.push(name);
+            continue;
+        }
+        let mut snaps: Vec<String> = std::fs::read_dir(dir.join("snaps"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            // Hidden: a snapshot being taken under the container's lock, or removed.
+            .filter(|s| !s.starts_with('.'))
+            .filter(|s| uses(&dir.join("snaps").join(s).join("config.toml"), lowers))
+            .collect();
+        if !snaps.is_empty() {
+            snaps.sort();
+            out.push(format!("{name} (snapshot {})", snaps.join(", ")));
         }
     }
     Ok(out)
+}
+
+/// Whether the config `file` layers a tree on a lower under `lowers`.
+fn uses(file: &Path, lowers: &Path) -> bool {
+    match ContainerConfig::load(file) {
+        Ok(cfg) => cfg.rootfs.lower.is_some_and(|l| l.starts_with(lowers)),
+        // A config that does not load cannot be started either, but it may be
+        // fixed: when it mentions the lowers at all, keep them.
+        Err(_) => std::fs::read_to_string(file)
+            .is_ok_and(|t| t.contains(lowers.to_string_lossy().as_ref())),
+    }
 }
 
 /// Remove the lowers of an entry nobody uses (renamed aside first, as entries are).
@@ -87,5 +106,26 @@ mod tests {
         .unwrap();
         assert_eq!(users(&lx, &lowers).unwrap(), ["web1", "web2"]);
         assert!(users(&t.path().join("none"), &lowers).unwrap().is_empty());
+        // A snapshot's config keeps its lower too, once its container is elsewhere.
+        container(
+            &lx.join("plain/snaps"),
+            "snap1",
+            Rootfs::overlay(lowers.join("b0")),
+        );
+        container(
+            &lx.join("plain/snaps"),
+            "snap0",
+            Rootfs::overlay(lowers.join("b1")),
+        );
+        container(
+            &lx.join("plain/snaps"),
+            ".snap2.creating",
+            Rootfs::overlay(lowers.join("b1")),
+        );
+        container(&lx.join("near/snaps"), "snap0", Rootfs::default());
+        assert_eq!(
+            users(&lx, &lowers).unwrap(),
+            ["plain (snapshot snap0, snap1)", "web1", "web2"]
+        );
     }
 }
