@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 mod bridge;
 mod download;
 mod file;
+mod idmap;
 mod rootfs;
 mod signal;
 mod size;
@@ -28,6 +29,7 @@ pub use types::{
 };
 
 pub mod validate;
+pub use idmap::{IdMap, Range as IdRange};
 pub use rootfs::{Backend, Rootfs};
 
 pub const DEFAULT_SYSTEM_CONFIG: &str = "/etc/rlxc/rlxc.toml";
@@ -231,6 +233,9 @@ pub struct ContainerConfig {
     pub limits: Limits,
     #[serde(default, skip_serializing_if = "Autostart::is_default")]
     pub autostart: Autostart,
+    /// A user namespace of its own (unprivileged); absent: privileged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idmap: Option<IdMap>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<ImageSource>,
     #[serde(default, rename = "network", skip_serializing_if = "Vec::is_empty")]
@@ -389,6 +394,9 @@ impl ContainerConfig {
             })
         };
         // The values check themselves at load (types.rs); what is left spans keys.
+        if let Some(Err(why)) = self.idmap.as_ref().map(|m| m.check(false)) {
+            return err(why);
+        }
         for (i, n) in self.networks.iter().enumerate() {
             if let Some(m) = n.mode {
                 if n.kind != NetKind::Macvlan {

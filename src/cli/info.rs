@@ -70,6 +70,7 @@ pub fn run(a: Args) -> Result<i32> {
         );
         row("Image server", &i.server);
     }
+    row("Privileged", &privileged(cfg.idmap.as_ref()));
     row("Backing store", &c.backing(&cfg).describe(&c.dir()));
     storage(&c, cfg.rootfs.backend != Backend::Dir, &row);
     row("Config", &c.config_path().display().to_string());
@@ -177,4 +178,21 @@ fn human(b: u64) -> String {
     } else {
         format!("{v:.2} {}", units[u])
     }
+}
+
+/// "yes", or the ids it runs as: `no, ids 1000000-1065535 -> 0-65535` (gids when they
+/// differ).
+fn privileged(m: Option<&crate::config::IdMap>) -> String {
+    let Some(m) = m else {
+        return "yes (root inside is root on the host)".into();
+    };
+    let Some((u, g)) = m.ranges() else {
+        return "no, but no host ids are allocated (fix [idmap] in its config)".into();
+    };
+    let span = |r: crate::config::IdRange| format!("{}-{}", r.host, r.last());
+    let mut out = format!("no, ids {} -> 0-{}", span(u), u.count - 1);
+    if g != u {
+        out += &format!(", gids {} -> 0-{}", span(g), g.count - 1);
+    }
+    out
 }
