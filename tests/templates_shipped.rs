@@ -250,6 +250,57 @@ fn debian_with_a_dead_mirror_names_it_and_leaves_nothing() {
     assert!(env.lxcpath_entries().is_empty());
 }
 
+/// Ubuntu through the same build: without its archive keyring it says what to install
+/// before anything is fetched; with one (a stand-in file: nothing is verified before the
+/// fetch fails) a dead mirror is named, with the release debootstrap was asked for, and
+/// nothing is cached. (A real Ubuntu build would reach Ubuntu's archive, which the tests
+/// never do.)
+#[test]
+fn ubuntu_needs_its_keyring_and_a_dead_mirror_leaves_nothing() {
+    let env = env_with_shipped_templates();
+    let bad = unique("shubad");
+    let missing = env.dir.path().join("no-such-keyring.gpg");
+    let mirror = "http://127.0.0.1:9/ubuntu";
+    let (out, _) = create(
+        &env,
+        "ubuntu",
+        &bad,
+        &["--keyring", missing.to_str().unwrap(), "--mirror", mirror],
+    );
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("Ubuntu archive keyring") && err.contains("ubuntu-keyring"),
+        "{err}"
+    );
+    assert!(!err.contains("debootstrap failed"), "{err}");
+    assert!(env.lxcpath_entries().is_empty());
+
+    let keyring = env.dir.path().join("stand-in.gpg");
+    std::fs::write(&keyring, "").unwrap();
+    let (out, _) = create(
+        &env,
+        "ubuntu",
+        &bad,
+        &["--keyring", keyring.to_str().unwrap(), "--mirror", mirror],
+    );
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(err.contains("could not build Ubuntu jammy"), "{err}");
+    assert!(err.contains(&format!("from the mirror {mirror}")), "{err}");
+    assert!(err.contains("debootstrap failed"), "{err}");
+    assert!(env.lxcpath_entries().is_empty());
+    let cache = names_without_locks(&env.cachepath().join("template/ubuntu"));
+    assert!(cache.is_empty(), "{cache:?}");
+    // A release this debootstrap has no script for is refused by name.
+    let (out, _) = create(&env, "ubuntu", &bad, &["-r", "zzzfuture"]);
+    assert!(
+        stderr(&out).contains("cannot build 'zzzfuture'"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// One test, so one debootstrap per run: the real build from the Debian archive (the one
 /// network the tests may use), a second create from the cache, a boot, and a flush. It
 /// needs the archive, so it is not part of a plain `cargo test`: `tests/run` runs it when
