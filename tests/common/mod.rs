@@ -218,6 +218,16 @@ impl Default for Mirror {
     }
 }
 
+/// A mirror with Debian bookworm and two CentOS Streams, served on 127.0.0.1.
+pub fn mirror_with_debian() -> (Mirror, HttpServer) {
+    let mut m = Mirror::new();
+    m.add(&Image::new("debian", "bookworm", "20261120_05:24"));
+    m.add(&Image::new("centos", "9-Stream", "20261122_07:08"));
+    m.add(&Image::new("centos", "10-Stream", "20261122_07:10"));
+    let s = HttpServer::start(m.dir.path());
+    (m, s)
+}
+
 impl Mirror {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
