@@ -83,6 +83,11 @@ pub enum Error {
     #[error("{msg}")]
     Limit { msg: String, fix: String },
 
+    /// Host ids of an unprivileged container: root's subordinate ranges in /etc/subuid
+    /// and /etc/subgid, or another container's; `fix` says what to do.
+    #[error("{msg}")]
+    Ids { msg: String, fix: String },
+
     /// Host networking (bridges, DHCP/DNS, firewall); `fix` says what to do.
     #[error("{msg}")]
     Net { msg: String, fix: Option<String> },
@@ -221,7 +226,7 @@ impl Error {
                  kill it with rlxc-stop -k, and start it again with this one"
                     .into(),
             ),
-            Error::Limit { fix, .. } => Some(fix.clone()),
+            Error::Limit { fix, .. } | Error::Ids { fix, .. } => Some(fix.clone()),
             Error::Template { .. } => Some(
                 "the template's own messages are above; nothing of the container was kept. \
                  rlxc-create --list-templates shows the templates there are"

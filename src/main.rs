@@ -9,6 +9,7 @@ mod config;
 mod console;
 mod container;
 mod error;
+mod idmap;
 mod image;
 mod ipc;
 mod name;

@@ -9,7 +9,9 @@ use clap::Parser;
 
 use super::{Common, Reporter};
 use crate::config::{ContainerConfig, SystemConfig};
-use crate::container::{self, Bdev, Container, DownloadOptions, Progress, Resolved, Source};
+use crate::container::{
+    self, Bdev, Container, CreateOptions, DownloadOptions, Progress, Resolved, Source,
+};
 use crate::error::{Error, Result};
 use crate::name;
 
@@ -42,6 +44,14 @@ pub struct Args {
     /// paths, devices, file systems other than proc, sysfs, tmpfs, …); refused otherwise.
     #[arg(long = "allow-image-host-mounts")]
     allow_image_host_mounts: bool,
+    /// A privileged container (root inside is root on the host), even when the defaults
+    /// (or -f) give it an [idmap].
+    #[arg(long = "privileged", conflicts_with = "allocate")]
+    privileged: bool,
+    /// If root has no free range of host ids in /etc/subuid and /etc/subgid for the
+    /// container, add one (root:START:1000000000, clear of every other line) and say so.
+    #[arg(long = "allocate")]
+    allocate: bool,
     #[command(flatten)]
     dl: DownloadArgs,
     #[command(flatten)]
@@ -385,8 +395,13 @@ fn create_and_report(
         Source::Script { name, .. } => Some(name.clone()),
         _ => None,
     };
-    let bdev: Bdev = a.bdev.parse()?;
-    let report = c.create(sys, source, base, bdev, a.allow_image_host_mounts, progress)?;
+    let opts = CreateOptions {
+        bdev: a.bdev.parse()?,
+        allow_host_mounts: a.allow_image_host_mounts,
+        privileged: a.privileged,
+        allocate: a.allocate,
+    };
+    let report = c.create(sys, source, base, opts, progress)?;
     if !a.common.quiet {
         print_report(&c.name, &report, t0, from.as_deref());
     }
@@ -454,6 +469,12 @@ fn print_report(
         (None, None) => eprintln!("Created container {name} in {secs:.2} s"),
     }
     eprintln!("  rootfs: {}", report.rootfs);
+    if report.idmap.is_some() {
+        eprintln!(
+            "  privileged: {}",
+            super::info::privileged(report.idmap.as_ref())
+        );
+    }
     if let Some(m) = &report.create_message {
         println!("{}", m.trim_end());
     }

@@ -182,7 +182,7 @@ fn human(b: u64) -> String {
 
 /// "yes", or the ids it runs as: `no, ids 1000000-1065535 -> 0-65535` (gids when they
 /// differ).
-fn privileged(m: Option<&crate::config::IdMap>) -> String {
+pub(super) fn privileged(m: Option<&crate::config::IdMap>) -> String {
     let Some(m) = m else {
         return "yes (root inside is root on the host)".into();
     };

@@ -7,6 +7,8 @@
 //! range of its own for each new container from root's `/etc/subuid` and `/etc/subgid`
 //! and writes it into the container's config, so two containers never share host ids.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 /// A full distribution uses ids up to 65534 (`nobody`).
@@ -107,6 +109,47 @@ impl IdMap {
     }
 }
 
+/// `[idmap]` of rlxc.toml: the files that list root's subordinate ids, read when a
+/// container gets its ids and appended to by `rlxc-create --allocate`. Tests, and hosts
+/// that keep them elsewhere, name other files.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SubidFiles {
+    pub subuid: PathBuf,
+    pub subgid: PathBuf,
+}
+
+impl Default for SubidFiles {
+    fn default() -> Self {
+        SubidFiles {
+            subuid: "/etc/subuid".into(),
+            subgid: "/etc/subgid".into(),
+        }
+    }
+}
+
+impl SubidFiles {
+    /// Why the files cannot be used, naming the key.
+    pub fn check(&self) -> Result<(), String> {
+        for (key, p) in [("subuid", &self.subuid), ("subgid", &self.subgid)] {
+            if !p.is_absolute() || p.file_name().is_none() {
+                return Err(format!(
+                    "key `idmap.{key}` = {:?}: the absolute path of a file (default /etc/{key})",
+                    p.display().to_string()
+                ));
+            }
+        }
+        if self.subuid == self.subgid {
+            return Err(format!(
+                "keys `idmap.subuid` and `idmap.subgid` both name {:?}: users' and groups' \
+                 ranges are kept in two files",
+                self.subuid.display().to_string()
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,5 +179,18 @@ mod tests {
         assert!(bad("uid = 1\ngid = 1\ncount = 0\n").contains("count = 0"));
         assert!(bad("uid = 4294967295\ngid = 1\ncount = 2\n").contains("largest id"));
         assert!(toml::from_str::<IdMap>("uids = 1\n").is_err());
+    }
+
+    #[test]
+    fn subid_files_default_to_the_systems_and_must_be_absolute() {
+        let d: SubidFiles = toml::from_str("").unwrap();
+        assert_eq!(d.subuid, PathBuf::from("/etc/subuid"));
+        assert!(d.check().is_ok());
+        let rel: SubidFiles = toml::from_str("subgid = \"subgid\"\n").unwrap();
+        assert_eq!(rel.subuid, PathBuf::from("/etc/subuid"));
+        assert!(rel.check().unwrap_err().contains("idmap.subgid"));
+        assert!(toml::from_str::<SubidFiles>("subuids = \"/x\"\n").is_err());
+        let one: SubidFiles = toml::from_str("subgid = \"/etc/subuid\"\n").unwrap();
+        assert!(one.check().unwrap_err().contains("two files"));
     }
 }

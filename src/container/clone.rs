@@ -36,7 +36,7 @@ impl Container {
         let here = std::fs::canonicalize(self.dir()).ctx("resolve", self.dir())?;
         let (frozen, src_rootfs) = freeze_plan(&src_cfg.rootfs, &here)?;
 
-        let made = NewContainer::begin(sys, new)?;
+        let mut made = NewContainer::begin(sys, new, src_cfg.idmap.as_ref())?;
         let (dst, staging) = (&made.c, made.creating.dir.clone());
         // The source's new upper, work directory and mount point, made before anything
         // names them; its config switches to them in one atomic write below.
@@ -60,6 +60,8 @@ impl Container {
             .clone()
             .unwrap_or_else(|| name::hostname_for(new));
         let removed = make_own(&backing.open_tree(&staging)?, &old_host, &new_host)?;
+        // Its own ids: the layers it shares stay root's on disk (the runtime maps them).
+        made.take_ids(sys, &mut cfg)?;
         cfg.save(&staging.join("config.toml"))?;
 
         // The source's commit point: from here its old upper (if any) is frozen.

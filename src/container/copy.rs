@@ -17,11 +17,11 @@ use nix::fcntl::OFlag;
 
 use super::tree::{whole_tree_config, Tree};
 use super::{Bdev, Container};
-use crate::config::{Backend, ContainerConfig, SystemConfig};
+use crate::config::{Backend, ContainerConfig, IdMap, SystemConfig};
 use crate::error::{Error, IoContext, Result};
 use crate::rootfs::Root;
 use crate::store::backing::BackingStore;
-use crate::{name, store};
+use crate::{idmap, name, store};
 
 /// What a copy did, for the CLI to report.
 pub struct CopyReport {
@@ -103,7 +103,7 @@ impl Container {
         if src_cfg.rootfs.backend == Backend::Btrfs {
             store::btrfs::require(&sys.lxcpath, "-B btrfs")?;
         }
-        let made = NewContainer::begin(sys, new)?;
+        let mut made = NewContainer::begin(sys, new, src_cfg.idmap.as_ref())?;
         let (dst, staging) = (&made.c, made.creating.dir.clone());
         let backing = dst.backing(&src_cfg);
         fill(&*backing, &staging, from)?;
@@ -111,12 +111,13 @@ impl Container {
             .hostname
             .clone()
             .unwrap_or_else(|| name::hostname_for(&self.name));
-        let cfg = dst.as_new(src_cfg, &self.name)?;
+        let mut cfg = dst.as_new(src_cfg, &self.name)?;
         let new_host = cfg
             .hostname
             .clone()
             .unwrap_or_else(|| name::hostname_for(new));
         let removed = make_own(&backing.open_tree(&staging)?, &old_host, &new_host)?;
+        made.take_ids(sys, &mut cfg)?;
         cfg.save(&staging.join("config.toml"))?;
         let dir = made.publish()?;
         Ok(CopyReport {
@@ -144,16 +145,21 @@ impl Container {
 }
 
 /// A container being made under a new name: its lock held, its staging directory
-/// (removed unless published; it drops first), a second Ctrl-C held off meanwhile.
+/// (removed unless published; it drops first), a second Ctrl-C held off meanwhile, and
+/// how it gets host ids of its own.
 pub(super) struct NewContainer {
     pub c: Container,
     pub creating: store::Creating,
+    ids: idmap::Plan,
+    taken: Option<idmap::Taken>,
     _lock: store::NameLock,
     _cleanup: crate::sys::CleanupGuard,
 }
 
 impl NewContainer {
-    pub(super) fn begin(sys: &SystemConfig, new: &str) -> Result<Self> {
+    /// Begin `new`, made of a config that maps `ids` (None: privileged); a container
+    /// that could get no ids of its own is refused before anything is made.
+    pub(super) fn begin(sys: &SystemConfig, new: &str, ids: Option<&IdMap>) -> Result<Self> {
         name::validate(new)?;
         let c = Container::new(sys, new)?;
         let cleanup = crate::sys::CleanupGuard::hold();
@@ -164,8 +170,11 @@ impl NewContainer {
                 lxcpath: c.lxcpath.clone(),
             });
         }
+        let (ids, _) = idmap::Plan::new(sys, new, ids, idmap::Origin::Copy)?;
         store::sweep_stale(&c.lxcpath, new);
         Ok(NewContainer {
+            ids,
+            taken: None,
             creating: store::Creating::begin(&c.lxcpath, new)?,
             c,
             _lock: lock,
@@ -173,15 +182,23 @@ impl NewContainer {
         })
     }
 
-    /// Rename it into place; the lock goes after.
+    /// Its host ids of its own into `cfg`, when the config it is made of maps some:
+    /// taken for good, the id lock held from here until it is published.
+    pub(super) fn take_ids(&mut self, sys: &SystemConfig, cfg: &mut ContainerConfig) -> Result<()> {
+        let taken = self.ids.take(sys)?;
+        cfg.idmap.clone_from(&taken.idmap);
+        self.taken = Some(taken);
+        Ok(())
+    }
+
+    /// Rename it into place; the id lock and its own lock go after.
     pub(super) fn publish(self) -> Result<PathBuf> {
         let NewContainer {
-            c,
-            creating,
-            _lock,
-            _cleanup,
+            c, creating, taken, ..
         } = self;
-        creating.publish(&c.lxcpath, &c.name)
+        let dir = creating.publish(&c.lxcpath, &c.name);
+        drop(taken);
+        dir
     }
 }
 

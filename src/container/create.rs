@@ -69,7 +69,7 @@ pub fn download_list(
 ) -> Result<Vec<crate::image::index::Entry>> {
     template::download::list(sys, o, progress)
 }
-use crate::{name, store};
+use crate::{idmap, name, store};
 
 /// Where LXC_TEMPLATE_CONFIG and LXC_HOOK_DIR point in substituted image files.
 const TEMPLATE_CONFIG_DIR: &str = "/usr/share/rlxc/config";
@@ -103,6 +103,19 @@ impl std::str::FromStr for Bdev {
     }
 }
 
+/// How a create goes, beyond its template and config.
+#[derive(Debug, Clone, Copy)]
+pub struct CreateOptions {
+    pub bdev: Bdev,
+    /// Apply the image's mounts of host paths (refused otherwise).
+    pub allow_host_mounts: bool,
+    /// `--privileged`: no user namespace, whatever the config's `[idmap]` says.
+    pub privileged: bool,
+    /// `--allocate`: give root a range of host ids when it has no room for the
+    /// container's.
+    pub allocate: bool,
+}
+
 /// What a create did, for the CLI to report.
 pub struct CreateReport {
     /// Its backing store and where the files are, in one line.
@@ -115,22 +128,24 @@ pub struct CreateReport {
     pub unpack_time: Duration,
     /// Work directories of killed creates and destroys that this create removed.
     pub swept: Vec<PathBuf>,
+    /// The host ids it maps (None: privileged).
+    pub idmap: Option<crate::config::IdMap>,
 }
 
 impl Container {
     /// Create with `template`: it obtains the rootfs, then the configuration is
     /// populated (defaults or `-f`, the template's LXC lines translated, placeholders
     /// substituted) and the container published under its name, all or nothing.
-    /// `allow_host_mounts`: apply the image's mounts of host paths (refused otherwise).
+    /// An `[idmap]` without host ids gets ids of its own (`crate::idmap`).
     pub fn create(
         &self,
         sys: &SystemConfig,
         source: Source,
-        base: ContainerConfig,
-        bdev: Bdev,
-        allow_host_mounts: bool,
+        mut base: ContainerConfig,
+        opts: CreateOptions,
         progress: &dyn Progress,
     ) -> Result<CreateReport> {
+        let allow_host_mounts = opts.allow_host_mounts;
         // Until this returns, staging directories exist that only unwinding removes:
         // a second Ctrl-C must not kill half-way through the clean-up (a third does).
         // New names follow today's rule; existing ones only need to be reachable.
@@ -144,8 +159,23 @@ impl Container {
                 lxcpath: self.lxcpath.clone(),
             });
         }
-        // Before the template fetches anything.
-        let bdev = btrfs_or(bdev, &self.lxcpath)?;
+        // Before the template fetches anything: a container that can get no host ids,
+        // or no subvolume, is refused here.
+        if opts.privileged {
+            base.idmap = None;
+        }
+        let ids = idmap::Origin::Create {
+            allocate: opts.allocate,
+        };
+        let (ids, added) = idmap::Plan::new(sys, &self.name, base.idmap.as_ref(), ids)?;
+        for a in added {
+            progress.message(&format!(
+                "--allocate: added `{}` to {}, a range of host ids for root",
+                a.line,
+                a.file.display()
+            ));
+        }
+        let bdev = btrfs_or(opts.bdev, &self.lxcpath)?;
         let swept = store::sweep_stale(&self.lxcpath, &self.name);
         store::mkdir_p(&sys.cachepath, 0o700)?;
         let mut template = self.template(sys, source)?;
@@ -187,8 +217,12 @@ impl Container {
         }
         self.substitute(&root, &cfg, &prepared.substitute)?;
         drop(root);
+        // Held until the container is published: its ids are then on record.
+        let taken = ids.take(sys)?;
+        cfg.idmap.clone_from(&taken.idmap);
         cfg.save(&creating.dir.join("config.toml"))?;
         let dir = creating.publish(&self.lxcpath, &self.name)?;
+        drop(taken);
         Ok(CreateReport {
             rootfs: backing.describe(&dir),
             image: prepared.source,
@@ -197,6 +231,7 @@ impl Container {
             create_message: prepared.create_message,
             unpack_time,
             swept,
+            idmap: cfg.idmap,
         })
     }
 

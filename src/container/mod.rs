@@ -34,8 +34,8 @@ pub use crate::console::Ended;
 /// How long steps report progress to a front end.
 pub use crate::image::fetch::Progress;
 pub use create::{
-    download_list, download_plan, resolve_template, templates, Bdev, Chooser, CreateReport,
-    DownloadOptions, Resolved, Source,
+    download_list, download_plan, resolve_template, templates, Bdev, Chooser, CreateOptions,
+    CreateReport, DownloadOptions, Resolved, Source,
 };
 pub use export::import;
 pub use file::{CopyReport, PullOptions, PushOptions};

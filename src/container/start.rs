@@ -40,6 +40,7 @@ impl Container {
     /// Everything that can be checked before anything is created.
     fn preflight(&self, sys: &SystemConfig, cfg: &mut ContainerConfig) -> Result<()> {
         let c = self;
+        crate::idmap::check_unshared(sys, &c.name, cfg.idmap.as_ref())?;
         let backing = c.backing(cfg);
         let rootfs = backing.path(&c.dir());
         if !rootfs.is_dir() {

@@ -19,7 +19,7 @@ use crate::image::budget::{Bounded, Budget};
 use crate::image::fetch::Progress;
 use crate::image::{decompress, lxcconf, unpack};
 use crate::rootfs::Root;
-use crate::{name, store};
+use crate::{idmap, name, store};
 
 /// A new container from the archive at `path`, named `new_name` or as it was exported.
 /// `allow_host_mounts`: keep mounts of host paths its configs have (refused otherwise).
@@ -59,6 +59,8 @@ pub fn import(
         cfg = c.as_new(cfg, &head.manifest.name)?;
     }
     cfg.validate(&c.config_path())?;
+    // Before anything is unpacked: a container that could get no ids is refused here.
+    idmap::Plan::new(sys, name, cfg.idmap.as_ref(), idmap::Origin::Copy)?;
     let old_host = old_hostname.unwrap_or_else(|| name::hostname_for(&head.manifest.name));
     let new_host = cfg
         .hostname
@@ -85,6 +87,7 @@ pub fn import(
         bytes: 0,
         warnings: Vec::new(),
     };
+    let mut snap_cfgs = Vec::new();
     for snap in &head.manifest.snapshots {
         progress.message(&format!("unpacking snapshot {snap} of {what}"));
         let sh = archive::read_snap_head(tree.input, &what, snap, MAX_COMMENT as u64)?;
@@ -102,8 +105,8 @@ pub fn import(
             make_own(&root, &old_host, &new_host)?;
             scfg = snapshot_as_new(&c, scfg, &head.manifest.name, &cfg)?;
         }
-        scfg.save(&dir.join(archive::CONFIG))?;
         write_meta(&dir, &sh.ts.to_string(), &sh.comment)?;
+        snap_cfgs.push((dir, scfg));
     }
     progress.message(&format!("unpacking {what}"));
     let root = Root::open(&rootfs)?;
@@ -113,8 +116,15 @@ pub fn import(
     if renamed {
         make_own(&root, &old_host, &new_host)?;
     }
+    let mut configs: Vec<&mut ContainerConfig> = vec![&mut cfg];
+    configs.extend(snap_cfgs.iter_mut().map(|(_, s)| s));
+    let ids = own_ids(sys, name, &mut configs)?;
+    for (dir, scfg) in &snap_cfgs {
+        scfg.save(&dir.join(archive::CONFIG))?;
+    }
     cfg.save(&creating.dir.join(archive::CONFIG))?;
     let dir = creating.publish(&c.lxcpath, name)?;
+    drop(ids);
     Ok(ImportReport {
         name: name.to_string(),
         dir,
@@ -165,6 +175,29 @@ impl TreeIn<'_> {
         }
         Ok(stats)
     }
+}
+
+/// An archive's host ids are another installation's, or anybody's: each of its configs
+/// (the container's, its snapshots') that maps ids gets the new container's own, one
+/// slice as large as the largest map, taken under the id lock (held by what is
+/// returned until the container is published).
+fn own_ids(
+    sys: &SystemConfig,
+    name: &str,
+    configs: &mut [&mut ContainerConfig],
+) -> Result<idmap::Taken> {
+    let largest = configs
+        .iter()
+        .filter_map(|c| c.idmap.clone())
+        .max_by_key(|m| m.count);
+    let (plan, _) = idmap::Plan::new(sys, name, largest.as_ref(), idmap::Origin::Copy)?;
+    let taken = plan.take(sys)?;
+    if let Some(new) = &taken.idmap {
+        for m in configs.iter_mut().filter_map(|c| c.idmap.as_mut()) {
+            (m.uid, m.gid) = (new.uid, new.gid);
+        }
+    }
+    Ok(taken)
 }
 
 /// Snapshot names become directories: container-name rules, each once.

@@ -13,6 +13,8 @@ use crate::config::SystemConfig;
 use crate::error::Result;
 use crate::{apparmor, net};
 
+mod userns;
+
 /// One line of the report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Check {
@@ -74,7 +76,8 @@ impl Check {
     }
 }
 
-/// Probe the host. `sys` names the bridge whose forwarding is checked.
+/// Probe the host. `sys` names the bridge whose forwarding is checked, the directories
+/// whose file systems must take idmapped mounts, and root's subordinate id files.
 pub fn checkconfig(sys: &SystemConfig) -> HostReport {
     let bridge = &sys.network.bridge;
     let tools = Tools {
@@ -113,6 +116,7 @@ pub fn checkconfig(sys: &SystemConfig) -> HostReport {
                     apparmor_check(&AppArmor::probe()),
                 ],
             },
+            userns::section(sys),
         ],
     }
 }
