@@ -518,16 +518,25 @@ fn a_port_someone_holds_is_a_start_error_naming_the_holder() {
     std::fs::write(&cfg, original.replace("ipv4 = \"auto\"", "ipv4 = \"dhcp\"")).unwrap();
     let err = h.env.fails(&["start", "-d", "-n", &second]);
     assert!(
-        err.contains("the address of network[0] is only known once its DHCP client has one")
+        err.contains("the address of network[0] is not known before it starts (ipv4 = \"dhcp\")")
             && err.contains("ipv4 = \"auto\""),
         "{err}"
     );
     assert_eq!(tables_of(&second), Vec::<String>::new());
     assert!(h.info(&second).contains("STOPPED"));
 
-    // Freed at stop, the port is the second one's.
-    std::fs::write(&cfg, &original).unwrap();
+    // Freed at stop, the port is the second one's; a start that fails once its rules
+    // are in (a bind mount of nothing) takes them away again.
     h.env.ok(&["stop", "-k", "-n", &first]);
+    let mount =
+        "[[mount]]\nsource = \"/nonexistent-rlxc-test\"\ntarget = \"mnt\"\noptions = \"bind\"\n";
+    std::fs::write(&cfg, format!("{original}\n{mount}")).unwrap();
+    let err = h.env.fails(&["start", "-d", "-n", &second]);
+    // (Its reason races with the network set-up the monitor does meanwhile.)
+    assert!(err.contains("failed to start"), "{err}");
+    assert_eq!(tables_of(&second), Vec::<String>::new());
+    assert_eq!(h.route_localnet(), "0");
+    std::fs::write(&cfg, &original).unwrap();
     h.env.ok(&["start", "-d", "-n", &second]);
     assert_eq!(tables_of(&second).len(), 1);
     h.env.ok(&["stop", "-k", "-n", &second]);

@@ -98,8 +98,9 @@ impl Container {
                     n.link_or(&sys.network),
                     sys.network.bridge
                 ),
-                Some((i, _)) => format!(
-                    "the address of network[{i}] is only known once its DHCP client has one"
+                Some((i, n)) => format!(
+                    "the address of network[{i}] is not known before it starts (ipv4 = {})",
+                    n.ipv4.map_or("unset".into(), |m| format!("\"{m}\""))
                 ),
                 None => "it has no veth network on a bridge".into(),
             };

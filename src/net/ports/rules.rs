@@ -42,10 +42,8 @@ pub fn render(s: &Spec) -> String {
         .iter()
         .map(|p| format!("\t\t{}\n", dnat_rule(p, ip)))
         .collect();
-    let mut comment = format!(
-        "{TABLE_TAG} name={} bridge={br} ip={ip}/{}",
-        s.name, s.prefix
-    );
+    // At most 128 bytes: the name is in the table's (the key).
+    let mut comment = format!("{TABLE_TAG} bridge={br} ip={ip}/{}", s.prefix);
     // Host to container, through 127.0.0.1: the answers come back on the bridge to a
     // loopback address, which the kernel drops as martian unless route_localnet is on
     // for the bridge. That would also let the containers reach the host's loopback
@@ -161,7 +159,6 @@ pub fn parse(ruleset: &str) -> Vec<Spec> {
 fn read_table_comment(spec: &mut Spec, fields: &str) {
     for (k, v) in fields.split_whitespace().filter_map(|f| f.split_once('=')) {
         match k {
-            "name" => spec.name = v.to_string(),
             "bridge" => spec.bridge = v.to_string(),
             "localnet_was" => spec.localnet_was = Some(v.to_string()),
             "ip" => {
@@ -260,6 +257,27 @@ mod tests {
         s.localnet_was = None;
         s.entries.truncate(1);
         assert_eq!(parse(&render(&s)), vec![s]);
+    }
+
+    #[test]
+    fn comments_fit_nfts_128_bytes_whatever_the_names() {
+        let mut s = spec();
+        s.name = "n".repeat(64);
+        s.key = format!("{}.ffffffff", s.name);
+        s.bridge = "b".repeat(15);
+        s.ip = "255.255.255.254".parse().unwrap();
+        s.entries = vec![entry(
+            "65534-65535",
+            "65534-65535",
+            Proto::Udp,
+            Some("255.255.255.254"),
+        )];
+        let t = render(&s);
+        for c in t.split("comment \"").skip(1) {
+            let len = c.find('"').unwrap();
+            assert!(len <= 128, "{len}: {c}");
+        }
+        assert_eq!(parse(&t), vec![s]);
     }
 
     #[test]
