@@ -48,7 +48,9 @@ impl Container {
             return Ok(None);
         }
         let lock = ports.lock()?;
-        ports.remove(&lock, &self.key);
+        if ports.may_have(&self.key) {
+            ports.remove(&lock, &self.key);
+        }
         if cfg.publish.is_empty() {
             return Ok(None);
         }

@@ -57,7 +57,7 @@ impl Ports {
     /// same lock.
     pub fn add(
         &self,
-        _lock: &PortsLock,
+        lock: &PortsLock,
         spec: &mut Spec,
         tables: &[Spec],
         loopback: bool,
@@ -82,7 +82,7 @@ impl Ports {
             Ok(())
         });
         if let Err(e) = added {
-            self.remove(_lock, &spec.key);
+            self.remove(lock, &spec.key);
             return Err(Error::net(
                 format!("cannot add the published ports of {}: {e}", spec.name),
                 "rlxc-checkconfig shows whether nftables works on this host",
