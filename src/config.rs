@@ -11,6 +11,7 @@ mod bridge;
 mod download;
 mod file;
 mod idmap;
+mod publish;
 mod rootfs;
 mod signal;
 mod size;
@@ -30,6 +31,7 @@ pub use types::{
 
 pub mod validate;
 pub use idmap::{IdMap, Range as IdRange, SubidFiles};
+pub use publish::{PortRange, Proto, Publish};
 pub use rootfs::{Backend, Rootfs};
 
 pub const DEFAULT_SYSTEM_CONFIG: &str = "/etc/rlxc/rlxc.toml";
@@ -250,6 +252,9 @@ pub struct ContainerConfig {
     pub networks: Vec<Network>,
     #[serde(default, rename = "mount", skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<MountEntry>,
+    /// Host ports that reach the container (`[[publish]]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<Publish>,
     /// Where the root file system is; written at create time.
     #[serde(default)]
     pub rootfs: Rootfs,

@@ -89,10 +89,7 @@ struct Host {
 
 impl Host {
     fn new(tag: u32) -> Self {
-        let server = HttpServer::start(&fixture_mirror());
-        let env = Env::new(&server.url());
-        // dnsmasq drops root and must reach RUNPATH/net below the temporary directory.
-        sh_ok(&format!("chmod 755 {}", env.dir.path().display()));
+        let (env, server) = net_env();
         let net = Net::new(tag);
         env.write_config(&net.config());
         Host {
@@ -157,13 +154,7 @@ impl Host {
 
 impl Drop for Host {
     fn drop(&mut self) {
-        for n in &self.names {
-            let _ = self.env.run(&["stop", "-k", "-n", n]);
-        }
-        let _ = self.env.run(&["net", "stop", "-f"]);
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.net.bridge])
-            .output();
+        tear_down_net(&self.env, &self.names, &self.net.bridge);
     }
 }
 

@@ -152,6 +152,9 @@ fn live(l: &crate::container::Live, row: &dyn Fn(&str, &str)) {
     for a in l.ipv4.iter().chain(&l.ipv6) {
         row("IP", a);
     }
+    for p in &l.published {
+        row("Published", p);
+    }
     if let Some(ns) = l.cpu_ns {
         row("CPU use", &format!("{:.2} seconds", ns as f64 / 1e9));
     }

@@ -134,7 +134,7 @@ pub fn container_values(c: &ContainerConfig) -> Result<(), String> {
     for (i, m) in c.mounts.iter().enumerate() {
         mount_source(m).map_err(|why| format!("mount[{i}].source = {:?}: {why}", m.source))?;
     }
-    Ok(())
+    super::publish::check(&c.publish)
 }
 
 #[cfg(test)]

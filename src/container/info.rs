@@ -26,6 +26,8 @@ pub struct Live {
     pub memory_bytes: Option<u64>,
     /// Interface, received bytes, sent bytes.
     pub links: Vec<(String, u64, u64)>,
+    /// Its published ports in effect, as `0.0.0.0:8080 -> 10.0.3.5:80/tcp`.
+    pub published: Vec<String>,
 }
 
 impl Container {
@@ -76,6 +78,31 @@ impl Container {
             cpu_ns: cg.as_ref().and_then(|c| c.cpu_ns()),
             memory_bytes: cg.as_ref().and_then(|c| c.memory_bytes()),
             links: crate::net::link::link_stats(*pid),
+            published: self.published(),
         })
+    }
+
+    /// What its table says (not its config, which may have changed since the start).
+    fn published(&self) -> Vec<String> {
+        let runpath = self.run_dir.parent().unwrap_or(&self.run_dir);
+        if !crate::net::ports::Ports::new(runpath).may_have(&self.key) {
+            return Vec::new();
+        }
+        let Some(t) = crate::net::ports::table_of(&self.key) else {
+            return Vec::new();
+        };
+        t.entries
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}:{} -> {}:{}/{}",
+                    p.address.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+                    p.host,
+                    t.ip,
+                    p.container,
+                    p.proto
+                )
+            })
+            .collect()
     }
 }

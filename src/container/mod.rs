@@ -23,6 +23,7 @@ pub mod images {
 mod info;
 /// The managed bridge, for rlxc-net and its dnsmasq supervisor.
 pub mod network;
+mod ports;
 mod publish;
 mod snapshot;
 mod start;

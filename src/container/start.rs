@@ -17,6 +17,7 @@ impl Container {
         let mut cfg = self.config()?;
         self.refuse_if_running()?;
         self.preflight(sys, &mut cfg)?;
+        let published = self.publish_ports(sys, &cfg)?;
         let after_stop = if cfg.ephemeral {
             self.destroy_command()?
         } else {
@@ -34,7 +35,11 @@ impl Container {
             apparmor: crate::apparmor::ensure_loaded()?,
             after_stop,
         };
-        crate::runtime::start(&plan)
+        let pid = crate::runtime::start(&plan)?;
+        if let Some(p) = published {
+            p.keep();
+        }
+        Ok(pid)
     }
 
     /// Everything that can be checked before anything is created.
@@ -68,11 +73,13 @@ impl Container {
     }
 
     /// Remove the run directory of a stopped container: an rlxc-start killed before its
-    /// monitor took over leaves one. Only when no start holds the container's lock, no
-    /// monitor listens and nothing runs in its cgroup.
+    /// monitor took over leaves one; and the published ports of a run whose monitor was
+    /// killed. Only when no start holds the container's lock, no monitor listens and
+    /// nothing runs in its cgroup.
     pub fn sweep_run_dir(&self) {
         let c = self;
-        if !c.run_dir.exists() {
+        let runpath = c.run_dir.parent().unwrap_or(&c.run_dir);
+        if !c.run_dir.exists() && !crate::net::ports::Ports::new(runpath).may_have(&c.key) {
             return;
         }
         let Ok(_lock) = crate::store::lock_name(&c.lxcpath, &c.name, "cleaning up after a start")
@@ -81,6 +88,7 @@ impl Container {
         };
         if c.refuse_if_running().is_ok() {
             let _ = std::fs::remove_dir_all(&c.run_dir);
+            crate::net::ports::release(runpath, &c.key);
         }
     }
 

@@ -126,15 +126,7 @@ impl<'a> Managed<'a> {
             crate::store::mkdir_p(runpath, 0o755)?;
         }
         crate::store::mkdir_p(&self.files.dir, 0o755)?;
-        let p = self.files.path("lock");
-        let f = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .open(&p)
-            .ctx("open", &p)?;
-        let l = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| Error::io("lock", &p, e.into()))?;
-        Ok(BridgeLock(l))
+        super::lock_file(&self.files.path("lock")).map(BridgeLock)
     }
 
     /// Make the bridge usable: create what is missing (idempotent). A bridge that
@@ -465,8 +457,8 @@ fn untraversable(dir: &Path) -> Option<std::path::PathBuf> {
         .map(|(d, _)| d.to_path_buf())
 }
 
-/// Host routes (destination, prefix, device) from /proc/net/route.
-fn host_routes() -> Vec<(Ipv4Addr, u8, String)> {
+/// Host routes (destination, prefix, device) from /proc/net/route, the default left out.
+pub(crate) fn host_routes() -> Vec<(Ipv4Addr, u8, String)> {
     let text = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
     parse_routes(&text)
 }

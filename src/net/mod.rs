@@ -6,6 +6,7 @@ pub mod dnsmasq;
 pub mod firewall;
 pub mod link;
 pub mod netlink;
+pub mod ports;
 pub mod subnet;
 
 use std::path::PathBuf;
@@ -55,6 +56,17 @@ fn run_stdin(cmd: &str, args: &[&str], input: &str) -> Result<()> {
             String::from_utf8_lossy(&out.stderr).trim()
         )))
     }
+}
+
+/// An exclusive lock on the file `p` (made if missing), waited for.
+fn lock_file(p: &std::path::Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    let f = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(p)
+        .map_err(|e| Error::io("open", p, e))?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| Error::io("lock", p, e.into()))
 }
 
 /// `cmd` found on $PATH (only there: a PATH without it means "not installed").

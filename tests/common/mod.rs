@@ -595,6 +595,27 @@ impl Env {
     }
 }
 
+/// An installation with the fixture mirror for a network test: its directory
+/// searchable, since dnsmasq drops root and must reach RUNPATH/net below it.
+pub fn net_env() -> (Env, HttpServer) {
+    let server = HttpServer::start(&fixture_mirror());
+    let env = Env::new(&server.url());
+    let mut perms = std::fs::metadata(env.dir.path()).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(env.dir.path(), perms).unwrap();
+    (env, server)
+}
+
+/// What a network test made with `env`, whatever it did: the containers `names`
+/// killed, the managed bridge's work undone, the bridge gone.
+pub fn tear_down_net(env: &Env, names: &[String], bridge: &str) {
+    for n in names {
+        let _ = env.run(&["stop", "-k", "-n", n]);
+    }
+    let _ = env.run(&["net", "stop", "-f"]);
+    let _ = Command::new("ip").args(["link", "del", bridge]).output();
+}
+
 /// The names in `dir`, sorted, lock files left out; nothing when it does not exist.
 pub fn names_without_locks(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)

@@ -68,6 +68,10 @@ impl Monitor {
     /// The end: nothing of the container is left when the stop waiters hear so.
     pub(super) fn shutdown(&mut self) {
         self.teardown();
+        // Before the socket goes: a start that follows must find the ports free.
+        if let Some(runpath) = self.dir.parent() {
+            crate::net::ports::release(runpath, &self.key);
+        }
         // Gone before the reply: whoever it wakes may start the container again.
         let _ = std::fs::remove_file(socket_path(&self.dir));
         let _ = std::fs::remove_file(self.dir.join("monitor.log"));

@@ -252,6 +252,9 @@ impl Monitor {
             Ok(v) => guard.veths = v,
             Err(e) => return Err(child_failure(&ours).unwrap_or(e)),
         }
+        if !self.cfg.publish.is_empty() {
+            crate::net::ports::hairpin(&guard.veths)?;
+        }
         // The child made its namespaces and joined its cgroups long ago (it said so
         // before its mounts); it goes on to exec once the network is there.
         let limits = &self.cfg.limits;
