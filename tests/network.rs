@@ -432,6 +432,33 @@ fn network_errors_name_the_fix_and_leave_nothing() {
     assert_eq!(before, host_state());
 }
 
+/// A child that fails after its namespaces are made (a bind mount of a missing host
+/// path) takes its network namespace with it while the monitor wires the veth: the start
+/// reports the child's reason, never the netlink error that follows, every time.
+#[test]
+fn a_failing_mount_is_reported_not_the_network_error_it_causes() {
+    let _s = serial();
+    let mut h = Host::new(7);
+    let missing = h.env.dir.path().join("no-such-dir");
+    let cfg = format!(
+        "{}[[mount]]\nsource = \"{}\"\ntarget = \"mnt\"\noptions = \"bind\"\n",
+        h.veth(""),
+        missing.display()
+    );
+    let name = h.create("busybox", &busybox_release(), "failmnt", &cfg);
+    // The managed bridge outlives a container's start by design: up before the baseline.
+    h.env.ok(&["net", "start"]);
+    for _ in 0..5 {
+        let before = host_state();
+        let err = h.env.fails(&["start", "-d", "-n", &name]);
+        assert!(
+            err.contains("no-such-dir") && !err.contains("netlink") && !err.contains("netns"),
+            "{err}"
+        );
+        assert_eq!(before, host_state(), "a failed start left something behind");
+    }
+}
+
 /// A host without nft: NAT and forwarding go in iptables, marked with a comment, and
 /// only those rules go at rlxc-net stop.
 #[test]

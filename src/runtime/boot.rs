@@ -14,10 +14,16 @@ use crate::net::link as net;
 
 /// The child's failure, if it already sent one (for an error on the monitor's side,
 /// where the child's reason comes first).
+/// Stages it reached before failing are passed over: a child that got its namespaces and
+/// then failed a mount took its network namespace with it, and the monitor's netlink
+/// error must not hide the mount's reason.
 pub(super) fn child_failure(sync: &OwnedFd) -> Option<Error> {
-    match ipc::recv_packet(sync.as_fd(), false) {
-        Ok(Some(FromChild::Failed { reason })) => Some(Error::Other(reason)),
-        _ => None,
+    loop {
+        match ipc::recv_packet(sync.as_fd(), false) {
+            Ok(Some(FromChild::Failed { reason })) => return Some(Error::Other(reason)),
+            Ok(Some(FromChild::Reached { .. })) => continue,
+            _ => return None,
+        }
     }
 }
 
