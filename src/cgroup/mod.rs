@@ -325,7 +325,7 @@ fn set_limit(key: &str, controller: &str, w: &Write) -> Result<()> {
     Err(match e.raw_os_error() {
         Some(n) => match live::refused(&file, &w.content, nix::errno::Errno::from_raw(n)) {
             Error::Cgroup { msg, fix } => Error::Cgroup {
-                msg: format!("limits.{key}: {msg}"),
+                msg: format!("limits.{key} cannot be set in the container's cgroup: {msg}"),
                 fix,
             },
             other => other,

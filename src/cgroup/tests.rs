@@ -213,7 +213,8 @@ fn a_limit_refused_names_key_value_file_and_reason() {
     let e = cg.apply_limits(&limits("io_weight = 300\n")).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "limits.io_weight: the kernel refused default 300 for io.weight: Is a directory"
+        "limits.io_weight cannot be set in the container's cgroup: the kernel refused \
+         default 300 for io.weight: Is a directory"
     );
 }
 
