@@ -11,6 +11,7 @@ mod bridge;
 mod download;
 mod file;
 mod idmap;
+mod limits;
 mod publish;
 mod rootfs;
 mod signal;
@@ -31,6 +32,7 @@ pub use types::{
 
 pub mod validate;
 pub use idmap::{IdMap, Range as IdRange, SubidFiles};
+pub use limits::{CpuSet, Limits, Weight};
 pub use publish::{PortRange, Proto, Publish};
 pub use rootfs::{Backend, Rootfs};
 
@@ -284,20 +286,6 @@ pub struct Signals {
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Limits {
-    /// Memory limit with an optional K/M/G suffix, e.g. "512M".
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory: Option<ByteSize>,
-    /// CPU bandwidth in CPUs, e.g. 1.5.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpus: Option<f64>,
-    /// Maximum number of tasks.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pids: Option<u64>,
-}
-
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Autostart {
     #[serde(default)]
     pub enabled: bool,
@@ -380,11 +368,6 @@ impl Signals {
         self == &Self::default()
     }
 }
-impl Limits {
-    fn is_default(&self) -> bool {
-        self == &Self::default()
-    }
-}
 impl Autostart {
     fn is_default(&self) -> bool {
         self == &Self::default()
@@ -425,25 +408,8 @@ impl ContainerConfig {
                 ));
             }
         }
-        if let Some(m) = &self.limits.memory {
-            if m.bytes() < MIN_MEMORY {
-                return err(format!(
-                    "limits.memory = \"{m}\": below {}M no init can start (the kernel \
-                     would kill it before it runs); give it at least that, 64M or more \
-                     for systemd",
-                    MIN_MEMORY >> 20
-                ));
-            }
-        }
-        if self.limits.pids == Some(0) {
-            return err("limits.pids = 0: init itself is a task; give it 1 or more".into());
-        }
-        if let Some(c) = self.limits.cpus {
-            if !(c > 0.0 && c.is_finite()) {
-                return err(format!(
-                    "limits.cpus = {c}: expected a positive number of CPUs"
-                ));
-            }
+        if let Err(why) = self.limits.check() {
+            return err(why);
         }
         for (i, m) in self.mounts.iter().enumerate() {
             if m.target.split('/').any(|c| c == "..") {
@@ -483,10 +449,6 @@ impl ContainerConfig {
         }
     }
 }
-
-/// The smallest memory limit a container may have: less and init is killed (OOM) before
-/// or as it starts.
-pub const MIN_MEMORY: u64 = 4 << 20;
 
 /// Random bytes from the kernel; a MAC collision is the only thing at stake.
 pub fn random_bytes(n: usize) -> Vec<u8> {

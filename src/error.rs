@@ -131,6 +131,11 @@ pub enum Error {
         containers: Vec<String>,
     },
 
+    /// A controller file of a container's cgroup: a name rlxc-cgroup refuses, one the
+    /// cgroup lacks, or a value the kernel refused; `fix` says what to do.
+    #[error("{msg}")]
+    Cgroup { msg: String, fix: Option<String> },
+
     #[error("{0}")]
     Other(String),
 }
@@ -211,7 +216,7 @@ impl Error {
                 "the image tries to reach outside its rootfs; nothing outside was touched. Use an image from a trusted mirror"
                     .into(),
             ),
-            Error::Net { fix, .. } => fix.clone(),
+            Error::Net { fix, .. } | Error::Cgroup { fix, .. } => fix.clone(),
             Error::NoImage(_) => Some(
                 "an image the server does not have (an archived CentOS 7, say) can be created \
                  from its files: rlxc-create -t local -n NAME -- --metadata meta.tar.xz \

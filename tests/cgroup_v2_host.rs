@@ -4,7 +4,10 @@
 //! Debian boots to `running` in a delegated subtree, limits land in memory.max, cpu.max
 //! and pids.max, rlxc-info reads cgroup2 usage, the BPF device filter is the only thing
 //! refusing a mknod'ed /dev/mem, freeze and thaw go through cgroup.freeze, and stop
-//! (of a frozen container too) leaves nothing behind. The distribution kernel
+//! (of a frozen container too) leaves nothing behind; the typed limits beyond memory,
+//! cpus and pids land in memory.swap.max, cpu.weight, cpuset.cpus and io.weight;
+//! rlxc-cgroup reads and sets cgroup2 files (a memory hog OOM-killed under a live
+//! memory.max) and rlxc-top reads its figures there. The distribution kernel
 //! runs AppArmor, so the container profile is tested there too: loaded, confining init
 //! and attached commands, refusing the remounts and binds that would reach the host.
 
@@ -49,6 +52,14 @@ fn pure_cgroup_v2_host() {
         "RLXC-V2 ok seccomp refuses a read-only superblock remount with other flags",
         "RLXC-V2 ok AppArmor refuses mounting devpts",
         "RLXC-V2 ok a host sysctl stays the host's",
+        "RLXC-V2 ok limits.memory_swap, cpu_weight, cpuset, io_weight -> cgroup2 files",
+        "RLXC-V2 ok rlxc-cgroup reads memory.max",
+        "RLXC-V2 ok rlxc-cgroup sets pids.max live",
+        "RLXC-V2 ok rlxc-cgroup says the kernel's reason",
+        "RLXC-V2 ok rlxc-cgroup refuses names outside the cgroup and cgroup.procs",
+        "RLXC-V2 ok a memory hog is OOM-killed under a live memory.max, the container runs on",
+        "RLXC-V2 ok rlxc-cgroup --persist keeps memory.max in config.toml",
+        "RLXC-V2 ok rlxc-top shows the busy container's CPU, memory and tasks from cgroup2",
         "RLXC-V2 ok rlxc-freeze: cgroup.events says frozen, the counter stands still",
         "RLXC-V2 ok rlxc-unfreeze: the counter goes on",
         "RLXC-V2 ok rlxc-stop -k of a frozen busybox",

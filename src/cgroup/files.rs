@@ -9,13 +9,28 @@ use crate::error::{IoContext, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Setting {
     MemoryLimit,
+    /// Swap beyond the memory limit (`Value::Swap`).
+    SwapLimit,
     CpuQuota,
+    /// Relative CPU share (`Value::Weight`, cgroup2's scale).
+    CpuWeight,
+    /// The CPUs it may run on (`Value::List`).
+    Cpuset,
     PidsMax,
+    /// Relative disk I/O share (`Value::Weight`, cgroup2's scale).
+    IoWeight,
     /// v1 only: cgroup2 has no devices files (see `v2::attach_device_filter`).
     DevicesDeny,
     DevicesAllow,
     CpuUsageNs,
     MemoryUsage,
+    /// Swap in use (v1: memory and swap, less memory).
+    SwapUsage,
+    /// Tasks in the whole subtree.
+    PidsCurrent,
+    /// Bytes read from and written to block devices, summed over them.
+    IoReadBytes,
+    IoWriteBytes,
     /// Freezing: written with `Value::Frozen`, read back as 1 once every task is frozen.
     Freeze,
 }
@@ -31,6 +46,15 @@ pub(super) enum Value<'a> {
     },
     /// A device rule, `TYPE MAJOR:MINOR ACCESS`.
     Rule(&'a str),
+    /// A CPU list, "0-3,5".
+    List(&'a str),
+    /// A share on cgroup2's scale: 1-10000, 100 the default.
+    Weight(u64),
+    /// `swap` bytes of swap beyond a memory limit of `memory` bytes.
+    Swap {
+        memory: u64,
+        swap: u64,
+    },
     /// Frozen (true) or thawed.
     Frozen(bool),
 }
@@ -42,6 +66,8 @@ pub(super) enum Io {
     Write(fn(&Value) -> String),
     /// Read and parsed to this number.
     Read(fn(&str) -> Option<u64>),
+    /// Read, parsed, and taken off the number the files before it read.
+    Less(fn(&str) -> Option<u64>),
 }
 
 pub(super) struct File {
@@ -80,6 +106,13 @@ const fn read(name: &'static str, parse: fn(&str) -> Option<u64>) -> File {
     }
 }
 
+const fn less(name: &'static str, parse: fn(&str) -> Option<u64>) -> File {
+    File {
+        name,
+        io: Io::Less(parse),
+    }
+}
+
 const fn at(controller: &'static str, files: &'static [File]) -> Option<Place> {
     Some(Place {
         controller: Some(controller),
@@ -95,6 +128,13 @@ pub(super) const TABLE: &[Row] = &[
         v2: at("memory", &[write("memory.max", plain)]),
     },
     Row {
+        setting: Setting::SwapLimit,
+        controller: "memory",
+        // v1 limits memory and swap together (swap accounting: swapaccount=1).
+        v1: at("memory", &[write("memory.memsw.limit_in_bytes", memsw)]),
+        v2: at("memory", &[write("memory.swap.max", plain)]),
+    },
+    Row {
         setting: Setting::CpuQuota,
         controller: "cpu",
         v1: at(
@@ -107,10 +147,29 @@ pub(super) const TABLE: &[Row] = &[
         v2: at("cpu", &[write("cpu.max", quota_period)]),
     },
     Row {
+        setting: Setting::CpuWeight,
+        controller: "cpu",
+        v1: at("cpu", &[write("cpu.shares", cpu_shares)]),
+        v2: at("cpu", &[write("cpu.weight", plain)]),
+    },
+    Row {
+        setting: Setting::Cpuset,
+        controller: "cpuset",
+        v1: at("cpuset", &[write("cpuset.cpus", plain)]),
+        v2: at("cpuset", &[write("cpuset.cpus", plain)]),
+    },
+    Row {
         setting: Setting::PidsMax,
         controller: "pids",
         v1: at("pids", &[write("pids.max", plain)]),
         v2: at("pids", &[write("pids.max", plain)]),
+    },
+    Row {
+        setting: Setting::IoWeight,
+        controller: "io",
+        // v1 has a weight only with the BFQ scheduler (CFQ's blkio.weight left in 5.0).
+        v1: at("blkio", &[write("blkio.bfq.weight", bfq_weight)]),
+        v2: at("io", &[write("io.weight", io_weight)]),
     },
     Row {
         setting: Setting::DevicesDeny,
@@ -138,6 +197,49 @@ pub(super) const TABLE: &[Row] = &[
         controller: "memory",
         v1: at("memory", &[read("memory.usage_in_bytes", number)]),
         v2: at("memory", &[read("memory.current", number)]),
+    },
+    Row {
+        setting: Setting::SwapUsage,
+        controller: "memory",
+        v1: at(
+            "memory",
+            &[
+                read("memory.memsw.usage_in_bytes", number),
+                less("memory.usage_in_bytes", number),
+            ],
+        ),
+        v2: at("memory", &[read("memory.swap.current", number)]),
+    },
+    Row {
+        setting: Setting::PidsCurrent,
+        controller: "pids",
+        v1: at("pids", &[read("pids.current", number)]),
+        v2: at("pids", &[read("pids.current", number)]),
+    },
+    Row {
+        setting: Setting::IoReadBytes,
+        controller: "blkio",
+        // The plain file counts only the cgroup's own tasks, not systemd's below it.
+        v1: at(
+            "blkio",
+            &[read(
+                "blkio.throttle.io_service_bytes_recursive",
+                blkio_read,
+            )],
+        ),
+        v2: at("io", &[read("io.stat", io_stat_rbytes)]),
+    },
+    Row {
+        setting: Setting::IoWriteBytes,
+        controller: "blkio",
+        v1: at(
+            "blkio",
+            &[read(
+                "blkio.throttle.io_service_bytes_recursive",
+                blkio_write,
+            )],
+        ),
+        v2: at("io", &[read("io.stat", io_stat_wbytes)]),
     },
     Row {
         setting: Setting::Freeze,
@@ -170,10 +272,48 @@ pub(super) fn row(s: Setting) -> &'static Row {
 
 fn plain(v: &Value) -> String {
     match v {
-        Value::Number(n) => n.to_string(),
-        Value::Rule(r) => r.to_string(),
+        Value::Number(n) | Value::Weight(n) => n.to_string(),
+        Value::Rule(r) | Value::List(r) => r.to_string(),
         Value::Cpu { .. } => quota_period(v),
         Value::Frozen(on) => u8::from(*on).to_string(),
+        Value::Swap { swap, .. } => swap.to_string(),
+    }
+}
+
+/// v1 `memory.memsw.limit_in_bytes` limits memory and swap together.
+fn memsw(v: &Value) -> String {
+    match v {
+        Value::Swap { memory, swap } => memory.saturating_add(*swap).to_string(),
+        _ => plain(v),
+    }
+}
+
+/// cgroup2's weight (1-10000, default 100) as v1 `cpu.shares` (2-262144, default
+/// 1024), converted as systemd converts it.
+pub(super) fn weight_to_shares(w: u64) -> u64 {
+    (w.saturating_mul(1024) / 100).clamp(2, 262_144)
+}
+
+fn cpu_shares(v: &Value) -> String {
+    match v {
+        Value::Weight(w) => weight_to_shares(*w).to_string(),
+        _ => plain(v),
+    }
+}
+
+/// BFQ's weights go from 1 to 1000, 100 the default as cgroup2's.
+fn bfq_weight(v: &Value) -> String {
+    match v {
+        Value::Weight(w) => (*w).clamp(1, 1000).to_string(),
+        _ => plain(v),
+    }
+}
+
+/// cgroup2 `io.weight`: the default for every device (per-device lines are left alone).
+fn io_weight(v: &Value) -> String {
+    match v {
+        Value::Weight(w) => format!("default {w}"),
+        _ => plain(v),
     }
 }
 
@@ -228,6 +368,50 @@ fn number(s: &str) -> Option<u64> {
     s.trim().parse().ok()
 }
 
+/// v1 `blkio.throttle.io_service_bytes*`: "MAJ:MIN Read N" lines, per device (the last
+/// line, "Total N", sums every kind).
+fn blkio_sum(s: &str, kind: &str) -> Option<u64> {
+    Some(
+        s.lines()
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                let (_, k, n) = (f.next()?, f.next()?, f.next()?);
+                (k == kind).then(|| n.parse::<u64>().ok()).flatten()
+            })
+            .sum(),
+    )
+}
+
+fn blkio_read(s: &str) -> Option<u64> {
+    blkio_sum(s, "Read")
+}
+
+fn blkio_write(s: &str) -> Option<u64> {
+    blkio_sum(s, "Write")
+}
+
+/// cgroup2 `io.stat`: "MAJ:MIN rbytes=N wbytes=N rios=N …" per device.
+fn io_stat_sum(s: &str, field: &str) -> Option<u64> {
+    Some(
+        s.split_whitespace()
+            .filter_map(|w| {
+                w.strip_prefix(field)?
+                    .strip_prefix('=')?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum(),
+    )
+}
+
+fn io_stat_rbytes(s: &str) -> Option<u64> {
+    io_stat_sum(s, "rbytes")
+}
+
+fn io_stat_wbytes(s: &str) -> Option<u64> {
+    io_stat_sum(s, "wbytes")
+}
+
 /// cgroup2 `cpu.stat` counts microseconds; rlxc reports nanoseconds as v1 does.
 fn usage_usec_as_ns(s: &str) -> Option<u64> {
     s.lines()
@@ -253,17 +437,34 @@ impl Place {
                     path: dir.join(f.name),
                     content: render(v),
                 }),
-                Io::Read(_) => None,
+                Io::Read(_) | Io::Less(_) => None,
             })
             .collect()
     }
 
     /// The number this setting reads in the cgroup directory `dir`.
     pub fn read(&self, dir: &Path) -> Option<u64> {
-        self.files.iter().find_map(|f| match f.io {
-            Io::Read(parse) => parse(&std::fs::read_to_string(dir.join(f.name)).ok()?),
-            Io::Write(_) => None,
-        })
+        self.read_with(dir, &mut |p| std::fs::read_to_string(p).ok())
+    }
+
+    /// `read`, with the files' contents from `file` (a caller reading many settings of
+    /// one cgroup reads each file once).
+    pub fn read_with(
+        &self,
+        dir: &Path,
+        file: &mut dyn FnMut(&Path) -> Option<String>,
+    ) -> Option<u64> {
+        let mut value = None;
+        for f in self.files {
+            match f.io {
+                Io::Read(parse) if value.is_none() => value = parse(&file(&dir.join(f.name))?),
+                Io::Less(parse) => {
+                    value = Some(value?.saturating_sub(parse(&file(&dir.join(f.name))?)?))
+                }
+                Io::Read(_) | Io::Write(_) => {}
+            }
+        }
+        value
     }
 }
 

@@ -32,7 +32,7 @@ impl Cgroup {
         let dir = self.path_in(h);
         let file = place.files.iter().find_map(|f| match f.io {
             Io::Write(_) => Some(f.name),
-            Io::Read(_) => None,
+            Io::Read(_) | Io::Less(_) => None,
         });
         match file {
             _ if !dir.is_dir() => Err(Error::Other(format!(

@@ -11,6 +11,9 @@ mod entry;
 mod files;
 mod freezer;
 mod layout;
+mod live;
+mod persist;
+mod stats;
 #[cfg(test)]
 mod tests;
 mod v1;
@@ -24,6 +27,7 @@ pub use freezer::FreezeHold;
 #[cfg(test)]
 pub use layout::parse_mountinfo;
 pub use layout::{Hierarchy, Layout};
+pub use stats::UsagePlan;
 
 use crate::config::Limits;
 use crate::error::{Error, Result};
@@ -82,18 +86,37 @@ const DEVICES_ALLOW: &[&str] = &[
 
 /// The only code that reads `Limits`: each limit asked for, as the config key it came
 /// from, the setting and the value to write.
-fn requested(limits: &Limits) -> Vec<(&'static str, Setting, Value<'static>)> {
+fn requested(limits: &Limits) -> Vec<(&'static str, Setting, Value<'_>)> {
     let mut out = Vec::new();
-    if let Some(m) = limits.memory.as_ref().map(|m| m.bytes()) {
+    let memory = limits.memory.as_ref().map(|m| m.bytes());
+    if let Some(m) = memory {
         out.push(("memory", Setting::MemoryLimit, Value::Number(m)));
+    }
+    // After the memory limit: v1 wants memory and swap at least as high as memory.
+    if let (Some(memory), Some(s)) = (memory, &limits.memory_swap) {
+        let swap = s.bytes();
+        out.push((
+            "memory_swap",
+            Setting::SwapLimit,
+            Value::Swap { memory, swap },
+        ));
     }
     if let Some(cpus) = limits.cpus {
         let quota = (cpus * CPU_PERIOD_US as f64).round() as u64;
         let period = CPU_PERIOD_US;
         out.push(("cpus", Setting::CpuQuota, Value::Cpu { quota, period }));
     }
+    if let Some(w) = limits.cpu_weight {
+        out.push(("cpu_weight", Setting::CpuWeight, Value::Weight(w.get())));
+    }
+    if let Some(c) = &limits.cpuset {
+        out.push(("cpuset", Setting::Cpuset, Value::List(c.as_str())));
+    }
     if let Some(p) = limits.pids {
         out.push(("pids", Setting::PidsMax, Value::Number(p)));
+    }
+    if let Some(w) = limits.io_weight {
+        out.push(("io_weight", Setting::IoWeight, Value::Weight(w.get())));
     }
     out
 }
@@ -190,7 +213,10 @@ impl Cgroup {
                     row.controller
                 ))
             })?;
-            apply(&place.writes(&self.path_in(h), &value))?;
+            let controller = place.controller.unwrap_or(row.controller);
+            for w in place.writes(&self.path_in(h), &value) {
+                set_limit(key, controller, &w)?;
+            }
         }
         Ok(())
     }
@@ -268,6 +294,44 @@ impl Cgroup {
         let (h, place) = self.layout.locate(row(s))?;
         place.read(&self.path_in(h))
     }
+}
+
+/// One write of limit `key`: a failure names the key and says why.
+fn set_limit(key: &str, controller: &str, w: &Write) -> Result<()> {
+    let Err(e) = std::fs::write(&w.path, &w.content) else {
+        return Ok(());
+    };
+    let file = w
+        .path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if !w.path.exists() {
+        let needs = match file.as_str() {
+            "memory.memsw.limit_in_bytes" => " (swap accounting: boot with swapaccount=1)",
+            "blkio.bfq.weight" => " (the BFQ I/O scheduler has it)",
+            "io.weight" => " (the kernel's blk-iocost has it)",
+            _ => "",
+        };
+        return Err(Error::Cgroup {
+            msg: format!(
+                "limits.{key} cannot be set: this host's {controller} controller has no {file}{needs}"
+            ),
+            fix: Some(format!(
+                "remove limits.{key} from the container's config.toml on this host"
+            )),
+        });
+    }
+    Err(match e.raw_os_error() {
+        Some(n) => match live::refused(&file, &w.content, nix::errno::Errno::from_raw(n)) {
+            Error::Cgroup { msg, fix } => Error::Cgroup {
+                msg: format!("limits.{key} cannot be set in the container's cgroup: {msg}"),
+                fix,
+            },
+            other => other,
+        },
+        None => Error::io("write cgroup file", &w.path, e),
+    })
 }
 
 fn collect_pids(dir: &Path, out: &mut Vec<i32>) {

@@ -77,12 +77,20 @@ fn dir_of(cg: &Cgroup, mount: &str) -> PathBuf {
 fn every_setting_has_one_row() {
     let all = [
         Setting::MemoryLimit,
+        Setting::SwapLimit,
         Setting::CpuQuota,
+        Setting::CpuWeight,
+        Setting::Cpuset,
         Setting::PidsMax,
+        Setting::IoWeight,
         Setting::DevicesDeny,
         Setting::DevicesAllow,
         Setting::CpuUsageNs,
         Setting::MemoryUsage,
+        Setting::SwapUsage,
+        Setting::PidsCurrent,
+        Setting::IoReadBytes,
+        Setting::IoWriteBytes,
         Setting::Freeze,
     ];
     for s in all {
@@ -146,6 +154,68 @@ fn hybrid_configure_writes_v1_files() {
     // v1 holds the controllers: nothing goes to the unified tree.
     let unified: Vec<_> = fs::read_dir(dir_of(&cg, "unified")).unwrap().collect();
     assert!(unified.is_empty(), "{unified:?}");
+}
+
+/// The keys beyond memory, cpus and pids.
+fn more_limits() -> Limits {
+    limits(
+        "memory = \"512M\"\nmemory_swap = \"256M\"\ncpu_weight = 50\ncpuset = \"1\"\nio_weight = 2000\n",
+    )
+}
+
+#[test]
+fn hybrid_writes_swap_weights_and_cpuset_in_v1_terms() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut layout = hybrid(tmp.path());
+    layout
+        .hierarchies
+        .push(hierarchy(tmp.path(), "blkio", &["blkio"], false));
+    let cg = Cgroup::new(layout, KEY);
+    cg.create().unwrap();
+    cg.apply_limits(&more_limits()).unwrap();
+    let memory = dir_of(&cg, "memory");
+    assert_eq!(content(memory.join("memory.limit_in_bytes")), "536870912");
+    // v1 limits memory and swap together.
+    assert_eq!(
+        content(memory.join("memory.memsw.limit_in_bytes")),
+        "805306368"
+    );
+    // Weight 50 is half the default: 512 of 1024 shares.
+    assert_eq!(
+        content(dir_of(&cg, "cpu,cpuacct").join("cpu.shares")),
+        "512"
+    );
+    assert_eq!(content(dir_of(&cg, "cpuset").join("cpuset.cpus")), "1");
+    // BFQ's scale stops at 1000.
+    assert_eq!(
+        content(dir_of(&cg, "blkio").join("blkio.bfq.weight")),
+        "1000"
+    );
+}
+
+#[test]
+fn v2_writes_swap_weights_and_cpuset_as_they_are() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cg, dir) = created_v2(tmp.path(), "cpuset cpu io memory pids\n");
+    cg.apply_limits(&more_limits()).unwrap();
+    assert_eq!(content(dir.join("memory.swap.max")), "268435456");
+    assert_eq!(content(dir.join("cpu.weight")), "50");
+    assert_eq!(content(dir.join("cpuset.cpus")), "1");
+    assert_eq!(content(dir.join("io.weight")), "default 2000");
+}
+
+#[test]
+fn a_limit_refused_names_key_value_file_and_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cg, dir) = created_v2(tmp.path(), "io\n");
+    // Standing in for a value the kernel refuses: a directory cannot be written.
+    fs::create_dir(dir.join("io.weight")).unwrap();
+    let e = cg.apply_limits(&limits("io_weight = 300\n")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "limits.io_weight cannot be set in the container's cgroup: the kernel refused \
+         default 300 for io.weight: Is a directory"
+    );
 }
 
 #[test]

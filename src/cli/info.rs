@@ -93,19 +93,9 @@ pub fn run(a: Args) -> Result<i32> {
         }
         row("Network", &d);
     }
-    let l = &cfg.limits;
-    if l.memory.is_some() || l.cpus.is_some() || l.pids.is_some() {
-        let mut parts = Vec::new();
-        if let Some(m) = &l.memory {
-            parts.push(format!("memory {m}"));
-        }
-        if let Some(c) = l.cpus {
-            parts.push(format!("cpus {c}"));
-        }
-        if let Some(p) = l.pids {
-            parts.push(format!("pids {p}"));
-        }
-        row("Limits", &parts.join(", "));
+    let limits = cfg.limits.describe();
+    if !limits.is_empty() {
+        row("Limits", &limits.join(", "));
     }
     row(
         "Autostart",

@@ -13,6 +13,7 @@ use crate::container::Progress;
 use crate::error::{Error, Result};
 
 mod attach;
+mod cgroup;
 mod checkconfig;
 mod console;
 mod copy;
@@ -30,6 +31,7 @@ mod snapshot;
 mod start;
 mod stop;
 mod table;
+mod top;
 mod wait;
 
 #[derive(Parser)]
@@ -75,6 +77,10 @@ enum Command {
     Freeze(Named),
     /// Thaw a frozen container.
     Unfreeze(Named),
+    /// Read or set a controller file of a running container's cgroup (--persist: keep it in config.toml).
+    Cgroup(cgroup::Args),
+    /// What the running containers use, refreshed: CPU, memory, swap, block I/O, network, tasks.
+    Top(top::Args),
     /// Copy files into (push) or out of (pull) a container, stopped or running.
     File(file::Args),
     /// Wait for a container to reach a state.
@@ -182,6 +188,8 @@ pub fn main() -> i32 {
         Command::Attach(a) => attach::run(a),
         Command::Freeze(a) => freeze::run(a, true),
         Command::Unfreeze(a) => freeze::run(a, false),
+        Command::Cgroup(a) => cgroup::run(a),
+        Command::Top(a) => top::run(a),
         Command::File(a) => file::run(a),
         Command::Wait(a) => wait::run(a),
         Command::Net(a) => net::run(a),

@@ -41,7 +41,7 @@ impl Container {
     }
 
     /// The cgroup of a container that runs (or whose processes do, monitor or not).
-    fn live_cgroup(&self, done: &str) -> Result<Cgroup> {
+    pub(super) fn live_cgroup(&self, done: &str) -> Result<Cgroup> {
         self.must_exist()?;
         if self.state() == State::Stopped {
             return Err(Error::Usage(format!(

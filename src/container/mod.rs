@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::{name, store};
 
 mod attach;
+mod cgroup_file;
 mod clone;
 mod copy;
 mod create;
@@ -28,6 +29,8 @@ mod publish;
 mod snapshot;
 mod start;
 mod stop;
+/// rlxc-top's figures of the running containers.
+pub mod top;
 mod tree;
 
 pub use crate::attach::Options as AttachOptions;

@@ -18,6 +18,11 @@ bench_prelude() {
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+ratio() { echo "$1 / $2" | bc -l; }
+# An LXC tool on the benchmark's own lxcpath.
+lxc() { local cmd=$1; shift; "$cmd" -P "$work/lxc-lib" "$@"; }
+# The busybox release the fixture mirror publishes.
+busybox_release() { awk -F';' '$1=="busybox" {print $2}' "$fixtures/mirror/meta/1.0/index-system"; }
 
 # Serve the fixture mirror on a free loopback port: sets $port and $server_pid.
 serve_mirror() {

@@ -39,8 +39,6 @@ setup_image() { # dist release rlxc-name lxc-name
 setup_image busybox "$bb_rel" "$bb_r" "$bb_l"
 setup_image debian bookworm "$deb_r" "$deb_l"
 
-ratio() { echo "$1 / $2" | bc -l; }
-lxc() { local cmd=$1; shift; "$cmd" -P "$work/lxc-lib" "$@"; }
 # The names a sysadmin types (the multi-call binary dispatches on them).
 mkdir -p "$work/bin"
 for c in start stop; do ln -sf "$rlxc" "$work/bin/rlxc-$c"; done

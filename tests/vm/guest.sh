@@ -64,10 +64,21 @@ check "AppArmor refuses binding /proc/1/root elsewhere" sh -c "! rlxc attach -n 
 check "seccomp refuses a read-only superblock remount with other flags" sh -c "! rlxc attach -n bb -- mount -o remount,ro,sync / && touch /var/tmp/still-writable"
 check "AppArmor refuses mounting devpts" sh -c "! rlxc attach -n bb -- sh -c 'mkdir -p /tmp/p && mount -t devpts devpts /tmp/p'"
 check "a host sysctl stays the host's" sh -c "v=\$(cat /proc/sys/kernel/panic); rlxc attach -n bb -- sh -c 'mount -o remount,bind,rw /proc/sys; echo 7 > /proc/sys/kernel/panic'; [ \"\$(cat /proc/sys/kernel/panic)\" = \"\$v\" ]"
+# The typed limits beyond memory, cpus and pids; rlxc-cgroup and rlxc-top on cgroup2 files.
+bcg=$(ls -d $cg/rlxc/bb.* | head -n 1)
+check "limits.memory_swap, cpu_weight, cpuset, io_weight -> cgroup2 files" sh -c "[ \"\$(cat $bcg/memory.swap.max)\" = 33554432 ] && [ \"\$(cat $bcg/cpu.weight)\" = 50 ] && [ \"\$(cat $bcg/cpuset.cpus)\" = 0 ] && grep -qx 'default 200' $bcg/io.weight"
+check "rlxc-cgroup reads memory.max" sh -c "[ \"\$(rlxc cgroup -n bb memory.max)\" = 134217728 ]"
+check "rlxc-cgroup sets pids.max live" sh -c "rlxc cgroup -n bb pids.max 50 && [ \"\$(cat $bcg/pids.max)\" = 50 ]"
+check "rlxc-cgroup says the kernel's reason" sh -c "rlxc cgroup -n bb pids.max abc 2>&1 | grep -q 'the kernel refused abc for pids.max: Invalid argument'"
+check "rlxc-cgroup refuses names outside the cgroup and cgroup.procs" sh -c "! rlxc cgroup -n bb ../cgroup.procs && ! rlxc cgroup -n bb cgroup.procs \$\$ && ! grep -q /rlxc/bb /proc/self/cgroup"
+check "a memory hog is OOM-killed under a live memory.max, the container runs on" sh -c "rlxc cgroup -n bb memory.max 32M && rlxc cgroup -n bb memory.swap.max 0 && { rlxc attach -n bb -- dd if=/dev/zero of=/dev/null bs=64M count=1; [ \$? = 137 ]; } && grep -Eq '^oom_kill [1-9]' $bcg/memory.events && rlxc info -s -n bb | grep -q RUNNING"
+check "rlxc-cgroup --persist keeps memory.max in config.toml" sh -c "rlxc cgroup -n bb --persist memory.max 96M && grep -qx 'memory = \"96M\"' /var/lib/rlxc/bb/config.toml"
+rlxc attach -n bb -- sh -c 'while :; do :; done </dev/null >/dev/null 2>&1 & echo $! > /busy'
+check "rlxc-top shows the busy container's CPU, memory and tasks from cgroup2" sh -c "rlxc top -b -i 2 -d 1 -s cpu > /tmp/top && awk 'NR==3 { exit !(\$2 == \"bb\" && \$3 > 50 && \$4 > 0 && \$10 >= 2) }' /tmp/top"
+rlxc attach -n bb -- sh -c 'kill $(cat /busy)'
 # Freeze through cgroup.freeze: a counter stands still while cgroup.events says frozen,
 # goes on after the thaw, and a frozen container can be killed.
 rlxc attach -n bb -- sh -c '(i=0; while :; do i=$((i+1)); echo $i > /counter; usleep 10000; done) </dev/null >/dev/null 2>&1 &'
-bcg=$(ls -d $cg/rlxc/bb.* | head -n 1)
 bcount=/var/lib/rlxc/bb/rootfs/counter
 frozen_still() {
     rlxc freeze -n bb && grep -qx 'frozen 1' "$bcg/cgroup.events" && rlxc info -s -n bb | grep -q FROZEN &&

@@ -65,7 +65,7 @@ write_rlxc_config <<TOML
 TOML
 sed -i "s|^lxcpath = .*|lxcpath = \"$root/var/lib/rlxc\"|" "$work/rlxc.toml"
 printf '[[network]]\ntype = "empty"\n[limits]\nmemory = "256M"\ncpus = 0.5\npids = 500\n' > "$work/deb.toml"
-printf '[[network]]\ntype = "empty"\n' > "$work/bb.toml"
+printf '[[network]]\ntype = "empty"\n[limits]\nmemory = "128M"\nmemory_swap = "32M"\ncpu_weight = 50\ncpuset = "0"\nio_weight = 200\n' > "$work/bb.toml"
 bb_rel=$(awk -F';' '$1=="busybox" {print $2}' "$fixtures/mirror/meta/1.0/index-system")
 "$rlxc" create -q -n deb -t download -d debian -r bookworm -f "$work/deb.toml" >/dev/null
 "$rlxc" create -q -n bb -t download -d busybox -r "$bb_rel" -f "$work/bb.toml" >/dev/null
