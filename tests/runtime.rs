@@ -307,45 +307,6 @@ fn fifty_start_stop_cycles_leave_nothing() {
     rt.assert_clean();
 }
 
-/// A bridge for one test, with a name no real setup uses; removed on drop.
-struct Bridge {
-    name: String,
-}
-
-impl Bridge {
-    fn new() -> Self {
-        let name = format!("rlxct{}", std::process::id() % 100_000);
-        let st = Command::new("ip")
-            .args(["link", "add", &name, "type", "bridge"])
-            .status()
-            .unwrap();
-        assert!(st.success(), "cannot create test bridge {name}");
-        Command::new("ip")
-            .args(["link", "set", &name, "up"])
-            .status()
-            .unwrap();
-        Bridge { name }
-    }
-
-    fn ports(&self) -> Vec<String> {
-        std::fs::read_dir(format!("/sys/class/net/{}/brif", self.name))
-            .map(|rd| {
-                rd.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Bridge {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.name])
-            .status();
-    }
-}
-
 #[test]
 fn debian_boots_systemd_to_running_with_a_console_login() {
     let rt = Rt::with_image("debian", "bookworm", "deb", "");

@@ -489,6 +489,53 @@ fn console_attach_file_and_reboot_of_an_unprivileged_container() {
 }
 
 #[test]
+fn an_unprivileged_container_gets_its_veth_or_the_hosts_network() {
+    let br = Bridge::new();
+    let rt = Rt::new(
+        "unet",
+        &format!(
+            "[[network]]\ntype = \"veth\"\nlink = \"{}\"\nname = \"eth0\"\n\
+             hwaddr = \"00:16:3e:12:34:57\"\n",
+            br.name
+        ),
+    );
+    make_unprivileged(&rt.env, &rt.name, base(8));
+    rt.ok(&["start", "-d"]);
+    // The host made the veth and moved its end in; the container's root configures it.
+    assert_eq!(br.ports().len(), 1, "{:?}", br.ports());
+    let script = "cat /sys/class/net/eth0/address; ip link set eth0 mtu 1400 && \
+                  cat /sys/class/net/eth0/mtu; echo 1 > /proc/sys/net/ipv4/conf/eth0/forwarding \
+                  && echo NETSYSCTL";
+    assert_eq!(
+        words_in(&rt.env, &rt.name, script),
+        ["00:16:3e:12:34:57", "1400", "NETSYSCTL"]
+    );
+    rt.ok(&["stop", "-k"]);
+    assert!(br.ports().is_empty(), "{:?}", br.ports());
+    rt.assert_clean();
+
+    // With the host's network (type "none") it owns no network namespace: /sys is the
+    // host's, bound read-only, and the host's network knobs stay the host's.
+    let host = Rt::new("unone", "[[network]]\ntype = \"none\"\n");
+    make_unprivileged(&host.env, &host.name, base(9));
+    host.ok(&["start", "-d"]);
+    assert_runs_as(&host.env, &host.name, base(9));
+    let seen = ok_in(&host.env, &host.name, "ls /sys/class/net");
+    assert!(seen.lines().any(|l| l == br.name), "{seen}");
+    let forwarding = read("/proc/sys/net/ipv4/ip_forward");
+    for script in [
+        "echo $((1 - $(cat /proc/sys/net/ipv4/ip_forward))) > /proc/sys/net/ipv4/ip_forward",
+        "touch /sys/x",
+    ] {
+        let out = sh_in(&host.env, &host.name, script);
+        assert!(!out.status.success(), "{script} succeeded");
+    }
+    assert_eq!(read("/proc/sys/net/ipv4/ip_forward"), forwarding);
+    host.ok(&["stop", "-k"]);
+    host.assert_clean();
+}
+
+#[test]
 fn a_root_that_cannot_be_idmapped_fails_the_start_naming_its_file_system() {
     let rt = Rt::new("uram", "");
     make_unprivileged(&rt.env, &rt.name, base(6));

@@ -258,3 +258,42 @@ pub fn wait_system_running_of(env: &Env, name: &str, limit: Duration) -> String 
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// A bridge for one test, with a name no real setup uses; removed on drop.
+pub struct Bridge {
+    pub name: String,
+}
+
+impl Bridge {
+    pub fn new() -> Self {
+        let name = format!("rlxct{}", std::process::id() % 100_000);
+        let st = Command::new("ip")
+            .args(["link", "add", &name, "type", "bridge"])
+            .status()
+            .unwrap();
+        assert!(st.success(), "cannot create test bridge {name}");
+        Command::new("ip")
+            .args(["link", "set", &name, "up"])
+            .status()
+            .unwrap();
+        Bridge { name }
+    }
+
+    pub fn ports(&self) -> Vec<String> {
+        std::fs::read_dir(format!("/sys/class/net/{}/brif", self.name))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.name])
+            .status();
+    }
+}
