@@ -124,7 +124,8 @@ fn busybox_boots_unprivileged_and_its_root_is_nobody_on_the_host() {
     let shared = HostDir::new();
     let config = format!(
         "[limits]\nmemory = \"128M\"\npids = 100\n\n[[network]]\ntype = \"empty\"\n\n\
-         [[mount]]\nsource = \"{}\"\ntarget = \"mnt/shared\"\noptions = \"bind,create=dir\"\n",
+         [[mount]]\nsource = \"{0}\"\ntarget = \"mnt/shared\"\noptions = \"bind,create=dir\"\n\n\
+         [[mount]]\nsource = \"{0}\"\ntarget = \"mnt/ro\"\noptions = \"bind,ro,create=dir\"\n",
         shared.0.path().display()
     );
     let rt = Rt::new("ubb", &config);
@@ -156,8 +157,16 @@ fn busybox_boots_unprivileged_and_its_root_is_nobody_on_the_host() {
     assert_eq!(owner(&rootfs.join("home/user/by-1000")), (1000, 1000));
     assert_eq!(owner(&rootfs.join("etc/passwd")), (0, 0));
     // On a host directory bound in (not idmapped) it is the host range's.
-    ok_in(env, name, "touch /mnt/shared/from-root; echo $? ");
+    ok_in(env, name, "touch /mnt/shared/from-root");
     assert_eq!(owner(&shared.0.path().join("from-root")), (uid, uid));
+    // The same directory bound read-only (`ro`, a flag of the monitor's detached mount).
+    let out = sh_in(env, name, "ls /mnt/ro/from-root && touch /mnt/ro/not-here");
+    assert!(
+        !out.status.success() && stderr(&out).contains("Read-only"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!shared.0.path().join("not-here").exists());
 
     // Container root is root of nothing on the host.
     let sleeper = HostSleep(
@@ -533,6 +542,58 @@ fn an_unprivileged_container_gets_its_veth_or_the_hosts_network() {
     assert_eq!(read("/proc/sys/net/ipv4/ip_forward"), forwarding);
     host.ok(&["stop", "-k"]);
     host.assert_clean();
+}
+
+#[test]
+fn on_a_shared_mount_it_boots_and_its_mounts_stay_its_own() {
+    // systemd makes / shared: the container's files are on a mount of a peer group.
+    let rt = Rt::new("ushr", "");
+    make_unprivileged(&rt.env, &rt.name, base(10));
+    let lxcpath = rt.env.lxcpath();
+    let shared = Remount::shared(&lxcpath);
+    rt.ok(&["start", "-d"]);
+    assert_runs_as(&rt.env, &rt.name, base(10));
+    ok_in(
+        &rt.env,
+        &rt.name,
+        "mount -t tmpfs inside /mnt && touch /mnt/x",
+    );
+    let mounts = read("/proc/self/mountinfo");
+    let rootfs = rt.env.rootfs(&rt.name);
+    assert!(
+        !mounts.contains(&*rootfs.to_string_lossy()),
+        "a mount of the container reached the host:\n{mounts}"
+    );
+    rt.ok(&["stop", "-k"]);
+    drop(shared);
+    rt.assert_clean();
+}
+
+/// A directory bound onto itself and made shared, unmounted on drop.
+struct Remount(std::path::PathBuf);
+
+impl Remount {
+    fn shared(dir: &Path) -> Self {
+        let d = dir.to_str().unwrap();
+        for args in [vec!["--bind", d, d], vec!["--make-shared", d]] {
+            let ok = std::process::Command::new("mount")
+                .args(&args)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "mount {args:?}");
+        }
+        Remount(dir.to_path_buf())
+    }
+}
+
+impl Drop for Remount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
 }
 
 #[test]

@@ -6,7 +6,7 @@
 //! detached copies whose ids are shifted through a user namespace's map.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use super::{check, cstring};
@@ -136,7 +136,18 @@ fn open_tree(dir: libc::c_int, path: &std::ffi::CStr, recursive: bool) -> io::Re
     }
     // SAFETY: path is NUL-terminated and outlives the call; the rest are integers.
     let r = unsafe { libc::syscall(libc::SYS_open_tree, dir, path.as_ptr(), flags) };
-    owned(r)
+    let fd = owned(r)?;
+    // A copy of a shared mount (systemd makes / shared) joins its peer group: mounts made
+    // below it would propagate between the copy and the host's tree, and pivot_root
+    // refuses a shared root. The copy stands alone.
+    let private = libc::mount_attr {
+        attr_set: 0,
+        attr_clr: 0,
+        propagation: libc::MS_PRIVATE,
+        userns_fd: 0,
+    };
+    mount_setattr(fd.as_fd(), &private, recursive)?;
+    Ok(fd)
 }
 
 /// Flags of a mount, set with `set_attributes`.
@@ -165,7 +176,13 @@ pub fn set_attributes(mnt: BorrowedFd<'_>, attrs: Attributes, recursive: bool) -
     if set == 0 {
         return Ok(());
     }
-    mount_setattr(mnt, set, None, recursive)
+    let attr = libc::mount_attr {
+        attr_set: set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    mount_setattr(mnt, &attr, recursive)
 }
 
 /// Shift the ids of the detached mount `mnt` (and the mounts below it when `recursive`)
@@ -173,21 +190,16 @@ pub fn set_attributes(mnt: BorrowedFd<'_>, attrs: Attributes, recursive: bool) -
 /// is seen as owned by the id N maps to (the container's N, on the host its range's
 /// N-th id), and what that id creates is N on disk. Nothing on disk changes.
 pub fn idmap(mnt: BorrowedFd<'_>, userns: BorrowedFd<'_>, recursive: bool) -> io::Result<()> {
-    mount_setattr(mnt, libc::MOUNT_ATTR_IDMAP, Some(userns), recursive)
-}
-
-fn mount_setattr(
-    mnt: BorrowedFd<'_>,
-    set: u64,
-    userns: Option<BorrowedFd<'_>>,
-    recursive: bool,
-) -> io::Result<()> {
     let attr = libc::mount_attr {
-        attr_set: set,
+        attr_set: libc::MOUNT_ATTR_IDMAP,
         attr_clr: 0,
         propagation: 0,
-        userns_fd: userns.map_or(0, |u| u.as_raw_fd() as u64),
+        userns_fd: userns.as_raw_fd() as u64,
     };
+    mount_setattr(mnt, &attr, recursive)
+}
+
+fn mount_setattr(mnt: BorrowedFd<'_>, attr: &libc::mount_attr, recursive: bool) -> io::Result<()> {
     let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
     if recursive {
         flags |= libc::AT_RECURSIVE as libc::c_uint;
@@ -201,7 +213,7 @@ fn mount_setattr(
             mnt.as_raw_fd(),
             empty.as_ptr(),
             flags,
-            &attr as *const libc::mount_attr,
+            attr as *const libc::mount_attr,
             std::mem::size_of::<libc::mount_attr>(),
         )
     };

@@ -20,6 +20,7 @@ systemd_running() {
     for _ in $(seq 1800); do
         state=$(rlxc attach -n "$1" -- systemctl is-system-running 2>/dev/null)
         case $state in running|degraded) break ;; esac
+        rlxc info -s -n "$1" | grep -q RUNNING || { state="not running"; break; }
         sleep 0.5
     done
     if [ "$state" = running ]; then
