@@ -178,13 +178,13 @@ fn listing(root: &Path) -> String {
 }
 
 /// A small tmpfs mounted over a directory, gone at drop whatever happened.
-struct SmallFs(Mounted);
+struct SmallFs(TestMount);
 
 impl SmallFs {
     fn mount(at: &Path, size: &str) -> Self {
         std::fs::create_dir_all(at).unwrap();
         let size = format!("size={size}");
-        SmallFs(Mounted::new(&["-t", "tmpfs", "-o", &size, "tmpfs"], at))
+        SmallFs(TestMount::new(&["-t", "tmpfs", "-o", &size, "tmpfs"], at))
     }
 
     /// Take all but `leave` bytes of the free space.

@@ -427,7 +427,7 @@ fn a_root_that_cannot_be_idmapped_fails_the_start_naming_its_file_system() {
         .status()
         .unwrap()
         .success());
-    let ramfs = Mounted::new(&["-t", "ramfs", "ramfs"], &rootfs);
+    let ramfs = TestMount::new(&["-t", "ramfs", "ramfs"], &rootfs);
     // Extended attributes and ACLs of the image do not fit on a ramfs: cp says so.
     let _ = std::process::Command::new("cp")
         .args([

@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// A mount a test made (`mount ARGS… AT`), lazily unmounted on drop whatever the test did.
-pub struct Mounted(pub PathBuf);
+pub struct TestMount(pub PathBuf);
 
-impl Mounted {
+impl TestMount {
     pub fn new(args: &[&str], at: &Path) -> Self {
         let ok = Command::new("mount")
             .args(args)
@@ -15,11 +15,11 @@ impl Mounted {
             .unwrap()
             .success();
         assert!(ok, "mount {args:?} {}", at.display());
-        Mounted(at.to_path_buf())
+        TestMount(at.to_path_buf())
     }
 }
 
-impl Drop for Mounted {
+impl Drop for TestMount {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }

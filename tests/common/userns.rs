@@ -161,9 +161,9 @@ impl Drop for Destroyer<'_> {
 }
 
 /// A directory bound onto itself and made shared, unmounted on drop.
-pub fn shared_bind(dir: &Path) -> Mounted {
+pub fn shared_bind(dir: &Path) -> TestMount {
     let d = dir.to_str().unwrap();
-    let bind = Mounted::new(&["--bind", d], dir);
+    let bind = TestMount::new(&["--bind", d], dir);
     let ok = std::process::Command::new("mount")
         .args(["--make-shared", d])
         .status()
