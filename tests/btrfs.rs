@@ -505,3 +505,28 @@ fn btrfs_off_btrfs_is_refused_naming_the_lxcpath_and_best_is_not_btrfs() {
     assert_eq!(env.lxcpath_entries(), std::slice::from_ref(&name));
     env.ok(&["destroy", "-n", &name]);
 }
+
+/// Unprivileged on btrfs: the subvolume is a plain tree to the runtime, mounted idmapped
+/// like a dir store's, and what the container's root writes is 0's on disk.
+#[test]
+fn a_btrfs_container_boots_unprivileged_on_an_idmapped_subvolume() {
+    use common::userns::{assert_runs_as, base, make_unprivileged, ok_in, owner};
+    let t = OnBtrfs::new();
+    let env = &t.env;
+    let name = unique("btu");
+    let _stop = Stopper(env, vec![name.clone()]);
+    env.create_with_args(
+        &name,
+        "busybox",
+        &busybox_release(),
+        NO_NET,
+        &["-B", "btrfs"],
+    );
+    make_unprivileged(env, &name, base(20));
+    env.ok(&["start", "-d", "-n", &name]);
+    assert_runs_as(env, &name, base(20));
+    ok_in(env, &name, "echo made > /etc/made");
+    assert_eq!(owner(&env.rootfs(&name).join("etc/made")), (0, 0));
+    env.ok(&["stop", "-k", "-n", &name]);
+    assert!(mounts_below(&env.rootfs(&name)).is_empty());
+}

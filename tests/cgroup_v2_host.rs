@@ -10,6 +10,7 @@
 //! memory.max) and rlxc-top reads its figures there. The distribution kernel
 //! runs AppArmor, so the container profile is tested there too: loaded, confining init
 //! and attached commands, refusing the remounts and binds that would reach the host.
+//! Unprivileged Debian and busybox boot there too, with their cgroup delegated.
 
 use std::process::Command;
 
@@ -64,6 +65,14 @@ fn pure_cgroup_v2_host() {
         "RLXC-V2 ok rlxc-unfreeze: the counter goes on",
         "RLXC-V2 ok rlxc-stop -k of a frozen busybox",
         "RLXC-V2 ok nothing left of busybox",
+        "RLXC-V2 ok unprivileged systemd: is-system-running = running",
+        "RLXC-V2 ok unprivileged init is its host range's root",
+        "RLXC-V2 ok unprivileged systemd delegated below its own cgroup",
+        "RLXC-V2 ok the delegated cgroup is the container root's",
+        "RLXC-V2 ok unprivileged root cannot raise its memory.max",
+        "RLXC-V2 ok nothing left of udeb",
+        "RLXC-V2 ok unprivileged busybox maps its ids",
+        "RLXC-V2 ok nothing left of ubb",
         "RLXC-V2 DONE",
     ] {
         assert!(lines.contains(&want), "missing {want:?} in:\n{stdout}");

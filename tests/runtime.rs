@@ -130,20 +130,7 @@ fn kill_reboot_and_wait() {
     let rt = Rt::new("reboot", "");
     rt.ok(&["start", "-d"]);
     rt.ok(&["wait", "-s", "RUNNING", "-t", "10"]);
-    let first = rt.init_pid().unwrap();
-    rt.ok(&["stop", "-r"]);
-    let t0 = Instant::now();
-    let second = loop {
-        if let Some(p) = rt.init_pid().filter(|p| *p != first) {
-            break p;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "no reboot: {}",
-            rt.info()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let (first, second) = rt.reboot();
     assert_ne!(first, second);
     assert_eq!(stdout(&rt.attach(&["/bin/true"])).len(), 0);
     let t0 = Instant::now();
@@ -320,114 +307,23 @@ fn fifty_start_stop_cycles_leave_nothing() {
     rt.assert_clean();
 }
 
-/// A bridge for one test, with a name no real setup uses; removed on drop.
-struct Bridge {
-    name: String,
-}
-
-impl Bridge {
-    fn new() -> Self {
-        let name = format!("rlxct{}", std::process::id() % 100_000);
-        let st = Command::new("ip")
-            .args(["link", "add", &name, "type", "bridge"])
-            .status()
-            .unwrap();
-        assert!(st.success(), "cannot create test bridge {name}");
-        Command::new("ip")
-            .args(["link", "set", &name, "up"])
-            .status()
-            .unwrap();
-        Bridge { name }
-    }
-
-    fn ports(&self) -> Vec<String> {
-        std::fs::read_dir(format!("/sys/class/net/{}/brif", self.name))
-            .map(|rd| {
-                rd.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Bridge {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.name])
-            .status();
-    }
-}
-
-impl Rt {
-    /// Run rlxc with this test's config in a tmux session.
-    fn tmux(&self, args: &str) -> Tmux {
-        let cfg = self.env.dir.path().join("rlxc.toml");
-        let bin = env!("CARGO_BIN_EXE_rlxc");
-        Tmux::start(&format!(
-            "RLXC_CONFIG={} {bin} {args}; echo EXIT=$?; sleep 60",
-            cfg.display()
-        ))
-    }
-
-    /// Log in as root (the fixtures' password) at the console shown in `t`.
-    fn log_in(&self, t: &Tmux) {
-        t.keys(&["Enter"]);
-        t.wait_for(&format!("{} login:", self.name));
-        t.keys(&["root", "Enter"]);
-        t.wait_for("Password:");
-        t.keys(&["rlxc", "Enter"]);
-        t.wait_for(&format!("root@{}", self.name));
-    }
-}
-
 #[test]
 fn debian_boots_systemd_to_running_with_a_console_login() {
     let rt = Rt::with_image("debian", "bookworm", "deb", "");
     rt.ok(&["start", "-d"]);
-    let state = rt.wait_system_running(Duration::from_secs(120));
-    let failed = stdout(&rt.attach(&[
-        "systemctl",
-        "--failed",
-        "--no-legend",
-        "--plain",
-        "--no-pager",
-    ]));
-    assert_eq!(state, "running", "failed units:\n{failed}");
-    assert!(failed.trim().is_empty(), "{failed}");
+    rt.assert_system_running();
     assert_eq!(
         stdout(&rt.attach(&["systemd-detect-virt", "--container"])).trim(),
         "lxc"
     );
-
-    let t = rt.tmux(&format!("console -n {}", rt.name));
-    rt.log_in(&t);
-    t.keys(&["systemctl is-system-running | sed s/^/STATE-/", "Enter"]);
-    t.wait_for("STATE-running");
-    t.keys(&["C-a", "q"]);
-    t.wait_for("EXIT=0");
-
-    // A clean halt: systemd gets SIGRTMIN+3 and powers off well before the timeout.
-    let t0 = Instant::now();
-    rt.ok(&["stop", "-t", "60"]);
-    assert!(
-        t0.elapsed() < Duration::from_secs(30),
-        "halt took {:?}: killed at the timeout?",
-        t0.elapsed()
-    );
-    rt.assert_clean();
+    rt.console_login_sees_running();
+    rt.halt_systemd();
 }
 
 #[test]
 fn halt_sent_while_systemd_starts_is_not_lost() {
     let rt = Rt::with_image("debian", "bookworm", "early", "");
     rt.ok(&["start", "-d"]);
-    let t0 = Instant::now();
-    rt.ok(&["stop", "-t", "60"]);
-    assert!(
-        t0.elapsed() < Duration::from_secs(30),
-        "halt took {:?}: lost and killed at the timeout?",
-        t0.elapsed()
-    );
-    rt.assert_clean();
+    // Halted at once: not lost and killed at the timeout.
+    rt.halt_systemd();
 }

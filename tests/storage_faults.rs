@@ -178,38 +178,25 @@ fn listing(root: &Path) -> String {
 }
 
 /// A small tmpfs mounted over a directory, gone at drop whatever happened.
-struct SmallFs(PathBuf);
+struct SmallFs(TestMount);
 
 impl SmallFs {
     fn mount(at: &Path, size: &str) -> Self {
         std::fs::create_dir_all(at).unwrap();
-        let st = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(at)
-            .status()
-            .unwrap();
-        assert!(st.success());
-        SmallFs(at.to_path_buf())
+        let size = format!("size={size}");
+        SmallFs(TestMount::new(&["-t", "tmpfs", "-o", &size, "tmpfs"], at))
     }
 
     /// Take all but `leave` bytes of the free space.
     fn fill(&self, leave: u64) -> PathBuf {
-        let st = nix::sys::statvfs::statvfs(&self.0).unwrap();
+        let at = &self.0 .0;
+        let st = nix::sys::statvfs::statvfs(at).unwrap();
         let free = st.blocks_available() * st.fragment_size();
-        let filler = self.0.join("filler");
+        let filler = at.join("filler");
         let f = std::fs::File::create(&filler).unwrap();
         let n = free.saturating_sub(leave) as usize;
         std::io::Write::write_all(&mut &f, &vec![1u8; n]).unwrap();
         filler
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
     }
 }
 

@@ -27,7 +27,10 @@ pub struct Options {
     pub set_env: Vec<String>,
 }
 
+/// In the order they are entered: the user namespace first (an unprivileged
+/// container's owns the others, and entering them takes its capabilities).
 const NAMESPACES: &[(&str, CloneFlags)] = &[
+    ("user", CloneFlags::CLONE_NEWUSER),
     ("cgroup", CloneFlags::CLONE_NEWCGROUP),
     ("ipc", CloneFlags::CLONE_NEWIPC),
     ("uts", CloneFlags::CLONE_NEWUTS),
@@ -104,7 +107,7 @@ pub fn run(init: i32, opts: &Options) -> Result<i32> {
 }
 
 /// init's namespaces, opened; one the container shares with the host (network type
-/// "none") is left out.
+/// "none", the user namespace of a privileged container) is left out.
 fn open_namespaces(init: i32) -> Result<Vec<(OwnedFd, CloneFlags)>> {
     let mut ns = Vec::new();
     for (name, flag) in NAMESPACES {
@@ -205,6 +208,12 @@ fn enter_and_exec(
     }
     for (fd, flag) in ns {
         nix::sched::setns(fd.as_fd(), *flag).ctx("enter a namespace of", "the container")?;
+    }
+    // In an unprivileged container's user namespace the host's root is nobody: become
+    // the container's root, as its init is.
+    if ns.iter().any(|(_, f)| *f == CloneFlags::CLONE_NEWUSER) {
+        crate::sys::creds::become_root()
+            .map_err(|e| Error::io("become root in", "the container's user namespace", e))?;
     }
     nix::unistd::chdir("/").ctx("enter", "/")?;
     let pty = matches!(stdio, ChildStdio::Pty { .. });

@@ -221,6 +221,50 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Hand the cgroup to an unprivileged container's root (host ids `uid`, `gid`), as
+    /// systemd delegates a subtree: the directory and the files that move processes and
+    /// enable controllers below it, on cgroup2 and on the `name=systemd` hierarchy
+    /// (systemd's own on hybrid hosts). The limits in the directory stay root's: the
+    /// container may divide what it has, never raise it. Other v1 hierarchies are
+    /// mounted read-only inside and stay root's.
+    pub fn delegate(&self, uid: u32, gid: u32) -> Result<()> {
+        let (uid, gid) = (
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(gid)),
+        );
+        for h in &self.layout.hierarchies {
+            let files: &[&str] = if h.v2 {
+                &[
+                    "",
+                    "cgroup.procs",
+                    "cgroup.threads",
+                    "cgroup.subtree_control",
+                ]
+            } else if h.has("name=systemd") {
+                &["", "cgroup.procs", "tasks", "cgroup.clone_children"]
+            } else {
+                continue;
+            };
+            let dir = self.path_in(h);
+            for f in files {
+                let p = if f.is_empty() {
+                    dir.clone()
+                } else {
+                    dir.join(f)
+                };
+                // Files a kernel does not have (cgroup.threads before 4.14) are skipped.
+                match nix::unistd::chown(&p, uid, gid) {
+                    Ok(()) | Err(nix::errno::Errno::ENOENT) if !f.is_empty() => {}
+                    Ok(()) => {}
+                    Err(e) => {
+                        return Err(Error::io("hand over to the container's root", &p, e.into()))
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// How init joins this cgroup without being moved by pid. Writing a pid to
     /// `cgroup.procs` write-locks a host-wide semaphore whose first writer waits out an
     /// RCU grace period (5-16 ms, most of a start). Two ways avoid it:

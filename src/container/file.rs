@@ -18,6 +18,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::rootfs::Root;
 
 mod copy;
+mod ids;
 
 pub use copy::Report as CopyReport;
 use copy::{Rules, Source, Target};
@@ -108,6 +109,8 @@ fn child_shown(parent: &str, leaf: &OsStr) -> String {
 struct Opened {
     root: Root,
     _lock: Option<crate::store::NameLock>,
+    /// A running unprivileged container's id maps.
+    ids: Option<ids::Mapped>,
 }
 
 impl Container {
@@ -121,13 +124,28 @@ impl Container {
         src.check_recursive(o.recursive)?;
         let src_leaf = host_basename(&o.source)?;
         let opened = self.open_root()?;
-        let to = push_target(&opened.root, &dest, &src_leaf, o.parents)?;
+        let owner = match &opened.ids {
+            Some(m) => m.host(o.uid, o.gid, &self.name)?,
+            None => (o.uid, o.gid),
+        };
         let rules = Rules {
-            owner: Some((o.uid, o.gid)),
+            owner: Some(owner),
             file_mode: o.mode,
             recursive: o.recursive,
         };
-        copy::copy(&src, to, &rules)
+        let copy = || {
+            let to = push_target(&opened.root, &dest, &src_leaf, o.parents)?;
+            copy::copy(&src, to, &rules)
+        };
+        match &opened.ids {
+            // Made as the container's root: its mounts have no place for the host's.
+            Some(m) => {
+                let (uid, gid) = m.host(0, 0, &self.name)?;
+                crate::sys::creds::with_fs_ids(uid, gid, copy)
+                    .map_err(|e| Error::io("take the ids of the root of", &self.name, e))?
+            }
+            None => copy(),
+        }
     }
 
     /// Copy a file or tree of the container to the host. Symlinks are recreated, never
@@ -180,11 +198,13 @@ impl Container {
                 return Ok(Opened {
                     root,
                     _lock: Some(lock),
+                    ids: None,
                 });
             }
         }
         let pid = self.running_pid()?;
         let root = Root::of_process(pid)?;
+        let ids = ids::Mapped::of(pid)?;
         // The pid was init's when asked; still so after the open, the root is its.
         if !matches!(self.state(), State::Running { pid: p, .. } if p == pid) {
             return Err(Error::Other(format!(
@@ -192,7 +212,11 @@ impl Container {
                 self.name
             )));
         }
-        Ok(Opened { root, _lock: None })
+        Ok(Opened {
+            root,
+            _lock: None,
+            ids,
+        })
     }
 }
 

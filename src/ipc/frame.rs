@@ -95,3 +95,24 @@ pub fn recv_packet<T: DeserializeOwned>(
         Err(e) => Err(std::io::Error::from(e).into()),
     }
 }
+
+/// Send one message as one packet with descriptors attached (SCM_RIGHTS, at most two).
+pub fn send_packet_with_fds<T: Serialize>(
+    sock: BorrowedFd<'_>,
+    msg: &T,
+    fds: &[BorrowedFd<'_>],
+) -> Result<(), IpcError> {
+    crate::sys::pty::send_fds(sock, &encode(msg), fds)?;
+    Ok(())
+}
+
+/// Wait for one packet and the descriptors attached to it; `Ok(None)` at end of stream.
+pub fn recv_packet_with_fds<T: DeserializeOwned>(
+    sock: BorrowedFd<'_>,
+) -> Result<Option<(T, Vec<std::os::fd::OwnedFd>)>, IpcError> {
+    let mut buf = vec![0u8; MAX_MESSAGE];
+    match crate::sys::pty::recv_fds(sock, &mut buf)? {
+        (0, _) => Ok(None),
+        (n, fds) => decode(&buf[..n]).map(|m| Some((m, fds))),
+    }
+}

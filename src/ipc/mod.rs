@@ -11,7 +11,10 @@
 pub mod client;
 mod frame;
 
-pub use frame::{read_line_unbuffered, read_msg, recv_packet, send_packet, write_msg};
+pub use frame::{
+    read_line_unbuffered, read_msg, recv_packet, recv_packet_with_fds, send_packet,
+    send_packet_with_fds, write_msg,
+};
 
 use std::path::PathBuf;
 
@@ -92,6 +95,9 @@ pub enum Stage {
     /// The child is in its namespaces and cgroups (the parent may now write what
     /// needs its pid: id maps, network interfaces).
     Namespaces,
+    /// An unprivileged container's: the monitor wrote the child's id maps and sends
+    /// its root, an idmapped mount, with this message.
+    IdsMapped,
     /// The monitor has set up the container's network.
     Network,
 }

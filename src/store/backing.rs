@@ -50,23 +50,30 @@ impl RootSource {
             return Ok((lowers.clone(), upper.clone(), work.clone()));
         }
         use nix::mount::{mount, MsFlags};
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        let meta = std::fs::metadata(upper).ctx("read the overlay upper", upper)?;
         let none = MsFlags::empty();
         mount(Some("tmpfs"), work, Some("tmpfs"), none, Some("mode=0700"))
             .ctx("mount a tmpfs on", work)?;
-        let (run_upper, run_work) = (work.join("upper"), work.join("work"));
-        std::fs::create_dir(&run_upper).ctx("create", &run_upper)?;
-        std::os::unix::fs::chown(&run_upper, Some(meta.uid()), Some(meta.gid()))
-            .ctx("chown", &run_upper)?;
-        let mode = std::fs::Permissions::from_mode(meta.mode() & 0o7777);
-        std::fs::set_permissions(&run_upper, mode).ctx("chmod", &run_upper)?;
-        std::fs::create_dir(&run_work).ctx("create", &run_work)?;
+        let (run_upper, run_work) = make_run_layers(work, upper)?;
         let all = std::iter::once(upper.clone())
             .chain(lowers.iter().cloned())
             .collect();
         Ok((all, run_upper, run_work))
     }
+}
+
+/// In `base` (a fresh tmpfs), a run's upper, owned and moded as the container's `upper`
+/// (which the merged root shows), and its work directory.
+pub fn make_run_layers(base: &Path, upper: &Path) -> Result<(PathBuf, PathBuf)> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::metadata(upper).ctx("read the overlay upper", upper)?;
+    let (run_upper, run_work) = (base.join("upper"), base.join("work"));
+    std::fs::create_dir(&run_upper).ctx("create", &run_upper)?;
+    std::os::unix::fs::chown(&run_upper, Some(meta.uid()), Some(meta.gid()))
+        .ctx("chown", &run_upper)?;
+    let mode = std::fs::Permissions::from_mode(meta.mode() & 0o7777);
+    std::fs::set_permissions(&run_upper, mode).ctx("chmod", &run_upper)?;
+    std::fs::create_dir(&run_work).ctx("create", &run_work)?;
+    Ok((run_upper, run_work))
 }
 
 pub trait BackingStore {

@@ -1,70 +1,14 @@
-//! Idmapped mounts: a detached copy of a mount (`open_tree`) whose file owners are seen
-//! through a user namespace's map (`mount_setattr` with `MOUNT_ATTR_IDMAP`), and a
-//! throwaway user namespace to give one. rlxc-checkconfig probes with them whether the
+//! Idmapped mounts (`mount::clone_tree`, `mount::idmap`) take their map from a user
+//! namespace: a throwaway one gives it. rlxc-checkconfig probes with them whether the
 //! file system under the lxcpath can be idmapped.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, Pid};
-
-use super::{check, cstring};
-
-// The kernel's ABI (linux/mount.h); libc 0.2 does not export these for glibc targets.
-const OPEN_TREE_CLONE: libc::c_uint = 1;
-const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
-
-/// `struct mount_attr` (MOUNT_ATTR_SIZE_VER0).
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
-/// A detached copy of the mount at `path` (not of the mounts below it): it exists as
-/// long as its descriptor does.
-pub fn open_tree_clone(path: &Path) -> io::Result<OwnedFd> {
-    let cpath = cstring(path.as_os_str().as_encoded_bytes())?;
-    let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
-    // SAFETY: `cpath` is NUL-terminated and outlives the call; the other arguments are
-    // integers. A non-negative result is a new descriptor that nothing else owns.
-    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, cpath.as_ptr(), flags) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let fd =
-        i32::try_from(fd).map_err(|_| io::Error::other("open_tree: descriptor out of range"))?;
-    // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Owners in the detached mount `tree` seen through the map of user namespace `userns`.
-pub fn set_idmap(tree: BorrowedFd<'_>, userns: BorrowedFd<'_>) -> io::Result<()> {
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: userns.as_raw_fd() as u64,
-    };
-    // SAFETY: the path is a static empty C string; `attr` is a live, fully initialised
-    // mount_attr whose size is passed with it; both descriptors are borrowed for the call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    check(r)
-}
 
 /// A user namespace of its own whose ids `0..count` are the host's `uid..` and `gid..`,
 /// held by its descriptor. A child forked into it does nothing but wait until its
@@ -146,8 +90,8 @@ impl Drop for Reap {
 /// at `dir` given a throwaway namespace's map. Nothing is left mounted.
 pub fn probe(dir: &Path) -> io::Result<()> {
     let userns = user_namespace(65534, 65534, 1)?;
-    let tree = open_tree_clone(dir)?;
-    set_idmap(tree.as_fd(), userns.as_fd())
+    let tree = super::mount::clone_tree(dir, false)?;
+    super::mount::idmap(tree.as_fd(), userns.as_fd(), false)
 }
 
 #[cfg(test)]

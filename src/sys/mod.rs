@@ -119,6 +119,7 @@ Anonymous:             0 kB
 
 pub mod bpf;
 pub mod btrfs;
+pub mod creds;
 pub mod idmap;
 pub mod mount;
 pub mod pty;

@@ -1,10 +1,12 @@
-//! Overlay mounts through the new mount API (fsopen, fsconfig, fsmount, move_mount):
-//! each option is set on its own, so a path with a comma cannot inject another option,
-//! and the mount is made detached: it exists only as long as its descriptor (or a file
-//! opened through it) does, so a process killed mid-way leaves no mount behind.
+//! Mounts through the new mount API (fsopen, fsconfig, fsmount, open_tree,
+//! mount_setattr, move_mount): each option is set on its own, so a path with a comma
+//! cannot inject another option, and a mount is made detached: it exists only as long
+//! as its descriptor (or a file opened through it) does, so a process killed mid-way
+//! leaves no mount behind. Idmapped mounts (an unprivileged container's root) are
+//! detached copies whose ids are shifted through a user namespace's map.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use super::{check, cstring};
@@ -82,20 +84,163 @@ fn mount_detached(fs: &OwnedFd) -> io::Result<OwnedFd> {
 
 /// Attach the detached mount `mnt` at `target`.
 pub fn move_mount_to(mnt: BorrowedFd<'_>, target: &Path) -> io::Result<()> {
-    let empty = cstring(b"")?;
     let to = cstring(target.as_os_str().as_encoded_bytes())?;
-    // SAFETY: both strings are NUL-terminated and outlive the call.
+    move_mount(mnt, libc::AT_FDCWD, &to, 0)
+}
+
+/// Attach the detached mount `mnt` on the directory or file `target` is open on (an
+/// O_PATH handle resolved in the caller's mount namespace).
+pub fn move_mount_onto(mnt: BorrowedFd<'_>, target: BorrowedFd<'_>) -> io::Result<()> {
+    let empty = cstring(b"")?;
+    move_mount(
+        mnt,
+        target.as_raw_fd(),
+        &empty,
+        libc::MOVE_MOUNT_T_EMPTY_PATH,
+    )
+}
+
+fn move_mount(
+    mnt: BorrowedFd<'_>,
+    to_dir: libc::c_int,
+    to: &std::ffi::CStr,
+    flags: libc::c_uint,
+) -> io::Result<()> {
+    let empty = cstring(b"")?;
+    // SAFETY: both paths are NUL-terminated and outlive the call; the descriptors are
+    // borrowed (or AT_FDCWD) for its duration.
     let r = unsafe {
         libc::syscall(
             libc::SYS_move_mount,
             mnt.as_raw_fd(),
             empty.as_ptr(),
-            libc::AT_FDCWD,
+            to_dir,
             to.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
+            MOVE_MOUNT_F_EMPTY_PATH | flags,
         )
     };
     check(r)
+}
+
+/// A detached copy of the mount tree at `path` (a bind mount not attached anywhere);
+/// `recursive`: with the mounts below it (rbind).
+pub fn clone_tree(path: &Path, recursive: bool) -> io::Result<OwnedFd> {
+    let p = cstring(path.as_os_str().as_encoded_bytes())?;
+    open_tree(libc::AT_FDCWD, &p, recursive)
+}
+
+fn open_tree(dir: libc::c_int, path: &std::ffi::CStr, recursive: bool) -> io::Result<OwnedFd> {
+    let mut flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    // SAFETY: path is NUL-terminated and outlives the call; the rest are integers.
+    let r = unsafe { libc::syscall(libc::SYS_open_tree, dir, path.as_ptr(), flags) };
+    let fd = owned(r)?;
+    // A copy of a shared mount (systemd makes / shared) joins its peer group: mounts made
+    // below it would propagate between the copy and the host's tree, and pivot_root
+    // refuses a shared root. The copy stands alone.
+    let private = libc::mount_attr {
+        attr_set: 0,
+        attr_clr: 0,
+        propagation: libc::MS_PRIVATE,
+        userns_fd: 0,
+    };
+    mount_setattr(fd.as_fd(), &private, recursive)?;
+    Ok(fd)
+}
+
+/// Flags of a mount, set with `set_attributes`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Attributes {
+    pub read_only: bool,
+    pub nosuid: bool,
+    pub nodev: bool,
+    pub noexec: bool,
+}
+
+/// Set `attrs` (those true) on the detached mount `mnt` (and the mounts below it when
+/// `recursive`).
+pub fn set_attributes(mnt: BorrowedFd<'_>, attrs: Attributes, recursive: bool) -> io::Result<()> {
+    let mut set = 0;
+    for (on, bit) in [
+        (attrs.read_only, libc::MOUNT_ATTR_RDONLY),
+        (attrs.nosuid, libc::MOUNT_ATTR_NOSUID),
+        (attrs.nodev, libc::MOUNT_ATTR_NODEV),
+        (attrs.noexec, libc::MOUNT_ATTR_NOEXEC),
+    ] {
+        if on {
+            set |= bit;
+        }
+    }
+    if set == 0 {
+        return Ok(());
+    }
+    let attr = libc::mount_attr {
+        attr_set: set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    mount_setattr(mnt, &attr, recursive)
+}
+
+/// Shift the ids of the detached mount `mnt` (and the mounts below it when `recursive`)
+/// through the id map of the user namespace `userns`: a file whose owner is N on disk
+/// is seen as owned by the id N maps to (the container's N, on the host its range's
+/// N-th id), and what that id creates is N on disk. Nothing on disk changes.
+pub fn idmap(mnt: BorrowedFd<'_>, userns: BorrowedFd<'_>, recursive: bool) -> io::Result<()> {
+    let attr = libc::mount_attr {
+        attr_set: libc::MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    mount_setattr(mnt, &attr, recursive)
+}
+
+fn mount_setattr(mnt: BorrowedFd<'_>, attr: &libc::mount_attr, recursive: bool) -> io::Result<()> {
+    let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    let empty = cstring(b"")?;
+    // SAFETY: `attr` is a live mount_attr of the size passed; the empty path is
+    // NUL-terminated; both outlive the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            mnt.as_raw_fd(),
+            empty.as_ptr(),
+            flags,
+            attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    };
+    check(r)
+}
+
+/// A detached tmpfs mounted with `options` (key, value).
+pub fn tmpfs(options: &[(&str, &str)]) -> io::Result<OwnedFd> {
+    let fs = fsopen("tmpfs")?;
+    for (k, v) in options {
+        set(&fs, k, v.as_bytes())?;
+    }
+    mount_detached(&fs)
+}
+
+/// The root directory of the mount `mnt` is open on (an O_PATH handle, a detached
+/// mount), opened for reading.
+pub fn open_root(mnt: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let flags =
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC;
+    nix::fcntl::openat(mnt, ".", flags, nix::sys::stat::Mode::empty()).map_err(io::Error::from)
+}
+
+/// A path that resolves to what `fd` is open on, for calls that take paths (an overlay's
+/// layers given as detached mounts). Only meaningful in this process.
+pub fn fd_path(fd: BorrowedFd<'_>) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
 fn fsopen(fstype: &str) -> io::Result<OwnedFd> {
@@ -119,7 +264,7 @@ fn set(fs: &OwnedFd, key: &str, value: &[u8]) -> io::Result<()> {
             0,
         )
     };
-    check(r).map_err(|e| io::Error::new(e.kind(), format!("overlay option {key}: {e}")))
+    check(r).map_err(|e| io::Error::new(e.kind(), format!("mount option {key}: {e}")))
 }
 
 fn owned(r: libc::c_long) -> io::Result<OwnedFd> {

@@ -24,7 +24,12 @@ pub fn open_peer(master: BorrowedFd<'_>) -> io::Result<OwnedFd> {
 
 /// Send `data` with `fd` attached (SCM_RIGHTS) on a connected unix socket.
 pub fn send_fd(sock: BorrowedFd<'_>, data: &[u8], fd: BorrowedFd<'_>) -> io::Result<()> {
-    let fds = [fd.as_raw_fd()];
+    send_fds(sock, data, &[fd])
+}
+
+/// Send `data` with `fds` attached (at most two: what `recv_fds` takes).
+pub fn send_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    let fds: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
     sendmsg::<()>(
         sock.as_raw_fd(),
         &[io::IoSlice::new(data)],

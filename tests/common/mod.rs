@@ -6,6 +6,7 @@
 pub mod overlay;
 pub mod rt;
 pub mod tree;
+pub mod userns;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -15,8 +16,9 @@ use sha2::{Digest, Sha256};
 
 mod bounded;
 mod http;
+mod mounted;
 #[allow(unused_imports)] // not every test binary uses each
-pub use {bounded::*, http::*};
+pub use {bounded::*, http::*, mounted::*};
 
 pub fn sha256_hex(data: &[u8]) -> String {
     Sha256::digest(data)

@@ -65,6 +65,82 @@ impl Rt {
         self.env.run(&v)
     }
 
+    /// `rlxc-stop -r`, then wait until init is another process: its pids before and after.
+    pub fn reboot(&self) -> (i32, i32) {
+        let first = self.init_pid().expect("running before the reboot");
+        self.ok(&["stop", "-r"]);
+        let t0 = Instant::now();
+        loop {
+            if let Some(p) = self.init_pid().filter(|p| *p != first) {
+                return (first, p);
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "no reboot: {}",
+                self.info()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Run rlxc with this test's config in a tmux session.
+    pub fn tmux(&self, args: &str) -> Tmux {
+        let cfg = self.env.dir.path().join("rlxc.toml");
+        let bin = env!("CARGO_BIN_EXE_rlxc");
+        Tmux::start(&format!(
+            "RLXC_CONFIG={} {bin} {args}; echo EXIT=$?; sleep 60",
+            cfg.display()
+        ))
+    }
+
+    /// Log in as root (the fixtures' password) at the console shown in `t`.
+    pub fn log_in(&self, t: &Tmux) {
+        t.keys(&["Enter"]);
+        t.wait_for(&format!("{} login:", self.name));
+        t.keys(&["root", "Enter"]);
+        t.wait_for("Password:");
+        t.keys(&["rlxc", "Enter"]);
+        t.wait_for(&format!("root@{}", self.name));
+    }
+
+    /// systemd settles at "running" with no failed unit.
+    pub fn assert_system_running(&self) {
+        let state = self.wait_system_running(Duration::from_secs(120));
+        let failed = stdout(&self.attach(&[
+            "systemctl",
+            "--failed",
+            "--no-legend",
+            "--plain",
+            "--no-pager",
+        ]));
+        assert_eq!(state, "running", "failed units:\n{failed}");
+        assert!(failed.trim().is_empty(), "{failed}");
+    }
+
+    /// A root login on the console of a Debian container, where systemd says it runs;
+    /// then detach.
+    pub fn console_login_sees_running(&self) {
+        let t = self.tmux(&format!("console -n {}", self.name));
+        self.log_in(&t);
+        t.keys(&["systemctl is-system-running | sed s/^/STATE-/", "Enter"]);
+        t.wait_for("STATE-running");
+        t.keys(&["C-a", "q"]);
+        t.wait_for("EXIT=0");
+    }
+
+    /// A clean halt: systemd gets SIGRTMIN+3 and powers off well before the timeout;
+    /// nothing is left.
+    pub fn halt_systemd(&self) {
+        let t0 = Instant::now();
+        self.ok(&["stop", "-t", "60"]);
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "halt took {:?}: killed at the timeout?",
+            t0.elapsed()
+        );
+        self.assert_clean();
+    }
+
     /// Poll `systemctl is-system-running` until it settles.
     pub fn wait_system_running(&self, limit: Duration) -> String {
         wait_system_running_of(&self.env, &self.name, limit)
@@ -180,5 +256,44 @@ pub fn wait_system_running_of(env: &Env, name: &str, limit: Duration) -> String 
             );
         }
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A bridge for one test, with a name no real setup uses; removed on drop.
+pub struct Bridge {
+    pub name: String,
+}
+
+impl Bridge {
+    pub fn new() -> Self {
+        let name = format!("rlxct{}", std::process::id() % 100_000);
+        let st = Command::new("ip")
+            .args(["link", "add", &name, "type", "bridge"])
+            .status()
+            .unwrap();
+        assert!(st.success(), "cannot create test bridge {name}");
+        Command::new("ip")
+            .args(["link", "set", &name, "up"])
+            .status()
+            .unwrap();
+        Bridge { name }
+    }
+
+    pub fn ports(&self) -> Vec<String> {
+        std::fs::read_dir(format!("/sys/class/net/{}/brif", self.name))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.name])
+            .status();
     }
 }

@@ -14,22 +14,32 @@ cg=/sys/fs/cgroup
 check "host is pure cgroup v2" sh -c "[ \"\$(stat -fc %T $cg)\" = cgroup2fs ] && ! grep -q ' - cgroup ' /proc/self/mountinfo"
 check "host cgroup2 has memory, cpu and pids" sh -c "grep -qw memory $cg/cgroup.controllers && grep -qw cpu $cg/cgroup.controllers && grep -qw pids $cg/cgroup.controllers"
 
+# systemd in container $1 settles: "ok $2: is-system-running = running", or why not.
+systemd_running() {
+    state=
+    for _ in $(seq 1800); do
+        state=$(rlxc attach -n "$1" -- systemctl is-system-running 2>/dev/null)
+        case $state in running|degraded) break ;; esac
+        rlxc info -s -n "$1" | grep -q RUNNING || { state="not running"; break; }
+        sleep 0.5
+    done
+    if [ "$state" = running ]; then
+        ok "$2: is-system-running = running"
+    else
+        fail "$2: is-system-running = $state; failed units: $(rlxc attach -n "$1" -- systemctl --failed --no-legend --plain 2>&1 | tr '\n' ' ')"
+        # What AppArmor refused, and what the units said, for whoever reads the failure.
+        dmesg | grep -a 'apparmor="DENIED"' | tail -n 25 | sed 's/^/RLXC-V2 info /' > "$out"
+        rlxc attach -n "$1" -- journalctl -b --no-pager -p err | tail -n 15 | sed 's/^/RLXC-V2 info /' > "$out"
+    fi
+}
+# Nothing of container $1 is left: cgroup, monitor, mounts.
+gone() {
+    ! ls -d $cg/rlxc/"$1".* >/dev/null 2>&1 && ! pgrep -f "^\\[rlxc monitor\\] $1 " && ! grep -q "/var/lib/rlxc/$1/" /proc/self/mountinfo
+}
+
 # Debian bookworm with systemd: boots to running, in a delegated subtree, with limits.
 check "rlxc-start -d debian" rlxc start -d -n deb
-state=
-for _ in $(seq 1800); do
-    state=$(rlxc attach -n deb -- systemctl is-system-running 2>/dev/null)
-    case $state in running|degraded) break ;; esac
-    sleep 0.5
-done
-if [ "$state" = running ]; then
-    ok "systemd in the container: is-system-running = running"
-else
-    fail "systemd in the container: is-system-running = $state; failed units: $(rlxc attach -n deb -- systemctl --failed --no-legend --plain 2>&1 | tr '\n' ' ')"
-    # What AppArmor refused, and what the units said, for whoever reads the failure.
-    dmesg | grep -a 'apparmor="DENIED"' | tail -n 25 | sed 's/^/RLXC-V2 info /' > "$out"
-    rlxc attach -n deb -- journalctl -b --no-pager -p err | tail -n 15 | sed 's/^/RLXC-V2 info /' > "$out"
-fi
+systemd_running deb "systemd in the container"
 # rlxc/NAME.TAG, TAG naming the installation (the default lxcpath here).
 dcg=$(ls -d $cg/rlxc/deb.* | head -n 1)
 check "init was born in its cgroup (clone3 CLONE_INTO_CGROUP)" sh -c "! grep -h clone3 /run/rlxc/deb.*/monitor.log"
@@ -92,4 +102,21 @@ check "rlxc-freeze: cgroup.events says frozen, the counter stands still" frozen_
 check "rlxc-unfreeze: the counter goes on" thawed_counting
 check "rlxc-stop -k of a frozen busybox" sh -c "rlxc freeze -n bb && rlxc stop -k -n bb"
 check "nothing left of busybox" sh -c "! ls -d $cg/rlxc/bb.* >/dev/null 2>&1 && ! pgrep -f '^\\[rlxc monitor\\] bb'"
+
+# Unprivileged: a user namespace of their own (ids 0-65535 a host range), the root an
+# idmapped mount, the cgroup delegated to the container's root.
+check "rlxc-start -d unprivileged debian" rlxc start -d -n udeb
+systemd_running udeb "unprivileged systemd"
+upid=$(rlxc info -n udeb | awk '/^PID:/{print $2}')
+check "unprivileged init is its host range's root" sh -c "grep -Eq '^Uid:[[:space:]]+2000000000[[:space:]]' /proc/$upid/status"
+ucg=$(ls -d $cg/rlxc/udeb.* | head -n 1)
+check "unprivileged systemd delegated below its own cgroup" test -d $ucg/system.slice -a -d $ucg/init.scope
+check "the delegated cgroup is the container root's" sh -c "[ \"\$(stat -c %u $ucg)\" = 2000000000 ]"
+check "unprivileged root cannot raise its memory.max" sh -c "! rlxc attach -n udeb -- sh -c 'echo max > /sys/fs/cgroup/memory.max' && [ \"\$(cat $ucg/memory.max)\" = 268435456 ]"
+check "rlxc-stop unprivileged debian (clean shutdown)" rlxc stop -n udeb -t 300
+check "nothing left of udeb" gone udeb
+check "rlxc-start -d unprivileged busybox" rlxc start -d -n ubb
+check "unprivileged busybox maps its ids" sh -c "rlxc attach -n ubb -- cat /proc/self/uid_map | grep -Eq '^ *0 +2000065536 +65536\$'"
+check "rlxc-stop -k unprivileged busybox" rlxc stop -k -n ubb
+check "nothing left of ubb" gone ubb
 say DONE

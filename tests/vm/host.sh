@@ -69,6 +69,14 @@ printf '[[network]]\ntype = "empty"\n[limits]\nmemory = "128M"\nmemory_swap = "3
 bb_rel=$(awk -F';' '$1=="busybox" {print $2}' "$fixtures/mirror/meta/1.0/index-system")
 "$rlxc" create -q -n deb -t download -d debian -r bookworm -f "$work/deb.toml" >/dev/null
 "$rlxc" create -q -n bb -t download -d busybox -r "$bb_rel" -f "$work/bb.toml" >/dev/null
+# Unprivileged ones: their ids 0-65535 are a host range of their own (written by hand, as
+# rlxc-create would allocate them from root's /etc/subuid on a host that has ranges).
+printf '[[network]]\ntype = "empty"\n[limits]\nmemory = "256M"\n' > "$work/udeb.toml"
+"$rlxc" create -q -n udeb -t download -d debian -r bookworm -f "$work/udeb.toml" >/dev/null
+"$rlxc" create -q -n ubb -t download -d busybox -r "$bb_rel" -f "$work/bb.toml" >/dev/null
+for c in udeb:2000000000 ubb:2000065536; do
+    printf '\n[idmap]\nuid = %s\ngid = %s\n' "${c#*:}" "${c#*:}" >> "$root/var/lib/rlxc/${c%%:*}/config.toml"
+done
 kill "$server_pid"; server_pid=
 
 mke2fs -q -t ext4 -d "$root" "$work/disk.img" 4G

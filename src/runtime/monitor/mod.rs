@@ -16,13 +16,14 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::Pid;
 
 use super::boot::{child_exec, child_failure, child_reached, random_uuid, BootGuard};
-use super::child::{self, ChildSpec};
+use super::child::{self, ChildSpec, HostBind};
 use super::StartPlan;
 use crate::ipc::client::socket_path;
 use crate::ipc::{Stage, ToChild};
 
 mod commands;
 mod ending;
+mod userns;
 use crate::cgroup::{Cgroup, Layout};
 use crate::config::ContainerConfig;
 use crate::error::{Error, IoContext, Result};
@@ -165,6 +166,7 @@ impl Monitor {
     fn boot(&mut self) -> Result<()> {
         // A reboot: the last run's veth deletes must be done before this process forks.
         self.finish_removals();
+        let ids = userns::Ids::of(&self.cfg)?;
         let cgroup = Cgroup::new(self.layout.clone(), &self.key);
         if cgroup.exists() {
             // Left by a monitor that was killed: only safe to reuse if nothing runs in it.
@@ -200,6 +202,14 @@ impl Monitor {
         .ctx("configure", &console)?;
         let boot_id = self.dir.join("boot_id");
         std::fs::write(&boot_id, format!("{}\n", random_uuid())).ctx("write", &boot_id)?;
+        let (console_bind, boot_id_bind, userns) = match &ids {
+            None => (HostBind::Path(console), HostBind::Path(boot_id), None),
+            Some(ids) => {
+                userns::hand_over(ids, &cgroup, pty.slave.as_fd(), &console)?;
+                let (c, b, u) = userns::host_binds(ids, &console, &boot_id, &self.cfg.mounts)?;
+                (c, b, Some(u))
+            }
+        };
         let entry = cgroup.entry()?;
         let own_net = !self
             .cfg
@@ -215,12 +225,13 @@ impl Monitor {
                 .unwrap_or_else(|| crate::name::hostname_for(&self.name)),
             init: super::init_command(&self.cfg),
             env: self.init_env(),
-            console,
+            console: console_bind,
             cgroups: self.layout.clone(),
             mounts: self.cfg.mounts.clone(),
-            boot_id,
+            boot_id: boot_id_bind,
             apparmor: self.apparmor.clone(),
             own_net,
+            userns,
         };
         let (ours, theirs) = nix::sys::socket::socketpair(
             nix::sys::socket::AddressFamily::Unix,
@@ -236,6 +247,9 @@ impl Monitor {
         if own_net {
             flags |= CloneFlags::CLONE_NEWNET;
         }
+        if ids.is_some() {
+            flags |= CloneFlags::CLONE_NEWUSER;
+        }
         let theirs_raw = theirs.as_raw_fd();
         let (pid, fell_back) = entry.spawn(flags, |join| child::run(&spec, join, theirs_raw))?;
         if let Some(e) = fell_back {
@@ -246,6 +260,8 @@ impl Monitor {
             );
         }
         drop(theirs);
+        // The child has its copies of the detached mounts; the monitor's go with them.
+        drop(spec);
         guard.child = Some(pid);
         // The child sets up its mounts meanwhile; if it failed, its reason comes first.
         match net::setup_all(&self.cfg.networks, pid.as_raw(), &self.network) {
@@ -259,6 +275,9 @@ impl Monitor {
         // before its mounts); it goes on to exec once the network is there.
         let limits = &self.cfg.limits;
         child_reached(&ours, Stage::Namespaces, pid, limits)?;
+        if let Some(ids) = &ids {
+            self.give_ids(&ours, pid, ids)?;
+        }
         let told = crate::ipc::send_packet(
             ours.as_fd(),
             &ToChild::Reached {
@@ -282,6 +301,23 @@ impl Monitor {
             _pty_slave: pty.slave,
         });
         Ok(())
+    }
+
+    /// An unprivileged child's ids and root: its maps written, its root idmapped through
+    /// its user namespace and sent to it.
+    fn give_ids(&self, sync: &OwnedFd, pid: Pid, ids: &userns::Ids) -> Result<()> {
+        let given = userns::map_ids(pid, ids)
+            .and_then(|_| userns::idmapped_root(&self.root, pid, ids))
+            .and_then(|root| {
+                let msg = ToChild::Reached {
+                    stage: Stage::IdsMapped,
+                };
+                crate::ipc::send_packet_with_fds(sync.as_fd(), &msg, &[root.as_fd()]).map_err(|e| {
+                    Error::Other(format!("cannot tell the container's first process: {e}"))
+                })
+            });
+        // A child that failed meanwhile has its reason queued.
+        given.map_err(|e| child_failure(sync).unwrap_or(e))
     }
 
     fn init_env(&self) -> Vec<String> {

@@ -1,0 +1,248 @@
+//! The container's first process, between clone and exec: it joins its cgroups, builds
+//! its mount namespace inside the rootfs, pivots into it, sets hostname, console,
+//! capabilities and seccomp while the monitor wires its network, then waits for the
+//! monitor's go and execs init. Any failure is sent to the monitor as text over the sync
+//! socket. An unprivileged container's child is in a user namespace of its own too: it
+//! waits for the monitor to map its ids and hand it its root (`userns`).
+
+mod mounts;
+mod userns;
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+
+use nix::fcntl::OFlag;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::Mode;
+
+use crate::cgroup::{JoinFile, Layout};
+use crate::error::{Error, IoContext, Result};
+use crate::ipc::{self, FromChild, Stage, ToChild};
+use crate::rootfs::Root;
+use crate::store::backing::RootSource;
+use crate::sys;
+use mounts::DevNodes;
+pub use mounts::{detach_entry, Detached, HostBind, DEVICES};
+
+/// Everything the child needs, prepared by the monitor before clone.
+pub struct ChildSpec {
+    /// What becomes the root, from the backing store.
+    pub root: RootSource,
+    pub hostname: String,
+    pub init: Vec<String>,
+    pub env: Vec<String>,
+    /// The console pty's slave, bound onto /dev/console.
+    pub console: HostBind,
+    pub cgroups: Layout,
+    pub mounts: Vec<crate::config::MountEntry>,
+    /// A file holding this boot's id, bound over /proc/sys/kernel/random/boot_id so
+    /// each start is a new boot for systemd and journald.
+    pub boot_id: HostBind,
+    /// The AppArmor profile init runs under, where the host has AppArmor.
+    pub apparmor: Option<String>,
+    /// A network namespace of its own (not the host's, network type "none").
+    pub own_net: bool,
+    /// An unprivileged container's (a user namespace of its own): what the monitor
+    /// prepared for it. None: privileged.
+    pub userns: Option<Userns>,
+}
+
+/// What the monitor prepares for an unprivileged container's child, whose root cannot
+/// reach the host's paths nor make device nodes.
+pub struct Userns {
+    /// The host's nodes of `DEVICES`, as detached mounts, by name.
+    pub devices: Vec<(&'static str, OwnedFd)>,
+    /// Each `[[mount]]` entry's bind, in the order of `ChildSpec::mounts`.
+    pub mounts: Vec<Detached>,
+    /// How many ids are mapped.
+    pub count: u32,
+}
+
+/// ptys a container's devpts hands out (LXC's lxc.pty.max).
+pub const PTY_MAX: u32 = 1024;
+
+/// The `tty` group of distributions: new ptys' group.
+pub const TTY_GID: u32 = 5;
+
+/// LXC's common.conf drops these: loading modules, raw I/O, the clock, MAC policy.
+pub const CAPS_DROP: &[u32] = &[
+    16, // sys_module
+    17, // sys_rawio
+    25, // sys_time
+    32, // mac_override
+    33, // mac_admin
+];
+
+/// Entry point in the cloned child: `join` are the cgroup files it writes "0" to (see
+/// `cgroup::Entry::spawn`). Never returns on success (exec).
+pub fn run(spec: &ChildSpec, join: &[JoinFile], sync: RawFd) -> isize {
+    // The child's end of a socketpair the monitor keeps open until we exec or fail.
+    let sync = sys::borrow_fd(sync);
+    let err = match setup_and_exec(spec, join, sync) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let reason = crate::error::flatten(&err);
+    let _ = ipc::send_packet(sync, &FromChild::Failed { reason });
+    1
+}
+
+enum Never {}
+
+fn setup_and_exec(spec: &ChildSpec, join: &[JoinFile], sync: BorrowedFd<'_>) -> Result<Never> {
+    // Before the cgroup namespace is made: its root is the cgroup we are in.
+    for f in join {
+        f.join_self()?;
+    }
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+        .ctx("unshare the cgroup namespace of", "the container")?;
+    reached(sync, Stage::Namespaces)?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .ctx("make mounts private in", "/")?;
+    let root = match &spec.userns {
+        None => Root::open(&mount_root(&spec.root)?)?,
+        Some(_) => userns::enter_root(&spec.root, sync)?,
+    };
+    mounts::mount_proc(&root, &spec.boot_id, spec.own_net)?;
+    // A user namespace may mount sysfs only for a network namespace it owns.
+    mounts::mount_sys(&root, &spec.cgroups, spec.own_net || spec.userns.is_none())?;
+    let (nodes, tty_gid) = match &spec.userns {
+        None => (DevNodes::Make, Some(TTY_GID)),
+        Some(u) => (
+            DevNodes::Bind(&u.devices),
+            (u.count > TTY_GID).then_some(TTY_GID),
+        ),
+    };
+    mounts::mount_dev(&root, &spec.console, nodes, tty_gid)?;
+    for (i, m) in spec.mounts.iter().enumerate() {
+        let prepared = spec.userns.as_ref().and_then(|u| u.mounts.get(i));
+        mounts::mount_entry(&root, m, prepared)?;
+    }
+    pivot_into(&root)?;
+    nix::unistd::sethostname(&spec.hostname).ctx("set hostname", &spec.hostname)?;
+    // A user namespace's root may not take a terminal that is another session's
+    // (stealing it needs CAP_SYS_ADMIN on the host): an unprivileged init leaves the
+    // console free for the getty that takes it, as LXC's does.
+    attach_console(spec.userns.is_none())?;
+    if let Some(profile) = &spec.apparmor {
+        crate::apparmor::confine_on_exec(profile)?;
+    }
+    sys::drop_bounding_caps(CAPS_DROP).map_err(|e| Error::io("drop capabilities of", "init", e))?;
+    sys::seccomp::install().map_err(|e| Error::io("install the seccomp filter for", "init", e))?;
+    sys::mark_fds_cloexec_from(3);
+    // The network is in place once the monitor says go.
+    wait_for(sync, Stage::Network)?;
+    exec_init(spec)
+}
+
+/// Tell the monitor this side's part up to `stage` is done.
+fn reached(sync: BorrowedFd<'_>, stage: Stage) -> Result<()> {
+    ipc::send_packet(sync, &FromChild::Reached { stage })
+        .map_err(|e| Error::Other(format!("cannot tell the monitor: {e}")))
+}
+
+/// Wait for the monitor's part up to `stage`.
+fn wait_for(sync: BorrowedFd<'_>, stage: Stage) -> Result<()> {
+    match ipc::recv_packet::<ToChild>(sync, true) {
+        Ok(Some(ToChild::Reached { stage: s })) if s == stage => Ok(()),
+        Ok(Some(other)) => Err(Error::Other(format!(
+            "the monitor sent {other:?} where {stage:?} was due"
+        ))),
+        Ok(None) | Err(_) => Err(Error::Other(
+            "the monitor went away before the start".into(),
+        )),
+    }
+}
+
+/// Mount what the backing store says is the root, where the child can pivot into it.
+fn mount_root(source: &RootSource) -> Result<PathBuf> {
+    match source {
+        RootSource::Bind(dir) => {
+            mount(
+                Some(dir),
+                dir,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .ctx("bind-mount", dir)?;
+            Ok(dir.clone())
+        }
+        RootSource::Overlay { at, .. } => {
+            // In this mount namespace only: a tmpfs upper dies with it.
+            let (lowers, upper, work) = source.overlay_layers_for_run()?;
+            let layers = sys::mount::OverlayLayers {
+                lowers: &lowers,
+                upper: &upper,
+                work: &work,
+            };
+            let mnt = sys::mount::overlay(&layers).ctx("mount an overlay on", at)?;
+            sys::mount::move_mount_to(mnt.as_fd(), at).ctx("mount the overlay on", at)?;
+            Ok(at.clone())
+        }
+    }
+}
+
+/// pivot_root(".", ".") then detach the old root stacked underneath.
+fn pivot_into(root: &Root) -> Result<()> {
+    let rootfs = root.display(b"");
+    nix::unistd::fchdir(root.as_fd()).ctx("enter", &rootfs)?;
+    nix::unistd::pivot_root(".", ".").ctx("pivot_root into", &rootfs)?;
+    umount2(".", MntFlags::MNT_DETACH).ctx("detach the host root from", &rootfs)?;
+    nix::unistd::chdir("/").ctx("enter", "/")
+}
+
+/// A new session with /dev/console as stdio, and as controlling terminal if `ctty`.
+fn attach_console(ctty: bool) -> Result<()> {
+    nix::unistd::setsid().ctx("start a session for", "init")?;
+    let fd = nix::fcntl::open(
+        "/dev/console",
+        OFlag::O_RDWR | OFlag::O_NOCTTY,
+        Mode::empty(),
+    )
+    .ctx("open", "/dev/console")?;
+    if ctty {
+        sys::set_controlling_tty(fd.as_fd())
+            .map_err(|e| Error::io("take as controlling terminal", "/dev/console", e))?;
+    }
+    for target in 0..3 {
+        sys::dup_onto(fd.as_fd(), target)
+            .map_err(|e| Error::io("attach stdio to", "/dev/console", e))?;
+    }
+    Ok(())
+}
+
+fn exec_init(spec: &ChildSpec) -> Result<Never> {
+    let argv: Vec<CString> = spec
+        .init
+        .iter()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| Error::Other("init command contains a NUL byte".into()))?;
+    let env: Vec<CString> = spec
+        .env
+        .iter()
+        .filter_map(|e| CString::new(e.as_bytes()).ok())
+        .collect();
+    let prog = argv
+        .first()
+        .ok_or_else(|| Error::Other("init command is empty".into()))?;
+    // The monitor blocks the signals it waits for; init must not inherit that mask
+    // (busybox init would pass SIGTERM/SIGHUP blocked on to every process it starts).
+    nix::sys::signal::SigSet::all()
+        .thread_unblock()
+        .ctx("unblock signals for", "init")?;
+    // Nor the ignored SIGPIPE of the Rust runtime (ignored dispositions survive exec).
+    crate::sys::default_sigpipe();
+    match nix::unistd::execve(prog, &argv, &env) {
+        Ok(i) => match i {},
+        Err(e) => Err(Error::io("execute init", spec.init[0].clone(), e.into())),
+    }
+}
