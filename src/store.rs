@@ -93,10 +93,17 @@ pub fn lock_name(lxcpath: &Path, name: &str, doing: &str) -> Result<NameLock> {
 
 /// "PID DOING" from a lock file. The holder writes it just after it got the lock, so a
 /// loser of a close race may look before it is there: look again, briefly.
+/// What a finished holder wrote stays in the file until the next one overwrites it, so
+/// a line whose pid is gone is an earlier holder's, not the current one's: look again.
 fn lock_holder(path: &Path) -> String {
-    for _ in 0..20 {
+    for _ in 0..40 {
         let text = std::fs::read_to_string(path).unwrap_or_default();
-        if !text.trim().is_empty() {
+        let live = text
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse::<i32>().ok())
+            .is_some_and(crate::sys::pid_alive);
+        if live {
             return text.trim().to_string();
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
