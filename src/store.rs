@@ -15,6 +15,7 @@ use crate::error::{Error, IoContext, Result};
 
 pub mod backing;
 pub mod btrfs;
+pub mod select;
 pub mod usage;
 
 pub fn mkdir_p(path: &Path, mode: u32) -> Result<()> {

@@ -81,7 +81,7 @@ impl Container {
     }
 
     fn backing_of(&self, r: &Rootfs) -> Box<dyn store::backing::BackingStore> {
-        store::backing::open(r)
+        store::select::open(r)
     }
 
     /// The containers (and snapshots of containers) in this lxcpath whose overlay

@@ -115,7 +115,7 @@ impl Container {
 
     /// The backing store its config names.
     pub fn backing(&self, cfg: &ContainerConfig) -> Box<dyn store::backing::BackingStore> {
-        store::backing::open(&cfg.rootfs)
+        store::select::open(&cfg.rootfs)
     }
 
     pub fn exists(&self) -> bool {

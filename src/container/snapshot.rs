@@ -41,7 +41,7 @@ fn tree_name(backend: Backend) -> &'static str {
 /// A snapshot's store, as its config names it, with its own files where the snapshot
 /// keeps them (`snapN/rootfs` or `snapN/upper`).
 fn snapshot_store(cfg: &ContainerConfig) -> Box<dyn BackingStore> {
-    store::backing::open(&Rootfs {
+    store::select::open(&Rootfs {
         path: "rootfs".into(),
         upper: (cfg.rootfs.backend == Backend::Overlay).then(|| "upper".into()),
         ..cfg.rootfs.clone()

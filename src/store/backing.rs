@@ -122,24 +122,23 @@ pub trait BackingStore {
     }
 }
 
-/// The backing store a container's `[rootfs]` names.
-pub fn open(r: &Rootfs) -> Box<dyn BackingStore> {
-    match r.backend {
-        Backend::Dir => Box::new(Dir {
-            path: r.path.clone(),
-        }),
-        Backend::Overlay => Box::new(Overlay {
-            at: r.path.clone(),
-            // `Rootfs::check` refused an overlay without a lower; none fails at mount
-            // with the container named.
-            lowers: r.read_only_layers(),
-            upper: r.upper_dir().to_path_buf(),
-            work: r.work_dir().to_path_buf(),
-            tmpfs: r.tmpfs,
-        }),
-        Backend::Btrfs => Box::new(super::btrfs::Btrfs(Dir {
-            path: r.path.clone(),
-        })),
+/// The `dir` store of `[rootfs]` (store::select::open picks the store by its backend).
+pub(super) fn dir_store(r: &Rootfs) -> Dir {
+    Dir {
+        path: r.path.clone(),
+    }
+}
+
+/// The `overlay` store of `[rootfs]`.
+pub(super) fn overlay_store(r: &Rootfs) -> Overlay {
+    Overlay {
+        at: r.path.clone(),
+        // `Rootfs::check` refused an overlay without a lower; none fails at mount with
+        // the container named.
+        lowers: r.read_only_layers(),
+        upper: r.upper_dir().to_path_buf(),
+        work: r.work_dir().to_path_buf(),
+        tmpfs: r.tmpfs,
     }
 }
 
@@ -191,7 +190,7 @@ impl BackingStore for Dir {
 /// An overlay: `lowers` shared and never written, `upper` and `work` in the container's
 /// directory, merged on `at` (an empty directory there) only inside the container's
 /// mount namespace while it runs.
-struct Overlay {
+pub(super) struct Overlay {
     at: PathBuf,
     /// Topmost first: frozen uppers of the containers it was cloned from, then the image.
     lowers: Vec<PathBuf>,
@@ -329,7 +328,7 @@ mod tests {
     #[test]
     fn a_dir_store_lives_in_the_container_directory() {
         let t = tempfile::tempdir().unwrap();
-        let store = open(&Rootfs::default());
+        let store = dir_store(&Rootfs::default());
         assert_eq!(store.kind(), Backend::Dir);
         let made = store.create(t.path()).unwrap();
         assert_eq!(made, t.path().join("rootfs"));
@@ -345,7 +344,7 @@ mod tests {
     #[test]
     fn another_path_is_honoured() {
         let t = tempfile::tempdir().unwrap();
-        let store = open(&Rootfs {
+        let store = dir_store(&Rootfs {
             path: "data/root".into(),
             ..Rootfs::default()
         });
@@ -362,7 +361,7 @@ mod tests {
         std::fs::write(lower.join("etc/hostname"), "image\n").unwrap();
         std::fs::set_permissions(&lower, std::fs::Permissions::from_mode(0o751)).unwrap();
         let dir = t.path().join("c1");
-        let store = open(&Rootfs::overlay(lower.clone()));
+        let store = overlay_store(&Rootfs::overlay(lower.clone()));
         assert_eq!(store.create(&dir).unwrap(), dir.join("rootfs"));
         let mode = std::fs::metadata(dir.join("upper"))
             .unwrap()
