@@ -17,8 +17,10 @@ use sha2::{Digest, Sha256};
 mod bounded;
 mod http;
 mod mounted;
+mod tarball;
+mod tmux;
 #[allow(unused_imports)] // not every test binary uses each
-pub use {bounded::*, http::*, mounted::*};
+pub use {bounded::*, http::*, mounted::*, tarball::*, tmux::*};
 
 pub fn sha256_hex(data: &[u8]) -> String {
     Sha256::digest(data)
@@ -44,131 +46,6 @@ pub fn xz(data: &[u8]) -> Vec<u8> {
     let mut e = xz2::write::XzEncoder::new(Vec::new(), 1);
     e.write_all(data).unwrap();
     e.finish().unwrap()
-}
-
-/// A tar archive assembled member by member, including hostile ones.
-pub struct TarBuilder {
-    b: tar::Builder<Vec<u8>>,
-}
-
-impl Default for TarBuilder {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl TarBuilder {
-    pub fn new() -> Self {
-        TarBuilder {
-            b: tar::Builder::new(Vec::new()),
-        }
-    }
-
-    fn header(name: &str, kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
-        let mut h = tar::Header::new_gnu();
-        // Raw name bytes: tar's set_path refuses '..', and hostile archives need it.
-        let bytes = name.as_bytes();
-        assert!(bytes.len() < 100, "test member names are short");
-        h.as_old_mut().name[..bytes.len()].copy_from_slice(bytes);
-        h.set_entry_type(kind);
-        h.set_mode(mode);
-        h.set_size(size);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(1_600_000_000);
-        h
-    }
-
-    pub fn dir(mut self, name: &str, mode: u32) -> Self {
-        let mut h = Self::header(name, tar::EntryType::Directory, mode, 0);
-        h.set_cksum();
-        self.b.append(&h, std::io::empty()).unwrap();
-        self
-    }
-
-    pub fn file(mut self, name: &str, mode: u32, data: &[u8]) -> Self {
-        let mut h = Self::header(name, tar::EntryType::Regular, mode, data.len() as u64);
-        h.set_cksum();
-        self.b.append(&h, data).unwrap();
-        self
-    }
-
-    pub fn owned_file(mut self, name: &str, mode: u32, uid: u64, gid: u64, data: &[u8]) -> Self {
-        let mut h = Self::header(name, tar::EntryType::Regular, mode, data.len() as u64);
-        h.set_uid(uid);
-        h.set_gid(gid);
-        h.set_cksum();
-        self.b.append(&h, data).unwrap();
-        self
-    }
-
-    pub fn link(mut self, name: &str, kind: tar::EntryType, target: &str) -> Self {
-        let mut h = Self::header(name, kind, 0o777, 0);
-        let t = target.as_bytes();
-        h.as_old_mut().linkname[..t.len()].copy_from_slice(t);
-        h.set_cksum();
-        self.b.append(&h, std::io::empty()).unwrap();
-        self
-    }
-
-    pub fn symlink(self, name: &str, target: &str) -> Self {
-        self.link(name, tar::EntryType::Symlink, target)
-    }
-
-    pub fn hardlink(self, name: &str, target: &str) -> Self {
-        self.link(name, tar::EntryType::Link, target)
-    }
-
-    pub fn finish(self) -> Vec<u8> {
-        self.b.into_inner().unwrap()
-    }
-}
-
-/// A minimal but plausible system rootfs.
-pub fn small_rootfs() -> TarBuilder {
-    TarBuilder::new()
-        .dir("./", 0o755)
-        .dir("./etc/", 0o755)
-        .file("./etc/hostname", 0o644, b"LXC_NAME\n")
-        .file(
-            "./etc/hosts",
-            0o644,
-            b"127.0.0.1 localhost\n127.0.1.1 LXC_NAME\n",
-        )
-        .file("./etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\n")
-        .dir("./bin/", 0o755)
-        .file("./bin/init", 0o755, b"#!/bin/sh\n")
-        .dir("./sbin/", 0o755)
-        .symlink("./sbin/init", "/bin/init")
-        .dir("./root/", 0o700)
-}
-
-pub fn meta_tar(config: &str, templates: &str, extra: &[(&str, &str)]) -> Vec<u8> {
-    let mut t = TarBuilder::new()
-        .file("config", 0o644, config.as_bytes())
-        .file("templates", 0o644, templates.as_bytes())
-        .file(
-            "expiry",
-            0o644,
-            format!("{}\n", now() + 30 * 86400).as_bytes(),
-        )
-        .file(
-            "create-message",
-            0o644,
-            b"You just created a test container.\n",
-        );
-    for (n, c) in extra {
-        t = t.file(n, 0o644, c.as_bytes());
-    }
-    t.finish()
-}
-
-pub fn default_meta() -> Vec<u8> {
-    meta_tar(
-        "lxc.include = LXC_TEMPLATE_CONFIG/common.conf\nlxc.arch = x86_64\nlxc.apparmor.profile = generated\n",
-        "/etc/hostname\n/etc/hosts\n",
-        &[],
-    )
 }
 
 pub fn now() -> i64 {
@@ -466,83 +343,6 @@ pub fn read(p: impl AsRef<Path>) -> String {
         .read_to_string(&mut s)
         .unwrap();
     s
-}
-
-/// A detached tmux session, killed on drop even when the test fails.
-pub struct Tmux {
-    name: String,
-}
-
-impl Tmux {
-    pub fn start(cmd: &str) -> Self {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let name = format!("rlxc-test-{}-{n}", std::process::id());
-        // Two tests starting the first tmux server at once can race: try again.
-        let mut last = String::new();
-        for _ in 0..5 {
-            let out = std::process::Command::new("tmux")
-                .args([
-                    "new-session",
-                    "-d",
-                    "-s",
-                    &name,
-                    "-x",
-                    "120",
-                    "-y",
-                    "40",
-                    cmd,
-                ])
-                .output()
-                .expect("tmux is needed for terminal tests (apt-get install tmux)");
-            if out.status.success() {
-                return Tmux { name };
-            }
-            last = String::from_utf8_lossy(&out.stderr).into_owned();
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
-        panic!("tmux new-session failed: {last}");
-    }
-
-    pub fn screen(&self) -> String {
-        let out = std::process::Command::new("tmux")
-            .args(["capture-pane", "-p", "-t", &self.name])
-            .output()
-            .unwrap();
-        stdout(&out)
-    }
-
-    pub fn keys(&self, keys: &[&str]) {
-        let st = std::process::Command::new("tmux")
-            .args(["send-keys", "-t", &self.name])
-            .args(keys)
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
-
-    pub fn wait_for(&self, text: &str) -> String {
-        let t0 = std::time::Instant::now();
-        loop {
-            let s = self.screen();
-            if s.contains(text) {
-                return s;
-            }
-            assert!(
-                t0.elapsed() < std::time::Duration::from_secs(30),
-                "timed out waiting for {text:?}; screen:\n{s}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("tmux")
-            .args(["kill-session", "-t", &self.name])
-            .status();
-    }
 }
 
 /// The fixture mirror built by tests/fixtures/build-mirror.sh (the README's test command
