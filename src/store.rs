@@ -55,6 +55,12 @@ pub struct NameLock {
 }
 
 pub fn lock_name(lxcpath: &Path, name: &str, doing: &str) -> Result<NameLock> {
+    lock_name_tries(lxcpath, name, doing, 3)
+}
+
+/// `tries`: how often a lock whose holder turns out to be gone (it finished while we
+/// looked) is tried again before the generic refusal.
+fn lock_name_tries(lxcpath: &Path, name: &str, doing: &str, tries: u32) -> Result<NameLock> {
     let dir = lxcpath.join(".locks");
     mkdir_p(&dir, 0o700)?;
     let path = dir.join(name);
@@ -69,7 +75,7 @@ pub fn lock_name(lxcpath: &Path, name: &str, doing: &str) -> Result<NameLock> {
         Ok(l) if !same_file(&l, &path) => {
             // A destroy unlinked the file between our open and our lock: lock the new one.
             drop(l);
-            lock_name(lxcpath, name, doing)
+            lock_name_tries(lxcpath, name, doing, tries)
         }
         Ok(mut l) => {
             // Record who holds it, for the other side's error message.
@@ -79,6 +85,10 @@ pub fn lock_name(lxcpath: &Path, name: &str, doing: &str) -> Result<NameLock> {
         }
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
             let holder = lock_holder(&path);
+            if holder.is_empty() && tries > 0 {
+                // No live holder wrote its line: it finished meanwhile. Take it now.
+                return lock_name_tries(lxcpath, name, doing, tries - 1);
+            }
             let what = match holder.split_once(' ') {
                 Some((pid, what)) => format!("another rlxc (pid {pid}) is {what}"),
                 None => "another rlxc is working on it".into(),
@@ -97,7 +107,7 @@ pub fn lock_name(lxcpath: &Path, name: &str, doing: &str) -> Result<NameLock> {
 /// What a finished holder wrote stays in the file until the next one overwrites it, so
 /// a line whose pid is gone is an earlier holder's, not the current one's: look again.
 fn lock_holder(path: &Path) -> String {
-    for _ in 0..40 {
+    for _ in 0..20 {
         let text = std::fs::read_to_string(path).unwrap_or_default();
         let live = text
             .split_whitespace()
