@@ -375,6 +375,14 @@ impl Autostart {
 }
 
 impl ContainerConfig {
+    /// The host name a container of this name with this config has: its `hostname`,
+    /// else one made of its name.
+    pub fn host_name(&self, name: &str) -> String {
+        self.hostname
+            .clone()
+            .unwrap_or_else(|| crate::name::hostname_for(name))
+    }
+
     pub fn load(file: &Path) -> Result<Self> {
         let cfg: Self = read_toml(file)?;
         cfg.validate(file)?;

@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::copy::{make_own, CopyReport, NewContainer};
+use super::copy::{CopyReport, NewContainer};
 use super::Container;
 use crate::config::{Backend, ContainerConfig, Rootfs, SystemConfig};
 use crate::error::{Error, IoContext, Result};
@@ -41,10 +41,7 @@ impl Container {
         // The source's new upper, work directory and mount point, made before anything
         // names them; its config switches to them in one atomic write below.
         self.backing_of(&src_rootfs).create(&self.dir())?;
-        let old_host = src_cfg
-            .hostname
-            .clone()
-            .unwrap_or_else(|| name::hostname_for(&self.name));
+        let old_host = src_cfg.host_name(&self.name);
         let mut cfg = src_cfg.clone();
         cfg.rootfs = Rootfs {
             tmpfs: ephemeral,
@@ -55,14 +52,8 @@ impl Container {
         cfg.autostart = Default::default();
         let backing = dst.backing(&cfg);
         backing.create(&staging)?;
-        let new_host = cfg
-            .hostname
-            .clone()
-            .unwrap_or_else(|| name::hostname_for(new));
-        let removed = make_own(&backing.open_tree(&staging)?, &old_host, &new_host)?;
         // Its own ids: the layers it shares stay root's on disk (the runtime maps them).
-        made.take_ids(sys, &mut cfg)?;
-        cfg.save(&staging.join("config.toml"))?;
+        let removed = made.make_own_and_save(sys, &mut cfg, &*backing, &old_host)?;
 
         // The source's commit point: from here its old upper (if any) is frozen.
         if src_rootfs != src_cfg.rootfs {

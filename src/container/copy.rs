@@ -107,18 +107,9 @@ impl Container {
         let (dst, staging) = (&made.c, made.creating.dir.clone());
         let backing = dst.backing(&src_cfg);
         fill(&*backing, &staging, from)?;
-        let old_host = src_cfg
-            .hostname
-            .clone()
-            .unwrap_or_else(|| name::hostname_for(&self.name));
+        let old_host = src_cfg.host_name(&self.name);
         let mut cfg = dst.as_new(src_cfg, &self.name)?;
-        let new_host = cfg
-            .hostname
-            .clone()
-            .unwrap_or_else(|| name::hostname_for(new));
-        let removed = make_own(&backing.open_tree(&staging)?, &old_host, &new_host)?;
-        made.take_ids(sys, &mut cfg)?;
-        cfg.save(&staging.join("config.toml"))?;
+        let removed = made.make_own_and_save(sys, &mut cfg, &*backing, &old_host)?;
         let dir = made.publish()?;
         Ok(CopyReport {
             rootfs: backing.describe(&dir),
@@ -189,6 +180,24 @@ impl NewContainer {
         cfg.idmap.clone_from(&taken.idmap);
         self.taken = Some(taken);
         Ok(())
+    }
+
+    /// The tree built in staging made this container's own (host name, machine-id,
+    /// leases, SSH host keys; see `make_own`), ids of its own taken, its config written.
+    /// What was removed from the tree, for the report.
+    pub(super) fn make_own_and_save(
+        &mut self,
+        sys: &SystemConfig,
+        cfg: &mut ContainerConfig,
+        backing: &dyn store::backing::BackingStore,
+        old_host: &str,
+    ) -> Result<Vec<String>> {
+        let staging = self.creating.dir.clone();
+        let new_host = cfg.host_name(&self.c.name);
+        let removed = make_own(&backing.open_tree(&staging)?, old_host, &new_host)?;
+        self.take_ids(sys, cfg)?;
+        cfg.save(&staging.join("config.toml"))?;
+        Ok(removed)
     }
 
     /// Rename it into place; the id lock and its own lock go after.

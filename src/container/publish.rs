@@ -27,7 +27,7 @@ use crate::image::fetch::Progress;
 use crate::image::meta;
 use crate::image::published::{self, Info, Store};
 use crate::rootfs::Root;
-use crate::{name, store};
+use crate::store;
 
 pub struct PublishOptions<'a> {
     pub alias: &'a str,
@@ -102,10 +102,7 @@ impl Container {
             image: cfg.image.clone(),
             rlxc_version: env!("CARGO_PKG_VERSION").into(),
         };
-        let old_host = cfg
-            .hostname
-            .clone()
-            .unwrap_or_else(|| name::hostname_for(&self.name));
+        let old_host = cfg.host_name(&self.name);
         let identity = Identity::prepare(tree.root(), &staging.dir.join("identity"), &old_host)?;
         let tree_bytes = write_rootfs(&tree, &identity, &staging.dir, &self.name, progress)?;
         store::remove_tree(&identity.dir)?;

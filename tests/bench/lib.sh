@@ -103,3 +103,22 @@ bench_cleanup() {
     [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
     rm -rf "$work"
 }
+
+stamp() { echo "$EPOCHREALTIME"; }
+elapsed() { echo "$(stamp) - $1" | bc; }
+
+# boot NAME: start it, print the seconds until `systemctl is-system-running` settles
+# (polled every 20 ms, at most 30 s), kill it.
+boot() {
+    local t s
+    t=$(stamp)
+    "$rlxc" start -q -d -n "$1"
+    for _ in $(seq 1500); do
+        s=$("$rlxc" attach -n "$1" -- systemctl is-system-running 2>/dev/null || true)
+        case "$s" in running|degraded) break ;; esac
+        sleep 0.02
+    done
+    elapsed "$t"
+    "$rlxc" stop -q -k -n "$1"
+    [ "$s" = running ] || echo "   note: $1 settled as '$s'" >&2
+}

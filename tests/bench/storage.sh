@@ -37,8 +37,6 @@ fill_lxc_cache debian bookworm
 export LXC_CACHE_PATH="$work/lxc-cache"
 lxc() { local cmd=$1; shift; "$cmd" -P "$work/lxc-lib" "$@"; }
 ratio() { echo "$1 / $2" | bc -l; }
-stamp() { echo "$EPOCHREALTIME"; }
-elapsed() { echo "$(stamp) - $1" | bc; }
 
 # time_pair LABEL TARGET "LXC-CMD with %i" "RLXC-CMD with %i": interleaved, medians, ratio.
 time_pair() {
@@ -99,19 +97,6 @@ e=$(median < "$work/e.times"); im=$(median < "$work/i.times")
 printf '   export %.2f s (%.0f MB/s)   import %.2f s (%.0f MB/s)\n' "$e" "$(ratio "$mb" "$e")" "$im" "$(ratio "$mb" "$im")"
 
 echo "5. systemd boot to running, the same image on overlay and on dir, $iterations boots each"
-boot() { # name -> seconds from start to `running`
-    local t s
-    t=$(stamp)
-    "$rlxc" start -q -d -n "$1"
-    for _ in $(seq 600); do
-        s=$("$rlxc" attach -n "$1" -- systemctl is-system-running 2>/dev/null || true)
-        case "$s" in running|degraded) break ;; esac
-        sleep 0.02
-    done
-    elapsed "$t"
-    "$rlxc" stop -q -k -n "$1"
-    [ "$s" = running ] || echo "   note: $1 settled as '$s'" >&2
-}
 printf '[[network]]\ntype = "empty"\n' > "$work/none.toml"
 "$rlxc" create -q -n bo -B overlay -t download -d debian -r bookworm -a amd64 -f "$work/none.toml" >/dev/null
 "$rlxc" create -q -n bd -t download -d debian -r bookworm -a amd64 -f "$work/none.toml" >/dev/null

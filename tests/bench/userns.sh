@@ -31,8 +31,6 @@ TOML
 printf '[[network]]\ntype = "empty"\n' > "$work/priv.toml"
 printf '[[network]]\ntype = "empty"\n[idmap]\n' > "$work/unpriv.toml"
 ratio() { echo "$1 / $2" | bc -l; }
-stamp() { echo "$EPOCHREALTIME"; }
-elapsed() { echo "$(stamp) - $1" | bc; }
 
 # Warm both caches with a throwaway create each.
 "$rlxc" create -q -n warm1 -t download -d busybox -r "$(awk -F';' '$1=="busybox"{print $2; exit}' "$fixtures/mirror/meta/1.0/index-system")" -f "$work/priv.toml" >/dev/null
@@ -62,19 +60,6 @@ p=$(median < "$work/p.t"); u=$(median < "$work/u.t")
 printf '   privileged %.1f ms   unprivileged %.1f ms   ratio %.2f   (target <= 1.2)\n' "$(echo "$p * 1000" | bc)" "$(echo "$u * 1000" | bc)" "$(ratio "$u" "$p")"
 
 echo "3. Debian boot to running, 5 boots each after one untimed first boot"
-boot() {
-    local t s
-    t=$(stamp)
-    "$rlxc" start -q -d -n "$1"
-    for _ in $(seq 1500); do
-        s=$("$rlxc" attach -n "$1" -- systemctl is-system-running 2>/dev/null || true)
-        case "$s" in running|degraded) break ;; esac
-        sleep 0.02
-    done
-    elapsed "$t"
-    "$rlxc" stop -q -k -n "$1"
-    [ "$s" = running ] || echo "   note: $1 settled as '$s'" >&2
-}
 boot debp1 >/dev/null; boot debu1 >/dev/null
 : > "$work/p.t"; : > "$work/u.t"
 for _ in 1 2 3 4 5; do boot debp1 >> "$work/p.t"; boot debu1 >> "$work/u.t"; done

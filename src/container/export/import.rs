@@ -62,10 +62,7 @@ pub fn import(
     // Before anything is unpacked: a container that could get no ids is refused here.
     idmap::Plan::new(sys, name, cfg.idmap.as_ref(), idmap::Origin::Copy)?;
     let old_host = old_hostname.unwrap_or_else(|| name::hostname_for(&head.manifest.name));
-    let new_host = cfg
-        .hostname
-        .clone()
-        .unwrap_or_else(|| name::hostname_for(name));
+    let new_host = cfg.host_name(name);
 
     let _cleanup = crate::sys::CleanupGuard::hold();
     store::mkdir_p(&c.lxcpath, 0o755)?;

@@ -218,11 +218,7 @@ impl Monitor {
             .any(|n| n.kind == crate::config::NetKind::None);
         let spec = ChildSpec {
             root: self.root.clone(),
-            hostname: self
-                .cfg
-                .hostname
-                .clone()
-                .unwrap_or_else(|| crate::name::hostname_for(&self.name)),
+            hostname: self.cfg.host_name(&self.name),
             init: super::init_command(&self.cfg),
             env: self.init_env(),
             console: console_bind,
