@@ -65,6 +65,8 @@ install_rlxc() {
     for f in rlxc.toml default.toml; do
         [ -e "$etc/$f" ] || install -m 0644 "$repo/config/$f" "$etc/$f"
     done
+    # New containers are unprivileged (default.toml's [idmap]): root needs host ids.
+    [ -n "$DESTDIR" ] || sh "$repo/packaging/subid-root.sh"
     echo "installed rlxc to $bin (with the rlxc-* names), templates to $share/templates, config to $etc"
 }
 

@@ -124,6 +124,29 @@ fn creates_get_disjoint_slices_of_their_own_and_privileged_gets_none() {
 }
 
 #[test]
+fn the_shipped_defaults_make_new_containers_unprivileged() {
+    let ids = Ids::new(ROOT, ROOT);
+    // No defaults file in the installation: rlxc's own copy of config/default.toml.
+    let args = ids.create_args("x", "priv.toml", &[]);
+    let (a, p) = (unique("idd"), unique("iddp"));
+    let no_f = |name: &str, more: &[&str]| {
+        let mut v: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        v.retain(|s| !s.ends_with("priv.toml") && *s != "-f");
+        v[4] = name;
+        v.splice(5..5, more.iter().copied());
+        ids.env.run(&v)
+    };
+    let err = assert_created(&no_f(&a, &[]));
+    assert!(
+        err.contains("privileged: no, ids 1000000-1065535 -> 0-65535"),
+        "{err}"
+    );
+    assert_eq!(ids.idmap(&a), Some((1_000_000, 1_000_000, 65536)));
+    assert_created(&no_f(&p, &["--privileged"]));
+    assert_eq!(ids.idmap(&p), None);
+}
+
+#[test]
 fn copies_clones_snapshots_and_imports_get_new_slices() {
     let ids = Ids::new(ROOT, ROOT);
     let src = unique("idsrc");
@@ -290,7 +313,21 @@ fn checkconfig_reports_namespaces_root_ranges_and_idmapped_mounts() {
     let ids = Ids::new(ROOT, "");
     let a = unique("idck");
     assert_created(&ids.create(&a, "priv.toml", &[]));
-    // Privileged defaults: root's missing subgid range is a fact, not a problem.
+    // Unprivileged defaults (the shipped ones): root's missing subgid range is a problem.
+    let out = ids.env.run(&["checkconfig"]);
+    let gf = ids.path("subgid").display().to_string();
+    let missing = line_of(&stdout(&out), &format!("Root's ids in {gf}"));
+    assert!(
+        missing.ends_with("MISSING: none: add the line `root:1000000:1000000000` (rlxc-create --allocate adds it)"),
+        "{missing}"
+    );
+    assert!(!out.status.success(), "a problem found exits non-zero");
+    // Privileged defaults: the same lack is a fact, not a problem.
+    std::fs::write(
+        ids.env.dir.path().join("default.toml"),
+        "[[network]]\ntype = \"empty\"\n",
+    )
+    .unwrap();
     let out = ids.env.run(&["checkconfig"]);
     let text = stdout(&out);
     let line = |start: &str| line_of(&text, start);

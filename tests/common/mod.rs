@@ -207,7 +207,25 @@ impl Env {
             p.join("run").display(),
             self.server
         );
-        std::fs::write(p.join("rlxc.toml"), text).unwrap();
+        std::fs::write(p.join("rlxc.toml"), text + &self.own_subids(extra)).unwrap();
+    }
+
+    /// New containers are unprivileged by default: the installation's root ranges come
+    /// from files of the test (the host's /etc/subuid is never read or written), unless
+    /// `extra` has an `[idmap]` table of its own.
+    fn own_subids(&self, extra: &str) -> String {
+        if extra.lines().any(|l| l.trim() == "[idmap]") {
+            return String::new();
+        }
+        let p = self.dir.path();
+        let line = "root:3000000000:1000000000\n";
+        std::fs::write(p.join("subuid"), line).unwrap();
+        std::fs::write(p.join("subgid"), line).unwrap();
+        format!(
+            "[idmap]\nsubuid = \"{}\"\nsubgid = \"{}\"\n",
+            p.join("subuid").display(),
+            p.join("subgid").display()
+        )
     }
 
     /// An installation with no server, `templates_path` = [`templates`] (None: an empty
