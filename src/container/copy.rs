@@ -194,7 +194,7 @@ impl NewContainer {
     ) -> Result<Vec<String>> {
         let staging = self.creating.dir.clone();
         let new_host = cfg.host_name(&self.c.name);
-        let removed = make_own(&backing.open_tree(&staging)?, old_host, &new_host)?;
+        let removed = make_own(&*backing.open_tree(&staging)?, old_host, &new_host)?;
         self.take_ids(sys, cfg)?;
         cfg.save(&staging.join("config.toml"))?;
         Ok(removed)

@@ -16,6 +16,7 @@ use nix::sys::stat::Mode;
 use super::{Container, State};
 use crate::error::{Error, IoContext, Result};
 use crate::rootfs::Root;
+use crate::store::backing::OpenTree;
 
 mod copy;
 mod ids;
@@ -107,7 +108,7 @@ fn child_shown(parent: &str, leaf: &OsStr) -> String {
 
 /// The container's root, opened for one copy; holds the lock of a stopped container.
 struct Opened {
-    root: Root,
+    root: OpenTree,
     _lock: Option<crate::store::NameLock>,
     /// A running unprivileged container's id maps.
     ids: Option<ids::Mapped>,
@@ -203,7 +204,7 @@ impl Container {
             }
         }
         let pid = self.running_pid()?;
-        let root = Root::of_process(pid)?;
+        let root = OpenTree::plain(Root::of_process(pid)?);
         let ids = ids::Mapped::of(pid)?;
         // The pid was init's when asked; still so after the open, the root is its.
         if !matches!(self.state(), State::Running { pid: p, .. } if p == pid) {

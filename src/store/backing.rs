@@ -86,7 +86,7 @@ pub trait BackingStore {
     /// A confined handle on the container's tree as its init will see it, for the
     /// container whose directory is `dir`: what a create writes into (templates,
     /// substitutions) after `create`, what a start checks before it starts.
-    fn open_tree(&self, dir: &Path) -> Result<Root>;
+    fn open_tree(&self, dir: &Path) -> Result<OpenTree>;
     /// What the first process mounts as the container's root.
     fn root(&self, dir: &Path) -> RootSource;
     /// The directory of the container's own files, what a snapshot keeps a copy of and
@@ -174,8 +174,8 @@ impl BackingStore for Dir {
         Ok(p)
     }
 
-    fn open_tree(&self, dir: &Path) -> Result<Root> {
-        Root::open(&self.path(dir))
+    fn open_tree(&self, dir: &Path) -> Result<OpenTree> {
+        Ok(OpenTree::plain(Root::open(&self.path(dir))?))
     }
 
     fn root(&self, dir: &Path) -> RootSource {
@@ -244,15 +244,23 @@ impl BackingStore for Overlay {
     /// A detached overlay mount: writes land in the upper (a tmpfs container's too: what
     /// a create writes is its own), and the mount goes away with the handle (or the
     /// process), so a create leaves no mount behind, killed or not.
-    fn open_tree(&self, dir: &Path) -> Result<Root> {
+    /// Volatile (see `sys::mount::overlay_volatile`): a marker a killed rlxc left is
+    /// cleared first, and the handle clears its own.
+    fn open_tree(&self, dir: &Path) -> Result<OpenTree> {
         let (upper, work) = self.layers_in(dir);
         let layers = crate::sys::mount::OverlayLayers {
             lowers: &self.lowers,
             upper: &upper,
             work: &work,
         };
-        let mnt = crate::sys::mount::overlay(&layers).ctx("mount an overlay on", self.top())?;
-        mounted_root(&mnt, &upper, &self.path(dir))
+        let marker = crate::sys::mount::volatile_marker(&work);
+        remove_marker(&marker)?;
+        let mnt =
+            crate::sys::mount::overlay_volatile(&layers).ctx("mount an overlay on", self.top())?;
+        Ok(OpenTree {
+            root: mounted_root(&mnt, &upper, &self.path(dir))?,
+            _marker: Marker(Some(marker)),
+        })
     }
 
     fn root(&self, dir: &Path) -> RootSource {
@@ -310,6 +318,64 @@ impl BackingStore for Overlay {
 
 /// The root of the detached mount `mnt` (of `upper`) as a `Root` that `shown` names; the
 /// mount lives as long as the handle.
+/// A container's tree open for writing (`BackingStore::open_tree`): a confined `Root`;
+/// for an overlay, also the marker its volatile mount leaves in the work directory,
+/// removed once the handle, and with it the mount, is gone (fields drop in order).
+pub struct OpenTree {
+    root: Root,
+    _marker: Marker,
+}
+
+impl OpenTree {
+    pub fn plain(root: Root) -> Self {
+        OpenTree {
+            root,
+            _marker: Marker(None),
+        }
+    }
+}
+
+impl std::ops::Deref for OpenTree {
+    type Target = Root;
+    fn deref(&self) -> &Root {
+        &self.root
+    }
+}
+
+/// A volatile overlay's marker, removed when dropped (after the root that held the mount).
+struct Marker(Option<PathBuf>);
+
+impl Drop for Marker {
+    fn drop(&mut self) {
+        if let Some(m) = &self.0 {
+            if let Err(e) = remove_marker(m) {
+                eprintln!("rlxc: warning: {e} (the next rlxc that opens the tree removes it)");
+            }
+        }
+    }
+}
+
+/// The volatile marker `marker` (a directory holding the file `dirty`) and its
+/// `incompat` directory gone, if there.
+fn remove_marker(marker: &Path) -> Result<()> {
+    let dirty = marker.join("dirty");
+    match std::fs::remove_file(&dirty) {
+        Err(e) if e.raw_os_error() != Some(libc::ENOENT) => {
+            return Err(e).ctx("remove the overlay's volatile marker", &dirty)
+        }
+        _ => {}
+    }
+    for d in [Some(marker), marker.parent()].into_iter().flatten() {
+        match std::fs::remove_dir(d) {
+            Err(e) if !matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTEMPTY)) => {
+                return Err(e).ctx("remove the overlay's volatile marker", d)
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 fn mounted_root(mnt: &std::os::fd::OwnedFd, upper: &Path, shown: &Path) -> Result<Root> {
     let fd = nix::fcntl::openat(
         mnt.as_fd(),
@@ -381,11 +447,20 @@ mod tests {
             )
             .unwrap();
         nix::unistd::write(&f, b"c1\n").unwrap();
+        let marker = crate::sys::mount::volatile_marker(&dir.join("work"));
+        assert!(marker.is_dir(), "the handle's mount is volatile");
         drop((f, root));
         assert_eq!(
             std::fs::read_to_string(dir.join("upper/etc/hostname")).unwrap(),
             "c1\n"
         );
+        assert!(!marker.exists() && !marker.parent().unwrap().exists());
+        // A marker a killed rlxc left is cleared before the next mount (which the
+        // kernel would refuse).
+        std::fs::create_dir_all(&marker).unwrap();
+        std::fs::write(marker.join("dirty"), "").unwrap();
+        drop(store.open_tree(&dir).unwrap());
+        assert!(!marker.exists());
         assert_eq!(
             std::fs::read_to_string(lower.join("etc/hostname")).unwrap(),
             "image\n"

@@ -17,7 +17,6 @@ use nix::sys::stat::Mode;
 use super::backing::{BackingStore, Dir, RootSource};
 use crate::config::Backend;
 use crate::error::{Error, IoContext, Result};
-use crate::rootfs::Root;
 use crate::sys::btrfs as sys;
 
 /// A subvolume where `dir` would have its directory: the same tree, made and copied
@@ -42,7 +41,7 @@ impl BackingStore for Btrfs {
         Ok(p)
     }
 
-    fn open_tree(&self, dir: &Path) -> Result<Root> {
+    fn open_tree(&self, dir: &Path) -> Result<super::backing::OpenTree> {
         self.0.open_tree(dir)
     }
 

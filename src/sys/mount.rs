@@ -13,6 +13,7 @@ use super::{check, cstring};
 
 // The kernel's ABI numbers (linux/mount.h); libc 0.2 does not export them.
 const FSOPEN_CLOEXEC: libc::c_uint = 1;
+const FSCONFIG_SET_FLAG: libc::c_uint = 0;
 const FSCONFIG_SET_STRING: libc::c_uint = 1;
 const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
 const FSMOUNT_CLOEXEC: libc::c_uint = 1;
@@ -31,6 +32,31 @@ pub struct OverlayLayers<'a> {
 /// `xino=off` because one lower is shared by many uppers and moved-in copies must not
 /// depend on inode numbers of the lower's file system.
 pub fn overlay(layers: &OverlayLayers) -> io::Result<OwnedFd> {
+    let fs = overlay_context(layers)?;
+    mount_detached(&fs)
+}
+
+/// `overlay`, but `volatile`: its unmount does not sync the upper's whole file system
+/// (a syncfs that waits for every other writer there: tens of ms on a busy host, most of
+/// a copy-on-write clone's time). For rlxc's own short-lived handles, whose few writes
+/// need no more durability than any other file written without fsync. The kernel marks
+/// the work directory (`volatile_marker`) and refuses the next mount until it is gone:
+/// the caller removes it once the mount is released. A kernel without the option gets
+/// a plain overlay.
+pub fn overlay_volatile(layers: &OverlayLayers) -> io::Result<OwnedFd> {
+    let fs = overlay_context(layers)?;
+    match set_flag(&fs, "volatile") {
+        Ok(()) => mount_detached(&fs),
+        Err(_) => overlay(layers),
+    }
+}
+
+/// Where a `volatile` overlay marks its work directory `work`.
+pub fn volatile_marker(work: &Path) -> PathBuf {
+    work.join("work/incompat/volatile")
+}
+
+fn overlay_context(layers: &OverlayLayers) -> io::Result<OwnedFd> {
     let fs = fsopen("overlay")?;
     set_lowers(&fs, layers.lowers)?;
     set(&fs, "upperdir", layers.upper.as_os_str().as_encoded_bytes())?;
@@ -38,7 +64,7 @@ pub fn overlay(layers: &OverlayLayers) -> io::Result<OwnedFd> {
     for (k, v) in [("redirect_dir", "on"), ("index", "off"), ("xino", "off")] {
         set(&fs, k, v.as_bytes())?;
     }
-    mount_detached(&fs)
+    Ok(fs)
 }
 
 /// A detached overlay of `lowers` alone, topmost first: read-only, as nothing can take
@@ -261,6 +287,23 @@ fn set(fs: &OwnedFd, key: &str, value: &[u8]) -> io::Result<()> {
             FSCONFIG_SET_STRING,
             k.as_ptr(),
             v.as_ptr(),
+            0,
+        )
+    };
+    check(r).map_err(|e| io::Error::new(e.kind(), format!("mount option {key}: {e}")))
+}
+
+/// A mount option without a value.
+fn set_flag(fs: &OwnedFd, key: &str) -> io::Result<()> {
+    let k = cstring(key.as_bytes())?;
+    // SAFETY: the key is NUL-terminated and outlives the call; a flag takes no value.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_SET_FLAG,
+            k.as_ptr(),
+            std::ptr::null::<libc::c_char>(),
             0,
         )
     };
