@@ -360,7 +360,6 @@ impl Pattern {
     }
 
     /// The pattern matches the whole of `text` (as lxc-monitor's `-n`, `^(…)$`).
-    #[allow(dead_code)] // rlxc-monitor's, next
     pub fn matches_all(&self, text: &str) -> bool {
         self.run(text, true)
     }

@@ -25,6 +25,7 @@ mod freeze;
 mod image;
 mod info;
 mod ls;
+mod monitor;
 mod net;
 mod publish;
 mod snapshot;
@@ -85,6 +86,8 @@ enum Command {
     File(file::Args),
     /// Wait for a container to reach a state.
     Wait(wait::Args),
+    /// State changes of containers as they happen (-n REGEX: of those whose name matches).
+    Monitor(monitor::Args),
     /// The managed bridge with DHCP, DNS and NAT: start, stop, status.
     Net(net::Args),
     /// The image cache: ls, rm, prune.
@@ -192,6 +195,7 @@ pub fn main() -> i32 {
         Command::Top(a) => top::run(a),
         Command::File(a) => file::run(a),
         Command::Wait(a) => wait::run(a),
+        Command::Monitor(a) => monitor::run(a),
         Command::Net(a) => net::run(a),
         Command::Image(a) => image::run(a),
         Command::Checkconfig(a) => checkconfig::run(a),
