@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 mod attach;
 mod cgroup;
 mod checkconfig;
+mod config;
 mod console;
 mod copy;
 mod create;
@@ -92,6 +93,8 @@ enum Command {
     Net(net::Args),
     /// The image cache: ls, rm, prune.
     Image(image::Args),
+    /// Print or set keys of a container's config (-n NAME) or of rlxc.toml (--system).
+    Config(config::Args),
     /// Check that this host can run containers (namespaces, cgroups, networking).
     Checkconfig(checkconfig::Args),
     #[command(name = "__netd", hide = true)]
@@ -199,6 +202,7 @@ pub fn main() -> i32 {
         Command::Net(a) => net::run(a),
         Command::Image(a) => image::run(a),
         Command::Checkconfig(a) => checkconfig::run(a),
+        Command::Config(a) => config::run(a),
         Command::Netd(a) => net::netd(a),
     };
     match res {

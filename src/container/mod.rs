@@ -9,6 +9,7 @@ use crate::{name, store};
 mod attach;
 mod cgroup_file;
 mod clone;
+mod configure;
 mod copy;
 mod create;
 mod destroy;
