@@ -26,6 +26,7 @@ mod freeze;
 mod image;
 mod info;
 mod ls;
+mod migrate;
 mod monitor;
 mod net;
 mod publish;
@@ -95,6 +96,8 @@ enum Command {
     Image(image::Args),
     /// Print or set keys of a container's config (-n NAME) or of rlxc.toml (--system).
     Config(config::Args),
+    /// Make an existing LXC container (its config, a directory rootfs) an rlxc container.
+    Migrate(migrate::Args),
     /// Check that this host can run containers (namespaces, cgroups, networking).
     Checkconfig(checkconfig::Args),
     #[command(name = "__netd", hide = true)]
@@ -203,6 +206,7 @@ pub fn main() -> i32 {
         Command::Image(a) => image::run(a),
         Command::Checkconfig(a) => checkconfig::run(a),
         Command::Config(a) => config::run(a),
+        Command::Migrate(a) => migrate::run(a),
         Command::Netd(a) => net::netd(a),
     };
     match res {

@@ -25,6 +25,7 @@ pub mod images {
     pub use crate::image::catalog::*;
 }
 mod info;
+mod migrate;
 /// The managed bridge, for rlxc-net and its dnsmasq supervisor.
 pub mod network;
 mod ports;
@@ -47,6 +48,7 @@ pub use create::{
 pub use export::import;
 pub use file::{CopyReport, PullOptions, PushOptions};
 pub use info::Live;
+pub use migrate::migrate;
 pub use publish::PublishOptions;
 pub use stop::{StopMode, StopOutcome};
 
