@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 
 mod bridge;
 mod download;
+pub mod edit;
 mod file;
 mod idmap;
 mod limits;
@@ -134,8 +135,22 @@ impl SystemConfig {
         }
     }
 
+    /// The file `load` reads: `$RLXC_CONFIG`, else `/etc/rlxc/rlxc.toml` (which may not
+    /// exist yet).
+    pub fn path() -> PathBuf {
+        match std::env::var_os("RLXC_CONFIG") {
+            Some(f) if !f.is_empty() => PathBuf::from(f),
+            _ => PathBuf::from(DEFAULT_SYSTEM_CONFIG),
+        }
+    }
+
     pub fn from_file(file: &Path) -> Result<Self> {
-        let parsed: SystemConfigFile = read_toml(file)?;
+        Self::from_text(file, &read_text(file)?)
+    }
+
+    /// The config `text` (of `file`) holds, checked as a file's is.
+    pub fn from_text(file: &Path, text: &str) -> Result<Self> {
+        let parsed: SystemConfigFile = parse_toml(file, text)?;
         let dir = file.parent().unwrap_or(Path::new("/"));
         let max_image_size = parsed.download.max_image_size(file)?;
         let mut cfg = Self::builtin(dir, parsed);

@@ -122,6 +122,22 @@ pub fn hostname_for(name: &str) -> String {
     }
 }
 
+/// Eight hex digits naming an installation (its lxcpath) in host-wide places: cgroups,
+/// run directories, the event directory. The lxcpath is taken as written but for its
+/// trailing `/` and `.` components, so `-P /var/lib/rlxc/` names the installation
+/// `/var/lib/rlxc` does.
+pub fn installation_tag(lxcpath: &std::path::Path) -> String {
+    let lxcpath: std::path::PathBuf = lxcpath.components().collect();
+    let tag: u64 = lxcpath
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf29ce484222325, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
+        });
+    format!("{:08x}", tag as u32)
+}
+
 /// An RFC 1123 label: 1-63 of a-z A-Z 0-9 '-', not starting or ending with '-'.
 pub fn is_dns_label(l: &str) -> bool {
     !l.is_empty()

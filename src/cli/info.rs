@@ -5,6 +5,8 @@ use crate::config::Backend;
 use crate::container::Container;
 use crate::error::Result;
 
+mod json;
+
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Container name.
@@ -13,6 +15,9 @@ pub struct Args {
     /// Show only the state.
     #[arg(short = 's', long = "state")]
     state: bool,
+    /// Everything as one JSON object (keys: README, "Output for scripts").
+    #[arg(long = "json", conflicts_with = "state")]
+    json: bool,
     #[command(flatten)]
     common: Common,
 }
@@ -21,6 +26,10 @@ pub fn run(a: Args) -> Result<i32> {
     let sys = a.common.system()?;
     let c = Container::new(&sys, &a.name)?;
     let cfg = c.config()?;
+    if a.json {
+        json::print(&c, &cfg)?;
+        return Ok(0);
+    }
     let row = |k: &str, v: &str| println!("{:<15} {v}", format!("{k}:"));
     if a.state {
         row("State", &c.state().to_string());

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 mod attach;
 mod cgroup;
 mod checkconfig;
+mod config;
 mod console;
 mod copy;
 mod create;
@@ -25,6 +26,8 @@ mod freeze;
 mod image;
 mod info;
 mod ls;
+mod migrate;
+mod monitor;
 mod net;
 mod publish;
 mod snapshot;
@@ -85,10 +88,16 @@ enum Command {
     File(file::Args),
     /// Wait for a container to reach a state.
     Wait(wait::Args),
+    /// State changes of containers as they happen (-n REGEX: of those whose name matches).
+    Monitor(monitor::Args),
     /// The managed bridge with DHCP, DNS and NAT: start, stop, status.
     Net(net::Args),
     /// The image cache: ls, rm, prune.
     Image(image::Args),
+    /// Print or set keys of a container's config (-n NAME) or of rlxc.toml (--system).
+    Config(config::Args),
+    /// Make an existing LXC container (its config, a directory rootfs) an rlxc container.
+    Migrate(migrate::Args),
     /// Check that this host can run containers (namespaces, cgroups, networking).
     Checkconfig(checkconfig::Args),
     #[command(name = "__netd", hide = true)]
@@ -192,9 +201,12 @@ pub fn main() -> i32 {
         Command::Top(a) => top::run(a),
         Command::File(a) => file::run(a),
         Command::Wait(a) => wait::run(a),
+        Command::Monitor(a) => monitor::run(a),
         Command::Net(a) => net::run(a),
         Command::Image(a) => image::run(a),
         Command::Checkconfig(a) => checkconfig::run(a),
+        Command::Config(a) => config::run(a),
+        Command::Migrate(a) => migrate::run(a),
         Command::Netd(a) => net::netd(a),
     };
     match res {

@@ -20,6 +20,17 @@ pub enum Backend {
     Btrfs,
 }
 
+impl Backend {
+    /// As config.toml spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Dir => "dir",
+            Backend::Overlay => "overlay",
+            Backend::Btrfs => "btrfs",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rootfs {

@@ -21,6 +21,7 @@ impl Container {
             return Ok(false);
         }
         cg.freeze()?;
+        self.announce(super::events::Change::Frozen, None);
         Ok(true)
     }
 
@@ -32,6 +33,7 @@ impl Container {
             return Ok(false);
         }
         cg.thaw()?;
+        self.announce(super::events::Change::Running, self.running_pid().ok());
         Ok(true)
     }
 

@@ -48,6 +48,14 @@ impl Container {
         }
     }
 
+    /// Memory its cgroup uses, when it runs (one file read: cheap for a listing).
+    pub fn memory_use(&self, state: &State) -> Option<u64> {
+        match state {
+            State::Stopped => None,
+            _ => self.cgroup().ok()?.memory_bytes(),
+        }
+    }
+
     /// What its directory takes on disk; a shared lower is outside it, not counted. A
     /// walk of every file: for one container's rlxc-info, not a listing of many.
     pub fn disk_use(&self) -> Result<DiskUse> {

@@ -9,9 +9,12 @@ use crate::{name, store};
 mod attach;
 mod cgroup_file;
 mod clone;
+mod configure;
 mod copy;
 mod create;
 mod destroy;
+/// State changes as they happen (rlxc-monitor, rlxc-wait).
+pub mod events;
 mod export;
 mod file;
 mod freeze;
@@ -22,6 +25,7 @@ pub mod images {
     pub use crate::image::catalog::*;
 }
 mod info;
+mod migrate;
 /// The managed bridge, for rlxc-net and its dnsmasq supervisor.
 pub mod network;
 mod ports;
@@ -44,6 +48,7 @@ pub use create::{
 pub use export::import;
 pub use file::{CopyReport, PullOptions, PushOptions};
 pub use info::Live;
+pub use migrate::migrate;
 pub use publish::PublishOptions;
 pub use stop::{StopMode, StopOutcome};
 
@@ -199,21 +204,11 @@ impl Container {
 }
 
 /// The name of a container's objects on the host (run directory, cgroups): `NAME.TAG`,
-/// TAG a hash of the lxcpath. Two installations (two `RLXC_CONFIG`s, or `-P`) may each
-/// have a container of one name; keyed by both, neither touches the other's. 73 bytes
-/// at most, well within NAME_MAX.
-/// The lxcpath is taken as written but for its trailing `/` and `.` components, so
-/// `-P /var/lib/rlxc/` names the installation `/var/lib/rlxc` does.
+/// TAG a hash of the lxcpath (`name::installation_tag`). Two installations (two
+/// `RLXC_CONFIG`s, or `-P`) may each have a container of one name; keyed by both,
+/// neither touches the other's. 73 bytes at most, well within NAME_MAX.
 pub fn host_key(lxcpath: &Path, name: &str) -> String {
-    let lxcpath: PathBuf = lxcpath.components().collect();
-    let tag: u64 = lxcpath
-        .as_os_str()
-        .as_encoded_bytes()
-        .iter()
-        .fold(0xcbf29ce484222325, |h, b| {
-            (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
-        });
-    format!("{name}.{:08x}", tag as u32)
+    format!("{name}.{}", name::installation_tag(lxcpath))
 }
 
 #[cfg(test)]

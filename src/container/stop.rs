@@ -135,6 +135,8 @@ impl Container {
 
     fn kill_cgroup(&self) -> Result<StopOutcome> {
         self.cgroup()?.destroy()?;
+        // Its monitor, killed, could not say so.
+        self.announce(super::events::Change::Stopped, None);
         // Under the container's lock, and only with no monitor left listening.
         self.sweep_run_dir();
         Ok(StopOutcome::Stopped)

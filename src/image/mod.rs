@@ -10,6 +10,7 @@ pub mod fetch;
 pub mod index;
 pub mod lower;
 pub mod lxcconf;
+pub mod lxcmigrate;
 pub mod meta;
 pub mod published;
 pub mod server;

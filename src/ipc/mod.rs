@@ -9,6 +9,7 @@
 //! and this one say that they disagree instead of misreading each other.
 
 pub mod client;
+pub mod events;
 mod frame;
 
 pub use frame::{

@@ -91,6 +91,7 @@ impl Monitor {
         };
         let sig = self.signal_for("reboot");
         self.reboot_requested = true;
+        self.announce(crate::ipc::events::Change::Stopping);
         send_raw(init, sig);
         self.thaw_for_stop();
         reply(s, &Response::Ok);

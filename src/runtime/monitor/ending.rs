@@ -9,6 +9,7 @@ use nix::unistd::Pid;
 
 use super::Monitor;
 use crate::ipc::client::socket_path;
+use crate::ipc::events::{Change, Event};
 use crate::net::link as net;
 
 impl Monitor {
@@ -77,6 +78,7 @@ impl Monitor {
         let _ = std::fs::remove_file(self.dir.join("monitor.log"));
         let _ = std::fs::remove_dir(&self.dir);
         self.run_after_stop();
+        self.announce(Change::Stopped);
         let mut waiters = self
             .stopping
             .take()
@@ -94,6 +96,23 @@ impl Monitor {
             let _ = crate::ipc::write_msg(&w, &crate::ipc::Response::Stopped);
         }
         self.finish_removals();
+    }
+
+    /// Tell the installation's listeners (rlxc-monitor, rlxc-wait); STOPPING once a run,
+    /// however many stop requests and the exit of init itself say so.
+    pub(super) fn announce(&mut self, change: Change) {
+        match change {
+            Change::Stopping if self.said_stopping => return,
+            Change::Stopping => self.said_stopping = true,
+            Change::Running => self.said_stopping = false,
+            _ => {}
+        }
+        let pid = match change {
+            Change::Running => self.run.as_ref().map(|r| r.init.as_raw()),
+            _ => None,
+        };
+        let ev = Event::new(&self.lxcpath, &self.name, change, pid);
+        crate::ipc::events::announce(&self.runpath, &ev);
     }
 
     /// The after-stop command, retried for a while: a start or copy of this container

@@ -19,6 +19,7 @@ use super::boot::{child_exec, child_failure, child_reached, random_uuid, BootGua
 use super::child::{self, ChildSpec, HostBind};
 use super::StartPlan;
 use crate::ipc::client::socket_path;
+use crate::ipc::events::{Change, Event};
 use crate::ipc::{Stage, ToChild};
 
 mod commands;
@@ -87,6 +88,11 @@ pub struct Monitor {
     apparmor: Option<String>,
     /// Run at the end (see `StartPlan::after_stop`).
     after_stop: Vec<std::ffi::OsString>,
+    /// Where its state changes are announced (`ipc::events`).
+    lxcpath: PathBuf,
+    runpath: PathBuf,
+    /// STOPPING was announced for this run.
+    said_stopping: bool,
 }
 
 /// Idle time after activity before the monitor trims its resident code again.
@@ -96,16 +102,24 @@ const TRIM_AFTER: Duration = Duration::from_secs(2);
 /// exits.
 pub fn main(plan: &StartPlan) -> i32 {
     let _ = nix::unistd::setsid();
+    let said = |change| {
+        let ev = Event::new(&plan.lxcpath, &plan.name, change, None);
+        crate::ipc::events::announce(&plan.runpath, &ev);
+    };
+    said(Change::Starting);
     let mut m = match Monitor::new(plan).and_then(|mut m| m.boot().map(|_| m)) {
         Ok(m) => m,
         Err(e) => {
             let reason = crate::error::flatten(&e);
             report_status(&crate::ipc::Status::Failed { reason });
+            said(Change::Aborting);
+            said(Change::Stopped);
             return 1;
         }
     };
     let pid = m.run.as_ref().map_or(0, |r| r.init.as_raw());
     report_status(&crate::ipc::Status::Started { pid });
+    m.announce(Change::Running);
     // Stdout was the status pipe; nothing else goes there.
     if let Ok(null) = std::fs::File::options().write(true).open("/dev/null") {
         let _ = crate::sys::dup_onto(null.as_fd(), 1);
@@ -159,6 +173,9 @@ impl Monitor {
             apparmor: plan.apparmor.clone(),
             removing: Vec::new(),
             after_stop: plan.after_stop.clone(),
+            lxcpath: plan.lxcpath.clone(),
+            runpath: plan.runpath.clone(),
+            said_stopping: false,
         })
     }
 
@@ -376,15 +393,19 @@ impl Monitor {
             if ready[0] && self.reap_init() {
                 let rebooting =
                     std::mem::take(&mut self.reboot_requested) || self.init_asked_reboot;
+                self.announce(Change::Stopping);
                 self.teardown();
                 if !rebooting || self.stopping.is_some() {
                     return;
                 }
                 self.init_asked_reboot = false;
+                self.announce(Change::Starting);
                 if let Err(e) = self.boot() {
                     eprintln!("{}: reboot failed: {e}", self.name);
+                    self.announce(Change::Aborting);
                     return;
                 }
+                self.announce(Change::Running);
             }
         }
     }
@@ -478,6 +499,7 @@ impl Monitor {
                 st.killed |= kill;
             }
             None => {
+                self.announce(Change::Stopping);
                 if !kill {
                     send_raw(init, signal);
                 }
