@@ -33,7 +33,7 @@ mod stop;
 pub mod top;
 mod tree;
 
-pub use crate::attach::Options as AttachOptions;
+pub use crate::attach::{EnvPolicy as AttachEnv, Options as AttachOptions};
 pub use crate::console::Ended;
 /// How long steps report progress to a front end.
 pub use crate::image::fetch::Progress;
