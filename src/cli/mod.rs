@@ -19,6 +19,7 @@ mod console;
 mod copy;
 mod create;
 mod destroy;
+mod device;
 mod export;
 mod file;
 mod freeze;
@@ -73,6 +74,8 @@ enum Command {
     Console(Named),
     /// Run a command inside a running container.
     Attach(attach::Args),
+    /// Give a running container a host device node or network interface (add), or take it back (del).
+    Device(device::Args),
     /// Freeze every process of a running container (rlxc-info then says FROZEN).
     Freeze(Named),
     /// Thaw a frozen container.
@@ -186,6 +189,7 @@ pub fn main() -> i32 {
         Command::Stop(a) => stop::run(a),
         Command::Console(a) => console::run(a),
         Command::Attach(a) => attach::run(a),
+        Command::Device(a) => device::run(a),
         Command::Freeze(a) => freeze::run(a, true),
         Command::Unfreeze(a) => freeze::run(a, false),
         Command::Cgroup(a) => cgroup::run(a),

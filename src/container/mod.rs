@@ -12,6 +12,7 @@ mod clone;
 mod copy;
 mod create;
 mod destroy;
+mod device;
 mod export;
 mod file;
 mod freeze;
@@ -41,6 +42,7 @@ pub use create::{
     download_list, download_plan, resolve_template, templates, Bdev, Chooser, CreateOptions,
     CreateReport, DownloadOptions, Resolved, Source,
 };
+pub use device::DeviceChange;
 pub use export::import;
 pub use file::{CopyReport, PullOptions, PushOptions};
 pub use info::Live;

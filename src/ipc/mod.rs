@@ -61,6 +61,24 @@ pub enum Request {
         rows: u16,
         cols: u16,
     },
+    /// Let the container use one more device node (`c MAJOR:MINOR rwm`).
+    AllowDevice {
+        rule: String,
+    },
+    /// Take back one grant of a device node.
+    DenyDevice {
+        rule: String,
+    },
+    /// Move host interface `host` into the container, named `inside` there; it comes
+    /// back at the stop.
+    AddNic {
+        host: String,
+        inside: String,
+    },
+    /// Move the container's interface `inside` (one AddNic lent) back to the host.
+    DelNic {
+        inside: String,
+    },
 }
 
 /// A monitor's answer.

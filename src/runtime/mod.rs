@@ -6,6 +6,7 @@
 mod boot;
 pub mod child;
 pub mod monitor;
+pub mod nodes;
 
 use std::os::fd::AsFd;
 use std::path::PathBuf;

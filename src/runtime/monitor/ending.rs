@@ -48,7 +48,11 @@ impl Monitor {
     pub(super) fn teardown(&mut self) {
         // Started first (unless a kill did): the deletes run while the cgroup goes.
         self.begin_removals();
-        let Some(run) = self.run.take() else { return };
+        let Some(mut run) = self.run.take() else {
+            return;
+        };
+        // Init is gone, its network namespace held here: the interfaces come back.
+        super::devices::give_back_all(&self.name, &mut run);
         if let Err(e) = run.cgroup.destroy() {
             eprintln!("{}: {e}", self.name);
         }

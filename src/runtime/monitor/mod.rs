@@ -22,6 +22,7 @@ use crate::ipc::client::socket_path;
 use crate::ipc::{Stage, ToChild};
 
 mod commands;
+mod devices;
 mod ending;
 mod userns;
 use crate::cgroup::{Cgroup, Layout};
@@ -59,6 +60,13 @@ struct Running {
     pty_master: OwnedFd,
     /// Kept open so reads on the master do not fail with EIO when nobody has it open.
     _pty_slave: OwnedFd,
+    /// Device nodes granted beyond the standard ones.
+    devices: crate::cgroup::DeviceAccess,
+    /// The container's own network namespace (None: the host's), held so that lent
+    /// interfaces can be given back after init is gone.
+    netns: Option<OwnedFd>,
+    /// Host interfaces lent to it, given back at the end of the run.
+    nics: Vec<crate::net::nic::LentNic>,
 }
 
 pub struct Monitor {
@@ -189,7 +197,8 @@ impl Monitor {
         };
         // Before the child exists: its device nodes and console must find the device
         // rules complete (v1 applies them as a deny-all followed by allows).
-        if let Some(w) = cgroup.configure(&self.cfg.limits)? {
+        let (warning, devices) = cgroup.configure(&self.cfg.limits, &[])?;
+        if let Some(w) = warning {
             eprintln!("{}: warning: {w}", self.name);
         }
         let pty = nix::pty::openpty(None, None).ctx("allocate", "the console pty")?;
@@ -286,6 +295,12 @@ impl Monitor {
                 Error::Other(format!("cannot tell the container's first process: {e}"))
             }));
         }
+        let netns = if own_net {
+            let p = format!("/proc/{pid}/ns/net");
+            Some(std::fs::File::open(&p).ctx("open", &p)?.into())
+        } else {
+            None
+        };
         child_exec(&ours, pid, limits)?;
         let _ = std::fs::write(self.dir.join("init.pid"), format!("{pid}\n"));
         let (cgroup, veths) = guard.disarm();
@@ -295,6 +310,9 @@ impl Monitor {
             veths,
             pty_master: pty.master,
             _pty_slave: pty.slave,
+            devices,
+            netns,
+            nics: Vec::new(),
         });
         Ok(())
     }
