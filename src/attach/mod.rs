@@ -385,7 +385,7 @@ fn exec_command(pty: bool, cmd: &Payload) -> ! {
         .first()
         .cloned()
         .unwrap_or_else(|| CString::from(c"/bin/sh"));
-    let path = resolve_in_path(&prog, &cmd.env);
+    let path = crate::runtime::child::resolve_in_path(&prog, &cmd.env);
     let err = nix::unistd::execve(&path, &cmd.argv, &cmd.env).err();
     eprintln!(
         "rlxc-attach: error: cannot execute {} in the container: {}",
@@ -393,28 +393,4 @@ fn exec_command(pty: bool, cmd: &Payload) -> ! {
         err.map(|e| e.desc()).unwrap_or("unknown error")
     );
     crate::sys::exit_child(127);
-}
-
-/// Find `prog` in the PATH of the environment the command gets, inside the container
-/// (execvpe would search rlxc's own PATH, which describes the host).
-fn resolve_in_path(prog: &CString, env: &[CString]) -> CString {
-    let bytes = prog.as_bytes();
-    if bytes.contains(&b'/') {
-        return prog.clone();
-    }
-    let path = env
-        .iter()
-        .find_map(|e| e.as_bytes().strip_prefix(b"PATH="))
-        .unwrap_or(b"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    for dir in path.split(|b| *b == b':').filter(|d| !d.is_empty()) {
-        let mut cand = dir.to_vec();
-        cand.push(b'/');
-        cand.extend_from_slice(bytes);
-        if let Ok(c) = CString::new(cand) {
-            if nix::unistd::access(c.as_c_str(), nix::unistd::AccessFlags::X_OK).is_ok() {
-                return c;
-            }
-        }
-    }
-    prog.clone()
 }

@@ -13,6 +13,7 @@ mod copy;
 mod create;
 mod destroy;
 mod device;
+mod execute;
 mod export;
 mod file;
 mod freeze;
@@ -43,6 +44,7 @@ pub use create::{
     CreateReport, DownloadOptions, Resolved, Source,
 };
 pub use device::DeviceChange;
+pub use execute::ExecuteOptions;
 pub use export::import;
 pub use file::{CopyReport, PullOptions, PushOptions};
 pub use info::Live;

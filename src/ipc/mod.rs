@@ -100,8 +100,16 @@ pub enum Response {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Status {
-    Started { pid: i32 },
-    Failed { reason: String },
+    Started {
+        pid: i32,
+    },
+    Failed {
+        reason: String,
+    },
+    /// rlxc-execute's command ended with this exit status (after `Started`).
+    Exited {
+        code: i32,
+    },
 }
 
 /// The container's first process and its monitor meet at these points of the start.

@@ -30,8 +30,12 @@ impl Monitor {
         let mut gone = false;
         loop {
             match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(p, _)) if p == init => gone = true,
+                Ok(WaitStatus::Exited(p, code)) if p == init => {
+                    self.exit_code = Some(code);
+                    gone = true
+                }
                 Ok(WaitStatus::Signaled(p, sig, _)) if p == init => {
+                    self.exit_code = Some(128 + sig as i32);
                     // In a PID namespace, init's reboot(2) ends it with SIGHUP (restart)
                     // or SIGINT (halt).
                     self.init_asked_reboot = sig == Signal::SIGHUP;

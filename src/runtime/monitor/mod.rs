@@ -95,6 +95,12 @@ pub struct Monitor {
     apparmor: Option<String>,
     /// Run at the end (see `StartPlan::after_stop`).
     after_stop: Vec<std::ffi::OsString>,
+    /// rlxc-execute's run: how the command's stdio is set up. None: a system container.
+    app: Option<child::AppStdio>,
+    /// rlxc-execute's stdio, given to the child, then closed here.
+    app_stdio: Vec<OwnedFd>,
+    /// init's exit status (128 + N for signal N), once reaped.
+    exit_code: Option<i32>,
 }
 
 /// Idle time after activity before the monitor trims its resident code again.
@@ -114,6 +120,8 @@ pub fn main(plan: &StartPlan) -> i32 {
     };
     let pid = m.run.as_ref().map_or(0, |r| r.init.as_raw());
     report_status(&crate::ipc::Status::Started { pid });
+    // rlxc-execute waits on the status pipe for the command's status: kept for it.
+    let status_pipe = m.app.and_then(|_| nix::unistd::dup(std::io::stdout()).ok());
     // Stdout was the status pipe; nothing else goes there.
     if let Ok(null) = std::fs::File::options().write(true).open("/dev/null") {
         let _ = crate::sys::dup_onto(null.as_fd(), 1);
@@ -123,6 +131,13 @@ pub fn main(plan: &StartPlan) -> i32 {
     crate::sys::trim_file_mappings();
     m.serve();
     m.shutdown();
+    if let Some(pipe) = status_pipe {
+        let code = m.exit_code.unwrap_or(128 + libc::SIGKILL);
+        let _ = crate::ipc::write_msg(
+            std::fs::File::from(pipe),
+            &crate::ipc::Status::Exited { code },
+        );
+    }
     0
 }
 
@@ -167,6 +182,15 @@ impl Monitor {
             apparmor: plan.apparmor.clone(),
             removing: Vec::new(),
             after_stop: plan.after_stop.clone(),
+            app: plan.app.as_ref().map(|a| match a.stdio {
+                Some(_) => child::AppStdio::Fds(super::APP_STDIO),
+                None => child::AppStdio::Console,
+            }),
+            app_stdio: match plan.app.as_ref().and_then(|a| a.stdio.as_ref()) {
+                Some(_) => super::APP_STDIO.map(crate::sys::signals::own_fd).into(),
+                None => Vec::new(),
+            },
+            exit_code: None,
         })
     }
 
@@ -237,6 +261,7 @@ impl Monitor {
             apparmor: self.apparmor.clone(),
             own_net,
             userns,
+            app: self.app,
         };
         let (ours, theirs) = nix::sys::socket::socketpair(
             nix::sys::socket::AddressFamily::Unix,
@@ -265,8 +290,10 @@ impl Monitor {
             );
         }
         drop(theirs);
-        // The child has its copies of the detached mounts; the monitor's go with them.
+        // The child has its copies of the detached mounts; the monitor's go with them,
+        // and rlxc-execute's stdio (only the command holds it open from here).
         drop(spec);
+        self.app_stdio.clear();
         guard.child = Some(pid);
         // The child sets up its mounts meanwhile; if it failed, its reason comes first.
         match net::setup_all(&self.cfg.networks, pid.as_raw(), &self.network) {
@@ -280,6 +307,14 @@ impl Monitor {
         // before its mounts); it goes on to exec once the network is there.
         let limits = &self.cfg.limits;
         child_reached(&ours, Stage::Namespaces, pid, limits)?;
+        // Held for interfaces lent later (see `Running::netns`); before the go, while
+        // init surely lives.
+        let netns = if own_net {
+            let p = format!("/proc/{pid}/ns/net");
+            Some(std::fs::File::open(&p).ctx("open", &p)?.into())
+        } else {
+            None
+        };
         if let Some(ids) = &ids {
             self.give_ids(&ours, pid, ids)?;
         }
@@ -295,12 +330,6 @@ impl Monitor {
                 Error::Other(format!("cannot tell the container's first process: {e}"))
             }));
         }
-        let netns = if own_net {
-            let p = format!("/proc/{pid}/ns/net");
-            Some(std::fs::File::open(&p).ctx("open", &p)?.into())
-        } else {
-            None
-        };
         child_exec(&ours, pid, limits)?;
         let _ = std::fs::write(self.dir.join("init.pid"), format!("{pid}\n"));
         let (cgroup, veths) = guard.disarm();
