@@ -11,7 +11,7 @@ use common::rt::Rt;
 use common::userns::{base, make_unprivileged};
 use common::*;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const MAGIC: &str = "HELLO-RLXC";
 
@@ -75,18 +75,9 @@ impl Dummy {
     /// Wait for it to be back on the host (the monitor's teardown runs after the stop
     /// returns only for a killed init).
     fn wait_back(&self) -> String {
-        let t0 = Instant::now();
-        loop {
-            if let Some(m) = self.mac() {
-                return m;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "{} did not come back to the host",
-                self.name
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let what = format!("{} is not back on the host", self.name);
+        wait_until(&what, Duration::from_secs(10), || self.mac().is_some());
+        self.mac().unwrap_or_default()
     }
 }
 

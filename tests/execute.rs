@@ -9,7 +9,7 @@ use common::rt::Rt;
 use common::*;
 use std::io::Write;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn assert_says(out: &std::process::Output, what: &str) {
     assert!(stderr(out).contains(what), "{}", stderr(out));
@@ -101,14 +101,9 @@ fn orphans_are_reaped_and_signals_reach_the_command() {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    let t0 = Instant::now();
-    while !ready.exists() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "the command never ran"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("the command has not run", Duration::from_secs(20), || {
+        ready.exists()
+    });
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(7), "the trap's status");

@@ -5,6 +5,7 @@
 
 mod boot;
 pub mod child;
+pub mod lxcfs;
 pub mod monitor;
 pub mod nodes;
 

@@ -50,6 +50,8 @@ pub struct ChildSpec {
     pub userns: Option<Userns>,
     /// rlxc-execute's: `init` is the command, run under rlxc's own init. None: exec init.
     pub app: Option<AppStdio>,
+    /// lxcfs's views (see `runtime::lxcfs`): the path inside each is bound over.
+    pub lxcfs: Vec<(&'static str, HostBind)>,
 }
 
 /// The stdio of rlxc-execute's command.
@@ -133,6 +135,7 @@ fn setup_and_exec(spec: &ChildSpec, join: &[JoinFile], sync: BorrowedFd<'_>) -> 
             (u.count > TTY_GID).then_some(TTY_GID),
         ),
     };
+    mounts::bind_lxcfs(&root, &spec.lxcfs)?;
     mounts::mount_dev(&root, &spec.console, nodes, tty_gid)?;
     for (i, m) in spec.mounts.iter().enumerate() {
         let prepared = spec.userns.as_ref().and_then(|u| u.mounts.get(i));
