@@ -73,6 +73,25 @@ pub fn views() -> Vec<(&'static str, PathBuf)> {
         .collect()
 }
 
+/// The views as a container's child binds them: by path, or (`detached`, for an
+/// unprivileged child, whose root cannot reach the host's paths) as detached mounts. One
+/// that cannot be had is left out, said in the monitor's log.
+pub fn child_binds(name: &str, detached: bool) -> Vec<(&'static str, super::child::HostBind)> {
+    use super::child::HostBind;
+    let mut out = Vec::new();
+    for (rel, path) in views() {
+        if !detached {
+            out.push((rel, HostBind::Path(path)));
+            continue;
+        }
+        match crate::sys::mount::clone_tree(&path, false) {
+            Ok(fd) => out.push((rel, HostBind::Detached(fd))),
+            Err(e) => eprintln!("{name}: warning: lxcfs's {} left out: {e}", path.display()),
+        }
+    }
+    out
+}
+
 /// Whether the running container whose init is `pid` has the views.
 pub fn in_use(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))

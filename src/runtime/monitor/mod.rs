@@ -262,7 +262,7 @@ impl Monitor {
             own_net,
             userns,
             app: self.app,
-            lxcfs: self.lxcfs_views(ids.is_some()),
+            lxcfs: super::lxcfs::child_binds(&self.name, ids.is_some()),
         };
         let (ours, theirs) = nix::sys::socket::socketpair(
             nix::sys::socket::AddressFamily::Unix,
@@ -362,28 +362,6 @@ impl Monitor {
             });
         // A child that failed meanwhile has its reason queued.
         given.map_err(|e| child_failure(sync).unwrap_or(e))
-    }
-
-    /// lxcfs's views, as the child binds them: by path, or (unprivileged: its root
-    /// cannot reach the host's paths) as detached mounts. One that cannot be had is
-    /// left out, said in the log.
-    fn lxcfs_views(&self, detached: bool) -> Vec<(&'static str, HostBind)> {
-        let mut out = Vec::new();
-        for (rel, path) in super::lxcfs::views() {
-            if !detached {
-                out.push((rel, HostBind::Path(path)));
-                continue;
-            }
-            match crate::sys::mount::clone_tree(&path, false) {
-                Ok(fd) => out.push((rel, HostBind::Detached(fd))),
-                Err(e) => eprintln!(
-                    "{}: warning: lxcfs's {} left out: {e}",
-                    self.name,
-                    path.display()
-                ),
-            }
-        }
-        out
     }
 
     fn init_env(&self) -> Vec<String> {
