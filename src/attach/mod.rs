@@ -1,6 +1,8 @@
 //! rlxc-attach: run a command inside a running container: its cgroup, all of its
 //! namespaces, its root, with the same capability bounding set and seccomp filter
-//! as init. The environment is cleared to a known set unless asked to keep it.
+//! as init. The environment is a known set unless asked to keep the caller's or to
+//! clear it (LXC's --keep-env and --clear-env); the command runs as the container's root
+//! unless given ids (-u/-g), in `/` unless given a directory.
 //!
 //! Nothing of the caller's crosses into the container but the relay. When this side is
 //! a terminal the command gets a new pty from the container's own devpts (as lxc-attach
@@ -23,8 +25,26 @@ use crate::error::{Error, IoContext, Result};
 
 pub struct Options {
     pub cmd: Vec<String>,
-    pub keep_env: bool,
+    pub env: EnvPolicy,
+    /// `VAR=VALUE` entries set last, over whatever the policy gave.
     pub set_env: Vec<String>,
+    /// The command's user and group ids inside the container; None: root's (0), as
+    /// init's. Supplementary groups are always dropped (lxc-attach does too).
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    /// The command's working directory inside the container; None: `/`.
+    pub cwd: Option<String>,
+}
+
+/// Which environment the command starts from (before `Options::set_env`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvPolicy {
+    /// A known set: PATH, TERM, HOME and container=lxc.
+    Clean,
+    /// The caller's own, and container=lxc.
+    Keep,
+    /// container=lxc alone, and these of the caller's variables (--keep-var).
+    Clear { keep: Vec<String> },
 }
 
 /// In the order they are entered: the user namespace first (an unprivileged
@@ -51,15 +71,7 @@ enum ChildStdio {
 pub fn run(init: i32, opts: &Options) -> Result<i32> {
     let ns = open_namespaces(init)?;
     let cgroups = init_cgroups(init)?;
-    let env = environment(opts);
-    let argv: Vec<CString> = opts
-        .cmd
-        .iter()
-        .map(|a| {
-            CString::new(a.as_bytes())
-                .map_err(|_| Error::Usage(format!("argument {a:?} contains a NUL byte")))
-        })
-        .collect::<Result<_>>()?;
+    let cmd = Payload::of(opts)?;
     let (ours, theirs) = nix::sys::socket::socketpair(
         nix::sys::socket::AddressFamily::Unix,
         nix::sys::socket::SockType::SeqPacket,
@@ -84,15 +96,7 @@ pub fn run(init: i32, opts: &Options) -> Result<i32> {
     };
     // The first child joins init's cgroups, then its namespaces, and forks the command.
     let child = |join: &[JoinFile]| -> isize {
-        match enter_and_exec(
-            join,
-            &ns,
-            &argv,
-            &env,
-            &stdio,
-            theirs.as_fd(),
-            apparmor.as_deref(),
-        ) {
+        match enter_and_exec(join, &ns, &cmd, &stdio, theirs.as_fd(), apparmor.as_deref()) {
             Ok(code) => code as isize,
             Err(e) => {
                 eprintln!("rlxc-attach: error: {e}");
@@ -163,19 +167,72 @@ fn init_cgroups(init: i32) -> Result<Entry> {
     Entry::open(dirs.into_iter())
 }
 
+/// The command, its environment, who it runs as and where: made (and checked) before
+/// anything is entered.
+struct Payload {
+    argv: Vec<CString>,
+    env: Vec<CString>,
+    uid: u32,
+    gid: u32,
+    /// Asked for (-u or -g): the pty is handed to them and the ids switched.
+    switch: bool,
+    cwd: CString,
+}
+
+impl Payload {
+    fn of(opts: &Options) -> Result<Self> {
+        let argv = opts
+            .cmd
+            .iter()
+            .map(|a| {
+                CString::new(a.as_bytes())
+                    .map_err(|_| Error::Usage(format!("argument {a:?} contains a NUL byte")))
+            })
+            .collect::<Result<_>>()?;
+        let cwd = opts.cwd.as_deref().unwrap_or("/");
+        let cwd = CString::new(cwd)
+            .map_err(|_| Error::Usage(format!("--cwd {cwd:?} contains a NUL byte")))?;
+        Ok(Payload {
+            argv,
+            env: environment(opts),
+            uid: opts.uid.unwrap_or(0),
+            gid: opts.gid.unwrap_or(0),
+            switch: opts.uid.is_some() || opts.gid.is_some(),
+            cwd,
+        })
+    }
+}
+
+/// The command's environment: the policy's, then `set_env` over it (a later entry of a
+/// name replaces an earlier one, as setenv would).
 fn environment(opts: &Options) -> Vec<CString> {
-    let mut env: Vec<String> = if opts.keep_env {
-        std::env::vars().map(|(k, v)| format!("{k}={v}")).collect()
-    } else {
-        let term = std::env::var("TERM").unwrap_or_else(|_| "linux".into());
-        vec![
-            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
-            format!("TERM={term}"),
-            "HOME=/root".into(),
-            "container=lxc".into(),
-        ]
+    let container = "container=lxc".to_string();
+    let mut env: Vec<String> = match &opts.env {
+        EnvPolicy::Keep => std::env::vars()
+            .filter(|(k, _)| k != "container")
+            .map(|(k, v)| format!("{k}={v}"))
+            .chain([container])
+            .collect(),
+        EnvPolicy::Clean => {
+            let term = std::env::var("TERM").unwrap_or_else(|_| "linux".into());
+            vec![
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+                format!("TERM={term}"),
+                "HOME=/root".into(),
+                container,
+            ]
+        }
+        EnvPolicy::Clear { keep } => keep
+            .iter()
+            .filter_map(|k| std::env::var(k).ok().map(|v| format!("{k}={v}")))
+            .chain([container])
+            .collect(),
     };
-    env.extend(opts.set_env.iter().cloned());
+    for set in &opts.set_env {
+        let name = set.split('=').next().unwrap_or_default();
+        env.retain(|e| e.split('=').next() != Some(name));
+        env.push(set.clone());
+    }
     env.into_iter()
         .filter_map(|e| CString::new(e).ok())
         .collect()
@@ -191,8 +248,7 @@ fn environment(opts: &Options) -> Vec<CString> {
 fn enter_and_exec(
     join: &[JoinFile],
     ns: &[(OwnedFd, CloneFlags)],
-    argv: &[CString],
-    env: &[CString],
+    cmd: &Payload,
     stdio: &ChildStdio,
     sock: BorrowedFd<'_>,
     apparmor: Option<&str>,
@@ -220,6 +276,11 @@ fn enter_and_exec(
     match stdio {
         ChildStdio::Pty { winsize } => {
             let slave = open_container_pty(*winsize, sock)?;
+            if cmd.switch {
+                // Its terminal is the user's, as a login's would be.
+                nix::unistd::fchown(slave.as_fd(), Some(cmd.uid.into()), Some(cmd.gid.into()))
+                    .ctx("give the pty to", format!("uid {}", cmd.uid))?;
+            }
             take_stdio([slave.as_fd(); 3])?;
         }
         ChildStdio::Pipes([i, o, e]) => take_stdio([i.as_fd(), o.as_fd(), e.as_fd()])?,
@@ -238,7 +299,7 @@ fn enter_and_exec(
         .ctx("block signals in", "the attach child")?;
     match crate::sys::fork().ctx("fork", "into the container")? {
         crate::sys::Forked::Parent(pid) => relay::wait_forwarding(pid, &forwarded),
-        crate::sys::Forked::Child => exec_command(pty, argv, env),
+        crate::sys::Forked::Child => exec_command(pty, cmd),
     }
 }
 
@@ -282,7 +343,7 @@ fn open_container_pty(winsize: Option<(u16, u16)>, sock: BorrowedFd<'_>) -> Resu
 
 /// In the grandchild: a new session (the pty its controlling terminal), every signal
 /// unblocked, then exec (the container's limits hold since before the fork).
-fn exec_command(pty: bool, argv: &[CString], env: &[CString]) -> ! {
+fn exec_command(pty: bool, cmd: &Payload) -> ! {
     let ready = nix::unistd::setsid()
         .map_err(std::io::Error::from)
         .and_then(|_| {
@@ -301,40 +362,35 @@ fn exec_command(pty: bool, argv: &[CString], env: &[CString]) -> ! {
         eprintln!("rlxc-attach: error: cannot set up the command's terminal: {e}");
         crate::sys::exit_child(126);
     }
-    let prog = argv
+    if cmd.switch {
+        if let Err(e) = crate::sys::creds::become_ids(cmd.uid, cmd.gid) {
+            eprintln!(
+                "rlxc-attach: error: cannot run as uid {} gid {} in the container: {e}",
+                cmd.uid, cmd.gid
+            );
+            crate::sys::exit_child(126);
+        }
+    }
+    // As the command's user: a directory it may not enter is refused as it would be.
+    if let Err(e) = nix::unistd::chdir(cmd.cwd.as_c_str()) {
+        eprintln!(
+            "rlxc-attach: error: cannot enter {} in the container: {}",
+            cmd.cwd.to_string_lossy(),
+            e.desc()
+        );
+        crate::sys::exit_child(126);
+    }
+    let prog = cmd
+        .argv
         .first()
         .cloned()
         .unwrap_or_else(|| CString::from(c"/bin/sh"));
-    let path = resolve_in_path(&prog, env);
-    let err = nix::unistd::execve(&path, argv, env).err();
+    let path = crate::runtime::child::resolve_in_path(&prog, &cmd.env);
+    let err = nix::unistd::execve(&path, &cmd.argv, &cmd.env).err();
     eprintln!(
         "rlxc-attach: error: cannot execute {} in the container: {}",
         prog.to_string_lossy(),
         err.map(|e| e.desc()).unwrap_or("unknown error")
     );
     crate::sys::exit_child(127);
-}
-
-/// Find `prog` in the PATH of the environment the command gets, inside the container
-/// (execvpe would search rlxc's own PATH, which describes the host).
-fn resolve_in_path(prog: &CString, env: &[CString]) -> CString {
-    let bytes = prog.as_bytes();
-    if bytes.contains(&b'/') {
-        return prog.clone();
-    }
-    let path = env
-        .iter()
-        .find_map(|e| e.as_bytes().strip_prefix(b"PATH="))
-        .unwrap_or(b"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    for dir in path.split(|b| *b == b':').filter(|d| !d.is_empty()) {
-        let mut cand = dir.to_vec();
-        cand.push(b'/');
-        cand.extend_from_slice(bytes);
-        if let Ok(c) = CString::new(cand) {
-            if nix::unistd::access(c.as_c_str(), nix::unistd::AccessFlags::X_OK).is_ok() {
-                return c;
-            }
-        }
-    }
-    prog.clone()
 }

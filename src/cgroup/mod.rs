@@ -7,6 +7,7 @@
 //! `v2` hold what differs per version behind [`Version`], `entry` joins a cgroup,
 //! `freezer` freezes and thaws it.
 
+mod devices;
 mod entry;
 mod files;
 mod freezer;
@@ -21,6 +22,7 @@ mod v2;
 
 use std::path::{Path, PathBuf};
 
+pub use devices::{node_rule, DeviceAccess};
 pub use entry::{Entry, JoinFile};
 pub use freezer::FreezeHold;
 /// `sys::bpf`'s kernel test finds the cgroup2 mount with it; elsewhere `Layout::detect`.
@@ -31,7 +33,7 @@ pub use stats::UsagePlan;
 
 use crate::config::Limits;
 use crate::error::{Error, Result};
-use files::{apply, mkdir, row, Place, Row, Setting, Value, Write};
+use files::{mkdir, row, Place, Row, Setting, Value, Write};
 
 /// The `rlxc/NAME.TAG` cgroup of a container in every hierarchy (see `runtime::host_key`).
 #[derive(Debug, Clone)]
@@ -168,40 +170,18 @@ impl Cgroup {
         Ok(())
     }
 
-    /// Apply limits and the device allow-list. Returns a warning for the log when the
-    /// cgroup2 device filter could not be attached on a host whose v1 controller covers it.
-    pub fn configure(&self, limits: &Limits) -> Result<Option<String>> {
-        let v1_rules = self.device_writes();
-        apply(&v1_rules)?;
-        let warning = self.attach_device_filter(!v1_rules.is_empty())?;
+    /// Apply limits and the device allow-list (the standard nodes and `devices`, rules
+    /// from `node_rule`). Returns a warning for the log when the cgroup2 device filter
+    /// could not be attached on a host whose v1 controller covers it, and what a device
+    /// added later changes.
+    pub fn configure(
+        &self,
+        limits: &Limits,
+        devices: &[String],
+    ) -> Result<(Option<String>, DeviceAccess)> {
+        let configured = self.configure_devices(devices)?;
         self.apply_limits(limits)?;
-        Ok(warning)
-    }
-
-    /// v1: deny every device, then allow the standard ones, one rule per write. Empty
-    /// where no v1 devices controller is mounted.
-    fn device_writes(&self) -> Vec<Write> {
-        let mut out = self.writes(Setting::DevicesDeny, &[Value::Rule("a")]);
-        let allow: Vec<_> = DEVICES_ALLOW.iter().map(|r| Value::Rule(r)).collect();
-        out.extend(self.writes(Setting::DevicesAllow, &allow));
-        out
-    }
-
-    /// The writes setting each of `values` in turn, where the setting has files.
-    fn writes(&self, s: Setting, values: &[Value]) -> Vec<Write> {
-        let Some((h, place)) = self.layout.locate(row(s)) else {
-            return Vec::new();
-        };
-        let dir = self.path_in(h);
-        values.iter().flat_map(|v| place.writes(&dir, v)).collect()
-    }
-
-    /// cgroup2's device filter (needs root and a real cgroup2: a step of its own).
-    fn attach_device_filter(&self, v1_covers: bool) -> Result<Option<String>> {
-        match self.layout.find(|h| h.v2) {
-            Some(h) => v2::attach_device_filter(&self.path_in(h), DEVICES_ALLOW, v1_covers),
-            None => Ok(None),
-        }
+        Ok(configured)
     }
 
     fn apply_limits(&self, limits: &Limits) -> Result<()> {

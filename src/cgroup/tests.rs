@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::files::{row, Setting, Write, TABLE};
+use super::files::{apply, row, Setting, Write, TABLE};
 use super::*;
 
 const KEY: &str = "web1.0123abcd";
@@ -131,7 +131,7 @@ fn hybrid_configure_writes_v1_files() {
     cg.create().unwrap();
 
     let devices = dir_of(&cg, "devices");
-    let writes = cg.device_writes();
+    let writes = cg.device_writes(&[]);
     let mut expect = vec![Write {
         path: devices.join("devices.deny"),
         content: "a".into(),
@@ -259,7 +259,7 @@ fn v2_configure_writes_v2_files() {
     let cg = Cgroup::new(pure_v2(tmp.path(), "cpu memory pids\n"), KEY);
     cg.create().unwrap();
     // No devices files on cgroup2: the BPF filter is its own step.
-    assert_eq!(cg.device_writes(), []);
+    assert_eq!(cg.device_writes(&[]), []);
     cg.apply_limits(&all_limits()).unwrap();
     let dir = dir_of(&cg, "cgroup2");
     assert_eq!(content(dir.join("memory.max")), "536870912");

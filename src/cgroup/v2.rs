@@ -1,13 +1,14 @@
 //! cgroup2: one tree; controllers are enabled down to the container's directory, and
 //! device access is a BPF program attached to it instead of files.
 
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use super::files::{mkdir, put, Place, Row};
 use super::layout::Hierarchy;
 use super::Version;
 use crate::error::{Error, Result};
-use crate::sys::bpf::{restrict_devices, DeviceRule};
+use crate::sys::bpf::{replace_devices, restrict_devices, DeviceRule};
 
 pub(super) struct V2;
 
@@ -56,21 +57,43 @@ fn enable_controllers(dir: &Path, available: &str) -> Result<()> {
 /// no devices files: the kernel asks a BPF program attached to the cgroup. On hybrid
 /// hosts it is attached too (the v2 tree holds the same processes), so the same rules
 /// hold twice; only there (`v1_covers`) may it fail, with a warning for the log.
+/// The program attached, for a later replacement (`replace_device_filter`).
 pub(super) fn attach_device_filter(
     dir: &Path,
-    rules: &[&str],
+    rules: &[String],
     v1_covers: bool,
-) -> Result<Option<String>> {
-    let rules: Vec<_> = rules.iter().filter_map(|r| DeviceRule::parse(r)).collect();
-    match restrict_devices(dir, &rules) {
-        Ok(()) => Ok(None),
-        Err(e) if v1_covers => Ok(Some(format!(
-            "no cgroup2 device filter ({e}); the v1 devices controller still applies"
-        ))),
+) -> Result<(Option<String>, Option<OwnedFd>)> {
+    match restrict_devices(dir, &parse(rules)) {
+        Ok(prog) => Ok((None, Some(prog))),
+        Err(e) if v1_covers => Ok((
+            Some(format!(
+                "no cgroup2 device filter ({e}); the v1 devices controller still applies"
+            )),
+            None,
+        )),
         Err(e) => Err(Error::Other(format!(
             "cannot limit device access: attaching the device filter to {} failed: {e} \
              (the kernel needs CONFIG_CGROUP_BPF and rlxc needs CAP_SYS_ADMIN)",
             dir.display()
         ))),
     }
+}
+
+/// The filter `old` on `dir` replaced by one allowing `rules`: the new program.
+pub(super) fn replace_device_filter(
+    dir: &Path,
+    old: &OwnedFd,
+    rules: &[String],
+) -> Result<OwnedFd> {
+    replace_devices(dir, old, &parse(rules)).map_err(|e| {
+        Error::Other(format!(
+            "cannot change the device filter of {}: {e} (replacing an attached program \
+             needs Linux 5.6)",
+            dir.display()
+        ))
+    })
+}
+
+fn parse(rules: &[String]) -> Vec<DeviceRule> {
+    rules.iter().filter_map(|r| DeviceRule::parse(r)).collect()
 }

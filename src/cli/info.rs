@@ -160,6 +160,14 @@ fn live(l: &crate::container::Live, row: &dyn Fn(&str, &str)) {
     if let Some(b) = l.memory_bytes {
         row("Memory use", &human(b));
     }
+    row(
+        "lxcfs views",
+        if l.lxcfs {
+            "on (free, uptime, nproc inside describe the container)"
+        } else {
+            "off (no lxcfs ran on the host at its start)"
+        },
+    );
     for (name, rx, tx) in &l.links {
         row("Link", name);
         row(" TX bytes", &human(*tx));

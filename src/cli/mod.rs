@@ -20,6 +20,8 @@ mod console;
 mod copy;
 mod create;
 mod destroy;
+mod device;
+mod execute;
 mod export;
 mod file;
 mod freeze;
@@ -76,6 +78,10 @@ enum Command {
     Console(Named),
     /// Run a command inside a running container.
     Attach(attach::Args),
+    /// Run a command as a stopped container's application under a small init; its exit status is ours.
+    Execute(execute::Args),
+    /// Give a running container a host device node or network interface (add), or take it back (del).
+    Device(device::Args),
     /// Freeze every process of a running container (rlxc-info then says FROZEN).
     Freeze(Named),
     /// Thaw a frozen container.
@@ -195,6 +201,8 @@ pub fn main() -> i32 {
         Command::Stop(a) => stop::run(a),
         Command::Console(a) => console::run(a),
         Command::Attach(a) => attach::run(a),
+        Command::Device(a) => device::run(a),
+        Command::Execute(a) => execute::run(a),
         Command::Freeze(a) => freeze::run(a, true),
         Command::Unfreeze(a) => freeze::run(a, false),
         Command::Cgroup(a) => cgroup::run(a),

@@ -28,6 +28,8 @@ pub struct Live {
     pub links: Vec<(String, u64, u64)>,
     /// Its published ports in effect, as `0.0.0.0:8080 -> 10.0.3.5:80/tcp`.
     pub published: Vec<String>,
+    /// lxcfs's views of /proc are in place (lxcfs ran on the host at its start).
+    pub lxcfs: bool,
 }
 
 impl Container {
@@ -87,6 +89,7 @@ impl Container {
             memory_bytes: cg.as_ref().and_then(|c| c.memory_bytes()),
             links: crate::net::link::link_stats(*pid),
             published: self.published(),
+            lxcfs: crate::runtime::lxcfs::in_use(*pid),
         })
     }
 

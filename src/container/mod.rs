@@ -13,8 +13,10 @@ mod configure;
 mod copy;
 mod create;
 mod destroy;
+mod device;
 /// State changes as they happen (rlxc-monitor, rlxc-wait).
 pub mod events;
+mod execute;
 mod export;
 mod file;
 mod freeze;
@@ -37,7 +39,7 @@ mod stop;
 pub mod top;
 mod tree;
 
-pub use crate::attach::Options as AttachOptions;
+pub use crate::attach::{EnvPolicy as AttachEnv, Options as AttachOptions};
 pub use crate::console::Ended;
 /// How long steps report progress to a front end.
 pub use crate::image::fetch::Progress;
@@ -45,6 +47,8 @@ pub use create::{
     download_list, download_plan, resolve_template, templates, Bdev, Chooser, CreateOptions,
     CreateReport, DownloadOptions, Resolved, Source,
 };
+pub use device::DeviceChange;
+pub use execute::ExecuteOptions;
 pub use export::import;
 pub use file::{CopyReport, PullOptions, PushOptions};
 pub use info::Live;

@@ -10,11 +10,25 @@ use crate::runtime::StartPlan;
 impl Container {
     /// Boot the container; init's pid once it runs.
     pub fn start(&self, sys: &SystemConfig) -> Result<i32> {
+        self.launch(sys, None).map(|(pid, _)| pid)
+    }
+
+    /// Start it with `app` (rlxc-execute's command in place of init, when given): init's
+    /// pid, and what tells how the command ended.
+    pub(super) fn launch(
+        &self,
+        sys: &SystemConfig,
+        app: Option<super::execute::AppLaunch>,
+    ) -> Result<(i32, crate::runtime::AppRun)> {
         self.must_exist()?;
         // One start at a time, and no create or destroy meanwhile: the loser of two
         // starts hears that the container is being started, and touches nothing.
         let _lock = crate::store::lock_name(&self.lxcpath, &self.name, "starting this container")?;
         let mut cfg = self.config()?;
+        let app = match app {
+            Some(a) => Some(a.apply(&mut cfg)?),
+            None => None,
+        };
         self.refuse_if_running()?;
         self.preflight(sys, &mut cfg)?;
         let published = self.publish_ports(sys, &cfg)?;
@@ -34,12 +48,13 @@ impl Container {
             network: sys.network.clone(),
             apparmor: crate::apparmor::ensure_loaded()?,
             after_stop,
+            app,
         };
-        let pid = crate::runtime::start(&plan)?;
+        let run = crate::runtime::start(&plan)?;
         if let Some(p) = published {
             p.keep();
         }
-        Ok(pid)
+        Ok(run)
     }
 
     /// Everything that can be checked before anything is created.
@@ -55,6 +70,10 @@ impl Container {
             )));
         }
         let init = crate::runtime::init_command(cfg);
+        if !init[0].contains('/') {
+            // rlxc-execute's command, looked up in PATH inside when it starts.
+            return prepare_networks(sys, c, cfg);
+        }
         // As init will see it (an overlay merged); dropped before the start mounts it.
         let root = backing.open_tree(&c.dir())?;
         let rel = init[0].trim_start_matches('/');

@@ -62,6 +62,24 @@ pub enum Request {
         rows: u16,
         cols: u16,
     },
+    /// Let the container use one more device node (`c MAJOR:MINOR rwm`).
+    AllowDevice {
+        rule: String,
+    },
+    /// Take back one grant of a device node.
+    DenyDevice {
+        rule: String,
+    },
+    /// Move host interface `host` into the container, named `inside` there; it comes
+    /// back at the stop.
+    AddNic {
+        host: String,
+        inside: String,
+    },
+    /// Move the container's interface `inside` (one AddNic lent) back to the host.
+    DelNic {
+        inside: String,
+    },
 }
 
 /// A monitor's answer.
@@ -83,8 +101,16 @@ pub enum Response {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Status {
-    Started { pid: i32 },
-    Failed { reason: String },
+    Started {
+        pid: i32,
+    },
+    Failed {
+        reason: String,
+    },
+    /// rlxc-execute's command ended with this exit status (after `Started`).
+    Exited {
+        code: i32,
+    },
 }
 
 /// The container's first process and its monitor meet at these points of the start.

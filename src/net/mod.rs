@@ -6,6 +6,7 @@ pub mod dnsmasq;
 pub mod firewall;
 pub mod link;
 pub mod netlink;
+pub mod nic;
 pub mod ports;
 pub mod subnet;
 

@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use futures_util::TryStreamExt;
 use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, MacVlanMode};
@@ -51,13 +51,37 @@ impl Netlink {
     pub fn open_in_netns_of(pid: i32) -> Result<Self> {
         let ns_path = format!("/proc/{pid}/ns/net");
         let theirs = std::fs::File::open(&ns_path).ctx("open", &ns_path)?;
+        Self::open_in_netns(theirs.as_fd(), &ns_path)
+    }
+
+    /// A netlink socket in the network namespace `ns` (`what` names it in errors).
+    pub fn open_in_netns(ns: BorrowedFd<'_>, what: &str) -> Result<Self> {
         let ours = std::fs::File::open("/proc/self/ns/net").ctx("open", "/proc/self/ns/net")?;
-        nix::sched::setns(theirs.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
-            .ctx("enter the network namespace", &ns_path)?;
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+            .ctx("enter the network namespace", what)?;
         let nl = Self::open();
         nix::sched::setns(ours.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
-            .ctx("return to the host network namespace from", &ns_path)?;
+            .ctx("return to the host network namespace from", what)?;
         nl
+    }
+
+    /// Move interface `index` (`ifname` here) into the network namespace `ns`, named
+    /// `new_name` there (the kernel renames it on the way, so it never collides).
+    pub fn move_to_netns(
+        &self,
+        index: u32,
+        ifname: &str,
+        ns: BorrowedFd<'_>,
+        new_name: &str,
+    ) -> Result<()> {
+        let msg = LinkUnspec::new_with_index(index)
+            .setns_by_fd(ns.as_raw_fd())
+            .name(new_name.to_string())
+            .build();
+        self.run(self.handle.link().set(msg).execute())
+            .map_err(nl_err(format!(
+                "move {ifname} into another network namespace as {new_name}"
+            )))
     }
 
     fn run<F: Future>(&self, f: F) -> F::Output {

@@ -55,6 +55,11 @@ pub(super) fn child_reached(
 pub(super) fn child_exec(sync: &OwnedFd, child: Pid, limits: &crate::config::Limits) -> Result<()> {
     match ipc::recv_packet::<FromChild>(sync.as_fd(), true) {
         Ok(None) => died_before_exec(child, limits).map_or(Ok(()), Err),
+        // rlxc-execute's init does not exec: it says it is past its set-up instead (its
+        // command may be over before this is read).
+        Ok(Some(FromChild::Reached {
+            stage: Stage::Network,
+        })) => Ok(()),
         Ok(Some(FromChild::Failed { reason })) => Err(Error::Other(reason)),
         Ok(Some(other)) => Err(Error::Other(format!(
             "the container's first process sent {other:?} instead of executing init"

@@ -5,7 +5,9 @@
 
 mod boot;
 pub mod child;
+pub mod lxcfs;
 pub mod monitor;
+pub mod nodes;
 
 use std::os::fd::AsFd;
 use std::path::PathBuf;
@@ -34,6 +36,76 @@ pub struct StartPlan {
     /// A command the monitor runs once everything of the run is gone, before anyone
     /// waiting for the stop hears of it (an ephemeral container's destroy); empty: none.
     pub after_stop: Vec<std::ffi::OsString>,
+    /// rlxc-execute's run: `config.init.cmd` is the command, under rlxc's own init.
+    pub app: Option<App>,
+}
+
+/// What rlxc-execute hands its command.
+pub struct App {
+    /// rlxc-execute's stdin, stdout and stderr, passed on; None: the console pty (on a
+    /// terminal, relayed as rlxc-start's console is, so the container never holds the
+    /// caller's terminal).
+    pub stdio: Option<[std::os::fd::OwnedFd; 3]>,
+}
+
+impl AppRun {
+    /// Pass signals on to `init` until the status pipe has something to say.
+    fn forward_until_done(&mut self, init: i32) -> Result<()> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let mask = child::forwarded();
+        mask.thread_block()
+            .ctx("block signals in", "rlxc-execute")?;
+        let sfd = nix::sys::signalfd::SignalFd::with_flags(
+            &mask,
+            nix::sys::signalfd::SfdFlags::SFD_NONBLOCK | nix::sys::signalfd::SfdFlags::SFD_CLOEXEC,
+        )
+        .ctx("watch signals in", "rlxc-execute")?;
+        while self.status.buffer().is_empty() {
+            let mut fds = [
+                PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+                PollFd::new(self.status.get_ref().as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(Error::io("wait for", "the command", e.into())),
+            }
+            let done = fds[1].revents().is_some_and(|r| !r.is_empty());
+            while let Ok(Some(info)) = sfd.read_signal() {
+                let _ = crate::sys::kill_raw(init, info.ssi_signo as i32);
+            }
+            if done {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The descriptor numbers rlxc-execute's stdio has in the monitor.
+pub const APP_STDIO: [std::os::fd::RawFd; 3] = [3, 4, 5];
+
+/// rlxc-execute's end of a run: the status pipe, which says how the command ended.
+pub struct AppRun {
+    status: std::io::BufReader<std::fs::File>,
+}
+
+impl AppRun {
+    /// Wait for the command's exit status (128 + N: killed by signal N), passing the
+    /// signals a caller sends rlxc-execute on to the container's init `forward_to`.
+    pub fn wait(mut self, forward_to: Option<i32>) -> Result<i32> {
+        if let Some(init) = forward_to {
+            self.forward_until_done(init)?;
+        }
+        match crate::ipc::read_msg(&mut self.status) {
+            Ok(Status::Exited { code }) => Ok(code),
+            Ok(other) => Err(Error::Other(format!(
+                "the monitor sent {other:?} where the command's exit status was due"
+            ))),
+            Err(e) => Err(Error::Other(format!(
+                "the monitor ended without the command's exit status ({e}); see its log"
+            ))),
+        }
+    }
 }
 
 pub fn init_command(cfg: &ContainerConfig) -> Vec<String> {
@@ -47,7 +119,9 @@ pub fn init_command(cfg: &ContainerConfig) -> Vec<String> {
 /// Start the monitor for `plan` and wait until init runs (its pid) or the start failed
 /// (the real reason, from the monitor). The caller holds the container's lock and
 /// found no monitor before, so what is left in the run directory is this start's.
-pub fn start(plan: &StartPlan) -> Result<i32> {
+/// With init's pid comes what tells how rlxc-execute's command ended (for a system
+/// container, nothing is ever said there).
+pub fn start(plan: &StartPlan) -> Result<(i32, AppRun)> {
     let dir = &plan.run_dir;
     // RUNPATH itself stays searchable (the bridge's unprivileged dnsmasq reads below it);
     // each container's directory is private.
@@ -61,14 +135,14 @@ pub fn start(plan: &StartPlan) -> Result<i32> {
         .open(&log)
         .ctx("open", &log)?;
     let (monitor, status) = spawn_monitor(plan, logf)?;
-    let status: std::result::Result<Status, _> =
-        crate::ipc::read_msg(&mut std::io::BufReader::new(status));
-    let why = match status {
+    let mut status = std::io::BufReader::new(status);
+    let why = match crate::ipc::read_msg(&mut status) {
         Ok(Status::Started { pid }) => {
             // The monitor lives on (it setsid()s); init reaps it when this process is gone.
-            return Ok(pid);
+            return Ok((pid, AppRun { status }));
         }
         Ok(Status::Failed { reason }) => reason,
+        Ok(Status::Exited { code }) => format!("the command ended ({code}) before the start"),
         Err(e) => {
             let _ = nix::sys::wait::waitpid(monitor, None);
             let tail = std::fs::read_to_string(&log).unwrap_or_default();
@@ -93,6 +167,25 @@ pub fn start(plan: &StartPlan) -> Result<i32> {
     )))
 }
 
+/// In the forked monitor: rlxc-execute's stdio at `APP_STDIO` (first lifted above those
+/// numbers, so that none is overwritten before it is copied), or nothing there.
+fn keep_app_stdio(plan: &StartPlan) -> std::io::Result<()> {
+    let Some(fds) = plan.app.as_ref().and_then(|a| a.stdio.as_ref()) else {
+        return Ok(());
+    };
+    let mut lifted = Vec::new();
+    for fd in fds {
+        lifted.push(nix::fcntl::fcntl(
+            fd,
+            nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(10),
+        )?);
+    }
+    for (fd, at) in lifted.iter().zip(APP_STDIO) {
+        crate::sys::dup_onto(crate::sys::borrow_fd(*fd), at)?;
+    }
+    Ok(())
+}
+
 /// Fork the monitor, as LXC does: it already has the parsed configuration, where
 /// exec'ing rlxc again would load and parse everything anew (about 2 ms of each start).
 /// Its stdout is the returned status pipe ("ok PID" or "err WHY"), its stderr `log`.
@@ -113,8 +206,9 @@ fn spawn_monitor(
             let ready = crate::sys::dup_onto(null.as_fd(), 0)
                 .and_then(|_| crate::sys::dup_onto(wr.as_fd(), 1))
                 .and_then(|_| crate::sys::dup_onto(log.as_fd(), 2))
+                .and_then(|_| keep_app_stdio(plan))
                 // Nothing else of rlxc-start's: no lock or socket may outlive it here.
-                .and_then(|_| crate::sys::close_fds_from(3));
+                .and_then(|_| crate::sys::close_fds_from(3 + APP_STDIO.len() as u32));
             if let Err(e) = ready {
                 eprintln!("monitor set-up: {e}");
                 crate::sys::exit_child(1);

@@ -13,6 +13,7 @@ const BPF_PROG_ATTACH: libc::c_long = 8;
 const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
 const BPF_CGROUP_DEVICE: u32 = 6;
 const BPF_F_ALLOW_MULTI: u32 = 2;
+const BPF_F_REPLACE: u32 = 4;
 
 // struct bpf_cgroup_dev_ctx { u32 access_type /* access << 16 | type */; u32 major; u32 minor; }
 const DEV_BLOCK: i32 = 1;
@@ -234,24 +235,35 @@ unsafe fn bpf<T>(cmd: libc::c_long, attr: &T) -> libc::c_long {
     }
 }
 
-fn attach(prog: &OwnedFd, cgroup: &Path) -> io::Result<()> {
+/// Attach `prog` to `cgroup`, in place of `old` (atomically, BPF_F_REPLACE) if given.
+fn attach(prog: &OwnedFd, cgroup: &Path, old: Option<&OwnedFd>) -> io::Result<()> {
     let dir = std::fs::File::open(cgroup)?;
     let attr = ProgAttachAttr {
         target_fd: dir.as_raw_fd() as u32,
         attach_bpf_fd: prog.as_raw_fd() as u32,
         attach_type: BPF_CGROUP_DEVICE,
-        attach_flags: BPF_F_ALLOW_MULTI,
-        ..Default::default()
+        attach_flags: BPF_F_ALLOW_MULTI | old.map_or(0, |_| BPF_F_REPLACE),
+        replace_bpf_fd: old.map_or(0, |o| o.as_raw_fd() as u32),
     };
     // SAFETY: attr holds only numbers and two fds that are open across the call.
     super::check(unsafe { bpf(BPF_PROG_ATTACH, &attr) })
 }
 
 /// Allow only `rules` for every process in the cgroup v2 directory `cgroup` and below.
-/// The attachment lives as long as the cgroup; the program fd is closed here.
-pub fn restrict_devices(cgroup: &Path, rules: &[DeviceRule]) -> io::Result<()> {
+/// The attachment lives as long as the cgroup; the returned program is what
+/// `replace_devices` replaces (a device added while the container runs).
+pub fn restrict_devices(cgroup: &Path, rules: &[DeviceRule]) -> io::Result<OwnedFd> {
     let prog = load(&program(rules))?;
-    attach(&prog, cgroup)
+    attach(&prog, cgroup, None)?;
+    Ok(prog)
+}
+
+/// Put a program allowing `rules` in the place of `old` on `cgroup` in one step (a
+/// second program beside it would only narrow: every attached one must allow).
+pub fn replace_devices(cgroup: &Path, old: &OwnedFd, rules: &[DeviceRule]) -> io::Result<OwnedFd> {
+    let prog = load(&program(rules))?;
+    attach(&prog, cgroup, Some(old))?;
+    Ok(prog)
 }
 
 #[cfg(test)]

@@ -98,10 +98,16 @@ fn raise_effective() -> io::Result<()> {
 /// In a user namespace just joined or made (with its maps written): become its root,
 /// with no supplementary groups of the host's.
 pub fn become_root() -> io::Result<()> {
-    let root_g = Gid::from_raw(0);
-    let root_u = Uid::from_raw(0);
-    nix::unistd::setresgid(root_g, root_g, root_g)?;
+    become_ids(0, 0)
+}
+
+/// Take `uid` and `gid` for real, effective and saved ids, with no supplementary
+/// groups (rlxc-attach -u/-g, as lxc-attach's).
+pub fn become_ids(uid: u32, gid: u32) -> io::Result<()> {
+    let g = Gid::from_raw(gid);
+    let u = Uid::from_raw(uid);
+    nix::unistd::setresgid(g, g, g)?;
     nix::unistd::setgroups(&[])?;
-    nix::unistd::setresuid(root_u, root_u, root_u)?;
+    nix::unistd::setresuid(u, u, u)?;
     Ok(())
 }

@@ -124,6 +124,7 @@ pub mod idmap;
 pub mod mount;
 pub mod pty;
 pub mod seccomp;
+pub mod signals;
 mod spawn;
 
 /// clone3's flag for starting the child in a cgroup2 directory (Linux 5.7).

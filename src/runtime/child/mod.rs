@@ -5,6 +5,7 @@
 //! socket. An unprivileged container's child is in a user namespace of its own too: it
 //! waits for the monitor to map its ids and hand it its root (`userns`).
 
+mod app;
 mod mounts;
 mod userns;
 
@@ -22,6 +23,7 @@ use crate::ipc::{self, FromChild, Stage, ToChild};
 use crate::rootfs::Root;
 use crate::store::backing::RootSource;
 use crate::sys;
+pub use app::{forwarded, resolve_in_path};
 use mounts::DevNodes;
 pub use mounts::{detach_entry, Detached, HostBind, DEVICES};
 
@@ -46,6 +48,19 @@ pub struct ChildSpec {
     /// An unprivileged container's (a user namespace of its own): what the monitor
     /// prepared for it. None: privileged.
     pub userns: Option<Userns>,
+    /// rlxc-execute's: `init` is the command, run under rlxc's own init. None: exec init.
+    pub app: Option<AppStdio>,
+    /// lxcfs's views (see `runtime::lxcfs`): the path inside each is bound over.
+    pub lxcfs: Vec<(&'static str, HostBind)>,
+}
+
+/// The stdio of rlxc-execute's command.
+#[derive(Debug, Clone, Copy)]
+pub enum AppStdio {
+    /// The console pty (rlxc-execute on a terminal relays it).
+    Console,
+    /// rlxc-execute's own stdin, stdout and stderr, at these numbers in the monitor.
+    Fds([RawFd; 3]),
 }
 
 /// What the monitor prepares for an unprivileged container's child, whose root cannot
@@ -120,6 +135,7 @@ fn setup_and_exec(spec: &ChildSpec, join: &[JoinFile], sync: BorrowedFd<'_>) -> 
             (u.count > TTY_GID).then_some(TTY_GID),
         ),
     };
+    mounts::bind_lxcfs(&root, &spec.lxcfs)?;
     mounts::mount_dev(&root, &spec.console, nodes, tty_gid)?;
     for (i, m) in spec.mounts.iter().enumerate() {
         let prepared = spec.userns.as_ref().and_then(|u| u.mounts.get(i));
@@ -131,6 +147,12 @@ fn setup_and_exec(spec: &ChildSpec, join: &[JoinFile], sync: BorrowedFd<'_>) -> 
     // (stealing it needs CAP_SYS_ADMIN on the host): an unprivileged init leaves the
     // console free for the getty that takes it, as LXC's does.
     attach_console(spec.userns.is_none())?;
+    if let Some(AppStdio::Fds(fds)) = spec.app {
+        for (n, fd) in fds.into_iter().enumerate() {
+            sys::dup_onto(sys::borrow_fd(fd), n as RawFd)
+                .map_err(|e| Error::io("pass on", "rlxc-execute's stdio", e))?;
+        }
+    }
     if let Some(profile) = &spec.apparmor {
         crate::apparmor::confine_on_exec(profile)?;
     }
@@ -139,7 +161,22 @@ fn setup_and_exec(spec: &ChildSpec, join: &[JoinFile], sync: BorrowedFd<'_>) -> 
     sys::mark_fds_cloexec_from(3);
     // The network is in place once the monitor says go.
     wait_for(sync, Stage::Network)?;
+    if let Some(stdio) = spec.app {
+        let argv = c_strings(&spec.init)?;
+        let env = c_strings(&spec.env)?;
+        // In place of the exec the monitor waits for.
+        reached(sync, Stage::Network)?;
+        sys::close_fds_from(3).ctx("close the descriptors of", "rlxc-execute's init")?;
+        app::run(&argv, &env, matches!(stdio, AppStdio::Console));
+    }
     exec_init(spec)
+}
+
+fn c_strings(v: &[String]) -> Result<Vec<CString>> {
+    v.iter()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| Error::Other(format!("{v:?} contains a NUL byte")))
 }
 
 /// Tell the monitor this side's part up to `stage` is done.

@@ -160,6 +160,19 @@ pub(super) fn mount_proc(root: &Root, boot_id: &HostBind, own_net: bool) -> Resu
     Ok(())
 }
 
+/// lxcfs's views over /proc's and /sys's files (after both are mounted).
+pub(super) fn bind_lxcfs(root: &Root, views: &[(&'static str, HostBind)]) -> Result<()> {
+    for (rel, src) in views {
+        bind_host(root, rel, src, false).map_err(|e| {
+            Error::Other(format!(
+                "cannot bind lxcfs's view onto /{rel} ({e}); is the host's lxcfs \
+                 working? (stop it and containers start without its views)"
+            ))
+        })?;
+    }
+    Ok(())
+}
+
 /// /sys read-only, and under it a cgroup view: v1 controllers read-only (the container
 /// must not raise its own limits), name=systemd and cgroup2 writable for systemd. The
 /// cgroup namespace makes the container's own cgroup the root of each. `fresh_sysfs`

@@ -40,6 +40,16 @@ fn read_request(s: &UnixStream) -> Result<Request, IpcError> {
     ipc::read_msg(&mut r)
 }
 
+/// A change's outcome as the answer: Ok, or its reason.
+fn done(r: crate::error::Result<()>) -> Response {
+    match r {
+        Ok(()) => Response::Ok,
+        Err(e) => Response::Error {
+            message: crate::error::flatten(&e),
+        },
+    }
+}
+
 fn reply(s: &UnixStream, r: &Response) {
     let _ = ipc::write_msg(s, r);
 }
@@ -71,6 +81,10 @@ impl Monitor {
             Request::Reboot => self.on_reboot(&s),
             Request::Console => self.on_console(s),
             Request::Winsize { rows, cols } => self.on_winsize(&s, rows, cols),
+            Request::AllowDevice { rule } => reply(&s, &done(self.allow_device(&rule))),
+            Request::DenyDevice { rule } => reply(&s, &done(self.deny_device(&rule))),
+            Request::AddNic { host, inside } => reply(&s, &done(self.add_nic(&host, &inside))),
+            Request::DelNic { inside } => reply(&s, &done(self.del_nic(&inside))),
         }
     }
 

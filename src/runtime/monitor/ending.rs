@@ -31,8 +31,12 @@ impl Monitor {
         let mut gone = false;
         loop {
             match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(p, _)) if p == init => gone = true,
+                Ok(WaitStatus::Exited(p, code)) if p == init => {
+                    self.exit_code = Some(code);
+                    gone = true
+                }
                 Ok(WaitStatus::Signaled(p, sig, _)) if p == init => {
+                    self.exit_code = Some(128 + sig as i32);
                     // In a PID namespace, init's reboot(2) ends it with SIGHUP (restart)
                     // or SIGINT (halt).
                     self.init_asked_reboot = sig == Signal::SIGHUP;
@@ -49,7 +53,11 @@ impl Monitor {
     pub(super) fn teardown(&mut self) {
         // Started first (unless a kill did): the deletes run while the cgroup goes.
         self.begin_removals();
-        let Some(run) = self.run.take() else { return };
+        let Some(mut run) = self.run.take() else {
+            return;
+        };
+        // Init is gone, its network namespace held here: the interfaces come back.
+        super::devices::give_back_all(&self.name, &mut run);
         if let Err(e) = run.cgroup.destroy() {
             eprintln!("{}: {e}", self.name);
         }

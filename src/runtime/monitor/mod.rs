@@ -23,6 +23,7 @@ use crate::ipc::events::{Change, Event};
 use crate::ipc::{Stage, ToChild};
 
 mod commands;
+mod devices;
 mod ending;
 mod userns;
 use crate::cgroup::{Cgroup, Layout};
@@ -60,6 +61,13 @@ struct Running {
     pty_master: OwnedFd,
     /// Kept open so reads on the master do not fail with EIO when nobody has it open.
     _pty_slave: OwnedFd,
+    /// Device nodes granted beyond the standard ones.
+    devices: crate::cgroup::DeviceAccess,
+    /// The container's own network namespace (None: the host's), held so that lent
+    /// interfaces can be given back after init is gone.
+    netns: Option<OwnedFd>,
+    /// Host interfaces lent to it, given back at the end of the run.
+    nics: Vec<crate::net::nic::LentNic>,
 }
 
 pub struct Monitor {
@@ -93,6 +101,12 @@ pub struct Monitor {
     runpath: PathBuf,
     /// STOPPING was announced for this run.
     said_stopping: bool,
+    /// rlxc-execute's run: how the command's stdio is set up. None: a system container.
+    app: Option<child::AppStdio>,
+    /// rlxc-execute's stdio, given to the child, then closed here.
+    app_stdio: Vec<OwnedFd>,
+    /// init's exit status (128 + N for signal N), once reaped.
+    exit_code: Option<i32>,
 }
 
 /// Idle time after activity before the monitor trims its resident code again.
@@ -120,6 +134,8 @@ pub fn main(plan: &StartPlan) -> i32 {
     let pid = m.run.as_ref().map_or(0, |r| r.init.as_raw());
     report_status(&crate::ipc::Status::Started { pid });
     m.announce(Change::Running);
+    // rlxc-execute waits on the status pipe for the command's status: kept for it.
+    let status_pipe = m.app.and_then(|_| nix::unistd::dup(std::io::stdout()).ok());
     // Stdout was the status pipe; nothing else goes there.
     if let Ok(null) = std::fs::File::options().write(true).open("/dev/null") {
         let _ = crate::sys::dup_onto(null.as_fd(), 1);
@@ -129,6 +145,13 @@ pub fn main(plan: &StartPlan) -> i32 {
     crate::sys::trim_file_mappings();
     m.serve();
     m.shutdown();
+    if let Some(pipe) = status_pipe {
+        let code = m.exit_code.unwrap_or(128 + libc::SIGKILL);
+        let _ = crate::ipc::write_msg(
+            std::fs::File::from(pipe),
+            &crate::ipc::Status::Exited { code },
+        );
+    }
     0
 }
 
@@ -176,6 +199,15 @@ impl Monitor {
             lxcpath: plan.lxcpath.clone(),
             runpath: plan.runpath.clone(),
             said_stopping: false,
+            app: plan.app.as_ref().map(|a| match a.stdio {
+                Some(_) => child::AppStdio::Fds(super::APP_STDIO),
+                None => child::AppStdio::Console,
+            }),
+            app_stdio: match plan.app.as_ref().and_then(|a| a.stdio.as_ref()) {
+                Some(_) => super::APP_STDIO.map(crate::sys::signals::own_fd).into(),
+                None => Vec::new(),
+            },
+            exit_code: None,
         })
     }
 
@@ -206,7 +238,8 @@ impl Monitor {
         };
         // Before the child exists: its device nodes and console must find the device
         // rules complete (v1 applies them as a deny-all followed by allows).
-        if let Some(w) = cgroup.configure(&self.cfg.limits)? {
+        let (warning, devices) = cgroup.configure(&self.cfg.limits, &[])?;
+        if let Some(w) = warning {
             eprintln!("{}: warning: {w}", self.name);
         }
         let pty = nix::pty::openpty(None, None).ctx("allocate", "the console pty")?;
@@ -245,6 +278,8 @@ impl Monitor {
             apparmor: self.apparmor.clone(),
             own_net,
             userns,
+            app: self.app,
+            lxcfs: super::lxcfs::child_binds(&self.name, ids.is_some()),
         };
         let (ours, theirs) = nix::sys::socket::socketpair(
             nix::sys::socket::AddressFamily::Unix,
@@ -273,8 +308,10 @@ impl Monitor {
             );
         }
         drop(theirs);
-        // The child has its copies of the detached mounts; the monitor's go with them.
+        // The child has its copies of the detached mounts; the monitor's go with them,
+        // and rlxc-execute's stdio (only the command holds it open from here).
         drop(spec);
+        self.app_stdio.clear();
         guard.child = Some(pid);
         // The child sets up its mounts meanwhile; if it failed, its reason comes first.
         match net::setup_all(&self.cfg.networks, pid.as_raw(), &self.network) {
@@ -288,6 +325,14 @@ impl Monitor {
         // before its mounts); it goes on to exec once the network is there.
         let limits = &self.cfg.limits;
         child_reached(&ours, Stage::Namespaces, pid, limits)?;
+        // Held for interfaces lent later (see `Running::netns`); before the go, while
+        // init surely lives.
+        let netns = if own_net {
+            let p = format!("/proc/{pid}/ns/net");
+            Some(std::fs::File::open(&p).ctx("open", &p)?.into())
+        } else {
+            None
+        };
         if let Some(ids) = &ids {
             self.give_ids(&ours, pid, ids)?;
         }
@@ -312,6 +357,9 @@ impl Monitor {
             veths,
             pty_master: pty.master,
             _pty_slave: pty.slave,
+            devices,
+            netns,
+            nics: Vec::new(),
         });
         Ok(())
     }

@@ -1,0 +1,150 @@
+//! rlxc-execute's init: rlxc's own code stays the container's PID 1 (as lxc-init, or
+//! Docker's --init) instead of exec'ing an init from the rootfs, which an application
+//! image may not have and which rlxc's dynamically linked binary could not be inside a
+//! rootfs without its libraries. It forks the command, passes on the signals it gets
+//! (a halt's SIGPWR as SIGTERM), reaps every orphan the command leaves, and once the
+//! command is gone kills what is left and exits with the command's status (128 + N for
+//! signal N), which the monitor hands to rlxc-execute.
+
+use std::ffi::CString;
+
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::sys;
+
+/// Signals passed on to the command.
+const FORWARDED: [Signal; 8] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGPWR,
+    Signal::SIGWINCH,
+];
+
+/// Become the init of `argv` (with `env`); `tty`: stdio is the console, whose
+/// foreground the command takes (so Ctrl-C reaches it). Never returns.
+pub(super) fn run(argv: &[CString], env: &[CString], tty: bool) -> ! {
+    let code = match serve(argv, env, tty) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rlxc-execute: error: {e}");
+            126
+        }
+    };
+    sys::exit_child(code)
+}
+
+/// The signals rlxc-execute and its init pass on to the command.
+pub fn forwarded() -> SigSet {
+    let mut mask = SigSet::empty();
+    for s in FORWARDED {
+        mask.add(s);
+    }
+    mask
+}
+
+fn serve(argv: &[CString], env: &[CString], tty: bool) -> std::io::Result<i32> {
+    let mut mask = forwarded();
+    mask.add(Signal::SIGCHLD);
+    sys::signals::deliverable(&FORWARDED)?;
+    mask.thread_block()?;
+    let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC)?;
+    let command = match sys::fork()? {
+        sys::Forked::Child => exec_command(argv, env, tty),
+        sys::Forked::Parent(pid) => pid,
+    };
+    let mut status = None;
+    while status.is_none() {
+        let Some(info) = sfd.read_signal()? else {
+            continue;
+        };
+        let sig = info.ssi_signo as i32;
+        if sig == libc::SIGCHLD {
+            status = reap(command);
+        } else {
+            let sig = if sig == libc::SIGPWR {
+                libc::SIGTERM
+            } else {
+                sig
+            };
+            let _ = sys::kill_raw(command.as_raw(), sig);
+        }
+    }
+    // The command is gone: so is everything it left running (as when an init dies).
+    let _ = sys::kill_raw(-1, libc::SIGKILL);
+    while !matches!(
+        waitpid(Pid::from_raw(-1), None),
+        Err(nix::errno::Errno::ECHILD)
+    ) {}
+    Ok(status.unwrap_or(0))
+}
+
+/// Reap every child that has ended; the command's exit code if it was among them.
+fn reap(command: Pid) -> Option<i32> {
+    let mut code = None;
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(p, c)) if p == command => code = Some(c),
+            Ok(WaitStatus::Signaled(p, s, _)) if p == command => code = Some(128 + s as i32),
+            Ok(WaitStatus::StillAlive) | Err(_) => return code,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// In the forked command: its own process group (the console's foreground one on a
+/// terminal), default signals, then exec.
+fn exec_command(argv: &[CString], env: &[CString], tty: bool) -> ! {
+    let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+    if tty {
+        // A background group until this is done: SIGTTOU would stop it.
+        let mut ttou = SigSet::empty();
+        ttou.add(Signal::SIGTTOU);
+        let _ = ttou.thread_block();
+        let _ = nix::unistd::tcsetpgrp(sys::borrow_fd(0), nix::unistd::getpid());
+    }
+    sys::signals::reset_all();
+    let _ = SigSet::all().thread_unblock();
+    let Some(prog) = argv.first() else {
+        eprintln!("rlxc-execute: error: no command");
+        sys::exit_child(127);
+    };
+    let path = resolve_in_path(prog, env);
+    let err = nix::unistd::execve(&path, argv, env).err();
+    eprintln!(
+        "rlxc-execute: error: cannot execute {} in the container: {}",
+        prog.to_string_lossy(),
+        err.map(|e| e.desc()).unwrap_or("unknown error")
+    );
+    sys::exit_child(127)
+}
+
+/// Find `prog` in the PATH of the environment the command gets, inside the container
+/// (execvpe would search the PATH of the process calling it, which may describe the host).
+pub fn resolve_in_path(prog: &CString, env: &[CString]) -> CString {
+    let bytes = prog.as_bytes();
+    if bytes.contains(&b'/') {
+        return prog.clone();
+    }
+    let path = env
+        .iter()
+        .find_map(|e| e.as_bytes().strip_prefix(b"PATH="))
+        .unwrap_or(b"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for dir in path.split(|b| *b == b':').filter(|d| !d.is_empty()) {
+        let mut cand = dir.to_vec();
+        cand.push(b'/');
+        cand.extend_from_slice(bytes);
+        if let Ok(c) = CString::new(cand) {
+            if nix::unistd::access(c.as_c_str(), nix::unistd::AccessFlags::X_OK).is_ok() {
+                return c;
+            }
+        }
+    }
+    prog.clone()
+}

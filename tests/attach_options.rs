@@ -1,0 +1,127 @@
+//! rlxc-attach's environment and identity options, as lxc-attach's: --clear-env (only
+//! container=lxc, plus --keep-var and -v), --keep-env, -v, -u, -g, --cwd; the exit status
+//! still comes back, and a directory that is not there is a clear error.
+
+mod common;
+
+use common::rt::Rt;
+use common::*;
+
+fn run_with_env(rt: &Rt, args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
+    let mut c = rt.env.cmd(args);
+    c.envs(vars.iter().copied());
+    c.output().expect("run rlxc")
+}
+
+/// rlxc-attach with options before the command.
+fn attach_with(rt: &Rt, opts: &[&str], cmd: &[&str]) -> std::process::Output {
+    let mut v = vec!["attach", "-n", &rt.name];
+    v.extend(opts);
+    v.push("--");
+    v.extend(cmd);
+    rt.env.run(&v)
+}
+
+fn env_of(out: &std::process::Output) -> Vec<String> {
+    let mut v: Vec<String> = stdout(out).lines().map(str::to_string).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn environment_identity_and_directory() {
+    let rt = Rt::new("attopt", "");
+    rt.ok(&["start", "-d"]);
+    let n = rt.name.as_str();
+
+    // --clear-env: container=lxc, the kept variable and the set one, nothing else.
+    let out = run_with_env(
+        &rt,
+        &[
+            "attach",
+            "-n",
+            n,
+            "--clear-env",
+            "--keep-var",
+            "RLXC_T_KEEP",
+            "-v",
+            "A=1",
+            "-v",
+            "A=2",
+            "--",
+            "/usr/bin/env",
+        ],
+        &[("RLXC_T_KEEP", "kept"), ("RLXC_T_OTHER", "x")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(env_of(&out), ["A=2", "RLXC_T_KEEP=kept", "container=lxc"]);
+
+    // --keep-env: the caller's variables, and container=lxc.
+    let out = run_with_env(
+        &rt,
+        &["attach", "-n", n, "--keep-env", "--", "/usr/bin/env"],
+        &[("RLXC_T_OTHER", "x")],
+    );
+    let env = env_of(&out);
+    assert!(env.iter().any(|e| e == "RLXC_T_OTHER=x"), "{env:?}");
+    assert!(env.iter().any(|e| e == "container=lxc"), "{env:?}");
+
+    // Default: the known set, no caller's variable; -v over it.
+    let out = run_with_env(
+        &rt,
+        &["attach", "-n", n, "-v", "HOME=/tmp", "--", "/usr/bin/env"],
+        &[("RLXC_T_OTHER", "x")],
+    );
+    let env = env_of(&out);
+    assert!(!env.iter().any(|e| e.starts_with("RLXC_T_")), "{env:?}");
+    assert!(env.iter().any(|e| e == "HOME=/tmp"), "{env:?}");
+    assert!(env.iter().any(|e| e.starts_with("PATH=")), "{env:?}");
+
+    // -u/-g and --cwd; supplementary groups dropped; the status comes back.
+    let out = attach_with(
+        &rt,
+        &["-u", "33", "-g", "44", "--cwd", "/etc"],
+        &["/bin/sh", "-c", "id -u; id -g; id -G; pwd; exit 5"],
+    );
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out).lines().collect::<Vec<_>>(),
+        ["33", "44", "44", "/etc"]
+    );
+    // -u alone: group 0, as lxc-attach.
+    let out = attach_with(
+        &rt,
+        &["-u", "1000"],
+        &["/bin/sh", "-c", "id -u; id -g; pwd"],
+    );
+    assert_eq!(stdout(&out).lines().collect::<Vec<_>>(), ["1000", "0", "/"]);
+
+    // A directory that is not there, or not the user's to enter.
+    let out = attach_with(&rt, &["--cwd", "/nonexistent"], &["/bin/true"]);
+    assert_eq!(out.status.code(), Some(126));
+    assert!(
+        stderr(&out).contains("cannot enter /nonexistent in the container"),
+        "{}",
+        stderr(&out)
+    );
+    rt.attach(&["/bin/sh", "-c", "mkdir -p /private && chmod 700 /private"]);
+    let out = attach_with(&rt, &["-u", "33", "--cwd", "/private"], &["/bin/true"]);
+    assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
+
+    // -v without '=' and --keep-var without --clear-env are usage errors.
+    let out = rt
+        .env
+        .run(&["attach", "-n", n, "-v", "NOVALUE", "--", "/bin/true"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("expected VAR=VALUE"),
+        "{}",
+        stderr(&out)
+    );
+    let out = rt
+        .env
+        .run(&["attach", "-n", n, "--keep-var", "X", "--", "/bin/true"]);
+    assert!(!out.status.success());
+    rt.ok(&["stop", "-k"]);
+    rt.assert_clean();
+}
