@@ -144,6 +144,45 @@ fn kill_reboot_and_wait() {
 }
 
 #[test]
+fn stop_nowait_returns_once_the_monitor_has_the_request() {
+    let rt = Rt::new("nowait", "");
+    rt.ok(&["start", "-d"]);
+    rt.ok(&["wait", "-s", "RUNNING", "-t", "10"]);
+    // Several at once, as a bulk stop sends them: every one is taken (exit 0 means so).
+    let kids: Vec<_> = (0..4)
+        .map(|_| {
+            rt.env
+                .cmd(&["stop", "-W", "-k", "-n", &rt.name])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("run rlxc-stop")
+        })
+        .collect();
+    let mut taken = 0;
+    for k in kids {
+        let out = k.wait_with_output().unwrap();
+        // A later one may find the container already stopped, and say so.
+        match out.status.success() {
+            true => taken += 1,
+            false => assert!(stderr(&out).contains("not running"), "{}", stderr(&out)),
+        }
+    }
+    assert!(taken >= 1);
+    assert_eq!(
+        rt.run(&["wait", "-s", "STOPPED", "-t", "10"]).status.code(),
+        Some(0)
+    );
+    let out = rt.run(&["stop", "-W"]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("not running"),
+        "{}",
+        stderr(&out)
+    );
+    rt.assert_clean();
+}
+
+#[test]
 fn start_failures_say_why_and_leave_nothing() {
     // init not found
     let rt = Rt::new(

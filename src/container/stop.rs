@@ -32,6 +32,10 @@ pub enum StopOutcome {
     Requested,
 }
 
+/// How long `rlxc-stop -W` waits for the monitor to take its request: it reads requests
+/// one at a time, each within 2 s, so a long queue of other clients is the worst case.
+const NOWAIT_ANSWER: Duration = Duration::from_secs(30);
+
 impl StopMode {
     fn request(self) -> Request {
         match self {
@@ -77,8 +81,20 @@ impl Container {
         };
         let req = mode.request();
         if !wait {
-            client::send(&monitor, &self.run_dir, &req)?;
-            return Ok(StopOutcome::Requested);
+            // Done when the monitor has it, not when the container is stopped.
+            let req = Request::NoWait {
+                then: Box::new(req),
+            };
+            return match client::exchange(&monitor, &self.run_dir, &req, Some(NOWAIT_ANSWER)) {
+                Ok(Response::Stopped) => Ok(StopOutcome::Stopped),
+                Ok(_) => Ok(StopOutcome::Requested),
+                // It stopped as we asked.
+                Err(Error::Ipc {
+                    fault: IpcFault::Lost,
+                    ..
+                }) if self.state() == State::Stopped => Ok(StopOutcome::Stopped),
+                Err(e) => Err(e),
+            };
         }
         match client::exchange(&monitor, &self.run_dir, &req, None) {
             Ok(Response::Stopped) => Ok(StopOutcome::Stopped),

@@ -80,6 +80,11 @@ pub enum Request {
     DelNic {
         inside: String,
     },
+    /// `then` (a stop, kill or reboot), answered `Ok` as soon as the monitor has it,
+    /// not when it is done (`rlxc-stop -W`: returns only once the request is taken).
+    NoWait {
+        then: Box<Request>,
+    },
 }
 
 /// A monitor's answer.

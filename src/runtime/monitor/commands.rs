@@ -72,6 +72,10 @@ impl Monitor {
         if self.run.is_none() {
             return reply(&s, &Response::Stopped);
         }
+        self.handle(req, s);
+    }
+
+    fn handle(&mut self, req: Request, s: UnixStream) {
         match req {
             Request::State => self.on_state(&s),
             Request::Stop { timeout_secs } => {
@@ -85,6 +89,19 @@ impl Monitor {
             Request::DenyDevice { rule } => reply(&s, &done(self.deny_device(&rule))),
             Request::AddNic { host, inside } => reply(&s, &done(self.add_nic(&host, &inside))),
             Request::DelNic { inside } => reply(&s, &done(self.del_nic(&inside))),
+            Request::NoWait { then } => match *then {
+                r @ (Request::Stop { .. } | Request::Kill | Request::Reboot) => {
+                    // Taken: the answer to the request itself goes to a closed socket.
+                    reply(&s, &Response::Ok);
+                    self.handle(r, s);
+                }
+                other => reply(
+                    &s,
+                    &Response::Error {
+                        message: format!("{other:?} cannot be sent without waiting"),
+                    },
+                ),
+            },
         }
     }
 
