@@ -284,16 +284,43 @@ fn fixed_address_macvlan_and_several_interfaces() {
     assert_eq!(mac.trim(), "00:16:3e:00:00:42");
     let out = h.attach(&name, &["ping", "-c1", "-W5", &h.net.gateway()]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-    // The fixed address is reserved for this container's MAC in the bridge's DHCP.
+    // The fixed address is reserved for this container's MAC in the bridge's DHCP, one
+    // file per container.
+    let net_dir = h.env.dir.path().join("run/net");
     let hosts = read(
-        h.env
-            .dir
-            .path()
-            .join("run/net")
-            .join(format!("{}.hosts", h.net.bridge)),
+        net_dir
+            .join(format!("{}.dhcp-hosts.d", h.net.bridge))
+            .join(&name),
     );
     assert!(hosts.contains(&format!(",{fixed},")), "{hosts}");
     h.env.ok(&["stop", "-k", "-n", &name]);
+
+    // An "auto" address resolves by name from the start, with no DHCP client in the
+    // container to tell dnsmasq (init is a sleep).
+    let quiet = h.create(
+        "busybox",
+        &busybox_release(),
+        "quiet",
+        &format!(
+            "[init]\ncmd = [\"/bin/sleep\", \"600\"]\n{}",
+            h.veth("ipv4 = \"auto\"\n")
+        ),
+    );
+    h.env.ok(&["start", "-d", "-n", &quiet]);
+    let ip = h.wait_ipv4(&quiet, Duration::from_secs(10));
+    let ip = ip.split('/').next().unwrap_or(&ip).to_string();
+    eventually(
+        Duration::from_secs(10),
+        "the auto address does not resolve by name on the bridge's DNS",
+        || {
+            let out = Command::new("busybox")
+                .args(["nslookup", &format!("{quiet}.lxc"), &h.net.gateway()])
+                .output()
+                .unwrap();
+            stdout(&out).contains(&ip)
+        },
+    );
+    h.env.ok(&["stop", "-k", "-n", &quiet]);
 }
 
 #[test]

@@ -203,9 +203,7 @@ impl<'a> Managed<'a> {
             nl.add_address(idx, IpAddr::V6(v6.0.ip()), v6.0.prefix(), br)?;
         }
         nl.set_up(idx, br)?;
-        if !self.files.hosts().exists() {
-            crate::store::write_atomic(&self.files.hosts(), b"", 0o644)?;
-        }
+        super::names::make_dirs(&self.files)?;
         st.dnsmasq = true;
         self.save(st)?;
         self.start_dnsmasq()?;
@@ -362,19 +360,22 @@ impl<'a> Managed<'a> {
         ] {
             let _ = std::fs::remove_file(self.files.path(ext));
         }
+        for d in [self.files.dhcp_dir(), self.files.hosts_dir()] {
+            let _ = std::fs::remove_dir_all(d);
+        }
     }
 
     /// Give a container's MAC its DNS name and, for "auto" and fixed addresses, its
     /// address as a DHCP reservation, which every image's own DHCP client honours.
     pub fn reserve(&self, mac: &str, ip: Option<Ipv4Addr>, name: &str) -> Result<()> {
-        dnsmasq::reserve(&self.files, mac, ip, name)
+        super::names::reserve(&self.files, mac, ip, name)
     }
 
     /// An address of the subnet nobody holds: not the bridge's, not in `taken` (other
     /// containers' fixed and recorded addresses), not reserved, not leased. Picked from
     /// the top down, away from where DHCP starts handing out.
     pub fn free_address(&self, taken: &[Ipv4Addr]) -> Result<Ipv4Addr> {
-        let reserved: Vec<Ipv4Addr> = dnsmasq::reservations(&self.files)
+        let reserved: Vec<Ipv4Addr> = super::names::reservations(&self.files)
             .iter()
             .filter_map(|l| l.split(',').find_map(|f| f.parse().ok()))
             .chain(

@@ -22,9 +22,6 @@ impl Files {
     pub fn path(&self, ext: &str) -> PathBuf {
         self.dir.join(format!("{}.{ext}", self.bridge))
     }
-    pub fn hosts(&self) -> PathBuf {
-        self.path("hosts")
-    }
     pub fn leases(&self) -> PathBuf {
         self.path("leases")
     }
@@ -86,7 +83,9 @@ pub fn args(o: &Options, f: &Files) -> Vec<String> {
         "--quiet-dhcp6".into(),
         "--quiet-ra".into(),
         format!("--dhcp-leasefile={}", f.leases().display()),
-        format!("--dhcp-hostsfile={}", f.hosts().display()),
+        // Reservations and names, one file per container (see net::names).
+        format!("--dhcp-hostsdir={}", f.dhcp_dir().display()),
+        format!("--hostsdir={}", f.hosts_dir().display()),
         format!("--pid-file={}", f.dnsmasq_pid().display()),
         // Containers' names under the domain, answered here and never sent upstream.
         format!("--domain={}", o.domain),
@@ -387,42 +386,6 @@ pub fn leases(f: &Files) -> Vec<(String, String, String)> {
         .collect()
 }
 
-/// Reservations: `MAC,NAME` or `MAC,IP,NAME` lines of dnsmasq's hosts file.
-pub fn reservations(f: &Files) -> Vec<String> {
-    std::fs::read_to_string(f.hosts())
-        .unwrap_or_default()
-        .lines()
-        .map(String::from)
-        .collect()
-}
-
-/// Give `mac` the DNS name `name` (and the address `ip`, if any); replaces earlier
-/// lines for that MAC, name or address.
-pub fn reserve(f: &Files, mac: &str, ip: Option<std::net::Ipv4Addr>, name: &str) -> Result<()> {
-    let mac = mac.to_ascii_lowercase();
-    let ip_field = ip.map(|i| format!(",{i},"));
-    let line = match ip {
-        Some(ip) => format!("{mac},{ip},{name}"),
-        None => format!("{mac},{name}"),
-    };
-    let current = reservations(f);
-    // Every start reserves again: when nothing changed, dnsmasq need not reload.
-    let clashes = |l: &String| {
-        let fields: Vec<&str> = l.split(',').collect();
-        fields.first() == Some(&mac.as_str())
-            || fields.last() == Some(&name)
-            || ip_field.as_ref().is_some_and(|i| l.contains(i.as_str()))
-    };
-    if current.iter().filter(|l| clashes(l)).eq([&line]) {
-        return Ok(());
-    }
-    let mut lines: Vec<String> = current.into_iter().filter(|l| !clashes(l)).collect();
-    lines.push(line);
-    crate::store::write_atomic(&f.hosts(), (lines.join("\n") + "\n").as_bytes(), 0o644)?;
-    reload(f);
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -432,31 +395,6 @@ mod tests {
             dir: dir.to_path_buf(),
             bridge: "br9".into(),
         }
-    }
-
-    #[test]
-    fn reservations_replace_by_mac_name_and_address() {
-        let d = tempfile::tempdir().unwrap();
-        let f = files(d.path());
-        let add = |mac: &str, ip: Option<&str>, name: &str| {
-            reserve(&f, mac, ip.map(|i| i.parse().unwrap()), name).unwrap()
-        };
-        add("00:16:3E:00:00:01", None, "web1");
-        add("00:16:3e:00:00:02", Some("10.0.3.9"), "web2");
-        add("00:16:3e:00:00:01", Some("10.0.3.8"), "web1");
-        add("00:16:3e:00:00:03", Some("10.0.3.9"), "web3");
-        assert_eq!(
-            reservations(&f),
-            [
-                "00:16:3e:00:00:01,10.0.3.8,web1",
-                "00:16:3e:00:00:03,10.0.3.9,web3"
-            ]
-        );
-        // The same reservation again leaves the file (and dnsmasq) alone.
-        use std::os::unix::fs::MetadataExt;
-        let ino = std::fs::metadata(f.hosts()).unwrap().ino();
-        add("00:16:3e:00:00:03", Some("10.0.3.9"), "web3");
-        assert_eq!(std::fs::metadata(f.hosts()).unwrap().ino(), ino);
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod bridge;
 pub mod dnsmasq;
 pub mod firewall;
 pub mod link;
+pub mod names;
 pub mod netlink;
 pub mod nic;
 pub mod ports;

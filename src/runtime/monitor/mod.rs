@@ -325,11 +325,14 @@ impl Monitor {
         // before its mounts); it goes on to exec once the network is there.
         let limits = &self.cfg.limits;
         child_reached(&ours, Stage::Namespaces, pid, limits)?;
-        // Held for interfaces lent later (see `Running::netns`); before the go, while
-        // init surely lives.
+        // Held for interfaces lent later (see `Running::netns`); before the go. A child
+        // that failed its mounts meanwhile is gone with its namespace: its reason first.
         let netns = if own_net {
             let p = format!("/proc/{pid}/ns/net");
-            Some(std::fs::File::open(&p).ctx("open", &p)?.into())
+            let f = std::fs::File::open(&p)
+                .ctx("open", &p)
+                .map_err(|e| child_failure(&ours).unwrap_or(e))?;
+            Some(f.into())
         } else {
             None
         };
