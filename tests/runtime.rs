@@ -148,6 +148,9 @@ fn stop_nowait_returns_once_the_monitor_has_the_request() {
     let rt = Rt::new("nowait", "");
     rt.ok(&["start", "-d"]);
     rt.ok(&["wait", "-s", "RUNNING", "-t", "10"]);
+    // rlxc-info -p: the bare pid, for `cat /proc/$(rlxc-info -n web1 -p)/uid_map`.
+    let pid: i32 = rt.ok(&["info", "-p"]).trim().parse().expect("a bare pid");
+    assert_eq!(Some(pid), rt.init_pid());
     // Several at once, as a bulk stop sends them: every one is taken (exit 0 means so).
     let kids: Vec<_> = (0..4)
         .map(|_| {
@@ -173,6 +176,8 @@ fn stop_nowait_returns_once_the_monitor_has_the_request() {
         rt.run(&["wait", "-s", "STOPPED", "-t", "10"]).status.code(),
         Some(0)
     );
+    let out = rt.run(&["info", "-p"]);
+    assert!(!out.status.success() && stderr(&out).contains("not running"));
     let out = rt.run(&["stop", "-W"]);
     assert!(
         !out.status.success() && stderr(&out).contains("not running"),

@@ -7,13 +7,17 @@ use crate::error::Result;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// Check kernel limits for N containers (default: as many as the lxcpath holds;
+    /// new ones made with the defaults).
+    #[arg(long = "containers", value_name = "N")]
+    containers: Option<u64>,
     #[command(flatten)]
     common: Common,
 }
 
 pub fn run(a: Args) -> Result<i32> {
     let sys = a.common.system()?;
-    let report = host::checkconfig(&sys);
+    let report = host::checkconfig(&sys, a.containers);
     for section in &report.sections {
         println!("--- {} ---", section.title);
         for c in &section.checks {

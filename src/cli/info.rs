@@ -15,8 +15,14 @@ pub struct Args {
     /// Show only the state.
     #[arg(short = 's', long = "state")]
     state: bool,
+    /// Only init's host pid, bare (`cat /proc/$(rlxc-info -n web1 -p)/uid_map`).
+    #[arg(short = 'p', long = "pid", conflicts_with_all = ["state", "ips"])]
+    pid: bool,
+    /// Only its IP addresses, bare, one per line.
+    #[arg(short = 'i', long = "ips", conflicts_with = "state")]
+    ips: bool,
     /// Everything as one JSON object (keys: README, "Output for scripts").
-    #[arg(long = "json", conflicts_with = "state")]
+    #[arg(long = "json", conflicts_with_all = ["state", "pid", "ips"])]
     json: bool,
     #[command(flatten)]
     common: Common,
@@ -29,6 +35,9 @@ pub fn run(a: Args) -> Result<i32> {
     if a.json {
         json::print(&c, &cfg)?;
         return Ok(0);
+    }
+    if a.pid || a.ips {
+        return bare(&c, a.pid);
     }
     let row = |k: &str, v: &str| println!("{:<15} {v}", format!("{k}:"));
     if a.state {
@@ -146,6 +155,22 @@ fn storage(c: &Container, shared_lower: bool, row: &dyn Fn(&str, &str)) {
 }
 
 /// PID, addresses, CPU, memory and link counters of a running container.
+/// `-p` or `-i`: the value alone, for a shell; an error when it is not running.
+fn bare(c: &Container, pid: bool) -> Result<i32> {
+    let state = c.state();
+    let l = c
+        .live(&state)
+        .ok_or_else(|| crate::error::Error::Other(format!("{} is not running", c.name)))?;
+    if pid {
+        println!("{}", l.pid);
+    } else {
+        for a in l.ipv4.iter().chain(&l.ipv6) {
+            println!("{}", a.split('/').next().unwrap_or(a));
+        }
+    }
+    Ok(0)
+}
+
 fn live(l: &crate::container::Live, row: &dyn Fn(&str, &str)) {
     row("PID", &l.pid.to_string());
     for a in l.ipv4.iter().chain(&l.ipv6) {

@@ -13,6 +13,7 @@ use crate::config::SystemConfig;
 use crate::error::Result;
 use crate::{apparmor, net};
 
+mod limits;
 mod userns;
 
 /// One line of the report.
@@ -77,8 +78,9 @@ impl Check {
 }
 
 /// Probe the host. `sys` names the bridge whose forwarding is checked, the directories
-/// whose file systems must take idmapped mounts, and root's subordinate id files.
-pub fn checkconfig(sys: &SystemConfig) -> HostReport {
+/// whose file systems must take idmapped mounts, and root's subordinate id files;
+/// kernel limits are checked for `containers` (None: as many as the lxcpath holds).
+pub fn checkconfig(sys: &SystemConfig, containers: Option<u64>) -> HostReport {
     let bridge = &sys.network.bridge;
     let tools = Tools {
         dnsmasq: net::which("dnsmasq").is_some(),
@@ -117,7 +119,28 @@ pub fn checkconfig(sys: &SystemConfig) -> HostReport {
                 ],
             },
             userns::section(sys),
+            limits::section(plan(sys, containers)),
         ],
+    }
+}
+
+/// The containers of the lxcpath (privileged: no `[idmap]`), or `want` of them, the new
+/// ones made with the defaults.
+fn plan(sys: &SystemConfig, want: Option<u64>) -> limits::Plan {
+    let have: Vec<bool> = super::Container::list(sys)
+        .unwrap_or_default()
+        .iter()
+        .map(|c| c.config().is_ok_and(|cfg| cfg.idmap.is_none()))
+        .collect();
+    let (n, p) = (
+        have.len() as u64,
+        have.iter().filter(|p| **p).count() as u64,
+    );
+    let new = want.unwrap_or(n).saturating_sub(n);
+    let new_privileged = sys.container_defaults().is_ok_and(|d| d.idmap.is_none());
+    limits::Plan {
+        containers: n + new,
+        privileged: p + if new_privileged { new } else { 0 },
     }
 }
 
