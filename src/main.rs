@@ -14,6 +14,7 @@ mod image;
 mod ipc;
 mod name;
 mod net;
+mod par;
 mod pattern;
 mod rootfs;
 mod runtime;

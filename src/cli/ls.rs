@@ -197,6 +197,10 @@ fn wanted_states(a: &Args) -> Vec<&'static str> {
     v
 }
 
+/// Monitors asked at once by rlxc-ls: enough to hide each round trip's wait, few enough
+/// for a 2-core host.
+const LS_THREADS: usize = 16;
+
 pub fn run(a: Args) -> Result<i32> {
     let sys = a.common.system()?;
     let filter = match &a.filter {
@@ -205,22 +209,31 @@ pub fn run(a: Args) -> Result<i32> {
     };
     let states = wanted_states(&a);
     let all = Container::list(&sys)?;
-    let mut rows = Vec::new();
-    for c in &all {
-        if filter.as_ref().is_some_and(|f| !f.is_match(&c.name)) {
-            continue;
-        }
+    let picked: Vec<&Container> = all
+        .iter()
+        .filter(|c| filter.as_ref().is_none_or(|f| f.is_match(&c.name)))
+        .collect();
+    // Each monitor is asked on one of a few threads; addresses read there too when shown.
+    let want_addresses = a.json || a.fancy || a.fancy_format.is_some();
+    let rows: Vec<Row> = crate::par::map(&picked, LS_THREADS, |c| {
         let state = c.state();
         if !states.is_empty() && !states.contains(&state.to_string().as_str()) {
-            continue;
+            return None;
         }
-        rows.push(Row {
+        let row = Row {
             c,
             cfg: c.config().ok(),
             state,
             addresses: OnceCell::new(),
-        });
-    }
+        };
+        if want_addresses {
+            row.addresses();
+        }
+        Some(row)
+    })
+    .into_iter()
+    .flatten()
+    .collect();
     if a.json {
         let every: Vec<&str> = COLUMNS.iter().map(|c| c.key).collect();
         let cols = columns(a.fancy_format.as_deref(), &every.join(","))?;
