@@ -28,6 +28,11 @@ pub struct Live {
     pub links: Vec<(String, u64, u64)>,
     /// Its published ports in effect, as `0.0.0.0:8080 -> 10.0.3.5:80/tcp`.
     pub published: Vec<String>,
+    /// What its monitor says of this run: init ("systemd 262"), the cgroup view and
+    /// why ("unified (systemd 262 needs cgroup2 ...)"), the ttys. None: not known.
+    pub init: Option<String>,
+    pub cgroup_layout: Option<String>,
+    pub ttys: Option<u32>,
 }
 
 impl Container {
@@ -71,7 +76,23 @@ impl Container {
         };
         let (ipv4, ipv6) = crate::net::link::container_addresses(*pid);
         let cg = self.cgroup().ok();
+        let described = crate::ipc::client::request(
+            &self.run_dir,
+            &crate::ipc::Request::Describe,
+            Some(std::time::Duration::from_secs(5)),
+        );
+        let (init, cgroup_layout, ttys) = match described {
+            Ok(crate::ipc::Response::Described {
+                init,
+                cgroup_layout,
+                ttys,
+            }) => (Some(init), Some(cgroup_layout), Some(ttys)),
+            _ => (None, None, None),
+        };
         Some(Live {
+            init,
+            cgroup_layout,
+            ttys,
             pid: *pid,
             ipv4,
             ipv6,

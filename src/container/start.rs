@@ -5,6 +5,7 @@ use super::Container;
 use crate::config::{ContainerConfig, Ipv4Assigned, Ipv4Mode, NetKind, SystemConfig};
 use crate::error::{Error, Result};
 use crate::net::bridge::Managed;
+use crate::runtime::initsys::{self, Chosen, InitInfo};
 use crate::runtime::StartPlan;
 
 impl Container {
@@ -16,7 +17,7 @@ impl Container {
         let _lock = crate::store::lock_name(&self.lxcpath, &self.name, "starting this container")?;
         let mut cfg = self.config()?;
         self.refuse_if_running()?;
-        self.preflight(sys, &mut cfg)?;
+        let (init, cgroup_view) = self.preflight(sys, &mut cfg)?;
         let published = self.publish_ports(sys, &cfg)?;
         let after_stop = if cfg.ephemeral {
             self.destroy_command()?
@@ -31,6 +32,8 @@ impl Container {
             runpath: sys.runpath.clone(),
             root: self.backing(&cfg).root(&self.dir()),
             config: cfg,
+            init,
+            cgroup_view,
             network: sys.network.clone(),
             apparmor: crate::apparmor::ensure_loaded()?,
             after_stop,
@@ -42,8 +45,13 @@ impl Container {
         Ok(pid)
     }
 
-    /// Everything that can be checked before anything is created.
-    fn preflight(&self, sys: &SystemConfig, cfg: &mut ContainerConfig) -> Result<()> {
+    /// Everything that can be checked before anything is created; what init the rootfs
+    /// has and the cgroup view chosen for it.
+    fn preflight(
+        &self,
+        sys: &SystemConfig,
+        cfg: &mut ContainerConfig,
+    ) -> Result<(InitInfo, Chosen)> {
         let c = self;
         crate::idmap::check_unshared(sys, &c.name, cfg.idmap.as_ref())?;
         let backing = c.backing(cfg);
@@ -69,7 +77,12 @@ impl Container {
                 )))
             }
         }
-        prepare_networks(sys, c, cfg)
+        let info = initsys::inspect(&root, &init[0]);
+        drop(root);
+        let view = initsys::choose(cfg.cgroup_layout, &crate::cgroup::Layout::detect()?, &info)
+            .map_err(|e| Error::Other(format!("{} cannot start: {e}", c.name)))?;
+        prepare_networks(sys, c, cfg)?;
+        Ok((info, view))
     }
 
     /// Remove the run directory of a stopped container: an rlxc-start killed before its

@@ -220,6 +220,16 @@ fn translate_into(text: &str, cfg: &mut ContainerConfig, t: &mut Translation, in
             // the cgroup view its own way and hands out at most 1024 ptys.
             "lxc.rootfs.path" | "lxc.rootfs" | "lxc.autodev" | "lxc.mount.auto" | "lxc.pty.max"
             | "lxc.tty.dir" => t.covered.push(shown),
+            "lxc.tty.max" | "lxc.tty" => match value.parse::<u32>() {
+                Ok(n) if n <= crate::config::TTY_MAX_LIMIT => {
+                    cfg.tty_max = Some(n);
+                    t.applied.push(shown);
+                }
+                _ => t.ignored.push(format!(
+                    "{shown} (not a count of 0-{})",
+                    crate::config::TTY_MAX_LIMIT
+                )),
+            },
             "lxc.arch" => {
                 cfg.arch = Some(super::arch::to_debian(value));
                 t.applied.push(shown);

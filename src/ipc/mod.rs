@@ -61,6 +61,9 @@ pub enum Request {
         rows: u16,
         cols: u16,
     },
+    /// What this run chose: its init, cgroup view and ttys (for rlxc-info). A monitor
+    /// before it answers with an `Error`, which callers take as "not known".
+    Describe,
 }
 
 /// A monitor's answer.
@@ -72,6 +75,19 @@ pub enum Response {
         pid: i32,
     },
     Stopped,
+    /// A stop's answer when init did not halt in time and was killed: the signal sent,
+    /// how long it was given, and why it may not have halted, where that is known.
+    KilledAfterTimeout {
+        signal: i32,
+        waited_secs: u64,
+        hint: Option<String>,
+    },
+    /// The answer to `Describe`.
+    Described {
+        init: String,
+        cgroup_layout: String,
+        ttys: u32,
+    },
     Ok,
     Error {
         message: String,

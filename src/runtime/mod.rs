@@ -5,6 +5,7 @@
 
 mod boot;
 pub mod child;
+pub mod initsys;
 pub mod monitor;
 
 use std::os::fd::AsFd;
@@ -27,6 +28,10 @@ pub struct StartPlan {
     /// What init's root is (from the backing store).
     pub root: crate::store::backing::RootSource,
     pub config: ContainerConfig,
+    /// The init in the rootfs, as the start found it.
+    pub init: initsys::InitInfo,
+    /// The cgroup tree init sees, and why.
+    pub cgroup_view: initsys::Chosen,
     /// The managed bridge's settings (the gateway of fixed addresses on it).
     pub network: NetworkSettings,
     /// The AppArmor profile init runs under, where the host has AppArmor.

@@ -35,6 +35,8 @@ pub struct ChildSpec {
     /// The console pty's slave, bound onto /dev/console.
     pub console: HostBind,
     pub cgroups: Layout,
+    /// Only the container's cgroup2 directory at /sys/fs/cgroup (not the v1 hierarchies).
+    pub unified: bool,
     pub mounts: Vec<crate::config::MountEntry>,
     /// A file holding this boot's id, bound over /proc/sys/kernel/random/boot_id so
     /// each start is a new boot for systemd and journald.
@@ -112,7 +114,8 @@ fn setup_and_exec(spec: &ChildSpec, join: &[JoinFile], sync: BorrowedFd<'_>) -> 
     };
     mounts::mount_proc(&root, &spec.boot_id, spec.own_net)?;
     // A user namespace may mount sysfs only for a network namespace it owns.
-    mounts::mount_sys(&root, &spec.cgroups, spec.own_net || spec.userns.is_none())?;
+    let fresh_sysfs = spec.own_net || spec.userns.is_none();
+    mounts::mount_sys(&root, &spec.cgroups, spec.unified, fresh_sysfs)?;
     let (nodes, tty_gid) = match &spec.userns {
         None => (DevNodes::Make, Some(TTY_GID)),
         Some(u) => (

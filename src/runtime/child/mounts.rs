@@ -160,12 +160,20 @@ pub(super) fn mount_proc(root: &Root, boot_id: &HostBind, own_net: bool) -> Resu
     Ok(())
 }
 
-/// /sys read-only, and under it a cgroup view: v1 controllers read-only (the container
-/// must not raise its own limits), name=systemd and cgroup2 writable for systemd. The
-/// cgroup namespace makes the container's own cgroup the root of each. `fresh_sysfs`
-/// false: the host's /sys is bound read-only instead (a user namespace may mount sysfs
-/// only for a network namespace it owns, and with the host's network it owns none).
-pub(super) fn mount_sys(root: &Root, layout: &Layout, fresh_sysfs: bool) -> Result<()> {
+/// /sys read-only, and under it a cgroup view: `unified`, cgroup2 alone (on a hybrid
+/// host too: systemd 258 and newer run on nothing else, as under LXC, which leaves the
+/// mount to them there); else the v1 controllers read-only (the container must not
+/// raise its own limits), name=systemd and cgroup2 writable for systemd. The cgroup
+/// namespace makes the container's own cgroup the root of each; init is in its v1
+/// cgroups too, so their limits hold either way. `fresh_sysfs` false: the host's /sys
+/// is bound read-only instead (a user namespace may mount sysfs only for a network
+/// namespace it owns, and with the host's network it owns none).
+pub(super) fn mount_sys(
+    root: &Root,
+    layout: &Layout,
+    unified: bool,
+    fresh_sysfs: bool,
+) -> Result<()> {
     let ro = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     if fresh_sysfs {
         mnt(Some("sysfs"), root, "sys", Some("sysfs"), ro, None)?;
@@ -180,7 +188,7 @@ pub(super) fn mount_sys(root: &Root, layout: &Layout, fresh_sysfs: bool) -> Resu
             .ctx("make read-only", root.display(b"sys"))?;
     }
     let base = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    if layout.is_pure_v2() {
+    if unified || layout.is_pure_v2() {
         return mnt(
             Some("cgroup2"),
             root,

@@ -71,6 +71,14 @@ impl Monitor {
             Request::Reboot => self.on_reboot(&s),
             Request::Console => self.on_console(s),
             Request::Winsize { rows, cols } => self.on_winsize(&s, rows, cols),
+            Request::Describe => reply(
+                &s,
+                &Response::Described {
+                    init: self.init.describe(),
+                    cgroup_layout: self.cgroup_view.describe(),
+                    ttys: self.cfg.ttys(),
+                },
+            ),
         }
     }
 

@@ -77,11 +77,20 @@ impl Monitor {
         let _ = std::fs::remove_file(self.dir.join("monitor.log"));
         let _ = std::fs::remove_dir(&self.dir);
         self.run_after_stop();
-        let mut waiters = self
-            .stopping
-            .take()
-            .map(|st| st.waiters)
-            .unwrap_or_default();
+        let (mut waiters, answer) = match self.stopping.take() {
+            Some(st) => {
+                let answer = match st.timed_out {
+                    Some(waited_secs) => crate::ipc::Response::KilledAfterTimeout {
+                        signal: st.signal,
+                        waited_secs,
+                        hint: self.init.halt_hint(),
+                    },
+                    None => crate::ipc::Response::Stopped,
+                };
+                (st.waiters, answer)
+            }
+            None => (Vec::new(), crate::ipc::Response::Stopped),
+        };
         // Clients that connected before the socket went, not yet accepted: whatever they
         // asked, the answer is that the container stopped (unanswered, they would read
         // "connection reset").
@@ -91,7 +100,7 @@ impl Monitor {
             }));
         }
         for w in waiters {
-            let _ = crate::ipc::write_msg(&w, &crate::ipc::Response::Stopped);
+            let _ = crate::ipc::write_msg(&w, &answer);
         }
         self.finish_removals();
     }

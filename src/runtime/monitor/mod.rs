@@ -17,6 +17,7 @@ use nix::unistd::Pid;
 
 use super::boot::{child_exec, child_failure, child_reached, random_uuid, BootGuard};
 use super::child::{self, ChildSpec, HostBind};
+use super::initsys::{Chosen, Family, InitInfo, View};
 use super::StartPlan;
 use crate::ipc::client::socket_path;
 use crate::ipc::{Stage, ToChild};
@@ -44,10 +45,15 @@ impl Ring {
 
 struct Stopping {
     signal: i32,
+    /// As asked (`rlxc-stop -t`), for the answer.
+    timeout: Duration,
     deadline: Instant,
     next_resend: Instant,
     /// SIGKILL sent: from here on only init's exit is awaited.
     killed: bool,
+    /// The halt signal was not heeded in time (`killed` by the deadline, not by `-k`):
+    /// the seconds it was given.
+    timed_out: Option<u64>,
     waiters: Vec<UnixStream>,
 }
 
@@ -71,6 +77,9 @@ pub struct Monitor {
     /// The managed bridge's settings (gateway of fixed addresses on it).
     network: crate::config::NetworkSettings,
     layout: Layout,
+    /// What init the rootfs has (its signals) and the cgroup tree it sees.
+    init: InitInfo,
+    cgroup_view: Chosen,
     listener: UnixListener,
     signals: SignalFd,
     ring: Ring,
@@ -147,6 +156,8 @@ impl Monitor {
             cfg: plan.config.clone(),
             network: plan.network.clone(),
             layout: Layout::detect()?,
+            init: plan.init.clone(),
+            cgroup_view: plan.cgroup_view.clone(),
             listener,
             signals,
             ring: Ring(VecDeque::new()),
@@ -223,6 +234,7 @@ impl Monitor {
             env: self.init_env(),
             console: console_bind,
             cgroups: self.layout.clone(),
+            unified: self.cgroup_view.view == View::Unified,
             mounts: self.cfg.mounts.clone(),
             boot_id: boot_id_bind,
             apparmor: self.apparmor.clone(),
@@ -452,12 +464,18 @@ impl Monitor {
         if let Some(sig) = configured.map(crate::config::Signal::number) {
             return sig;
         }
-        let systemd = self.run.as_ref().is_some_and(|r| init_is_systemd(r.init));
-        match (what, systemd) {
-            ("halt", true) => libc::SIGRTMIN() + 3,
-            ("halt", false) => libc::SIGPWR,
-            (_, true) => libc::SIGINT,
-            (_, false) => libc::SIGTERM,
+        // A custom init.cmd that turns out to be systemd (a wrapper exec'ing it).
+        let mut init = self.init.clone();
+        if init.family == Family::Other
+            && self.run.as_ref().is_some_and(|r| init_is_systemd(r.init))
+        {
+            init.family = Family::Systemd;
+        }
+        let (halt, reboot) = init.signals();
+        if what == "halt" {
+            halt
+        } else {
+            reboot
         }
     }
 
@@ -483,11 +501,13 @@ impl Monitor {
                 }
                 self.stopping = Some(Stopping {
                     signal,
+                    timeout,
                     deadline: now + timeout,
                     // A halt sent before systemd installed its handler is ignored by the
                     // kernel (init is immune to unhandled signals): send it again.
                     next_resend: now + Duration::from_millis(500),
                     killed: kill,
+                    timed_out: None,
                     waiters: vec![waiter],
                 });
             }
@@ -506,6 +526,7 @@ impl Monitor {
         if now >= st.deadline {
             let _ = nix::sys::signal::kill(init, Signal::SIGKILL);
             st.killed = true;
+            st.timed_out = Some(st.timeout.as_secs());
             self.begin_removals();
             self.thaw_for_stop();
         } else if now >= st.next_resend {
