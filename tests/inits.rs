@@ -112,3 +112,79 @@ fn a_stop_that_had_to_kill_says_so() {
     );
     rt.assert_clean();
 }
+
+/// Log in as root at the login prompt on `t` (a tty: no replay of the console).
+fn log_in_on(rt: &Rt, t: &Tmux) {
+    t.wait_for(&format!("{} login:", rt.name));
+    t.keys(&["root", "Enter"]);
+    t.wait_for("Password:");
+    t.keys(&["rlxc", "Enter"]);
+    t.wait_for(&format!("root@{}", rt.name));
+}
+
+#[test]
+fn busybox_logs_in_on_tty1_and_a_missing_tty_is_named() {
+    let rt = Rt::new("tty", "");
+    // Gettys on the first two ttys, as a sysadmin would add them.
+    let inittab = rt.env.rootfs(&rt.name).join("etc/inittab");
+    let mut tab = read(&inittab);
+    tab += "tty1::respawn:/sbin/getty 38400 tty1\ntty2::respawn:/sbin/getty 38400 tty2\n";
+    std::fs::write(&inittab, tab).unwrap();
+    rt.ok(&["start", "-d"]);
+    assert!(rt.info().contains("TTYs:"), "{}", rt.info());
+    let t = rt.tmux(&format!("console -n {} -t 1", rt.name));
+    log_in_on(&rt, &t);
+    t.keys(&[
+        "tty | sed s/^/ON-/; ls /dev/tty1 /dev/tty4 | wc -l",
+        "Enter",
+    ]);
+    t.wait_for("ON-/dev/tty1");
+    t.keys(&["C-a", "q"]);
+    t.wait_for("EXIT=0");
+    drop(t);
+    // tty2 has its own getty; the console still has its own.
+    let t = rt.tmux(&format!("console -n {} -t 2", rt.name));
+    log_in_on(&rt, &t);
+    t.keys(&["C-a", "q"]);
+    t.wait_for("EXIT=0");
+    drop(t);
+    let e = rt.run(&["console", "-t", "5"]);
+    assert!(!e.status.success());
+    assert!(
+        stderr(&e).contains("no tty 5: its ttys are 1-4"),
+        "{}",
+        stderr(&e)
+    );
+    rt.ok(&["stop", "-k"]);
+    rt.assert_clean();
+}
+
+#[test]
+fn no_ttys_with_tty_max_zero() {
+    let rt = Rt::new("nottys", "tty_max = 0\n\n[[network]]\ntype = \"empty\"\n");
+    rt.ok(&["start", "-d"]);
+    let out = rt.attach(&["/bin/sh", "-c", "ls /dev"]);
+    assert!(
+        !stdout(&out).lines().any(|l| l.starts_with("tty1")),
+        "{}",
+        stdout(&out)
+    );
+    let e = rt.run(&["console", "-t", "1"]);
+    assert!(stderr(&e).contains("tty_max = 0"), "{}", stderr(&e));
+    rt.ok(&["stop", "-k"]);
+    rt.assert_clean();
+}
+
+#[test]
+fn debian_logs_in_on_tty1_through_systemd_container_getty() {
+    let rt = Rt::with_image("debian", "bookworm", "debtty", "");
+    rt.ok(&["start", "-d"]);
+    rt.assert_system_running();
+    let t = rt.tmux(&format!("console -n {} -t 1", rt.name));
+    t.keys(&["Enter"]);
+    log_in_on(&rt, &t);
+    t.keys(&["C-a", "q"]);
+    t.wait_for("EXIT=0");
+    drop(t);
+    rt.halt_systemd();
+}

@@ -69,8 +69,8 @@ enum Command {
     Start(start::Args),
     /// Halt, kill (-k) or reboot (-r) a container.
     Stop(stop::Args),
-    /// Attach to a running container's console.
-    Console(Named),
+    /// Attach to a running container's console (-t N: its /dev/ttyN).
+    Console(console::Args),
     /// Run a command inside a running container.
     Attach(attach::Args),
     /// Freeze every process of a running container (rlxc-info then says FROZEN).

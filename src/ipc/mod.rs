@@ -55,11 +55,17 @@ pub enum Request {
     },
     Kill,
     Reboot,
-    /// After the `Ok` answer the connection carries raw console bytes both ways.
-    Console,
+    /// After the `Ok` answer the connection carries raw console bytes both ways:
+    /// /dev/console's (`tty` 0, the only one before ttys were) or /dev/ttyN's.
+    Console {
+        #[serde(default, skip_serializing_if = "is_zero")]
+        tty: u32,
+    },
     Winsize {
         rows: u16,
         cols: u16,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        tty: u32,
     },
     /// What this run chose: its init, cgroup view and ttys (for rlxc-info). A monitor
     /// before it answers with an `Error`, which callers take as "not known".
@@ -114,6 +120,9 @@ pub enum Stage {
     /// An unprivileged container's: the monitor wrote the child's id maps and sends
     /// its root, an idmapped mount, with this message.
     IdsMapped,
+    /// The child made the container's ttys in its devpts: their masters come with this
+    /// message, in order (tty1 first).
+    Ttys,
     /// The monitor has set up the container's network.
     Network,
 }
@@ -173,6 +182,10 @@ impl IpcError {
             source: Box::new(self),
         }
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Check a peer's hello.

@@ -6,6 +6,7 @@
 //! waits for the monitor to map its ids and hand it its root (`userns`).
 
 mod mounts;
+mod ttys;
 mod userns;
 
 use std::ffi::CString;
@@ -34,6 +35,8 @@ pub struct ChildSpec {
     pub env: Vec<String>,
     /// The console pty's slave, bound onto /dev/console.
     pub console: HostBind,
+    /// How many /dev/ttyN to make (`tty_max`).
+    pub ttys: u32,
     pub cgroups: Layout,
     /// Only the container's cgroup2 directory at /sys/fs/cgroup (not the v1 hierarchies).
     pub unified: bool,
@@ -61,7 +64,8 @@ pub struct Userns {
     pub count: u32,
 }
 
-/// ptys a container's devpts hands out (LXC's lxc.pty.max).
+/// ptys a container's processes may open in its devpts (LXC's lxc.pty.max), besides
+/// those of its ttys.
 pub const PTY_MAX: u32 = 1024;
 
 /// The `tty` group of distributions: new ptys' group.
@@ -123,7 +127,9 @@ fn setup_and_exec(spec: &ChildSpec, join: &[JoinFile], sync: BorrowedFd<'_>) -> 
             (u.count > TTY_GID).then_some(TTY_GID),
         ),
     };
-    mounts::mount_dev(&root, &spec.console, nodes, tty_gid)?;
+    mounts::mount_dev(&root, &spec.console, nodes, tty_gid, spec.ttys)?;
+    let ttys = ttys::make(&root, spec.ttys)?;
+    send_ttys(sync, &ttys)?;
     for (i, m) in spec.mounts.iter().enumerate() {
         let prepared = spec.userns.as_ref().and_then(|u| u.mounts.get(i));
         mounts::mount_entry(&root, m, prepared)?;
@@ -142,7 +148,19 @@ fn setup_and_exec(spec: &ChildSpec, join: &[JoinFile], sync: BorrowedFd<'_>) -> 
     sys::mark_fds_cloexec_from(3);
     // The network is in place once the monitor says go.
     wait_for(sync, Stage::Network)?;
-    exec_init(spec)
+    exec_init(spec, ttys.env())
+}
+
+/// Both ends of each tty to the monitor; the child's copies close at exec.
+fn send_ttys(sync: BorrowedFd<'_>, ttys: &ttys::Ttys) -> Result<()> {
+    let fds: Vec<BorrowedFd<'_>> = ttys
+        .ends
+        .iter()
+        .flat_map(|(m, s)| [m.as_fd(), s.as_fd()])
+        .collect();
+    let msg = FromChild::Reached { stage: Stage::Ttys };
+    ipc::send_packet_with_fds(sync, &msg, &fds)
+        .map_err(|e| Error::Other(format!("cannot hand the ttys to the monitor: {e}")))
 }
 
 /// Tell the monitor this side's part up to `stage` is done.
@@ -222,7 +240,7 @@ fn attach_console(ctty: bool) -> Result<()> {
     Ok(())
 }
 
-fn exec_init(spec: &ChildSpec) -> Result<Never> {
+fn exec_init(spec: &ChildSpec, extra_env: Option<String>) -> Result<Never> {
     let argv: Vec<CString> = spec
         .init
         .iter()
@@ -232,6 +250,7 @@ fn exec_init(spec: &ChildSpec) -> Result<Never> {
     let env: Vec<CString> = spec
         .env
         .iter()
+        .chain(extra_env.as_ref())
         .filter_map(|e| CString::new(e.as_bytes()).ok())
         .collect();
     let prog = argv

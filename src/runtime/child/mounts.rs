@@ -45,7 +45,7 @@ pub enum DevNodes<'a> {
 }
 
 /// Bind `src` onto `rel` inside the root (a directory, or a file when `dir` is false).
-fn bind_host(root: &Root, rel: &str, src: &HostBind, dir: bool) -> Result<()> {
+pub(super) fn bind_host(root: &Root, rel: &str, src: &HostBind, dir: bool) -> Result<()> {
     let (fd, t) = target(root, rel, dir)?;
     let shown = root.display(rel.as_bytes());
     match src {
@@ -265,12 +265,14 @@ fn dirname(h: &crate::cgroup::Hierarchy) -> Option<String> {
 
 /// /dev as a tmpfs with the standard nodes, a private devpts, /dev/shm, /dev/mqueue and
 /// /dev/console bound to the monitor's pty. `tty_gid`: devpts' group for new ptys (the
-/// container's tty group, 5, where it is mapped).
+/// container's tty group, 5, where it is mapped); `ttys`: how many of its ptys the
+/// container's ttys take, on top of the `PTY_MAX` it may open (as LXC counts).
 pub(super) fn mount_dev(
     root: &Root,
     console: &HostBind,
     nodes: DevNodes<'_>,
     tty_gid: Option<u32>,
+    ttys: u32,
 ) -> Result<()> {
     mnt(
         Some("tmpfs"),
@@ -305,8 +307,9 @@ pub(super) fn mount_dev(
         Some("devpts"),
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
         Some(&format!(
-            "newinstance,ptmxmode=0666,mode=0620{},max={PTY_MAX}",
-            tty_gid.map(|g| format!(",gid={g}")).unwrap_or_default()
+            "newinstance,ptmxmode=0666,mode=0620{},max={}",
+            tty_gid.map(|g| format!(",gid={g}")).unwrap_or_default(),
+            PTY_MAX + ttys
         )),
     )?;
     mnt(

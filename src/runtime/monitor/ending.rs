@@ -62,7 +62,7 @@ impl Monitor {
         }
         let _ = std::fs::remove_file(self.dir.join("init.pid"));
         let _ = std::fs::remove_file(self.dir.join("boot_id"));
-        self.consoles.clear();
+        self.drop_terms();
     }
 
     /// The end: nothing of the container is left when the stop waiters hear so.

@@ -2,8 +2,6 @@
 //! the console pty, the veths and the command socket; it clones init, loops on signals,
 //! console and socket, and cleans up everything when init exits.
 
-use std::collections::VecDeque;
-use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
@@ -15,7 +13,7 @@ use nix::sys::signal::Signal;
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::Pid;
 
-use super::boot::{child_exec, child_failure, child_reached, random_uuid, BootGuard};
+use super::boot::{child_exec, child_failure, child_reached, child_ttys, random_uuid, BootGuard};
 use super::child::{self, ChildSpec, HostBind};
 use super::initsys::{Chosen, Family, InitInfo, View};
 use super::StartPlan;
@@ -24,24 +22,13 @@ use crate::ipc::{Stage, ToChild};
 
 mod commands;
 mod ending;
+mod terms;
 mod userns;
 use crate::cgroup::{Cgroup, Layout};
 use crate::config::ContainerConfig;
 use crate::error::{Error, IoContext, Result};
 use crate::net::link as net;
-
-const RING: usize = 128 * 1024;
-
-/// Output kept for consoles that attach later.
-struct Ring(VecDeque<u8>);
-
-impl Ring {
-    fn push(&mut self, data: &[u8]) {
-        self.0.extend(data);
-        let excess = self.0.len().saturating_sub(RING);
-        self.0.drain(..excess);
-    }
-}
+use terms::Term;
 
 struct Stopping {
     signal: i32,
@@ -62,9 +49,6 @@ struct Running {
     init: Pid,
     cgroup: Cgroup,
     veths: Vec<String>,
-    pty_master: OwnedFd,
-    /// Kept open so reads on the master do not fail with EIO when nobody has it open.
-    _pty_slave: OwnedFd,
 }
 
 pub struct Monitor {
@@ -82,8 +66,8 @@ pub struct Monitor {
     cgroup_view: Chosen,
     listener: UnixListener,
     signals: SignalFd,
-    ring: Ring,
-    consoles: Vec<UnixStream>,
+    /// The console (0) and the ttys (1..N).
+    terms: Vec<Term>,
     stopping: Option<Stopping>,
     reboot_requested: bool,
     init_asked_reboot: bool,
@@ -160,8 +144,7 @@ impl Monitor {
             cgroup_view: plan.cgroup_view.clone(),
             listener,
             signals,
-            ring: Ring(VecDeque::new()),
-            consoles: Vec::new(),
+            terms: vec![Term::console()],
             stopping: None,
             reboot_requested: false,
             init_asked_reboot: false,
@@ -233,6 +216,7 @@ impl Monitor {
             init: super::init_command(&self.cfg),
             env: self.init_env(),
             console: console_bind,
+            ttys: self.cfg.ttys(),
             cgroups: self.layout.clone(),
             unified: self.cgroup_view.view == View::Unified,
             mounts: self.cfg.mounts.clone(),
@@ -286,6 +270,7 @@ impl Monitor {
         if let Some(ids) = &ids {
             self.give_ids(&ours, pid, ids)?;
         }
+        let ttys = child_ttys(&ours, pid, limits, self.cfg.ttys())?;
         let told = crate::ipc::send_packet(
             ours.as_fd(),
             &ToChild::Reached {
@@ -301,12 +286,11 @@ impl Monitor {
         child_exec(&ours, pid, limits)?;
         let _ = std::fs::write(self.dir.join("init.pid"), format!("{pid}\n"));
         let (cgroup, veths) = guard.disarm();
+        self.set_terms((pty.master, pty.slave), ttys);
         self.run = Some(Running {
             init: pid,
             cgroup,
             veths,
-            pty_master: pty.master,
-            _pty_slave: pty.slave,
         });
         Ok(())
     }
@@ -342,21 +326,16 @@ impl Monitor {
     /// The event loop, until init is gone (and not rebooting).
     fn serve(&mut self) {
         loop {
-            let Some(master) = self.run.as_ref().map(|r| r.pty_master.try_clone()) else {
+            if self.run.is_none() {
                 return;
-            };
-            let Ok(master) = master else { return };
+            }
             let timeout = self.poll_timeout();
+            let set = self.poll_set();
             let mut fds = vec![
                 PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
                 PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
-                PollFd::new(master.as_fd(), PollFlags::POLLIN),
             ];
-            let consoles: Vec<_> = self.consoles.iter().map(|c| c.try_clone()).collect();
-            let consoles: Vec<UnixStream> = consoles.into_iter().flatten().collect();
-            for c in &consoles {
-                fds.push(PollFd::new(c.as_fd(), PollFlags::POLLIN));
-            }
+            fds.extend(set.poll_fds());
             if nix::poll::poll(&mut fds, timeout).is_err() {
                 continue;
             }
@@ -371,13 +350,8 @@ impl Monitor {
                 self.trim_at = None;
                 crate::sys::trim_file_mappings();
             }
-            if ready[2] {
-                self.pump_console(&master);
-            }
-            for (i, c) in consoles.iter().enumerate() {
-                if ready[3 + i] {
-                    self.console_input(c, &master);
-                }
+            for (src, _) in set.sources().iter().zip(&ready[2..]).filter(|(_, r)| **r) {
+                self.on_ready(*src);
             }
             if ready[1] {
                 if let Ok((s, _)) = self.listener.accept() {
@@ -418,41 +392,6 @@ impl Monitor {
             .as_millis()
             .min(60_000) as u16;
         PollTimeout::from(ms.max(1))
-    }
-
-    /// Console output: into the ring, out to every attached console.
-    fn pump_console(&mut self, master: &OwnedFd) {
-        let mut buf = [0u8; 16 * 1024];
-        loop {
-            match nix::unistd::read(master, &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    self.ring.push(&buf[..n]);
-                    self.consoles.retain_mut(|c| match c.write(&buf[..n]) {
-                        Ok(_) => true,
-                        Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
-                    });
-                }
-            }
-        }
-    }
-
-    /// Keystrokes from an attached console go to the pty; EOF detaches it.
-    fn console_input(&mut self, c: &UnixStream, master: &OwnedFd) {
-        let mut buf = [0u8; 4096];
-        match (&*c).read(&mut buf) {
-            Ok(n) if n > 0 => {
-                let _ = nix::unistd::write(master, &buf[..n]);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            _ => {
-                let fd = c.as_raw_fd();
-                self.consoles.retain(|x| {
-                    // Same socket (the poll list holds clones with other numbers).
-                    !same_socket(x, fd)
-                });
-            }
-        }
     }
 
     /// The signal init understands for `what` (halt or reboot).
@@ -534,16 +473,6 @@ impl Monitor {
             st.next_resend = now + Duration::from_millis(500);
         }
     }
-}
-
-fn same_socket(a: &UnixStream, fd: i32) -> bool {
-    let Ok(ma) = nix::sys::stat::fstat(a.as_fd()) else {
-        return false;
-    };
-    let Ok(mb) = nix::sys::stat::fstat(crate::sys::borrow_fd(fd)) else {
-        return false;
-    };
-    ma.st_ino == mb.st_ino && ma.st_dev == mb.st_dev
 }
 
 fn send_raw(pid: Pid, sig: i32) {
