@@ -188,3 +188,30 @@ fn debian_logs_in_on_tty1_through_systemd_container_getty() {
     drop(t);
     rt.halt_systemd();
 }
+
+#[test]
+fn a_foreground_start_whose_init_fails_exits_non_zero_with_its_last_lines() {
+    let rt = Rt::new(
+        "initfails",
+        "[init]\ncmd = [\"/bin/sh\", \"-c\", \"echo init-is-broken; sleep 1; exit 3\"]\n\n\
+         [[network]]\ntype = \"empty\"\n",
+    );
+    let out = rt.run(&["start"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let e = stderr(&out);
+    assert!(
+        e.contains("exited with status 3")
+            && e.contains("last console lines")
+            && e.contains("init-is-broken"),
+        "{e}"
+    );
+    rt.assert_clean();
+    // A clean end (init exits 0 of its own) is no failure.
+    let rt = Rt::new(
+        "initdone",
+        "[init]\ncmd = [\"/bin/sh\", \"-c\", \"sleep 1\"]\n\n[[network]]\ntype = \"empty\"\n",
+    );
+    let out = rt.run(&["start"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    rt.assert_clean();
+}

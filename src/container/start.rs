@@ -6,11 +6,12 @@ use crate::config::{ContainerConfig, Ipv4Assigned, Ipv4Mode, NetKind, SystemConf
 use crate::error::{Error, Result};
 use crate::net::bridge::Managed;
 use crate::runtime::initsys::{self, Chosen, InitInfo};
+pub use crate::runtime::RunEnd;
 use crate::runtime::StartPlan;
 
 impl Container {
-    /// Boot the container; init's pid once it runs.
-    pub fn start(&self, sys: &SystemConfig) -> Result<i32> {
+    /// Boot the container; init's pid once it runs, and where to hear how the run ends.
+    pub fn start(&self, sys: &SystemConfig) -> Result<(i32, RunEnd)> {
         self.must_exist()?;
         // One start at a time, and no create or destroy meanwhile: the loser of two
         // starts hears that the container is being started, and touches nothing.
@@ -38,11 +39,11 @@ impl Container {
             apparmor: crate::apparmor::ensure_loaded()?,
             after_stop,
         };
-        let pid = crate::runtime::start(&plan)?;
+        let started = crate::runtime::start(&plan)?;
         if let Some(p) = published {
             p.keep();
         }
-        Ok(pid)
+        Ok(started)
     }
 
     /// Everything that can be checked before anything is created; what init the rootfs

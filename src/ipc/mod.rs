@@ -104,8 +104,18 @@ pub enum Response {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Status {
-    Started { pid: i32 },
-    Failed { reason: String },
+    Started {
+        pid: i32,
+    },
+    Failed {
+        reason: String,
+    },
+    /// A monitor's last word on the status pipe, when its run is over: `failure` says
+    /// how init ended when it was not halted or rebooted cleanly (a foreground
+    /// rlxc-start reports it and exits non-zero).
+    Ended {
+        failure: Option<String>,
+    },
 }
 
 /// The container's first process and its monitor meet at these points of the start.

@@ -53,6 +53,9 @@ fn every_message_round_trips_on_one_line() {
         round_trip(r);
     }
     round_trip(Status::Started { pid: 7 });
+    round_trip(Status::Ended {
+        failure: Some("init exited with status 1".into()),
+    });
     round_trip(Status::Failed {
         reason: "no\nway".into(),
     });

@@ -141,6 +141,7 @@ pub fn start(o: &Options, f: &Files) -> Result<()> {
             return Ok(());
         }
         Ok(Status::Failed { reason }) => reason,
+        Ok(Status::Ended { .. }) => "the supervisor ended at once".to_string(),
         Err(e) => format!("the supervisor ended without a status ({e})"),
     };
     let _ = child.wait();

@@ -49,10 +49,28 @@ pub fn init_command(cfg: &ContainerConfig) -> Vec<String> {
     }
 }
 
+/// Where a started run's end is heard: the monitor's status pipe, on which its last
+/// message says how init ended.
+pub struct RunEnd(std::io::BufReader<std::fs::File>);
+
+impl RunEnd {
+    /// Wait for the run to end: None when init halted or rebooted cleanly (or was
+    /// stopped), else what went wrong. A monitor that died without a word is reported.
+    pub fn wait(mut self) -> Option<String> {
+        match crate::ipc::read_msg::<Status>(&mut self.0) {
+            Ok(Status::Ended { failure }) => failure,
+            Ok(other) => Some(format!("its monitor said {other:?} at the end")),
+            Err(e) => Some(format!(
+                "its monitor ended without saying how init did ({e})"
+            )),
+        }
+    }
+}
+
 /// Start the monitor for `plan` and wait until init runs (its pid) or the start failed
 /// (the real reason, from the monitor). The caller holds the container's lock and
 /// found no monitor before, so what is left in the run directory is this start's.
-pub fn start(plan: &StartPlan) -> Result<i32> {
+pub fn start(plan: &StartPlan) -> Result<(i32, RunEnd)> {
     let dir = &plan.run_dir;
     // RUNPATH itself stays searchable (the bridge's unprivileged dnsmasq reads below it);
     // each container's directory is private.
@@ -66,14 +84,14 @@ pub fn start(plan: &StartPlan) -> Result<i32> {
         .open(&log)
         .ctx("open", &log)?;
     let (monitor, status) = spawn_monitor(plan, logf)?;
-    let status: std::result::Result<Status, _> =
-        crate::ipc::read_msg(&mut std::io::BufReader::new(status));
-    let why = match status {
+    let mut status = std::io::BufReader::new(status);
+    let why = match crate::ipc::read_msg(&mut status) {
         Ok(Status::Started { pid }) => {
             // The monitor lives on (it setsid()s); init reaps it when this process is gone.
-            return Ok(pid);
+            return Ok((pid, RunEnd(status)));
         }
         Ok(Status::Failed { reason }) => reason,
+        Ok(Status::Ended { failure }) => failure.unwrap_or_else(|| "init ended at once".into()),
         Err(e) => {
             let _ = nix::sys::wait::waitpid(monitor, None);
             let tail = std::fs::read_to_string(&log).unwrap_or_default();

@@ -30,11 +30,19 @@ impl Monitor {
         let mut gone = false;
         loop {
             match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(p, _)) if p == init => gone = true,
+                Ok(WaitStatus::Exited(p, code)) if p == init => {
+                    if code != 0 {
+                        self.note_failure(&format!("exited with status {code}"));
+                    }
+                    gone = true;
+                }
                 Ok(WaitStatus::Signaled(p, sig, _)) if p == init => {
                     // In a PID namespace, init's reboot(2) ends it with SIGHUP (restart)
                     // or SIGINT (halt).
                     self.init_asked_reboot = sig == Signal::SIGHUP;
+                    if !matches!(sig, Signal::SIGHUP | Signal::SIGINT) {
+                        self.note_failure(&format!("was killed by {sig}"));
+                    }
                     gone = true;
                 }
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
@@ -42,6 +50,30 @@ impl Monitor {
             }
         }
         gone
+    }
+
+    /// init ended (`how`) without a halt or reboot of its own: unless a stop asked for
+    /// it, that is the run's failure, with what init last said on the console.
+    fn note_failure(&mut self, how: &str) {
+        if self.stopping.is_some() || self.reboot_requested {
+            return;
+        }
+        let ran = self.booted_at.elapsed().as_secs_f64();
+        let mut msg = format!(
+            "its init ({}) {how} after {ran:.1} s, without being asked to stop",
+            self.init.describe()
+        );
+        let tail = self.console_tail(12);
+        if tail.is_empty() {
+            msg += " (it wrote nothing on the console)";
+        } else {
+            msg += "; its last console lines:";
+            for l in tail {
+                msg += &format!("\n    {l}");
+            }
+        }
+        eprintln!("{}: {msg}", self.name);
+        self.failure = Some(msg);
     }
 
     /// Everything of the run, in reverse order of creation.
@@ -101,6 +133,11 @@ impl Monitor {
         }
         for w in waiters {
             let _ = crate::ipc::write_msg(&w, &answer);
+        }
+        // rlxc-start in the foreground waits for this; anyone else has closed the pipe.
+        if let Some(r) = self.report.take() {
+            let failure = self.failure.take();
+            let _ = crate::ipc::write_msg(r, &crate::ipc::Status::Ended { failure });
         }
         self.finish_removals();
     }

@@ -80,6 +80,12 @@ pub struct Monitor {
     apparmor: Option<String>,
     /// Run at the end (see `StartPlan::after_stop`).
     after_stop: Vec<std::ffi::OsString>,
+    /// The status pipe to rlxc-start, for the last word: how the run ended.
+    report: Option<std::fs::File>,
+    /// How init ended when nobody asked it to: what the last word says.
+    failure: Option<String>,
+    /// When the current boot began (for how long init ran).
+    booted_at: Instant,
 }
 
 /// Idle time after activity before the monitor trims its resident code again.
@@ -99,7 +105,13 @@ pub fn main(plan: &StartPlan) -> i32 {
     };
     let pid = m.run.as_ref().map_or(0, |r| r.init.as_raw());
     report_status(&crate::ipc::Status::Started { pid });
-    // Stdout was the status pipe; nothing else goes there.
+    // Stdout was the status pipe: kept (close-on-exec, so no child inherits it) for the
+    // last word, and nothing else goes there.
+    m.report = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .ok()
+        .map(std::fs::File::from);
     if let Ok(null) = std::fs::File::options().write(true).open("/dev/null") {
         let _ = crate::sys::dup_onto(null.as_fd(), 1);
     }
@@ -153,6 +165,9 @@ impl Monitor {
             apparmor: plan.apparmor.clone(),
             removing: Vec::new(),
             after_stop: plan.after_stop.clone(),
+            report: None,
+            failure: None,
+            booted_at: Instant::now(),
         })
     }
 
@@ -160,6 +175,8 @@ impl Monitor {
     fn boot(&mut self) -> Result<()> {
         // A reboot: the last run's veth deletes must be done before this process forks.
         self.finish_removals();
+        self.booted_at = Instant::now();
+        self.failure = None;
         let ids = userns::Ids::of(&self.cfg)?;
         let cgroup = Cgroup::new(self.layout.clone(), &self.key);
         if cgroup.exists() {
@@ -369,6 +386,8 @@ impl Monitor {
                 self.init_asked_reboot = false;
                 if let Err(e) = self.boot() {
                     eprintln!("{}: reboot failed: {e}", self.name);
+                    self.failure =
+                        Some(format!("the reboot failed: {}", crate::error::flatten(&e)));
                     return;
                 }
             }

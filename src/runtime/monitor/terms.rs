@@ -121,6 +121,18 @@ impl Monitor {
         c.clients.clear();
     }
 
+    /// The last `n` lines the console showed, as text (control sequences dropped).
+    pub(super) fn console_tail(&self, n: usize) -> Vec<String> {
+        let bytes: Vec<u8> = self.terms[0].ring.data.iter().copied().collect();
+        let text = String::from_utf8_lossy(&bytes);
+        let lines: Vec<String> = text
+            .split(['\n', '\r'])
+            .map(plain)
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        lines[lines.len().saturating_sub(n)..].to_vec()
+    }
+
     pub(super) fn poll_set(&self) -> PollSet {
         let mut set = PollSet {
             fds: Vec::new(),
@@ -219,5 +231,41 @@ impl Monitor {
             let _ = crate::sys::set_winsize(m.as_fd(), rows, cols);
         }
         let _ = ipc::write_msg(s, &Response::Ok);
+    }
+}
+
+/// `line` without terminal control sequences (ESC [ ... letter) and control characters.
+fn plain(line: &str) -> String {
+    let mut out = String::new();
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                // Parameters, then the final letter.
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+        } else if !c.is_control() {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain;
+
+    #[test]
+    fn control_sequences_are_dropped_from_console_lines() {
+        assert_eq!(
+            plain("\x1b[0;1;31mFAILED\x1b[0m to start\x07"),
+            "FAILED to start"
+        );
+        assert_eq!(plain("plain"), "plain");
     }
 }
