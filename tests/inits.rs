@@ -72,30 +72,6 @@ fn busybox_gets_the_hybrid_view_on_a_hybrid_host_and_says_so() {
 }
 
 #[test]
-fn a_layout_the_host_cannot_give_is_refused_before_anything_is_made() {
-    let pure = read("/proc/self/mountinfo")
-        .lines()
-        .all(|l| !l.contains(" - cgroup cgroup "));
-    if !pure {
-        // On a hybrid host both views exist: the refusal is for a pure cgroup2 host
-        // (tests/vm/guest.sh runs this there).
-        return;
-    }
-    let rt = Rt::new(
-        "nohybrid",
-        "cgroup_layout = \"hybrid\"\n\n[[network]]\ntype = \"empty\"\n",
-    );
-    let out = rt.run(&["start", "-d"]);
-    assert!(!out.status.success());
-    let e = stderr(&out);
-    assert!(
-        e.contains("only cgroup2") && e.contains("unified_cgroup_hierarchy=0"),
-        "{e}"
-    );
-    rt.assert_clean();
-}
-
-#[test]
 fn a_stop_that_had_to_kill_says_so() {
     // busybox init has no handler for SIGWINCH: PID 1 ignores it.
     let rt = Rt::new(
@@ -213,5 +189,150 @@ fn a_foreground_start_whose_init_fails_exits_non_zero_with_its_last_lines() {
     );
     let out = rt.run(&["start"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    rt.assert_clean();
+}
+
+// ---------------------------------------------------------------------------------------
+// The init fixtures (tests/fixtures/build-mirror.sh builds them when the Debian archive
+// answers; a test whose image is missing says NOT RUN and passes nothing off as tested).
+
+/// A container of fixture image DIST RELEASE VARIANT, or None (NOT RUN printed) when the
+/// mirror does not have it.
+fn fixture_rt(release: &str, variant: &str, tag: &str) -> Option<Rt> {
+    let index = read(fixture_mirror().join("meta/1.0/index-system"));
+    let want = format!("debian;{release};{};{variant};", host_arch());
+    if !index.lines().any(|l| l.starts_with(&want)) {
+        println!("NOT RUN: the fixture image debian {release} {variant} is missing (build-mirror.sh could not build it)");
+        return None;
+    }
+    let server = HttpServer::start(&fixture_mirror());
+    let env = Env::new(&server.url());
+    let name = unique(tag);
+    let defaults = env.dir.path().join(format!("{name}.defaults.toml"));
+    std::fs::write(&defaults, "[[network]]\ntype = \"empty\"\n").unwrap();
+    env.ok(&[
+        "create",
+        "-q",
+        "-n",
+        &name,
+        "-t",
+        "download",
+        "-d",
+        "debian",
+        "-r",
+        release,
+        "--variant",
+        variant,
+        "-f",
+        defaults.to_str().unwrap(),
+    ]);
+    Some(Rt { env, server, name })
+}
+
+fn boot_id(rt: &Rt) -> String {
+    stdout(&rt.attach(&["cat", "/proc/sys/kernel/random/boot_id"]))
+        .trim()
+        .to_string()
+}
+
+/// `-r`: init comes back as another process, in another boot.
+fn reboots(rt: &Rt, ready: impl Fn(&Rt)) {
+    let before = boot_id(rt);
+    let (first, second) = rt.reboot();
+    assert_ne!(first, second);
+    ready(rt);
+    assert_ne!(boot_id(rt), before, "a reboot is a new boot");
+}
+
+/// A root login on tty1, then detach.
+fn tty1_login(rt: &Rt) {
+    let t = rt.tmux(&format!("console -n {} -t 1", rt.name));
+    t.keys(&["Enter"]);
+    log_in_on(rt, &t);
+    t.keys(&["C-a", "q"]);
+    t.wait_for("EXIT=0");
+}
+
+fn systemd_release_boots_everywhere(release: &str, needs_unified: bool) {
+    let Some(rt) = fixture_rt(release, "default", release) else {
+        return;
+    };
+    rt.ok(&["start", "-d"]);
+    rt.assert_system_running();
+    let info = rt.info();
+    let pure = read("/proc/self/mountinfo")
+        .lines()
+        .all(|l| !l.contains(" - cgroup cgroup "));
+    if needs_unified || pure {
+        let layout = info.lines().find(|l| l.starts_with("Cgroup layout:"));
+        assert!(layout.is_some_and(|l| l.contains("unified (")), "{info}");
+        assert_eq!(cgroup_fs_inside(&rt), "cgroup2fs");
+    }
+    rt.console_login_sees_running();
+    tty1_login(&rt);
+    reboots(&rt, |rt| rt.assert_system_running());
+    rt.halt_systemd();
+}
+
+#[test]
+fn trixie_boots_logs_in_reboots_and_halts() {
+    systemd_release_boots_everywhere("trixie", false);
+}
+
+#[test]
+fn sid_with_systemd_258_or_newer_boots_unified_on_this_host() {
+    systemd_release_boots_everywhere("sid", true);
+}
+
+/// sysvinit reached runlevel 2.
+fn wait_runlevel_2(rt: &Rt) {
+    let t0 = std::time::Instant::now();
+    loop {
+        let out = stdout(&rt.attach(&["/sbin/runlevel"]));
+        if out.trim().ends_with(" 2") {
+            return;
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(60),
+            "no runlevel 2: {out}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn sysvinit_with_the_stock_inittab_runs_gettys_on_ttys_and_says_why_halt_needed_a_kill() {
+    let Some(rt) = fixture_rt("bookworm", "sysvinit", "sysv") else {
+        return;
+    };
+    rt.ok(&["start", "-d"]);
+    wait_runlevel_2(&rt);
+    assert!(rt.info().contains("sysvinit"), "{}", rt.info());
+    tty1_login(&rt);
+    reboots(&rt, wait_runlevel_2);
+    // No powerfail entry: SIGPWR does nothing, and the stop says so.
+    let out = rt.run(&["stop", "-t", "3"]);
+    let e = stderr(&out);
+    assert!(e.contains("Killed") && e.contains("powerfail"), "{e}");
+    rt.assert_clean();
+}
+
+#[test]
+fn sysvinit_with_a_powerfail_entry_halts_cleanly_and_logs_in_on_the_console() {
+    let Some(rt) = fixture_rt("bookworm", "sysvinit-powerfail", "sysvpf") else {
+        return;
+    };
+    rt.ok(&["start", "-d"]);
+    wait_runlevel_2(&rt);
+    let t = rt.tmux(&format!("console -n {}", rt.name));
+    rt.log_in(&t);
+    t.keys(&["C-a", "q"]);
+    t.wait_for("EXIT=0");
+    drop(t);
+    tty1_login(&rt);
+    reboots(&rt, wait_runlevel_2);
+    let out = rt.run(&["stop", "-t", "60"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("Killed"), "{}", stderr(&out));
     rt.assert_clean();
 }
