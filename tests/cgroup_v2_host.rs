@@ -74,6 +74,7 @@ fn pure_cgroup_v2_host() {
         "RLXC-V2 ok unprivileged busybox maps its ids",
         "RLXC-V2 ok nothing left of ubb",
         "RLXC-V2 ok a hybrid cgroup_layout is refused on a pure cgroup2 host",
+        "RLXC-V2 ok nothing left of bbh",
         "RLXC-V2 DONE",
     ] {
         assert!(lines.contains(&want), "missing {want:?} in:\n{stdout}");

@@ -336,3 +336,27 @@ fn sysvinit_with_a_powerfail_entry_halts_cleanly_and_logs_in_on_the_console() {
     assert!(!stderr(&out).contains("Killed"), "{}", stderr(&out));
     rt.assert_clean();
 }
+
+#[test]
+fn a_foreground_start_stays_on_the_console_across_a_reboot_from_inside() {
+    let rt = Rt::new("fgreboot", "");
+    let t = rt.tmux(&format!("start -n {}", rt.name));
+    rt.log_in(&t);
+    let first = rt.init_pid().unwrap();
+    t.keys(&["clear; reboot", "Enter"]);
+    let t0 = std::time::Instant::now();
+    while rt.init_pid().is_none_or(|p| p == first) {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(20),
+            "no reboot"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Still attached: the new boot's getty answers on the same terminal.
+    t.keys(&["Enter"]);
+    t.wait_for(&format!("{} login:", rt.name));
+    assert!(!t.screen().contains("EXIT="), "{}", t.screen());
+    rt.ok(&["stop", "-t", "20"]);
+    t.wait_for("EXIT=0");
+    rt.assert_clean();
+}

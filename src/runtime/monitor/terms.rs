@@ -111,14 +111,15 @@ impl Monitor {
         }
     }
 
-    /// At the end of a run: every pty closed, every client let go (the console's output
-    /// stays for the next boot).
+    /// At the end of a run: every pty closed, the ttys' clients let go. The console's
+    /// clients and output stay: a reboot goes on on the same console (an rlxc-start in
+    /// the foreground stays attached, as lxc-start does), and at the monitor's end its
+    /// exit closes them.
     pub(super) fn drop_terms(&mut self) {
         self.terms.truncate(1);
         let c = &mut self.terms[0];
         c.master = None;
         c._slave = None;
-        c.clients.clear();
     }
 
     /// The last `n` lines the console showed, as text (control sequences dropped).
