@@ -28,7 +28,8 @@ pub use file::{parse_toml, read_text, write_atomic, MAX_CONFIG_SIZE};
 pub use size::format_size;
 pub use time::format_utc;
 pub use types::{
-    ByteSize, HwaddrTemplate, Ipv4Assigned, Ipv4Gateway, Ipv4Mode, MacvlanMode, NetKind, Signal,
+    ByteSize, CgroupLayout, HwaddrTemplate, Ipv4Assigned, Ipv4Gateway, Ipv4Mode, MacvlanMode,
+    NetKind, Signal,
 };
 
 pub mod validate;
@@ -256,6 +257,13 @@ pub struct ContainerConfig {
     pub init: Init,
     #[serde(default, skip_serializing_if = "Signals::is_default")]
     pub signals: Signals,
+    /// The cgroup tree init sees (LXC has no such key: it picks from the host alone).
+    #[serde(default, skip_serializing_if = "is_default_layout")]
+    pub cgroup_layout: CgroupLayout,
+    /// `/dev/tty1..N`, each a pty the monitor holds (`rlxc-console -t N`); LXC's
+    /// `lxc.tty.max`. Unset: `DEFAULT_TTY_MAX` (see `ttys`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tty_max: Option<u32>,
     #[serde(default, skip_serializing_if = "Limits::is_default")]
     pub limits: Limits,
     #[serde(default, skip_serializing_if = "Autostart::is_default")]
@@ -373,6 +381,15 @@ pub struct MountEntry {
     pub options: Option<String>,
 }
 
+/// As LXC's `lxc.tty.max` in its Debian and Ubuntu templates.
+pub const DEFAULT_TTY_MAX: u32 = 4;
+/// The most `tty_max` may be: each is a pty and a descriptor passed at every start.
+pub const TTY_MAX_LIMIT: u32 = 12;
+
+fn is_default_layout(l: &CgroupLayout) -> bool {
+    *l == CgroupLayout::Auto
+}
+
 impl Init {
     fn is_default(&self) -> bool {
         self == &Self::default()
@@ -390,6 +407,11 @@ impl Autostart {
 }
 
 impl ContainerConfig {
+    /// How many `/dev/ttyN` the container gets.
+    pub fn ttys(&self) -> u32 {
+        self.tty_max.unwrap_or(DEFAULT_TTY_MAX)
+    }
+
     /// The host name a container of this name with this config has: its `hostname`,
     /// else one made of its name.
     pub fn host_name(&self, name: &str) -> String {
@@ -433,6 +455,11 @@ impl ContainerConfig {
         }
         if let Err(why) = self.limits.check() {
             return err(why);
+        }
+        if let Some(n) = self.tty_max.filter(|n| *n > TTY_MAX_LIMIT) {
+            return err(format!(
+                "tty_max = {n}: at most {TTY_MAX_LIMIT} (0 for no /dev/ttyN)"
+            ));
         }
         for (i, m) in self.mounts.iter().enumerate() {
             if m.target.split('/').any(|c| c == "..") {

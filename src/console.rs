@@ -74,34 +74,44 @@ impl Drop for RawMode<'_> {
     }
 }
 
-fn send_winsize(dir: &Path, tty: BorrowedFd<'_>) {
+fn send_winsize(dir: &Path, term: u32, tty: BorrowedFd<'_>) {
     if let Some((rows, cols)) = crate::sys::get_winsize(tty) {
         let _ = client::request(
             dir,
-            &Request::Winsize { rows, cols },
+            &Request::Winsize {
+                rows,
+                cols,
+                tty: term,
+            },
             Some(std::time::Duration::from_secs(2)),
         );
     }
 }
 
-pub fn attach(dir: &Path, name: &str, quiet: bool) -> Result<Ended> {
+/// Attach to terminal `term`: 0 the console, N /dev/ttyN.
+pub fn attach(dir: &Path, name: &str, quiet: bool, term: u32) -> Result<Ended> {
     let mut sock =
         client::connect(dir).map_err(|_| Error::Other(format!("{name} is not running")))?;
-    client::send(&sock, dir, &Request::Console)?;
+    client::send(&sock, dir, &Request::Console { tty: term })?;
     // What follows the answer is console output.
     match client::console_answer(&sock, dir)? {
         Response::Ok => {}
+        Response::Error { message } => return Err(Error::Other(message)),
         other => {
             return Err(Error::Other(format!(
                 "{name}: the monitor refused the console: {other:?}"
             )))
         }
     }
+    let what = match term {
+        0 => "console".to_string(),
+        n => format!("tty{n}"),
+    };
     let stdin = std::io::stdin();
     let tty = stdin.as_fd();
     let is_tty = termios::tcgetattr(tty).is_ok();
     if !quiet {
-        eprint!("Connected to {name}'s console. Type Ctrl-a q to detach.\r\n");
+        eprint!("Connected to {name}'s {what}. Type Ctrl-a q to detach.\r\n");
     }
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGWINCH);
@@ -110,7 +120,7 @@ pub fn attach(dir: &Path, name: &str, quiet: bool) -> Result<Ended> {
         .map_err(|e| Error::io("watch", "the window size", e.into()))?;
     let _raw = if is_tty { RawMode::enter(tty) } else { None };
     if is_tty {
-        send_winsize(dir, tty);
+        send_winsize(dir, term, tty);
     }
     let mut out = std::io::stdout();
     let mut escape = EscapeFilter::default();
@@ -146,7 +156,7 @@ pub fn attach(dir: &Path, name: &str, quiet: bool) -> Result<Ended> {
         }
         if ready[1] {
             while winch.read_signal().ok().flatten().is_some() {}
-            send_winsize(dir, tty);
+            send_winsize(dir, term, tty);
         }
         if stdin_open && ready.get(2).copied().unwrap_or(false) {
             let n = match nix::unistd::read(tty, &mut buf) {

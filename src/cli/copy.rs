@@ -96,7 +96,7 @@ pub fn run(a: Args) -> Result<i32> {
 fn start_ephemeral(sys: &crate::config::SystemConfig, name: &str, quiet: bool) -> Result<i32> {
     let c = Container::new(sys, name)?;
     match c.start(sys) {
-        Ok(pid) => {
+        Ok((pid, _)) => {
             if !quiet {
                 eprintln!(
                     "Started ephemeral {name} (init pid {pid}); it is destroyed when it stops.\n  \

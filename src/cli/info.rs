@@ -89,6 +89,13 @@ pub fn run(a: Args) -> Result<i32> {
         row("Image server", &i.server);
     }
     row("Privileged", &privileged(cfg.idmap.as_ref()));
+    if !state.is_running() {
+        // Running, the monitor says what this run chose (in `live`).
+        row(
+            "Cgroup layout",
+            &format!("{} (chosen at each start)", cfg.cgroup_layout),
+        );
+    }
     row("Backing store", &c.backing(&cfg).describe(&c.dir()));
     storage(&c, cfg.rootfs.backend != Backend::Dir, &row);
     row("Config", &c.config_path().display().to_string());
@@ -173,6 +180,15 @@ fn bare(c: &Container, pid: bool) -> Result<i32> {
 
 fn live(l: &crate::container::Live, row: &dyn Fn(&str, &str)) {
     row("PID", &l.pid.to_string());
+    if let Some(i) = &l.init {
+        row("Init", i);
+    }
+    if let Some(c) = &l.cgroup_layout {
+        row("Cgroup layout", c);
+    }
+    if let Some(n) = l.ttys {
+        row("TTYs", &n.to_string());
+    }
     for a in l.ipv4.iter().chain(&l.ipv6) {
         row("IP", a);
     }

@@ -74,8 +74,8 @@ enum Command {
     Start(start::Args),
     /// Halt, kill (-k) or reboot (-r) a container.
     Stop(stop::Args),
-    /// Attach to a running container's console.
-    Console(Named),
+    /// Attach to a running container's console (-t N: its /dev/ttyN).
+    Console(console::Args),
     /// Run a command inside a running container.
     Attach(attach::Args),
     /// Run a command as a stopped container's application under a small init; its exit status is ours.

@@ -23,21 +23,32 @@ pub struct Args {
 pub fn run(a: Args) -> Result<i32> {
     let sys = a.common.system()?;
     let c = Container::new(&sys, &a.name)?;
-    let pid = c.start(&sys)?;
+    let (pid, end) = c.start(&sys)?;
     if a.daemon {
         if !a.common.quiet {
             eprintln!("Started {} (init pid {pid})", c.name);
         }
         return Ok(0);
     }
-    match c.console_now(a.common.quiet)? {
-        Ended::Detached => {
-            eprintln!(
-                "\r\nDetached from {}; it keeps running (rlxc-console -n {} to come back).",
-                c.name, c.name
-            );
-        }
-        Ended::ContainerStopped => eprintln!("\r\n{} stopped.", c.name),
+    // An init that ended at once may be gone before the console connects: how the run
+    // ended says what happened either way.
+    let console = c.console_now(a.common.quiet);
+    if let Ok(Ended::Detached) = console {
+        eprintln!(
+            "\r\nDetached from {}; it keeps running (rlxc-console -n {} to come back).",
+            c.name, c.name
+        );
+        return Ok(0);
     }
-    Ok(0)
+    match end.wait() {
+        None => {
+            console?;
+            eprintln!("\r\n{} stopped.", c.name);
+            Ok(0)
+        }
+        Some(failure) => {
+            eprintln!("\r\n{}: {failure}", c.name);
+            Ok(1)
+        }
+    }
 }

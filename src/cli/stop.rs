@@ -47,6 +47,20 @@ pub fn run(a: Args) -> Result<i32> {
     };
     match c.stop(mode, !a.nowait)? {
         StopOutcome::Stopped => say(format!("Stopped {}", c.name)),
+        StopOutcome::KilledAfterTimeout {
+            signal,
+            waited_secs,
+            hint,
+        } => {
+            // Said even with -q: the halt was not clean.
+            eprintln!(
+                "Killed {}: its init did not halt within {waited_secs} s of {} (rlxc-stop -t \
+                 gives it longer){}",
+                c.name,
+                signal_name(signal),
+                hint.map(|h| format!("; {h}")).unwrap_or_default()
+            );
+        }
         StopOutcome::NotRunning => {
             say(format!("{} is not running", c.name));
             return Ok(2);
@@ -58,4 +72,15 @@ pub fn run(a: Args) -> Result<i32> {
         StopOutcome::Rebooting | StopOutcome::Requested => {}
     }
     Ok(0)
+}
+
+/// "SIGPWR", "SIGRTMIN+3", or the number.
+fn signal_name(sig: i32) -> String {
+    let rtmin = libc::SIGRTMIN();
+    if (rtmin..=libc::SIGRTMAX()).contains(&sig) {
+        return format!("SIGRTMIN+{}", sig - rtmin);
+    }
+    nix::sys::signal::Signal::try_from(sig)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("signal {sig}"))
 }

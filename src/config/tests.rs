@@ -123,15 +123,15 @@ fn bad_network_values_are_named() {
 }
 
 #[test]
-fn the_shipped_files_parse_and_one_line_makes_new_containers_unprivileged() {
+fn the_shipped_files_parse_and_make_new_containers_unprivileged() {
     let shipped = include_str!("../../config/rlxc.toml");
     let sys: SystemConfigFile = parse_toml(Path::new("config/rlxc.toml"), shipped).unwrap();
     assert_eq!(sys.idmap, SubidFiles::default());
     let c: ContainerConfig = parse_toml(Path::new("d"), BUILTIN_DEFAULTS).unwrap();
-    assert_eq!(c.idmap, None, "privileged until the runtime maps ids");
-    let flipped = BUILTIN_DEFAULTS.replace("\n#[idmap]\n", "\n[idmap]\n");
+    assert_eq!(c.idmap, Some(IdMap::default()), "unprivileged by default");
+    c.validate(Path::new("d")).unwrap();
+    let flipped = BUILTIN_DEFAULTS.replace("\n[idmap]\n", "\n#[idmap]\n");
     assert_ne!(flipped, BUILTIN_DEFAULTS);
     let c: ContainerConfig = parse_toml(Path::new("d"), &flipped).unwrap();
-    assert_eq!(c.idmap, Some(IdMap::default()));
-    c.validate(Path::new("d")).unwrap();
+    assert_eq!(c.idmap, None, "one line makes them privileged");
 }

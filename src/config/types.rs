@@ -291,6 +291,36 @@ impl fmt::Display for ByteSize {
 }
 string_conversions!(ByteSize);
 
+/// `cgroup_layout`: the cgroup tree a container's init sees at /sys/fs/cgroup.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupLayout {
+    /// Chosen at each start from the init in the rootfs and the host's layout.
+    #[default]
+    Auto,
+    /// Pure cgroup2: the container's own cgroup2 directory, mounted as cgroup2.
+    Unified,
+    /// The v1 hierarchies (limits read-only, `name=systemd` writable) and cgroup2 under
+    /// `unified/`: what systemd older than 230 needs.
+    Hybrid,
+}
+
+impl CgroupLayout {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CgroupLayout::Auto => "auto",
+            CgroupLayout::Unified => "unified",
+            CgroupLayout::Hybrid => "hybrid",
+        }
+    }
+}
+
+impl fmt::Display for CgroupLayout {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A signal for `signals.halt`/`reboot`/`stop`: the number, and the name as written,
 /// which is what gets saved (a number would tie the file to this libc's SIGRTMIN).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

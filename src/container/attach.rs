@@ -16,14 +16,15 @@ impl Container {
 
     /// This terminal on the container's console until Ctrl-a q or the container stops.
     /// Only a live monitor has the console; an orphan needs another way out.
-    pub fn console(&self, quiet: bool) -> Result<Ended> {
+    /// `tty` 0 is /dev/console, N /dev/ttyN.
+    pub fn console(&self, quiet: bool, tty: u32) -> Result<Ended> {
         self.must_exist()?;
         self.running_pid()?;
-        self.console_now(quiet)
+        crate::console::attach(&self.run_dir, &self.name, quiet, tty)
     }
 
     /// The console right after a start (the monitor was just heard from).
     pub fn console_now(&self, quiet: bool) -> Result<Ended> {
-        crate::console::attach(&self.run_dir, &self.name, quiet)
+        crate::console::attach(&self.run_dir, &self.name, quiet, 0)
     }
 }

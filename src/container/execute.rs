@@ -70,9 +70,9 @@ impl Container {
             // Relayed until the container stops (or Ctrl-a q leaves it running); a
             // Ctrl-C goes through the pty to the command.
             self.console_now(true)?;
-            return run.wait(None);
+            return run.wait_app(None);
         }
         // Signals sent to rlxc-execute are the command's (through its init).
-        run.wait(Some(pid))
+        run.wait_app(Some(pid))
     }
 }

@@ -30,6 +30,11 @@ pub struct Live {
     pub published: Vec<String>,
     /// lxcfs's views of /proc are in place (lxcfs ran on the host at its start).
     pub lxcfs: bool,
+    /// What its monitor says of this run: init ("systemd 262"), the cgroup view and
+    /// why ("unified (systemd 262 needs cgroup2 ...)"), the ttys. None: not known.
+    pub init: Option<String>,
+    pub cgroup_layout: Option<String>,
+    pub ttys: Option<u32>,
 }
 
 impl Container {
@@ -81,7 +86,23 @@ impl Container {
         };
         let (ipv4, ipv6) = crate::net::link::container_addresses(*pid);
         let cg = self.cgroup().ok();
+        let described = crate::ipc::client::request(
+            &self.run_dir,
+            &crate::ipc::Request::Describe,
+            Some(std::time::Duration::from_secs(5)),
+        );
+        let (init, cgroup_layout, ttys) = match described {
+            Ok(crate::ipc::Response::Described {
+                init,
+                cgroup_layout,
+                ttys,
+            }) => (Some(init), Some(cgroup_layout), Some(ttys)),
+            _ => (None, None, None),
+        };
         Some(Live {
+            init,
+            cgroup_layout,
+            ttys,
             pid: *pid,
             ipv4,
             ipv6,

@@ -5,21 +5,23 @@ use super::Container;
 use crate::config::{ContainerConfig, Ipv4Assigned, Ipv4Mode, NetKind, SystemConfig};
 use crate::error::{Error, Result};
 use crate::net::bridge::Managed;
+use crate::runtime::initsys::{self, Chosen, InitInfo};
+pub use crate::runtime::RunEnd;
 use crate::runtime::StartPlan;
 
 impl Container {
-    /// Boot the container; init's pid once it runs.
-    pub fn start(&self, sys: &SystemConfig) -> Result<i32> {
-        self.launch(sys, None).map(|(pid, _)| pid)
+    /// Boot the container; init's pid once it runs, and where to hear how the run ends.
+    pub fn start(&self, sys: &SystemConfig) -> Result<(i32, RunEnd)> {
+        self.launch(sys, None)
     }
 
     /// Start it with `app` (rlxc-execute's command in place of init, when given): init's
-    /// pid, and what tells how the command ended.
+    /// pid, and where to hear how the run (or the command) ended.
     pub(super) fn launch(
         &self,
         sys: &SystemConfig,
         app: Option<super::execute::AppLaunch>,
-    ) -> Result<(i32, crate::runtime::AppRun)> {
+    ) -> Result<(i32, RunEnd)> {
         self.must_exist()?;
         // One start at a time, and no create or destroy meanwhile: the loser of two
         // starts hears that the container is being started, and touches nothing.
@@ -30,7 +32,7 @@ impl Container {
             None => None,
         };
         self.refuse_if_running()?;
-        self.preflight(sys, &mut cfg)?;
+        let (init, cgroup_view) = self.preflight(sys, &mut cfg)?;
         let published = self.publish_ports(sys, &cfg)?;
         let after_stop = if cfg.ephemeral {
             self.destroy_command()?
@@ -45,20 +47,27 @@ impl Container {
             runpath: sys.runpath.clone(),
             root: self.backing(&cfg).root(&self.dir()),
             config: cfg,
+            init,
+            cgroup_view,
             network: sys.network.clone(),
             apparmor: crate::apparmor::ensure_loaded()?,
             after_stop,
             app,
         };
-        let run = crate::runtime::start(&plan)?;
+        let started = crate::runtime::start(&plan)?;
         if let Some(p) = published {
             p.keep();
         }
-        Ok(run)
+        Ok(started)
     }
 
-    /// Everything that can be checked before anything is created.
-    fn preflight(&self, sys: &SystemConfig, cfg: &mut ContainerConfig) -> Result<()> {
+    /// Everything that can be checked before anything is created; what init the rootfs
+    /// has and the cgroup view chosen for it.
+    fn preflight(
+        &self,
+        sys: &SystemConfig,
+        cfg: &mut ContainerConfig,
+    ) -> Result<(InitInfo, Chosen)> {
         let c = self;
         crate::idmap::check_unshared(sys, &c.name, cfg.idmap.as_ref())?;
         let backing = c.backing(cfg);
@@ -70,25 +79,26 @@ impl Container {
             )));
         }
         let init = crate::runtime::init_command(cfg);
-        if !init[0].contains('/') {
-            // rlxc-execute's command, looked up in PATH inside when it starts.
-            return prepare_networks(sys, c, cfg);
-        }
         // As init will see it (an overlay merged); dropped before the start mounts it.
         let root = backing.open_tree(&c.dir())?;
-        let rel = init[0].trim_start_matches('/');
-        match root.openat(rel.as_bytes(), nix::fcntl::OFlag::O_PATH, 0) {
-            Ok(_) => {}
-            Err(e) => {
+        // rlxc-execute's command without a '/' is looked up in PATH inside when it starts.
+        if init[0].contains('/') {
+            let rel = init[0].trim_start_matches('/');
+            if let Err(e) = root.openat(rel.as_bytes(), nix::fcntl::OFlag::O_PATH, 0) {
                 return Err(Error::Other(format!(
                     "init {} not found in {} ({e}); set init.cmd in {}",
                     init[0],
                     rootfs.display(),
                     c.config_path().display()
-                )))
+                )));
             }
         }
-        prepare_networks(sys, c, cfg)
+        let info = initsys::inspect(&root, &init[0]);
+        drop(root);
+        let view = initsys::choose(cfg.cgroup_layout, &crate::cgroup::Layout::detect()?, &info)
+            .map_err(|e| Error::Other(format!("{} cannot start: {e}", c.name)))?;
+        prepare_networks(sys, c, cfg)?;
+        Ok((info, view))
     }
 
     /// Remove the run directory of a stopped container: an rlxc-start killed before its

@@ -22,6 +22,13 @@ pub enum StopMode {
 pub enum StopOutcome {
     /// The container stopped (by this request or another one at the same time).
     Stopped,
+    /// init did not halt on `signal` within `waited_secs` and was killed; `hint` says
+    /// why it may not have, where that is known.
+    KilledAfterTimeout {
+        signal: i32,
+        waited_secs: u64,
+        hint: Option<String>,
+    },
     /// It was not running.
     NotRunning,
     /// Its init was asked to reboot.
@@ -98,6 +105,15 @@ impl Container {
         }
         match client::exchange(&monitor, &self.run_dir, &req, None) {
             Ok(Response::Stopped) => Ok(StopOutcome::Stopped),
+            Ok(Response::KilledAfterTimeout {
+                signal,
+                waited_secs,
+                hint,
+            }) => Ok(StopOutcome::KilledAfterTimeout {
+                signal,
+                waited_secs,
+                hint,
+            }),
             Ok(_) if mode == StopMode::Reboot => Ok(StopOutcome::Rebooting),
             Ok(other) => Err(IpcError::Malformed(
                 "not an answer to a stop".into(),

@@ -220,6 +220,18 @@ fn translate_into(text: &str, cfg: &mut ContainerConfig, t: &mut Translation, in
             // the cgroup view its own way and hands out at most 1024 ptys.
             "lxc.rootfs.path" | "lxc.rootfs" | "lxc.autodev" | "lxc.mount.auto" | "lxc.pty.max"
             | "lxc.tty.dir" => t.covered.push(shown),
+            // LXC's common.conf has 4, rlxc's default: the image's own line counts.
+            "lxc.tty.max" | "lxc.tty" if inc.policy => t.covered.push(shown),
+            "lxc.tty.max" | "lxc.tty" => match value.parse::<u32>() {
+                Ok(n) if n <= crate::config::TTY_MAX_LIMIT => {
+                    cfg.tty_max = Some(n);
+                    t.applied.push(shown);
+                }
+                _ => t.ignored.push(format!(
+                    "{shown} (not a count of 0-{})",
+                    crate::config::TTY_MAX_LIMIT
+                )),
+            },
             "lxc.arch" => {
                 cfg.arch = Some(super::arch::to_debian(value));
                 t.applied.push(shown);
@@ -462,6 +474,17 @@ lxc.mount.entry = proc mnt/p2 proc bind 0 0
             "lxc.mount.entry = / hostroot none rbind,create=dir 0 0"
         );
         assert_eq!(c.mounts.len(), 6);
+    }
+
+    #[test]
+    fn an_images_tty_count_is_taken_within_bounds() {
+        let mut c = ContainerConfig::default();
+        translate("lxc.tty.max = 2\n", &mut c);
+        assert_eq!((c.tty_max, c.ttys()), (Some(2), 2));
+        let mut c = ContainerConfig::default();
+        let t = translate("lxc.tty.max = 4000\n", &mut c);
+        assert_eq!((c.tty_max, c.ttys()), (None, 4));
+        assert!(t.ignored.iter().any(|l| l.contains("lxc.tty.max")), "{t:?}");
     }
 
     #[test]

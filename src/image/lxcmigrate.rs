@@ -234,7 +234,7 @@ lxc.tty.max = 4
         assert_eq!(cfg.mounts.len(), 1);
         let ignored = t.ignored.join("\n");
         assert!(ignored.contains("lxc.group = web"), "{ignored}");
-        assert!(ignored.contains("lxc.tty.max"), "{ignored}");
+        assert_eq!(cfg.tty_max, Some(4), "{ignored}");
         assert!(t.covered.iter().any(|c| c.starts_with("lxc.net.0.flags")));
         assert!(t
             .covered

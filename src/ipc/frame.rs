@@ -96,7 +96,8 @@ pub fn recv_packet<T: DeserializeOwned>(
     }
 }
 
-/// Send one message as one packet with descriptors attached (SCM_RIGHTS, at most two).
+/// Send one message as one packet with descriptors attached (SCM_RIGHTS, at most
+/// `sys::pty::MAX_FDS`).
 pub fn send_packet_with_fds<T: Serialize>(
     sock: BorrowedFd<'_>,
     msg: &T,

@@ -56,11 +56,17 @@ pub enum Request {
     },
     Kill,
     Reboot,
-    /// After the `Ok` answer the connection carries raw console bytes both ways.
-    Console,
+    /// After the `Ok` answer the connection carries raw console bytes both ways:
+    /// /dev/console's (`tty` 0, the only one before ttys were) or /dev/ttyN's.
+    Console {
+        #[serde(default, skip_serializing_if = "is_zero")]
+        tty: u32,
+    },
     Winsize {
         rows: u16,
         cols: u16,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        tty: u32,
     },
     /// Let the container use one more device node (`c MAJOR:MINOR rwm`).
     AllowDevice {
@@ -85,6 +91,9 @@ pub enum Request {
     NoWait {
         then: Box<Request>,
     },
+    /// What this run chose: its init, cgroup view and ttys (for rlxc-info). A monitor
+    /// before it answers with an `Error`, which callers take as "not known".
+    Describe,
 }
 
 /// A monitor's answer.
@@ -96,6 +105,19 @@ pub enum Response {
         pid: i32,
     },
     Stopped,
+    /// A stop's answer when init did not halt in time and was killed: the signal sent,
+    /// how long it was given, and why it may not have halted, where that is known.
+    KilledAfterTimeout {
+        signal: i32,
+        waited_secs: u64,
+        hint: Option<String>,
+    },
+    /// The answer to `Describe`.
+    Described {
+        init: String,
+        cgroup_layout: String,
+        ttys: u32,
+    },
     Ok,
     Error {
         message: String,
@@ -116,6 +138,12 @@ pub enum Status {
     Exited {
         code: i32,
     },
+    /// A monitor's last word on the status pipe, when its run is over: `failure` says
+    /// how init ended when it was not halted or rebooted cleanly (a foreground
+    /// rlxc-start reports it and exits non-zero).
+    Ended {
+        failure: Option<String>,
+    },
 }
 
 /// The container's first process and its monitor meet at these points of the start.
@@ -130,6 +158,9 @@ pub enum Stage {
     /// An unprivileged container's: the monitor wrote the child's id maps and sends
     /// its root, an idmapped mount, with this message.
     IdsMapped,
+    /// The child made the container's ttys in its devpts: their masters come with this
+    /// message, in order (tty1 first).
+    Ttys,
     /// The monitor has set up the container's network.
     Network,
 }
@@ -189,6 +220,10 @@ impl IpcError {
             source: Box::new(self),
         }
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Check a peer's hello.

@@ -21,17 +21,30 @@ fn every_message_round_trips_on_one_line() {
         Request::Stop { timeout_secs: 30 },
         Request::Kill,
         Request::Reboot,
-        Request::Console,
+        Request::Console { tty: 0 },
+        Request::Console { tty: 2 },
         Request::Winsize {
             rows: 40,
             cols: 120,
+            tty: 0,
         },
+        Request::Describe,
     ] {
         round_trip(r);
     }
     for r in [
         Response::Running { pid: 42 },
         Response::Stopped,
+        Response::KilledAfterTimeout {
+            signal: 30,
+            waited_secs: 5,
+            hint: Some("add a powerfail line".into()),
+        },
+        Response::Described {
+            init: "systemd 262".into(),
+            cgroup_layout: "unified (why)".into(),
+            ttys: 4,
+        },
         Response::Ok,
         Response::Error {
             message: "a\nmultiline\n\"quoted\" reason".into(),
@@ -40,6 +53,9 @@ fn every_message_round_trips_on_one_line() {
         round_trip(r);
     }
     round_trip(Status::Started { pid: 7 });
+    round_trip(Status::Ended {
+        failure: Some("init exited with status 1".into()),
+    });
     round_trip(Status::Failed {
         reason: "no\nway".into(),
     });

@@ -141,6 +141,7 @@ pub fn start(o: &Options, f: &Files) -> Result<()> {
         }
         Ok(Status::Failed { reason }) => reason,
         Ok(Status::Exited { code }) => format!("the supervisor exited ({code}) before starting"),
+        Ok(Status::Ended { .. }) => "the supervisor ended at once".to_string(),
         Err(e) => format!("the supervisor ended without a status ({e})"),
     };
     let _ = child.wait();

@@ -50,6 +50,38 @@ pub(super) fn child_reached(
     }
 }
 
+/// Both ends of each of the `count` ttys the child made (tty1 first), sent with its
+/// `Ttys` stage.
+pub(super) fn child_ttys(
+    sync: &OwnedFd,
+    child: Pid,
+    limits: &crate::config::Limits,
+    count: u32,
+) -> Result<Vec<OwnedFd>> {
+    match ipc::recv_packet_with_fds::<FromChild>(sync.as_fd()) {
+        Ok(Some((FromChild::Reached { stage: Stage::Ttys }, fds))) => {
+            if fds.len() == 2 * count as usize {
+                Ok(fds)
+            } else {
+                Err(Error::Other(format!(
+                    "the container's first process sent {} descriptors for {count} ttys",
+                    fds.len()
+                )))
+            }
+        }
+        Ok(Some((FromChild::Failed { reason }, _))) => Err(Error::Other(reason)),
+        Ok(Some((other, _))) => Err(Error::Other(format!(
+            "the container's first process sent {other:?} where its ttys were due"
+        ))),
+        Ok(None) => Err(died_before_exec(child, limits).unwrap_or_else(|| {
+            Error::Other("the container's first process exec'd before its set-up".into())
+        })),
+        Err(e) => Err(Error::Other(format!(
+            "cannot hear from the container's first process: {e}"
+        ))),
+    }
+}
+
 /// After the last stage: the socket closes at exec. A failure sent, or a death that
 /// closed it instead, is the error.
 pub(super) fn child_exec(sync: &OwnedFd, child: Pid, limits: &crate::config::Limits) -> Result<()> {

@@ -5,6 +5,7 @@
 
 mod boot;
 pub mod child;
+pub mod initsys;
 pub mod lxcfs;
 pub mod monitor;
 pub mod nodes;
@@ -29,6 +30,10 @@ pub struct StartPlan {
     /// What init's root is (from the backing store).
     pub root: crate::store::backing::RootSource,
     pub config: ContainerConfig,
+    /// The init in the rootfs, as the start found it.
+    pub init: initsys::InitInfo,
+    /// The cgroup tree init sees, and why.
+    pub cgroup_view: initsys::Chosen,
     /// The managed bridge's settings (the gateway of fixed addresses on it).
     pub network: NetworkSettings,
     /// The AppArmor profile init runs under, where the host has AppArmor.
@@ -48,7 +53,7 @@ pub struct App {
     pub stdio: Option<[std::os::fd::OwnedFd; 3]>,
 }
 
-impl AppRun {
+impl RunEnd {
     /// Pass signals on to `init` until the status pipe has something to say.
     fn forward_until_done(&mut self, init: i32) -> Result<()> {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -60,10 +65,10 @@ impl AppRun {
             nix::sys::signalfd::SfdFlags::SFD_NONBLOCK | nix::sys::signalfd::SfdFlags::SFD_CLOEXEC,
         )
         .ctx("watch signals in", "rlxc-execute")?;
-        while self.status.buffer().is_empty() {
+        while self.0.buffer().is_empty() {
             let mut fds = [
                 PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
-                PollFd::new(self.status.get_ref().as_fd(), PollFlags::POLLIN),
+                PollFd::new(self.0.get_ref().as_fd(), PollFlags::POLLIN),
             ];
             match poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
@@ -84,19 +89,15 @@ impl AppRun {
 /// The descriptor numbers rlxc-execute's stdio has in the monitor.
 pub const APP_STDIO: [std::os::fd::RawFd; 3] = [3, 4, 5];
 
-/// rlxc-execute's end of a run: the status pipe, which says how the command ended.
-pub struct AppRun {
-    status: std::io::BufReader<std::fs::File>,
-}
-
-impl AppRun {
-    /// Wait for the command's exit status (128 + N: killed by signal N), passing the
-    /// signals a caller sends rlxc-execute on to the container's init `forward_to`.
-    pub fn wait(mut self, forward_to: Option<i32>) -> Result<i32> {
+impl RunEnd {
+    /// rlxc-execute's: wait for the command's exit status (128 + N: killed by signal
+    /// N), passing the signals a caller sends rlxc-execute on to the container's init
+    /// `forward_to`.
+    pub fn wait_app(mut self, forward_to: Option<i32>) -> Result<i32> {
         if let Some(init) = forward_to {
             self.forward_until_done(init)?;
         }
-        match crate::ipc::read_msg(&mut self.status) {
+        match crate::ipc::read_msg(&mut self.0) {
             Ok(Status::Exited { code }) => Ok(code),
             Ok(other) => Err(Error::Other(format!(
                 "the monitor sent {other:?} where the command's exit status was due"
@@ -116,12 +117,29 @@ pub fn init_command(cfg: &ContainerConfig) -> Vec<String> {
     }
 }
 
+/// Where a started run's end is heard: the monitor's status pipe, on which its last
+/// message says how init ended.
+pub struct RunEnd(std::io::BufReader<std::fs::File>);
+
+impl RunEnd {
+    /// Wait for the run to end: None when init halted or rebooted cleanly (or was
+    /// stopped), else what went wrong. A monitor that died without a word is reported.
+    pub fn wait(mut self) -> Option<String> {
+        match crate::ipc::read_msg::<Status>(&mut self.0) {
+            Ok(Status::Ended { failure }) => failure,
+            Ok(other) => Some(format!("its monitor said {other:?} at the end")),
+            Err(e) => Some(format!(
+                "its monitor ended without saying how init did ({e})"
+            )),
+        }
+    }
+}
+
 /// Start the monitor for `plan` and wait until init runs (its pid) or the start failed
 /// (the real reason, from the monitor). The caller holds the container's lock and
 /// found no monitor before, so what is left in the run directory is this start's.
-/// With init's pid comes what tells how rlxc-execute's command ended (for a system
-/// container, nothing is ever said there).
-pub fn start(plan: &StartPlan) -> Result<(i32, AppRun)> {
+/// With init's pid comes where the run's end (or rlxc-execute's command's) is heard.
+pub fn start(plan: &StartPlan) -> Result<(i32, RunEnd)> {
     let dir = &plan.run_dir;
     // RUNPATH itself stays searchable (the bridge's unprivileged dnsmasq reads below it);
     // each container's directory is private.
@@ -139,10 +157,11 @@ pub fn start(plan: &StartPlan) -> Result<(i32, AppRun)> {
     let why = match crate::ipc::read_msg(&mut status) {
         Ok(Status::Started { pid }) => {
             // The monitor lives on (it setsid()s); init reaps it when this process is gone.
-            return Ok((pid, AppRun { status }));
+            return Ok((pid, RunEnd(status)));
         }
         Ok(Status::Failed { reason }) => reason,
         Ok(Status::Exited { code }) => format!("the command ended ({code}) before the start"),
+        Ok(Status::Ended { failure }) => failure.unwrap_or_else(|| "init ended at once".into()),
         Err(e) => {
             let _ = nix::sys::wait::waitpid(monitor, None);
             let tail = std::fs::read_to_string(&log).unwrap_or_default();

@@ -7,6 +7,7 @@
 
 mod app;
 mod mounts;
+mod ttys;
 mod userns;
 
 use std::ffi::CString;
@@ -36,7 +37,11 @@ pub struct ChildSpec {
     pub env: Vec<String>,
     /// The console pty's slave, bound onto /dev/console.
     pub console: HostBind,
+    /// How many /dev/ttyN to make (`tty_max`).
+    pub ttys: u32,
     pub cgroups: Layout,
+    /// Only the container's cgroup2 directory at /sys/fs/cgroup (not the v1 hierarchies).
+    pub unified: bool,
     pub mounts: Vec<crate::config::MountEntry>,
     /// A file holding this boot's id, bound over /proc/sys/kernel/random/boot_id so
     /// each start is a new boot for systemd and journald.
@@ -74,7 +79,8 @@ pub struct Userns {
     pub count: u32,
 }
 
-/// ptys a container's devpts hands out (LXC's lxc.pty.max).
+/// ptys a container's processes may open in its devpts (LXC's lxc.pty.max), besides
+/// those of its ttys.
 pub const PTY_MAX: u32 = 1024;
 
 /// The `tty` group of distributions: new ptys' group.
@@ -127,7 +133,8 @@ fn setup_and_exec(spec: &ChildSpec, join: &[JoinFile], sync: BorrowedFd<'_>) -> 
     };
     mounts::mount_proc(&root, &spec.boot_id, spec.own_net)?;
     // A user namespace may mount sysfs only for a network namespace it owns.
-    mounts::mount_sys(&root, &spec.cgroups, spec.own_net || spec.userns.is_none())?;
+    let fresh_sysfs = spec.own_net || spec.userns.is_none();
+    mounts::mount_sys(&root, &spec.cgroups, spec.unified, fresh_sysfs)?;
     let (nodes, tty_gid) = match &spec.userns {
         None => (DevNodes::Make, Some(TTY_GID)),
         Some(u) => (
@@ -136,7 +143,9 @@ fn setup_and_exec(spec: &ChildSpec, join: &[JoinFile], sync: BorrowedFd<'_>) -> 
         ),
     };
     mounts::bind_lxcfs(&root, &spec.lxcfs)?;
-    mounts::mount_dev(&root, &spec.console, nodes, tty_gid)?;
+    mounts::mount_dev(&root, &spec.console, nodes, tty_gid, spec.ttys)?;
+    let ttys = ttys::make(&root, spec.ttys)?;
+    send_ttys(sync, &ttys)?;
     for (i, m) in spec.mounts.iter().enumerate() {
         let prepared = spec.userns.as_ref().and_then(|u| u.mounts.get(i));
         mounts::mount_entry(&root, m, prepared)?;
@@ -166,10 +175,23 @@ fn setup_and_exec(spec: &ChildSpec, join: &[JoinFile], sync: BorrowedFd<'_>) -> 
         let env = c_strings(&spec.env)?;
         // In place of the exec the monitor waits for.
         reached(sync, Stage::Network)?;
+        drop(ttys);
         sys::close_fds_from(3).ctx("close the descriptors of", "rlxc-execute's init")?;
         app::run(&argv, &env, matches!(stdio, AppStdio::Console));
     }
-    exec_init(spec)
+    exec_init(spec, ttys.env())
+}
+
+/// Both ends of each tty to the monitor; the child's copies close at exec.
+fn send_ttys(sync: BorrowedFd<'_>, ttys: &ttys::Ttys) -> Result<()> {
+    let fds: Vec<BorrowedFd<'_>> = ttys
+        .ends
+        .iter()
+        .flat_map(|(m, s)| [m.as_fd(), s.as_fd()])
+        .collect();
+    let msg = FromChild::Reached { stage: Stage::Ttys };
+    ipc::send_packet_with_fds(sync, &msg, &fds)
+        .map_err(|e| Error::Other(format!("cannot hand the ttys to the monitor: {e}")))
 }
 
 fn c_strings(v: &[String]) -> Result<Vec<CString>> {
@@ -256,7 +278,7 @@ fn attach_console(ctty: bool) -> Result<()> {
     Ok(())
 }
 
-fn exec_init(spec: &ChildSpec) -> Result<Never> {
+fn exec_init(spec: &ChildSpec, extra_env: Option<String>) -> Result<Never> {
     let argv: Vec<CString> = spec
         .init
         .iter()
@@ -266,6 +288,7 @@ fn exec_init(spec: &ChildSpec) -> Result<Never> {
     let env: Vec<CString> = spec
         .env
         .iter()
+        .chain(extra_env.as_ref())
         .filter_map(|e| CString::new(e.as_bytes()).ok())
         .collect();
     let prog = argv

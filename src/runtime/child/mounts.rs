@@ -45,7 +45,7 @@ pub enum DevNodes<'a> {
 }
 
 /// Bind `src` onto `rel` inside the root (a directory, or a file when `dir` is false).
-fn bind_host(root: &Root, rel: &str, src: &HostBind, dir: bool) -> Result<()> {
+pub(super) fn bind_host(root: &Root, rel: &str, src: &HostBind, dir: bool) -> Result<()> {
     let (fd, t) = target(root, rel, dir)?;
     let shown = root.display(rel.as_bytes());
     match src {
@@ -173,12 +173,20 @@ pub(super) fn bind_lxcfs(root: &Root, views: &[(&'static str, HostBind)]) -> Res
     Ok(())
 }
 
-/// /sys read-only, and under it a cgroup view: v1 controllers read-only (the container
-/// must not raise its own limits), name=systemd and cgroup2 writable for systemd. The
-/// cgroup namespace makes the container's own cgroup the root of each. `fresh_sysfs`
-/// false: the host's /sys is bound read-only instead (a user namespace may mount sysfs
-/// only for a network namespace it owns, and with the host's network it owns none).
-pub(super) fn mount_sys(root: &Root, layout: &Layout, fresh_sysfs: bool) -> Result<()> {
+/// /sys read-only, and under it a cgroup view: `unified`, cgroup2 alone (on a hybrid
+/// host too: systemd 258 and newer run on nothing else, as under LXC, which leaves the
+/// mount to them there); else the v1 controllers read-only (the container must not
+/// raise its own limits), name=systemd and cgroup2 writable for systemd. The cgroup
+/// namespace makes the container's own cgroup the root of each; init is in its v1
+/// cgroups too, so their limits hold either way. `fresh_sysfs` false: the host's /sys
+/// is bound read-only instead (a user namespace may mount sysfs only for a network
+/// namespace it owns, and with the host's network it owns none).
+pub(super) fn mount_sys(
+    root: &Root,
+    layout: &Layout,
+    unified: bool,
+    fresh_sysfs: bool,
+) -> Result<()> {
     let ro = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     if fresh_sysfs {
         mnt(Some("sysfs"), root, "sys", Some("sysfs"), ro, None)?;
@@ -193,7 +201,7 @@ pub(super) fn mount_sys(root: &Root, layout: &Layout, fresh_sysfs: bool) -> Resu
             .ctx("make read-only", root.display(b"sys"))?;
     }
     let base = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    if layout.is_pure_v2() {
+    if unified || layout.is_pure_v2() {
         return mnt(
             Some("cgroup2"),
             root,
@@ -270,12 +278,14 @@ fn dirname(h: &crate::cgroup::Hierarchy) -> Option<String> {
 
 /// /dev as a tmpfs with the standard nodes, a private devpts, /dev/shm, /dev/mqueue and
 /// /dev/console bound to the monitor's pty. `tty_gid`: devpts' group for new ptys (the
-/// container's tty group, 5, where it is mapped).
+/// container's tty group, 5, where it is mapped); `ttys`: how many of its ptys the
+/// container's ttys take, on top of the `PTY_MAX` it may open (as LXC counts).
 pub(super) fn mount_dev(
     root: &Root,
     console: &HostBind,
     nodes: DevNodes<'_>,
     tty_gid: Option<u32>,
+    ttys: u32,
 ) -> Result<()> {
     mnt(
         Some("tmpfs"),
@@ -310,8 +320,9 @@ pub(super) fn mount_dev(
         Some("devpts"),
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
         Some(&format!(
-            "newinstance,ptmxmode=0666,mode=0620{},max={PTY_MAX}",
-            tty_gid.map(|g| format!(",gid={g}")).unwrap_or_default()
+            "newinstance,ptmxmode=0666,mode=0620{},max={}",
+            tty_gid.map(|g| format!(",gid={g}")).unwrap_or_default(),
+            PTY_MAX + ttys
         )),
     )?;
     mnt(

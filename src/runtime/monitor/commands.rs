@@ -1,7 +1,6 @@
 //! The monitor's command socket: a hello, one request, one handler per request.
 
-use std::io::{BufReader, Read, Write};
-use std::os::fd::AsFd;
+use std::io::{BufReader, Read};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
@@ -83,8 +82,8 @@ impl Monitor {
             }
             Request::Kill => self.begin_stop(s, Duration::ZERO, true),
             Request::Reboot => self.on_reboot(&s),
-            Request::Console => self.on_console(s),
-            Request::Winsize { rows, cols } => self.on_winsize(&s, rows, cols),
+            Request::Console { tty } => self.on_console(s, tty),
+            Request::Winsize { rows, cols, tty } => self.on_winsize(&s, tty, rows, cols),
             Request::AllowDevice { rule } => reply(&s, &done(self.allow_device(&rule))),
             Request::DenyDevice { rule } => reply(&s, &done(self.deny_device(&rule))),
             Request::AddNic { host, inside } => reply(&s, &done(self.add_nic(&host, &inside))),
@@ -102,6 +101,14 @@ impl Monitor {
                     },
                 ),
             },
+            Request::Describe => reply(
+                &s,
+                &Response::Described {
+                    init: self.init.describe(),
+                    cgroup_layout: self.cgroup_view.describe(),
+                    ttys: self.cfg.ttys(),
+                },
+            ),
         }
     }
 
@@ -138,30 +145,12 @@ impl Monitor {
             }
         }
     }
-
-    /// The answer, the output kept so far, then the connection is a console.
-    fn on_console(&mut self, mut s: UnixStream) {
-        let _ = s.set_read_timeout(None);
-        let ring: Vec<u8> = self.ring.0.iter().copied().collect();
-        if ipc::write_msg(&s, &Response::Ok).is_ok()
-            && s.write_all(&ring).is_ok()
-            && s.set_nonblocking(true).is_ok()
-        {
-            self.consoles.push(s);
-        }
-    }
-
-    fn on_winsize(&self, s: &UnixStream, rows: u16, cols: u16) {
-        if let Some(run) = &self.run {
-            let _ = crate::sys::set_winsize(run.pty_master.as_fd(), rows, cols);
-        }
-        reply(s, &Response::Ok);
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     #[test]
     fn a_dripping_client_is_cut_off_at_the_deadline() {

@@ -33,13 +33,19 @@ impl Monitor {
             match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(p, code)) if p == init => {
                     self.exit_code = Some(code);
-                    gone = true
+                    if code != 0 {
+                        self.note_failure(&format!("exited with status {code}"));
+                    }
+                    gone = true;
                 }
                 Ok(WaitStatus::Signaled(p, sig, _)) if p == init => {
                     self.exit_code = Some(128 + sig as i32);
                     // In a PID namespace, init's reboot(2) ends it with SIGHUP (restart)
                     // or SIGINT (halt).
                     self.init_asked_reboot = sig == Signal::SIGHUP;
+                    if !matches!(sig, Signal::SIGHUP | Signal::SIGINT) {
+                        self.note_failure(&format!("was killed by {sig}"));
+                    }
                     gone = true;
                 }
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
@@ -47,6 +53,30 @@ impl Monitor {
             }
         }
         gone
+    }
+
+    /// init ended (`how`) without a halt or reboot of its own: unless a stop asked for
+    /// it, that is the run's failure, with what init last said on the console.
+    fn note_failure(&mut self, how: &str) {
+        if self.stopping.is_some() || self.reboot_requested {
+            return;
+        }
+        let ran = self.booted_at.elapsed().as_secs_f64();
+        let mut msg = format!(
+            "its init ({}) {how} after {ran:.1} s, without being asked to stop",
+            self.init.describe()
+        );
+        let tail = self.console_tail(12);
+        if tail.is_empty() {
+            msg += " (it wrote nothing on the console)";
+        } else {
+            msg += "; its last console lines:";
+            for l in tail {
+                msg += &format!("\n    {l}");
+            }
+        }
+        eprintln!("{}: {msg}", self.name);
+        self.failure = Some(msg);
     }
 
     /// Everything of the run, in reverse order of creation.
@@ -71,7 +101,7 @@ impl Monitor {
         }
         let _ = std::fs::remove_file(self.dir.join("init.pid"));
         let _ = std::fs::remove_file(self.dir.join("boot_id"));
-        self.consoles.clear();
+        self.drop_terms();
     }
 
     /// The end: nothing of the container is left when the stop waiters hear so.
@@ -87,11 +117,20 @@ impl Monitor {
         let _ = std::fs::remove_dir(&self.dir);
         self.run_after_stop();
         self.announce(Change::Stopped);
-        let mut waiters = self
-            .stopping
-            .take()
-            .map(|st| st.waiters)
-            .unwrap_or_default();
+        let (mut waiters, answer) = match self.stopping.take() {
+            Some(st) => {
+                let answer = match st.timed_out {
+                    Some(waited_secs) => crate::ipc::Response::KilledAfterTimeout {
+                        signal: st.signal,
+                        waited_secs,
+                        hint: self.init.halt_hint(),
+                    },
+                    None => crate::ipc::Response::Stopped,
+                };
+                (st.waiters, answer)
+            }
+            None => (Vec::new(), crate::ipc::Response::Stopped),
+        };
         // Clients that connected before the socket went, not yet accepted: whatever they
         // asked, the answer is that the container stopped (unanswered, they would read
         // "connection reset").
@@ -101,7 +140,20 @@ impl Monitor {
             }));
         }
         for w in waiters {
-            let _ = crate::ipc::write_msg(&w, &crate::ipc::Response::Stopped);
+            let _ = crate::ipc::write_msg(&w, &answer);
+        }
+        // rlxc-start in the foreground waits for this; anyone else has closed the pipe.
+        // rlxc-execute waits for the command's exit status instead.
+        if let Some(r) = self.report.take() {
+            let last = match self.app {
+                Some(_) => crate::ipc::Status::Exited {
+                    code: self.exit_code.unwrap_or(128 + libc::SIGKILL),
+                },
+                None => crate::ipc::Status::Ended {
+                    failure: self.failure.take(),
+                },
+            };
+            let _ = crate::ipc::write_msg(r, &last);
         }
         self.finish_removals();
     }

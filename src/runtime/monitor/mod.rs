@@ -2,8 +2,6 @@
 //! the console pty, the veths and the command socket; it clones init, loops on signals,
 //! console and socket, and cleans up everything when init exits.
 
-use std::collections::VecDeque;
-use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
@@ -15,8 +13,9 @@ use nix::sys::signal::Signal;
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::Pid;
 
-use super::boot::{child_exec, child_failure, child_reached, random_uuid, BootGuard};
+use super::boot::{child_exec, child_failure, child_reached, child_ttys, random_uuid, BootGuard};
 use super::child::{self, ChildSpec, HostBind};
+use super::initsys::{Chosen, Family, InitInfo, View};
 use super::StartPlan;
 use crate::ipc::client::socket_path;
 use crate::ipc::events::{Change, Event};
@@ -25,31 +24,25 @@ use crate::ipc::{Stage, ToChild};
 mod commands;
 mod devices;
 mod ending;
+mod terms;
 mod userns;
 use crate::cgroup::{Cgroup, Layout};
 use crate::config::ContainerConfig;
 use crate::error::{Error, IoContext, Result};
 use crate::net::link as net;
-
-const RING: usize = 128 * 1024;
-
-/// Output kept for consoles that attach later.
-struct Ring(VecDeque<u8>);
-
-impl Ring {
-    fn push(&mut self, data: &[u8]) {
-        self.0.extend(data);
-        let excess = self.0.len().saturating_sub(RING);
-        self.0.drain(..excess);
-    }
-}
+use terms::Term;
 
 struct Stopping {
     signal: i32,
+    /// As asked (`rlxc-stop -t`), for the answer.
+    timeout: Duration,
     deadline: Instant,
     next_resend: Instant,
     /// SIGKILL sent: from here on only init's exit is awaited.
     killed: bool,
+    /// The halt signal was not heeded in time (`killed` by the deadline, not by `-k`):
+    /// the seconds it was given.
+    timed_out: Option<u64>,
     waiters: Vec<UnixStream>,
 }
 
@@ -58,9 +51,6 @@ struct Running {
     init: Pid,
     cgroup: Cgroup,
     veths: Vec<String>,
-    pty_master: OwnedFd,
-    /// Kept open so reads on the master do not fail with EIO when nobody has it open.
-    _pty_slave: OwnedFd,
     /// Device nodes granted beyond the standard ones.
     devices: crate::cgroup::DeviceAccess,
     /// The container's own network namespace (None: the host's), held so that lent
@@ -80,10 +70,13 @@ pub struct Monitor {
     /// The managed bridge's settings (gateway of fixed addresses on it).
     network: crate::config::NetworkSettings,
     layout: Layout,
+    /// What init the rootfs has (its signals) and the cgroup tree it sees.
+    init: InitInfo,
+    cgroup_view: Chosen,
     listener: UnixListener,
     signals: SignalFd,
-    ring: Ring,
-    consoles: Vec<UnixStream>,
+    /// The console (0) and the ttys (1..N).
+    terms: Vec<Term>,
     stopping: Option<Stopping>,
     reboot_requested: bool,
     init_asked_reboot: bool,
@@ -107,6 +100,12 @@ pub struct Monitor {
     app_stdio: Vec<OwnedFd>,
     /// init's exit status (128 + N for signal N), once reaped.
     exit_code: Option<i32>,
+    /// The status pipe to rlxc-start, for the last word: how the run ended.
+    report: Option<std::fs::File>,
+    /// How init ended when nobody asked it to: what the last word says.
+    failure: Option<String>,
+    /// When the current boot began (for how long init ran).
+    booted_at: Instant,
 }
 
 /// Idle time after activity before the monitor trims its resident code again.
@@ -134,9 +133,13 @@ pub fn main(plan: &StartPlan) -> i32 {
     let pid = m.run.as_ref().map_or(0, |r| r.init.as_raw());
     report_status(&crate::ipc::Status::Started { pid });
     m.announce(Change::Running);
-    // rlxc-execute waits on the status pipe for the command's status: kept for it.
-    let status_pipe = m.app.and_then(|_| nix::unistd::dup(std::io::stdout()).ok());
-    // Stdout was the status pipe; nothing else goes there.
+    // Stdout was the status pipe: kept (close-on-exec, so no child inherits it) for the
+    // last word, and nothing else goes there.
+    m.report = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .ok()
+        .map(std::fs::File::from);
     if let Ok(null) = std::fs::File::options().write(true).open("/dev/null") {
         let _ = crate::sys::dup_onto(null.as_fd(), 1);
     }
@@ -145,13 +148,6 @@ pub fn main(plan: &StartPlan) -> i32 {
     crate::sys::trim_file_mappings();
     m.serve();
     m.shutdown();
-    if let Some(pipe) = status_pipe {
-        let code = m.exit_code.unwrap_or(128 + libc::SIGKILL);
-        let _ = crate::ipc::write_msg(
-            std::fs::File::from(pipe),
-            &crate::ipc::Status::Exited { code },
-        );
-    }
     0
 }
 
@@ -184,10 +180,11 @@ impl Monitor {
             cfg: plan.config.clone(),
             network: plan.network.clone(),
             layout: Layout::detect()?,
+            init: plan.init.clone(),
+            cgroup_view: plan.cgroup_view.clone(),
             listener,
             signals,
-            ring: Ring(VecDeque::new()),
-            consoles: Vec::new(),
+            terms: vec![Term::console()],
             stopping: None,
             reboot_requested: false,
             init_asked_reboot: false,
@@ -208,6 +205,9 @@ impl Monitor {
                 None => Vec::new(),
             },
             exit_code: None,
+            report: None,
+            failure: None,
+            booted_at: Instant::now(),
         })
     }
 
@@ -215,6 +215,8 @@ impl Monitor {
     fn boot(&mut self) -> Result<()> {
         // A reboot: the last run's veth deletes must be done before this process forks.
         self.finish_removals();
+        self.booted_at = Instant::now();
+        self.failure = None;
         let ids = userns::Ids::of(&self.cfg)?;
         let cgroup = Cgroup::new(self.layout.clone(), &self.key);
         if cgroup.exists() {
@@ -272,7 +274,9 @@ impl Monitor {
             init: super::init_command(&self.cfg),
             env: self.init_env(),
             console: console_bind,
+            ttys: self.cfg.ttys(),
             cgroups: self.layout.clone(),
+            unified: self.cgroup_view.view == View::Unified,
             mounts: self.cfg.mounts.clone(),
             boot_id: boot_id_bind,
             apparmor: self.apparmor.clone(),
@@ -339,6 +343,7 @@ impl Monitor {
         if let Some(ids) = &ids {
             self.give_ids(&ours, pid, ids)?;
         }
+        let ttys = child_ttys(&ours, pid, limits, self.cfg.ttys())?;
         let told = crate::ipc::send_packet(
             ours.as_fd(),
             &ToChild::Reached {
@@ -354,12 +359,11 @@ impl Monitor {
         child_exec(&ours, pid, limits)?;
         let _ = std::fs::write(self.dir.join("init.pid"), format!("{pid}\n"));
         let (cgroup, veths) = guard.disarm();
+        self.set_terms((pty.master, pty.slave), ttys);
         self.run = Some(Running {
             init: pid,
             cgroup,
             veths,
-            pty_master: pty.master,
-            _pty_slave: pty.slave,
             devices,
             netns,
             nics: Vec::new(),
@@ -398,21 +402,16 @@ impl Monitor {
     /// The event loop, until init is gone (and not rebooting).
     fn serve(&mut self) {
         loop {
-            let Some(master) = self.run.as_ref().map(|r| r.pty_master.try_clone()) else {
+            if self.run.is_none() {
                 return;
-            };
-            let Ok(master) = master else { return };
+            }
             let timeout = self.poll_timeout();
+            let set = self.poll_set();
             let mut fds = vec![
                 PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
                 PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
-                PollFd::new(master.as_fd(), PollFlags::POLLIN),
             ];
-            let consoles: Vec<_> = self.consoles.iter().map(|c| c.try_clone()).collect();
-            let consoles: Vec<UnixStream> = consoles.into_iter().flatten().collect();
-            for c in &consoles {
-                fds.push(PollFd::new(c.as_fd(), PollFlags::POLLIN));
-            }
+            fds.extend(set.poll_fds());
             if nix::poll::poll(&mut fds, timeout).is_err() {
                 continue;
             }
@@ -427,13 +426,8 @@ impl Monitor {
                 self.trim_at = None;
                 crate::sys::trim_file_mappings();
             }
-            if ready[2] {
-                self.pump_console(&master);
-            }
-            for (i, c) in consoles.iter().enumerate() {
-                if ready[3 + i] {
-                    self.console_input(c, &master);
-                }
+            for (src, _) in set.sources().iter().zip(&ready[2..]).filter(|(_, r)| **r) {
+                self.on_ready(*src);
             }
             if ready[1] {
                 if let Ok((s, _)) = self.listener.accept() {
@@ -454,6 +448,8 @@ impl Monitor {
                 if let Err(e) = self.boot() {
                     eprintln!("{}: reboot failed: {e}", self.name);
                     self.announce(Change::Aborting);
+                    self.failure =
+                        Some(format!("the reboot failed: {}", crate::error::flatten(&e)));
                     return;
                 }
                 self.announce(Change::Running);
@@ -480,41 +476,6 @@ impl Monitor {
         PollTimeout::from(ms.max(1))
     }
 
-    /// Console output: into the ring, out to every attached console.
-    fn pump_console(&mut self, master: &OwnedFd) {
-        let mut buf = [0u8; 16 * 1024];
-        loop {
-            match nix::unistd::read(master, &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    self.ring.push(&buf[..n]);
-                    self.consoles.retain_mut(|c| match c.write(&buf[..n]) {
-                        Ok(_) => true,
-                        Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
-                    });
-                }
-            }
-        }
-    }
-
-    /// Keystrokes from an attached console go to the pty; EOF detaches it.
-    fn console_input(&mut self, c: &UnixStream, master: &OwnedFd) {
-        let mut buf = [0u8; 4096];
-        match (&*c).read(&mut buf) {
-            Ok(n) if n > 0 => {
-                let _ = nix::unistd::write(master, &buf[..n]);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            _ => {
-                let fd = c.as_raw_fd();
-                self.consoles.retain(|x| {
-                    // Same socket (the poll list holds clones with other numbers).
-                    !same_socket(x, fd)
-                });
-            }
-        }
-    }
-
     /// The signal init understands for `what` (halt or reboot).
     fn signal_for(&self, what: &str) -> i32 {
         let configured = match what {
@@ -524,12 +485,18 @@ impl Monitor {
         if let Some(sig) = configured.map(crate::config::Signal::number) {
             return sig;
         }
-        let systemd = self.run.as_ref().is_some_and(|r| init_is_systemd(r.init));
-        match (what, systemd) {
-            ("halt", true) => libc::SIGRTMIN() + 3,
-            ("halt", false) => libc::SIGPWR,
-            (_, true) => libc::SIGINT,
-            (_, false) => libc::SIGTERM,
+        // A custom init.cmd that turns out to be systemd (a wrapper exec'ing it).
+        let mut init = self.init.clone();
+        if init.family == Family::Other
+            && self.run.as_ref().is_some_and(|r| init_is_systemd(r.init))
+        {
+            init.family = Family::Systemd;
+        }
+        let (halt, reboot) = init.signals();
+        if what == "halt" {
+            halt
+        } else {
+            reboot
         }
     }
 
@@ -556,11 +523,13 @@ impl Monitor {
                 }
                 self.stopping = Some(Stopping {
                     signal,
+                    timeout,
                     deadline: now + timeout,
                     // A halt sent before systemd installed its handler is ignored by the
                     // kernel (init is immune to unhandled signals): send it again.
                     next_resend: now + Duration::from_millis(500),
                     killed: kill,
+                    timed_out: None,
                     waiters: vec![waiter],
                 });
             }
@@ -579,6 +548,7 @@ impl Monitor {
         if now >= st.deadline {
             let _ = nix::sys::signal::kill(init, Signal::SIGKILL);
             st.killed = true;
+            st.timed_out = Some(st.timeout.as_secs());
             self.begin_removals();
             self.thaw_for_stop();
         } else if now >= st.next_resend {
@@ -586,16 +556,6 @@ impl Monitor {
             st.next_resend = now + Duration::from_millis(500);
         }
     }
-}
-
-fn same_socket(a: &UnixStream, fd: i32) -> bool {
-    let Ok(ma) = nix::sys::stat::fstat(a.as_fd()) else {
-        return false;
-    };
-    let Ok(mb) = nix::sys::stat::fstat(crate::sys::borrow_fd(fd)) else {
-        return false;
-    };
-    ma.st_ino == mb.st_ino && ma.st_dev == mb.st_dev
 }
 
 fn send_raw(pid: Pid, sig: i32) {
