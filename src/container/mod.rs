@@ -45,7 +45,7 @@ pub use crate::console::Ended;
 pub use crate::image::fetch::Progress;
 pub use create::{
     download_list, download_plan, resolve_template, templates, Bdev, Chooser, CreateOptions,
-    CreateReport, DownloadOptions, Resolved, Source,
+    CreateReport, DownloadOptions, OciOptions, Resolved, Source,
 };
 pub use device::DeviceChange;
 pub use execute::ExecuteOptions;
