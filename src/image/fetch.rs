@@ -280,23 +280,35 @@ impl Fetcher {
         }
     }
 
+    /// A small response's whole body, at most `limit` bytes, by `deadline`.
+    fn small_body(
+        &self,
+        url: &str,
+        resp: &mut reqwest::blocking::Response,
+        deadline: Instant,
+        limit: u64,
+    ) -> std::result::Result<Vec<u8>, Failure> {
+        let mut body = Vec::new();
+        self.read_body(url, resp, Some(deadline), |data| {
+            body.extend_from_slice(data);
+            if body.len() as u64 > limit {
+                return Err(Failure::Final(http_error(
+                    url,
+                    format!("response is larger than {limit} bytes"),
+                )));
+            }
+            Ok(())
+        })?;
+        Ok(body)
+    }
+
     /// GET a small text document (index, checksums), at most `limit` bytes, within the
     /// metadata timeout.
     pub fn text(&self, url: &str, limit: u64) -> Result<String> {
         self.with_retries(url, || {
             let deadline = Instant::now() + self.t.metadata;
             let mut resp = self.send(url, &[])?;
-            let mut body = Vec::new();
-            self.read_body(url, &mut resp, Some(deadline), |data| {
-                body.extend_from_slice(data);
-                if body.len() as u64 > limit {
-                    return Err(Failure::Final(http_error(
-                        url,
-                        format!("response is larger than {limit} bytes"),
-                    )));
-                }
-                Ok(())
-            })?;
+            let body = self.small_body(url, &mut resp, deadline, limit)?;
             String::from_utf8(body)
                 .map_err(|_| Failure::Final(http_error(url, "response is not UTF-8 text".into())))
         })
@@ -397,17 +409,7 @@ impl Fetcher {
                 .iter()
                 .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
                 .collect();
-            let mut body = Vec::new();
-            self.read_body(url, &mut resp, Some(deadline), |data| {
-                body.extend_from_slice(data);
-                if body.len() as u64 > limit {
-                    return Err(Failure::Final(http_error(
-                        url,
-                        format!("response is larger than {limit} bytes"),
-                    )));
-                }
-                Ok(())
-            })?;
+            let body = self.small_body(url, &mut resp, deadline, limit)?;
             Ok(Reply {
                 status,
                 headers,

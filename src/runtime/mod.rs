@@ -36,8 +36,11 @@ pub struct StartPlan {
     /// A command the monitor runs once everything of the run is gone, before anyone
     /// waiting for the stop hears of it (an ephemeral container's destroy); empty: none.
     pub after_stop: Vec<std::ffi::OsString>,
-    /// rlxc-execute's run: `config.init.cmd` is the command, under rlxc's own init.
+    /// rlxc-execute's run, or an application container's (`init.app`): `config.init.cmd`
+    /// is the command, under rlxc's own init.
     pub app: Option<App>,
+    /// Where the monitor keeps an application's exit status when the run ends.
+    pub exit_status: Option<PathBuf>,
 }
 
 /// What rlxc-execute hands its command.

@@ -250,7 +250,7 @@ mod tests {
         let s1 = r#"{"schemaVersion":1,"name":"x","fsLayers":[]}"#;
         let e = parse(s1.as_bytes(), None, "t").err().unwrap().to_string();
         assert!(e.contains("schema 1"), "{e}");
-        let bad = format!(r#"{{"schemaVersion":2,"manifests":[{{"digest":"md5:1","size":3}}]}}"#);
+        let bad = r#"{"schemaVersion":2,"manifests":[{"digest":"md5:1","size":3}]}"#;
         assert!(parse(bad.as_bytes(), None, "t").is_err());
         assert!(parse(b"{", None, "t").is_err());
         assert!(check_digest(&format!("sha256:{}", "A".repeat(64))).is_ok());

@@ -37,7 +37,7 @@ pub struct Pulled {
 }
 
 enum Source {
-    Registry(Registry),
+    Registry(Box<Registry>),
     Layout(Layout),
 }
 
@@ -99,7 +99,7 @@ pub fn pull(req: &PullRequest, progress: &dyn Progress) -> Result<Pulled> {
                     (b, ct, d.clone())
                 }
             };
-            source = Source::Registry(r);
+            source = Source::Registry(Box::new(r));
             (b, ct, d)
         }
         Reference::Layout { path, tag } => {

@@ -107,6 +107,8 @@ pub struct Monitor {
     app_stdio: Vec<OwnedFd>,
     /// init's exit status (128 + N for signal N), once reaped.
     exit_code: Option<i32>,
+    /// Where an application's exit status is kept (`StartPlan::exit_status`).
+    exit_status: Option<PathBuf>,
 }
 
 /// Idle time after activity before the monitor trims its resident code again.
@@ -208,6 +210,7 @@ impl Monitor {
                 None => Vec::new(),
             },
             exit_code: None,
+            exit_status: plan.exit_status.clone(),
         })
     }
 
@@ -278,7 +281,17 @@ impl Monitor {
             apparmor: self.apparmor.clone(),
             own_net,
             userns,
-            app: self.app,
+            app: self.app.map(|stdio| child::AppSpec {
+                stdio,
+                cwd: self.cfg.init.cwd.clone(),
+                user: self.cfg.init.user,
+                stop: self
+                    .cfg
+                    .signals
+                    .halt
+                    .as_ref()
+                    .map(crate::config::Signal::number),
+            }),
             lxcfs: super::lxcfs::child_binds(&self.name, ids.is_some()),
         };
         let (ours, theirs) = nix::sys::socket::socketpair(
