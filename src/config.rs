@@ -28,8 +28,8 @@ pub use file::{parse_toml, read_text, write_atomic, MAX_CONFIG_SIZE};
 pub use size::format_size;
 pub use time::format_utc;
 pub use types::{
-    ByteSize, CgroupLayout, HwaddrTemplate, Ipv4Assigned, Ipv4Gateway, Ipv4Mode, MacvlanMode,
-    NetKind, Signal,
+    AppUser, ByteSize, CgroupLayout, HwaddrTemplate, Ipv4Assigned, Ipv4Gateway, Ipv4Mode,
+    MacvlanMode, NetKind, Signal,
 };
 
 pub mod validate;
@@ -294,6 +294,17 @@ pub struct Init {
     /// Extra `KEY=VALUE` for init's environment (`container=lxc` is always set).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<String>,
+    /// An application container (an OCI image without an init): `cmd` runs as the
+    /// payload under rlxc's own small init, which reaps and forwards signals; its exit
+    /// status is kept for rlxc-info.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub app: bool,
+    /// The application's working directory inside the container (default `/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// The application's `UID:GID` inside the container (default `0:0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<AppUser>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
@@ -328,6 +339,9 @@ pub struct ImageSource {
     pub arch: String,
     pub variant: String,
     pub build: String,
+    /// Ports an OCI image says its application listens on (`80/tcp`), for `[[publish]]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exposed_ports: Vec<String>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]

@@ -174,7 +174,12 @@ pub fn run(a: Args) -> Result<i32> {
     };
     let resolved = container::resolve_template(&sys, &tname)?;
     if !matches!(resolved, Resolved::Download) {
-        if let Some(flag) = a.dl.first_given() {
+        let first = match resolved {
+            // -a chooses the platform of a multi-arch image.
+            Resolved::Oci => a.dl.first_given().filter(|f| *f != "-a"),
+            _ => a.dl.first_given(),
+        };
+        if let Some(flag) = first {
             return Err(Error::Usage(format!(
                 "{flag} is an option of -t download; options of -t {tname} go after `--`, \
                  as in: rlxc-create -t {tname} -n NAME -- {flag} …"
@@ -190,6 +195,7 @@ pub fn run(a: Args) -> Result<i32> {
         Resolved::Download => run_download(a, &sys),
         Resolved::Local => run_local(a, &sys),
         Resolved::Image => run_image(a, &sys),
+        Resolved::Oci => run_oci(a, &sys),
         Resolved::Script { name, path, .. } => run_script(a, &sys, name, path),
     }
 }
@@ -247,6 +253,59 @@ fn template_options<T: Parser>(args: &[String]) -> Result<T> {
             .to_string();
         Error::Usage(format!("template options after '--': {first}"))
     })
+}
+
+/// LXC's `lxc-oci` options, after `--`.
+#[derive(Parser, Debug)]
+#[command(name = "oci", no_binary_name = true, disable_help_flag = true)]
+struct OciArgs {
+    /// The image: docker://[HOST[:PORT]/]REPO[:TAG|@DIGEST] or oci:PATH[:TAG].
+    #[arg(short = 'u', long = "url", value_name = "URL")]
+    url: String,
+    /// The registry user (the password comes from --password-stdin).
+    #[arg(long = "username")]
+    username: Option<String>,
+    /// Read the registry password from standard input (one line).
+    #[arg(long = "password-stdin")]
+    password_stdin: bool,
+    /// Talk plain http to the registry (a registry on a trusted local network).
+    #[arg(long = "plain-http")]
+    plain_http: bool,
+}
+
+/// `-t oci -n NAME -- -u URL [--username U --password-stdin] [--plain-http]`; `-a`
+/// picks the platform from a multi-arch image (default: the host's).
+fn run_oci(a: Args, sys: &SystemConfig) -> Result<i32> {
+    let opts: OciArgs = template_options(&a.template_args)?;
+    let name = a.name.clone().ok_or_else(|| {
+        Error::Usage("-t oci needs -n NAME: rlxc-create -t oci -n NAME -- -u URL".into())
+    })?;
+    name::validate(&name)?;
+    let password = if opts.password_stdin {
+        if opts.username.is_none() {
+            return Err(Error::Usage(
+                "--password-stdin needs --username: the registry's user".into(),
+            ));
+        }
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map_err(|e| {
+            Error::Usage(format!("cannot read the password from standard input: {e}"))
+        })?;
+        Some(line.trim_end_matches(['\n', '\r']).to_string())
+    } else {
+        None
+    };
+    let c = Container::new(sys, &name)?;
+    let base = base_config(sys, a.config.as_ref())?;
+    let progress = Reporter::new(a.common.quiet);
+    let source = Source::Oci(container::OciOptions {
+        url: opts.url,
+        arch: a.dl.arch.clone(),
+        username: opts.username,
+        password,
+        plain_http: opts.plain_http,
+    });
+    create_and_report(sys, &c, source, base, &a, &progress)
 }
 
 /// `-t local -n NAME -- --metadata META --fstree ROOTFS`.
@@ -474,6 +533,9 @@ fn print_report(
             "  privileged: {}",
             super::info::privileged(report.idmap.as_ref())
         );
+    }
+    for n in &report.notes {
+        eprintln!("  {n}");
     }
     if let Some(m) = &report.create_message {
         println!("{}", m.trim_end());

@@ -88,6 +88,15 @@ pub fn run(a: Args) -> Result<i32> {
         );
         row("Image server", &i.server);
     }
+    if cfg.init.app {
+        row("Application", &format!("{:?}", cfg.init.cmd));
+        if let Some(code) = c.exit_status() {
+            row("Exit status", &code.to_string());
+        }
+    }
+    if let Some(i) = cfg.image.as_ref().filter(|i| !i.exposed_ports.is_empty()) {
+        row("Exposed ports", &i.exposed_ports.join(", "));
+    }
     row("Privileged", &privileged(cfg.idmap.as_ref()));
     if !state.is_running() {
         // Running, the monitor says what this run chose (in `live`).

@@ -359,3 +359,31 @@ string_conversions!(Signal);
 #[cfg(test)]
 #[path = "types_tests.rs"]
 mod tests;
+
+/// `init.user`: `UID:GID`, numeric (an image's user name is resolved at create time,
+/// against the image's own /etc/passwd).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct AppUser {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl FromStr for AppUser {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?}: expected UID:GID, numbers, like \"1000:1000\"");
+        let (u, g) = s.split_once(':').ok_or_else(bad)?;
+        Ok(AppUser {
+            uid: u.parse().map_err(|_| bad())?,
+            gid: g.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+impl fmt::Display for AppUser {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{}:{}", self.uid, self.gid)
+    }
+}
+string_conversions!(AppUser);

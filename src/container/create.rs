@@ -12,7 +12,7 @@ use crate::image::{lxcconf, meta, unpack};
 use crate::rootfs::Root;
 use crate::template::{self, Filled, LxcConfig, Prepared, Target, Template};
 
-pub use crate::template::{Available, Chooser, DownloadOptions, Plan, Resolved};
+pub use crate::template::{Available, Chooser, DownloadOptions, OciOptions, Plan, Resolved};
 
 /// What a create starts from: `-t NAME` resolved, with what that template needs.
 pub enum Source {
@@ -26,6 +26,8 @@ pub enum Source {
     Image {
         alias: String,
     },
+    /// An OCI image from a registry or a layout (`-t oci`).
+    Oci(template::OciOptions),
     /// A template program (LXC's protocol), with its arguments.
     Script {
         name: String,
@@ -130,6 +132,8 @@ pub struct CreateReport {
     pub swept: Vec<PathBuf>,
     /// The host ids it maps (None: privileged).
     pub idmap: Option<crate::config::IdMap>,
+    /// What the template says about the result (an OCI image: system or application).
+    pub notes: Vec<String>,
 }
 
 impl Container {
@@ -216,6 +220,8 @@ impl Container {
             std::fs::remove_file(&lxc.file).ctx("remove", &lxc.file)?;
         }
         self.substitute(&root, &cfg, &prepared.substitute)?;
+        let notes = template.configure(&mut cfg, &root)?;
+        cfg.validate(&self.config_path())?;
         drop(root);
         // Held until the container is published: its ids are then on record.
         let taken = ids.take(sys)?;
@@ -232,6 +238,7 @@ impl Container {
             unpack_time,
             swept,
             idmap: cfg.idmap,
+            notes,
         })
     }
 
@@ -267,6 +274,11 @@ impl Container {
                 &alias,
                 &sys.cachepath,
                 &self.name,
+                sys.max_image_size,
+            )?),
+            Source::Oci(opts) => Box::new(template::Oci::new(
+                opts,
+                &sys.cachepath,
                 sys.max_image_size,
             )?),
             Source::Script { name, path, args } => {

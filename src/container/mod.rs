@@ -45,9 +45,12 @@ pub use crate::console::Ended;
 pub use crate::image::fetch::Progress;
 pub use create::{
     download_list, download_plan, resolve_template, templates, Bdev, Chooser, CreateOptions,
-    CreateReport, DownloadOptions, Resolved, Source,
+    CreateReport, DownloadOptions, OciOptions, Resolved, Source,
 };
 pub use device::DeviceChange;
+
+/// The file in a container's directory holding its application's last exit status.
+pub const EXIT_STATUS: &str = "exit_status";
 pub use execute::ExecuteOptions;
 pub use export::import;
 pub use file::{CopyReport, PullOptions, PushOptions};
@@ -169,6 +172,15 @@ impl Container {
     /// The live state, asked of the monitor; never read from a file.
     /// Nothing counts as stopped while a monitor listens, even one that cannot be
     /// understood: that is what keeps a destroy away from a running rootfs.
+    /// Its application's exit status from the last run (128 + N: killed by signal N).
+    pub fn exit_status(&self) -> Option<i32> {
+        std::fs::read_to_string(self.dir().join(EXIT_STATUS))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     pub fn state(&self) -> State {
         if let Ok(s) = crate::ipc::client::connect(&self.run_dir) {
             return match crate::ipc::client::state_on(&s, &self.run_dir) {

@@ -27,10 +27,16 @@ impl Container {
         // starts hears that the container is being started, and touches nothing.
         let _lock = crate::store::lock_name(&self.lxcpath, &self.name, "starting this container")?;
         let mut cfg = self.config()?;
+        let exit_status = self.dir().join(super::EXIT_STATUS);
         let app = match app {
             Some(a) => Some(a.apply(&mut cfg)?),
+            // An application container (an OCI image without an init): its command runs
+            // under rlxc's init with the console as stdio, as rlxc-execute's on a terminal.
+            None if cfg.init.app => Some(crate::runtime::App { stdio: None }),
             None => None,
         };
+        // The last run's status is not this one's.
+        let _ = std::fs::remove_file(&exit_status);
         self.refuse_if_running()?;
         let (init, cgroup_view) = self.preflight(sys, &mut cfg)?;
         let published = self.publish_ports(sys, &cfg)?;
@@ -53,6 +59,7 @@ impl Container {
             apparmor: crate::apparmor::ensure_loaded()?,
             after_stop,
             app,
+            exit_status: Some(exit_status),
         };
         let started = crate::runtime::start(&plan)?;
         if let Some(p) = published {

@@ -181,12 +181,25 @@ impl Fetcher {
         }
     }
 
-    fn send(&self, url: &str) -> std::result::Result<reqwest::blocking::Response, Failure> {
-        let resp = self
-            .client
-            .get(url)
-            .send()
-            .map_err(|e| self.request_failure(url, &e))?;
+    /// GET `url` with `headers`; a response of any status, or why there was none.
+    fn request(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+    ) -> std::result::Result<reqwest::blocking::Response, Failure> {
+        let mut req = self.client.get(url);
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        req.send().map_err(|e| self.request_failure(url, &e))
+    }
+
+    fn send(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+    ) -> std::result::Result<reqwest::blocking::Response, Failure> {
+        let resp = self.request(url, headers)?;
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
@@ -267,23 +280,35 @@ impl Fetcher {
         }
     }
 
+    /// A small response's whole body, at most `limit` bytes, by `deadline`.
+    fn small_body(
+        &self,
+        url: &str,
+        resp: &mut reqwest::blocking::Response,
+        deadline: Instant,
+        limit: u64,
+    ) -> std::result::Result<Vec<u8>, Failure> {
+        let mut body = Vec::new();
+        self.read_body(url, resp, Some(deadline), |data| {
+            body.extend_from_slice(data);
+            if body.len() as u64 > limit {
+                return Err(Failure::Final(http_error(
+                    url,
+                    format!("response is larger than {limit} bytes"),
+                )));
+            }
+            Ok(())
+        })?;
+        Ok(body)
+    }
+
     /// GET a small text document (index, checksums), at most `limit` bytes, within the
     /// metadata timeout.
     pub fn text(&self, url: &str, limit: u64) -> Result<String> {
         self.with_retries(url, || {
             let deadline = Instant::now() + self.t.metadata;
-            let mut resp = self.send(url)?;
-            let mut body = Vec::new();
-            self.read_body(url, &mut resp, Some(deadline), |data| {
-                body.extend_from_slice(data);
-                if body.len() as u64 > limit {
-                    return Err(Failure::Final(http_error(
-                        url,
-                        format!("response is larger than {limit} bytes"),
-                    )));
-                }
-                Ok(())
-            })?;
+            let mut resp = self.send(url, &[])?;
+            let body = self.small_body(url, &mut resp, deadline, limit)?;
             String::from_utf8(body)
                 .map_err(|_| Failure::Final(http_error(url, "response is not UTF-8 text".into())))
         })
@@ -309,9 +334,21 @@ impl Fetcher {
         sink: &mut S,
         progress: &dyn Progress,
     ) -> Result<u64> {
+        self.stream_with(url, &[], label, sink, progress)
+    }
+
+    /// `stream` with request headers (a registry's Authorization).
+    pub fn stream_with<S: Sink>(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+        label: &str,
+        sink: &mut S,
+        progress: &dyn Progress,
+    ) -> Result<u64> {
         self.with_retries(url, || {
             sink.reset().map_err(Failure::Final)?;
-            let mut resp = self.send(url)?;
+            let mut resp = self.send(url, headers)?;
             let total = resp.content_length();
             progress.start(label, total);
             let result = self.read_body(url, &mut resp, None, |data| {
@@ -330,6 +367,54 @@ impl Fetcher {
                 }
             }
             Ok(n)
+        })
+    }
+}
+
+/// A small response of any final status (a registry's manifest, or its 401 with the
+/// challenge to answer), for protocols that decide on the status themselves.
+pub struct Reply {
+    pub status: u16,
+    /// Lower-case header names.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl Fetcher {
+    /// GET `url` with `headers`, at most `limit` bytes of body, within the metadata
+    /// timeout. Transient failures are retried; any other status is the caller's.
+    pub fn reply(&self, url: &str, headers: &[(&str, String)], limit: u64) -> Result<Reply> {
+        self.with_retries(url, || {
+            let deadline = Instant::now() + self.t.metadata;
+            let mut resp = self.request(url, headers)?;
+            let status = resp.status().as_u16();
+            if transient_status(status) {
+                return Err(Failure::Transient(Error::Http {
+                    url: url.to_string(),
+                    msg: format!("HTTP {}", resp.status()),
+                    status: Some(status),
+                }));
+            }
+            let headers = resp
+                .headers()
+                .iter()
+                .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+                .collect();
+            let body = self.small_body(url, &mut resp, deadline, limit)?;
+            Ok(Reply {
+                status,
+                headers,
+                body,
+            })
         })
     }
 }

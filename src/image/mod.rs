@@ -12,6 +12,7 @@ pub mod lower;
 pub mod lxcconf;
 pub mod lxcmigrate;
 pub mod meta;
+pub mod oci;
 pub mod published;
 pub mod server;
 pub mod unpack;

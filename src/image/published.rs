@@ -65,6 +65,7 @@ impl Info {
             release,
             arch: self.arch.clone(),
             variant,
+            exposed_ports: Vec::new(),
             build: self.build(),
         }
     }

@@ -41,8 +41,11 @@ pub struct StartPlan {
     /// A command the monitor runs once everything of the run is gone, before anyone
     /// waiting for the stop hears of it (an ephemeral container's destroy); empty: none.
     pub after_stop: Vec<std::ffi::OsString>,
-    /// rlxc-execute's run: `config.init.cmd` is the command, under rlxc's own init.
+    /// rlxc-execute's run, or an application container's (`init.app`): `config.init.cmd`
+    /// is the command, under rlxc's own init.
     pub app: Option<App>,
+    /// Where the monitor keeps an application's exit status when the run ends.
+    pub exit_status: Option<PathBuf>,
 }
 
 /// What rlxc-execute hands its command.
@@ -127,6 +130,8 @@ impl RunEnd {
     pub fn wait(mut self) -> Option<String> {
         match crate::ipc::read_msg::<Status>(&mut self.0) {
             Ok(Status::Ended { failure }) => failure,
+            // An application container's command ended: its status is kept for rlxc-info.
+            Ok(Status::Exited { .. }) => None,
             Ok(other) => Some(format!("its monitor said {other:?} at the end")),
             Err(e) => Some(format!(
                 "its monitor ended without saying how init did ({e})"

@@ -207,6 +207,7 @@ impl Template for Download {
                 release: key.release.clone(),
                 arch: key.arch.clone(),
                 variant: key.variant.clone(),
+                exposed_ports: Vec::new(),
                 build: image.build.clone(),
             }),
             lxc_config: image.meta.config.clone(),

@@ -6,17 +6,19 @@
 pub mod download;
 mod local;
 mod local_cache;
+mod oci;
 mod resolve;
 mod script;
 
 pub use download::{Chooser, Download, DownloadOptions, Plan};
 pub use local::Local;
+pub use oci::{Oci, OciOptions};
 pub use resolve::{available, resolve, search_dirs, Available, Resolved, LXC_TEMPLATES};
 pub use script::{relocate, Script};
 
 use std::path::Path;
 
-use crate::config::ImageSource;
+use crate::config::{ContainerConfig, ImageSource};
 use crate::error::Result;
 use crate::image::fetch::Progress;
 use crate::image::unpack;
@@ -93,5 +95,11 @@ pub trait Template {
         _progress: &dyn Progress,
     ) -> Result<Option<Lower>> {
         Ok(None)
+    }
+    /// Settings the image brings that depend on the filled tree (an OCI image: system
+    /// or application container, its command, user and environment), after the fill
+    /// and the image's LXC lines; notes for the sysadmin.
+    fn configure(&mut self, _cfg: &mut ContainerConfig, _root: &Root) -> Result<Vec<String>> {
+        Ok(Vec::new())
     }
 }

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 /// Where LXC keeps its template scripts.
 pub const LXC_TEMPLATES: &str = "/usr/share/lxc/templates";
 
-const BUILTINS: [&str; 3] = ["download", "local", "image"];
+const BUILTINS: [&str; 4] = ["download", "local", "image", "oci"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
@@ -42,6 +42,8 @@ pub enum Resolved {
     Local,
     /// A published image (`rlxc-publish`).
     Image,
+    /// An OCI image (`-t oci`).
+    Oci,
     /// An executable speaking LXC's template protocol.
     Script {
         name: String,
@@ -96,6 +98,7 @@ pub fn resolve(name: &str, dirs: &[PathBuf], lxc_dir: &Path) -> Result<Resolved>
         "download" => return Ok(Resolved::Download),
         "local" => return Ok(Resolved::Local),
         "image" => return Ok(Resolved::Image),
+        "oci" => return Ok(Resolved::Oci),
         _ => {}
     }
     if name.contains('/') {
@@ -245,13 +248,13 @@ mod tests {
         let err = resolve("notexec", &dirs, &lxc).unwrap_err().to_string();
         assert!(err.contains("no template \"notexec\""), "{err}");
         assert!(
-            err.contains("download, local, image, busybox, debian, alpine"),
+            err.contains("download, local, image, oci, busybox, debian, alpine"),
             "{err}"
         );
         let names: Vec<_> = available(&dirs, &lxc).into_iter().map(|a| a.name).collect();
         assert_eq!(
             names,
-            ["download", "local", "image", "busybox", "debian", "alpine"]
+            ["download", "local", "image", "oci", "busybox", "debian", "alpine"]
         );
     }
 

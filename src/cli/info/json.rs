@@ -38,6 +38,8 @@ struct Info {
     links: Vec<Link>,
     limits: Value,
     autostart: Value,
+    /// An application container's (`init.app`) last exit status; null otherwise.
+    exit_status: Option<i32>,
 }
 
 #[derive(Serialize)]
@@ -84,6 +86,7 @@ pub fn print(c: &Container, cfg: &ContainerConfig) -> Result<()> {
         arch: cfg.arch.clone(),
         image: value("the image", &cfg.image)?,
         privileged: cfg.idmap.is_none(),
+        exit_status: c.exit_status().filter(|_| cfg.init.app),
         idmap: value("the idmap", &cfg.idmap)?,
         backing_store: cfg.rootfs.backend.as_str().into(),
         rootfs: backing.path(&c.dir()).display().to_string(),

@@ -8,15 +8,13 @@
 
 use std::ffi::OsStr;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag};
-use nix::sys::stat::{Mode, SFlag, UtimensatFlags};
-use nix::sys::time::TimeSpec;
-use nix::unistd::{Gid, Uid};
+use nix::sys::stat::{Mode, SFlag};
 
 use crate::error::{Error, IoContext, Result};
 use crate::rootfs::{self, Root};
@@ -24,12 +22,16 @@ use crate::sys;
 
 mod acl;
 mod excludes;
+mod ops;
 mod pax;
+mod whiteout;
 mod writer;
 
 pub use excludes::{glob_match, parse_excludes};
 
 use acl::{acl_text_to_xattr, IdMaps};
+use ops::{create_replacing, set_owner_and_times_at};
+use ops::{set_fd_attrs, ts};
 use pax::{parse_pax, pax_time, read_small, trim_nul, Extended, SkipReader};
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -63,10 +65,27 @@ pub struct Unpacker<'a> {
     pool: writer::Pool,
     /// The image's own user and group names, for ACLs stored with names.
     ids: Option<IdMaps>,
+    /// Unpacking an OCI layer over the ones below: whiteouts apply.
+    layer: Option<whiteout::Layer>,
 }
 
 /// Unpack the tarball at `tar` into `root`, skipping members matching `excludes`.
 pub fn unpack_file(tar: &std::path::Path, root: &Root, excludes: &[String]) -> Result<Stats> {
+    unpack(tar, root, excludes, None)
+}
+
+/// Unpack the OCI layer tarball `tar` over what `root` holds: `.wh.` whiteouts and
+/// opaque directories remove what the layers below put there.
+pub fn unpack_layer(tar: &std::path::Path, root: &Root) -> Result<Stats> {
+    unpack(tar, root, &[], Some(whiteout::Layer::default()))
+}
+
+fn unpack(
+    tar: &std::path::Path,
+    root: &Root,
+    excludes: &[String],
+    layer: Option<whiteout::Layer>,
+) -> Result<Stats> {
     let f = std::fs::File::open(tar).ctx("open", tar)?;
     let src = f.try_clone().ctx("open", tar)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
@@ -80,6 +99,7 @@ pub fn unpack_file(tar: &std::path::Path, root: &Root, excludes: &[String]) -> R
             stats: Stats::default(),
             pool: writer::Pool::start(scope, &src, threads),
             ids: None,
+            layer,
         }
         .run(SkipReader {
             inner: io::BufReader::with_capacity(256 * 1024, f),
@@ -167,6 +187,17 @@ impl Unpacker<'_> {
         if self.is_excluded(&comps) {
             self.stats.excluded += 1;
             return Ok(());
+        }
+        if self.layer.is_some() && whiteout::is_whiteout(&comps) {
+            // Removals wait for every file being written, and drop the cached handle.
+            self.pool.barrier()?;
+            self.forget_parent();
+        }
+        if let Some(layer) = self.layer.as_mut() {
+            if whiteout::is_whiteout(&comps) {
+                return whiteout::apply(self.root, &comps, layer, &name);
+            }
+            layer.created.insert(rootfs::join(&comps));
         }
         let kind = entry.header().entry_type();
         // Anything touching a path a writer thread has not finished waits for it; hard
@@ -512,68 +543,5 @@ impl Attrs {
             )
         });
         (self.uid, self.gid) == *me && self.mode & 0o7000 == 0 && self.xattrs.is_empty()
-    }
-}
-
-/// Run `make`; if something is in the way, remove it and run it again (a later tar
-/// member replaces an earlier one, as with tar).
-fn create_replacing(
-    parent: BorrowedFd<'_>,
-    leaf: &OsStr,
-    disp: &std::path::Path,
-    what: &'static str,
-    make: impl Fn() -> nix::Result<()>,
-) -> Result<()> {
-    match make() {
-        Err(Errno::EEXIST) => {
-            remove_existing(parent, leaf).ctx("replace", disp)?;
-            make()
-        }
-        r => r,
-    }
-    .ctx(what, disp)
-}
-
-/// Owner and times of a member that cannot be opened (symlink, device node, FIFO).
-fn set_owner_and_times_at(
-    parent: BorrowedFd<'_>,
-    leaf: &OsStr,
-    a: &Attrs,
-    disp: &std::path::Path,
-) -> Result<()> {
-    nix::unistd::fchownat(
-        parent,
-        leaf,
-        Some(Uid::from_raw(a.uid)),
-        Some(Gid::from_raw(a.gid)),
-        AtFlags::AT_SYMLINK_NOFOLLOW,
-    )
-    .ctx("set owner of", disp)?;
-    let t = ts(a.mtime);
-    nix::sys::stat::utimensat(parent, leaf, &t, &t, UtimensatFlags::NoFollowSymlink)
-        .ctx("set times of", disp)
-}
-
-/// Owner, then mode (chown clears setuid bits), then xattrs (chown clears capabilities).
-pub(super) fn set_fd_attrs(fd: BorrowedFd<'_>, a: &Attrs, disp: &std::path::Path) -> Result<()> {
-    nix::unistd::fchown(fd, Some(Uid::from_raw(a.uid)), Some(Gid::from_raw(a.gid)))
-        .ctx("set owner of", disp)?;
-    nix::sys::stat::fchmod(fd, Mode::from_bits_truncate(a.mode)).ctx("set mode of", disp)?;
-    for (k, v) in &a.xattrs {
-        sys::fsetxattr(fd, k, v).ctx("set extended attribute on", disp)?;
-    }
-    Ok(())
-}
-
-pub(super) fn ts((secs, nsecs): (i64, i64)) -> TimeSpec {
-    TimeSpec::new(secs, nsecs)
-}
-
-/// Remove whatever is at `leaf` (a later tar member replaces an earlier one, like tar).
-pub(super) fn remove_existing(dir: BorrowedFd<'_>, leaf: &OsStr) -> nix::Result<()> {
-    use nix::unistd::{unlinkat, UnlinkatFlags};
-    match unlinkat(dir, leaf, UnlinkatFlags::NoRemoveDir) {
-        Err(Errno::EISDIR) => unlinkat(dir, leaf, UnlinkatFlags::RemoveDir),
-        r => r,
     }
 }

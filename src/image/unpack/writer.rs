@@ -19,7 +19,8 @@ use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
-use super::{remove_existing, set_fd_attrs, ts, Attrs};
+use super::ops::{remove_existing, set_fd_attrs, ts};
+use super::Attrs;
 use crate::error::{Error, IoContext, Result};
 
 pub(super) struct FileJob {

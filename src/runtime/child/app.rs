@@ -27,10 +27,10 @@ const FORWARDED: [Signal; 8] = [
     Signal::SIGWINCH,
 ];
 
-/// Become the init of `argv` (with `env`); `tty`: stdio is the console, whose
-/// foreground the command takes (so Ctrl-C reaches it). Never returns.
-pub(super) fn run(argv: &[CString], env: &[CString], tty: bool) -> ! {
-    let code = match serve(argv, env, tty) {
+/// Become the init of `argv` (with `env`), run as `app` says; on the console, the
+/// command takes its foreground (so Ctrl-C reaches it). Never returns.
+pub(super) fn run(argv: &[CString], env: &[CString], app: &super::AppSpec) -> ! {
+    let code = match serve(argv, env, app) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("rlxc-execute: error: {e}");
@@ -49,14 +49,22 @@ pub fn forwarded() -> SigSet {
     mask
 }
 
-fn serve(argv: &[CString], env: &[CString], tty: bool) -> std::io::Result<i32> {
+fn serve(argv: &[CString], env: &[CString], app: &super::AppSpec) -> std::io::Result<i32> {
+    let tty = matches!(app.stdio, super::AppStdio::Console);
     let mut mask = forwarded();
     mask.add(Signal::SIGCHLD);
-    sys::signals::deliverable(&FORWARDED)?;
+    // The image's StopSignal, which a stop sends, reaches the command too.
+    let stop = app.stop.and_then(|s| Signal::try_from(s).ok());
+    let mut caught = FORWARDED.to_vec();
+    if let Some(s) = stop.filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
+        mask.add(s);
+        caught.push(s);
+    }
+    sys::signals::deliverable(&caught)?;
     mask.thread_block()?;
     let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC)?;
     let command = match sys::fork()? {
-        sys::Forked::Child => exec_command(argv, env, tty),
+        sys::Forked::Child => exec_command(argv, env, tty, app),
         sys::Forked::Parent(pid) => pid,
     };
     let mut status = None;
@@ -68,8 +76,11 @@ fn serve(argv: &[CString], env: &[CString], tty: bool) -> std::io::Result<i32> {
         if sig == libc::SIGCHLD {
             status = reap(command);
         } else {
+            // A halt's SIGPWR is the image's StopSignal (Docker's SIGTERM by default).
             let sig = if sig == libc::SIGPWR {
-                libc::SIGTERM
+                app.stop
+                    .filter(|s| *s != libc::SIGPWR)
+                    .unwrap_or(libc::SIGTERM)
             } else {
                 sig
             };
@@ -99,8 +110,8 @@ fn reap(command: Pid) -> Option<i32> {
 }
 
 /// In the forked command: its own process group (the console's foreground one on a
-/// terminal), default signals, then exec.
-fn exec_command(argv: &[CString], env: &[CString], tty: bool) -> ! {
+/// terminal), default signals, its directory and ids, then exec.
+fn exec_command(argv: &[CString], env: &[CString], tty: bool, app: &super::AppSpec) -> ! {
     let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
     if tty {
         // A background group until this is done: SIGTTOU would stop it.
@@ -111,6 +122,10 @@ fn exec_command(argv: &[CString], env: &[CString], tty: bool) -> ! {
     }
     sys::signals::reset_all();
     let _ = SigSet::all().thread_unblock();
+    if let Err(e) = enter(app) {
+        eprintln!("rlxc-execute: error: {e}");
+        sys::exit_child(126);
+    }
     let Some(prog) = argv.first() else {
         eprintln!("rlxc-execute: error: no command");
         sys::exit_child(127);
@@ -123,6 +138,22 @@ fn exec_command(argv: &[CString], env: &[CString], tty: bool) -> ! {
         err.map(|e| e.desc()).unwrap_or("unknown error")
     );
     sys::exit_child(127)
+}
+
+/// The application's working directory and ids (supplementary groups: its group only).
+fn enter(app: &super::AppSpec) -> Result<(), String> {
+    if let Some(dir) = &app.cwd {
+        nix::unistd::chdir(dir.as_str())
+            .map_err(|e| format!("cannot enter the working directory {dir}: {}", e.desc()))?;
+    }
+    if let Some(u) = app.user {
+        let gid = nix::unistd::Gid::from_raw(u.gid);
+        nix::unistd::setgroups(&[gid])
+            .and_then(|_| nix::unistd::setgid(gid))
+            .and_then(|_| nix::unistd::setuid(nix::unistd::Uid::from_raw(u.uid)))
+            .map_err(|e| format!("cannot become user {u}: {}", e.desc()))?;
+    }
+    Ok(())
 }
 
 /// Find `prog` in the PATH of the environment the command gets, inside the container

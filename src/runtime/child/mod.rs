@@ -53,10 +53,23 @@ pub struct ChildSpec {
     /// An unprivileged container's (a user namespace of its own): what the monitor
     /// prepared for it. None: privileged.
     pub userns: Option<Userns>,
-    /// rlxc-execute's: `init` is the command, run under rlxc's own init. None: exec init.
-    pub app: Option<AppStdio>,
+    /// rlxc-execute's or an application container's: `init` is the command, run under
+    /// rlxc's own init. None: exec init.
+    pub app: Option<AppSpec>,
     /// lxcfs's views (see `runtime::lxcfs`): the path inside each is bound over.
     pub lxcfs: Vec<(&'static str, HostBind)>,
+}
+
+/// How the application runs under rlxc's init.
+#[derive(Debug, Clone)]
+pub struct AppSpec {
+    pub stdio: AppStdio,
+    /// Its working directory (default `/`).
+    pub cwd: Option<String>,
+    /// Its ids (default root).
+    pub user: Option<crate::config::AppUser>,
+    /// The signal a stop sends (forwarded to it, as SIGPWR is, as SIGTERM when None).
+    pub stop: Option<i32>,
 }
 
 /// The stdio of rlxc-execute's command.
@@ -156,7 +169,7 @@ fn setup_and_exec(spec: &ChildSpec, join: &[JoinFile], sync: BorrowedFd<'_>) -> 
     // (stealing it needs CAP_SYS_ADMIN on the host): an unprivileged init leaves the
     // console free for the getty that takes it, as LXC's does.
     attach_console(spec.userns.is_none())?;
-    if let Some(AppStdio::Fds(fds)) = spec.app {
+    if let Some(AppStdio::Fds(fds)) = spec.app.as_ref().map(|a| a.stdio) {
         for (n, fd) in fds.into_iter().enumerate() {
             sys::dup_onto(sys::borrow_fd(fd), n as RawFd)
                 .map_err(|e| Error::io("pass on", "rlxc-execute's stdio", e))?;
@@ -170,14 +183,14 @@ fn setup_and_exec(spec: &ChildSpec, join: &[JoinFile], sync: BorrowedFd<'_>) -> 
     sys::mark_fds_cloexec_from(3);
     // The network is in place once the monitor says go.
     wait_for(sync, Stage::Network)?;
-    if let Some(stdio) = spec.app {
+    if let Some(a) = &spec.app {
         let argv = c_strings(&spec.init)?;
         let env = c_strings(&spec.env)?;
         // In place of the exec the monitor waits for.
         reached(sync, Stage::Network)?;
         drop(ttys);
         sys::close_fds_from(3).ctx("close the descriptors of", "rlxc-execute's init")?;
-        app::run(&argv, &env, matches!(stdio, AppStdio::Console));
+        app::run(&argv, &env, a);
     }
     exec_init(spec, ttys.env())
 }

@@ -107,6 +107,7 @@ impl Monitor {
     /// The end: nothing of the container is left when the stop waiters hear so.
     pub(super) fn shutdown(&mut self) {
         self.teardown();
+        self.keep_exit_status();
         // Before the socket goes: a start that follows must find the ports free.
         if let Some(runpath) = self.dir.parent() {
             crate::net::ports::release(runpath, &self.key);
@@ -156,6 +157,17 @@ impl Monitor {
             let _ = crate::ipc::write_msg(r, &last);
         }
         self.finish_removals();
+    }
+
+    /// An application's status, on disk before anyone hears of the stop.
+    fn keep_exit_status(&self) {
+        let (Some(path), Some(_)) = (&self.exit_status, self.app) else {
+            return;
+        };
+        let code = self.exit_code.unwrap_or(128 + libc::SIGKILL);
+        if let Err(e) = crate::store::write_atomic(path, format!("{code}\n").as_bytes(), 0o644) {
+            eprintln!("{}: cannot keep the exit status {code}: {e}", self.name);
+        }
     }
 
     /// Tell the installation's listeners (rlxc-monitor, rlxc-wait); STOPPING once a run,

@@ -106,6 +106,8 @@ pub struct Monitor {
     failure: Option<String>,
     /// When the current boot began (for how long init ran).
     booted_at: Instant,
+    /// Where an application's exit status is kept (`StartPlan::exit_status`).
+    exit_status: Option<PathBuf>,
 }
 
 /// Idle time after activity before the monitor trims its resident code again.
@@ -208,6 +210,7 @@ impl Monitor {
             report: None,
             failure: None,
             booted_at: Instant::now(),
+            exit_status: plan.exit_status.clone(),
         })
     }
 
@@ -282,7 +285,17 @@ impl Monitor {
             apparmor: self.apparmor.clone(),
             own_net,
             userns,
-            app: self.app,
+            app: self.app.map(|stdio| child::AppSpec {
+                stdio,
+                cwd: self.cfg.init.cwd.clone(),
+                user: self.cfg.init.user,
+                stop: self
+                    .cfg
+                    .signals
+                    .halt
+                    .as_ref()
+                    .map(crate::config::Signal::number),
+            }),
             lxcfs: super::lxcfs::child_binds(&self.name, ids.is_some()),
         };
         let (ours, theirs) = nix::sys::socket::socketpair(

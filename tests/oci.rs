@@ -1,0 +1,530 @@
+//! rlxc-create -t oci end to end, against a registry on 127.0.0.1 (tests/oci/registry.py,
+//! the distribution API over OCI layouts the test writes, with basic or token auth and
+//! faults on request) and against the layouts themselves: layers with whiteouts, opaque
+//! directories and hardlinks to earlier layers (the tree compared file by file),
+//! gzip/zstd/plain layers, a multi-arch index, blobs shared by digest, an application
+//! image exiting 3 (rlxc-info shows 3), hostile layers, and each error of issue 17.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+const GZ: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+const ZST: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+const TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+
+/// OCI layouts, one per repository, under one root the registry serves.
+struct Repos {
+    root: PathBuf,
+}
+
+fn put_blob(repo: &Path, data: &[u8]) -> (String, u64) {
+    let hex = sha256_hex(data);
+    let dir = repo.join("blobs/sha256");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(&hex), data).unwrap();
+    (format!("sha256:{hex}"), data.len() as u64)
+}
+
+fn compress(tar: &[u8], media: &str) -> Vec<u8> {
+    use std::io::Write;
+    match media {
+        GZ => {
+            let mut g = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            g.write_all(tar).unwrap();
+            g.finish().unwrap()
+        }
+        ZST => zstd::stream::encode_all(tar, 1).unwrap(),
+        _ => tar.to_vec(),
+    }
+}
+
+impl Repos {
+    fn new(dir: &Path) -> Self {
+        Repos {
+            root: dir.join("registry"),
+        }
+    }
+
+    fn repo(&self, name: &str) -> PathBuf {
+        let p = self.root.join(name);
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::write(p.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        p
+    }
+
+    /// A manifest of `layers` (tar, media type) with `run` as its config's `config`.
+    fn manifest(
+        &self,
+        repo: &str,
+        arch: &str,
+        layers: &[(Vec<u8>, &str)],
+        run: serde_json::Value,
+    ) -> (String, u64) {
+        let r = self.repo(repo);
+        let mut descs = Vec::new();
+        let mut diff_ids = Vec::new();
+        for (tar, media) in layers {
+            diff_ids.push(format!("sha256:{}", sha256_hex(tar)));
+            let (d, size) = put_blob(&r, &compress(tar, media));
+            descs.push(json!({"mediaType": media, "digest": d, "size": size}));
+        }
+        let config = json!({"architecture": arch, "os": "linux", "config": run,
+            "rootfs": {"type": "layers", "diff_ids": diff_ids}});
+        let (cd, cs) = put_blob(&r, config.to_string().as_bytes());
+        let m = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
+            "layers": descs});
+        put_blob(&r, m.to_string().as_bytes())
+    }
+
+    /// Tag `top` (a manifest, or an index when `media` says) in the repo's index.json.
+    fn tag(&self, repo: &str, tag: &str, top: (String, u64), media: &str) {
+        let r = self.repo(repo);
+        let p = r.join("index.json");
+        let mut idx: serde_json::Value = std::fs::read(&p)
+            .map(|b| serde_json::from_slice(&b).unwrap())
+            .unwrap_or(json!({"schemaVersion": 2, "manifests": []}));
+        idx["manifests"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"mediaType": media,
+            "digest": top.0, "size": top.1,
+            "annotations": {"org.opencontainers.image.ref.name": tag}}));
+        std::fs::write(p, idx.to_string()).unwrap();
+    }
+
+    fn image(
+        &self,
+        repo: &str,
+        tag: &str,
+        layers: &[(Vec<u8>, &str)],
+        run: serde_json::Value,
+    ) -> String {
+        let m = self.manifest(repo, "amd64", layers, run);
+        self.tag(
+            repo,
+            tag,
+            m.clone(),
+            "application/vnd.oci.image.manifest.v1+json",
+        );
+        m.0
+    }
+}
+
+/// The registry process, killed at the end of the test.
+struct Registry {
+    child: Child,
+    port: u16,
+}
+
+impl Registry {
+    fn start(repos: &Repos, args: &[&str]) -> Self {
+        let portfile = repos.root.with_extension(format!("port{}", args.len()));
+        let _ = std::fs::remove_file(&portfile);
+        std::fs::create_dir_all(&repos.root).unwrap();
+        let child = Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oci/registry.py"))
+            .arg(&repos.root)
+            .arg(&portfile)
+            .args(args)
+            .spawn()
+            .expect("python3 runs the test registry");
+        wait_until("the registry", std::time::Duration::from_secs(10), || {
+            portfile.exists()
+        });
+        let port = read(&portfile).trim().parse().unwrap();
+        Registry { child, port }
+    }
+
+    fn url(&self, repo_tag: &str) -> String {
+        format!("docker://127.0.0.1:{}/{repo_tag}", self.port)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn create(env: &Env, name: &str, url: &str, more: &[&str]) -> std::process::Output {
+    let mut args = vec!["create", "-t", "oci", "-n", name];
+    args.extend(more);
+    args.extend(["--", "-u", url, "--plain-http"]);
+    env.run(&args)
+}
+
+fn three_layers() -> Vec<(Vec<u8>, &'static str)> {
+    let base = TarBuilder::new()
+        .dir("etc", 0o755)
+        .file("etc/os-release", 0o644, b"ID=test\n")
+        .dir("old", 0o755)
+        .file("old/a", 0o644, b"a")
+        .file("old/b", 0o644, b"b")
+        .dir("keep", 0o755)
+        .file("keep/x", 0o600, b"x")
+        .file("gone", 0o644, b"bye")
+        .file("shared", 0o755, b"#!/bin/sh\n")
+        .finish();
+    let middle = TarBuilder::new()
+        .file(".wh.gone", 0o644, b"")
+        .dir("old", 0o755)
+        .file("old/new", 0o644, b"new")
+        .file("old/.wh..wh..opq", 0o644, b"")
+        .hardlink("keep/y", "shared")
+        .finish();
+    let top = TarBuilder::new()
+        .dir("keep", 0o755)
+        .file("keep/.wh.x", 0o644, b"")
+        .symlink("keep/link", "../etc/os-release")
+        .finish();
+    vec![(base, GZ), (middle, ZST), (top, TAR)]
+}
+
+#[test]
+fn layers_whiteouts_hardlinks_and_shared_blobs() {
+    let env = Env::new("http://127.0.0.1:9");
+    let repos = Repos::new(env.dir.path());
+    repos.image(
+        "lib/three",
+        "v1",
+        &three_layers(),
+        json!({"Cmd": ["/bin/true"]}),
+    );
+    let reg = Registry::start(&repos, &[]);
+    let out = create(&env, "three", &reg.url("lib/three:v1"), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r = env.rootfs("three");
+    // Expected tree: built by hand from what the layers say.
+    let want = env.dir.path().join("want");
+    std::fs::create_dir_all(want.join("etc")).unwrap();
+    std::fs::create_dir_all(want.join("old")).unwrap();
+    std::fs::create_dir_all(want.join("keep")).unwrap();
+    std::fs::write(want.join("etc/os-release"), "ID=test\n").unwrap();
+    std::fs::write(want.join("old/new"), "new").unwrap();
+    std::fs::write(want.join("shared"), "#!/bin/sh\n").unwrap();
+    std::fs::hard_link(want.join("shared"), want.join("keep/y")).unwrap();
+    std::os::unix::fs::symlink("../etc/os-release", want.join("keep/link")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(want.join("shared"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for p in ["etc", "old", "keep", ""] {
+        std::fs::set_permissions(want.join(p), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let list = |root: &Path| -> Vec<String> {
+        let mut v = Vec::new();
+        fn walk(root: &Path, rel: &Path, v: &mut Vec<String>) {
+            let mut es: Vec<_> = std::fs::read_dir(root.join(rel))
+                .unwrap()
+                .flatten()
+                .collect();
+            es.sort_by_key(|e| e.file_name());
+            for e in es {
+                let rp = rel.join(e.file_name());
+                let md = std::fs::symlink_metadata(root.join(&rp)).unwrap();
+                use std::os::unix::fs::MetadataExt;
+                let what = if md.is_dir() {
+                    "dir".to_string()
+                } else if md.file_type().is_symlink() {
+                    format!(
+                        "-> {}",
+                        std::fs::read_link(root.join(&rp)).unwrap().display()
+                    )
+                } else {
+                    format!(
+                        "{:?} links {}",
+                        std::fs::read(root.join(&rp)).unwrap(),
+                        md.nlink()
+                    )
+                };
+                v.push(format!("{} {:o} {what}", rp.display(), md.mode() & 0o7777));
+                if md.is_dir() {
+                    walk(root, &rp, v);
+                }
+            }
+        }
+        walk(root, Path::new(""), &mut v);
+        v
+    };
+    assert_eq!(list(&r), list(&want));
+    // Its config: an application container (no /sbin/init), the image recorded.
+    let cfg = read(env.lxcpath().join("three/config.toml"));
+    assert!(
+        cfg.contains("app = true") && cfg.contains("/bin/true"),
+        "{cfg}"
+    );
+    assert!(cfg.contains("variant = \"oci\""), "{cfg}");
+
+    // A second image sharing the base layer fetches only its own.
+    let layers = three_layers();
+    let extra = TarBuilder::new().file("more", 0o644, b"more").finish();
+    repos.image(
+        "lib/two",
+        "v1",
+        &[layers[0].clone(), (extra, GZ)],
+        json!({"Cmd": ["/x"]}),
+    );
+    let out = create(&env, "two", &reg.url("lib/two:v1"), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("layer 1/2") && stderr(&out).contains("cached"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(read(env.rootfs("two").join("more")), "more");
+    // The same image from the layout on disk: every blob cached, nothing fetched.
+    let layout = format!("oci:{}:v1", repos.root.join("lib/three").display());
+    let out = env.run(&[
+        "create",
+        "-t",
+        "oci",
+        "-n",
+        "three-again",
+        "--",
+        "-u",
+        &layout,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("0 B fetched") || stderr(&out).contains(" 0 "),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(list(&env.rootfs("three-again")), list(&want));
+}
+
+#[test]
+fn multi_arch_index_and_platform_errors() {
+    let env = Env::new("http://127.0.0.1:9");
+    let repos = Repos::new(env.dir.path());
+    let l = |s: &[u8]| vec![(TarBuilder::new().file("arch", 0o644, s).finish(), GZ)];
+    let amd = repos.manifest("multi", "amd64", &l(b"amd64"), json!({"Cmd": ["/x"]}));
+    let arm = repos.manifest("multi", "arm64", &l(b"arm64"), json!({"Cmd": ["/x"]}));
+    let idx = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": amd.0, "size": amd.1, "platform": {"architecture": "amd64", "os": "linux"}},
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": arm.0, "size": arm.1, "platform": {"architecture": "arm64", "os": "linux", "variant": "v8"}}]});
+    let top = put_blob(&repos.repo("multi"), idx.to_string().as_bytes());
+    repos.tag("multi", "1", top, "application/vnd.oci.image.index.v1+json");
+    let reg = Registry::start(&repos, &[]);
+    let out = create(&env, "m-arm", &reg.url("multi:1"), &["-a", "arm64"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(read(env.rootfs("m-arm").join("arch")), "arm64");
+    assert!(read(env.lxcpath().join("m-arm/config.toml")).contains("arch = \"arm64\""));
+    if host_arch() == "amd64" {
+        let out = create(&env, "m-host", &reg.url("multi:1"), &[]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(read(env.rootfs("m-host").join("arch")), "amd64");
+    }
+    let out = create(&env, "m-s390", &reg.url("multi:1"), &["-a", "s390x"]);
+    let e = stderr(&out);
+    assert!(!out.status.success());
+    assert!(
+        e.contains("linux/amd64") && e.contains("linux/arm64/v8") && e.contains("-a"),
+        "{e}"
+    );
+    assert!(!env.lxcpath().join("m-s390").exists());
+}
+
+#[test]
+fn application_image_exit_status_is_kept() {
+    let env = Env::new("http://127.0.0.1:9");
+    std::fs::write(
+        env.dir.path().join("net.toml"),
+        "[[network]]\ntype = \"empty\"\n",
+    )
+    .unwrap();
+    let repos = Repos::new(env.dir.path());
+    // The busybox fixture's rootfs without its init: an application image.
+    let rootfs = fixture_mirror().join("images/busybox");
+    let tarxz = walk_find(&rootfs, "rootfs.tar.xz");
+    let mut tar = Vec::new();
+    use std::io::Read;
+    xz2::read::XzDecoder::new(std::fs::File::open(tarxz).unwrap())
+        .read_to_end(&mut tar)
+        .unwrap();
+    let no_init = TarBuilder::new().file("sbin/.wh.init", 0o644, b"").finish();
+    repos.image(
+        "app",
+        "3",
+        &[(tar, GZ), (no_init, TAR)],
+        json!({"Entrypoint": ["/bin/sh", "-c"], "Cmd": ["cd; pwd; echo $GREETING; id -u; exit 3"],
+               "Env": ["GREETING=hello", "PATH=/bin:/sbin"], "WorkingDir": "/tmp", "User": "65534:65534",
+               "ExposedPorts": {"80/tcp": {}}}),
+    );
+    let reg = Registry::start(&repos, &[]);
+    let net = env.dir.path().join("net.toml");
+    let out = create(
+        &env,
+        "app3",
+        &reg.url("app:3"),
+        &["-f", net.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("application container"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("80/tcp"), "{}", stderr(&out));
+    env.ok(&["start", "-n", "app3"]);
+    wait_until(
+        "the app to exit",
+        std::time::Duration::from_secs(20),
+        || env.ok(&["info", "-n", "app3"]).contains("STOPPED"),
+    );
+    let info = env.ok(&["info", "-n", "app3"]);
+    assert!(info.contains("Exit status:    3"), "{info}");
+    let json: serde_json::Value =
+        serde_json::from_str(&env.ok(&["info", "-n", "app3", "--json"])).unwrap();
+    assert_eq!(json["exit_status"], 3);
+}
+
+fn walk_find(dir: &Path, name: &str) -> PathBuf {
+    fn find(dir: &Path, name: &str) -> Option<PathBuf> {
+        for e in std::fs::read_dir(dir).ok()?.flatten() {
+            let p = e.path();
+            if p.file_name().is_some_and(|n| n == name) {
+                return Some(p);
+            }
+            if let Some(f) = p.is_dir().then(|| find(&p, name)).flatten() {
+                return Some(f);
+            }
+        }
+        None
+    }
+    find(dir, name).unwrap_or_else(|| panic!("no {name} under {}", dir.display()))
+}
+
+#[test]
+fn errors_leave_nothing_behind() {
+    let env = Env::new("http://127.0.0.1:9");
+    let repos = Repos::new(env.dir.path());
+    let layers = three_layers();
+    repos.image("e/ok", "1", &layers, json!({"Cmd": ["/x"]}));
+    let bad_hex = sha256_hex(&compress(&layers[0].0, GZ));
+    let cut_hex = sha256_hex(&compress(&layers[1].0, ZST));
+    let reg = Registry::start(&repos, &["--corrupt", &bad_hex, "--schema1", "e/ok:old"]);
+    let fail = |name: &str, url: &str, what: &[&str]| {
+        let out = create(&env, name, url, &[]);
+        let e = stderr(&out);
+        assert!(!out.status.success(), "{name}: {e}");
+        for w in what {
+            assert!(e.contains(w), "{name}: {w:?} not in {e}");
+        }
+        assert!(!env.lxcpath().join(name).exists());
+        assert!(
+            env.lxcpath_entries().iter().all(|n| !n.contains(name)),
+            "{:?}",
+            env.lxcpath_entries()
+        );
+    };
+    fail(
+        "unknown",
+        &reg.url("e/ok:nope"),
+        &["no manifest \"nope\"", "has tags: 1"],
+    );
+    fail("noname", &reg.url("e/missing:1"), &["no manifest"]);
+    fail("schema1", &reg.url("e/ok:old"), &["schema 1"]);
+    fail("corrupt", &reg.url("e/ok:1"), &["digest mismatch"]);
+    // Nothing of the corrupt blob was cached.
+    let cached: Vec<String> = std::fs::read_dir(env.cachepath().join("oci/sha256"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(cached.iter().all(|n| !n.contains(&bad_hex)), "{cached:?}");
+    drop(reg);
+    let reg = Registry::start(&repos, &["--truncate", &cut_hex]);
+    fail("cut", &reg.url("e/ok:1"), &["broke off"]);
+    drop(reg);
+    // A malformed manifest.
+    let r = repos.repo("e/bad");
+    let junk = put_blob(&r, b"{\"schemaVersion\":2,\"config\":5}");
+    repos.tag(
+        "e/bad",
+        "1",
+        junk,
+        "application/vnd.oci.image.manifest.v1+json",
+    );
+    let reg = Registry::start(&repos, &[]);
+    fail("malformed", &reg.url("e/bad:1"), &["malformed manifest"]);
+    drop(reg);
+    // Auth: basic, and the bearer-token handshake; without credentials, how to give them.
+    for mode in ["basic", "token"] {
+        let reg = Registry::start(
+            &repos,
+            &["--auth", mode, "--user", "alice", "--password", "s3cret"],
+        );
+        fail(
+            &format!("anon-{mode}"),
+            &reg.url("e/ok:1"),
+            &["401", "--username", "--password-stdin"],
+        );
+        let mut c = env.cmd(&[
+            "create",
+            "-t",
+            "oci",
+            "-n",
+            &format!("auth-{mode}"),
+            "--",
+            "-u",
+            &reg.url("e/ok:1"),
+            "--plain-http",
+            "--username",
+            "alice",
+            "--password-stdin",
+        ]);
+        let mut child = c
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
+        let out = child.wait_with_output().unwrap();
+        // The corrupt layer is served only by the first registry: this one is whole.
+        assert!(out.status.success(), "{mode}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn hostile_layers_cannot_reach_outside() {
+    let env = Env::new("http://127.0.0.1:9");
+    let repos = Repos::new(env.dir.path());
+    let outside = env.dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("victim"), "safe").unwrap();
+    // An earlier layer plants a symlink to the host dir; later ones whiteout and write
+    // through it: both land inside the rootfs.
+    let plant = TarBuilder::new()
+        .symlink("esc", outside.to_str().unwrap())
+        .finish();
+    let through = TarBuilder::new()
+        .file("esc/.wh.victim", 0o644, b"")
+        .file("esc/new", 0o644, b"x")
+        .finish();
+    repos.image(
+        "h/sym",
+        "1",
+        &[(plant, GZ), (through, GZ)],
+        json!({"Cmd": ["/x"]}),
+    );
+    let climb = TarBuilder::new()
+        .file("../.wh.outside", 0o644, b"")
+        .finish();
+    repos.image("h/climb", "1", &[(climb, TAR)], json!({"Cmd": ["/x"]}));
+    let reg = Registry::start(&repos, &[]);
+    let _ = create(&env, "sym", &reg.url("h/sym:1"), &[]);
+    let _ = create(&env, "climb", &reg.url("h/climb:1"), &[]);
+    assert_eq!(read(outside.join("victim")), "safe");
+    assert!(!outside.join("new").exists());
+    let out = create(&env, "climb2", &reg.url("h/climb:1"), &[]);
+    assert!(stderr(&out).contains("refusing image"), "{}", stderr(&out));
+}
