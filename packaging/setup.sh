@@ -22,11 +22,11 @@ packages=(
     debootstrap busybox-static xz-utils tar acl attr libcap2-bin tmux curl bc iproute2 iptables procps
     openssl python3 qemu-system-x86 linux-image-amd64 apparmor
     lxc lxc-templates btrfs-progs lxcfs
-    skopeo umoci jq docker-registry
 )
-# Only the side-by-side benchmarks need these (lxc-copy copies with rsync): a machine that
-# cannot fetch them still runs every test.
-bench_packages=(rsync)
+# Only the side-by-side benchmarks need these (lxc-copy copies with rsync; LXC's lxc-oci
+# template pulls with skopeo and unpacks with umoci, from a docker-registry): a machine
+# that cannot fetch them still runs every test.
+bench_packages=(rsync skopeo umoci jq docker-registry)
 
 missing_of() {
     local p
