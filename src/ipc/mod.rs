@@ -125,6 +125,9 @@ pub enum Stage {
     /// An unprivileged container's: the monitor wrote the child's id maps and sends
     /// its root, an idmapped mount, with this message.
     IdsMapped,
+    /// The child is in its root (pivoted, its /dev made): the monitor may make the
+    /// config's device nodes there and lend its interfaces before init runs.
+    Root,
     /// The monitor has set up the container's network.
     Network,
 }

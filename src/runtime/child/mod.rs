@@ -159,7 +159,9 @@ fn setup_and_exec(spec: &ChildSpec, join: &[JoinFile], sync: BorrowedFd<'_>) -> 
     sys::drop_bounding_caps(CAPS_DROP).map_err(|e| Error::io("drop capabilities of", "init", e))?;
     sys::seccomp::install().map_err(|e| Error::io("install the seccomp filter for", "init", e))?;
     sys::mark_fds_cloexec_from(3);
-    // The network is in place once the monitor says go.
+    // The monitor makes `[[device]]` nodes in this root, then says go once the network
+    // is in place too.
+    reached(sync, Stage::Root)?;
     wait_for(sync, Stage::Network)?;
     if let Some(stdio) = spec.app {
         let argv = c_strings(&spec.init)?;

@@ -15,7 +15,7 @@ use nix::sys::signal::Signal;
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::Pid;
 
-use super::boot::{child_exec, child_failure, child_reached, random_uuid, BootGuard};
+use super::boot::{child_failure, child_reached, go, random_uuid, BootGuard};
 use super::child::{self, ChildSpec, HostBind};
 use super::StartPlan;
 use crate::ipc::client::socket_path;
@@ -216,6 +216,7 @@ impl Monitor {
         // A reboot: the last run's veth deletes must be done before this process forks.
         self.finish_removals();
         let ids = userns::Ids::of(&self.cfg)?;
+        let boot_devices = devices::BootDevices::resolve(&self.cfg.devices)?;
         let cgroup = Cgroup::new(self.layout.clone(), &self.key);
         if cgroup.exists() {
             // Left by a monitor that was killed: only safe to reuse if nothing runs in it.
@@ -238,7 +239,7 @@ impl Monitor {
         };
         // Before the child exists: its device nodes and console must find the device
         // rules complete (v1 applies them as a deny-all followed by allows).
-        let (warning, devices) = cgroup.configure(&self.cfg.limits, &[])?;
+        let (warning, devices) = cgroup.configure(&self.cfg.limits, &boot_devices.rules())?;
         if let Some(w) = warning {
             eprintln!("{}: warning: {w}", self.name);
         }
@@ -327,28 +328,16 @@ impl Monitor {
         child_reached(&ours, Stage::Namespaces, pid, limits)?;
         // Held for interfaces lent later (see `Running::netns`); before the go, while
         // init surely lives.
-        let netns = if own_net {
-            let p = format!("/proc/{pid}/ns/net");
-            Some(std::fs::File::open(&p).ctx("open", &p)?.into())
-        } else {
-            None
-        };
+        let netns = own_net.then(|| devices::hold_netns(pid)).transpose()?;
         if let Some(ids) = &ids {
             self.give_ids(&ours, pid, ids)?;
         }
-        let told = crate::ipc::send_packet(
-            ours.as_fd(),
-            &ToChild::Reached {
-                stage: Stage::Network,
-            },
-        );
-        if let Err(e) = told {
-            // A child that failed meanwhile has closed its end: its reason is queued.
-            return Err(child_failure(&ours).unwrap_or_else(|| {
-                Error::Other(format!("cannot tell the container's first process: {e}"))
-            }));
+        child_reached(&ours, Stage::Root, pid, limits)?;
+        let nics = boot_devices.give(pid, netns.as_ref().map(|n| n.as_fd()))?;
+        if let Err(e) = go(&ours, pid, limits) {
+            devices::give_back(&self.name, &nics, netns.as_ref());
+            return Err(e);
         }
-        child_exec(&ours, pid, limits)?;
         let _ = std::fs::write(self.dir.join("init.pid"), format!("{pid}\n"));
         let (cgroup, veths) = guard.disarm();
         self.run = Some(Running {
@@ -359,7 +348,7 @@ impl Monitor {
             _pty_slave: pty.slave,
             devices,
             netns,
-            nics: Vec::new(),
+            nics,
         });
         Ok(())
     }
