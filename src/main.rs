@@ -24,5 +24,9 @@ mod sys;
 mod template;
 
 fn main() {
+    // rlxc-execute's init, executed from sealed copies (runtime::sealed).
+    if let Some(code) = runtime::sealed::init_main() {
+        std::process::exit(code);
+    }
     std::process::exit(cli::main());
 }

@@ -8,6 +8,7 @@ pub mod child;
 pub mod lxcfs;
 pub mod monitor;
 pub mod nodes;
+pub mod sealed;
 
 use std::os::fd::AsFd;
 use std::path::PathBuf;

@@ -52,6 +52,8 @@ pub struct ChildSpec {
     pub app: Option<AppStdio>,
     /// lxcfs's views (see `runtime::lxcfs`): the path inside each is bound over.
     pub lxcfs: Vec<(&'static str, HostBind)>,
+    /// rlxc-execute's: the sealed copies its init is executed from.
+    pub sealed_init: Option<super::sealed::SealedInit>,
 }
 
 /// The stdio of rlxc-execute's command.
@@ -166,12 +168,17 @@ fn setup_and_exec(spec: &ChildSpec, join: &[JoinFile], sync: BorrowedFd<'_>) -> 
     if let Some(stdio) = spec.app {
         let argv = c_strings(&spec.init)?;
         let env = c_strings(&spec.env)?;
-        // In place of the exec the monitor waits for.
-        reached(sync, Stage::Network)?;
-        sys::close_fds_from(3).ctx("close the descriptors of", "rlxc-execute's init")?;
-        app::run(&argv, &env, matches!(stdio, AppStdio::Console));
+        let init = spec.sealed_init.as_ref().ok_or_else(|| {
+            Error::Other("rlxc-execute's init has no sealed copy to run from".into())
+        })?;
+        match init.exec(sync, &argv, &env, matches!(stdio, AppStdio::Console))? {}
     }
     exec_init(spec)
+}
+
+/// rlxc-execute's init (in the process `sealed::SealedInit::exec` started).
+pub fn app_init(argv: &[CString], env: &[CString], tty: bool) -> ! {
+    app::run(argv, env, tty)
 }
 
 fn c_strings(v: &[String]) -> Result<Vec<CString>> {

@@ -281,6 +281,10 @@ impl Monitor {
             userns,
             app: self.app,
             lxcfs: super::lxcfs::child_binds(&self.name, ids.is_some()),
+            sealed_init: self
+                .app
+                .map(|_| super::sealed::SealedInit::copy())
+                .transpose()?,
         };
         let (ours, theirs) = nix::sys::socket::socketpair(
             nix::sys::socket::AddressFamily::Unix,
