@@ -25,7 +25,7 @@ mod template;
 
 fn main() {
     // rlxc-execute's init, executed from sealed copies (runtime::sealed).
-    if let Some(code) = runtime::sealed::init_main() {
+    if let Some(code) = runtime::sealed::at_program_start() {
         std::process::exit(code);
     }
     std::process::exit(cli::main());

@@ -36,7 +36,7 @@ impl SealedInit {
         let mut f = std::fs::File::open(exe).ctx("open", exe)?;
         let program = sys::memfd::sealed_copy(&mut f, "rlxc-execute-init")
             .map_err(|e| copy_error(Path::new(exe), e))?;
-        let loaded = sys::memfd::loaded_objects();
+        let loaded = STARTUP_OBJECTS.get_or_init(sys::memfd::loaded_objects);
         let copy_of = |p: &Path| -> Result<OwnedFd> {
             let mut f = std::fs::File::open(p).ctx("open", p)?;
             let name = p
@@ -121,9 +121,14 @@ fn copy_error(p: &Path, e: std::io::Error) -> Error {
     ))
 }
 
+/// The shared objects the program was started with (not those a library loaded later,
+/// such as an NSS module, whose own dependencies the container could not provide).
+static STARTUP_OBJECTS: std::sync::OnceLock<sys::memfd::Loaded> = std::sync::OnceLock::new();
+
 /// `main`'s first step: in the process `SealedInit::exec` started, run the init and
-/// never return; anywhere else, None.
-pub fn init_main() -> Option<i32> {
+/// never return; anywhere else, note the startup objects and return None.
+pub fn at_program_start() -> Option<i32> {
+    STARTUP_OBJECTS.get_or_init(sys::memfd::loaded_objects);
     let mut args = std::env::args_os().skip(1);
     if args.next().as_deref() != Some(MARK.as_ref()) {
         return None;
