@@ -6,7 +6,7 @@
 //! (`sys::memfd`), and the child, once set up, executes the linker from its copy with
 //! the others preloaded by /proc/self/fd path: the init maps only copies that no one
 //! can write, resize or unseal, and holds no descriptor of the host's but its stdio.
-//! (A copy per run, not one kept: the kernel copies a release binary in a few ms.)
+//! (A copy per run, not one kept: the kernel copies the release binary in 10-25 ms.)
 
 use std::ffi::{CString, OsString};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
