@@ -332,7 +332,9 @@ impl Monitor {
         child_reached(&ours, Stage::Namespaces, pid, limits)?;
         // Held for interfaces lent later (see `Running::netns`); before the go, while
         // init surely lives.
-        let netns = own_net.then(|| devices::hold_netns(pid)).transpose()?;
+        // A child that failed meanwhile took the namespace with it: its reason first.
+        let netns = own_net.then(|| devices::hold_netns(pid)).transpose();
+        let netns = netns.map_err(|e| child_failure(&ours).unwrap_or(e))?;
         if let Some(ids) = &ids {
             self.give_ids(&ours, pid, ids)?;
         }
