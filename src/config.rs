@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 mod bridge;
+mod device;
 mod download;
 pub mod edit;
 mod file;
@@ -21,6 +22,7 @@ mod time;
 mod types;
 
 pub use bridge::{BridgeIpv4, BridgeIpv6, DhcpRange};
+pub use device::{Device, DeviceSource};
 use download::DownloadSection;
 pub use download::DEFAULT_MAX_IMAGE_SIZE;
 use file::read_toml;
@@ -280,6 +282,9 @@ pub struct ContainerConfig {
     /// Host ports that reach the container (`[[publish]]`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub publish: Vec<Publish>,
+    /// Host device nodes and interfaces given to it at every start (`[[device]]`).
+    #[serde(default, rename = "device", skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<Device>,
     /// Where the root file system is; written at create time.
     #[serde(default)]
     pub rootfs: Rootfs,

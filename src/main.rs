@@ -25,5 +25,9 @@ mod sys;
 mod template;
 
 fn main() {
+    // rlxc-execute's init, executed from sealed copies (runtime::sealed).
+    if let Some(code) = runtime::sealed::at_program_start() {
+        std::process::exit(code);
+    }
     std::process::exit(cli::main());
 }

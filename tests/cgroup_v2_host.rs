@@ -11,6 +11,9 @@
 //! runs AppArmor, so the container profile is tested there too: loaded, confining init
 //! and attached commands, refusing the remounts and binds that would reach the host.
 //! Unprivileged Debian and busybox boot there too, with their cgroup delegated.
+//! rlxc-device gives a node through the replaced BPF filter and takes it back;
+//! rlxc-execute returns the command's status, gives a `[[device]]` of `-f CONFIG` before
+//! the command starts, and its init runs confined from a sealed copy of rlxc.
 
 use std::process::Command;
 
@@ -61,10 +64,16 @@ fn pure_cgroup_v2_host() {
         "RLXC-V2 ok a memory hog is OOM-killed under a live memory.max, the container runs on",
         "RLXC-V2 ok rlxc-cgroup --persist keeps memory.max in config.toml",
         "RLXC-V2 ok rlxc-top shows the busy container's CPU, memory and tasks from cgroup2",
+        "RLXC-V2 ok rlxc-device add: a host node is usable inside (cgroup2 filter replaced)",
+        "RLXC-V2 ok rlxc-device del: the node is gone and the filter refuses it again",
         "RLXC-V2 ok rlxc-freeze: cgroup.events says frozen, the counter stands still",
         "RLXC-V2 ok rlxc-unfreeze: the counter goes on",
         "RLXC-V2 ok rlxc-stop -k of a frozen busybox",
         "RLXC-V2 ok nothing left of busybox",
+        "RLXC-V2 ok rlxc-execute returns the command's exit status",
+        "RLXC-V2 ok rlxc-execute -f: a [[device]] node is there when the command starts",
+        "RLXC-V2 ok rlxc-execute's init runs confined, from a sealed copy",
+        "RLXC-V2 ok nothing left of busybox after rlxc-execute",
         "RLXC-V2 ok unprivileged systemd: is-system-running = running",
         "RLXC-V2 ok unprivileged init is its host range's root",
         "RLXC-V2 ok unprivileged systemd delegated below its own cgroup",

@@ -172,10 +172,9 @@ fn absent_devices_and_interfaces_are_clear_errors() {
     }
 }
 
-#[test]
-fn an_unprivileged_container_gets_the_hosts_node_bound_in() {
-    let lo = Loop::new();
-    // A node of the loop device readable by anyone (the container's root is nobody here).
+/// A node of `lo` readable by anyone (an unprivileged container's root is nobody on
+/// the host), in a directory of its own.
+fn open_node(lo: &Loop) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let node = dir.path().join("blk");
     let (maj, min) = major_minor(&lo.dev);
@@ -186,6 +185,13 @@ fn an_unprivileged_container_gets_the_hosts_node_bound_in() {
         .status()
         .unwrap();
     assert!(st.success());
+    (dir, node)
+}
+
+#[test]
+fn an_unprivileged_container_gets_the_hosts_node_bound_in() {
+    let lo = Loop::new();
+    let (_dir, node) = open_node(&lo);
     let rt = Rt::new("devuns", "");
     make_unprivileged(&rt.env, &rt.name, base(30));
     rt.ok(&["start", "-d"]);
@@ -232,4 +238,101 @@ fn an_interface_moved_in_comes_back_at_del_at_stop_and_when_init_dies() {
     .unwrap();
     assert_eq!(d.wait_back(), mac, "back after init died");
     rt.assert_clean();
+}
+
+/// Append `text` to the container's config.toml.
+fn add_config(rt: &Rt, text: &str) {
+    let cfg = rt.env.lxcpath().join(&rt.name).join("config.toml");
+    let mut all = read(&cfg);
+    all.push('\n');
+    all.push_str(text);
+    std::fs::write(&cfg, all).unwrap();
+}
+
+#[test]
+fn config_devices_are_there_before_init_runs_and_interfaces_come_back() {
+    let lo = Loop::new();
+    let d = Dummy::new("b");
+    let mac = d.mac().unwrap();
+    let rt = Rt::new("devcfg", "");
+    add_config(
+        &rt,
+        &format!(
+            "[[device]]\nsource = {:?}\ntarget = \"/dev/data\"\n\n\
+             [[device]]\nsource = {:?}\ntarget = \"eth1\"\n",
+            lo.dev, d.name
+        ),
+    );
+    // rlxc-execute's command is init's first child: both are there when it starts.
+    let script = "head -c 10 /dev/data; echo; cat /sys/class/net/eth1/address";
+    let out = rt
+        .env
+        .run(&["execute", "-n", &rt.name, "--", "sh", "-c", script]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("{MAGIC}\n{mac}\n"));
+    assert_eq!(d.wait_back(), mac, "back after the run");
+    rt.assert_clean();
+
+    // A system container: the same, and the config's node can be taken away live.
+    rt.ok(&["start", "-d"]);
+    assert_eq!(d.mac(), None, "lent at the start");
+    let out = sh(&rt, "head -c 10 /dev/data");
+    assert_eq!(stdout(&out), MAGIC, "{}", stderr(&out));
+    rt.ok(&["device", "del", "/dev/data"]);
+    let (maj, min) = major_minor(&lo.dev);
+    let out = sh(
+        &rt,
+        &format!("mknod /dev/again b {maj} {min} && head -c 10 /dev/again"),
+    );
+    assert!(!out.status.success(), "read after del: {}", stdout(&out));
+    rt.ok(&["stop", "-k"]);
+    assert_eq!(d.wait_back(), mac, "back after the stop");
+    rt.assert_clean();
+}
+
+#[test]
+fn an_unprivileged_container_gets_its_config_node_bound_in() {
+    let lo = Loop::new();
+    let (_dir, node) = open_node(&lo);
+    let rt = Rt::new("devcfgu", "");
+    make_unprivileged(&rt.env, &rt.name, base(31));
+    add_config(
+        &rt,
+        &format!("[[device]]\nsource = {node:?}\ntarget = \"/dev/disk1\"\n"),
+    );
+    rt.ok(&["start", "-d"]);
+    let out = sh(&rt, "head -c 10 /dev/disk1");
+    assert_eq!(stdout(&out), MAGIC, "{}", stderr(&out));
+    rt.ok(&["stop", "-k"]);
+    rt.assert_clean();
+}
+
+#[test]
+fn an_absent_config_device_is_a_start_error_naming_the_entry() {
+    let rt = Rt::new("devcfgx", "");
+    let cfg = rt.env.lxcpath().join(&rt.name).join("config.toml");
+    let plain = read(&cfg);
+    for (entry, why) in [
+        (
+            "[[device]]\nsource = \"/dev/null\"\n\n[[device]]\nsource = \"/dev/rlxc-no-such-node\"\n",
+            "[[device]] device[1] (\"/dev/rlxc-no-such-node\") in config.toml: there is no \
+             device /dev/rlxc-no-such-node on the host",
+        ),
+        (
+            "[[device]]\nsource = \"rlxcnoif0\"\ntarget = \"eth1\"\n",
+            "[[device]] device[0] (\"rlxcnoif0\" as \"eth1\") in config.toml: there is no \
+             network interface rlxcnoif0 on the host",
+        ),
+        (
+            "[[device]]\nsource = \"/etc/passwd\"\n",
+            "/etc/passwd is not a device node on the host",
+        ),
+        // Refused at load, with the key.
+        ("[[device]]\nsource = \"dev/fuse\"\n", "absolute path"),
+    ] {
+        std::fs::write(&cfg, format!("{plain}\n{entry}")).unwrap();
+        let e = rt.env.fails(&["start", "-d", "-n", &rt.name]);
+        assert!(e.contains(why), "{entry}: {e}");
+        rt.assert_clean();
+    }
 }

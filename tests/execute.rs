@@ -6,6 +6,7 @@
 mod common;
 
 use common::rt::Rt;
+use common::userns::{base, make_unprivileged};
 use common::*;
 use std::io::Write;
 use std::process::Stdio;
@@ -122,5 +123,134 @@ fn on_a_terminal_the_command_gets_the_containers_pty() {
     t.keys(&["hello", "Enter"]);
     t.wait_for("got-hello");
     t.wait_for("EXIT=3");
+    rt.assert_clean();
+}
+
+/// What the command sees of its init (PID 1): its executable, each file it maps (and
+/// whether a write to one went through), PID 1's descriptors and the command's own.
+const INSIDE_VIEW: &str = r#"
+echo "EXE $(readlink /proc/1/exe)"
+for f in /proc/1/map_files/*; do
+  t=$(readlink $f) || continue
+  echo "MAP $t"
+  case $t in /memfd:*) printf '\177' | dd of=$f conv=notrunc 2>/dev/null && echo "WROTE $t" ;; esac
+done
+printf '\177' | dd of=/proc/1/exe conv=notrunc 2>/dev/null && echo "WROTE /proc/1/exe"
+for f in /proc/1/fd/*; do echo "FD1 ${f##*/} $(readlink $f)"; done
+"#;
+
+/// Lines of `out` starting with `tag `, without it.
+fn tagged<'a>(out: &'a str, tag: &str) -> Vec<&'a str> {
+    let tag = format!("{tag} ");
+    out.lines().filter_map(|l| l.strip_prefix(&tag)).collect()
+}
+
+/// PID 1 runs from sealed copies and holds nothing of the host's but the stdio it
+/// passes on; the command holds only that stdio.
+fn assert_sealed_init(out: &std::process::Output, maps_visible: bool) {
+    assert!(out.status.success(), "{}", stderr(out));
+    let o = stdout(out);
+    let exe = tagged(&o, "EXE");
+    assert!(
+        exe.len() == 1 && exe[0].starts_with("/memfd:rlxc-execute-init"),
+        "/proc/1/exe is a sealed copy: {o}"
+    );
+    let maps = tagged(&o, "MAP");
+    if maps_visible {
+        assert!(maps.len() > 1, "PID 1's mappings are readable here: {o}");
+    }
+    for m in &maps {
+        assert!(
+            m.starts_with("/memfd:rlxc-execute-init"),
+            "a host file: {o}"
+        );
+    }
+    assert!(tagged(&o, "WROTE").is_empty(), "a copy was written: {o}");
+    for (n, target) in tagged(&o, "FD1").iter().filter_map(|l| l.split_once(' ')) {
+        let stdio = ["0", "1", "2"].contains(&n);
+        assert!(
+            stdio || target == "anon_inode:[signalfd]",
+            "PID 1 holds {target}: {o}"
+        );
+    }
+}
+
+/// The command's descriptors as it starts: `ls` as the command lists its own, with
+/// the directory it reads (a shell would add its own).
+fn assert_only_stdio(rt: &Rt) {
+    let out = execute(rt, &["ls", "-l", "/proc/self/fd"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let o = stdout(&out);
+    let fds: Vec<&str> = o
+        .lines()
+        .filter_map(|l| l.split_once(" -> "))
+        .filter(|(_, target)| !(target.starts_with("/proc/") && target.ends_with("/fd")))
+        .filter_map(|(l, _)| l.split_whitespace().last())
+        .collect();
+    assert_eq!(fds, ["0", "1", "2"], "the command's descriptors: {o}");
+}
+
+#[test]
+fn the_init_runs_from_sealed_copies_and_passes_on_no_host_descriptor() {
+    let rt = Rt::new("execsl", "");
+    let out = execute(&rt, &["/bin/sh", "-c", INSIDE_VIEW]);
+    assert_sealed_init(&out, true);
+    assert_only_stdio(&rt);
+    rt.assert_clean();
+}
+
+#[test]
+fn unprivileged_execute() {
+    let rt = Rt::new("execu", "");
+    make_unprivileged(&rt.env, &rt.name, base(40));
+    let out = execute(
+        &rt,
+        &[
+            "/bin/sh",
+            "-c",
+            "id -u; cat /proc/self/uid_map; echo err >&2; exit 5",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let o = stdout(&out);
+    let words: Vec<&str> = o.split_whitespace().collect();
+    assert_eq!(words, ["0", "0", &base(40).to_string(), "65536"], "{o}");
+    assert!(stderr(&out).contains("err"));
+    // Its init runs as the container's root on the host, from sealed copies.
+    let out = execute(&rt, &["/bin/sh", "-c", INSIDE_VIEW]);
+    assert_sealed_init(&out, false);
+    assert_only_stdio(&rt);
+    let out = execute(&rt, &["/bin/sh", "-c", "kill -TERM $$"]);
+    assert_eq!(out.status.code(), Some(128 + 15));
+    rt.assert_clean();
+}
+
+#[test]
+fn execute_with_another_config() {
+    let rt = Rt::new("execf", "");
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other.toml");
+    std::fs::write(
+        &other,
+        "hostname = \"elsewhere\"\n[init]\nenv = [\"FROM_F=yes\"]\n\n\
+         [[network]]\ntype = \"empty\"\n",
+    )
+    .unwrap();
+    std::fs::write(rt.env.rootfs(&rt.name).join("mine"), "the container's\n").unwrap();
+    let f = other.to_str().unwrap();
+    let script = "hostname; echo $FROM_F; cat /mine";
+    let out = rt
+        .env
+        .run(&["execute", "-n", &rt.name, "-f", f, "--", "sh", "-c", script]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "elsewhere\nyes\nthe container's\n");
+    // The container's own config is untouched; a bad file is named.
+    let out = execute(&rt, &["/bin/sh", "-c", "hostname; echo ${FROM_F:-unset}"]);
+    assert_eq!(stdout(&out), format!("{}\nunset\n", rt.name));
+    std::fs::write(&other, "no_such_key = 1\n").unwrap();
+    let e = rt
+        .env
+        .fails(&["execute", "-n", &rt.name, "-f", f, "--", "true"]);
+    assert!(e.contains(f) && e.contains("no_such_key"), "{e}");
     rt.assert_clean();
 }

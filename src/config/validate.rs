@@ -4,6 +4,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
+pub use super::device::interface_name;
 use super::{ContainerConfig, MountEntry};
 
 /// sethostname(2) takes at most HOST_NAME_MAX (64) bytes.
@@ -134,6 +135,8 @@ pub fn container_values(c: &ContainerConfig) -> Result<(), String> {
     for (i, m) in c.mounts.iter().enumerate() {
         mount_source(m).map_err(|why| format!("mount[{i}].source = {:?}: {why}", m.source))?;
     }
+    let own_netns = !c.networks.iter().any(|n| n.kind == super::NetKind::None);
+    super::device::check(&c.devices, own_netns)?;
     super::publish::check(&c.publish)
 }
 

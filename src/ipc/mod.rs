@@ -161,6 +161,9 @@ pub enum Stage {
     /// The child made the container's ttys in its devpts: their masters come with this
     /// message, in order (tty1 first).
     Ttys,
+    /// The child is in its root (pivoted, its /dev made): the monitor may make the
+    /// config's device nodes there and lend its interfaces before init runs.
+    Root,
     /// The monitor has set up the container's network.
     Network,
 }

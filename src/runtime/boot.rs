@@ -82,6 +82,23 @@ pub(super) fn child_ttys(
     }
 }
 
+/// Tell the child to go on (its network is there) and wait for its exec.
+pub(super) fn go(sync: &OwnedFd, pid: Pid, limits: &crate::config::Limits) -> Result<()> {
+    let told = ipc::send_packet(
+        sync.as_fd(),
+        &ipc::ToChild::Reached {
+            stage: Stage::Network,
+        },
+    );
+    if let Err(e) = told {
+        // A child that failed meanwhile has closed its end: its reason is queued.
+        return Err(child_failure(sync).unwrap_or_else(|| {
+            Error::Other(format!("cannot tell the container's first process: {e}"))
+        }));
+    }
+    child_exec(sync, pid, limits)
+}
+
 /// After the last stage: the socket closes at exec. A failure sent, or a death that
 /// closed it instead, is the error.
 pub(super) fn child_exec(sync: &OwnedFd, child: Pid, limits: &crate::config::Limits) -> Result<()> {

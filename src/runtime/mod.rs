@@ -9,6 +9,7 @@ pub mod initsys;
 pub mod lxcfs;
 pub mod monitor;
 pub mod nodes;
+pub mod sealed;
 
 use std::os::fd::AsFd;
 use std::path::PathBuf;

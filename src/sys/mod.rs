@@ -121,6 +121,7 @@ pub mod bpf;
 pub mod btrfs;
 pub mod creds;
 pub mod idmap;
+pub mod memfd;
 pub mod mount;
 pub mod pty;
 pub mod seccomp;

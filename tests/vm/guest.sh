@@ -86,6 +86,11 @@ check "rlxc-cgroup --persist keeps memory.max in config.toml" sh -c "rlxc cgroup
 rlxc attach -n bb -- sh -c 'while :; do :; done </dev/null >/dev/null 2>&1 & echo $! > /busy'
 check "rlxc-top shows the busy container's CPU, memory and tasks from cgroup2" sh -c "rlxc top -b -i 2 -d 1 -s cpu > /tmp/top && awk 'NR==3 { exit !(\$2 == \"bb\" && \$3 > 50 && \$4 > 0 && \$10 >= 2) }' /tmp/top"
 rlxc attach -n bb -- sh -c 'kill $(cat /busy)'
+# rlxc-device on cgroup2: the BPF filter replaced to let one more node through (the VM's
+# disk, read only), and replaced back at del.
+vmaj=$((0x$(stat -c %t /dev/vda))); vmin=$((0x$(stat -c %T /dev/vda)))
+check "rlxc-device add: a host node is usable inside (cgroup2 filter replaced)" sh -c "rlxc device -n bb add /dev/vda /dev/disk && [ \"\$(rlxc attach -n bb -- head -c 1024 /dev/disk | wc -c)\" = 1024 ]"
+check "rlxc-device del: the node is gone and the filter refuses it again" sh -c "rlxc device -n bb del /dev/disk && ! rlxc attach -n bb -- test -e /dev/disk && rlxc attach -n bb -- sh -c 'mknod /root/d b $vmaj $vmin; head -c1 /root/d; rm -f /root/d' 2>&1 | grep -q 'Operation not permitted'"
 # Freeze through cgroup.freeze: a counter stands still while cgroup.events says frozen,
 # goes on after the thaw, and a frozen container can be killed.
 rlxc attach -n bb -- sh -c '(i=0; while :; do i=$((i+1)); echo $i > /counter; usleep 10000; done) </dev/null >/dev/null 2>&1 &'
@@ -102,6 +107,14 @@ check "rlxc-freeze: cgroup.events says frozen, the counter stands still" frozen_
 check "rlxc-unfreeze: the counter goes on" thawed_counting
 check "rlxc-stop -k of a frozen busybox" sh -c "rlxc freeze -n bb && rlxc stop -k -n bb"
 check "nothing left of busybox" sh -c "! ls -d $cg/rlxc/bb.* >/dev/null 2>&1 && ! pgrep -f '^\\[rlxc monitor\\] bb'"
+
+# rlxc-execute: the command's status is ours; a [[device]] of another config (-f) is
+# there when the command starts; the init runs confined, from a sealed copy of rlxc.
+check "rlxc-execute returns the command's exit status" sh -c "rlxc execute -n bb -- sh -c 'exit 42'; [ \$? = 42 ]"
+printf '[[network]]\ntype = "empty"\n[[device]]\nsource = "/dev/vda"\ntarget = "/dev/disk"\n' > /tmp/dev.toml
+check "rlxc-execute -f: a [[device]] node is there when the command starts" sh -c "[ \"\$(rlxc execute -n bb -f /tmp/dev.toml -- head -c 1024 /dev/disk | wc -c)\" = 1024 ]"
+check "rlxc-execute's init runs confined, from a sealed copy" sh -c "rlxc execute -n bb -- sh -c 'readlink /proc/1/exe; cat /proc/1/attr/current' > /tmp/ex && grep -q '^/memfd:rlxc-execute-init' /tmp/ex && grep -q '^rlxc-container-default-.* (enforce)' /tmp/ex"
+check "nothing left of busybox after rlxc-execute" gone bb
 
 # Unprivileged: a user namespace of their own (ids 0-65535 a host range), the root an
 # idmapped mount, the cgroup delegated to the container's root.

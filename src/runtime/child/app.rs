@@ -4,7 +4,8 @@
 //! rootfs without its libraries. It forks the command, passes on the signals it gets
 //! (a halt's SIGPWR as SIGTERM), reaps every orphan the command leaves, and once the
 //! command is gone kills what is left and exits with the command's status (128 + N for
-//! signal N), which the monitor hands to rlxc-execute.
+//! signal N), which the monitor hands to rlxc-execute. It runs from sealed copies of
+//! rlxc and its libraries (`runtime::sealed`), never from the host's files.
 
 use std::ffi::CString;
 

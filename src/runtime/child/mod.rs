@@ -58,6 +58,8 @@ pub struct ChildSpec {
     pub app: Option<AppSpec>,
     /// lxcfs's views (see `runtime::lxcfs`): the path inside each is bound over.
     pub lxcfs: Vec<(&'static str, HostBind)>,
+    /// rlxc-execute's: the sealed copies its init is executed from.
+    pub sealed_init: Option<super::sealed::SealedInit>,
 }
 
 /// How the application runs under rlxc's init.
@@ -181,16 +183,18 @@ fn setup_and_exec(spec: &ChildSpec, join: &[JoinFile], sync: BorrowedFd<'_>) -> 
     sys::drop_bounding_caps(CAPS_DROP).map_err(|e| Error::io("drop capabilities of", "init", e))?;
     sys::seccomp::install().map_err(|e| Error::io("install the seccomp filter for", "init", e))?;
     sys::mark_fds_cloexec_from(3);
-    // The network is in place once the monitor says go.
+    // The monitor makes `[[device]]` nodes in this root, then says go once the network
+    // is in place too.
+    reached(sync, Stage::Root)?;
     wait_for(sync, Stage::Network)?;
     if let Some(a) = &spec.app {
         let argv = c_strings(&spec.init)?;
         let env = c_strings(&spec.env)?;
-        // In place of the exec the monitor waits for.
-        reached(sync, Stage::Network)?;
+        let init = spec.sealed_init.as_ref().ok_or_else(|| {
+            Error::Other("rlxc-execute's init has no sealed copy to run from".into())
+        })?;
         drop(ttys);
-        sys::close_fds_from(3).ctx("close the descriptors of", "rlxc-execute's init")?;
-        app::run(&argv, &env, a);
+        match init.exec(sync, &argv, &env, a)? {}
     }
     exec_init(spec, ttys.env())
 }
@@ -205,6 +209,11 @@ fn send_ttys(sync: BorrowedFd<'_>, ttys: &ttys::Ttys) -> Result<()> {
     let msg = FromChild::Reached { stage: Stage::Ttys };
     ipc::send_packet_with_fds(sync, &msg, &fds)
         .map_err(|e| Error::Other(format!("cannot hand the ttys to the monitor: {e}")))
+}
+
+/// rlxc-execute's init (in the process `sealed::SealedInit::exec` started).
+pub fn app_init(argv: &[CString], env: &[CString], app: &AppSpec) -> ! {
+    app::run(argv, env, app)
 }
 
 fn c_strings(v: &[String]) -> Result<Vec<CString>> {

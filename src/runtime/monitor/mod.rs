@@ -13,7 +13,7 @@ use nix::sys::signal::Signal;
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::Pid;
 
-use super::boot::{child_exec, child_failure, child_reached, child_ttys, random_uuid, BootGuard};
+use super::boot::{child_failure, child_reached, child_ttys, go, random_uuid, BootGuard};
 use super::child::{self, ChildSpec, HostBind};
 use super::initsys::{Chosen, Family, InitInfo, View};
 use super::StartPlan;
@@ -221,6 +221,7 @@ impl Monitor {
         self.booted_at = Instant::now();
         self.failure = None;
         let ids = userns::Ids::of(&self.cfg)?;
+        let boot_devices = devices::BootDevices::resolve(&self.cfg.devices)?;
         let cgroup = Cgroup::new(self.layout.clone(), &self.key);
         if cgroup.exists() {
             // Left by a monitor that was killed: only safe to reuse if nothing runs in it.
@@ -243,7 +244,7 @@ impl Monitor {
         };
         // Before the child exists: its device nodes and console must find the device
         // rules complete (v1 applies them as a deny-all followed by allows).
-        let (warning, devices) = cgroup.configure(&self.cfg.limits, &[])?;
+        let (warning, devices) = cgroup.configure(&self.cfg.limits, &boot_devices.rules())?;
         if let Some(w) = warning {
             eprintln!("{}: warning: {w}", self.name);
         }
@@ -297,6 +298,10 @@ impl Monitor {
                     .map(crate::config::Signal::number),
             }),
             lxcfs: super::lxcfs::child_binds(&self.name, ids.is_some()),
+            sealed_init: self
+                .app
+                .map(|_| super::sealed::SealedInit::copy())
+                .transpose()?,
         };
         let (ours, theirs) = nix::sys::socket::socketpair(
             nix::sys::socket::AddressFamily::Unix,
@@ -343,33 +348,19 @@ impl Monitor {
         let limits = &self.cfg.limits;
         child_reached(&ours, Stage::Namespaces, pid, limits)?;
         // Held for interfaces lent later (see `Running::netns`); before the go. A child
-        // that failed its mounts meanwhile is gone with its namespace: its reason first.
-        let netns = if own_net {
-            let p = format!("/proc/{pid}/ns/net");
-            let f = std::fs::File::open(&p)
-                .ctx("open", &p)
-                .map_err(|e| child_failure(&ours).unwrap_or(e))?;
-            Some(f.into())
-        } else {
-            None
-        };
+        // that failed its mounts meanwhile took the namespace with it: its reason first.
+        let netns = own_net.then(|| devices::hold_netns(pid)).transpose();
+        let netns = netns.map_err(|e| child_failure(&ours).unwrap_or(e))?;
         if let Some(ids) = &ids {
             self.give_ids(&ours, pid, ids)?;
         }
         let ttys = child_ttys(&ours, pid, limits, self.cfg.ttys())?;
-        let told = crate::ipc::send_packet(
-            ours.as_fd(),
-            &ToChild::Reached {
-                stage: Stage::Network,
-            },
-        );
-        if let Err(e) = told {
-            // A child that failed meanwhile has closed its end: its reason is queued.
-            return Err(child_failure(&ours).unwrap_or_else(|| {
-                Error::Other(format!("cannot tell the container's first process: {e}"))
-            }));
+        child_reached(&ours, Stage::Root, pid, limits)?;
+        let nics = boot_devices.give(pid, netns.as_ref().map(|n| n.as_fd()))?;
+        if let Err(e) = go(&ours, pid, limits) {
+            devices::give_back(&self.name, &nics, netns.as_ref());
+            return Err(e);
         }
-        child_exec(&ours, pid, limits)?;
         let _ = std::fs::write(self.dir.join("init.pid"), format!("{pid}\n"));
         let (cgroup, veths) = guard.disarm();
         self.set_terms((pty.master, pty.slave), ttys);
@@ -379,7 +370,7 @@ impl Monitor {
             veths,
             devices,
             netns,
-            nics: Vec::new(),
+            nics,
         });
         Ok(())
     }
