@@ -253,6 +253,11 @@ fn enter_and_exec(
     sock: BorrowedFd<'_>,
     apparmor: Option<&str>,
 ) -> Result<i32> {
+    // Until the exec this is rlxc's code in the container's PID namespace: not dumpable,
+    // so a process of the container can neither ptrace it nor open its /proc files
+    // (exe: the host's rlxc binary) unless it is root of the host's user namespace.
+    // The exec makes the command dumpable again.
+    nix::sys::prctl::set_dumpable(false).ctx("make non-dumpable", "rlxc-attach's child")?;
     for f in join {
         f.join_self()?;
     }
