@@ -2,6 +2,7 @@
 # One-command setup on a fresh Debian/Ubuntu machine (as root):
 #   packaging/setup.sh            system packages, release build, install under /usr/local
 #   packaging/setup.sh --deps     only the system packages (what CI and the tests need)
+#   packaging/setup.sh --no-deps  only the build and install (an offline machine that has them)
 # PREFIX (default /usr/local) and DESTDIR are honoured for the install step.
 set -euo pipefail
 
@@ -73,5 +74,5 @@ install_rlxc() {
 }
 
 [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
-install_deps
+[ "${1:-}" = "--no-deps" ] || install_deps
 [ "${1:-}" = "--deps" ] || install_rlxc
