@@ -13,6 +13,7 @@ use crate::container::Progress;
 use crate::error::{Error, Result};
 
 mod attach;
+mod autostart;
 mod cgroup;
 mod checkconfig;
 mod console;
@@ -85,6 +86,8 @@ enum Command {
     File(file::Args),
     /// Wait for a container to reach a state.
     Wait(wait::Args),
+    /// Start (at boot) or stop (-s, at shutdown) the containers marked [autostart], by order.
+    Autostart(autostart::Args),
     /// The managed bridge with DHCP, DNS and NAT: start, stop, status.
     Net(net::Args),
     /// The image cache: ls, rm, prune.
@@ -192,6 +195,7 @@ pub fn main() -> i32 {
         Command::Top(a) => top::run(a),
         Command::File(a) => file::run(a),
         Command::Wait(a) => wait::run(a),
+        Command::Autostart(a) => autostart::run(a),
         Command::Net(a) => net::run(a),
         Command::Image(a) => image::run(a),
         Command::Checkconfig(a) => checkconfig::run(a),

@@ -7,6 +7,8 @@ use crate::error::{Error, Result};
 use crate::{name, store};
 
 mod attach;
+/// rlxc-autostart's plan and waves.
+pub mod autostart;
 mod cgroup_file;
 mod clone;
 mod copy;
@@ -14,6 +16,7 @@ mod create;
 mod destroy;
 mod export;
 mod file;
+mod foreground;
 mod freeze;
 /// The host as a whole, for rlxc-checkconfig.
 pub mod host;
@@ -43,6 +46,7 @@ pub use create::{
 };
 pub use export::import;
 pub use file::{CopyReport, PullOptions, PushOptions};
+pub use foreground::Foreground;
 pub use info::Live;
 pub use publish::PublishOptions;
 pub use stop::{StopMode, StopOutcome};

@@ -10,6 +10,16 @@ use crate::runtime::StartPlan;
 impl Container {
     /// Boot the container; init's pid once it runs.
     pub fn start(&self, sys: &SystemConfig) -> Result<i32> {
+        Ok(self.start_with(sys, false)?.pid)
+    }
+
+    /// Boot it with the monitor left in this process's cgroup (`foreground`, see
+    /// `rlxc-start -F`) or moved to rlxc's own.
+    pub(super) fn start_with(
+        &self,
+        sys: &SystemConfig,
+        foreground: bool,
+    ) -> Result<crate::runtime::Started> {
         self.must_exist()?;
         // One start at a time, and no create or destroy meanwhile: the loser of two
         // starts hears that the container is being started, and touches nothing.
@@ -34,12 +44,13 @@ impl Container {
             network: sys.network.clone(),
             apparmor: crate::apparmor::ensure_loaded()?,
             after_stop,
+            foreground,
         };
-        let pid = crate::runtime::start(&plan)?;
+        let started = crate::runtime::start(&plan)?;
         if let Some(p) = published {
             p.keep();
         }
-        Ok(pid)
+        Ok(started)
     }
 
     /// Everything that can be checked before anything is created.

@@ -34,6 +34,16 @@ pub struct StartPlan {
     /// A command the monitor runs once everything of the run is gone, before anyone
     /// waiting for the stop hears of it (an ephemeral container's destroy); empty: none.
     pub after_stop: Vec<std::ffi::OsString>,
+    /// The monitor stays in the starter's cgroup (`rlxc-start -F` under a service
+    /// manager, whose unit it belongs to); otherwise it moves to rlxc's own (see
+    /// `cgroup::enter_monitors`).
+    pub foreground: bool,
+}
+
+/// A start that went well: init's pid and the monitor's (a child of this process).
+pub struct Started {
+    pub pid: i32,
+    pub monitor: nix::unistd::Pid,
 }
 
 pub fn init_command(cfg: &ContainerConfig) -> Vec<String> {
@@ -47,7 +57,7 @@ pub fn init_command(cfg: &ContainerConfig) -> Vec<String> {
 /// Start the monitor for `plan` and wait until init runs (its pid) or the start failed
 /// (the real reason, from the monitor). The caller holds the container's lock and
 /// found no monitor before, so what is left in the run directory is this start's.
-pub fn start(plan: &StartPlan) -> Result<i32> {
+pub fn start(plan: &StartPlan) -> Result<Started> {
     let dir = &plan.run_dir;
     // RUNPATH itself stays searchable (the bridge's unprivileged dnsmasq reads below it);
     // each container's directory is private.
@@ -66,7 +76,7 @@ pub fn start(plan: &StartPlan) -> Result<i32> {
     let why = match status {
         Ok(Status::Started { pid }) => {
             // The monitor lives on (it setsid()s); init reaps it when this process is gone.
-            return Ok(pid);
+            return Ok(Started { pid, monitor });
         }
         Ok(Status::Failed { reason }) => reason,
         Err(e) => {
@@ -121,6 +131,9 @@ fn spawn_monitor(
             }
             crate::sys::ignore_sigpipe();
             crate::sys::default_interrupts();
+            if !plan.foreground {
+                leave_starters_cgroup(plan);
+            }
             crate::sys::set_comm("rlxc-monitor");
             if let Err(e) = crate::sys::set_cmdline(&format!(
                 "[rlxc monitor] {} {}",
@@ -135,5 +148,19 @@ fn spawn_monitor(
             drop(wr);
             Ok((child, std::fs::File::from(rd)))
         }
+    }
+}
+
+/// Out of the cgroup of whoever started it (see `cgroup::enter_monitors`); where that
+/// fails the monitor still runs, as before, and its log says why.
+fn leave_starters_cgroup(plan: &StartPlan) {
+    let tag = plan.key.rsplit_once('.').map_or("", |(_, t)| t);
+    if let Err(e) =
+        crate::cgroup::Layout::detect().and_then(|l| crate::cgroup::enter_monitors(&l, tag))
+    {
+        eprintln!(
+            "{}: warning: the monitor stays in its starter's cgroup: {e}",
+            plan.name
+        );
     }
 }

@@ -122,6 +122,7 @@ pub mod btrfs;
 pub mod creds;
 pub mod idmap;
 pub mod mount;
+pub mod notify;
 pub mod pty;
 pub mod seccomp;
 mod spawn;
