@@ -23,6 +23,7 @@ mod destroy;
 mod export;
 mod file;
 mod freeze;
+mod gen;
 mod image;
 mod info;
 mod ls;
@@ -96,6 +97,10 @@ enum Command {
     Checkconfig(checkconfig::Args),
     #[command(name = "__netd", hide = true)]
     Netd(net::NetdArgs),
+    #[command(name = "__gen-man", hide = true)]
+    GenMan(gen::GenArgs),
+    #[command(name = "__gen-completions", hide = true)]
+    GenCompletions(gen::GenArgs),
 }
 
 /// Options every command takes.
@@ -200,6 +205,8 @@ pub fn main() -> i32 {
         Command::Image(a) => image::run(a),
         Command::Checkconfig(a) => checkconfig::run(a),
         Command::Netd(a) => net::netd(a),
+        Command::GenMan(a) => gen::man(a),
+        Command::GenCompletions(a) => gen::completions(a),
     };
     match res {
         Ok(code) => code,
