@@ -63,14 +63,18 @@ impl Fleet {
             .to_string()
     }
 
+    /// Init's host pid, from rlxc-info.
+    fn init_pid(&self, name: &str) -> i32 {
+        let info = self.env.ok(&["info", "-n", name]);
+        info.lines()
+            .find_map(|l| l.strip_prefix("PID:"))
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no PID for {name}: {info}"))
+    }
+
     /// When init of `name` started, in clock ticks since boot.
     fn started_at(&self, name: &str) -> u64 {
-        let info = self.env.ok(&["info", "-n", name]);
-        let pid = info
-            .lines()
-            .find_map(|l| l.strip_prefix("PID:"))
-            .map(|p| p.trim().to_string())
-            .unwrap_or_else(|| panic!("no PID for {name}: {info}"));
+        let pid = self.init_pid(name);
         let stat = read(format!("/proc/{pid}/stat"));
         // Field 22, counted after the command name (which may hold blanks).
         let after = stat.rsplit_once(')').unwrap().1;
@@ -279,15 +283,7 @@ fn start_foreground_notifies_and_halts_on_sigterm_and_sigint() {
         assert!(msg.starts_with("READY=1"), "{msg}");
         assert_eq!(f.state(&name), "RUNNING");
         // The monitor is rlxc-start's child and stays in its cgroup (the unit's).
-        let info = f.env.ok(&["info", "-n", &name]);
-        let init: i32 = info
-            .lines()
-            .find_map(|l| l.strip_prefix("PID:"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        let monitor = parent_of(init);
+        let monitor = parent_of(f.init_pid(&name));
         assert_eq!(parent_of(monitor), child.id() as i32);
         assert_eq!(cgroup_of(monitor), cgroup_of(child.id() as i32));
         Command::new("kill")
@@ -320,15 +316,7 @@ fn a_detached_monitor_leaves_the_starters_cgroup() {
     let mut f = Fleet::new();
     let name = f.add("detached", "", "");
     f.env.ok(&["start", "-d", "-n", &name]);
-    let info = f.env.ok(&["info", "-n", &name]);
-    let init: i32 = info
-        .lines()
-        .find_map(|l| l.strip_prefix("PID:"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let monitor = parent_of(init);
+    let monitor = parent_of(f.init_pid(&name));
     let cg = cgroup_of(monitor);
     assert!(cg.contains("/rlxc/monitors-"), "monitor {monitor} in {cg}");
     assert_ne!(cg, cgroup_of(std::process::id() as i32));
