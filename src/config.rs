@@ -323,15 +323,23 @@ pub struct Signals {
     pub stop: Option<Signal>,
 }
 
+/// `[autostart]`: LXC's `lxc.start.auto`, `lxc.start.delay`, `lxc.start.order` and
+/// `lxc.group` (see rlxc-autostart).
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Autostart {
+    /// Started by rlxc-autostart (at boot by rlxc.service).
     #[serde(default)]
     pub enabled: bool,
+    /// Seconds to wait after starting it before the next order starts.
     #[serde(default)]
     pub delay: u32,
+    /// Lower starts earlier (and stops later); equal orders start together.
     #[serde(default)]
     pub order: i32,
+    /// Groups it belongs to (`rlxc-autostart -g`); "onboot" is started first at boot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }
 
 /// Where the rootfs came from; written by the download template.
@@ -422,6 +430,22 @@ impl Signals {
 impl Autostart {
     fn is_default(&self) -> bool {
         self == &Self::default()
+    }
+
+    /// Group names as rlxc-autostart's `-g` can name them: no commas or blanks.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        for g in &self.groups {
+            if g.is_empty()
+                || g.len() > 64
+                || g.chars()
+                    .any(|c| c == ',' || c.is_whitespace() || c.is_control())
+            {
+                return Err(format!(
+                    "autostart.groups: {g:?} is not a group name (1-64 characters, no commas or blanks)"
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

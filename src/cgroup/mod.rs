@@ -13,6 +13,7 @@ mod files;
 mod freezer;
 mod layout;
 mod live;
+mod monitors;
 mod persist;
 mod stats;
 #[cfg(test)]
@@ -29,6 +30,7 @@ pub use freezer::FreezeHold;
 #[cfg(test)]
 pub use layout::parse_mountinfo;
 pub use layout::{Hierarchy, Layout};
+pub use monitors::enter_monitors;
 pub use stats::UsagePlan;
 
 use crate::config::Limits;

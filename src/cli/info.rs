@@ -131,11 +131,23 @@ pub fn run(a: Args) -> Result<i32> {
     if !limits.is_empty() {
         row("Limits", &limits.join(", "));
     }
-    row(
-        "Autostart",
-        if cfg.autostart.enabled { "yes" } else { "no" },
-    );
+    row("Autostart", &autostart(&cfg.autostart));
     Ok(0)
+}
+
+/// `yes (order 10, delay 5 s, groups onboot,web)`, as rlxc-autostart would use it.
+fn autostart(a: &crate::config::Autostart) -> String {
+    let groups = if a.groups.is_empty() {
+        "no groups".to_string()
+    } else {
+        format!("groups {}", a.groups.join(","))
+    };
+    format!(
+        "{} (order {}, delay {} s, {groups})",
+        if a.enabled { "yes" } else { "no" },
+        a.order,
+        a.delay
+    )
 }
 
 /// What its files take on disk, and its snapshots.

@@ -13,6 +13,7 @@ use crate::container::Progress;
 use crate::error::{Error, Result};
 
 mod attach;
+mod autostart;
 mod cgroup;
 mod checkconfig;
 mod config;
@@ -25,6 +26,7 @@ mod execute;
 mod export;
 mod file;
 mod freeze;
+mod gen;
 mod image;
 mod info;
 mod ls;
@@ -96,6 +98,8 @@ enum Command {
     Wait(wait::Args),
     /// State changes of containers as they happen (-n REGEX: of those whose name matches).
     Monitor(monitor::Args),
+    /// Start (at boot) or stop (-s, at shutdown) the containers marked [autostart], by order.
+    Autostart(autostart::Args),
     /// The managed bridge with DHCP, DNS and NAT: start, stop, status.
     Net(net::Args),
     /// The image cache: ls, rm, prune.
@@ -108,6 +112,10 @@ enum Command {
     Checkconfig(checkconfig::Args),
     #[command(name = "__netd", hide = true)]
     Netd(net::NetdArgs),
+    #[command(name = "__gen-man", hide = true)]
+    GenMan(gen::GenArgs),
+    #[command(name = "__gen-completions", hide = true)]
+    GenCompletions(gen::GenArgs),
 }
 
 /// Options every command takes.
@@ -210,12 +218,15 @@ pub fn main() -> i32 {
         Command::File(a) => file::run(a),
         Command::Wait(a) => wait::run(a),
         Command::Monitor(a) => monitor::run(a),
+        Command::Autostart(a) => autostart::run(a),
         Command::Net(a) => net::run(a),
         Command::Image(a) => image::run(a),
         Command::Checkconfig(a) => checkconfig::run(a),
         Command::Config(a) => config::run(a),
         Command::Migrate(a) => migrate::run(a),
         Command::Netd(a) => net::netd(a),
+        Command::GenMan(a) => gen::man(a),
+        Command::GenCompletions(a) => gen::completions(a),
     };
     match res {
         Ok(code) => code,

@@ -15,12 +15,21 @@ pub struct Args {
     /// With stop: remove the bridge even though containers are attached to it.
     #[arg(short = 'f', long = "force")]
     force: bool,
+    /// With start: only when a container's network is on the managed bridge (at boot).
+    #[arg(long = "if-used")]
+    if_used: bool,
     #[command(flatten)]
     common: Common,
 }
 
 pub fn run(a: Args) -> Result<i32> {
     let sys = a.common.system()?;
+    if a.if_used && a.action == "start" && !network::used_by_containers(&sys)? {
+        if !a.common.quiet {
+            println!("no container uses {}: nothing to start", sys.network.bridge);
+        }
+        return Ok(0);
+    }
     let net = Network::new(&sys)?;
     let msg = match a.action.as_str() {
         "start" => net.start()?,

@@ -1,8 +1,11 @@
 //! rlxc-start: boot a container. In the foreground (the default) this terminal becomes
-//! its console until Ctrl-a q; with -d it returns once init runs.
+//! its console until Ctrl-a q; with -d it returns once init runs; with -F (for systemd's
+//! rlxc@.service) the monitor stays in the foreground without a console.
+
+use std::time::Duration;
 
 use super::Common;
-use crate::container::{Container, Ended};
+use crate::container::{Container, Ended, Foreground};
 use crate::error::Result;
 
 #[derive(clap::Args, Debug)]
@@ -13,9 +16,13 @@ pub struct Args {
     /// Daemonize: return once init runs.
     #[arg(short = 'd', long = "daemon", conflicts_with = "foreground")]
     daemon: bool,
-    /// Stay attached to the console (the default).
+    /// For service managers: stay until the container stops, without a console;
+    /// SIGTERM/SIGINT halt it cleanly; READY=1 to $NOTIFY_SOCKET once init runs.
     #[arg(short = 'F', long = "foreground")]
     foreground: bool,
+    /// With -F: seconds a halt asked for by a signal may take before the kill.
+    #[arg(long = "halt-timeout", default_value_t = 60, requires = "foreground")]
+    halt_timeout: u64,
     #[command(flatten)]
     common: Common,
 }
@@ -23,6 +30,9 @@ pub struct Args {
 pub fn run(a: Args) -> Result<i32> {
     let sys = a.common.system()?;
     let c = Container::new(&sys, &a.name)?;
+    if a.foreground {
+        return foreground(&sys, &c, &a);
+    }
     let (pid, end) = c.start(&sys)?;
     if a.daemon {
         if !a.common.quiet {
@@ -51,4 +61,26 @@ pub fn run(a: Args) -> Result<i32> {
             Ok(1)
         }
     }
+}
+
+fn foreground(sys: &crate::config::SystemConfig, c: &Container, a: &Args) -> Result<i32> {
+    let quiet = a.common.quiet;
+    let tell = |f: Foreground| match f {
+        Foreground::Running { pid, notified } if !quiet => eprintln!(
+            "Started {} (init pid {pid}{}); SIGTERM halts it",
+            c.name,
+            if notified { ", READY=1 sent" } else { "" }
+        ),
+        Foreground::Halting { signal, refused } => match refused {
+            None if !quiet => eprintln!("{signal}: halting {}", c.name),
+            Some(why) => eprintln!("{signal}: cannot ask {} to halt: {why}", c.name),
+            None => {}
+        },
+        Foreground::Running { .. } => {}
+    };
+    let code = c.run_foreground(sys, Duration::from_secs(a.halt_timeout), &tell)?;
+    if !quiet {
+        eprintln!("{} stopped", c.name);
+    }
+    Ok(code)
 }

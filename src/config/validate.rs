@@ -129,6 +129,7 @@ pub fn mount_source(m: &MountEntry) -> Result<(), String> {
 /// names the key and the value.
 pub fn container_values(c: &ContainerConfig) -> Result<(), String> {
     c.rootfs.check()?;
+    c.autostart.check()?;
     if let Some(h) = &c.hostname {
         hostname(h).map_err(|why| format!("hostname = {h:?}: {why}"))?;
     }
@@ -222,6 +223,20 @@ mod tests {
         )
         .validate(Path::new("c.toml"))
         .unwrap();
+    }
+
+    #[test]
+    fn autostart_groups() {
+        let c = config(
+            "[autostart]\nenabled = true\norder = 10\ndelay = 5\ngroups = [\"onboot\", \"web\"]\n",
+        );
+        c.validate(Path::new("c.toml")).unwrap();
+        assert_eq!(c.autostart.groups, ["onboot", "web"]);
+        for bad in ["\"\"", "\"a,b\"", "\"a b\""] {
+            let e = refused(&format!("[autostart]\ngroups = [{bad}]\n"));
+            assert!(e.contains("autostart.groups"), "{e}");
+        }
+        assert!(refused("[autostart]\ngroup = [\"x\"]\n").contains("group"));
     }
 
     #[test]

@@ -65,7 +65,8 @@ impl Container {
             config: opts.config,
             terminal,
         };
-        let (pid, run) = self.launch(sys, Some(app))?;
+        let started = self.launch(sys, Some(app), false)?;
+        let (pid, run) = (started.pid, started.end);
         if terminal {
             // Relayed until the container stops (or Ctrl-a q leaves it running); a
             // Ctrl-C goes through the pty to the command.

@@ -7,6 +7,8 @@ use crate::error::{Error, Result};
 use crate::{name, store};
 
 mod attach;
+/// rlxc-autostart's plan and waves.
+pub mod autostart;
 mod cgroup_file;
 mod clone;
 mod configure;
@@ -19,6 +21,7 @@ pub mod events;
 mod execute;
 mod export;
 mod file;
+mod foreground;
 mod freeze;
 /// The host as a whole, for rlxc-checkconfig.
 pub mod host;
@@ -54,6 +57,7 @@ pub const EXIT_STATUS: &str = "exit_status";
 pub use execute::ExecuteOptions;
 pub use export::import;
 pub use file::{CopyReport, PullOptions, PushOptions};
+pub use foreground::Foreground;
 pub use info::Live;
 pub use migrate::migrate;
 pub use publish::PublishOptions;

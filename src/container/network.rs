@@ -33,6 +33,24 @@ impl<'a> Network<'a> {
     }
 }
 
+/// Whether a container of the installation has a veth on the managed bridge (what
+/// `rlxc-net start --if-used` at boot asks). A config that cannot be read counts: its
+/// container may well need the bridge.
+pub fn used_by_containers(sys: &SystemConfig) -> Result<bool> {
+    for c in super::Container::list(sys)? {
+        let Ok(cfg) = c.config() else {
+            return Ok(true);
+        };
+        let on_managed = cfg.networks.iter().any(|n| {
+            n.kind == crate::config::NetKind::Veth && n.link_or(&sys.network) == sys.network.bridge
+        });
+        if on_managed {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Run the supervisor until it is told to stop; its exit code.
 pub fn supervise_dnsmasq(own_pidfile: &Path, dnsmasq_pidfile: &Path, argv: &[String]) -> i32 {
     dnsmasq::supervise(own_pidfile, dnsmasq_pidfile, argv)

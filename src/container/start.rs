@@ -12,16 +12,27 @@ use crate::runtime::StartPlan;
 impl Container {
     /// Boot the container; init's pid once it runs, and where to hear how the run ends.
     pub fn start(&self, sys: &SystemConfig) -> Result<(i32, RunEnd)> {
-        self.launch(sys, None)
+        let s = self.launch(sys, None, false)?;
+        Ok((s.pid, s.end))
     }
 
-    /// Start it with `app` (rlxc-execute's command in place of init, when given): init's
-    /// pid, and where to hear how the run (or the command) ended.
+    /// Boot it with the monitor left in this process's cgroup (`foreground`, see
+    /// `rlxc-start -F`) or moved to rlxc's own.
+    pub(super) fn start_with(
+        &self,
+        sys: &SystemConfig,
+        foreground: bool,
+    ) -> Result<crate::runtime::Started> {
+        self.launch(sys, None, foreground)
+    }
+
+    /// Start it with `app` (rlxc-execute's command in place of init, when given).
     pub(super) fn launch(
         &self,
         sys: &SystemConfig,
         app: Option<super::execute::AppLaunch>,
-    ) -> Result<(i32, RunEnd)> {
+        foreground: bool,
+    ) -> Result<crate::runtime::Started> {
         self.must_exist()?;
         // One start at a time, and no create or destroy meanwhile: the loser of two
         // starts hears that the container is being started, and touches nothing.
@@ -60,6 +71,7 @@ impl Container {
             after_stop,
             app,
             exit_status: Some(exit_status),
+            foreground,
         };
         let started = crate::runtime::start(&plan)?;
         if let Some(p) = published {

@@ -47,6 +47,10 @@ pub struct StartPlan {
     pub app: Option<App>,
     /// Where the monitor keeps an application's exit status when the run ends.
     pub exit_status: Option<PathBuf>,
+    /// The monitor stays in the starter's cgroup (`rlxc-start -F` under a service
+    /// manager, whose unit it belongs to); otherwise it moves to rlxc's own (see
+    /// `cgroup::enter_monitors`).
+    pub foreground: bool,
 }
 
 /// What rlxc-execute hands its command.
@@ -113,6 +117,14 @@ impl RunEnd {
     }
 }
 
+/// A start that went well: init's pid and the monitor's (a child of this process).
+pub struct Started {
+    pub pid: i32,
+    pub monitor: nix::unistd::Pid,
+    /// Where the run's end (or rlxc-execute's command's) is heard.
+    pub end: RunEnd,
+}
+
 pub fn init_command(cfg: &ContainerConfig) -> Vec<String> {
     if cfg.init.cmd.is_empty() {
         vec!["/sbin/init".to_string()]
@@ -144,8 +156,7 @@ impl RunEnd {
 /// Start the monitor for `plan` and wait until init runs (its pid) or the start failed
 /// (the real reason, from the monitor). The caller holds the container's lock and
 /// found no monitor before, so what is left in the run directory is this start's.
-/// With init's pid comes where the run's end (or rlxc-execute's command's) is heard.
-pub fn start(plan: &StartPlan) -> Result<(i32, RunEnd)> {
+pub fn start(plan: &StartPlan) -> Result<Started> {
     let dir = &plan.run_dir;
     // RUNPATH itself stays searchable (the bridge's unprivileged dnsmasq reads below it);
     // each container's directory is private.
@@ -163,7 +174,11 @@ pub fn start(plan: &StartPlan) -> Result<(i32, RunEnd)> {
     let why = match crate::ipc::read_msg(&mut status) {
         Ok(Status::Started { pid }) => {
             // The monitor lives on (it setsid()s); init reaps it when this process is gone.
-            return Ok((pid, RunEnd(status)));
+            return Ok(Started {
+                pid,
+                monitor,
+                end: RunEnd(status),
+            });
         }
         Ok(Status::Failed { reason }) => reason,
         Ok(Status::Exited { code }) => format!("the command ended ({code}) before the start"),
@@ -240,6 +255,9 @@ fn spawn_monitor(
             }
             crate::sys::ignore_sigpipe();
             crate::sys::default_interrupts();
+            if !plan.foreground {
+                leave_starters_cgroup(plan);
+            }
             crate::sys::set_comm("rlxc-monitor");
             if let Err(e) = crate::sys::set_cmdline(&format!(
                 "[rlxc monitor] {} {}",
@@ -254,5 +272,19 @@ fn spawn_monitor(
             drop(wr);
             Ok((child, std::fs::File::from(rd)))
         }
+    }
+}
+
+/// Out of the cgroup of whoever started it (see `cgroup::enter_monitors`); where that
+/// fails the monitor still runs, as before, and its log says why.
+fn leave_starters_cgroup(plan: &StartPlan) {
+    let tag = plan.key.rsplit_once('.').map_or("", |(_, t)| t);
+    if let Err(e) =
+        crate::cgroup::Layout::detect().and_then(|l| crate::cgroup::enter_monitors(&l, tag))
+    {
+        eprintln!(
+            "{}: warning: the monitor stays in its starter's cgroup: {e}",
+            plan.name
+        );
     }
 }

@@ -123,6 +123,7 @@ pub mod creds;
 pub mod idmap;
 pub mod memfd;
 pub mod mount;
+pub mod notify;
 pub mod pty;
 pub mod seccomp;
 pub mod signals;

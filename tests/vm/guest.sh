@@ -1,14 +1,7 @@
 #!/bin/sh
 # Runs inside the pure cgroup v2 VM (see host.sh) as a oneshot service; every result is a
 # line "RLXC-V2 ok|FAIL WHAT" on the serial console, then "RLXC-V2 DONE".
-out=/dev/ttyS0
-say() { echo "RLXC-V2 $*" > "$out"; }
-ok() { say "ok $*"; }
-fail() { say "FAIL $*"; }
-check() { # what command…
-    what=$1; shift
-    if "$@" > /tmp/check.out 2>&1; then ok "$what"; else fail "$what: $(tr '\n' ' ' < /tmp/check.out | cut -c1-300)"; fi
-}
+. /usr/local/lib/rlxc-vm-lib.sh
 cg=/sys/fs/cgroup
 
 check "host is pure cgroup v2" sh -c "[ \"\$(stat -fc %T $cg)\" = cgroup2fs ] && ! grep -q ' - cgroup ' /proc/self/mountinfo"

@@ -6,6 +6,10 @@
 # if it printed DONE and no FAIL.
 #
 #   tests/vm/host.sh [RLXC_BINARY]      (as root; needs qemu-system-x86 and linux-image-amd64)
+#
+# With RLXC_VM_DEB=PATH.deb the guest runs tests/vm/guest-deb.sh instead: it installs that
+# package, reboots (the VM may reboot; its poweroff ends QEMU) and checks the autostart
+# containers created here (see below) came back in order, then the package's units.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -37,8 +41,16 @@ trap cleanup EXIT
 root=$work/root
 mkdir -p "$root"
 tar -xf "$base" -C "$root"
-install -m 0755 "$rlxc" "$root/usr/local/bin/rlxc"
-install -m 0755 "$repo/tests/vm/guest.sh" "$root/usr/local/bin/rlxc-v2-test"
+install -D -m 0644 "$repo/tests/vm/lib.sh" "$root/usr/local/lib/rlxc-vm-lib.sh"
+deb=${RLXC_VM_DEB:-}
+if [ -n "$deb" ]; then
+    # The package brings /usr/bin/rlxc; the containers below are made with this build.
+    install -m 0644 "$deb" "$root/root/rlxc.deb"
+    install -m 0755 "$repo/tests/vm/guest-deb.sh" "$root/usr/local/bin/rlxc-v2-test"
+else
+    install -m 0755 "$rlxc" "$root/usr/local/bin/rlxc"
+    install -m 0755 "$repo/tests/vm/guest.sh" "$root/usr/local/bin/rlxc-v2-test"
+fi
 # The distribution kernel runs AppArmor: the guest loads rlxc's profile with the host's
 # parser (it needs only libc, and host and guest are both Debian 12).
 parser=$(command -v apparmor_parser || echo /sbin/apparmor_parser)
@@ -52,7 +64,7 @@ After=multi-user.target
 [Service]
 Type=oneshot
 ExecStart=/usr/local/bin/rlxc-v2-test
-ExecStopPost=/bin/systemctl poweroff --no-block
+ExecStopPost=/bin/sh -c '[ -e /run/rlxc-vm-rebooting ] || systemctl poweroff --no-block'
 UNIT
 ln -s ../rlxc-v2-test.service "$root/etc/systemd/system/multi-user.target.wants/rlxc-v2-test.service"
 # No udev in the tree: nothing may wait for a serial device unit.
@@ -64,28 +76,38 @@ serve_mirror
 write_rlxc_config <<TOML
 TOML
 sed -i "s|^lxcpath = .*|lxcpath = \"$root/var/lib/rlxc\"|" "$work/rlxc.toml"
-printf '[[network]]\ntype = "empty"\n[limits]\nmemory = "256M"\ncpus = 0.5\npids = 500\n' > "$work/deb.toml"
-printf '[[network]]\ntype = "empty"\n[limits]\nmemory = "128M"\nmemory_swap = "32M"\ncpu_weight = 50\ncpuset = "0"\nio_weight = 200\n' > "$work/bb.toml"
 bb_rel=$(awk -F';' '$1=="busybox" {print $2}' "$fixtures/mirror/meta/1.0/index-system")
-"$rlxc" create -q -n deb -t download -d debian -r bookworm -f "$work/deb.toml" >/dev/null
-"$rlxc" create -q -n bb -t download -d busybox -r "$bb_rel" -f "$work/bb.toml" >/dev/null
-# Unprivileged ones: their ids 0-65535 are a host range of their own (written by hand, as
-# rlxc-create would allocate them from root's /etc/subuid on a host that has ranges).
-printf '[[network]]\ntype = "empty"\n[limits]\nmemory = "256M"\n' > "$work/udeb.toml"
-"$rlxc" create -q -n udeb -t download -d debian -r bookworm -f "$work/udeb.toml" >/dev/null
-"$rlxc" create -q -n ubb -t download -d busybox -r "$bb_rel" -f "$work/bb.toml" >/dev/null
-# A layout this host cannot give (refused at start), and the newer systemds where the
-# fixture mirror has them (build-mirror.sh builds them when the Debian archive answers).
-printf 'cgroup_layout = "hybrid"\n[[network]]\ntype = "empty"\n' > "$work/bbh.toml"
-"$rlxc" create -q -n bbh -t download -d busybox -r "$bb_rel" -f "$work/bbh.toml" >/dev/null
-for rel in trixie sid; do
-    if grep -q "^debian;$rel;amd64;default;" "$fixtures/mirror/meta/1.0/index-system"; then
-        "$rlxc" create -q -n "$rel" -t download -d debian -r "$rel" -f "$work/udeb.toml" >/dev/null
-    fi
-done
-for c in udeb:2000000000 ubb:2000065536; do
-    printf '\n[idmap]\nuid = %s\ngid = %s\n' "${c#*:}" "${c#*:}" >> "$root/var/lib/rlxc/${c%%:*}/config.toml"
-done
+if [ -n "$deb" ]; then
+    # Two autostart containers: "first" (order 1, 2 s delay) before "second" (order 2).
+    for c in first:1:2 second:2:0; do
+        IFS=: read -r name order delay <<< "$c"
+        printf '[[network]]\ntype = "empty"\n[autostart]\nenabled = true\norder = %s\ndelay = %s\n' \
+            "$order" "$delay" > "$work/$name.toml"
+        "$rlxc" create -q -n "$name" -t download -d busybox -r "$bb_rel" -f "$work/$name.toml" >/dev/null
+    done
+else
+    printf '[[network]]\ntype = "empty"\n[limits]\nmemory = "256M"\ncpus = 0.5\npids = 500\n' > "$work/deb.toml"
+    printf '[[network]]\ntype = "empty"\n[limits]\nmemory = "128M"\nmemory_swap = "32M"\ncpu_weight = 50\ncpuset = "0"\nio_weight = 200\n' > "$work/bb.toml"
+    "$rlxc" create -q -n deb -t download -d debian -r bookworm -f "$work/deb.toml" >/dev/null
+    "$rlxc" create -q -n bb -t download -d busybox -r "$bb_rel" -f "$work/bb.toml" >/dev/null
+    # Unprivileged ones: their ids 0-65535 are a host range of their own (written by hand, as
+    # rlxc-create would allocate them from root's /etc/subuid on a host that has ranges).
+    printf '[[network]]\ntype = "empty"\n[limits]\nmemory = "256M"\n' > "$work/udeb.toml"
+    "$rlxc" create -q -n udeb -t download -d debian -r bookworm -f "$work/udeb.toml" >/dev/null
+    "$rlxc" create -q -n ubb -t download -d busybox -r "$bb_rel" -f "$work/bb.toml" >/dev/null
+    # A layout this host cannot give (refused at start), and the newer systemds where the
+    # fixture mirror has them (build-mirror.sh builds them when the Debian archive answers).
+    printf 'cgroup_layout = "hybrid"\n[[network]]\ntype = "empty"\n' > "$work/bbh.toml"
+    "$rlxc" create -q -n bbh -t download -d busybox -r "$bb_rel" -f "$work/bbh.toml" >/dev/null
+    for rel in trixie sid; do
+        if grep -q "^debian;$rel;amd64;default;" "$fixtures/mirror/meta/1.0/index-system"; then
+            "$rlxc" create -q -n "$rel" -t download -d debian -r "$rel" -f "$work/udeb.toml" >/dev/null
+        fi
+    done
+    for c in udeb:2000000000 ubb:2000065536; do
+        printf '\n[idmap]\nuid = %s\ngid = %s\n' "${c#*:}" "${c#*:}" >> "$root/var/lib/rlxc/${c%%:*}/config.toml"
+    done
+fi
 kill "$server_pid"; server_pid=
 
 mke2fs -q -t ext4 -d "$root" "$work/disk.img" 4G
@@ -94,7 +116,7 @@ rm -rf "$root"
 accel=tcg
 if [ -w /dev/kvm ] && grep -Eqw 'vmx|svm' /proc/cpuinfo; then accel=kvm; fi
 echo "vm: booting ${kernel#/boot/} ($accel)" >&2
-qemu-system-x86_64 -machine q35,accel=$accel -m 2048 -smp 2 -nographic -no-reboot \
+qemu-system-x86_64 -machine q35,accel=$accel -m 2048 -smp 2 -nographic \
     -kernel "$kernel" -initrd "$initrd" \
     -append "console=ttyS0 root=/dev/vda rw init=/usr/lib/systemd/systemd quiet systemd.show_status=0" \
     -drive "file=$work/disk.img,if=virtio,format=raw" -nic none \
@@ -103,7 +125,7 @@ qemu_pid=$!
 # TCG boots the VM and then the container's systemd under emulation: allow 20 minutes.
 deadline=$(( $(date +%s) + 1200 ))
 while kill -0 "$qemu_pid" 2>/dev/null; do
-    grep -q 'RLXC-V2 DONE' "$work/serial.log" 2>/dev/null && break
+    grep -aq 'RLXC-V2 DONE' "$work/serial.log" 2>/dev/null && break
     if [ "$(date +%s)" -gt "$deadline" ]; then echo "vm: no result within 20 minutes" >&2; break; fi
     sleep 2
 done
