@@ -528,3 +528,50 @@ fn hostile_layers_cannot_reach_outside() {
     let out = create(&env, "climb2", &reg.url("h/climb:1"), &[]);
     assert!(stderr(&out).contains("refusing image"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_layer_replaces_a_directory_with_a_file_confined() {
+    let env = Env::new("http://127.0.0.1:9");
+    let repos = Repos::new(env.dir.path());
+    let outside = env.dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("victim"), "safe").unwrap();
+    // The lower layer: non-empty directories, one holding a link to a host directory.
+    let lower = TarBuilder::new()
+        .dir("d", 0o755)
+        .dir("d/sub", 0o755)
+        .file("d/sub/deep", 0o644, b"deep")
+        .file("d/a", 0o644, b"a")
+        .symlink("d/esc", outside.to_str().unwrap())
+        .dir("l", 0o755)
+        .file("l/x", 0o644, b"x")
+        .dir("n", 0o755)
+        .file("n/y", 0o644, b"y")
+        .file("target", 0o644, b"t")
+        .finish();
+    // The upper one: a file, a symlink and a hardlink where those directories were.
+    let upper = TarBuilder::new()
+        .file("d", 0o600, b"now a file")
+        .symlink("l", "target")
+        .hardlink("n", "target")
+        .finish();
+    repos.image(
+        "r/dir2file",
+        "1",
+        &[(lower, GZ), (upper, GZ)],
+        json!({"Cmd": ["/x"]}),
+    );
+    let reg = Registry::start(&repos, &[]);
+    let out = create(&env, "d2f", &reg.url("r/dir2file:1"), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r = env.rootfs("d2f");
+    assert_eq!(read(r.join("d")), "now a file");
+    assert_eq!(
+        std::fs::read_link(r.join("l")).unwrap(),
+        Path::new("target")
+    );
+    assert_eq!(read(r.join("n")), "t");
+    // Removing the directory removed the link in it, not what it points at.
+    assert_eq!(read(outside.join("victim")), "safe");
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1);
+}
