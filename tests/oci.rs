@@ -159,6 +159,32 @@ fn create(env: &Env, name: &str, url: &str, more: &[&str]) -> std::process::Outp
     env.run(&args)
 }
 
+/// A create with `--username alice --password-stdin` (s3cret), `more` after -u URL;
+/// `ca`: trusted through SSL_CERT_FILE.
+fn create_as_alice(
+    env: &Env,
+    name: &str,
+    url: &str,
+    more: &[&str],
+    ca: Option<&Path>,
+) -> std::process::Output {
+    let mut args = vec!["create", "-t", "oci", "-n", name, "--", "-u", url];
+    args.extend(more);
+    args.extend(["--username", "alice", "--password-stdin"]);
+    let mut c = env.cmd(&args);
+    if let Some(ca) = ca {
+        c.env("SSL_CERT_FILE", ca);
+    }
+    let mut child = c
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
+    child.wait_with_output().unwrap()
+}
+
 fn three_layers() -> Vec<(Vec<u8>, &'static str)> {
     let base = TarBuilder::new()
         .dir("etc", 0o755)
@@ -467,28 +493,13 @@ fn errors_leave_nothing_behind() {
             &reg.url("e/ok:1"),
             &["401", "--username", "--password-stdin"],
         );
-        let mut c = env.cmd(&[
-            "create",
-            "-t",
-            "oci",
-            "-n",
+        let out = create_as_alice(
+            &env,
             &format!("auth-{mode}"),
-            "--",
-            "-u",
             &reg.url("e/ok:1"),
-            "--plain-http",
-            "--username",
-            "alice",
-            "--password-stdin",
-        ]);
-        let mut child = c
-            .stdin(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
-        let out = child.wait_with_output().unwrap();
+            &["--plain-http"],
+            None,
+        );
         // The corrupt layer is served only by the first registry: this one is whole.
         assert!(out.status.success(), "{mode}: {}", stderr(&out));
     }
@@ -574,4 +585,66 @@ fn a_layer_replaces_a_directory_with_a_file_confined() {
     // Removing the directory removed the link in it, not what it points at.
     assert_eq!(read(outside.join("victim")), "safe");
     assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1);
+}
+
+#[test]
+fn tls_registry_trusted_by_the_ca_store_with_basic_and_token_auth() {
+    let env = Env::new("http://127.0.0.1:9");
+    let repos = Repos::new(env.dir.path());
+    repos.image("t/ok", "1", &three_layers(), json!({"Cmd": ["/x"]}));
+    let ca = TestCa::new();
+    let (cert, key) = (ca.cert.to_str().unwrap(), ca.key.to_str().unwrap());
+    for mode in ["basic", "token"] {
+        let reg = Registry::start(
+            &repos,
+            &[
+                "--tls",
+                cert,
+                key,
+                "--auth",
+                mode,
+                "--user",
+                "alice",
+                "--password",
+                "s3cret",
+            ],
+        );
+        // A CA rlxc does not trust: a clear error at once, naming the fix; nothing left.
+        let name = format!("untrusted-{mode}");
+        let out = create_as_alice(&env, &name, &reg.url("t/ok:1"), &[], None);
+        let e = stderr(&out);
+        assert!(!out.status.success(), "{e}");
+        assert!(
+            e.contains("certificate") && e.contains("SSL_CERT_FILE"),
+            "{e}"
+        );
+        assert!(!e.contains("retrying"), "not retried: {e}");
+        assert!(!env.lxcpath().join(&name).exists());
+        // Trusted through the CA store's override, as the download template is.
+        let name = format!("tls-{mode}");
+        let out = create_as_alice(&env, &name, &reg.url("t/ok:1"), &[], Some(&ca.ca));
+        assert!(out.status.success(), "{mode}: {}", stderr(&out));
+        assert_eq!(read(env.rootfs(&name).join("etc/os-release")), "ID=test\n");
+        // Wrong credentials over TLS: refused, with how to give them.
+        let out = env
+            .cmd(&[
+                "create",
+                "-t",
+                "oci",
+                "-n",
+                "wrong",
+                "--",
+                "-u",
+                &reg.url("t/ok:1"),
+                "--username",
+                "alice",
+                "--password-stdin",
+            ])
+            .env("SSL_CERT_FILE", &ca.ca)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains("401"), "{}", stderr(&out));
+    }
 }
