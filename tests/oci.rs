@@ -185,6 +185,17 @@ fn create_as_alice(
     child.wait_with_output().unwrap()
 }
 
+/// lib/two:v1: `base` and a layer of its own (`more`).
+fn two_on(repos: &Repos, base: &(Vec<u8>, &'static str)) {
+    let extra = TarBuilder::new().file("more", 0o644, b"more").finish();
+    repos.image(
+        "lib/two",
+        "v1",
+        &[base.clone(), (extra, GZ)],
+        json!({"Cmd": ["/x"]}),
+    );
+}
+
 fn three_layers() -> Vec<(Vec<u8>, &'static str)> {
     let base = TarBuilder::new()
         .dir("etc", 0o755)
@@ -287,13 +298,7 @@ fn layers_whiteouts_hardlinks_and_shared_blobs() {
 
     // A second image sharing the base layer fetches only its own.
     let layers = three_layers();
-    let extra = TarBuilder::new().file("more", 0o644, b"more").finish();
-    repos.image(
-        "lib/two",
-        "v1",
-        &[layers[0].clone(), (extra, GZ)],
-        json!({"Cmd": ["/x"]}),
-    );
+    two_on(&repos, &layers[0]);
     let out = create(&env, "two", &reg.url("lib/two:v1"), &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
@@ -505,13 +510,20 @@ fn errors_leave_nothing_behind() {
     }
 }
 
-#[test]
-fn hostile_layers_cannot_reach_outside() {
+/// An installation and its registry's repos, and a host directory `outside` with a
+/// file `victim` ("safe") that hostile layers aim at.
+fn with_victim() -> (Env, Repos, PathBuf) {
     let env = Env::new("http://127.0.0.1:9");
     let repos = Repos::new(env.dir.path());
     let outside = env.dir.path().join("outside");
     std::fs::create_dir_all(&outside).unwrap();
     std::fs::write(outside.join("victim"), "safe").unwrap();
+    (env, repos, outside)
+}
+
+#[test]
+fn hostile_layers_cannot_reach_outside() {
+    let (env, repos, outside) = with_victim();
     // An earlier layer plants a symlink to the host dir; later ones whiteout and write
     // through it: both land inside the rootfs.
     let plant = TarBuilder::new()
@@ -542,11 +554,7 @@ fn hostile_layers_cannot_reach_outside() {
 
 #[test]
 fn a_layer_replaces_a_directory_with_a_file_confined() {
-    let env = Env::new("http://127.0.0.1:9");
-    let repos = Repos::new(env.dir.path());
-    let outside = env.dir.path().join("outside");
-    std::fs::create_dir_all(&outside).unwrap();
-    std::fs::write(outside.join("victim"), "safe").unwrap();
+    let (env, repos, outside) = with_victim();
     // The lower layer: non-empty directories, one holding a link to a host directory.
     let lower = TarBuilder::new()
         .dir("d", 0o755)
@@ -566,12 +574,8 @@ fn a_layer_replaces_a_directory_with_a_file_confined() {
         .symlink("l", "target")
         .hardlink("n", "target")
         .finish();
-    repos.image(
-        "r/dir2file",
-        "1",
-        &[(lower, GZ), (upper, GZ)],
-        json!({"Cmd": ["/x"]}),
-    );
+    let layers = [(lower, GZ), (upper, GZ)];
+    repos.image("r/dir2file", "1", &layers, json!({"Cmd": ["/x"]}));
     let reg = Registry::start(&repos, &[]);
     let out = create(&env, "d2f", &reg.url("r/dir2file:1"), &[]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -647,4 +651,129 @@ fn tls_registry_trusted_by_the_ca_store_with_basic_and_token_auth() {
         assert!(!out.status.success());
         assert!(stderr(&out).contains("401"), "{}", stderr(&out));
     }
+}
+
+/// `rlxc-image ls --json`'s OCI entries of `kind`.
+fn oci_entries(env: &Env, kind: &str) -> Vec<serde_json::Value> {
+    let all: serde_json::Value = serde_json::from_str(&env.ok(&["image", "ls", "--json"])).unwrap();
+    all.as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == kind)
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn image_ls_rm_prune_know_the_oci_blob_cache() {
+    // Two images sharing a base layer.
+    let layers = three_layers();
+    let env = Env::new("http://127.0.0.1:9");
+    let repos = Repos::new(env.dir.path());
+    repos.image("lib/three", "v1", &layers, json!({"Cmd": ["/x"]}));
+    two_on(&repos, &layers[0]);
+    let reg = Registry::start(&repos, &[]);
+    for (name, r) in [("three", "lib/three:v1"), ("two", "lib/two:v1")] {
+        let out = create(&env, name, &reg.url(r), &[]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let (three, two) = (reg.url("lib/three:v1"), reg.url("lib/two:v1"));
+    let images = oci_entries(&env, "oci");
+    let refs: Vec<&str> = images
+        .iter()
+        .map(|i| i["oci"]["reference"].as_str().unwrap())
+        .collect();
+    assert_eq!(refs, [three.as_str(), two.as_str()]);
+    assert_eq!(images[0]["oci"]["containers"], json!(["three"]));
+    assert_eq!(images[0]["oci"]["blobs"].as_array().unwrap().len(), 5);
+    assert!(images[0]["size"].as_u64().unwrap() > 0 && images[0]["last_used"].is_i64());
+    // The shared base layer: held by both images and both containers.
+    let base = format!("sha256:{}", sha256_hex(&compress(&layers[0].0, GZ)));
+    let blobs = oci_entries(&env, "blob");
+    assert_eq!(blobs.len(), 5 + 3, "{blobs:#?}");
+    let b = blobs
+        .iter()
+        .find(|b| b["blob"]["digest"] == base.as_str())
+        .unwrap();
+    assert_eq!(b["blob"]["type"], "layer");
+    assert_eq!(b["blob"]["images"], json!([three, two]));
+    assert_eq!(b["blob"]["containers"], json!(["three", "two"]));
+    let text = env.ok(&["image", "ls"]);
+    assert!(
+        text.contains("BLOB") && text.contains(&base[..19]),
+        "{text}"
+    );
+    assert!(
+        text.contains("lib/three") && text.contains("docker://127.0.0.1:"),
+        "{text}"
+    );
+
+    // What a killed pull left, and a blob no image holds: prune takes both, not the rest.
+    let blob_dir = env.cachepath().join("oci/sha256");
+    let dead = {
+        let mut c = Command::new("true").spawn().unwrap();
+        let pid = c.id();
+        c.wait().unwrap();
+        pid
+    };
+    let partial = blob_dir.join(format!(".{}.tar.partial.{dead}", "c".repeat(64)));
+    let orphan = blob_dir.join("d".repeat(64));
+    std::fs::write(&partial, vec![0u8; 4096]).unwrap();
+    std::fs::write(&orphan, b"{}").unwrap();
+    let out = env.ok(&["image", "prune"]);
+    assert!(
+        out.contains("removed leftover") && out.contains("unreferenced"),
+        "{out}"
+    );
+    assert!(!partial.exists() && !orphan.exists());
+    assert_eq!(oci_entries(&env, "blob").len(), 8);
+
+    // A create reading the cache holds its lock shared: rm waits, then says who.
+    let lock = env.cachepath().join("oci/.sha256.lock");
+    // -F: flock execs sleep itself, so the kill below ends the holder.
+    let mut holder = Command::new("flock")
+        .args(["-F", "-s", lock.to_str().unwrap(), "sleep", "60"])
+        .spawn()
+        .unwrap();
+    wait_until(
+        "the lock holder",
+        std::time::Duration::from_secs(10),
+        || {
+            Command::new("flock")
+                .args(["-xn", lock.to_str().unwrap(), "true"])
+                .status()
+                .is_ok_and(|s| !s.success())
+        },
+    );
+    let e = env.fails(&["image", "rm", "--timeout", "0", &three]);
+    assert!(
+        e.contains("in use by pid") && e.contains("lib/three"),
+        "{e}"
+    );
+    let _ = holder.kill();
+    let _ = holder.wait();
+
+    // rm: the image and the blobs only it held; the shared base layer stays for two.
+    let out = env.ok(&["image", "rm", &three]);
+    assert!(
+        out.contains("removed OCI image") && out.contains("removed layer blob"),
+        "{out}"
+    );
+    let left: Vec<String> = oci_entries(&env, "blob")
+        .iter()
+        .map(|b| b["blob"]["digest"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(left.len(), 4, "{left:?}");
+    assert!(left.contains(&base));
+    // The containers are plain directories: they keep working without the image.
+    assert!(env.rootfs("three").join("etc/os-release").is_file());
+    let e = env.fails(&["image", "rm", &three]);
+    assert!(
+        e.contains("no cached image") && e.contains("lib/two"),
+        "{e}"
+    );
+    // prune --all: every image and then every blob.
+    env.ok(&["image", "prune", "--all"]);
+    assert!(oci_entries(&env, "oci").is_empty() && oci_entries(&env, "blob").is_empty());
+    assert_eq!(std::fs::read_dir(&blob_dir).unwrap().count(), 0);
 }
