@@ -363,22 +363,9 @@ fn multi_arch_index_and_platform_errors() {
 
 #[test]
 fn application_image_exit_status_is_kept() {
-    let env = Env::new("http://127.0.0.1:9");
-    std::fs::write(
-        env.dir.path().join("net.toml"),
-        "[[network]]\ntype = \"empty\"\n",
-    )
-    .unwrap();
-    let repos = Repos::new(env.dir.path());
+    let (env, repos, net) = no_network_env();
     // The busybox fixture's rootfs without its init: an application image.
-    let rootfs = fixture_mirror().join("images/busybox");
-    let tarxz = walk_find(&rootfs, "rootfs.tar.xz");
-    let mut tar = Vec::new();
-    use std::io::Read;
-    xz2::read::XzDecoder::new(std::fs::File::open(tarxz).unwrap())
-        .read_to_end(&mut tar)
-        .unwrap();
-    let no_init = TarBuilder::new().file("sbin/.wh.init", 0o644, b"").finish();
+    let (tar, no_init) = busybox_app_layers();
     repos.image(
         "app",
         "3",
@@ -388,13 +375,7 @@ fn application_image_exit_status_is_kept() {
                "ExposedPorts": {"80/tcp": {}}}),
     );
     let reg = Registry::start(&repos, &[]);
-    let net = env.dir.path().join("net.toml");
-    let out = create(
-        &env,
-        "app3",
-        &reg.url("app:3"),
-        &["-f", net.to_str().unwrap()],
-    );
+    let out = create(&env, "app3", &reg.url("app:3"), &["-f", &net]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("application container"),
@@ -413,6 +394,23 @@ fn application_image_exit_status_is_kept() {
     let json: serde_json::Value =
         serde_json::from_str(&env.ok(&["info", "-n", "app3", "--json"])).unwrap();
     assert_eq!(json["exit_status"], 3);
+}
+
+/// The fixture mirror's rootfs tar of `dist` (busybox, debian), decompressed.
+fn fixture_rootfs_tar(dist: &str) -> Vec<u8> {
+    let tarxz = walk_find(&fixture_mirror().join("images").join(dist), "rootfs.tar.xz");
+    let mut tar = Vec::new();
+    use std::io::Read;
+    xz2::read::XzDecoder::new(std::fs::File::open(tarxz).unwrap())
+        .read_to_end(&mut tar)
+        .unwrap();
+    tar
+}
+
+/// The busybox fixture's rootfs, and a layer that whites out its init.
+fn busybox_app_layers() -> (Vec<u8>, Vec<u8>) {
+    let no_init = TarBuilder::new().file("sbin/.wh.init", 0o644, b"").finish();
+    (fixture_rootfs_tar("busybox"), no_init)
 }
 
 fn walk_find(dir: &Path, name: &str) -> PathBuf {
@@ -776,4 +774,86 @@ fn image_ls_rm_prune_know_the_oci_blob_cache() {
     env.ok(&["image", "prune", "--all"]);
     assert!(oci_entries(&env, "oci").is_empty() && oci_entries(&env, "blob").is_empty());
     assert_eq!(std::fs::read_dir(&blob_dir).unwrap().count(), 0);
+}
+
+/// An installation whose containers have no network (`-f` the returned config).
+fn no_network_env() -> (Env, Repos, String) {
+    let env = Env::new("http://127.0.0.1:9");
+    let net = env.dir.path().join("net.toml");
+    std::fs::write(&net, "[[network]]\ntype = \"empty\"\n").unwrap();
+    let repos = Repos::new(env.dir.path());
+    (env, repos, net.to_str().unwrap().to_string())
+}
+
+#[test]
+fn debian_systemd_image_boots_as_a_system_container() {
+    let (env, repos, net) = no_network_env();
+    // The fixture's bookworm rootfs as an image of two layers: the tree, and a layer
+    // of changes on top (a file added, one whited out).
+    let base = fixture_rootfs_tar("debian");
+    let top = TarBuilder::new()
+        .dir("etc", 0o755)
+        .file("etc/oci-layer", 0o644, b"top\n")
+        .file("etc/.wh.issue.net", 0o644, b"")
+        .finish();
+    let run = json!({"Cmd": ["/sbin/init"], "StopSignal": "SIGRTMIN+3"});
+    repos.image("debian-systemd", "12", &[(base, TAR), (top, GZ)], run);
+    let reg = Registry::start(&repos, &[]);
+    let name = common::rt::unique("ocideb");
+    let out = create(&env, &name, &reg.url("debian-systemd:12"), &["-f", &net]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("system container"),
+        "{}",
+        stderr(&out)
+    );
+    let r = env.rootfs(&name);
+    assert_eq!(read(r.join("etc/oci-layer")), "top\n");
+    assert!(!r.join("etc/issue.net").exists() && r.join("etc/issue").exists());
+    env.ok(&["start", "-d", "-n", &name]);
+    let state =
+        common::rt::wait_system_running_of(&env, &name, std::time::Duration::from_secs(120));
+    let stop = env.run(&["stop", "-n", &name, "-t", "60"]);
+    assert_eq!(state, "running");
+    // Halted by systemd's own signal, not killed at the timeout.
+    assert!(stop.status.success(), "{}", stderr(&stop));
+    assert!(!stderr(&stop).contains("kill"), "{}", stderr(&stop));
+    assert!(env.ok(&["info", "-n", &name]).contains("STOPPED"));
+}
+
+#[test]
+fn rlxc_stop_sends_an_application_image_its_stop_signal() {
+    let (env, repos, net) = no_network_env();
+    let (tar, no_init) = busybox_app_layers();
+    // The payload says which signal reached it, in a file of its rootfs.
+    let script =
+        "for s in TERM USR1 USR2 INT HUP QUIT; do trap \"echo $s > /tmp/got; exit 0\" $s; done; \
+                  echo ready > /tmp/ready; while :; do sleep 1; done";
+    repos.image(
+        "sig",
+        "1",
+        &[(tar, GZ), (no_init, TAR)],
+        json!({"Entrypoint": ["/bin/sh", "-c", script], "StopSignal": "SIGUSR1",
+               "Env": ["PATH=/bin:/sbin"]}),
+    );
+    let reg = Registry::start(&repos, &[]);
+    let name = common::rt::unique("ocisig");
+    let out = create(&env, &name, &reg.url("sig:1"), &["-f", &net]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cfg = read(env.lxcpath().join(&name).join("config.toml"));
+    assert!(cfg.contains("SIGUSR1"), "{cfg}");
+    env.ok(&["start", "-d", "-n", &name]);
+    let r = env.rootfs(&name);
+    wait_until(
+        "the payload's traps",
+        std::time::Duration::from_secs(20),
+        || r.join("tmp/ready").exists(),
+    );
+    env.ok(&["stop", "-n", &name, "-t", "30"]);
+    assert_eq!(read(r.join("tmp/got")), "USR1\n");
+    let info = env.ok(&["info", "-n", &name]);
+    assert!(
+        info.contains("STOPPED") && info.contains("Exit status:    0"),
+        "{info}"
+    );
 }
