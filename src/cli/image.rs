@@ -27,8 +27,9 @@ enum Action {
         json: bool,
     },
     /// Remove cached images: REF is [SOURCE:]DIST/RELEASE[/ARCH[/VARIANT]], SOURCE
-    /// `download`, `download:HOST` or a template's name (every match is removed), or a
-    /// published image's ALIAS.
+    /// `download`, `download:HOST` or a template's name (every match is removed), a
+    /// published image's ALIAS, or an OCI image's docker://… or oci:… reference (with
+    /// the blobs no other OCI image holds).
     #[command(visible_aliases = ["remove", "rmi"])]
     Rm {
         #[arg(required = true, value_name = "REF")]
@@ -37,8 +38,9 @@ enum Action {
         #[arg(long, value_name = "SECONDS", default_value_t = 10)]
         timeout: u64,
     },
-    /// Remove expired images and what killed creates left; --all: every cached image not
-    /// in use. Published images stay: rm ALIAS removes one.
+    /// Remove expired images, OCI blobs no image holds, and what killed creates and
+    /// pulls left; --all: every cached image not in use. Published images stay: rm
+    /// ALIAS removes one.
     Prune {
         #[arg(short = 'a', long)]
         all: bool,
