@@ -465,7 +465,7 @@ struct TlsMirror {
     child: std::process::Child,
     url: String,
     ca: std::path::PathBuf,
-    _keys: tempfile::TempDir,
+    _keys: TestCa,
 }
 
 impl Drop for TlsMirror {
@@ -476,25 +476,7 @@ impl Drop for TlsMirror {
 }
 
 fn tls_mirror(root: &std::path::Path) -> TlsMirror {
-    let keys = tempfile::tempdir().unwrap();
-    let k = keys.path();
-    let sh = |script: &str| {
-        let out = std::process::Command::new("sh")
-            .arg("-ec")
-            .arg(script)
-            .current_dir(k)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj '/CN=rlxc test CA'
-        openssl req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr -subj /CN=127.0.0.1
-        printf 'subjectAltName=IP:127.0.0.1\\n' > ext
-        openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem -days 2 -extfile ext");
+    let keys = TestCa::new();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -510,8 +492,8 @@ s.serve_forever()";
     let child = std::process::Command::new("python3")
         .args(["-c", server, &port.to_string()])
         .arg(root)
-        .arg(k.join("srv.pem"))
-        .arg(k.join("srv.key"))
+        .arg(&keys.cert)
+        .arg(&keys.key)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -525,7 +507,7 @@ s.serve_forever()";
     TlsMirror {
         child,
         url: format!("https://127.0.0.1:{port}"),
-        ca: k.join("ca.pem"),
+        ca: keys.ca.clone(),
         _keys: keys,
     }
 }

@@ -159,6 +159,43 @@ fn create(env: &Env, name: &str, url: &str, more: &[&str]) -> std::process::Outp
     env.run(&args)
 }
 
+/// A create with `--username alice --password-stdin` (s3cret), `more` after -u URL;
+/// `ca`: trusted through SSL_CERT_FILE.
+fn create_as_alice(
+    env: &Env,
+    name: &str,
+    url: &str,
+    more: &[&str],
+    ca: Option<&Path>,
+) -> std::process::Output {
+    let mut args = vec!["create", "-t", "oci", "-n", name, "--", "-u", url];
+    args.extend(more);
+    args.extend(["--username", "alice", "--password-stdin"]);
+    let mut c = env.cmd(&args);
+    if let Some(ca) = ca {
+        c.env("SSL_CERT_FILE", ca);
+    }
+    let mut child = c
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// lib/two:v1: `base` and a layer of its own (`more`).
+fn two_on(repos: &Repos, base: &(Vec<u8>, &'static str)) {
+    let extra = TarBuilder::new().file("more", 0o644, b"more").finish();
+    repos.image(
+        "lib/two",
+        "v1",
+        &[base.clone(), (extra, GZ)],
+        json!({"Cmd": ["/x"]}),
+    );
+}
+
 fn three_layers() -> Vec<(Vec<u8>, &'static str)> {
     let base = TarBuilder::new()
         .dir("etc", 0o755)
@@ -261,13 +298,7 @@ fn layers_whiteouts_hardlinks_and_shared_blobs() {
 
     // A second image sharing the base layer fetches only its own.
     let layers = three_layers();
-    let extra = TarBuilder::new().file("more", 0o644, b"more").finish();
-    repos.image(
-        "lib/two",
-        "v1",
-        &[layers[0].clone(), (extra, GZ)],
-        json!({"Cmd": ["/x"]}),
-    );
+    two_on(&repos, &layers[0]);
     let out = create(&env, "two", &reg.url("lib/two:v1"), &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
@@ -332,22 +363,9 @@ fn multi_arch_index_and_platform_errors() {
 
 #[test]
 fn application_image_exit_status_is_kept() {
-    let env = Env::new("http://127.0.0.1:9");
-    std::fs::write(
-        env.dir.path().join("net.toml"),
-        "[[network]]\ntype = \"empty\"\n",
-    )
-    .unwrap();
-    let repos = Repos::new(env.dir.path());
+    let (env, repos, net) = no_network_env();
     // The busybox fixture's rootfs without its init: an application image.
-    let rootfs = fixture_mirror().join("images/busybox");
-    let tarxz = walk_find(&rootfs, "rootfs.tar.xz");
-    let mut tar = Vec::new();
-    use std::io::Read;
-    xz2::read::XzDecoder::new(std::fs::File::open(tarxz).unwrap())
-        .read_to_end(&mut tar)
-        .unwrap();
-    let no_init = TarBuilder::new().file("sbin/.wh.init", 0o644, b"").finish();
+    let (tar, no_init) = busybox_app_layers();
     repos.image(
         "app",
         "3",
@@ -357,13 +375,7 @@ fn application_image_exit_status_is_kept() {
                "ExposedPorts": {"80/tcp": {}}}),
     );
     let reg = Registry::start(&repos, &[]);
-    let net = env.dir.path().join("net.toml");
-    let out = create(
-        &env,
-        "app3",
-        &reg.url("app:3"),
-        &["-f", net.to_str().unwrap()],
-    );
+    let out = create(&env, "app3", &reg.url("app:3"), &["-f", &net]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("application container"),
@@ -382,6 +394,23 @@ fn application_image_exit_status_is_kept() {
     let json: serde_json::Value =
         serde_json::from_str(&env.ok(&["info", "-n", "app3", "--json"])).unwrap();
     assert_eq!(json["exit_status"], 3);
+}
+
+/// The fixture mirror's rootfs tar of `dist` (busybox, debian), decompressed.
+fn fixture_rootfs_tar(dist: &str) -> Vec<u8> {
+    let tarxz = walk_find(&fixture_mirror().join("images").join(dist), "rootfs.tar.xz");
+    let mut tar = Vec::new();
+    use std::io::Read;
+    xz2::read::XzDecoder::new(std::fs::File::open(tarxz).unwrap())
+        .read_to_end(&mut tar)
+        .unwrap();
+    tar
+}
+
+/// The busybox fixture's rootfs, and a layer that whites out its init.
+fn busybox_app_layers() -> (Vec<u8>, Vec<u8>) {
+    let no_init = TarBuilder::new().file("sbin/.wh.init", 0o644, b"").finish();
+    (fixture_rootfs_tar("busybox"), no_init)
 }
 
 fn walk_find(dir: &Path, name: &str) -> PathBuf {
@@ -467,40 +496,32 @@ fn errors_leave_nothing_behind() {
             &reg.url("e/ok:1"),
             &["401", "--username", "--password-stdin"],
         );
-        let mut c = env.cmd(&[
-            "create",
-            "-t",
-            "oci",
-            "-n",
+        let out = create_as_alice(
+            &env,
             &format!("auth-{mode}"),
-            "--",
-            "-u",
             &reg.url("e/ok:1"),
-            "--plain-http",
-            "--username",
-            "alice",
-            "--password-stdin",
-        ]);
-        let mut child = c
-            .stdin(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
-        let out = child.wait_with_output().unwrap();
+            &["--plain-http"],
+            None,
+        );
         // The corrupt layer is served only by the first registry: this one is whole.
         assert!(out.status.success(), "{mode}: {}", stderr(&out));
     }
 }
 
-#[test]
-fn hostile_layers_cannot_reach_outside() {
+/// An installation and its registry's repos, and a host directory `outside` with a
+/// file `victim` ("safe") that hostile layers aim at.
+fn with_victim() -> (Env, Repos, PathBuf) {
     let env = Env::new("http://127.0.0.1:9");
     let repos = Repos::new(env.dir.path());
     let outside = env.dir.path().join("outside");
     std::fs::create_dir_all(&outside).unwrap();
     std::fs::write(outside.join("victim"), "safe").unwrap();
+    (env, repos, outside)
+}
+
+#[test]
+fn hostile_layers_cannot_reach_outside() {
+    let (env, repos, outside) = with_victim();
     // An earlier layer plants a symlink to the host dir; later ones whiteout and write
     // through it: both land inside the rootfs.
     let plant = TarBuilder::new()
@@ -527,4 +548,312 @@ fn hostile_layers_cannot_reach_outside() {
     assert!(!outside.join("new").exists());
     let out = create(&env, "climb2", &reg.url("h/climb:1"), &[]);
     assert!(stderr(&out).contains("refusing image"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_layer_replaces_a_directory_with_a_file_confined() {
+    let (env, repos, outside) = with_victim();
+    // The lower layer: non-empty directories, one holding a link to a host directory.
+    let lower = TarBuilder::new()
+        .dir("d", 0o755)
+        .dir("d/sub", 0o755)
+        .file("d/sub/deep", 0o644, b"deep")
+        .file("d/a", 0o644, b"a")
+        .symlink("d/esc", outside.to_str().unwrap())
+        .dir("l", 0o755)
+        .file("l/x", 0o644, b"x")
+        .dir("n", 0o755)
+        .file("n/y", 0o644, b"y")
+        .file("target", 0o644, b"t")
+        .finish();
+    // The upper one: a file, a symlink and a hardlink where those directories were.
+    let upper = TarBuilder::new()
+        .file("d", 0o600, b"now a file")
+        .symlink("l", "target")
+        .hardlink("n", "target")
+        .finish();
+    let layers = [(lower, GZ), (upper, GZ)];
+    repos.image("r/dir2file", "1", &layers, json!({"Cmd": ["/x"]}));
+    let reg = Registry::start(&repos, &[]);
+    let out = create(&env, "d2f", &reg.url("r/dir2file:1"), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r = env.rootfs("d2f");
+    assert_eq!(read(r.join("d")), "now a file");
+    assert_eq!(
+        std::fs::read_link(r.join("l")).unwrap(),
+        Path::new("target")
+    );
+    assert_eq!(read(r.join("n")), "t");
+    // Removing the directory removed the link in it, not what it points at.
+    assert_eq!(read(outside.join("victim")), "safe");
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1);
+}
+
+#[test]
+fn tls_registry_trusted_by_the_ca_store_with_basic_and_token_auth() {
+    let env = Env::new("http://127.0.0.1:9");
+    let repos = Repos::new(env.dir.path());
+    repos.image("t/ok", "1", &three_layers(), json!({"Cmd": ["/x"]}));
+    let ca = TestCa::new();
+    let (cert, key) = (ca.cert.to_str().unwrap(), ca.key.to_str().unwrap());
+    for mode in ["basic", "token"] {
+        let reg = Registry::start(
+            &repos,
+            &[
+                "--tls",
+                cert,
+                key,
+                "--auth",
+                mode,
+                "--user",
+                "alice",
+                "--password",
+                "s3cret",
+            ],
+        );
+        // A CA rlxc does not trust: a clear error at once, naming the fix; nothing left.
+        let name = format!("untrusted-{mode}");
+        let out = create_as_alice(&env, &name, &reg.url("t/ok:1"), &[], None);
+        let e = stderr(&out);
+        assert!(!out.status.success(), "{e}");
+        assert!(
+            e.contains("certificate") && e.contains("SSL_CERT_FILE"),
+            "{e}"
+        );
+        assert!(!e.contains("retrying"), "not retried: {e}");
+        assert!(!env.lxcpath().join(&name).exists());
+        // Trusted through the CA store's override, as the download template is.
+        let name = format!("tls-{mode}");
+        let out = create_as_alice(&env, &name, &reg.url("t/ok:1"), &[], Some(&ca.ca));
+        assert!(out.status.success(), "{mode}: {}", stderr(&out));
+        assert_eq!(read(env.rootfs(&name).join("etc/os-release")), "ID=test\n");
+        // Wrong credentials over TLS: refused, with how to give them.
+        let out = env
+            .cmd(&[
+                "create",
+                "-t",
+                "oci",
+                "-n",
+                "wrong",
+                "--",
+                "-u",
+                &reg.url("t/ok:1"),
+                "--username",
+                "alice",
+                "--password-stdin",
+            ])
+            .env("SSL_CERT_FILE", &ca.ca)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains("401"), "{}", stderr(&out));
+    }
+}
+
+/// `rlxc-image ls --json`'s OCI entries of `kind`.
+fn oci_entries(env: &Env, kind: &str) -> Vec<serde_json::Value> {
+    let all: serde_json::Value = serde_json::from_str(&env.ok(&["image", "ls", "--json"])).unwrap();
+    all.as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == kind)
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn image_ls_rm_prune_know_the_oci_blob_cache() {
+    // Two images sharing a base layer.
+    let layers = three_layers();
+    let env = Env::new("http://127.0.0.1:9");
+    let repos = Repos::new(env.dir.path());
+    repos.image("lib/three", "v1", &layers, json!({"Cmd": ["/x"]}));
+    two_on(&repos, &layers[0]);
+    let reg = Registry::start(&repos, &[]);
+    for (name, r) in [("three", "lib/three:v1"), ("two", "lib/two:v1")] {
+        let out = create(&env, name, &reg.url(r), &[]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let (three, two) = (reg.url("lib/three:v1"), reg.url("lib/two:v1"));
+    let images = oci_entries(&env, "oci");
+    let refs: Vec<&str> = images
+        .iter()
+        .map(|i| i["oci"]["reference"].as_str().unwrap())
+        .collect();
+    assert_eq!(refs, [three.as_str(), two.as_str()]);
+    assert_eq!(images[0]["oci"]["containers"], json!(["three"]));
+    assert_eq!(images[0]["oci"]["blobs"].as_array().unwrap().len(), 5);
+    assert!(images[0]["size"].as_u64().unwrap() > 0 && images[0]["last_used"].is_i64());
+    // The shared base layer: held by both images and both containers.
+    let base = format!("sha256:{}", sha256_hex(&compress(&layers[0].0, GZ)));
+    let blobs = oci_entries(&env, "blob");
+    assert_eq!(blobs.len(), 5 + 3, "{blobs:#?}");
+    let b = blobs
+        .iter()
+        .find(|b| b["blob"]["digest"] == base.as_str())
+        .unwrap();
+    assert_eq!(b["blob"]["type"], "layer");
+    assert_eq!(b["blob"]["images"], json!([three, two]));
+    assert_eq!(b["blob"]["containers"], json!(["three", "two"]));
+    let text = env.ok(&["image", "ls"]);
+    assert!(
+        text.contains("BLOB") && text.contains(&base[..19]),
+        "{text}"
+    );
+    assert!(
+        text.contains("lib/three") && text.contains("docker://127.0.0.1:"),
+        "{text}"
+    );
+
+    // What a killed pull left, and a blob no image holds: prune takes both, not the rest.
+    let blob_dir = env.cachepath().join("oci/sha256");
+    let dead = {
+        let mut c = Command::new("true").spawn().unwrap();
+        let pid = c.id();
+        c.wait().unwrap();
+        pid
+    };
+    let partial = blob_dir.join(format!(".{}.tar.partial.{dead}", "c".repeat(64)));
+    let orphan = blob_dir.join("d".repeat(64));
+    std::fs::write(&partial, vec![0u8; 4096]).unwrap();
+    std::fs::write(&orphan, b"{}").unwrap();
+    let out = env.ok(&["image", "prune"]);
+    assert!(
+        out.contains("removed leftover") && out.contains("unreferenced"),
+        "{out}"
+    );
+    assert!(!partial.exists() && !orphan.exists());
+    assert_eq!(oci_entries(&env, "blob").len(), 8);
+
+    // A create reading the cache holds its lock shared: rm waits, then says who.
+    let lock = env.cachepath().join("oci/.sha256.lock");
+    // -F: flock execs sleep itself, so the kill below ends the holder.
+    let mut holder = Command::new("flock")
+        .args(["-F", "-s", lock.to_str().unwrap(), "sleep", "60"])
+        .spawn()
+        .unwrap();
+    wait_until(
+        "the lock holder",
+        std::time::Duration::from_secs(10),
+        || {
+            Command::new("flock")
+                .args(["-xn", lock.to_str().unwrap(), "true"])
+                .status()
+                .is_ok_and(|s| !s.success())
+        },
+    );
+    let e = env.fails(&["image", "rm", "--timeout", "0", &three]);
+    assert!(
+        e.contains("in use by pid") && e.contains("lib/three"),
+        "{e}"
+    );
+    let _ = holder.kill();
+    let _ = holder.wait();
+
+    // rm: the image and the blobs only it held; the shared base layer stays for two.
+    let out = env.ok(&["image", "rm", &three]);
+    assert!(
+        out.contains("removed OCI image") && out.contains("removed layer blob"),
+        "{out}"
+    );
+    let left: Vec<String> = oci_entries(&env, "blob")
+        .iter()
+        .map(|b| b["blob"]["digest"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(left.len(), 4, "{left:?}");
+    assert!(left.contains(&base));
+    // The containers are plain directories: they keep working without the image.
+    assert!(env.rootfs("three").join("etc/os-release").is_file());
+    let e = env.fails(&["image", "rm", &three]);
+    assert!(
+        e.contains("no cached image") && e.contains("lib/two"),
+        "{e}"
+    );
+    // prune --all: every image and then every blob.
+    env.ok(&["image", "prune", "--all"]);
+    assert!(oci_entries(&env, "oci").is_empty() && oci_entries(&env, "blob").is_empty());
+    assert_eq!(std::fs::read_dir(&blob_dir).unwrap().count(), 0);
+}
+
+/// An installation whose containers have no network (`-f` the returned config).
+fn no_network_env() -> (Env, Repos, String) {
+    let env = Env::new("http://127.0.0.1:9");
+    let net = env.dir.path().join("net.toml");
+    std::fs::write(&net, "[[network]]\ntype = \"empty\"\n").unwrap();
+    let repos = Repos::new(env.dir.path());
+    (env, repos, net.to_str().unwrap().to_string())
+}
+
+#[test]
+fn debian_systemd_image_boots_as_a_system_container() {
+    let (env, repos, net) = no_network_env();
+    // The fixture's bookworm rootfs as an image of two layers: the tree, and a layer
+    // of changes on top (a file added, one whited out).
+    let base = fixture_rootfs_tar("debian");
+    let top = TarBuilder::new()
+        .dir("etc", 0o755)
+        .file("etc/oci-layer", 0o644, b"top\n")
+        .file("etc/.wh.issue.net", 0o644, b"")
+        .finish();
+    let run = json!({"Cmd": ["/sbin/init"], "StopSignal": "SIGRTMIN+3"});
+    repos.image("debian-systemd", "12", &[(base, TAR), (top, GZ)], run);
+    let reg = Registry::start(&repos, &[]);
+    let name = common::rt::unique("ocideb");
+    let out = create(&env, &name, &reg.url("debian-systemd:12"), &["-f", &net]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("system container"),
+        "{}",
+        stderr(&out)
+    );
+    let r = env.rootfs(&name);
+    assert_eq!(read(r.join("etc/oci-layer")), "top\n");
+    assert!(!r.join("etc/issue.net").exists() && r.join("etc/issue").exists());
+    env.ok(&["start", "-d", "-n", &name]);
+    let state =
+        common::rt::wait_system_running_of(&env, &name, std::time::Duration::from_secs(120));
+    let stop = env.run(&["stop", "-n", &name, "-t", "60"]);
+    assert_eq!(state, "running");
+    // Halted by systemd's own signal, not killed at the timeout.
+    assert!(stop.status.success(), "{}", stderr(&stop));
+    assert!(!stderr(&stop).contains("kill"), "{}", stderr(&stop));
+    assert!(env.ok(&["info", "-n", &name]).contains("STOPPED"));
+}
+
+#[test]
+fn rlxc_stop_sends_an_application_image_its_stop_signal() {
+    let (env, repos, net) = no_network_env();
+    let (tar, no_init) = busybox_app_layers();
+    // The payload says which signal reached it, in a file of its rootfs.
+    let script =
+        "for s in TERM USR1 USR2 INT HUP QUIT; do trap \"echo $s > /tmp/got; exit 0\" $s; done; \
+                  echo ready > /tmp/ready; while :; do sleep 1; done";
+    repos.image(
+        "sig",
+        "1",
+        &[(tar, GZ), (no_init, TAR)],
+        json!({"Entrypoint": ["/bin/sh", "-c", script], "StopSignal": "SIGUSR1",
+               "Env": ["PATH=/bin:/sbin"]}),
+    );
+    let reg = Registry::start(&repos, &[]);
+    let name = common::rt::unique("ocisig");
+    let out = create(&env, &name, &reg.url("sig:1"), &["-f", &net]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cfg = read(env.lxcpath().join(&name).join("config.toml"));
+    assert!(cfg.contains("SIGUSR1"), "{cfg}");
+    env.ok(&["start", "-d", "-n", &name]);
+    let r = env.rootfs(&name);
+    wait_until(
+        "the payload's traps",
+        std::time::Duration::from_secs(20),
+        || r.join("tmp/ready").exists(),
+    );
+    env.ok(&["stop", "-n", &name, "-t", "30"]);
+    assert_eq!(read(r.join("tmp/got")), "USR1\n");
+    let info = env.ok(&["info", "-n", &name]);
+    assert!(
+        info.contains("STOPPED") && info.contains("Exit status:    0"),
+        "{info}"
+    );
 }

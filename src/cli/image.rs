@@ -27,8 +27,9 @@ enum Action {
         json: bool,
     },
     /// Remove cached images: REF is [SOURCE:]DIST/RELEASE[/ARCH[/VARIANT]], SOURCE
-    /// `download`, `download:HOST` or a template's name (every match is removed), or a
-    /// published image's ALIAS.
+    /// `download`, `download:HOST` or a template's name (every match is removed), a
+    /// published image's ALIAS, or an OCI image's docker://… or oci:… reference (with
+    /// the blobs no other OCI image holds).
     #[command(visible_aliases = ["remove", "rmi"])]
     Rm {
         #[arg(required = true, value_name = "REF")]
@@ -37,8 +38,9 @@ enum Action {
         #[arg(long, value_name = "SECONDS", default_value_t = 10)]
         timeout: u64,
     },
-    /// Remove expired images and what killed creates left; --all: every cached image not
-    /// in use. Published images stay: rm ALIAS removes one.
+    /// Remove expired images, OCI blobs no image holds, and what killed creates and
+    /// pulls left; --all: every cached image not in use. Published images stay: rm
+    /// ALIAS removes one.
     Prune {
         #[arg(short = 'a', long)]
         all: bool,
@@ -64,18 +66,64 @@ fn ls(catalog: &Catalog, json: bool) -> Result<i32> {
         return Ok(0);
     }
     let now = catalog::now();
+    let (blobs, images): (Vec<CachedImage>, Vec<CachedImage>) =
+        images.into_iter().partition(|i| i.kind == Kind::Blob);
     let (published, cached): (Vec<CachedImage>, Vec<CachedImage>) =
         images.into_iter().partition(|i| i.kind == Kind::Published);
-    if !cached.is_empty() || published.is_empty() {
+    if !cached.is_empty() || (published.is_empty() && blobs.is_empty()) {
         print_cached(&cached, now);
     }
-    if !published.is_empty() {
-        if !cached.is_empty() {
+    let mut first = cached.is_empty() && !published.is_empty();
+    for (table, print) in [
+        (&published, print_published as fn(&[CachedImage], i64)),
+        (&blobs, print_blobs),
+    ] {
+        if table.is_empty() {
+            continue;
+        }
+        if !first {
             println!();
         }
-        print_published(&published, now);
+        first = false;
+        print(table, now);
     }
     Ok(0)
+}
+
+/// `sha256:0123456789ab`: enough of a digest to tell blobs apart on a terminal.
+fn short(digest: &str) -> String {
+    digest.chars().take("sha256:".len() + 12).collect()
+}
+
+/// The OCI cache's blobs: digest, type, size, last use, the images and containers
+/// holding each (none: `prune` removes it).
+fn print_blobs(blobs: &[CachedImage], now: i64) {
+    let header = ["BLOB", "TYPE", "SIZE", "LAST USED", "IMAGES", "CONTAINERS"];
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    let rows: Vec<Vec<String>> = blobs
+        .iter()
+        .filter_map(|i| Some((i, i.blob.as_ref()?)))
+        .map(|(i, b)| {
+            [
+                short(&b.digest),
+                b.kind.clone(),
+                format_size(i.size),
+                i.last_used.map_or("-".into(), |t| ago(now - t)),
+                list(&b.images),
+                list(&b.containers),
+            ]
+            .iter()
+            .map(|c| super::shown(c))
+            .collect()
+        })
+        .collect();
+    super::table::print(&header, &rows, "  ");
 }
 
 fn print_cached(images: &[CachedImage], now: i64) {
@@ -136,9 +184,14 @@ fn print_published(images: &[CachedImage], now: i64) {
 }
 
 fn row(i: &CachedImage, now: i64) -> Vec<String> {
-    let source = match (i.kind, i.host()) {
-        (Kind::Download, Some(h)) => format!("download:{h}"),
+    let source = match (i.kind, i.host(), &i.oci) {
+        (Kind::Download, Some(h), _) => format!("download:{h}"),
+        (Kind::Oci, _, Some(o)) => o.server.clone(),
         _ => i.source.clone(),
+    };
+    let build = match i.kind {
+        Kind::Oci => short(&i.build),
+        _ => i.build.clone(),
     };
     vec![
         source,
@@ -146,7 +199,7 @@ fn row(i: &CachedImage, now: i64) -> Vec<String> {
         i.release.clone(),
         i.arch.clone(),
         i.variant.clone(),
-        i.build.clone(),
+        build,
         format_size(i.size),
         i.last_used.map_or("-".into(), |t| ago(now - t)),
         i.expires.map_or("-".into(), |t| until(t - now)),
@@ -216,6 +269,11 @@ fn described(i: &CachedImage) -> String {
             p.alias, p.container
         );
     }
+    match (&i.oci, &i.blob) {
+        (Some(o), _) => return format!("OCI image {} ({})", o.reference, short(&o.manifest)),
+        (_, Some(b)) => return format!("{} blob {}", b.kind, short(&b.digest)),
+        _ => {}
+    }
     let from = i.host().map(|h| format!(" from {h}")).unwrap_or_default();
     format!("{} build {}{from}", i.reference(), i.build)
 }
@@ -283,6 +341,8 @@ mod tests {
             expires: None,
             path: "/var/cache/rlxc/download/debian/bookworm/amd64/default".into(),
             published: None,
+            oci: None,
+            blob: None,
         };
         let r = row(&i, 1000 + 120);
         assert_eq!(r[0], "download:127.0.0.1:8080");

@@ -128,6 +128,18 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// The pid in a work file's or directory's name `.NAME.TAG.PID`, for one of `tags`:
+/// what a process leaves beside cache entries while it works on them.
+pub fn work_name_pid(name: &str, tags: &[&str]) -> Option<i32> {
+    let rest = name.strip_prefix('.')?;
+    let (head, pid) = rest.rsplit_once('.')?;
+    let (entry, tag) = head.rsplit_once('.')?;
+    (!entry.is_empty() && tags.contains(&tag))
+        .then(|| pid.parse().ok())
+        .flatten()
+        .filter(|&p: &i32| p > 0)
+}
+
 /// `.VARIANT.partial.PID`: a download being assembled.
 pub const STAGING_TAG: &str = "partial";
 /// `.VARIANT.removing.PID`: an entry renamed away by `rlxc-image rm`, being deleted.

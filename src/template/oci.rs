@@ -67,16 +67,7 @@ impl Template for Oci {
             },
             progress,
         )?;
-        let (server, dist, release) = match &self.reference {
-            Reference::Registry {
-                host, repo, tag, ..
-            } => (format!("docker://{host}"), repo.clone(), tag.to_string()),
-            Reference::Layout { path, tag } => (
-                format!("oci:{}", path.display()),
-                "layout".into(),
-                tag.clone().unwrap_or_default(),
-            ),
-        };
+        let (server, dist, release) = self.reference.names();
         progress.message(&format!(
             "{} {} for {}: {} layers, {} fetched",
             self.reference,
@@ -90,7 +81,7 @@ impl Template for Oci {
             source: Some(ImageSource {
                 server,
                 dist,
-                release: release.trim_start_matches(':').to_string(),
+                release,
                 arch: oci::debian_arch(&pulled.platform),
                 variant: "oci".into(),
                 build: pulled.digest.clone(),

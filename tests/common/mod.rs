@@ -18,9 +18,10 @@ mod bounded;
 mod http;
 mod mounted;
 mod tarball;
+mod tls;
 mod tmux;
 #[allow(unused_imports)] // not every test binary uses each
-pub use {bounded::*, http::*, mounted::*, tarball::*, tmux::*};
+pub use {bounded::*, http::*, mounted::*, tarball::*, tls::*, tmux::*};
 
 pub fn sha256_hex(data: &[u8]) -> String {
     Sha256::digest(data)

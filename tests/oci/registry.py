@@ -5,9 +5,9 @@ bearer-token auth and faults a real registry does not make on request (schema 1,
 wrong blob, a cut blob). Used where Debian's docker-registry cannot produce a fault.
 
 registry.py ROOT PORTFILE [--auth basic|token] [--user U --password P]
-            [--corrupt HEX] [--truncate HEX] [--schema1 REPO:TAG]
+            [--corrupt HEX] [--truncate HEX] [--schema1 REPO:TAG] [--tls CERT KEY]
 """
-import argparse, base64, hashlib, http.server, json, os, re, sys
+import argparse, base64, hashlib, http.server, json, os, re, ssl, sys
 
 ap = argparse.ArgumentParser()
 ap.add_argument("root"); ap.add_argument("portfile")
@@ -16,6 +16,7 @@ ap.add_argument("--user", default="u"); ap.add_argument("--password", default="p
 ap.add_argument("--corrupt", action="append", default=[])
 ap.add_argument("--truncate", action="append", default=[])
 ap.add_argument("--schema1", action="append", default=[])
+ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
 a = ap.parse_args()
 TOKEN = hashlib.sha256(os.urandom(16)).hexdigest()
 BASIC = "Basic " + base64.b64encode(f"{a.user}:{a.password}".encode()).decode()
@@ -40,7 +41,8 @@ class H(http.server.BaseHTTPRequestHandler):
         if a.auth == "basic":
             c = 'Basic realm="test"'
         else:
-            c = f'Bearer realm="http://{host}/token",service="test-registry"'
+            scheme = "https" if a.tls else "http"
+            c = f'Bearer realm="{scheme}://{host}/token",service="test-registry"'
         self.send(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}', extra=[("WWW-Authenticate", c)])
     def do_GET(self):
         path = self.path.split("?")[0]
@@ -96,6 +98,10 @@ class H(http.server.BaseHTTPRequestHandler):
         return json.load(open(p))
 
 srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+if a.tls:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(*a.tls)
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
 with open(a.portfile + ".tmp", "w") as f: f.write(str(srv.server_address[1]))
 os.rename(a.portfile + ".tmp", a.portfile)
 srv.serve_forever()

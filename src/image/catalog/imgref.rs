@@ -8,14 +8,19 @@ use crate::error::{Error, Result};
 use crate::image::published;
 
 const FORM: &str = "[SOURCE:]DIST/RELEASE[/ARCH[/VARIANT]], e.g. debian/bookworm or \
-                    download:debian/bookworm/amd64/default, or a published image's ALIAS";
+                    download:debian/bookworm/amd64/default, a published image's ALIAS, or an \
+                    OCI image's docker://HOST/REPO:TAG or oci:PATH[:TAG]";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Source {
     Any,
-    Download { host: Option<String> },
+    Download {
+        host: Option<String>,
+    },
     Template(String),
     Published,
+    /// An OCI image by its reference, as `Reference` shows it.
+    Oci(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +49,19 @@ impl std::str::FromStr for ImageRef {
 
 impl ImageRef {
     pub fn parse(text: &str) -> Result<Self> {
+        if text.starts_with("docker://") || text.starts_with("oci:") {
+            // As the template wrote it in the record: docker.io/library/ and :latest
+            // filled in, a layout's path absolute.
+            let r = crate::image::oci::Reference::parse(text, false)?;
+            return Ok(ImageRef {
+                text: text.to_string(),
+                source: Source::Oci(r.to_string()),
+                dist: String::new(),
+                release: String::new(),
+                arch: None,
+                variant: None,
+            });
+        }
         let bad = |why: &str| Error::Usage(format!("image reference {text:?}: {why}; use {FORM}"));
         // The last colon: a server's `HOST:PORT` has one too, a dist or release none.
         let (source, path) = match text.rsplit_once(':') {
@@ -92,6 +110,12 @@ impl ImageRef {
     pub fn matches(&self, img: &CachedImage) -> bool {
         if self.source == Source::Published {
             return img.published.as_ref().is_some_and(|p| p.alias == self.dist);
+        }
+        if let Source::Oci(r) = &self.source {
+            return img.oci.as_ref().is_some_and(|o| o.reference == *r);
+        }
+        if matches!(img.kind, Kind::Oci | Kind::Blob) {
+            return false;
         }
         let source_ok = match (&self.source, img.kind) {
             (Source::Any, _) => true,
@@ -161,6 +185,8 @@ mod tests {
             expires: None,
             path: "/var/cache/rlxc/x".into(),
             published: None,
+            oci: None,
+            blob: None,
         }
     }
 

@@ -5,6 +5,8 @@
 //! removing them without pulling one out from under a create. Prune never removes a
 //! published image: it is the only copy of what it holds; `rm ALIAS` does.
 //!
+//! The OCI blob cache (`CACHEPATH/oci`) is listed as images and blobs (`oci.rs`).
+//!
 //! All three follow one layout rule, which is all this module relies on: an entry
 //! directory `NAME` has its lock in `.NAME.lock` beside it (shared while a create reads
 //! the entry, exclusive while committing or removing), work directories beside it are
@@ -13,6 +15,7 @@
 mod imgref;
 pub(crate) mod locks;
 mod lowers;
+mod oci;
 mod remove;
 mod scan;
 
@@ -23,6 +26,7 @@ use serde::Serialize;
 
 pub use crate::image::cache::now;
 pub use imgref::ImageRef;
+pub use oci::{OciBlob, OciImage};
 pub use remove::{PruneReport, RemoveReport};
 pub use scan::disk_usage;
 
@@ -39,6 +43,10 @@ pub enum Kind {
     Template,
     /// A container made an image (`rlxc-publish`).
     Published,
+    /// An OCI image pulled by `-t oci` (its record; the blobs are shared).
+    Oci,
+    /// One blob of the OCI cache, by digest.
+    Blob,
 }
 
 /// One cache entry, as listed.
@@ -64,6 +72,12 @@ pub struct CachedImage {
     /// What a published image was made from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub published: Option<crate::image::published::Info>,
+    /// An OCI image: its reference, manifest, blobs and containers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oci: Option<OciImage>,
+    /// An OCI blob: its digest, type, and the images and containers holding it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blob: Option<OciBlob>,
 }
 
 impl CachedImage {
@@ -72,6 +86,12 @@ impl CachedImage {
     pub fn reference(&self) -> String {
         if let Some(p) = &self.published {
             return format!("{}:{}", crate::image::published::DIR, p.alias);
+        }
+        if let Some(o) = &self.oci {
+            return o.reference.clone();
+        }
+        if let Some(b) = &self.blob {
+            return format!("blob {}", b.digest);
         }
         format!(
             "{}:{}/{}/{}/{}",
@@ -83,7 +103,7 @@ impl CachedImage {
     pub fn host(&self) -> Option<String> {
         match self.kind {
             Kind::Download => self.origin.as_deref().map(imgref::host_of),
-            Kind::Template | Kind::Published => None,
+            Kind::Template | Kind::Published | Kind::Oci | Kind::Blob => None,
         }
     }
 
@@ -127,10 +147,12 @@ impl Catalog {
         &self.root
     }
 
-    /// Every committed entry of both caches, sorted by source, dist, release, arch,
-    /// variant.
+    /// Every committed entry of the caches, sorted by kind, source, dist, release, arch,
+    /// variant; then the OCI images and blobs.
     pub fn list(&self) -> Result<Vec<CachedImage>> {
-        scan::entries(&self.root)
+        let mut all = scan::entries(&self.root)?;
+        all.extend(oci::entries(&self.root, self.lxcpath.as_deref()));
+        Ok(all)
     }
 
     /// Remove every entry that one of `refs` matches. All refs are checked first: one

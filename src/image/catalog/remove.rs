@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{locks, lowers, scan, CachedImage, Catalog, ImageRef, Kind};
+use super::{locks, lowers, oci, scan, CachedImage, Catalog, ImageRef, Kind};
 use crate::error::{Error, Result};
 use crate::image::cache::{self, REMOVING_TAG, STAGING_TAG};
 use crate::image::fetch::Progress;
@@ -60,7 +60,11 @@ pub fn remove(
         if hits.is_empty() {
             return Err(Error::NotCached {
                 reference: r.to_string(),
-                have: all.iter().map(CachedImage::reference).collect(),
+                have: all
+                    .iter()
+                    .filter(|i| i.kind != Kind::Blob)
+                    .map(CachedImage::reference)
+                    .collect(),
                 cachepath: cat.root().to_path_buf(),
             });
         }
@@ -75,6 +79,9 @@ pub fn remove(
         busy: Vec::new(),
         leftovers,
     };
+    let (ocis, chosen): (Vec<CachedImage>, Vec<CachedImage>) =
+        chosen.into_iter().partition(|i| i.kind == Kind::Oci);
+    oci::remove(cat, &ocis, wait, progress, &mut report)?;
     for img in chosen {
         let mut on_wait = |holder: &str| {
             progress.message(&format!(
@@ -117,6 +124,8 @@ pub fn prune(cat: &Catalog, all: bool) -> Result<PruneReport> {
         let why = match (img.kind, img.is_expired(now)) {
             // The only copy of what it holds: `rm ALIAS` removes it, nothing else.
             (Kind::Published, _) => continue,
+            // Under the blob store's one lock, below.
+            (Kind::Oci | Kind::Blob, _) => continue,
             (Kind::Download, true) => "expired",
             _ if all => "unused",
             (Kind::Download, false) => {
@@ -137,6 +146,7 @@ pub fn prune(cat: &Catalog, all: bool) -> Result<PruneReport> {
             Err(busy) => report.in_use.push((img, busy.holder)),
         }
     }
+    oci::prune(cat, all, &mut report)?;
     Ok(report)
 }
 
@@ -206,9 +216,13 @@ pub fn derived(cat: &Catalog, alias: &str) -> Vec<CachedImage> {
 }
 
 /// Remove the work directories (`.NAME.partial.PID`, `.NAME.staging.PID`,
-/// `.NAME.removing.PID`) whose process is gone, wherever entries live.
+/// `.NAME.removing.PID`) whose process is gone, wherever entries live, and the partial
+/// blobs of OCI pulls that died.
 pub fn sweep(root: &Path) -> Vec<Leftover> {
-    let mut found = Vec::new();
+    let mut found: Vec<Leftover> = crate::image::oci::record::sweep(root)
+        .into_iter()
+        .map(|(path, size)| Leftover { path, size })
+        .collect();
     let parents = [
         scan::visible_dirs_at_depth(&root.join("download"), 3).unwrap_or_default(),
         scan::visible_dirs_at_depth(&root.join("template"), 1).unwrap_or_default(),
@@ -247,14 +261,7 @@ fn abandoned_template_build(dir: &Path) -> Option<nix::fcntl::Flock<std::fs::Fil
 
 /// The pid in a work directory's name `.NAME.TAG.PID`, if it is one.
 fn work_dir_pid(dir: &Path) -> Option<i32> {
-    let name = dir.file_name()?.to_string_lossy().into_owned();
-    let rest = name.strip_prefix('.')?;
-    let (head, pid) = rest.rsplit_once('.')?;
-    let (entry, tag) = head.rsplit_once('.')?;
-    (!entry.is_empty() && WORK_TAGS.contains(&tag))
-        .then(|| pid.parse().ok())
-        .flatten()
-        .filter(|&p: &i32| p > 0)
+    cache::work_name_pid(&dir.file_name()?.to_string_lossy(), WORK_TAGS)
 }
 
 #[cfg(test)]

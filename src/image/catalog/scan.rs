@@ -120,6 +120,8 @@ fn download_entry(dir: &Path) -> Result<Option<CachedImage>> {
         expires,
         path: dir.to_path_buf(),
         published: None,
+        oci: None,
+        blob: None,
     }))
 }
 
@@ -151,6 +153,8 @@ fn template_entry(dir: &Path) -> Result<Option<CachedImage>> {
         expires: None,
         path: dir.to_path_buf(),
         published: None,
+        oci: None,
+        blob: None,
     }))
 }
 
@@ -172,6 +176,8 @@ fn published_entry(dir: &Path) -> Option<CachedImage> {
         expires: None,
         path: dir.to_path_buf(),
         published: Some(info),
+        oci: None,
+        blob: None,
     })
 }
 

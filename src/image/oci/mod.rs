@@ -8,6 +8,7 @@ pub mod blobs;
 mod doc;
 mod layout;
 pub mod pull;
+pub mod record;
 mod registry;
 
 pub use doc::{Platform, RunConfig};
@@ -91,6 +92,25 @@ fn tag_ok(t: &str) -> bool {
 }
 
 impl Reference {
+    /// As a container's `[image]` records it: server (`docker://HOST` or `oci:PATH`),
+    /// dist (the repository, or `layout`) and release (the tag or digest).
+    pub fn names(&self) -> (String, String, String) {
+        match self {
+            Reference::Registry {
+                host, repo, tag, ..
+            } => (
+                format!("docker://{host}"),
+                repo.clone(),
+                tag.to_string().trim_start_matches(':').to_string(),
+            ),
+            Reference::Layout { path, tag } => (
+                format!("oci:{}", path.display()),
+                "layout".into(),
+                tag.clone().unwrap_or_default(),
+            ),
+        }
+    }
+
     /// Parse lxc-oci's `-u` argument. `plain_http`: talk http to the registry.
     pub fn parse(spec: &str, plain_http: bool) -> Result<Self> {
         if spec.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -108,8 +128,10 @@ impl Reference {
             if let Some(t) = tag.filter(|t| !tag_ok(t)) {
                 return usage(spec, &format!("{t:?} is not a tag"));
             }
+            // Absolute, so the cache's record names it wherever rlxc-image runs.
+            let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.into());
             return Ok(Reference::Layout {
-                path: path.into(),
+                path,
                 tag: tag.map(str::to_string),
             });
         }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use super::blobs::Blobs;
 use super::doc::{self, Descriptor, ImageConfig, Parsed, Platform};
 use super::layout::Layout;
+use super::record::{self, BlobKind, BlobRef, Record};
 use super::registry::Registry;
 use super::{Reference, Tag};
 use crate::config::format_size;
@@ -34,6 +35,8 @@ pub struct Pulled {
     pub layers: Vec<PathBuf>,
     /// Bytes fetched (0: every layer was cached).
     pub fetched: u64,
+    /// The blob store's shared lock: no removal while the layers are read.
+    _lock: nix::fcntl::Flock<std::fs::File>,
 }
 
 enum Source {
@@ -70,7 +73,9 @@ impl Source {
 
 /// Pull `req.reference` for the platform asked for.
 pub fn pull(req: &PullRequest, progress: &dyn Progress) -> Result<Pulled> {
+    let lock = record::lock_shared(req.cachepath)?;
     let blobs = Blobs::new(req.cachepath)?;
+    record::sweep(req.cachepath);
     let (arch, variant) = super::platform_of(
         &req.arch
             .map(str::to_string)
@@ -91,6 +96,8 @@ pub fn pull(req: &PullRequest, progress: &dyn Progress) -> Result<Pulled> {
                 Tag::Name(t) => {
                     let (b, ct) = r.manifest(t)?;
                     let d = format!("sha256:{}", super::blobs::sha256_hex(&b));
+                    // Kept as every blob of the image is (a tag is asked again each time).
+                    blobs.put_small(&d, &b, &format!("manifest {d} of {}", r.name()))?;
                     (b, ct, d)
                 }
                 Tag::Digest(d) => {
@@ -111,12 +118,18 @@ pub fn pull(req: &PullRequest, progress: &dyn Progress) -> Result<Pulled> {
         }
     };
     let what = req.reference.to_string();
+    // Every blob the image holds, for its record.
+    let mut held = Vec::new();
     // An index leads to a manifest (an index of indexes, one level more).
     let mut depth = 0;
     let (config_desc, layer_descs) = loop {
         match doc::parse(&bytes, media_type.as_deref(), &what)? {
             Parsed::Manifest { config, layers } => break (config, layers),
             Parsed::Index(entries) => {
+                held.push(BlobRef {
+                    digest: digest.clone(),
+                    kind: BlobKind::Index,
+                });
                 depth += 1;
                 if depth > 2 {
                     return Err(Error::Other(format!(
@@ -159,12 +172,39 @@ pub fn pull(req: &PullRequest, progress: &dyn Progress) -> Result<Pulled> {
         req,
         progress,
     )?;
+    let (server, dist, release) = req.reference.names();
+    held.push(BlobRef {
+        digest: digest.clone(),
+        kind: BlobKind::Manifest,
+    });
+    held.push(BlobRef {
+        digest: config_desc.digest.clone(),
+        kind: BlobKind::Config,
+    });
+    held.extend(layer_descs.iter().map(|d| BlobRef {
+        digest: d.digest.clone(),
+        kind: BlobKind::Layer,
+    }));
+    let rec = Record {
+        reference: what,
+        server,
+        dist,
+        release,
+        arch: super::debian_arch(&platform),
+        manifest: digest.clone(),
+        blobs: held,
+    };
+    rec.save(req.cachepath)?;
+    for b in &rec.blobs {
+        record::touch(&record::blob_file(req.cachepath, &b.digest, &b.kind));
+    }
     Ok(Pulled {
         digest,
         platform,
         config,
         layers,
         fetched,
+        _lock: lock,
     })
 }
 

@@ -205,6 +205,9 @@ impl Unpacker<'_> {
         if self.pool.conflicts(&comps) || kind == tar::EntryType::Link {
             self.pool.barrier()?;
         }
+        if self.layer.is_some() && kind != tar::EntryType::Directory {
+            self.clear_dir_in_the_way(&comps)?;
+        }
         let attrs = self.attrs(entry.header(), &ext, &name)?;
         let link_target = || -> Result<Vec<u8>> {
             let t = match ext
@@ -361,6 +364,26 @@ impl Unpacker<'_> {
                 Ok((fd, leaf.clone()))
             }
         }
+    }
+
+    /// OCI semantics: a layer's non-directory member replaces a directory of the layers
+    /// below with everything in it (tar would refuse a non-empty one). Removed by
+    /// handle, links never followed, so a planted symlink inside cannot reach out.
+    fn clear_dir_in_the_way(&mut self, comps: &[Vec<u8>]) -> Result<()> {
+        let (parent_fd, leaf) = self.parent(comps)?;
+        let leaf = OsStr::from_bytes(&leaf);
+        let is_dir = nix::sys::stat::fstatat(parent_fd.as_fd(), leaf, AtFlags::AT_SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| {
+                SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR
+            });
+        if !is_dir {
+            return Ok(());
+        }
+        // Writers may still be filling files under it, and the cached handle may be it.
+        self.pool.barrier()?;
+        self.forget_parent();
+        let disp = self.root.display(&rootfs::join(comps));
+        whiteout::remove_tree_at(parent_fd.as_fd(), leaf).ctx("replace the directory", &disp)
     }
 
     /// Links and nodes may replace a directory we have a handle on: drop the cache.
