@@ -48,6 +48,11 @@ fn a_clone_shares_the_frozen_tree_both_boot_and_neither_sees_the_others_writes()
     let rt = Rt::new("clsrc", "");
     let src_tree = rt.env.rootfs(&rt.name);
     std::fs::write(src_tree.join("etc/marker"), "base\n").unwrap();
+    // The source's machine state, which the clone must not keep.
+    std::fs::create_dir_all(src_tree.join("etc/ssh")).unwrap();
+    std::fs::create_dir_all(src_tree.join("var/lib/dhcp")).unwrap();
+    std::fs::write(src_tree.join("etc/ssh/ssh_host_test_key"), "secret\n").unwrap();
+    std::fs::write(src_tree.join("var/lib/dhcp/eth0.leases"), "lease\n").unwrap();
     let c1 = unique("cl1");
     let c2 = unique("cl2");
     let _g = Cleanup(&rt, vec![rt.name.clone(), c1.clone(), c2.clone()]);
@@ -73,12 +78,29 @@ fn a_clone_shares_the_frozen_tree_both_boot_and_neither_sees_the_others_writes()
     // Nothing was copied: the clone's own layer holds only what made it its own.
     let upper = rt.env.lxcpath().join(&c1).join("upper");
     assert!(!upper.join("bin").exists() && !upper.join("etc/marker").exists());
+    // What it removed are whiteouts there, under directories owned and moded as below.
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    for f in ["etc/ssh/ssh_host_test_key", "var/lib/dhcp/eth0.leases"] {
+        let md = std::fs::symlink_metadata(upper.join(f)).unwrap();
+        assert!(md.file_type().is_char_device() && md.rdev() == 0, "{f}");
+    }
+    let mode = |p: std::path::PathBuf| std::fs::metadata(p).unwrap().mode();
+    assert_eq!(mode(upper.join("etc/ssh")), mode(src_tree.join("etc/ssh")));
+    assert_eq!(read(upper.join("etc/hostname")), format!("{c1}\n"));
 
     for n in [&rt.name, &c1] {
         rt.env.ok(&["start", "-d", "-n", n]);
     }
     assert_eq!(sh(&rt, &c1, "cat /etc/marker"), "base");
     assert_eq!(sh(&rt, &c1, "hostname"), c1);
+    assert_eq!(
+        sh(&rt, &c1, "ls /etc/ssh /var/lib/dhcp | grep -c key; true"),
+        "0"
+    );
+    assert_eq!(
+        sh(&rt, &rt.name, "cat /etc/ssh/ssh_host_test_key"),
+        "secret"
+    );
     sh(&rt, &c1, "echo clone > /etc/marker; touch /only-in-clone");
     sh(&rt, &rt.name, "touch /only-in-source");
     assert_eq!(sh(&rt, &rt.name, "cat /etc/marker"), "base");

@@ -194,7 +194,10 @@ impl NewContainer {
     ) -> Result<Vec<String>> {
         let staging = self.creating.dir.clone();
         let new_host = cfg.host_name(&self.c.name);
-        let removed = make_own(&*backing.open_tree(&staging)?, old_host, &new_host)?;
+        let removed = match own_in_empty_upper(backing, &staging, old_host, &new_host)? {
+            Some(removed) => removed,
+            None => make_own(&*backing.open_tree(&staging)?, old_host, &new_host)?,
+        };
         self.take_ids(sys, cfg)?;
         cfg.save(&staging.join("config.toml"))?;
         Ok(removed)
@@ -209,6 +212,23 @@ impl NewContainer {
         drop(taken);
         dir
     }
+}
+
+/// An overlay container whose upper is still empty (a `-s` clone) made its own without
+/// a writable mount (see `own_upper`); None where that way does not fit.
+fn own_in_empty_upper(
+    backing: &dyn BackingStore,
+    staging: &Path,
+    old_host: &str,
+    new_host: &str,
+) -> Result<Option<Vec<String>>> {
+    let upper = backing.own_files(staging);
+    let empty = std::fs::read_dir(&upper).is_ok_and(|mut d| d.next().is_none());
+    if backing.kind() != Backend::Overlay || !empty {
+        return Ok(None);
+    }
+    let view = backing.open_view(&upper)?;
+    super::own_upper::make_own_in_upper(&view, &upper, old_host, new_host)
 }
 
 /// What a new container is made of.
@@ -331,10 +351,32 @@ pub(super) fn make_own(root: &Root, old_host: &str, new_host: &str) -> Result<Ve
 
 /// `old_host` becomes `new_host` in `/etc/hostname` and `/etc/hosts`.
 pub(super) fn rename_host(root: &Root, old_host: &str, new_host: &str) -> Result<()> {
-    rewrite(root, b"etc/hostname", &|t| {
-        (t.trim() == old_host).then(|| format!("{new_host}\n"))
-    })?;
-    rewrite(root, b"etc/hosts", &|t| {
+    for (rel, f) in host_rewrites(old_host, new_host) {
+        rewrite(root, rel, &*f)?;
+    }
+    Ok(())
+}
+
+/// A rewrite of a small file's text: None leaves it as it is.
+pub(super) type Rewrite<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
+
+/// What `make_own` rewrites: the host name's files, then the machine-id.
+pub(super) fn own_rewrites<'a>(
+    old_host: &'a str,
+    new_host: &'a str,
+) -> Vec<(&'static [u8], Rewrite<'a>)> {
+    let mut v = host_rewrites(old_host, new_host);
+    v.push((
+        b"etc/machine-id",
+        Box::new(|t: &str| (!t.is_empty()).then(String::new)),
+    ));
+    v
+}
+
+fn host_rewrites<'a>(old_host: &'a str, new_host: &'a str) -> Vec<(&'static [u8], Rewrite<'a>)> {
+    let hostname: Rewrite =
+        Box::new(move |t: &str| (t.trim() == old_host).then(|| format!("{new_host}\n")));
+    let hosts: Rewrite = Box::new(move |t: &str| {
         let swapped: Vec<String> = t
             .lines()
             .map(|l| {
@@ -351,7 +393,8 @@ pub(super) fn rename_host(root: &Root, old_host: &str, new_host: &str) -> Result
             .collect();
         let out = swapped.join("\n") + if t.ends_with('\n') { "\n" } else { "" };
         (out != t).then_some(out)
-    })
+    });
+    vec![(b"etc/hostname", hostname), (b"etc/hosts", hosts)]
 }
 
 /// An empty `/etc/machine-id`: systemd makes a new one at first boot.
@@ -392,26 +435,10 @@ const MAX_REWRITE: u64 = 64 << 10;
 /// Replace a small regular file's text with what `f` makes of it (None: leave it). A
 /// missing file, a symlink or anything but a small regular file is left alone.
 pub(super) fn rewrite(root: &Root, rel: &[u8], f: &dyn Fn(&str) -> Option<String>) -> Result<()> {
-    use std::io::{Read, Seek, Write};
-    let flags = OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
-    let fd = match root.openat(rel, flags, 0) {
-        Ok(fd) => fd,
-        Err(Errno::ENOENT | Errno::ELOOP | Errno::ENXIO | Errno::EISDIR) => return Ok(()),
-        Err(e) => return Err(e).ctx("open", root.display(rel)),
+    use std::io::{Seek, Write};
+    let Some((mut file, text)) = read_small(root, rel, OFlag::O_RDWR)? else {
+        return Ok(());
     };
-    let mut file = std::fs::File::from(fd);
-    let md = file.metadata().ctx("inspect", root.display(rel))?;
-    if !md.is_file() || md.len() > MAX_REWRITE {
-        return Ok(());
-    }
-    let mut text = String::new();
-    if Read::by_ref(&mut file)
-        .take(MAX_REWRITE)
-        .read_to_string(&mut text)
-        .is_err()
-    {
-        return Ok(());
-    }
     if let Some(new) = f(&text) {
         file.set_len(0).ctx("truncate", root.display(rel))?;
         file.rewind().ctx("rewind", root.display(rel))?;
@@ -419,6 +446,36 @@ pub(super) fn rewrite(root: &Root, rel: &[u8], f: &dyn Fn(&str) -> Option<String
             .ctx("write", root.display(rel))?;
     }
     Ok(())
+}
+
+/// A small regular file of the tree (not a symlink), opened with `access`, and its
+/// text; None for anything else (missing, a link, too big, not text).
+pub(super) fn read_small(
+    root: &Root,
+    rel: &[u8],
+    access: OFlag,
+) -> Result<Option<(std::fs::File, String)>> {
+    use std::io::Read;
+    let flags = access | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
+    let fd = match root.openat(rel, flags, 0) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT | Errno::ELOOP | Errno::ENXIO | Errno::EISDIR) => return Ok(None),
+        Err(e) => return Err(e).ctx("open", root.display(rel)),
+    };
+    let mut file = std::fs::File::from(fd);
+    let md = file.metadata().ctx("inspect", root.display(rel))?;
+    if !md.is_file() || md.len() > MAX_REWRITE {
+        return Ok(None);
+    }
+    let mut text = String::new();
+    if Read::by_ref(&mut file)
+        .take(MAX_REWRITE)
+        .read_to_string(&mut text)
+        .is_err()
+    {
+        return Ok(None);
+    }
+    Ok(Some((file, text)))
 }
 
 /// The directory `dir` of the tree, if it is one (not a symlink).

@@ -35,6 +35,17 @@ pub fn fsetxattr(fd: BorrowedFd<'_>, name: &str, value: &[u8]) -> io::Result<()>
     check(r)
 }
 
+/// Whether an open file has any extended attribute.
+pub fn has_xattrs(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    // SAFETY: `fd` is a live descriptor borrowed for the call; a NULL list with size 0
+    // only asks for the size of the name list.
+    let r = unsafe { libc::flistxattr(fd.as_raw_fd(), std::ptr::null_mut(), 0) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(r > 0)
+}
+
 /// Set an extended attribute on `leaf` inside the directory `dir` without following a
 /// symlink at `leaf` (for xattrs on symlinks, which cannot be opened).
 pub fn lsetxattr_at(dir: BorrowedFd<'_>, leaf: &[u8], name: &str, value: &[u8]) -> io::Result<()> {
