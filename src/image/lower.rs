@@ -171,4 +171,22 @@ mod tests {
             "a_b"
         );
     }
+
+    #[test]
+    fn an_oci_lower_is_named_by_a_checked_chain_id_only() {
+        let hex = "ab".repeat(32);
+        assert_eq!(
+            oci_dir(Path::new("/c"), &format!("sha256:{hex}")).unwrap(),
+            Path::new("/c/lowers/oci").join(&hex)
+        );
+        for bad in [
+            hex.clone(),
+            format!("sha256:{}", &hex[..62]),
+            format!("sha256:{}", "AB".repeat(32)),
+            "sha256:../../../../etc/passwd0000000000000000000000000000000000000".into(),
+            "sha512:00".into(),
+        ] {
+            assert!(oci_dir(Path::new("/c"), &bad).is_err(), "{bad}");
+        }
+    }
 }

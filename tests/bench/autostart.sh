@@ -18,10 +18,7 @@ halt=${2:-2}
 . "$(dirname "$0")/lib.sh"
 bench_prelude
 
-work=$(mktemp -d /var/tmp/rlxc-bench-autostart.XXXXXX)
-chmod 755 "$work"
-server_pid=
-tag=$$
+bench_workspace autostart
 rnames=() lnames=()
 for i in $(seq "$n"); do rnames+=("ras$tag-$i"); lnames+=("las$tag-$i"); done
 # Not bench_cleanup: no bridge here, so nothing of rlxc-net to stop.
