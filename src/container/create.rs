@@ -374,8 +374,9 @@ fn choose_backing(
             Ok(Some(l))
         }
         (None, Bdev::Overlay) => Err(Error::Usage(
-            "-B overlay layers a container on an image shared by others (-t download); \
-             this template makes a tree per container: use -B dir or -B best; nothing was created"
+            "-B overlay layers a container on an image shared by others (-t download, -t oci); \
+             this template (or an OCI image without layers) makes a tree per container: use \
+             -B dir or -B best; nothing was created"
                 .into(),
         )),
         (None, _) => Ok(None),

@@ -1,5 +1,7 @@
 //! Overlay lowers: an image build unpacked once, read-only, shared by every `-B overlay`
-//! container made from it, at `CACHEPATH/lowers/download/DIST/REL/ARCH/VARIANT/BUILD/`.
+//! container made from it, at `CACHEPATH/lowers/download/DIST/REL/ARCH/VARIANT/BUILD/`,
+//! or for an OCI image at `CACHEPATH/lowers/oci/CHAINID` (the hex of its top layer's
+//! chain id: two references of one layer stack share it).
 //!
 //! Keyed by build, beside the cache rather than inside an entry: a refresh that swaps a
 //! new build into the entry must not pull the tree out from under containers on the
@@ -48,13 +50,44 @@ pub fn dir_name(build: &str) -> Option<String> {
     (!name.is_empty() && !name.starts_with('.')).then_some(name)
 }
 
+/// The lowers of OCI images, one per chain id.
+pub const OCI: &str = "oci";
+
+/// The lower of the OCI layer stack whose top layer has `chain_id` (`sha256:HEX`).
+pub fn oci_dir(cachepath: &Path, chain_id: &str) -> Result<PathBuf> {
+    let hex = chain_id.strip_prefix("sha256:").unwrap_or_default();
+    if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(Error::Other(format!(
+            "{chain_id:?} is not a sha256 chain id: no overlay lower can be named by it"
+        )));
+    }
+    Ok(oci_dirs(cachepath).join(hex))
+}
+
+/// Where every OCI lower lives.
+pub fn oci_dirs(cachepath: &Path) -> PathBuf {
+    cachepath.join(LOWERS).join(OCI)
+}
+
 /// The lower at `dir`, unpacked from `tar` if it is not there yet. Returns what the
 /// unpack did, or None when the lower already existed.
-pub fn ensure(
+pub fn ensure_unpacked(
     dir: &Path,
     tar: &Path,
     excludes: &[String],
     progress: &dyn Progress,
+) -> Result<Option<unpack::Stats>> {
+    ensure(dir, progress, |root| {
+        unpack::unpack_file(tar, root, excludes)
+    })
+}
+
+/// The lower at `dir`, made by `fill` into an empty confined root if it is not there
+/// yet. Returns what `fill` did, or None when the lower already existed.
+pub fn ensure(
+    dir: &Path,
+    progress: &dyn Progress,
+    fill: impl FnOnce(&Root) -> Result<unpack::Stats>,
 ) -> Result<Option<unpack::Stats>> {
     if dir.is_dir() {
         return Ok(None);
@@ -75,7 +108,7 @@ pub fn ensure(
     store::remove_tree(&staging.path)?;
     std::fs::create_dir(&staging.path).ctx("create", &staging.path)?;
     progress.message(&format!("unpacking the shared lower {}", dir.display()));
-    let stats = unpack::unpack_file(tar, &Root::open(&staging.path)?, excludes)?;
+    let stats = fill(&Root::open(&staging.path)?)?;
     match store::rename_noreplace(&staging.path, dir) {
         Ok(()) => staging.kept = true,
         // Another create made it meanwhile: theirs is as good; ours goes on drop.
@@ -100,7 +133,7 @@ impl Drop for Staging {
 }
 
 /// `.BUILD.partial.PID` of processes that died mid-unpack.
-fn sweep_dead(parent: &Path) {
+pub fn sweep_dead(parent: &Path) {
     let Ok(rd) = std::fs::read_dir(parent) else {
         return;
     };
@@ -137,5 +170,23 @@ mod tests {
                 .unwrap(),
             "a_b"
         );
+    }
+
+    #[test]
+    fn an_oci_lower_is_named_by_a_checked_chain_id_only() {
+        let hex = "ab".repeat(32);
+        assert_eq!(
+            oci_dir(Path::new("/c"), &format!("sha256:{hex}")).unwrap(),
+            Path::new("/c/lowers/oci").join(&hex)
+        );
+        for bad in [
+            hex.clone(),
+            format!("sha256:{}", &hex[..62]),
+            format!("sha256:{}", "AB".repeat(32)),
+            "sha256:../../../../etc/passwd0000000000000000000000000000000000000".into(),
+            "sha512:00".into(),
+        ] {
+            assert!(oci_dir(Path::new("/c"), &bad).is_err(), "{bad}");
+        }
     }
 }

@@ -241,7 +241,7 @@ impl Template for Download {
             .ok_or_else(|| Error::Other("the download template was not prepared".into()))?;
         let excludes = super::excludes(&image.meta.excludes_user)?;
         let path = lower::dir(cachepath, &self.req.key, &image.build)?;
-        let stats = lower::ensure(&path, &image.rootfs_tar(), &excludes, progress)?;
+        let stats = lower::ensure_unpacked(&path, &image.rootfs_tar(), &excludes, progress)?;
         Ok(Some(Lower { path, stats }))
     }
 }

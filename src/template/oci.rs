@@ -4,12 +4,14 @@
 //! has an init boots as a system container; any other runs its Entrypoint + Cmd as an
 //! application under rlxc's own init.
 
-use super::{Filled, Prepared, Target, Template};
+use std::path::Path;
+
+use super::{Filled, Lower, Prepared, Target, Template};
 use crate::config::{AppUser, ContainerConfig, ImageSource, Signal};
 use crate::error::{Error, Result};
 use crate::image::fetch::Progress;
 use crate::image::oci::{self, Pulled, Reference};
-use crate::image::unpack;
+use crate::image::{lower, unpack};
 use crate::rootfs::Root;
 
 /// What `-t oci -- …` was given (lxc-oci's names).
@@ -94,25 +96,50 @@ impl Template for Oci {
     }
 
     fn fill(&mut self, target: &Target, progress: &dyn Progress) -> Result<Filled> {
-        let pulled = self.pulled()?;
-        let mut total = unpack::Stats::default();
-        for (i, layer) in pulled.layers.iter().enumerate() {
-            progress.message(&format!("applying layer {}/{}", i + 1, pulled.layers.len()));
-            let s = unpack::unpack_layer(layer, target.root)?;
-            total.entries += s.entries;
-            total.bytes += s.bytes;
-            total.warnings.extend(s.warnings);
-        }
+        let stats = apply_layers(&self.pulled()?.layers, target.root, progress)?;
         Ok(Filled {
-            stats: Some(total),
+            stats: Some(stats),
             lxc_config: None,
         })
+    }
+
+    /// The layer stack applied once under `CACHEPATH/lowers/oci/CHAINID`, while this
+    /// create holds the blob store's shared lock (taken by the pull): a removal waits
+    /// until the container that uses the lower exists, and then sees it.
+    fn shared_lower(&mut self, cachepath: &Path, progress: &dyn Progress) -> Result<Option<Lower>> {
+        let pulled = self.pulled()?;
+        // An image without layers has no tree to share: each container gets its own.
+        let Some(chain) = &pulled.chain_id else {
+            return Ok(None);
+        };
+        let path = lower::oci_dir(cachepath, chain)?;
+        let stats = lower::ensure(&path, progress, |root| {
+            apply_layers(&pulled.layers, root, progress)
+        })?;
+        Ok(Some(Lower { path, stats }))
     }
 
     fn configure(&mut self, cfg: &mut ContainerConfig, root: &Root) -> Result<Vec<String>> {
         let rc = self.pulled()?.config.config.clone().unwrap_or_default();
         configure(cfg, root, &rc)
     }
+}
+
+/// The layers' tars applied in order on `root`, whiteouts and all.
+fn apply_layers(
+    layers: &[std::path::PathBuf],
+    root: &Root,
+    progress: &dyn Progress,
+) -> Result<unpack::Stats> {
+    let mut total = unpack::Stats::default();
+    for (i, layer) in layers.iter().enumerate() {
+        progress.message(&format!("applying layer {}/{}", i + 1, layers.len()));
+        let s = unpack::unpack_layer(layer, root)?;
+        total.entries += s.entries;
+        total.bytes += s.bytes;
+        total.warnings.extend(s.warnings);
+    }
+    Ok(total)
 }
 
 /// The image config's run settings in `cfg`; notes for the sysadmin.

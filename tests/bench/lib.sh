@@ -56,14 +56,20 @@ fill_lxc_cache() { # dist release
     echo "$build" > "$cache/build_id"
 }
 
-# A work directory /var/tmp/rlxc-bench-NAME.XXXXXX (searchable: the bridge's dnsmasq reads
-# below it) and a test bridge named PREFIX+pid on 10.OCTET.x.0/24: sets $work, $tag,
-# $bridge, $subnet and clears $server_pid.
-bench_bridge_workspace() { # name prefix octet
+# A work directory /var/tmp/rlxc-bench-NAME.XXXXXX, searchable: sets $work and $tag
+# (this shell's pid, for unique names) and clears $server_pid.
+bench_workspace() { # name
     work=$(mktemp -d "/var/tmp/rlxc-bench-$1.XXXXXX")
     chmod 755 "$work"
     server_pid=
     tag=$$
+}
+
+# A work directory /var/tmp/rlxc-bench-NAME.XXXXXX (searchable: the bridge's dnsmasq reads
+# below it) and a test bridge named PREFIX+pid on 10.OCTET.x.0/24: sets $work, $tag,
+# $bridge, $subnet and clears $server_pid.
+bench_bridge_workspace() { # name prefix octet
+    bench_workspace "$1"
     bridge="$2$((tag % 100000))"
     subnet="10.$3.$((tag % 200 + 20))"
 }

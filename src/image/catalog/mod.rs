@@ -16,6 +16,7 @@ mod imgref;
 pub(crate) mod locks;
 mod lowers;
 mod oci;
+mod oci_lowers;
 mod remove;
 mod scan;
 

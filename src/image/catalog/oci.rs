@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::remove::{PruneReport, RemoveReport};
-use super::{locks, scan, CachedImage, Catalog, Kind};
+use super::{locks, oci_lowers, scan, CachedImage, Catalog, Kind};
 use crate::config::ContainerConfig;
 use crate::error::{Error, Result};
 use crate::image::fetch::Progress;
@@ -31,6 +31,12 @@ pub struct OciImage {
     pub blobs: Vec<String>,
     /// Containers created from it.
     pub containers: Vec<String>,
+    /// Its top layer's chain id, which names its overlay lower.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chain_id: Option<String>,
+    /// The overlay lower `-B overlay` creates made of it, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lower: Option<PathBuf>,
 }
 
 /// What a blob entry adds to the listing.
@@ -143,6 +149,8 @@ pub fn entries(root: &Path, lxcpath: Option<&Path>) -> Vec<CachedImage> {
                 manifest: r.manifest.clone(),
                 blobs: r.blobs.iter().map(|b| b.digest.clone()).collect(),
                 containers,
+                chain_id: r.chain_id.clone(),
+                lower: oci_lowers::dir(root, r.chain_id.as_deref()).filter(|l| l.is_dir()),
             }),
             blob: None,
         });
@@ -246,6 +254,18 @@ pub fn remove(
             return Ok(());
         }
     };
+    // An image whose overlay lower containers are layered on stays, naming them.
+    let used = oci_lowers::used(cat, imgs)?;
+    for (img, containers) in &used {
+        report.busy.push(Error::ImageUsed {
+            image: img.reference(),
+            containers: containers.clone(),
+        });
+    }
+    let imgs: Vec<&CachedImage> = imgs
+        .iter()
+        .filter(|i| !used.iter().any(|(u, _)| u.path == i.path))
+        .collect();
     // Their blobs, with the types the listing knows before the records go.
     let kinds: BTreeMap<String, String> = entries(cat.root(), None)
         .into_iter()
@@ -253,6 +273,7 @@ pub fn remove(
         .map(|b| (b.digest, b.kind))
         .collect();
     let mut theirs = BTreeMap::new();
+    let mut their_lowers = BTreeSet::new();
     for img in imgs {
         match std::fs::remove_file(&img.path) {
             Ok(()) => {}
@@ -264,20 +285,32 @@ pub fn remove(
             let kind = kinds.get(d).cloned().unwrap_or_default();
             theirs.insert(d.clone(), kind);
         }
+        let chain = img.oci.as_ref().and_then(|o| o.chain_id.as_deref());
+        their_lowers.extend(oci_lowers::dir(cat.root(), chain));
         report.removed.push(img.clone());
     }
     report.removed.extend(remove_unheld(cat, Some(&theirs)));
+    // Their lowers, unless another image of the same layers keeps them.
+    let lowers = oci_lowers::remove_unused(cat, Some(&their_lowers))?;
+    report.leftovers.extend(lowers);
     Ok(())
 }
 
-/// `prune`: blobs no image holds; with `all`, every image first.
+/// `prune`: blobs no image holds and lowers no image names that no container uses;
+/// with `all`, every image first, but those whose lower containers use.
 pub fn prune(cat: &Catalog, all: bool, report: &mut PruneReport) -> Result<()> {
     let listed = entries(cat.root(), cat.lxcpath.as_deref());
     let images: Vec<&CachedImage> = listed.iter().filter(|i| i.kind == Kind::Oci).collect();
     let orphans = listed
         .iter()
         .any(|i| i.blob.as_ref().is_some_and(|b| b.images.is_empty()));
-    if !orphans && (!all || images.is_empty()) {
+    let lowers = scan::subdirs(&crate::image::lower::oci_dirs(cat.root())).unwrap_or_default();
+    let named: BTreeSet<&PathBuf> = images
+        .iter()
+        .filter_map(|i| i.oci.as_ref()?.lower.as_ref())
+        .collect();
+    let loose_lowers = lowers.iter().any(|l| !named.contains(l));
+    if !orphans && !loose_lowers && (!all || images.is_empty()) {
         return Ok(());
     }
     let lock = locks::exclusive(&record::lock_path(cat.root()), Duration::ZERO, &mut |_| {})?;
@@ -294,14 +327,22 @@ pub fn prune(cat: &Catalog, all: bool, report: &mut PruneReport) -> Result<()> {
         }
     };
     if all {
-        for img in images {
-            if std::fs::remove_file(&img.path).is_ok() {
-                report.removed.push((img.clone(), "unused"));
+        let owned: Vec<CachedImage> = images.into_iter().cloned().collect();
+        let used = oci_lowers::used(cat, &owned)?;
+        for img in owned {
+            if let Some((_, users)) = used.iter().find(|(u, _)| u.path == img.path) {
+                let holder = format!("the overlay lower of {}", users.join(", "));
+                report.in_use.push((img, holder));
+            } else if std::fs::remove_file(&img.path).is_ok() {
+                report.removed.push((img, "unused"));
             }
         }
     }
     for b in remove_unheld(cat, None) {
         report.removed.push((b, "unreferenced"));
     }
+    report
+        .leftovers
+        .extend(oci_lowers::remove_unused(cat, None)?);
     Ok(())
 }

@@ -203,6 +203,21 @@ impl ImageConfig {
     }
 }
 
+impl RootFs {
+    /// The chain id of the top layer (the OCI image spec's ChainID: the first diff_id,
+    /// then `sha256(CHAIN + " " + DIFF_ID)` for each next one): what names the whole
+    /// stack of layers, whichever manifest or compression carried them. None for an
+    /// image without layers. The diff_ids were checked by `ImageConfig::parse`.
+    pub fn chain_id(&self) -> Option<String> {
+        let mut ids = self.diff_ids.iter().filter_map(|d| check_digest(d).ok());
+        let first = ids.next()?;
+        Some(ids.fold(first, |chain, diff| {
+            let hex = super::blobs::sha256_hex(format!("{chain} {diff}").as_bytes());
+            format!("sha256:{hex}")
+        }))
+    }
+}
+
 /// How a layer blob is compressed, from its media type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
@@ -255,5 +270,27 @@ mod tests {
         assert!(parse(b"{", None, "t").is_err());
         assert!(check_digest(&format!("sha256:{}", "A".repeat(64))).is_ok());
         assert!(check_digest("sha256:../../etc").is_err());
+    }
+
+    #[test]
+    fn chain_ids_follow_the_image_spec() {
+        let d = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+        let fs = |ids: Vec<String>| RootFs {
+            kind: "layers".into(),
+            diff_ids: ids,
+        };
+        assert_eq!(fs(vec![]).chain_id(), None);
+        assert_eq!(fs(vec![d('a')]).chain_id(), Some(d('a')));
+        let two = format!(
+            "sha256:{}",
+            super::super::blobs::sha256_hex(format!("{} {}", d('a'), d('b')).as_bytes())
+        );
+        assert_eq!(fs(vec![d('a'), d('b')]).chain_id(), Some(two.clone()));
+        let three = format!(
+            "sha256:{}",
+            super::super::blobs::sha256_hex(format!("{two} {}", d('c')).as_bytes())
+        );
+        assert_eq!(fs(vec![d('a'), d('b'), d('c')]).chain_id(), Some(three));
+        assert_ne!(fs(vec![d('b'), d('a')]).chain_id(), Some(two));
     }
 }

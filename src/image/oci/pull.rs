@@ -33,6 +33,8 @@ pub struct Pulled {
     pub config: ImageConfig,
     /// The layers' tars, in the order they are applied.
     pub layers: Vec<PathBuf>,
+    /// The top layer's chain id: what names the image's overlay lower.
+    pub chain_id: Option<String>,
     /// Bytes fetched (0: every layer was cached).
     pub fetched: u64,
     /// The blob store's shared lock: no removal while the layers are read.
@@ -192,6 +194,7 @@ pub fn pull(req: &PullRequest, progress: &dyn Progress) -> Result<Pulled> {
         release,
         arch: super::debian_arch(&platform),
         manifest: digest.clone(),
+        chain_id: config.rootfs.chain_id(),
         blobs: held,
     };
     rec.save(req.cachepath)?;
@@ -199,6 +202,7 @@ pub fn pull(req: &PullRequest, progress: &dyn Progress) -> Result<Pulled> {
         record::touch(&record::blob_file(req.cachepath, &b.digest, &b.kind));
     }
     Ok(Pulled {
+        chain_id: rec.chain_id.clone(),
         digest,
         platform,
         config,

@@ -50,6 +50,11 @@ pub struct Record {
     pub arch: String,
     /// The manifest's digest: a container's `image.build`.
     pub manifest: String,
+    /// The chain id of its top layer: what names its overlay lower
+    /// (`CACHEPATH/lowers/oci/HEX`, see `image::lower`). None in records written before
+    /// lowers were, and for an image without layers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain_id: Option<String>,
     pub blobs: Vec<BlobRef>,
 }
 
@@ -86,7 +91,8 @@ impl Record {
         let r: Record = serde_json::from_slice(&text).ok()?;
         // Digests become file names: only checked ones are believed.
         let ok = |d: &str| super::doc::check_digest(d).is_ok_and(|c| c == d);
-        (ok(&r.manifest) && r.blobs.iter().all(|b| ok(&b.digest))).then_some(r)
+        let chain_ok = r.chain_id.as_deref().is_none_or(ok);
+        (ok(&r.manifest) && chain_ok && r.blobs.iter().all(|b| ok(&b.digest))).then_some(r)
     }
 
     /// Every record in the cache, with its file.
@@ -188,6 +194,7 @@ mod tests {
             release: "1".into(),
             arch: "amd64".into(),
             manifest: d('a'),
+            chain_id: Some(d('c')),
             blobs: vec![
                 BlobRef {
                     digest: d('a'),
