@@ -324,7 +324,7 @@ fn unknown_templates_list_what_exists_and_the_list_shows_where_each_is() {
     let mine = template(&env, "mine", "exit 0");
     let err = env.fails(&["create", "-t", "nosuch", "-n", "x"]);
     assert!(err.contains("no template \"nosuch\""), "{err}");
-    assert!(err.contains("download, local, image, mine"), "{err}");
+    assert!(err.contains("download, local, image, oci, mine"), "{err}");
     let list = env.ok(&["create", "--list-templates"]);
     assert!(
         list.contains("download") && list.contains("built-in"),
