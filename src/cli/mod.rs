@@ -13,6 +13,7 @@ use crate::container::Progress;
 use crate::error::{Error, Result};
 
 mod attach;
+mod bulk;
 mod cgroup;
 mod checkconfig;
 mod config;

@@ -3,15 +3,15 @@
 
 use std::time::Duration;
 
+use super::bulk::{self, Targets};
 use super::Common;
 use crate::container::{Container, StopMode, StopOutcome};
 use crate::error::Result;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Container name.
-    #[arg(short = 'n', long = "name")]
-    name: String,
+    #[command(flatten)]
+    targets: Targets,
     /// Seconds to wait for a clean halt before killing.
     #[arg(short = 't', long = "timeout", default_value_t = 60)]
     timeout: u64,
@@ -30,7 +30,6 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<i32> {
     let sys = a.common.system()?;
-    let c = Container::new(&sys, &a.name)?;
     let mode = if a.reboot {
         StopMode::Reboot
     } else if a.kill {
@@ -40,38 +39,59 @@ pub fn run(a: Args) -> Result<i32> {
             timeout: Duration::from_secs(a.timeout),
         }
     };
-    let say = |msg: String| {
-        if !a.common.quiet {
-            eprintln!("{msg}");
-        }
+    let Some(name) = a.targets.single() else {
+        // --all: the running ones (a killed monitor's processes too).
+        let names = a.targets.resolve(&sys, |s| s.is_running())?;
+        return Ok(bulk::run_all(
+            "stop",
+            &names,
+            a.targets.jobs,
+            &a.common,
+            |n| {
+                let c = Container::new(&sys, n).map_err(|e| crate::error::flatten(&e))?;
+                match c.stop(mode, !a.nowait) {
+                    Ok(StopOutcome::NotRunning) => Err("not running".into()),
+                    Ok(o) => Ok(said(&c.name, &o)),
+                    Err(e) => Err(crate::error::flatten(&e)),
+                }
+            },
+        ));
     };
-    match c.stop(mode, !a.nowait)? {
-        StopOutcome::Stopped => say(format!("Stopped {}", c.name)),
+    let c = Container::new(&sys, name)?;
+    let outcome = c.stop(mode, !a.nowait)?;
+    if let StopOutcome::KilledAfterTimeout { .. } = outcome {
+        // Said even with -q: the halt was not clean.
+        eprintln!("{}", said(&c.name, &outcome).unwrap_or_default());
+    } else if let Some(msg) = said(&c.name, &outcome).filter(|_| !a.common.quiet) {
+        eprintln!("{msg}");
+    }
+    Ok(if outcome == StopOutcome::NotRunning {
+        2
+    } else {
+        0
+    })
+}
+
+/// What to tell of a stop of `name`, if anything.
+fn said(name: &str, outcome: &StopOutcome) -> Option<String> {
+    Some(match outcome {
+        StopOutcome::Stopped => format!("Stopped {name}"),
         StopOutcome::KilledAfterTimeout {
             signal,
             waited_secs,
             hint,
-        } => {
-            // Said even with -q: the halt was not clean.
-            eprintln!(
-                "Killed {}: its init did not halt within {waited_secs} s of {} (rlxc-stop -t \
-                 gives it longer){}",
-                c.name,
-                signal_name(signal),
-                hint.map(|h| format!("; {h}")).unwrap_or_default()
-            );
+        } => format!(
+            "Killed {name}: its init did not halt within {waited_secs} s of {} (rlxc-stop -t \
+             gives it longer){}",
+            signal_name(*signal),
+            hint.as_ref().map(|h| format!("; {h}")).unwrap_or_default()
+        ),
+        StopOutcome::NotRunning => format!("{name} is not running"),
+        StopOutcome::KilledOrphan { processes } => {
+            format!("Killed {name} ({processes} processes) and removed its cgroup")
         }
-        StopOutcome::NotRunning => {
-            say(format!("{} is not running", c.name));
-            return Ok(2);
-        }
-        StopOutcome::KilledOrphan { processes } => say(format!(
-            "Killed {} ({processes} processes) and removed its cgroup",
-            c.name
-        )),
-        StopOutcome::Rebooting | StopOutcome::Requested => {}
-    }
-    Ok(0)
+        StopOutcome::Rebooting | StopOutcome::Requested => return None,
+    })
 }
 
 /// "SIGPWR", "SIGRTMIN+3", or the number.
