@@ -11,6 +11,9 @@ use crate::error::{Error, Result};
 /// veths) on a few cores, and a stop mostly waiting for inits to halt.
 pub const DEFAULT_JOBS: usize = 16;
 
+/// Waiting for stops already asked for costs a connection each and no work: wide.
+pub const WAIT_JOBS: usize = 128;
+
 /// Which containers a command acts on.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct Targets {

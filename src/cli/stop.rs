@@ -1,10 +1,12 @@
 //! rlxc-stop: clean halt (the signal init understands), -t timeout then kill, -k kill,
 //! -r reboot. Works when the monitor was killed, too.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use super::bulk::{self, Targets};
 use super::Common;
+use crate::config::SystemConfig;
 use crate::container::{Container, StopMode, StopOutcome};
 use crate::error::Result;
 
@@ -40,22 +42,7 @@ pub fn run(a: Args) -> Result<i32> {
         }
     };
     let Some(name) = a.targets.single() else {
-        // --all: the running ones (a killed monitor's processes too).
-        let names = a.targets.resolve(&sys, |s| s.is_running())?;
-        return Ok(bulk::run_all(
-            "stop",
-            &names,
-            a.targets.jobs,
-            &a.common,
-            |n| {
-                let c = Container::new(&sys, n).map_err(|e| crate::error::flatten(&e))?;
-                match c.stop(mode, !a.nowait) {
-                    Ok(StopOutcome::NotRunning) => Err("not running".into()),
-                    Ok(o) => Ok(said(&c.name, &o)),
-                    Err(e) => Err(crate::error::flatten(&e)),
-                }
-            },
-        ));
+        return several(&sys, &a, mode);
     };
     let c = Container::new(&sys, name)?;
     let outcome = c.stop(mode, !a.nowait)?;
@@ -70,6 +57,52 @@ pub fn run(a: Args) -> Result<i32> {
     } else {
         0
     })
+}
+
+/// Several containers (--all: the running ones, a killed monitor's processes too). Every
+/// monitor is asked first (`-W`'s request, answered on receipt), a few at a time, so all
+/// halt at once whatever the pool's width; then each stop is waited for (asked again: a
+/// stopping monitor answers when it is done; one done already is not running).
+fn several(sys: &SystemConfig, a: &Args, mode: StopMode) -> Result<i32> {
+    let names = a.targets.resolve(sys, |s| s.is_running())?;
+    let ask = |n: &str, wait: bool| -> bulk::Outcome {
+        let c = Container::new(sys, n).map_err(|e| crate::error::flatten(&e))?;
+        match c.stop(mode, wait) {
+            Ok(StopOutcome::NotRunning) => Err("not running".into()),
+            Ok(o) => Ok(said(n, &o)),
+            Err(e) => Err(crate::error::flatten(&e)),
+        }
+    };
+    if a.nowait || mode == StopMode::Reboot {
+        return Ok(bulk::run_all(
+            "stop",
+            &names,
+            a.targets.jobs,
+            &a.common,
+            |n| ask(n, false),
+        ));
+    }
+    let first: HashMap<&str, bulk::Outcome> = names
+        .iter()
+        .map(String::as_str)
+        .zip(crate::par::map(&names, a.targets.jobs, |n| ask(n, false)))
+        .collect();
+    Ok(bulk::run_all(
+        "stop",
+        &names,
+        bulk::WAIT_JOBS,
+        &a.common,
+        |n| {
+            match first.get(n) {
+                Some(Err(why)) => Err(why.clone()),
+                _ => match ask(n, true) {
+                    // Stopped between the two rounds.
+                    Err(why) if why == "not running" => Ok(Some(format!("Stopped {n}"))),
+                    o => o,
+                },
+            }
+        },
+    ))
 }
 
 /// What to tell of a stop of `name`, if anything.

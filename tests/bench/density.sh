@@ -13,8 +13,9 @@
 #             each, stop within 30 s)
 #  2. M Debian bookworm (systemd) containers started together, time until every one's
 #     `systemctl is-system-running` settles (target: 100 within 90 s); stopped together.
-#  3. LN busybox and LM Debian LXC containers (lxc-copy -s -B overlayfs of one each, static
-#     addresses on the same bridge) started and stopped the same way, 16 at a time
+#  3. LN busybox and LM Debian LXC containers (lxc-copy -s -B overlayfs of one each, DHCP
+#     from the same dnsmasq: LXC's busybox image runs udhcpc over a static address)
+#     started and stopped the same way, 16 at a time
 #     (LXC has no bulk start but lxc-autostart); the ratios per container are printed.
 # The kernel limits the counts need (rlxc-checkconfig --containers names them) are raised
 # for the run and put back at exit; what was changed is printed. Traffic stays on the test
@@ -87,6 +88,11 @@ printf 'bridge %s (%s/20), dnsmasq: %.2f s\n' "$bridge" "$gw" "$(elapsed "$t0")"
 # cgroups and mounts of the containers named PREFIX-*.
 leftovers() { # prefix monitor-pattern
     local veths mons cgs mnts
+    # A monitor answers its stopper before it exits: a moment to go.
+    for _ in $(seq 50); do
+        ps -eo args= | grep -q -- "$2" || break
+        sleep 0.1
+    done
     veths=$(ls "/sys/class/net/$bridge/brif" 2>/dev/null | wc -l)
     mons=$(ps -eo args= | grep -c -- "$2" || true)
     cgs=$(find /sys/fs/cgroup -maxdepth 5 -type d -name "$1-*" 2>/dev/null | wc -l)
@@ -146,7 +152,7 @@ printf '%s\n' "${rnames[@]:0:$n}" | xargs -P 2 -I{} "$rlxc" create -q -n {} -B o
 printf '   created in %.1f s\n' "$(elapsed "$t0")"
 mem0=$(mem_avail)
 t0=$(stamp)
-"$rlxc" start -q -j "$jobs" "${rnames[@]:0:$n}"
+"$rlxc" start -q -d -j "$jobs" "${rnames[@]:0:$n}"
 r_running=$(elapsed "$t0")
 until_addressed "$bb" "$n" || echo "   not all addressed after 60 s" >&2
 r_addr=$(elapsed "$t0")
@@ -173,36 +179,44 @@ if [ "$m" -gt 0 ]; then
     printf '%s\n' "${rnames[@]:$n}" | xargs -P 2 -I{} "$rlxc" create -q -n {} -B overlay \
         -t download -d debian -r bookworm -a amd64 -f "$work/rlxc-net.toml"
     t0=$(stamp)
-    "$rlxc" start -q -j "$jobs" "${rnames[@]:$n}"
+    "$rlxc" start -q -d -j "$jobs" "${rnames[@]:$n}"
     r_deb=$(until_booted "$t0" "$rlxc attach -n" "${rnames[@]:$n}")
     printf '   all running (systemd settled) %.2f s\n' "$r_deb"
     stop_all 30 "$deb" > /dev/null
 fi
 
-echo "3. LXC 5: $ln busybox, $lm Debian (lxc-copy -s -B overlayfs, static addresses, $jobs at a time)"
+echo "3. LXC 5: $ln busybox, $lm Debian (lxc-copy -s -B overlayfs, DHCP, $jobs at a time)"
 fill_lxc_cache busybox "$bb_rel"
 lxc_bridge_conf > "$work/lxc-bb.conf"
 LXC_CACHE_PATH="$work/lxc-cache" lxc-create -P "$work/lxc-lib" -n "lbase$tag" -f "$work/lxc-bb.conf" \
     -t download -- -d busybox -r "$bb_rel" -a amd64 --force-cache >/dev/null
-# Addresses 10.236.B+1.0 up, clear of rlxc's auto ones (from the top down).
-lxc_clone() { # base name index
-    local i=$3
+# LXC's busybox image runs udhcpc, which replaces a static lxc.net.0.ipv4.address: its
+# containers take DHCP leases from the same dnsmasq, and are pinged at the addresses
+# lxc-ls reports.
+lxc_clone() { # base name
     lxc lxc-copy -n "$1" -N "$2" -s -B overlayfs >/dev/null
-    printf 'lxc.net.0.ipv4.address = 10.236.%d.%d/20\nlxc.net.0.ipv4.gateway = %s\n' \
-        $((base + 1 + i / 250)) $((i % 250 + 2)) "$gw" >> "$work/lxc-lib/$2/config"
-    echo "$2 10.236.$((base + 1 + i / 250)).$((i % 250 + 2))" >> "$work/l-addr"
 }
-: > "$work/l-addr"
-for i in $(seq "$ln"); do lxc_clone "lbase$tag" "$lbb-$i" "$i"; done
+for i in $(seq "$ln"); do lxc_clone "lbase$tag" "$lbb-$i"; done
 mem0=$(mem_avail)
 t0=$(stamp)
 printf '%s\n' "${lnames[@]:0:$ln}" | xargs -P "$jobs" -I{} lxc-start -P "$work/lxc-lib" -n {} -d
 printf '%s\n' "${lnames[@]:0:$ln}" | xargs -P "$jobs" -I{} lxc-wait -P "$work/lxc-lib" -n {} -s RUNNING -t 30
 l_running=$(elapsed "$t0")
+lxc_addresses() { lxc lxc-ls -f -F NAME,IPV4 | awk -v p="^$lbb-" 'NR>1 && $1 ~ p && $2 ~ /^[0-9]+\./ {sub(/,.*/, "", $2); print $1, $2}'; }
+for _ in $(seq 600); do
+    [ "$(lxc_addresses | wc -l)" -ge "$ln" ] && break
+    sleep 0.1
+done
+l_addr=$(elapsed "$t0")
+lxc_addresses > "$work/l-addr"
 l_ping_n=$($probe ping < "$work/l-addr") || true
 l_ping=$(elapsed "$t0")
-printf '   all running %.2f s, pings answered %s at %.2f s (static addresses: no DNS names)\n' \
-    "$l_running" "$l_ping_n" "$l_ping"
+printf '   all running %.2f s, all addressed (DHCP) %.2f s, pings answered %s at %.2f s\n' \
+    "$l_running" "$l_addr" "$l_ping_n" "$l_ping"
+case $l_ping_n in "$ln/$ln") ;; *)
+    echo "   $lbb-1 inside: $(lxc lxc-attach -n "$lbb-1" -- ip -4 -o addr 2>&1 | tr '\n' ';')" >&2
+    grep -E 'hwaddr|ipv4' "$work/lxc-lib/$lbb-1/config" "$work/lxc-lib/$lbb-2/config" >&2 ;;
+esac
 sleep 3
 mem1=$(mem_avail)
 read -r lmc lms lmx <<< "$(monitor_rss "lxc monitor\] $work/lxc-lib $lbb-")"
@@ -222,7 +236,7 @@ if [ "$lm" -gt 0 ]; then
     fill_lxc_cache debian bookworm
     LXC_CACHE_PATH="$work/lxc-cache" lxc-create -P "$work/lxc-lib" -n "ldbase$tag" -f "$work/lxc-bb.conf" \
         -t download -- -d debian -r bookworm -a amd64 --force-cache >/dev/null
-    for i in $(seq "$lm"); do lxc_clone "ldbase$tag" "$ldeb-$i" $((ln + i)); done
+    for i in $(seq "$lm"); do lxc_clone "ldbase$tag" "$ldeb-$i"; done
     t0=$(stamp)
     printf '%s\n' "${lnames[@]:$ln}" | xargs -P "$jobs" -I{} lxc-start -P "$work/lxc-lib" -n {} -d
     l_deb=$(until_booted "$t0" "lxc-attach -P $work/lxc-lib -n" "${lnames[@]:$ln}")
@@ -237,6 +251,9 @@ per() { echo "$1 / $2" | bc -l; }
 printf '   busybox to running:   rlxc %6.1f ms  LXC %6.1f ms  rlxc/LXC = %.2f\n' \
     "$(per "$r_running * 1000" "$n")" "$(per "$l_running * 1000" "$ln")" \
     "$(ratio "$(per "$r_running" "$n")" "$(per "$l_running" "$ln")")"
+printf '   busybox addressed:    rlxc %6.1f ms  LXC %6.1f ms  rlxc/LXC = %.2f\n' \
+    "$(per "$r_addr * 1000" "$n")" "$(per "$l_addr * 1000" "$ln")" \
+    "$(ratio "$(per "$r_addr" "$n")" "$(per "$l_addr" "$ln")")"
 printf '   busybox answering:    rlxc %6.1f ms  LXC %6.1f ms  rlxc/LXC = %.2f\n' \
     "$(per "$r_ping * 1000" "$n")" "$(per "$l_ping * 1000" "$ln")" \
     "$(ratio "$(per "$r_ping" "$n")" "$(per "$l_ping" "$ln")")"
