@@ -248,18 +248,15 @@ fi
 
 echo "Per container (rlxc $n/$m against LXC $ln/$lm):"
 per() { echo "$1 / $2" | bc -l; }
-printf '   busybox to running:   rlxc %6.1f ms  LXC %6.1f ms  rlxc/LXC = %.2f\n' \
-    "$(per "$r_running * 1000" "$n")" "$(per "$l_running * 1000" "$ln")" \
-    "$(ratio "$(per "$r_running" "$n")" "$(per "$l_running" "$ln")")"
-printf '   busybox addressed:    rlxc %6.1f ms  LXC %6.1f ms  rlxc/LXC = %.2f\n' \
-    "$(per "$r_addr * 1000" "$n")" "$(per "$l_addr * 1000" "$ln")" \
-    "$(ratio "$(per "$r_addr" "$n")" "$(per "$l_addr" "$ln")")"
-printf '   busybox answering:    rlxc %6.1f ms  LXC %6.1f ms  rlxc/LXC = %.2f\n' \
-    "$(per "$r_ping * 1000" "$n")" "$(per "$l_ping * 1000" "$ln")" \
-    "$(ratio "$(per "$r_ping" "$n")" "$(per "$l_ping" "$ln")")"
-printf '   busybox stop:         rlxc %6.1f ms  LXC %6.1f ms  rlxc/LXC = %.2f\n' \
-    "$(per "$r_stop * 1000" "$n")" "$(per "$l_stop * 1000" "$ln")" \
-    "$(ratio "$(per "$r_stop" "$n")" "$(per "$l_stop" "$ln")")"
+# One row: label, rlxc's total seconds, LXC's total seconds.
+row() {
+    printf '   %-21s rlxc %6.1f ms  LXC %6.1f ms  rlxc/LXC = %.2f\n' "$1" \
+        "$(per "$2 * 1000" "$n")" "$(per "$3 * 1000" "$ln")" "$(ratio "$(per "$2" "$n")" "$(per "$3" "$ln")")"
+}
+row "busybox to running:" "$r_running" "$l_running"
+row "busybox addressed:" "$r_addr" "$l_addr"
+row "busybox answering:" "$r_ping" "$l_ping"
+row "busybox stop:" "$r_stop" "$l_stop"
 printf '   monitor RSS:          rlxc %6d KiB LXC %6d KiB rlxc/LXC = %.2f\n' "$r_mon" "$l_mon" \
     "$(ratio "$r_mon" "$((l_mon > 0 ? l_mon : 1))")"
 if [ "$m" -gt 0 ] && [ "$lm" -gt 0 ]; then
