@@ -389,6 +389,21 @@ pub struct Network {
 }
 
 impl Network {
+    /// The address it has before it starts, and its prefix: a fixed one, or the one
+    /// `auto` recorded; None for DHCP or none yet.
+    pub fn known_ipv4_net(&self) -> Option<ipnetwork::Ipv4Network> {
+        match self.ipv4? {
+            Ipv4Mode::Auto => Some(self.ipv4_assigned?.0),
+            Ipv4Mode::Dhcp => None,
+            Ipv4Mode::Fixed(net) => Some(net),
+        }
+    }
+
+    /// Its known address alone (see `known_ipv4_net`).
+    pub fn known_ipv4(&self) -> Option<std::net::Ipv4Addr> {
+        self.known_ipv4_net().map(|n| n.ip())
+    }
+
     /// The bridge (veth) or parent (macvlan): `link`, else the managed bridge.
     pub fn link_or<'a>(&'a self, managed: &'a NetworkSettings) -> &'a str {
         self.link.as_deref().unwrap_or(&managed.bridge)

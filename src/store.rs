@@ -15,6 +15,7 @@ use crate::error::{Error, IoContext, Result};
 
 pub mod backing;
 pub mod btrfs;
+pub mod digest;
 pub mod select;
 pub mod usage;
 

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 
 mod attach;
 mod autostart;
+mod bulk;
 mod cgroup;
 mod checkconfig;
 mod config;

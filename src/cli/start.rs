@@ -1,18 +1,19 @@
 //! rlxc-start: boot a container. In the foreground (the default) this terminal becomes
 //! its console until Ctrl-a q; with -d it returns once init runs; with -F (for systemd's
-//! rlxc@.service) the monitor stays in the foreground without a console.
+//! rlxc@.service) the monitor stays in the foreground without a console. Several names
+//! (or --all) start in the background, a few at a time (`bulk`).
 
 use std::time::Duration;
 
+use super::bulk::{self, Targets};
 use super::Common;
 use crate::container::{Container, Ended, Foreground};
 use crate::error::Result;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Container name.
-    #[arg(short = 'n', long = "name")]
-    name: String,
+    #[command(flatten)]
+    targets: Targets,
     /// Daemonize: return once init runs.
     #[arg(short = 'd', long = "daemon", conflicts_with = "foreground")]
     daemon: bool,
@@ -29,7 +30,10 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<i32> {
     let sys = a.common.system()?;
-    let c = Container::new(&sys, &a.name)?;
+    let Some(name) = a.targets.single() else {
+        return several(&sys, &a);
+    };
+    let c = Container::new(&sys, name)?;
     if a.foreground {
         return foreground(&sys, &c, &a);
     }
@@ -83,4 +87,21 @@ fn foreground(sys: &crate::config::SystemConfig, c: &Container, a: &Args) -> Res
         eprintln!("{} stopped", c.name);
     }
     Ok(code)
+}
+
+/// Several containers (or --all: every stopped one), each started as `-d` would.
+fn several(sys: &crate::config::SystemConfig, a: &Args) -> Result<i32> {
+    if a.foreground {
+        return Err(crate::error::Error::Usage(
+            "-F runs one container: name only one".into(),
+        ));
+    }
+    let names = a.targets.resolve(sys, |s| !s.is_running())?;
+    Ok(bulk::run_all(
+        "start",
+        &names,
+        a.targets.jobs,
+        &a.common,
+        |n| bulk::start_one(sys, n),
+    ))
 }

@@ -171,12 +171,11 @@ impl Container {
 /// DHCP reservation; "auto" picks a free address once and records it in config.toml.
 fn prepare_networks(sys: &SystemConfig, c: &Container, cfg: &mut ContainerConfig) -> Result<()> {
     let on_managed = |n: &crate::config::Network| n.link_or(&sys.network) == sys.network.bridge;
-    for n in cfg
-        .networks
-        .iter()
-        .filter(|n| n.kind == NetKind::Veth && !on_managed(n))
-    {
-        crate::net::link::check_bridge(n.link_or(&sys.network))?;
+    for n in cfg.networks.iter().filter(|n| n.kind == NetKind::Veth) {
+        if !on_managed(n) {
+            crate::net::link::check_bridge(n.link_or(&sys.network))?;
+        }
+        crate::net::link::check_ports(n.link_or(&sys.network))?;
     }
     if !cfg
         .networks
@@ -207,7 +206,7 @@ fn prepare_networks(sys: &SystemConfig, c: &Container, cfg: &mut ContainerConfig
         let recorded =
             crate::net::link::fixed_address(n).filter(|a| managed.subnet.is_host(a.addr));
         if n.ipv4 == Some(Ipv4Mode::Auto) && recorded.is_none() {
-            let ip = managed.free_address(&addresses_of_others(sys, c))?;
+            let ip = managed.free_address(&addresses_of_others(c)?)?;
             cfg.networks[i].ipv4_assigned =
                 Some(Ipv4Assigned::new(ip, managed.subnet.prefix).map_err(Error::Other)?);
             changed = true;
@@ -229,14 +228,12 @@ fn prepare_networks(sys: &SystemConfig, c: &Container, cfg: &mut ContainerConfig
     Ok(())
 }
 
-/// Fixed and recorded addresses of the other containers in the same lxcpath.
-fn addresses_of_others(sys: &SystemConfig, c: &Container) -> Vec<std::net::Ipv4Addr> {
-    let names = crate::store::list(&c.lxcpath).unwrap_or_default();
-    names
-        .iter()
-        .filter(|n| **n != c.name)
-        .filter_map(|n| Container::new(sys, n).ok()?.config().ok())
-        .flat_map(|cfg| cfg.networks)
-        .filter_map(|n| crate::net::link::fixed_address(&n).map(|s| s.addr))
-        .collect()
+/// Fixed and recorded addresses of the other containers in the same lxcpath (and of
+/// their snapshots, which a restore brings back), from the configs' digests.
+fn addresses_of_others(c: &Container) -> Result<Vec<std::net::Ipv4Addr>> {
+    Ok(crate::store::digest::scan(&c.lxcpath)?
+        .into_iter()
+        .filter(|e| e.container != c.name)
+        .flat_map(|e| e.digest.ipv4)
+        .collect())
 }

@@ -1,12 +1,10 @@
 //! The host ids the containers of an lxcpath map: each container's config and each of
-//! its snapshots' (a restore brings a snapshot's map back), read for `[idmap]` alone.
+//! its snapshots' (a restore brings a snapshot's map back), from the lxcpath's config
+//! digests (`store::digest`: a config is parsed again only after it changed).
 
-use std::path::{Path, PathBuf};
-
-use serde::Deserialize;
+use std::path::Path;
 
 use super::span::Span;
-use crate::config::IdMap;
 use crate::error::{Error, Result};
 use crate::store;
 
@@ -21,84 +19,38 @@ pub struct Holder {
     pub gids: Span,
 }
 
-/// What a config is read for here: other keys are not this module's to judge.
-#[derive(Deserialize)]
-struct IdsOnly {
-    #[serde(default)]
-    idmap: Option<IdMap>,
-}
-
 /// Every map in `lxcpath`, but those of container `except` (it is the one being given
-/// ids, and its snapshots are its own).
+/// ids, and its snapshots are its own). A config whose map cannot be told (unreadable,
+/// or an `[idmap]` that does not parse) is an error: its ids might be given out twice.
 pub fn scan(lxcpath: &Path, except: Option<&str>) -> Result<Vec<Holder>> {
     let mut out = Vec::new();
-    for name in store::list(lxcpath)? {
-        if Some(name.as_str()) == except {
+    for e in store::digest::scan(lxcpath)? {
+        if Some(e.container.as_str()) == except {
             continue;
         }
-        let dir = store::container_dir(lxcpath, &name);
-        let mut configs = vec![(name.clone(), dir.join("config.toml"))];
-        configs.extend(snapshot_configs(&dir, &name));
-        for (who, file) in configs {
-            if let Some(m) = read_map(&file, &who)? {
-                if let Some((u, g)) = m.ranges() {
-                    out.push(Holder {
-                        who,
-                        container: name.clone(),
-                        uids: u.into(),
-                        gids: g.into(),
-                    });
-                }
-            }
+        let who = match &e.snapshot {
+            Some(s) => format!("{} (snapshot {s})", e.container),
+            None => e.container.clone(),
+        };
+        if let Some(why) = &e.digest.ids_unknown {
+            return Err(Error::Ids {
+                msg: format!("cannot tell which host ids {who} maps: {why}"),
+                fix: format!(
+                    "fix or remove its [idmap] in {} (or destroy it), then try again",
+                    e.file.display()
+                ),
+            });
+        }
+        if let Some((u, g)) = e.digest.idmap.as_ref().and_then(|m| m.ranges()) {
+            out.push(Holder {
+                who,
+                container: e.container,
+                uids: u.into(),
+                gids: g.into(),
+            });
         }
     }
     Ok(out)
-}
-
-fn snapshot_configs(dir: &Path, name: &str) -> Vec<(String, PathBuf)> {
-    let Ok(rd) = std::fs::read_dir(dir.join("snaps")) else {
-        return Vec::new();
-    };
-    let mut v: Vec<(String, PathBuf)> = rd
-        .flatten()
-        .filter_map(|e| {
-            let snap = e.file_name().into_string().ok()?;
-            let file = e.path().join("config.toml");
-            (!snap.starts_with('.') && file.is_file())
-                .then(|| (format!("{name} (snapshot {snap})"), file))
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-/// The `[idmap]` of `file`. A config gone meanwhile (destroyed) maps nothing; one that
-/// cannot be read, or mentions idmap and does not parse, is an error: its ids might be
-/// given out twice.
-fn read_map(file: &Path, who: &str) -> Result<Option<IdMap>> {
-    let unknown = |why: String| Error::Ids {
-        msg: format!("cannot tell which host ids {who} maps: {why}"),
-        fix: format!(
-            "fix or remove its [idmap] in {} (or destroy it), then try again",
-            file.display()
-        ),
-    };
-    let text = match crate::config::read_text(file) {
-        Ok(t) => t,
-        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(None)
-        }
-        Err(e) => return Err(unknown(crate::error::flatten(&e))),
-    };
-    match toml::from_str::<IdsOnly>(&text) {
-        Ok(c) => Ok(c.idmap),
-        Err(_) if !text.contains("idmap") => Ok(None),
-        Err(e) => Err(unknown(format!(
-            "{}: {}",
-            file.display(),
-            e.message().trim_end()
-        ))),
-    }
 }
 
 #[cfg(test)]

@@ -375,7 +375,7 @@ impl<'a> Managed<'a> {
     /// containers' fixed and recorded addresses), not reserved, not leased. Picked from
     /// the top down, away from where DHCP starts handing out.
     pub fn free_address(&self, taken: &[Ipv4Addr]) -> Result<Ipv4Addr> {
-        let reserved: Vec<Ipv4Addr> = super::names::reservations(&self.files)
+        let reserved: std::collections::HashSet<Ipv4Addr> = super::names::reservations(&self.files)
             .iter()
             .filter_map(|l| l.split(',').find_map(|f| f.parse().ok()))
             .chain(
@@ -383,17 +383,28 @@ impl<'a> Managed<'a> {
                     .iter()
                     .filter_map(|l| l.1.parse().ok()),
             )
+            .chain(taken.iter().copied())
             .collect();
         let (first, last) = self.subnet.host_range();
         (u32::from(first)..=u32::from(last))
             .rev()
             .map(Ipv4Addr::from)
-            .find(|ip| !taken.contains(ip) && !reserved.contains(ip))
+            .find(|ip| !reserved.contains(ip))
             .ok_or_else(|| {
+                let hosts = u32::from(last) - u32::from(first) + 1;
                 Error::net(
-                    format!("no free address left in {}", self.subnet.cidr()),
                     format!(
-                        "use a larger subnet in network.ipv4 of {}",
+                        "no free address left for ipv4 = \"auto\" in the managed subnet {} of \
+                         bridge {}: other containers (fixed or recorded) and DHCP leases hold \
+                         all {} addresses it has for containers",
+                        self.subnet.cidr(),
+                        self.bridge(),
+                        hosts
+                    ),
+                    format!(
+                        "give the bridge a larger subnet in network.ipv4 of {} (e.g. ipv4 = \
+                         \"10.0.16.1/20\": 4093 addresses), then rlxc-net stop -f and start \
+                         the containers again; or destroy containers you no longer need",
                         self.config_file
                     ),
                 )

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use super::netlink::Netlink;
 use super::subnet::Subnet;
-use crate::config::{HwaddrTemplate, Ipv4Gateway, Ipv4Mode, NetKind, Network, NetworkSettings};
+use crate::config::{HwaddrTemplate, Ipv4Gateway, NetKind, Network, NetworkSettings};
 use crate::error::{Error, Result};
 
 /// The bridge must exist and be a bridge.
@@ -30,6 +30,38 @@ pub fn check_bridge(link: &str) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The most interfaces one Linux bridge takes: port numbers are 10 bits and 0 is not
+/// given out (the kernel's BR_MAX_PORTS, then EXFULL).
+pub const BRIDGE_MAX_PORTS: usize = 1023;
+
+/// Bridge `link` has room for one more interface: checked before anything is made (two
+/// starts at once may still race for the last port: `bridge_full` is then the error).
+pub fn check_ports(link: &str) -> Result<()> {
+    let brif = std::path::Path::new("/sys/class/net")
+        .join(link)
+        .join("brif");
+    let ports = std::fs::read_dir(&brif).map_or(0, |rd| rd.count());
+    if ports >= BRIDGE_MAX_PORTS {
+        return Err(bridge_full(link));
+    }
+    Ok(())
+}
+
+/// Bridge `link` has no port left.
+pub fn bridge_full(link: &str) -> Error {
+    Error::net(
+        format!(
+            "bridge {link} has {BRIDGE_MAX_PORTS} interfaces attached, the most a Linux bridge \
+             takes"
+        ),
+        format!(
+            "put further containers on a second bridge: create one (ip link add br1 type \
+             bridge; ip link set br1 up; with an address and a route of its own) and set \
+             network.link = \"br1\" in their config.toml; or stop containers on {link}"
+        ),
+    )
 }
 
 /// A host-side name nobody else uses: "veth" + 7 random hex digits.
@@ -100,7 +132,7 @@ fn setup_veth(nl: &Netlink, link: &str, n: &Network, inner: &str, pid: i32) -> R
     let attached = nl
         .index(&host)?
         .ok_or_else(|| Error::Other(format!("veth {host} vanished after it was created")))
-        .and_then(|idx| nl.attach_up(idx, bridge, &host));
+        .and_then(|idx| nl.attach_up(idx, bridge, link, &host));
     if let Err(e) = attached {
         let _ = nl.delete_by_name(&host);
         return Err(e);
@@ -139,11 +171,7 @@ fn configure_inside(n: &Network, inner: &str, pid: i32, managed: &NetworkSetting
 
 /// The address a network entry gives the container itself, if any.
 pub fn fixed_address(n: &Network) -> Option<Subnet> {
-    let net = match n.ipv4? {
-        Ipv4Mode::Auto => n.ipv4_assigned?.0,
-        Ipv4Mode::Dhcp => return None,
-        Ipv4Mode::Fixed(net) => net,
-    };
+    let net = n.known_ipv4_net()?;
     Some(Subnet {
         addr: net.ip(),
         prefix: net.prefix(),

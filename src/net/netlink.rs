@@ -131,14 +131,25 @@ impl Netlink {
             .map_err(nl_err(format!("bring up {ifname}")))
     }
 
-    /// Enslave `index` to the bridge `bridge` and bring it up.
-    pub fn attach_up(&self, index: u32, bridge: u32, ifname: &str) -> Result<()> {
+    /// Enslave `index` to the bridge `bridge` (named `bridge_name`) and bring it up.
+    pub fn attach_up(
+        &self,
+        index: u32,
+        bridge: u32,
+        bridge_name: &str,
+        ifname: &str,
+    ) -> Result<()> {
         let msg = LinkUnspec::new_with_index(index)
             .controller(bridge)
             .up()
             .build();
         self.run(self.handle.link().set(msg).execute())
-            .map_err(nl_err(format!("attach {ifname} to its bridge")))
+            .map_err(|e| match e {
+                rtnetlink::Error::NetlinkError(ref m) if m.raw_code() == -libc::EXFULL => {
+                    super::link::bridge_full(bridge_name)
+                }
+                e => nl_err(format!("attach {ifname} to its bridge"))(e),
+            })
     }
 
     pub fn delete(&self, index: u32, ifname: &str) -> Result<()> {

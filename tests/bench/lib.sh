@@ -84,7 +84,12 @@ ipv4 = "$subnet.1/24"
 upstream_dns = false
 TOML
     printf '[[network]]\ntype = "veth"\nlink = "%s"\nhwaddr = "00:16:3e:xx:xx:xx"\nipv4 = "dhcp"\n' "$bridge" > "$work/rlxc-net.toml"
-    cat > "$work/lxc.conf" <<CONF
+    lxc_bridge_conf > "$work/lxc.conf"
+}
+
+# An LXC container config with one veth on $bridge (no address: DHCP or added after).
+lxc_bridge_conf() {
+    cat <<CONF
 lxc.net.0.type = veth
 lxc.net.0.link = $bridge
 lxc.net.0.flags = up

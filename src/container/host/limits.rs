@@ -93,11 +93,11 @@ fn limit_checks(read: &dyn Fn(&str) -> Option<u64>, plan: Plan) -> Vec<Check> {
         .collect();
     v.push(Check {
         what: "Bridge ports".into(),
-        verdict: Verdict::Info(
-            "at most 1024 interfaces on one Linux bridge: more containers need a second \
-             bridge (network.bridge of another installation, or `link` in their config)"
-                .into(),
-        ),
+        verdict: Verdict::Info(format!(
+            "at most {} interfaces on one Linux bridge: more containers need a second \
+                 bridge (network.bridge of another installation, or `link` in their config)",
+            crate::net::link::BRIDGE_MAX_PORTS
+        )),
     });
     v
 }

@@ -148,6 +148,7 @@ pub fn main(plan: &StartPlan) -> i32 {
     // Start-up code (argument parsing, config, cgroup and mount set-up) will not run
     // again in this process: unmap its pages. The loop faults in the little it uses.
     crate::sys::trim_file_mappings();
+    crate::sys::trim_heap();
     m.serve();
     m.shutdown();
     0
@@ -429,6 +430,7 @@ impl Monitor {
             } else if self.trim_at.is_some_and(|t| Instant::now() >= t) {
                 self.trim_at = None;
                 crate::sys::trim_file_mappings();
+                crate::sys::trim_heap();
             }
             for (src, _) in set.sources().iter().zip(&ready[2..]).filter(|(_, r)| **r) {
                 self.on_ready(*src);

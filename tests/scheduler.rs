@@ -1,0 +1,152 @@
+//! The contract a scheduler's task driver (Nomad's raw_exec/exec running rlxc) relies on,
+//! exercised as such a driver does it (README, "Driven by a scheduler"): subscribe to the
+//! event stream, run the task (`rlxc-start` in the foreground, no terminal), wait for
+//! readiness (RUNNING with init's pid), read stats (`rlxc-info --json`, `rlxc-ls
+//! --json`), stop with a kill timeout, collect the task's exit status; and a task whose
+//! init ends by itself exits non-zero, saying how.
+//!
+//! Written against main's foreground `rlxc-start` and `rlxc-stop -t`: once `rlxc-start
+//! -F` (SIGTERM: a clean halt, READY=1) is on main, the driver's stop is a SIGTERM to the
+//! task and this test should send that instead.
+
+mod common;
+
+use common::rt::Rt;
+use common::*;
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+/// `rlxc-monitor --json -n NAME`: the driver's event stream, one object a line.
+struct Events {
+    child: Child,
+    lines: Receiver<Value>,
+}
+
+impl Events {
+    fn subscribe(rt: &Rt) -> Self {
+        let before = listeners(&rt.env);
+        let mut child = rt
+            .env
+            .cmd(&["monitor", "--json", "-n", &rt.name])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                let v: Value = serde_json::from_str(&l).expect("a JSON object a line");
+                if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        });
+        wait_until("rlxc-monitor listens", Duration::from_secs(10), || {
+            listeners(&rt.env) > before
+        });
+        Events { child, lines }
+    }
+
+    /// Events until one in `state`; that one.
+    fn until(&self, state: &str) -> Value {
+        let t0 = Instant::now();
+        loop {
+            let left = Duration::from_secs(30).saturating_sub(t0.elapsed());
+            let v = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no {state} event within 30 s"));
+            if v["state"] == state {
+                return v;
+            }
+        }
+    }
+}
+
+impl Drop for Events {
+    /// Ctrl-C, so it removes its socket.
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+        let _ = self.child.wait();
+    }
+}
+
+fn listeners(env: &Env) -> usize {
+    std::fs::read_dir(env.dir.path().join("run"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("events."))
+        .flat_map(|e| std::fs::read_dir(e.path()).into_iter().flatten().flatten())
+        .count()
+}
+
+/// The task: the container in the foreground, as a driver runs a command (no terminal,
+/// output collected).
+fn run_task(rt: &Rt) -> Child {
+    rt.env
+        .cmd(&["start", "-n", &rt.name])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The task's exit status and stderr, within `limit`.
+fn collect(task: Child, limit: Duration) -> (Option<i32>, String) {
+    let (out, timed_out) = wait_bounded(task, limit);
+    assert!(!timed_out, "the task did not end within {limit:?}");
+    (out.status.code(), stderr(&out))
+}
+
+#[test]
+fn a_driver_starts_waits_for_ready_reads_stats_stops_and_collects_the_exit_status() {
+    let rt = Rt::new("drv", "");
+    let events = Events::subscribe(&rt);
+    let task = run_task(&rt);
+    // Ready: RUNNING, with init's pid.
+    let running = events.until("RUNNING");
+    let pid = running["pid"].as_i64().expect("RUNNING carries init's pid");
+    assert_eq!(running["name"], rt.name.as_str());
+    // Stats.
+    let info: Value = serde_json::from_str(&rt.ok(&["info", "--json"])).unwrap();
+    assert_eq!(info["state"], "RUNNING");
+    assert_eq!(info["pid"].as_i64(), Some(pid));
+    assert!(
+        info["memory_bytes"].as_u64().is_some_and(|m| m > 0),
+        "{info}"
+    );
+    assert!(info["cpu_ns"].as_u64().is_some(), "{info}");
+    let ls: Value = serde_json::from_str(&rt.env.ok(&["ls", "--json", &rt.name])).unwrap();
+    assert_eq!(ls[0]["state"], "RUNNING");
+    // Stop with the kill timeout; the task ends with it, successfully.
+    rt.ok(&["stop", "-t", "10"]);
+    events.until("STOPPING");
+    events.until("STOPPED");
+    let (code, err) = collect(task, Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{err}");
+    drop(events);
+    rt.assert_clean();
+}
+
+#[test]
+fn a_task_whose_init_ends_by_itself_exits_non_zero_saying_how() {
+    let rt = Rt::new(
+        "drvexit",
+        "[init]\ncmd = [\"/bin/sh\", \"-c\", \"sleep 1; exit 3\"]\n\n[[network]]\ntype = \"empty\"\n",
+    );
+    let events = Events::subscribe(&rt);
+    let task = run_task(&rt);
+    events.until("RUNNING");
+    events.until("STOPPED");
+    let (code, err) = collect(task, Duration::from_secs(30));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains('3'), "the status is told: {err}");
+    drop(events);
+    rt.assert_clean();
+}
