@@ -5,9 +5,8 @@
 //! --json`), stop with a kill timeout, collect the task's exit status; and a task whose
 //! init ends by itself exits non-zero, saying how.
 //!
-//! Written against main's foreground `rlxc-start` and `rlxc-stop -t`: once `rlxc-start
-//! -F` (SIGTERM: a clean halt, READY=1) is on main, the driver's stop is a SIGTERM to the
-//! task and this test should send that instead.
+//! The task is `rlxc-start -F` (the Nomad job in README): the driver's stop is its
+//! kill_signal, SIGTERM, which becomes the container's clean halt.
 
 mod common;
 
@@ -89,7 +88,7 @@ fn listeners(env: &Env) -> usize {
 /// output collected).
 fn run_task(rt: &Rt) -> Child {
     rt.env
-        .cmd(&["start", "-n", &rt.name])
+        .cmd(&["start", "-F", "--halt-timeout", "10", "-n", &rt.name])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -124,8 +123,9 @@ fn a_driver_starts_waits_for_ready_reads_stats_stops_and_collects_the_exit_statu
     assert!(info["cpu_ns"].as_u64().is_some(), "{info}");
     let ls: Value = serde_json::from_str(&rt.env.ok(&["ls", "--json", &rt.name])).unwrap();
     assert_eq!(ls[0]["state"], "RUNNING");
-    // Stop with the kill timeout; the task ends with it, successfully.
-    rt.ok(&["stop", "-t", "10"]);
+    // Stop: the job's kill_signal; the task halts the container and ends, successfully.
+    let task_pid = nix::unistd::Pid::from_raw(task.id() as i32);
+    nix::sys::signal::kill(task_pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     events.until("STOPPING");
     events.until("STOPPED");
     let (code, err) = collect(task, Duration::from_secs(30));

@@ -33,6 +33,7 @@ impl Container {
         tell: &dyn Fn(Foreground),
     ) -> Result<i32> {
         let started = self.start_with(sys, true)?;
+        let mut end = Some(started.end);
         // From here on the signals are read, not handled: before the block one may
         // have arrived already (the flag the handler sets).
         let mask = crate::sys::block_daemon_signals().ctx("block signals in", "rlxc-start")?;
@@ -53,6 +54,15 @@ impl Container {
             match sig {
                 Signal::SIGTERM | Signal::SIGINT => self.halt_for(sig, halt_timeout, tell),
                 Signal::SIGCHLD => match waitpid(started.monitor, Some(WaitPidFlag::WNOHANG)) {
+                    // How the run ended: init ending by itself (not asked to halt) is a
+                    // failure the service manager must see.
+                    Ok(WaitStatus::Exited(_, 0)) => match end.take().and_then(|e| e.wait()) {
+                        Some(failure) => {
+                            eprintln!("{}: {failure}", self.name);
+                            return Ok(1);
+                        }
+                        None => return Ok(0),
+                    },
                     Ok(WaitStatus::Exited(_, code)) => return Ok(code),
                     Ok(WaitStatus::Signaled(_, s, _)) => {
                         return Err(Error::Other(format!(
