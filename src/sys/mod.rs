@@ -59,7 +59,7 @@ pub fn lsetxattr_at(dir: BorrowedFd<'_>, leaf: &[u8], name: &str, value: &[u8]) 
 
 mod interrupt;
 pub use interrupt::{catch_interrupts, interrupted, CleanupGuard};
-pub use spawn::exec_in_dir;
+pub use spawn::{exec_in_dir, fork_waiter};
 
 /// Set the process umask, returning the old one.
 pub fn umask(mask: u32) -> u32 {
@@ -120,6 +120,7 @@ Anonymous:             0 kB
 pub mod bpf;
 pub mod btrfs;
 pub mod creds;
+pub mod dbus;
 pub mod idmap;
 pub mod memfd;
 pub mod mount;
