@@ -326,7 +326,9 @@ impl Monitor {
         let theirs_raw = theirs.as_raw_fd();
         let (pid, fell_back) = entry.spawn(flags, |join| child::run(&spec, join, theirs_raw))?;
         // init holds the scope now.
-        holder.map(crate::cgroup::Holder::release);
+        if let Some(h) = holder {
+            h.release();
+        }
         if let Some(e) = fell_back {
             eprintln!(
                 "{}: clone3 cannot start init in its cgroup ({e}); it joins afterwards, \
