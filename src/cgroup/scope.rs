@@ -60,6 +60,9 @@ impl Holder {
 
     fn end(&mut self) {
         if self.pipe.take().is_some() {
+            // Killed, not left to see its pipe close: init, cloned without an exec
+            // yet, holds a copy of the write end until it execs.
+            let _ = nix::sys::signal::kill(self.pid, nix::sys::signal::Signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(self.pid, None);
         }
     }
