@@ -38,8 +38,8 @@ systemd_running deb "systemd in the container"
 dcg=$(ls -d $cg/machine.slice/rlxc-deb.*.scope/payload | head -n 1)
 dunit=$(basename "$(dirname "$dcg")")
 check "the container's cgroup is its own delegated systemd scope" sh -c "systemctl is-active $dunit && [ \"\$(systemctl show -P Delegate $dunit)\" = yes ] && grep -qx '0::/machine.slice/$dunit/payload/init.scope' /proc/\$(rlxc info -n deb | awk '/^PID:/{print \$2}')/cgroup"
-# systemd-machined, when the VM has it (host.sh installs systemd-container from the
-# fixture cache when build-mirror.sh could fetch it).
+# systemd-machined, when the VM has it (the debootstrap fixture lacks systemd-container;
+# a guest with it runs these checks).
 if command -v machinectl >/dev/null; then
     dpid=$(rlxc info -n deb | awk '/^PID:/{print $2}')
     check "machinectl list shows the running container" sh -c "machinectl list --no-legend | grep -q '^deb  *container  *rlxc'"
