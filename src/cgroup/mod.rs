@@ -15,6 +15,7 @@ mod layout;
 mod live;
 mod monitors;
 mod persist;
+mod scope;
 mod stats;
 #[cfg(test)]
 mod tests;
@@ -31,18 +32,24 @@ pub use freezer::FreezeHold;
 pub use layout::parse_mountinfo;
 pub use layout::{Hierarchy, Layout};
 pub use monitors::enter_monitors;
+pub use scope::{own_service, usable as scopes_usable, Holder};
 pub use stats::UsagePlan;
 
 use crate::config::Limits;
 use crate::error::{Error, Result};
 use files::{mkdir, row, Place, Row, Setting, Value, Write};
 
-/// The `rlxc/NAME.TAG` cgroup of a container in every hierarchy (see `runtime::host_key`).
+/// The `rlxc/NAME.TAG` cgroup of a container in every hierarchy (see `runtime::host_key`),
+/// or on a systemd host its scope's `payload` (see `scope`).
 #[derive(Debug, Clone)]
 pub struct Cgroup {
     /// `NAME.TAG`: unique per installation and container.
     pub name: String,
     pub layout: Layout,
+    /// The directory below each hierarchy's mountpoint.
+    rel: PathBuf,
+    /// The systemd scope unit it is in, if any.
+    scope: Option<String>,
 }
 
 /// What differs between a v1 hierarchy and cgroup2.
@@ -126,11 +133,30 @@ fn requested(limits: &Limits) -> Vec<(&'static str, Setting, Value<'_>)> {
 }
 
 impl Cgroup {
+    /// The cgroup of the container keyed `name` where it is: in its systemd scope when
+    /// that exists, else (and on every host without systemd) `rlxc/NAME.TAG`.
     pub fn new(layout: Layout, name: &str) -> Self {
+        let in_scope = scope::usable(&layout)
+            && layout.hierarchies[0]
+                .mountpoint
+                .join(scope::rel(name))
+                .is_dir();
+        let (rel, scope) = if in_scope {
+            (scope::rel(name), Some(scope::unit_name(name)))
+        } else {
+            (Path::new(BASE).join(name), None)
+        };
         Cgroup {
             name: name.to_string(),
             layout,
+            rel,
+            scope,
         }
+    }
+
+    /// The systemd scope the container is in, if it is in one.
+    pub fn scope(&self) -> Option<&str> {
+        self.scope.as_deref()
     }
 
     /// The container's own name, for messages (the key without its installation tag).
@@ -139,7 +165,7 @@ impl Cgroup {
     }
 
     pub fn path_in(&self, h: &Hierarchy) -> PathBuf {
-        h.mountpoint.join(BASE).join(&self.name)
+        h.mountpoint.join(&self.rel)
     }
 
     /// Does any hierarchy still hold this container's cgroup?
@@ -301,6 +327,11 @@ impl Cgroup {
             let dir = self.path_in(h);
             if let Err(e) = remove_tree(&dir) {
                 last_err = Some(e);
+            }
+            // The empty scope: systemd would remove it too, a moment later; gone now,
+            // a reboot's new scope of the same name need not wait for it.
+            if let (Some(_), Some(scope)) = (&self.scope, dir.parent()) {
+                let _ = std::fs::remove_dir(scope);
             }
         }
         last_err.map_or(Ok(()), Err)

@@ -41,7 +41,7 @@ fn available(h: &Hierarchy) -> String {
     std::fs::read_to_string(h.mountpoint.join("cgroup.controllers")).unwrap_or_default()
 }
 
-fn enable_controllers(dir: &Path, available: &str) -> Result<()> {
+pub(super) fn enable_controllers(dir: &Path, available: &str) -> Result<()> {
     let want: Vec<String> = available
         .split_whitespace()
         .filter(|c| DELEGATED.contains(c))

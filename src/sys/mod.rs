@@ -21,7 +21,7 @@ fn cstring(s: &[u8]) -> io::Result<CString> {
 mod interrupt;
 mod xattr;
 pub use interrupt::{catch_interrupts, interrupted, CleanupGuard};
-pub use spawn::exec_in_dir;
+pub use spawn::{exec_in_dir, fork_waiter};
 pub use xattr::{fsetxattr, has_xattrs, lsetxattr_at};
 
 /// Set the process umask, returning the old one.
@@ -83,6 +83,7 @@ Anonymous:             0 kB
 pub mod bpf;
 pub mod btrfs;
 pub mod creds;
+pub mod dbus;
 pub mod idmap;
 pub mod memfd;
 pub mod mount;

@@ -23,3 +23,25 @@ pub fn exec_in_dir(cmd: &mut std::process::Command, dir: BorrowedFd<'_>) {
     }
     super::die_with_parent(cmd);
 }
+
+/// Fork a process that does nothing but wait until the returned pipe end is closed
+/// (or this process dies), then exits: a placeholder for a cgroup that must hold a
+/// process before the real one exists. The caller reaps it.
+pub fn fork_waiter() -> io::Result<(nix::unistd::Pid, std::os::fd::OwnedFd)> {
+    use std::os::fd::AsRawFd;
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    match super::fork()? {
+        super::Forked::Child => {
+            let mut b = [0u8; 1];
+            // SAFETY: only async-signal-safe calls: the child closes its copy of the
+            // write end, reads until the parent's copy closes, and exits without running
+            // any destructor or atexit handler of the parent's.
+            unsafe {
+                libc::close(w.as_raw_fd());
+                while libc::read(r.as_raw_fd(), b.as_mut_ptr().cast(), 1) > 0 {}
+                libc::_exit(0)
+            }
+        }
+        super::Forked::Parent(pid) => Ok((pid, w)),
+    }
+}

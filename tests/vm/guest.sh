@@ -27,14 +27,26 @@ systemd_running() {
 }
 # Nothing of container $1 is left: cgroup, monitor, mounts.
 gone() {
-    ! ls -d $cg/rlxc/"$1".* >/dev/null 2>&1 && ! pgrep -f "^\\[rlxc monitor\\] $1 " && ! grep -q "/var/lib/rlxc/$1/" /proc/self/mountinfo
+    [ -z "$(ls -d $cg/rlxc/"$1".* $cg/machine.slice/rlxc-"$1".*.scope 2>/dev/null)" ] && ! pgrep -f "^\\[rlxc monitor\\] $1 " && ! grep -q "/var/lib/rlxc/$1/" /proc/self/mountinfo
 }
 
 # Debian bookworm with systemd: boots to running, in a delegated subtree, with limits.
 check "rlxc-start -d debian" rlxc start -d -n deb
 systemd_running deb "systemd in the container"
-# rlxc/NAME.TAG, TAG naming the installation (the default lxcpath here).
-dcg=$(ls -d $cg/rlxc/deb.* | head -n 1)
+# A systemd host: the container's cgroup is its scope's payload (machine.slice/
+# rlxc-NAME.TAG.scope/payload, TAG naming the installation: the default lxcpath here).
+dcg=$(ls -d $cg/machine.slice/rlxc-deb.*.scope/payload | head -n 1)
+dunit=$(basename "$(dirname "$dcg")")
+check "the container's cgroup is its own delegated systemd scope" sh -c "systemctl is-active $dunit && [ \"\$(systemctl show -P Delegate $dunit)\" = yes ] && grep -qx '0::/machine.slice/$dunit/payload/init.scope' /proc/\$(rlxc info -n deb | awk '/^PID:/{print \$2}')/cgroup"
+# systemd-machined, when the VM has it (the debootstrap fixture lacks systemd-container;
+# a guest with it runs these checks).
+if command -v machinectl >/dev/null; then
+    dpid=$(rlxc info -n deb | awk '/^PID:/{print $2}')
+    check "machinectl list shows the running container" sh -c "machinectl list --no-legend | grep -q '^deb  *container  *rlxc'"
+    check "machinectl status shows its leader, init" sh -c "machinectl status deb | grep -Eq \"Leader: $dpid\\b\" && machinectl status deb | grep -q 'Unit: $dunit'"
+else
+    say "skip machined: systemd-container is not installed in this VM"
+fi
 check "init was born in its cgroup (clone3 CLONE_INTO_CGROUP)" sh -c "! grep -h clone3 /run/rlxc/deb.*/monitor.log"
 check "container's cgroup namespace root is its own" sh -c "rlxc attach -n deb -- cat /proc/1/cgroup | grep -qx '0::/init.scope'"
 check "systemd delegated below the container's cgroup" test -d $dcg/system.slice -a -d $dcg/init.scope
@@ -47,7 +59,10 @@ check "device filter lets the standard nodes through" rlxc attach -n deb -- sh -
 check "device filter refuses other nodes" sh -c "rlxc attach -n deb -- sh -c 'mknod /root/mem c 1 1; head -c1 /root/mem; rm -f /root/mem' 2>&1 | grep -q 'Operation not permitted'"
 check "AppArmor confines systemd in the container" sh -c "grep -q '^rlxc-container-default-.* (enforce)' /proc/\$(rlxc info -n deb | awk '/^PID:/{print \$2}')/attr/current"
 check "rlxc-stop (clean shutdown)" rlxc stop -n deb -t 300
-check "nothing left of debian" sh -c "! ls -d $cg/rlxc/deb.* >/dev/null 2>&1 && ! pgrep -f '^\\[rlxc monitor\\] deb' && ! grep -q /var/lib/rlxc/deb /proc/self/mountinfo"
+check "nothing left of debian" sh -c "[ -z \"\$(ls -d $cg/rlxc/deb.* $cg/machine.slice/rlxc-deb.* 2>/dev/null)\" ] && ! pgrep -f '^\\[rlxc monitor\\] deb' && ! grep -q /var/lib/rlxc/deb /proc/self/mountinfo"
+if command -v machinectl >/dev/null; then
+    check "machinectl list no longer shows the stopped container" sh -c "! machinectl list --no-legend | grep -q '^deb '"
+fi
 
 # busybox: start, attach, kill.
 check "rlxc-start -d busybox" rlxc start -d -n bb
@@ -68,7 +83,7 @@ check "seccomp refuses a read-only superblock remount with other flags" sh -c "!
 check "AppArmor refuses mounting devpts" sh -c "! rlxc attach -n bb -- sh -c 'mkdir -p /tmp/p && mount -t devpts devpts /tmp/p'"
 check "a host sysctl stays the host's" sh -c "v=\$(cat /proc/sys/kernel/panic); rlxc attach -n bb -- sh -c 'mount -o remount,bind,rw /proc/sys; echo 7 > /proc/sys/kernel/panic'; [ \"\$(cat /proc/sys/kernel/panic)\" = \"\$v\" ]"
 # The typed limits beyond memory, cpus and pids; rlxc-cgroup and rlxc-top on cgroup2 files.
-bcg=$(ls -d $cg/rlxc/bb.* | head -n 1)
+bcg=$(ls -d $cg/machine.slice/rlxc-bb.*.scope/payload | head -n 1)
 check "limits.memory_swap, cpu_weight, cpuset, io_weight -> cgroup2 files" sh -c "[ \"\$(cat $bcg/memory.swap.max)\" = 33554432 ] && [ \"\$(cat $bcg/cpu.weight)\" = 50 ] && [ \"\$(cat $bcg/cpuset.cpus)\" = 0 ] && grep -qx 'default 200' $bcg/io.weight"
 check "rlxc-cgroup reads memory.max" sh -c "[ \"\$(rlxc cgroup -n bb memory.max)\" = 134217728 ]"
 check "rlxc-cgroup sets pids.max live" sh -c "rlxc cgroup -n bb pids.max 50 && [ \"\$(cat $bcg/pids.max)\" = 50 ]"
@@ -99,7 +114,7 @@ thawed_counting() {
 check "rlxc-freeze: cgroup.events says frozen, the counter stands still" frozen_still
 check "rlxc-unfreeze: the counter goes on" thawed_counting
 check "rlxc-stop -k of a frozen busybox" sh -c "rlxc freeze -n bb && rlxc stop -k -n bb"
-check "nothing left of busybox" sh -c "! ls -d $cg/rlxc/bb.* >/dev/null 2>&1 && ! pgrep -f '^\\[rlxc monitor\\] bb'"
+check "nothing left of busybox" sh -c "[ -z \"\$(ls -d $cg/rlxc/bb.* $cg/machine.slice/rlxc-bb.* 2>/dev/null)\" ] && ! pgrep -f '^\\[rlxc monitor\\] bb'"
 
 # rlxc-execute: the command's status is ours; a [[device]] of another config (-f) is
 # there when the command starts; the init runs confined, from a sealed copy of rlxc.
@@ -115,7 +130,7 @@ check "rlxc-start -d unprivileged debian" rlxc start -d -n udeb
 systemd_running udeb "unprivileged systemd"
 upid=$(rlxc info -n udeb | awk '/^PID:/{print $2}')
 check "unprivileged init is its host range's root" sh -c "grep -Eq '^Uid:[[:space:]]+2000000000[[:space:]]' /proc/$upid/status"
-ucg=$(ls -d $cg/rlxc/udeb.* | head -n 1)
+ucg=$(ls -d $cg/machine.slice/rlxc-udeb.*.scope/payload | head -n 1)
 check "unprivileged systemd delegated below its own cgroup" test -d $ucg/system.slice -a -d $ucg/init.scope
 check "the delegated cgroup is the container root's" sh -c "[ \"\$(stat -c %u $ucg)\" = 2000000000 ]"
 check "unprivileged root cannot raise its memory.max" sh -c "! rlxc attach -n udeb -- sh -c 'echo max > /sys/fs/cgroup/memory.max' && [ \"\$(cat $ucg/memory.max)\" = 268435456 ]"

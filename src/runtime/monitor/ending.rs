@@ -91,6 +91,9 @@ impl Monitor {
         if let Err(e) = run.cgroup.destroy() {
             eprintln!("{}: {e}", self.name);
         }
+        if run.registered {
+            super::machined::unregister(&self.name);
+        }
         for r in &self.removing {
             if !r.wait_gone(Duration::from_secs(5)) {
                 eprintln!(

@@ -24,6 +24,7 @@ use crate::ipc::{Stage, ToChild};
 mod commands;
 mod devices;
 mod ending;
+mod machined;
 mod terms;
 mod userns;
 use crate::cgroup::{Cgroup, Layout};
@@ -58,6 +59,8 @@ struct Running {
     netns: Option<OwnedFd>,
     /// Host interfaces lent to it, given back at the end of the run.
     nics: Vec<crate::net::nic::LentNic>,
+    /// Registered with systemd-machined: unregistered at the end of the run.
+    registered: bool,
 }
 
 pub struct Monitor {
@@ -236,7 +239,7 @@ impl Monitor {
             }
             cgroup.destroy()?;
         }
-        cgroup.create()?;
+        let (cgroup, holder) = machined::make_cgroup(&self.layout, &self.key, &self.name)?;
         let mut guard = BootGuard {
             cgroup: cgroup.clone(),
             veths: Vec::new(),
@@ -323,6 +326,10 @@ impl Monitor {
         }
         let theirs_raw = theirs.as_raw_fd();
         let (pid, fell_back) = entry.spawn(flags, |join| child::run(&spec, join, theirs_raw))?;
+        // init holds the scope now.
+        if let Some(h) = holder {
+            h.release();
+        }
         if let Some(e) = fell_back {
             eprintln!(
                 "{}: clone3 cannot start init in its cgroup ({e}); it joins afterwards, \
@@ -364,6 +371,7 @@ impl Monitor {
         }
         let _ = std::fs::write(self.dir.join("init.pid"), format!("{pid}\n"));
         let (cgroup, veths) = guard.disarm();
+        let registered = machined::register(&self.name, &cgroup, pid, &self.root);
         self.set_terms((pty.master, pty.slave), ttys);
         self.run = Some(Running {
             init: pid,
@@ -372,6 +380,7 @@ impl Monitor {
             devices,
             netns,
             nics,
+            registered,
         });
         Ok(())
     }
