@@ -33,6 +33,7 @@ mod info;
 mod migrate;
 /// The managed bridge, for rlxc-net and its dnsmasq supervisor.
 pub mod network;
+mod own;
 mod own_upper;
 mod ports;
 mod publish;

@@ -20,9 +20,11 @@ use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::stat::{Mode, SFlag};
 
-use super::copy::{machine_files, own_rewrites, read_small};
+use super::own::{machine_files, own_rewrites, read_small};
+use crate::config::Backend;
 use crate::error::{IoContext, Result};
 use crate::rootfs::Root;
+use crate::store::backing::BackingStore;
 
 /// One change to write into the upper.
 enum Change {
@@ -36,9 +38,26 @@ enum Change {
     Whiteout { rel: Vec<u8> },
 }
 
+/// An overlay container whose upper is still empty (a `-s` clone) made its own without
+/// a writable mount (see `own_upper`); None where that way does not fit.
+pub(super) fn own_in_empty_upper(
+    backing: &dyn BackingStore,
+    staging: &Path,
+    old_host: &str,
+    new_host: &str,
+) -> Result<Option<Vec<String>>> {
+    let upper = backing.own_files(staging);
+    let empty = std::fs::read_dir(&upper).is_ok_and(|mut d| d.next().is_none());
+    if backing.kind() != Backend::Overlay || !empty {
+        return Ok(None);
+    }
+    let view = backing.open_view(&upper)?;
+    make_own_in_upper(&view, &upper, old_host, new_host)
+}
+
 /// make_own's changes written into the empty `upper` of the tree `view` shows (the
 /// lowers merged); the removed paths, or None where this way does not fit.
-pub(super) fn make_own_in_upper(
+fn make_own_in_upper(
     view: &Root,
     upper: &Path,
     old_host: &str,

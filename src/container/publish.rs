@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 
-use super::copy::{forget_machine_id, machine_files, rename_host, rewrite};
 use super::export::tree::{self, TreeSpec};
+use super::own::{forget_machine_id, machine_files, rename_host, rewrite};
 use super::tree::Tree;
 use super::Container;
 use crate::config::{ContainerConfig, SystemConfig};
