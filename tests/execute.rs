@@ -123,6 +123,15 @@ fn on_a_terminal_the_command_gets_the_containers_pty() {
     t.keys(&["hello", "Enter"]);
     t.wait_for("got-hello");
     t.wait_for("EXIT=3");
+    drop(t);
+    // A terminal on stdout alone (stdin redirected) is still the host's terminal: the
+    // command gets the container's pty then too, never the host's tty.
+    let t = rt.tmux(&format!(
+        "execute -n {} -- /bin/sh -c 'readlink /proc/self/fd/1; exit 4' </dev/null",
+        rt.name
+    ));
+    t.wait_for("/dev/console");
+    t.wait_for("EXIT=4");
     rt.assert_clean();
 }
 

@@ -25,9 +25,12 @@ pub struct Args {
 pub fn run(a: Args) -> Result<i32> {
     let sys = a.common.system()?;
     let c = Container::new(&sys, &a.name)?;
-    // A terminal on stdin: the command gets a pty of the container's (its console),
-    // relayed here; else this process's own stdio.
-    let terminal = nix::unistd::isatty(std::io::stdin()).unwrap_or(false);
+    // A terminal on any of stdin, stdout, stderr: the command gets a pty of the
+    // container's (its console), relayed here, so the host's terminal never reaches it
+    // (TIOCSTI); else this process's own stdio.
+    let terminal = [0, 1, 2]
+        .into_iter()
+        .any(|fd| nix::unistd::isatty(crate::sys::borrow_fd(fd)).unwrap_or(false));
     c.execute(
         &sys,
         ExecuteOptions {
