@@ -285,13 +285,24 @@ fn fixed_address_macvlan_and_several_interfaces() {
     let out = h.attach(&name, &["ping", "-c1", "-W5", &h.net.gateway()]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     // The fixed address is reserved for this container's MAC in the bridge's DHCP, one
-    // file per container.
-    let net_dir = h.env.dir.path().join("run/net");
-    let hosts = read(
-        net_dir
-            .join(format!("{}.dhcp-hosts.d", h.net.bridge))
-            .join(&name),
-    );
+    // file per container, named by its installation key (NAME.TAG), not its name alone.
+    let dir = h
+        .env
+        .dir
+        .path()
+        .join("run/net")
+        .join(format!("{}.dhcp-hosts.d", h.net.bridge));
+    let file = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|f| f.to_str())
+                .is_some_and(|f| f.starts_with(&format!("{name}.")))
+        })
+        .expect("a reservation file keyed NAME.TAG");
+    let hosts = read(&file);
     assert!(hosts.contains(&format!(",{fixed},")), "{hosts}");
     h.env.ok(&["stop", "-k", "-n", &name]);
 

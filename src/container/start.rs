@@ -215,12 +215,12 @@ fn prepare_networks(sys: &SystemConfig, c: &Container, cfg: &mut ContainerConfig
             .map(|s| s.addr)
             .filter(|ip| managed.subnet.is_host(*ip));
         // Only the first interface carries the name in DNS.
-        let name = if i == 0 {
-            hostname.clone()
+        let (name, key) = if i == 0 {
+            (hostname.clone(), c.key.clone())
         } else {
-            format!("{hostname}-{i}")
+            (format!("{hostname}-{i}"), format!("{}-{i}", c.key))
         };
-        managed.reserve(&mac, ip, &name)?;
+        managed.reserve(&key, &mac, ip, &name)?;
     }
     if changed {
         cfg.save(&c.config_path())?;

@@ -367,8 +367,8 @@ impl<'a> Managed<'a> {
 
     /// Give a container's MAC its DNS name and, for "auto" and fixed addresses, its
     /// address as a DHCP reservation, which every image's own DHCP client honours.
-    pub fn reserve(&self, mac: &str, ip: Option<Ipv4Addr>, name: &str) -> Result<()> {
-        super::names::reserve(&self.files, mac, ip, name)
+    pub fn reserve(&self, key: &str, mac: &str, ip: Option<Ipv4Addr>, name: &str) -> Result<()> {
+        super::names::reserve(&self.files, key, mac, ip, name)
     }
 
     /// An address of the subnet nobody holds: not the bridge's, not in `taken` (other

@@ -62,9 +62,11 @@ pub fn reservations(f: &Files) -> Vec<String> {
     entries(f).into_iter().map(|(_, l)| l).collect()
 }
 
-/// Give `mac` the DNS name `name` (and the address `ip`, if any, also as a DNS record);
-/// replaces the reservations of other containers for that MAC or address.
-pub fn reserve(f: &Files, mac: &str, ip: Option<Ipv4Addr>, name: &str) -> Result<()> {
+/// Give `mac` the DNS name `name` (and the address `ip`, if any, also as a DNS record),
+/// in files named `key` (the container's installation key and interface: two
+/// installations' containers of one name never share them); replaces the reservations
+/// of other containers for that MAC or address.
+pub fn reserve(f: &Files, key: &str, mac: &str, ip: Option<Ipv4Addr>, name: &str) -> Result<()> {
     make_dirs(f)?;
     let mac = mac.to_ascii_lowercase();
     let line = match ip {
@@ -76,13 +78,13 @@ pub fn reserve(f: &Files, mac: &str, ip: Option<Ipv4Addr>, name: &str) -> Result
     for (other, l) in entries(f) {
         let clash = l.split(',').next() == Some(mac.as_str())
             || ip_field.as_ref().is_some_and(|i| l.contains(i.as_str()));
-        if other != name && clash {
+        if other != key && clash {
             remove(&f.dhcp_dir().join(&other))?;
             remove(&f.hosts_dir().join(&other))?;
             reload = true;
         }
     }
-    let own = f.dhcp_dir().join(name);
+    let own = f.dhcp_dir().join(key);
     match std::fs::read_to_string(&own) {
         // Every start reserves again: when nothing changed, dnsmasq is left alone.
         Ok(l) if l.trim() == line => {}
@@ -92,7 +94,7 @@ pub fn reserve(f: &Files, mac: &str, ip: Option<Ipv4Addr>, name: &str) -> Result
         }
         Err(_) => write(&own, &line)?,
     }
-    let record = f.hosts_dir().join(name);
+    let record = f.hosts_dir().join(key);
     match ip {
         Some(ip) => {
             let text = format!("{ip} {name}");
@@ -136,7 +138,8 @@ mod tests {
             bridge: "br9".into(),
         };
         let add = |mac: &str, ip: Option<&str>, name: &str| {
-            reserve(&f, mac, ip.map(|i| i.parse().unwrap()), name).unwrap()
+            let key = format!("{name}.k1");
+            reserve(&f, &key, mac, ip.map(|i| i.parse().unwrap()), name).unwrap()
         };
         add("00:16:3E:00:00:01", None, "web1");
         add("00:16:3e:00:00:02", Some("10.0.3.9"), "web2");
@@ -149,21 +152,21 @@ mod tests {
                 "00:16:3e:00:00:03,10.0.3.9,web3"
             ]
         );
-        let record = |n: &str| std::fs::read_to_string(f.hosts_dir().join(n)).ok();
+        let record = |n: &str| std::fs::read_to_string(f.hosts_dir().join(format!("{n}.k1"))).ok();
         assert_eq!(record("web1").as_deref(), Some("10.0.3.8 web1\n"));
         assert_eq!(record("web2"), None, "web2's address went to web3");
         // The same reservation again leaves the files (and dnsmasq) alone.
         use std::os::unix::fs::MetadataExt;
         let ino = |p: PathBuf| std::fs::metadata(p).unwrap().ino();
         let before = (
-            ino(f.dhcp_dir().join("web3")),
-            ino(f.hosts_dir().join("web3")),
+            ino(f.dhcp_dir().join("web3.k1")),
+            ino(f.hosts_dir().join("web3.k1")),
         );
         add("00:16:3e:00:00:03", Some("10.0.3.9"), "web3");
         assert_eq!(
             (
-                ino(f.dhcp_dir().join("web3")),
-                ino(f.hosts_dir().join("web3"))
+                ino(f.dhcp_dir().join("web3.k1")),
+                ino(f.hosts_dir().join("web3.k1"))
             ),
             before
         );
