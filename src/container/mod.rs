@@ -175,9 +175,6 @@ impl Container {
         }
     }
 
-    /// The live state, asked of the monitor; never read from a file.
-    /// Nothing counts as stopped while a monitor listens, even one that cannot be
-    /// understood: that is what keeps a destroy away from a running rootfs.
     /// Its application's exit status from the last run (128 + N: killed by signal N).
     pub fn exit_status(&self) -> Option<i32> {
         std::fs::read_to_string(self.dir().join(EXIT_STATUS))
@@ -187,6 +184,9 @@ impl Container {
             .ok()
     }
 
+    /// The live state, asked of the monitor; never read from a file.
+    /// Nothing counts as stopped while a monitor listens, even one that cannot be
+    /// understood: that is what keeps a destroy away from a running rootfs.
     pub fn state(&self) -> State {
         if let Ok(s) = crate::ipc::client::connect(&self.run_dir) {
             return match crate::ipc::client::state_on(&s, &self.run_dir) {

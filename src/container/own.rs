@@ -16,8 +16,9 @@ use crate::rootfs::Root;
 /// name, `/etc/machine-id` is emptied (a new one is made at first boot), DHCP leases and
 /// SSH host keys go. Every path resolved inside the copy (it is the source's, so hostile).
 pub(super) fn make_own(root: &Root, old_host: &str, new_host: &str) -> Result<Vec<String>> {
-    rename_host(root, old_host, new_host)?;
-    forget_machine_id(root)?;
+    for (rel, f) in own_rewrites(old_host, new_host) {
+        rewrite(root, rel, &*f)?;
+    }
     let mut removed = Vec::new();
     for (dir, is_machine) in MACHINE_FILES {
         let Some(mut d) = open_dir(root, dir)? else {
@@ -54,10 +55,7 @@ pub(super) fn own_rewrites<'a>(
     new_host: &'a str,
 ) -> Vec<(&'static [u8], Rewrite<'a>)> {
     let mut v = host_rewrites(old_host, new_host);
-    v.push((
-        b"etc/machine-id",
-        Box::new(|t: &str| (!t.is_empty()).then(String::new)),
-    ));
+    v.push((b"etc/machine-id", Box::new(empty_machine_id)));
     v
 }
 
@@ -87,9 +85,11 @@ fn host_rewrites<'a>(old_host: &'a str, new_host: &'a str) -> Vec<(&'static [u8]
 
 /// An empty `/etc/machine-id`: systemd makes a new one at first boot.
 pub(super) fn forget_machine_id(root: &Root) -> Result<()> {
-    rewrite(root, b"etc/machine-id", &|t| {
-        (!t.is_empty()).then(String::new)
-    })
+    rewrite(root, b"etc/machine-id", &empty_machine_id)
+}
+
+fn empty_machine_id(t: &str) -> Option<String> {
+    (!t.is_empty()).then(String::new)
 }
 
 /// Which names in a directory are the machine's.

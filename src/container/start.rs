@@ -46,9 +46,9 @@ impl Container {
             None if cfg.init.app => Some(crate::runtime::App { stdio: None }),
             None => None,
         };
+        self.refuse_if_running()?;
         // The last run's status is not this one's.
         let _ = std::fs::remove_file(&exit_status);
-        self.refuse_if_running()?;
         let (init, cgroup_view) = self.preflight(sys, &mut cfg)?;
         let published = self.publish_ports(sys, &cfg)?;
         let after_stop = if cfg.ephemeral {

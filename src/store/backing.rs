@@ -316,8 +316,6 @@ impl BackingStore for Overlay {
     }
 }
 
-/// The root of the detached mount `mnt` (of `upper`) as a `Root` that `shown` names; the
-/// mount lives as long as the handle.
 /// A container's tree open for writing (`BackingStore::open_tree`): a confined `Root`;
 /// for an overlay, also the marker its volatile mount leaves in the work directory,
 /// removed once the handle, and with it the mount, is gone (fields drop in order).
@@ -376,6 +374,8 @@ fn remove_marker(marker: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The root of the detached mount `mnt` (of `upper`) as a `Root` that `shown` names; the
+/// mount lives as long as the handle.
 fn mounted_root(mnt: &std::os::fd::OwnedFd, upper: &Path, shown: &Path) -> Result<Root> {
     let fd = nix::fcntl::openat(
         mnt.as_fd(),

@@ -169,6 +169,18 @@ impl Registry {
                         status: Some(401),
                     });
                 }
+                // Credentials never go in clear text to a realm an https registry names.
+                let https = reqwest::Url::parse(url).is_ok_and(|u| u.scheme() == "https");
+                if self.creds.is_some() && https && token_url.scheme() == "http" {
+                    return Err(Error::Http {
+                        url: url.to_string(),
+                        msg: format!(
+                            "the registry sends its token requests to {realm:?}, plain http: \
+                             the credentials are not sent there"
+                        ),
+                        status: Some(401),
+                    });
+                }
                 let scope =
                     param("scope").unwrap_or_else(|| format!("repository:{}:pull", self.repo));
                 {
@@ -340,5 +352,20 @@ mod tests {
         assert_eq!(base64(b"u:p"), "dTpw");
         assert_eq!(base64(b"user:pw"), "dXNlcjpwdw==");
         assert_eq!(base64(b"ab"), "YWI=");
+    }
+
+    #[test]
+    fn credentials_never_go_to_a_plain_http_realm_of_an_https_registry() {
+        let creds = Some(("u".to_string(), "secret".to_string()));
+        let mut r = Registry::new("https://reg.example", "reg.example", "lib/app", creds).unwrap();
+        // Refused before any request is made.
+        let e = r
+            .authenticate(
+                "https://reg.example/v2/lib/app/manifests/1",
+                Some(r#"Bearer realm="http://tokens.example/token",service="reg""#),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("plain http"), "{e}");
     }
 }
