@@ -144,6 +144,30 @@ fn kill_reboot_and_wait() {
 }
 
 #[test]
+fn the_monitor_keeps_no_descriptor_of_rlxc_start() {
+    let rt = Rt::new("monfds", "");
+    rt.ok(&["start", "-d"]);
+    // Every process on the host: none holds the container's lock or its config once
+    // rlxc-start is gone (the monitor is a fork of it, not an exec).
+    let dir = rt.env.lxcpath();
+    let mut held = Vec::new();
+    for p in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(t) = std::fs::read_link(fd.path()) {
+                if t.starts_with(&dir) {
+                    held.push(format!("{} -> {}", fd.path().display(), t.display()));
+                }
+            }
+        }
+    }
+    assert!(held.is_empty(), "{held:?}");
+    rt.ok(&["stop", "-k"]);
+}
+
+#[test]
 fn stop_nowait_returns_once_the_monitor_has_the_request() {
     let rt = Rt::new("nowait", "");
     rt.ok(&["start", "-d"]);

@@ -209,6 +209,14 @@ pub fn start(plan: &StartPlan) -> Result<Started> {
 
 /// In the forked monitor: rlxc-execute's stdio at `APP_STDIO` (first lifted above those
 /// numbers, so that none is overwritten before it is copied), or nothing there.
+/// How many descriptors from 3 up `keep_app_stdio` put in place.
+fn kept_app_stdio(plan: &StartPlan) -> u32 {
+    match plan.app.as_ref().and_then(|a| a.stdio.as_ref()) {
+        Some(_) => APP_STDIO.len() as u32,
+        None => 0,
+    }
+}
+
 fn keep_app_stdio(plan: &StartPlan) -> std::io::Result<()> {
     let Some(fds) = plan.app.as_ref().and_then(|a| a.stdio.as_ref()) else {
         return Ok(());
@@ -247,8 +255,9 @@ fn spawn_monitor(
                 .and_then(|_| crate::sys::dup_onto(wr.as_fd(), 1))
                 .and_then(|_| crate::sys::dup_onto(log.as_fd(), 2))
                 .and_then(|_| keep_app_stdio(plan))
-                // Nothing else of rlxc-start's: no lock or socket may outlive it here.
-                .and_then(|_| crate::sys::close_fds_from(3 + APP_STDIO.len() as u32));
+                // Nothing else of rlxc-start's: no lock or socket may outlive it here
+                // (3-5 stay only when they are rlxc-execute's stdio).
+                .and_then(|_| crate::sys::close_fds_from(3 + kept_app_stdio(plan)));
             if let Err(e) = ready {
                 eprintln!("monitor set-up: {e}");
                 crate::sys::exit_child(1);
