@@ -36,20 +36,33 @@ missing_of() {
     done
 }
 
+# apt-get with retries: a CI machine's resolver can fail for a minute at a time, and one
+# failed fetch must not fail the whole run.
+apt_retry() {
+    local try
+    for try in 1 2 3 4 5; do
+        DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Retries=3 "$@" && return 0
+        [ "$try" = 5 ] && break
+        echo "apt-get $1 failed (try $try of 5); retrying in $((try * 10)) s" >&2
+        sleep $((try * 10))
+    done
+    return 1
+}
+
 install_deps() {
     local missing=() bench=()
     mapfile -t missing < <(missing_of "${packages[@]}")
     mapfile -t bench < <(missing_of "${bench_packages[@]}")
     if [ ${#missing[@]} -gt 0 ] || [ ${#bench[@]} -gt 0 ]; then
-        apt-get update -qq || true
+        apt_retry update -qq || true
     fi
     if [ ${#missing[@]} -gt 0 ]; then
         echo "installing: ${missing[*]}"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+        apt_retry install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     fi
     if [ ${#bench[@]} -gt 0 ]; then
         echo "installing (for the benchmarks): ${bench[*]}"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${bench[@]}" >/dev/null \
+        apt_retry install -y -qq --no-install-recommends "${bench[@]}" >/dev/null \
             || echo "warning: could not install ${bench[*]}; the benchmarks that compare with lxc-copy need it" >&2
     fi
     command -v cargo >/dev/null || { echo "cargo is missing: install Rust (rustup) first" >&2; exit 1; }
