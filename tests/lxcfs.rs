@@ -1,7 +1,8 @@
 //! lxcfs's views: without an lxcfs on the host a start says nothing about it and
 //! rlxc-info says the views are off; with one (started here on a mountpoint of the
-//! test's own when none runs), `free -m` inside shows the container's memory limit and
-//! info says the views are on. One test: an lxcfs the test starts is seen by every start
+//! test's own when none runs), /proc/meminfo and /proc/uptime inside are the
+//! container's, `free -m` in a Debian container shows its memory limit, and info says
+//! the views are on. One test: an lxcfs the test starts is seen by every start
 //! on the host.
 
 mod common;
@@ -75,13 +76,42 @@ fn views_off_without_lxcfs_and_free_shows_the_limit_with_it() {
         info.contains("lxcfs views:") && info.contains("on"),
         "{info}"
     );
-    let out = rt.attach(&["free", "-m"]);
+    // busybox's free asks sysinfo(2), which no FUSE view can answer: the view itself
+    // must show the limit.
+    let meminfo = stdout(&rt.attach(&["head", "-1", "/proc/meminfo"]));
+    assert_eq!(
+        meminfo.split_whitespace().nth(1),
+        Some("262144"),
+        "/proc/meminfo inside: {meminfo}"
+    );
+    let uptime = stdout(&rt.attach(&["cat", "/proc/uptime"]));
+    let up: f64 = uptime
+        .split_whitespace()
+        .next()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(f64::MAX);
+    assert!(
+        up < 60.0,
+        "/proc/uptime inside is the container's lifetime: {uptime}"
+    );
+    rt.ok(&["stop", "-k"]);
+    rt.assert_clean();
+
+    // procps' free (a Debian container) reads /proc/meminfo: it shows the limit.
+    let deb = Rt::with_image(
+        "debian",
+        "bookworm",
+        "views-deb",
+        "[limits]\nmemory = \"256M\"\n\n[[network]]\ntype = \"empty\"\n",
+    );
+    deb.ok(&["start", "-d"]);
+    let out = deb.attach(&["free", "-m"]);
     let total: Option<u64> = stdout(&out)
         .lines()
         .find(|l| l.starts_with("Mem:"))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|t| t.parse().ok());
     assert_eq!(total, Some(256), "free -m inside:\n{}", stdout(&out));
-    rt.ok(&["stop", "-k"]);
-    rt.assert_clean();
+    deb.ok(&["stop", "-k"]);
+    deb.assert_clean();
 }

@@ -51,11 +51,7 @@ fn console(env: &Env, name: &str) -> Tmux {
 fn log_in_and_run(env: &Env, name: &str, password: &str, cmd: &str, expect: &str) {
     let t = console(env, name);
     t.keys(&["Enter"]);
-    t.wait_for(&format!("{name} login:"));
-    t.keys(&["root", "Enter"]);
-    t.wait_for("Password:");
-    t.keys(&[password, "Enter"]);
-    t.wait_for(&format!("root@{name}"));
+    t.log_in_as_root(name, password);
     t.keys(&[cmd, "Enter"]);
     t.wait_for(expect);
     t.keys(&["C-a", "q"]);

@@ -296,7 +296,8 @@ fn enter_and_exec(
     // PID namespace from then on, and is never there without them.
     crate::sys::drop_bounding_caps(crate::runtime::child::CAPS_DROP)
         .map_err(|e| Error::io("drop capabilities of", "the command", e))?;
-    crate::sys::seccomp::install()
+    let userns = ns.iter().any(|(_, f)| *f == CloneFlags::CLONE_NEWUSER);
+    crate::sys::seccomp::install(crate::sys::seccomp::NewMountApi::for_userns(userns))
         .map_err(|e| Error::io("install the seccomp filter for", "the command", e))?;
     let forwarded = relay::forwarded_signals();
     forwarded

@@ -114,6 +114,9 @@ impl Container {
         }
         let info = initsys::inspect(&root, &init[0]);
         drop(root);
+        if let Some(w) = initsys::privileged_warning(&info, cfg.idmap.is_some()) {
+            eprintln!("{}: warning: {w}", c.name);
+        }
         let view = initsys::choose(cfg.cgroup_layout, &crate::cgroup::Layout::detect()?, &info)
             .map_err(|e| Error::Other(format!("{} cannot start: {e}", c.name)))?;
         prepare_networks(sys, c, cfg)?;

@@ -21,6 +21,24 @@ const READ_MAX: u64 = 32 << 20;
 pub const SYSTEMD_NEEDS_UNIFIED: u32 = 258;
 /// systemd before this version cannot run on a pure cgroup2 tree.
 pub const SYSTEMD_FIRST_UNIFIED: u32 = 230;
+/// systemd from this version on sets up service credentials with the new mount API
+/// only (fsopen/fsmount), which a privileged container's seccomp filter answers with
+/// ENOSYS (`sys::seccomp::NewMountApi`).
+pub const SYSTEMD_CREDENTIALS_NEED_FSMOUNT: u32 = 259;
+
+/// What a start says when the init cannot run all its services in a privileged
+/// container: None when it can.
+pub fn privileged_warning(init: &InitInfo, unprivileged: bool) -> Option<String> {
+    let v = init.systemd_version?;
+    (!unprivileged && v >= SYSTEMD_CREDENTIALS_NEED_FSMOUNT).then(|| {
+        format!(
+            "systemd {v} sets up service credentials with the new mount API, which a \
+             privileged container does not get: journald, networkd and other services with \
+             credentials will fail. Make the container unprivileged (an [idmap] table in its \
+             config) to boot it fully"
+        )
+    })
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
@@ -101,7 +119,12 @@ pub fn inspect(root: &Root, init: &str) -> InitInfo {
         (Family::Other, None)
     };
     let powerfail = family == Family::Sysvinit
-        && read_regular(root, b"etc/inittab").is_some_and(|t| has_powerfail(&t));
+        && read_regular(root, b"etc/inittab").is_some_and(|t| {
+            has_powerfail(&t, |prog| {
+                root.openat(prog.trim_start_matches('/').as_bytes(), OFlag::O_PATH, 0)
+                    .is_ok()
+            })
+        });
     InitInfo {
         family,
         systemd_version,
@@ -198,15 +221,19 @@ fn package_version(status: &str, name: &str) -> Option<u32> {
     })
 }
 
-/// An uncommented inittab entry whose action SIGPWR triggers.
-fn has_powerfail(inittab: &[u8]) -> bool {
+/// An uncommented inittab entry whose action SIGPWR triggers and whose program is
+/// there (`exists`): Debian's stock inittab names /etc/init.d/powerfail, which no
+/// package ships, so SIGPWR does nothing there.
+fn has_powerfail(inittab: &[u8], exists: impl Fn(&str) -> bool) -> bool {
     String::from_utf8_lossy(inittab).lines().any(|l| {
         let l = l.trim();
+        let mut f = l.splitn(4, ':');
+        let (action, process) = (f.nth(2), f.next());
         !l.starts_with('#')
-            && matches!(
-                l.split(':').nth(2),
-                Some("powerfail" | "powerwait" | "powerfailnow")
-            )
+            && matches!(action, Some("powerfail" | "powerwait" | "powerfailnow"))
+            && process
+                .and_then(|p| p.trim_start_matches('+').split_whitespace().next())
+                .is_some_and(&exists)
     })
 }
 

@@ -77,6 +77,15 @@ fn sysvinit_and_its_powerfail_entry() {
     assert_eq!(i.signals(), (libc::SIGPWR, libc::SIGINT));
     assert!(i.halt_hint().unwrap().contains("powerfail"));
 
+    // Debian's stock entries name a script no package ships: SIGPWR does nothing.
+    let mut stock = tab.to_vec();
+    stock.extend(b"pf::powerwait:/etc/init.d/powerfail start\n");
+    let d = rootfs(
+        &[("sbin/init", b"\x7fELF init"), ("etc/inittab", &stock)],
+        &[],
+    );
+    assert!(!look(d.path()).powerfail, "its program is missing");
+
     let mut tab = tab.to_vec();
     tab.extend(b"p0::powerfail:/sbin/init 0\n");
     let d = rootfs(
@@ -179,4 +188,12 @@ fn a_configured_layout_is_taken_where_the_host_has_it() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("only cgroup2"), "{e}");
+}
+
+#[test]
+fn privileged_systemd_259_and_newer_is_warned_of_credentials() {
+    assert!(privileged_warning(&systemd(262), true).is_none());
+    assert!(privileged_warning(&systemd(257), false).is_none());
+    let w = privileged_warning(&systemd(259), false).unwrap();
+    assert!(w.contains("systemd 259") && w.contains("[idmap]"), "{w}");
 }

@@ -33,9 +33,34 @@ const MS_REMOUNT: u32 = 32;
 const MS_BIND: u32 = 4096;
 
 /// The new mount API (open_tree, move_mount, fsopen, fsconfig, fsmount, fspick,
-/// mount_setattr; one numbering on every ABI since Linux 5.2): ENOSYS, so programs fall
-/// back to mount(2), which the AppArmor profile mediates and this filter inspects.
+/// mount_setattr; one numbering on every ABI since Linux 5.2).
 const NEW_MOUNT_API: &[u32] = &[428, 429, 430, 431, 432, 433, 442];
+
+/// What the new mount API gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NewMountApi {
+    /// A privileged container: ENOSYS, so programs fall back to mount(2), which the
+    /// AppArmor profile mediates and this filter inspects (neither can see into
+    /// fsopen/fsconfig/move_mount on the kernels rlxc runs on).
+    NoSuchCall,
+    /// An unprivileged container: allowed. The kernel confines every mount made in a
+    /// user namespace (locked mounts stay locked, a superblock the namespace does not
+    /// own cannot be reconfigured, proc and sysfs need a fully visible instance), and
+    /// systemd 259 and newer set up service credentials with fsopen/fsmount only:
+    /// ENOSYS there fails every service that has credentials.
+    Allowed,
+}
+
+impl NewMountApi {
+    /// Allowed in a user namespace of the container's own, ENOSYS otherwise.
+    pub fn for_userns(userns: bool) -> Self {
+        if userns {
+            NewMountApi::Allowed
+        } else {
+            NewMountApi::NoSuchCall
+        }
+    }
+}
 
 /// One ABI: its audit arch, the syscalls denied outright (kexec_load, kexec_file_load,
 /// open_by_handle_at, init_module, finit_module, delete_module) and umount2, denied
@@ -151,10 +176,11 @@ impl Asm {
 }
 
 /// The filter program: per ABI, deny the listed syscalls, a forced umount2 and a
-/// read-only superblock remount, answer the new mount API with ENOSYS; allow the rest.
+/// read-only superblock remount, answer the new mount API as `new_mount_api` says;
+/// allow the rest.
 /// Calls of an ABI not listed (32-bit ARM on arm64, say) are denied: their numbers
 /// mean other calls, unchecked here.
-pub fn program() -> Vec<libc::sock_filter> {
+pub fn program(new_mount_api: NewMountApi) -> Vec<libc::sock_filter> {
     let deny_errno = SECCOMP_RET_ERRNO | libc::EPERM as u32;
     let enosys = SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
     let mut a = Asm::default();
@@ -175,8 +201,10 @@ pub fn program() -> Vec<libc::sock_filter> {
         for nr in abi.deny {
             a.jump(BPF_JEQ_K, *nr, To::Label(deny), To::Next);
         }
-        for nr in NEW_MOUNT_API {
-            a.jump(BPF_JEQ_K, *nr, To::Label(no_such_call), To::Next);
+        if new_mount_api == NewMountApi::NoSuchCall {
+            for nr in NEW_MOUNT_API {
+                a.jump(BPF_JEQ_K, *nr, To::Label(no_such_call), To::Next);
+            }
         }
         a.jump(BPF_JEQ_K, abi.umount2, To::Label(umount2), To::Next);
         a.jump(BPF_JEQ_K, abi.mount, To::Label(mount), To::Label(allow));
@@ -205,8 +233,8 @@ pub fn program() -> Vec<libc::sock_filter> {
 }
 
 /// Install the filter for this process and its descendants.
-pub fn install() -> io::Result<()> {
-    let prog = program();
+pub fn install(new_mount_api: NewMountApi) -> io::Result<()> {
+    let prog = program(new_mount_api);
     let fprog = libc::sock_fprog {
         len: prog.len() as u16,
         filter: prog.as_ptr() as *mut libc::sock_filter,
@@ -264,7 +292,7 @@ mod tests {
 
     #[test]
     fn denies_the_list_and_allows_the_rest() {
-        let p = program();
+        let p = program(NewMountApi::NoSuchCall);
         let deny = SECCOMP_RET_ERRNO | libc::EPERM as u32;
         for abi in tables() {
             for nr in abi.deny {
@@ -292,10 +320,25 @@ mod tests {
 
     #[test]
     fn superblock_remounts_and_the_new_mount_api() {
-        let p = program();
+        let p = program(NewMountApi::NoSuchCall);
+        let in_userns = program(NewMountApi::Allowed);
         let deny = SECCOMP_RET_ERRNO | libc::EPERM as u32;
         let enosys = SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
         for abi in tables() {
+            // In a user namespace only the new mount API is answered otherwise.
+            assert_eq!(
+                eval3(&in_userns, abi.arch, abi.mount, 0, MS_REMOUNT | MS_RDONLY),
+                deny
+            );
+            assert_eq!(eval(&in_userns, abi.arch, abi.umount2, MNT_FORCE), deny);
+            for nr in abi.deny.iter().chain(NEW_MOUNT_API) {
+                let want = if NEW_MOUNT_API.contains(nr) {
+                    SECCOMP_RET_ALLOW
+                } else {
+                    deny
+                };
+                assert_eq!(eval(&in_userns, abi.arch, *nr, 0), want, "nr {nr}");
+            }
             let m = |flags| eval3(&p, abi.arch, abi.mount, 0, flags);
             assert_eq!(m(MS_REMOUNT | MS_RDONLY), deny);
             assert_eq!(

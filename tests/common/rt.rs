@@ -96,11 +96,7 @@ impl Rt {
     /// Log in as root (the fixtures' password) at the console shown in `t`.
     pub fn log_in(&self, t: &Tmux) {
         t.keys(&["Enter"]);
-        t.wait_for(&format!("{} login:", self.name));
-        t.keys(&["root", "Enter"]);
-        t.wait_for("Password:");
-        t.keys(&["rlxc", "Enter"]);
-        t.wait_for(&format!("root@{}", self.name));
+        t.log_in_as_root(&self.name, "rlxc");
     }
 
     /// systemd settles at "running" with no failed unit.

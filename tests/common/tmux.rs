@@ -56,6 +56,31 @@ impl Tmux {
         assert!(st.success());
     }
 
+    /// Until the screen has not changed for `quiet` (at most 5 s).
+    pub fn settle(&self, quiet: std::time::Duration) {
+        let t0 = std::time::Instant::now();
+        let (mut last, mut since) = (self.screen(), std::time::Instant::now());
+        while since.elapsed() < quiet && t0.elapsed() < std::time::Duration::from_secs(5) {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let s = self.screen();
+            if s != last {
+                (last, since) = (s, std::time::Instant::now());
+            }
+        }
+    }
+
+    /// Log in as root with `password` at `host`'s login prompt. A getty that
+    /// asks the terminal its size (util-linux 2.41) can get the answer after it stopped
+    /// waiting, as typed text: the screen settles and the line is killed (Ctrl-u) first.
+    pub fn log_in_as_root(&self, host: &str, password: &str) {
+        self.wait_for(&format!("{host} login:"));
+        self.settle(std::time::Duration::from_millis(300));
+        self.keys(&["C-u", "root", "Enter"]);
+        self.wait_for("Password:");
+        self.keys(&[password, "Enter"]);
+        self.wait_for(&format!("root@{host}"));
+    }
+
     pub fn wait_for(&self, text: &str) -> String {
         let t0 = std::time::Instant::now();
         loop {

@@ -104,7 +104,10 @@ else
             "$rlxc" create -q -n "$rel" -t download -d debian -r "$rel" -f "$work/udeb.toml" >/dev/null
         fi
     done
-    for c in udeb:2000000000 ubb:2000065536; do
+    # Unprivileged, as new containers are by default (systemd 259+ needs it for its
+    # services' credentials: sys/seccomp.rs).
+    for c in udeb:2000000000 ubb:2000065536 trixie:2000131072 sid:2000196608; do
+        [ -d "$root/var/lib/rlxc/${c%%:*}" ] || continue
         printf '\n[idmap]\nuid = %s\ngid = %s\n' "${c#*:}" "${c#*:}" >> "$root/var/lib/rlxc/${c%%:*}/config.toml"
     done
 fi

@@ -181,7 +181,8 @@ fn setup_and_exec(spec: &ChildSpec, join: &[JoinFile], sync: BorrowedFd<'_>) -> 
         crate::apparmor::confine_on_exec(profile)?;
     }
     sys::drop_bounding_caps(CAPS_DROP).map_err(|e| Error::io("drop capabilities of", "init", e))?;
-    sys::seccomp::install().map_err(|e| Error::io("install the seccomp filter for", "init", e))?;
+    sys::seccomp::install(sys::seccomp::NewMountApi::for_userns(spec.userns.is_some()))
+        .map_err(|e| Error::io("install the seccomp filter for", "init", e))?;
     sys::mark_fds_cloexec_from(3);
     // The monitor makes `[[device]]` nodes in this root, then says go once the network
     // is in place too.
