@@ -6,25 +6,15 @@
 //! one container with its monitor in the unit; apt-get remove keeps their data and purge
 //! removes /etc/rlxc only.
 
+mod common;
+
 use std::process::Command;
 
 #[test]
 fn debian_package_autostarts_after_reboot_and_upgrades_stop_nothing() {
     let repo = env!("CARGO_MANIFEST_DIR");
     let out_dir = tempfile::tempdir().unwrap();
-    let built = Command::new("bash")
-        .arg(format!("{repo}/packaging/build-deb.sh"))
-        .env("RLXC_BINARY", env!("CARGO_BIN_EXE_rlxc"))
-        .env("RLXC_DEB_DIR", out_dir.path())
-        .output()
-        .expect("run packaging/build-deb.sh");
-    let stdout = String::from_utf8_lossy(&built.stdout);
-    assert!(
-        built.status.success(),
-        "build-deb.sh failed: {stdout}{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    let deb = stdout.lines().last().unwrap_or_default().to_string();
+    let deb = common::deb::build(out_dir.path(), true);
     let out = Command::new("bash")
         .arg(format!("{repo}/tests/vm/host.sh"))
         .arg(env!("CARGO_BIN_EXE_rlxc"))

@@ -1,4 +1,4 @@
-//! Output for scripts: `rlxc-ls --json` and its filters (state flags, a regex, -F),
+//! Output for scripts: `rlxc-ls --json` and its filters (state flags, a regex, -g, -F),
 //! `rlxc-info --json`, parsed as a script would; two busybox containers, one running
 //! and one frozen, one stopped.
 
@@ -27,7 +27,8 @@ fn names(v: &Value) -> Vec<String> {
 fn ls_and_info_speak_json_and_ls_filters_as_lxc_ls() {
     let rt = Rt::new(
         "js",
-        "[[network]]\ntype = \"empty\"\n[limits]\nmemory = \"256M\"\n",
+        "[[network]]\ntype = \"empty\"\n[limits]\nmemory = \"256M\"\n\
+         [autostart]\ngroups = [\"web\"]\n",
     );
     let other = Made {
         env: &rt.env,
@@ -37,12 +38,12 @@ fn ls_and_info_speak_json_and_ls_filters_as_lxc_ls() {
         env: &rt.env,
         name: format!("{}-c", rt.name),
     };
-    for m in [&other, &third] {
+    for (m, groups) in [(&other, "[\"web\", \"db\"]"), (&third, "[]")] {
         rt.env.create_with(
             &m.name,
             "busybox",
             &common::busybox_release(),
-            "[[network]]\ntype = \"empty\"\n",
+            &format!("[[network]]\ntype = \"empty\"\n[autostart]\ngroups = {groups}\n"),
         );
     }
     rt.ok(&["start", "-d"]);
@@ -57,6 +58,7 @@ fn ls_and_info_speak_json_and_ls_filters_as_lxc_ls() {
         "name",
         "state",
         "autostart",
+        "groups",
         "pid",
         "ipv4",
         "ipv6",
@@ -72,6 +74,7 @@ fn ls_and_info_speak_json_and_ls_filters_as_lxc_ls() {
     assert!(first["pid"].as_i64().is_some_and(|p| p > 1), "{first}");
     assert!(first["memory"].as_u64().is_some_and(|m| m > 0), "{first}");
     assert_eq!(first["backing"], "dir");
+    assert_eq!(first["groups"], serde_json::json!(["web"]));
     assert!(first["ipv4"].is_array());
     assert_eq!(all[1]["state"], "STOPPED");
     assert_eq!(all[1]["pid"], Value::Null);
@@ -99,6 +102,28 @@ fn ls_and_info_speak_json_and_ls_filters_as_lxc_ls() {
     assert_eq!(only(&["ls", "--json", "^t[0-9]+-js$"]), strs(&[&rt.name]));
     let plain = rt.env.ok(&["ls", "-1", "--active", "b$|c$"]);
     assert_eq!(plain.lines().collect::<Vec<_>>(), [third.name.as_str()]);
+    // -g as lxc-ls's: in every group given (comma-separated or repeated), with the rest.
+    assert_eq!(
+        only(&["ls", "--json", "-g", "web"]),
+        strs(&[&rt.name, &other.name])
+    );
+    assert_eq!(
+        only(&["ls", "--json", "-g", "db,web"]),
+        strs(&[&other.name])
+    );
+    assert_eq!(
+        only(&["ls", "--json", "--groups", "web", "--groups", "db"]),
+        strs(&[&other.name])
+    );
+    assert_eq!(
+        only(&["ls", "--json", "-g", "web", "--running"]),
+        strs(&[&rt.name])
+    );
+    assert!(only(&["ls", "--json", "-g", "nosuch"]).is_empty());
+    let grouped = rt.env.ok(&["ls", "-g", "db", "-F", "name,groups"]);
+    let lines: Vec<&str> = grouped.lines().collect();
+    assert_eq!(lines.len(), 2, "{grouped}");
+    assert!(lines[1].ends_with("web, db"), "{grouped}");
 
     // -F picks the keys (and the table's columns).
     let picked = json(

@@ -1,5 +1,5 @@
 //! rlxc-ls: container names, a table with -f / -F, or JSON; LXC's filters (state
-//! flags and a regex on the name).
+//! flags, a regex on the name, autostart groups).
 
 use std::cell::OnceCell;
 use std::io::IsTerminal;
@@ -25,7 +25,7 @@ pub struct Args {
     #[arg(short = 'f', long = "fancy")]
     fancy: bool,
     /// Columns for -f (and keys for --json), comma-separated: name, state, autostart,
-    /// pid, ipv4, ipv6, memory, unprivileged, arch, image, backing.
+    /// groups, pid, ipv4, ipv6, memory, unprivileged, arch, image, backing.
     #[arg(short = 'F', long = "fancy-format", value_name = "COLUMNS")]
     fancy_format: Option<String>,
     /// A JSON array of objects, one per container, keyed by column (all of them without
@@ -44,6 +44,10 @@ pub struct Args {
     /// Only active containers: running or frozen.
     #[arg(long = "active")]
     active: bool,
+    /// Only containers in every one of these autostart groups, comma-separated (may be
+    /// repeated), as lxc-ls -g.
+    #[arg(short = 'g', long = "groups", value_name = "GROUPS")]
+    groups: Vec<String>,
     #[command(flatten)]
     common: Common,
 }
@@ -106,6 +110,11 @@ const COLUMNS: &[Column] = &[
         json: |r| json!(autostart(r)),
     },
     Column {
+        key: "groups",
+        text: |r| list_text(groups(r)),
+        json: |r| json!(groups(r)),
+    },
+    Column {
         key: "pid",
         text: |r| dash_or(r.pid().map(|p| p.to_string())),
         json: |r| json!(r.pid()),
@@ -149,6 +158,10 @@ const COLUMNS: &[Column] = &[
 
 fn autostart(r: &Row) -> bool {
     r.cfg.as_ref().is_some_and(|x| x.autostart.enabled)
+}
+
+fn groups<'a>(r: &'a Row) -> &'a [String] {
+    r.cfg.as_ref().map_or(&[], |x| &x.autostart.groups)
 }
 
 fn unprivileged(r: &Row) -> Option<bool> {
@@ -197,6 +210,17 @@ fn wanted_states(a: &Args) -> Vec<&'static str> {
     v
 }
 
+/// The groups of `-g`: every comma-separated name, empty ones left out.
+fn wanted_groups(a: &Args) -> Vec<&str> {
+    let mut v: Vec<&str> = Vec::new();
+    for g in a.groups.iter().flat_map(|g| g.split(',')).map(str::trim) {
+        if !g.is_empty() && !v.contains(&g) {
+            v.push(g);
+        }
+    }
+    v
+}
+
 /// Monitors asked at once by rlxc-ls: enough to hide each round trip's wait, few enough
 /// for a 2-core host.
 const LS_THREADS: usize = 16;
@@ -208,6 +232,7 @@ pub fn run(a: Args) -> Result<i32> {
         None => None,
     };
     let states = wanted_states(&a);
+    let must = wanted_groups(&a);
     let all = Container::list(&sys)?;
     let picked: Vec<&Container> = all
         .iter()
@@ -226,6 +251,10 @@ pub fn run(a: Args) -> Result<i32> {
             state,
             addresses: OnceCell::new(),
         };
+        // lxc-ls -g: a container must be in all of them (ls_has_all_grps).
+        if !must.iter().all(|g| groups(&row).iter().any(|h| h == g)) {
+            return None;
+        }
         if want_addresses {
             row.addresses();
         }

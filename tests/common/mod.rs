@@ -3,6 +3,7 @@
 //! environment (its own config, lxcpath, cachepath and runpath in a temp dir).
 #![allow(dead_code)]
 
+pub mod deb;
 pub mod overlay;
 pub mod rt;
 pub mod tree;
