@@ -11,6 +11,9 @@
 //! runs AppArmor, so the container profile is tested there too: loaded, confining init
 //! and attached commands, refusing the remounts and binds that would reach the host.
 //! Unprivileged Debian and busybox boot there too, with their cgroup delegated.
+//! A running container is a machine systemd-machined lists, and forgets at stop.
+//! The init fixtures boot there too: trixie and sid (systemd 257, 262) to `running`
+//! and sysvinit to runlevel 2 with gettys, each reboots with `-r` and stops.
 //! rlxc-device gives a node through the replaced BPF filter and takes it back;
 //! rlxc-execute returns the command's status, gives a `[[device]]` of `-f CONFIG` before
 //! the command starts, and its init runs confined from a sealed copy of rlxc.
@@ -35,6 +38,9 @@ fn pure_cgroup_v2_host() {
     for want in [
         "RLXC-V2 ok host is pure cgroup v2",
         "RLXC-V2 ok systemd in the container: is-system-running = running",
+        "RLXC-V2 ok machinectl list shows the running container",
+        "RLXC-V2 ok machinectl status shows its leader, init",
+        "RLXC-V2 ok machinectl list no longer shows the stopped container",
         "RLXC-V2 ok init was born in its cgroup (clone3 CLONE_INTO_CGROUP)",
         "RLXC-V2 ok systemd delegated below the container's cgroup",
         "RLXC-V2 ok limits.memory -> memory.max",
@@ -97,7 +103,32 @@ fn pure_cgroup_v2_host() {
         for want in [
             format!("RLXC-V2 ok {rel}: is-system-running = running"),
             format!("RLXC-V2 ok {rel} runs on the unified layout"),
+            format!("RLXC-V2 ok {rel} came back: a new init pid and boot id"),
+            format!("RLXC-V2 ok {rel} is up again after the reboot"),
             format!("RLXC-V2 ok nothing left of {rel}"),
+        ] {
+            assert!(
+                lines.contains(&want.as_str()),
+                "missing {want:?} in:\n{stdout}"
+            );
+        }
+    }
+    // sysvinit, stock inittab and LXC's powerfail line, where the mirror has them.
+    for (c, halt) in [
+        ("sysv", "sysv: the stop says why it killed (no powerfail entry)"),
+        ("sysvpf", "sysvpf: halts cleanly on SIGPWR"),
+    ] {
+        if lines.contains(&format!("RLXC-V2 NOT RUN {c} (no fixture image)").as_str()) {
+            println!("NOT RUN: {c} on the pure cgroup v2 host (no fixture image)");
+            continue;
+        }
+        for want in [
+            format!("RLXC-V2 ok {c} reaches runlevel 2"),
+            format!("RLXC-V2 ok {c} runs gettys on its ttys"),
+            format!("RLXC-V2 ok {c} came back: a new init pid and boot id"),
+            format!("RLXC-V2 ok {c} is up again after the reboot"),
+            format!("RLXC-V2 ok {halt}"),
+            format!("RLXC-V2 ok nothing left of {c}"),
         ] {
             assert!(
                 lines.contains(&want.as_str()),

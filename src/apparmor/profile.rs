@@ -45,10 +45,19 @@ const RULES: &str = r#"
 "#;
 
 /// Where a proc or sysfs instance may be: the container's own, and where systemd
-/// builds a service's root before it pivots into it (ProtectProc=, ProcSubset=, ...).
-/// Each is held to the same path rules.
-const PROC_ROOTS: &[&str] = &["proc", "run/systemd/unit-root/proc"];
-const SYS_ROOTS: &[&str] = &["sys", "run/systemd/unit-root/sys"];
+/// builds a service's root before it pivots into it (ProtectProc=, ProcSubset=, ...;
+/// `unit-root` up to systemd 254, `mount-rootfs` from 255 on). Each is held to the
+/// same path rules.
+const PROC_ROOTS: &[&str] = &[
+    "proc",
+    "run/systemd/unit-root/proc",
+    "run/systemd/mount-rootfs/proc",
+];
+const SYS_ROOTS: &[&str] = &[
+    "sys",
+    "run/systemd/unit-root/sys",
+    "run/systemd/mount-rootfs/sys",
+];
 
 /// Below /proc only the container's processes (pid directories, self), the network
 /// namespace's knobs and the namespaced kernel.* ones (its hostname, IPC limits) may be
@@ -133,9 +142,12 @@ fn ancestors() -> Vec<String> {
     v
 }
 
-/// Where systemd binds the root recursively to build a service's namespace; the
-/// proc and sysfs places inside it have path rules of their own.
-const UNIT_ROOT: &str = "/run/systemd/unit-root{,/}";
+/// Where systemd binds the root recursively to build a service's namespace (before
+/// and from systemd 255); the proc and sysfs places inside have path rules of their own.
+const UNIT_ROOTS: &[&str] = &[
+    "/run/systemd/unit-root{,/}",
+    "/run/systemd/mount-rootfs{,/}",
+];
 
 /// The path rules for one proc place: the kernel's own files, and /proc/sys but for
 /// what is the container's.
@@ -187,25 +199,54 @@ fn superblock_remounts() -> Vec<String> {
         .collect()
 }
 
+/// The longest alternation in one rule, in bytes: two of them and the rest of a rule
+/// stay well under the 16 KiB apparmor_parser's lexer takes in one token.
+const ALTERNATION_MAX: usize = 6000;
+
+/// `patterns` as `{a,b,...}` alternations of at most ALTERNATION_MAX bytes each.
+fn alternations(patterns: &[String]) -> Vec<String> {
+    let mut out: Vec<Vec<&str>> = Vec::new();
+    let mut len = 0;
+    for p in patterns {
+        match out.last_mut() {
+            Some(group) if len + p.len() < ALTERNATION_MAX => group.push(p),
+            _ => {
+                out.push(vec![p]);
+                len = 0;
+            }
+        }
+        len += p.len() + 1;
+    }
+    out.into_iter()
+        .map(|group| format!("{{{}}}", group.join(",")))
+        .collect()
+}
+
 /// The whole profile, named `name`.
 pub fn text(name: &str) -> String {
     let mut p = format!("profile {name} flags=(attach_disconnected,mediate_deleted) {{\n");
     p.push_str(RULES);
-    // One rule each, the patterns as alternations: a rule per pair would be thousands.
-    let places = format!("{{{}}}", writable_places().join(","));
-    let sources = format!("{{{}}}", foreign_sources().join(","));
-    p.push_str(&format!("  deny mount fstype=proc -> {places},\n"));
-    p.push_str(&format!("  deny mount fstype=sysfs -> {places},\n"));
-    p.push_str(&format!("  deny mount {sources} -> {places},\n"));
+    // The patterns as alternations (a rule per pair would be thousands), cut into
+    // rules short enough for apparmor_parser's lexer (a token of 16 KiB overflows it).
+    let places = alternations(&writable_places());
+    let sources = alternations(&foreign_sources());
     let elsewhere: Vec<String> = writable_places()
         .into_iter()
-        .filter(|w| w != UNIT_ROOT)
+        .filter(|w| !UNIT_ROOTS.contains(&w.as_str()))
         .collect();
-    p.push_str(&format!(
-        "  deny mount {{{}}} -> {{{}}},\n",
-        ancestors().join(","),
-        elsewhere.join(",")
-    ));
+    let ancestors = alternations(&ancestors());
+    for to in &places {
+        p.push_str(&format!("  deny mount fstype=proc -> {to},\n"));
+        p.push_str(&format!("  deny mount fstype=sysfs -> {to},\n"));
+        for from in &sources {
+            p.push_str(&format!("  deny mount {from} -> {to},\n"));
+        }
+    }
+    for to in alternations(&elsewhere) {
+        for from in &ancestors {
+            p.push_str(&format!("  deny mount {from} -> {to},\n"));
+        }
+    }
     p.extend(superblock_remounts());
     p.extend(PROC_ROOTS.iter().flat_map(|r| proc_file_rules(r)));
     p.extend(SYS_ROOTS.iter().flat_map(|r| sys_file_rules(r)));
@@ -450,11 +491,15 @@ mod tests {
                 "/",
                 "/run{,/}",
                 "/run/systemd{,/}",
-                "/run/systemd/unit-root{,/}"
+                "/run/systemd/unit-root{,/}",
+                "/run/systemd/mount-rootfs{,/}"
             ]
         );
-        // systemd's recursive bind of / for a service stays possible.
-        assert!(writable_places().iter().any(|w| w == UNIT_ROOT));
+        // systemd's recursive bind of / for a service stays possible (systemd 257 was
+        // refused it under mount-rootfs before that had rules of its own).
+        for u in UNIT_ROOTS {
+            assert!(writable_places().iter().any(|w| w == u), "{u}");
+        }
     }
 
     #[test]
@@ -473,5 +518,30 @@ mod tests {
         assert!(t.starts_with("profile rlxc-test flags=(attach_disconnected,mediate_deleted) {\n"));
         assert!(t.ends_with("}\n"));
         assert!(t.contains("deny mount fstype=devpts,"));
+    }
+
+    /// The parser itself takes the profile (the VM's kernel loads it; here only the
+    /// parser runs): a rule too long for its lexer failed every start there.
+    #[test]
+    fn apparmor_parser_compiles_the_profile() {
+        let t = text("rlxc-test");
+        assert!(t.lines().all(|l| l.len() < 16 * 1024 - 1024));
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("profile");
+        std::fs::write(&f, &t).unwrap();
+        let parser = ["/usr/sbin/apparmor_parser", "/sbin/apparmor_parser"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("apparmor_parser is missing: packaging/setup.sh --deps installs apparmor");
+        let out = std::process::Command::new(parser)
+            .args(["-Q", "-K", "-T"])
+            .arg(&f)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

@@ -104,6 +104,14 @@ else
             "$rlxc" create -q -n "$rel" -t download -d debian -r "$rel" -f "$work/udeb.toml" >/dev/null
         fi
     done
+    # bookworm with sysvinit: the stock inittab (sysv) and LXC's powerfail line (sysvpf).
+    printf '[[network]]\ntype = "empty"\n' > "$work/sysv.toml"
+    for v in sysvinit:sysv sysvinit-powerfail:sysvpf; do
+        if grep -q "^debian;bookworm;amd64;${v%%:*};" "$fixtures/mirror/meta/1.0/index-system"; then
+            "$rlxc" create -q -n "${v#*:}" -t download -d debian -r bookworm --variant "${v%%:*}" \
+                -f "$work/sysv.toml" >/dev/null
+        fi
+    done
     # Unprivileged, as new containers are by default (systemd 259+ needs it for its
     # services' credentials: sys/seccomp.rs).
     for c in udeb:2000000000 ubb:2000065536 trixie:2000131072 sid:2000196608; do
