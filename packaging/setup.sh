@@ -16,20 +16,20 @@ DESTDIR=${DESTDIR:-}
 # network checks (iproute2, iptables), a TLS mirror (openssl, python3), a pure cgroup v2
 # host in a VM (qemu-system-x86, linux-image-amd64; apparmor for the parser the VM's
 # AppArmor checks use), lxcfs (the container views' test starts one on a mountpoint of
-# its own), LXC itself for the side-by-side benchmarks, and lintian and man-db for the
-# package's checks (tests/package.rs). TLS is rustls: no OpenSSL headers are needed to build.
+# its own), a real OCI registry (docker-registry, images pushed to it with skopeo), LXC
+# itself for the side-by-side benchmarks, and lintian and man-db for the package's checks
+# (tests/package.rs). TLS is rustls: no OpenSSL headers are needed to build.
 packages=(
     build-essential pkg-config liblzma-dev ca-certificates
     dnsmasq-base nftables
     debootstrap busybox-static xz-utils tar acl attr libcap2-bin tmux curl bc iproute2 iptables procps
     openssl python3 qemu-system-x86 linux-image-amd64 apparmor
     lxc lxc-templates btrfs-progs lxcfs
-    lintian man-db
+    lintian man-db docker-registry skopeo
 )
 # Only the side-by-side benchmarks need these (lxc-copy copies with rsync; LXC's lxc-oci
-# template pulls with skopeo and unpacks with umoci, from a docker-registry): a machine
-# that cannot fetch them still runs every test.
-bench_packages=(rsync skopeo umoci jq docker-registry)
+# template unpacks with umoci): a machine that cannot fetch them still runs every test.
+bench_packages=(rsync umoci jq)
 
 missing_of() {
     local p

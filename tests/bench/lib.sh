@@ -6,7 +6,8 @@
 export LC_NUMERIC=C # $EPOCHREALTIME with a '.' for bc
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 fixtures=${fixtures:-${RLXC_FIXTURES:-/var/cache/rlxc-test-fixtures}}
-rlxc=${rlxc:-$repo/target/release/rlxc}
+# The release binary bench_prelude builds (where CARGO_TARGET_DIR puts it, if set).
+rlxc=${rlxc:-${CARGO_TARGET_DIR:-$repo/target}/release/rlxc}
 
 # Root and LXC present, fixture images built (build-mirror.sh arguments pass through),
 # the release binary current.

@@ -219,9 +219,18 @@ pub fn three_layers() -> Vec<(Vec<u8>, &'static str)> {
     vec![(base, GZ), (middle, ZST), (top, TAR)]
 }
 
-/// The fixture mirror's rootfs tar of `dist` (busybox, debian), decompressed.
-pub fn fixture_rootfs_tar(dist: &str) -> Vec<u8> {
-    let tarxz = walk_find(&fixture_mirror().join("images").join(dist), "rootfs.tar.xz");
+/// The fixture mirror's rootfs tar of `dist` `release`, decompressed: the default
+/// variant's, as the mirror's index names it (the mirror also has sysvinit variants).
+pub fn fixture_rootfs_tar(dist: &str, release: &str) -> Vec<u8> {
+    let mirror = fixture_mirror();
+    let index = read(mirror.join("meta/1.0/index-system"));
+    let path = index
+        .lines()
+        .map(|l| l.split(';').collect::<Vec<_>>())
+        .find(|f| f.len() == 6 && f[..4] == [dist, release, host_arch(), "default"])
+        .map(|f| f[5].trim_matches('/').to_string())
+        .unwrap_or_else(|| panic!("no {dist} {release} default in the fixture mirror's index"));
+    let tarxz = mirror.join(path).join("rootfs.tar.xz");
     let mut tar = Vec::new();
     use std::io::Read;
     xz2::read::XzDecoder::new(std::fs::File::open(tarxz).unwrap())
@@ -233,23 +242,17 @@ pub fn fixture_rootfs_tar(dist: &str) -> Vec<u8> {
 /// The busybox fixture's rootfs, and a layer that whites out its init.
 pub fn busybox_app_layers() -> (Vec<u8>, Vec<u8>) {
     let no_init = TarBuilder::new().file("sbin/.wh.init", 0o644, b"").finish();
-    (fixture_rootfs_tar("busybox"), no_init)
+    (fixture_rootfs_tar("busybox", &busybox_release()), no_init)
 }
 
-pub fn walk_find(dir: &Path, name: &str) -> PathBuf {
-    pub fn find(dir: &Path, name: &str) -> Option<PathBuf> {
-        for e in std::fs::read_dir(dir).ok()?.flatten() {
-            let p = e.path();
-            if p.file_name().is_some_and(|n| n == name) {
-                return Some(p);
-            }
-            if let Some(f) = p.is_dir().then(|| find(&p, name)).flatten() {
-                return Some(f);
-            }
-        }
-        None
-    }
-    find(dir, name).unwrap_or_else(|| panic!("no {name} under {}", dir.display()))
+/// An installation, its repos with `repo_tag` ("REPO:TAG") the three layers of
+/// `three_layers`, and a test CA (for the TLS tests).
+pub fn three_layer_env(repo_tag: &str) -> (Env, Repos, TestCa) {
+    let env = Env::new("http://127.0.0.1:9");
+    let repos = Repos::new(env.dir.path());
+    let (repo, tag) = repo_tag.rsplit_once(':').unwrap();
+    repos.image(repo, tag, &three_layers(), json!({"Cmd": ["/x"]}));
+    (env, repos, TestCa::new())
 }
 
 /// An installation whose containers have no network (`-f` the returned config).
