@@ -53,6 +53,11 @@ pub enum Error {
     #[error("{0}")]
     NoImage(String),
 
+    /// An OCI reference names no image, or none for this platform: the message says
+    /// what there is (the download template's hint about -t local does not apply).
+    #[error("{0}")]
+    NoOciImage(String),
+
     /// A template program failed, or left what rlxc cannot use.
     #[error("template {template} {msg}")]
     Template { template: String, msg: String },

@@ -115,7 +115,10 @@ fn pure_cgroup_v2_host() {
     }
     // sysvinit, stock inittab and LXC's powerfail line, where the mirror has them.
     for (c, halt) in [
-        ("sysv", "sysv: the stop says why it killed (no powerfail entry)"),
+        (
+            "sysv",
+            "sysv: the stop says why it killed (no powerfail entry)",
+        ),
         ("sysvpf", "sysvpf: halts cleanly on SIGPWR"),
     ] {
         if lines.contains(&format!("RLXC-V2 NOT RUN {c} (no fixture image)").as_str()) {

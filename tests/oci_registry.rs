@@ -375,6 +375,11 @@ fn tls_from_a_test_ca_and_basic_auth() {
         ("noname", "t/missing:1", &["no manifest"][..]),
     ] {
         let out = create_tls(&env, name, &reg.url(repo_tag), &ca.ca, alice);
+        let said = stderr(&out);
+        assert!(
+            !said.contains("-t local"),
+            "the download template's hint: {said}"
+        );
         refused(name, out, what);
     }
     // alice's image.

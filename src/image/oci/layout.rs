@@ -57,7 +57,7 @@ impl Layout {
             let want = tag.map_or("an image (no :TAG given)".to_string(), |t| {
                 format!("tag {t:?}")
             });
-            Error::NoImage(format!(
+            Error::NoOciImage(format!(
                 "{}: no {want}; the layout has: {}",
                 self.path.display(),
                 if names.is_empty() {

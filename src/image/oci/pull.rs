@@ -153,7 +153,7 @@ pub fn pull(req: &PullRequest, progress: &dyn Progress) -> Result<Pulled> {
         variant: config.variant.clone(),
     };
     if config.architecture != arch || (config.os != "linux" && !config.os.is_empty()) {
-        return Err(Error::NoImage(format!(
+        return Err(Error::NoOciImage(format!(
             "{what} is for {platform}, not linux/{arch}: choose the architecture with -a (the \
              image's: -a {})",
             super::debian_arch(&platform)
@@ -248,7 +248,7 @@ fn choose<'a>(
         os: "linux".into(),
         variant: variant.map(str::to_string),
     };
-    Err(Error::NoImage(format!(
+    Err(Error::NoOciImage(format!(
         "{what} has no image for {want}; it has: {} (choose one with -a, e.g. -a {})",
         if have.is_empty() {
             "none for linux".to_string()

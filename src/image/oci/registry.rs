@@ -253,7 +253,7 @@ impl Registry {
             )),
             404 => {
                 let hint = self.tags_hint();
-                Err(Error::NoImage(format!(
+                Err(Error::NoOciImage(format!(
                     "{}: no manifest {reference:?} ({url}: HTTP 404){hint}",
                     self.name
                 )))
