@@ -24,7 +24,7 @@ struct Limit {
     what: &'static str,
 }
 
-const LIMITS: [Limit; 5] = [
+const LIMITS: [Limit; 6] = [
     Limit {
         key: "fs.inotify.max_user_instances",
         // The host's own services, then each privileged systemd's (shared by root).
@@ -51,6 +51,13 @@ const LIMITS: [Limit; 5] = [
         key: "kernel.pid_max",
         need: |p| 4096 + 32 * p.containers,
         what: "process ids (init, its services, each container's monitor)",
+    },
+    Limit {
+        key: "kernel.pty.max",
+        // The host's reserved 1024 (kernel.pty.reserve), its own sessions, then each
+        // container's console and 4 ttys (tty_max's default).
+        need: |p| 1024 + 256 + 5 * p.containers,
+        what: "ptys (each container's console and its tty_max ttys)",
     },
 ];
 
@@ -114,6 +121,7 @@ mod tests {
         };
         let read = |k: &str| match k {
             "kernel.pid_max" => Some(32768),
+            "kernel.pty.max" => Some(4096),
             "fs.inotify.max_user_instances" => Some(128),
             _ => None,
         };
@@ -134,6 +142,13 @@ mod tests {
             by("net.ipv4.neigh.default.gc_thresh3"),
             Verdict::Info(_)
         ));
+        // 800 containers' consoles and ttys pass the default 4096 (1000 did not).
+        assert!(
+            matches!(by("kernel.pty.max"),
+                Verdict::Missing(d) if d.contains("sysctl -w kernel.pty.max=5280")),
+            "{:?}",
+            by("kernel.pty.max")
+        );
         // Unprivileged containers do not share root's inotify count.
         let unpriv = Plan {
             containers: 800,

@@ -34,9 +34,10 @@ pub(super) fn make(root: &Root, count: u32) -> Result<Ttys> {
     };
     for i in 1..=count {
         let tty = format!("/dev/tty{i}");
-        let master = root
-            .openat(b"dev/pts/ptmx", OFlag::O_RDWR | OFlag::O_NOCTTY, 0)
-            .ctx("open a pty for", &tty)?;
+        let master = match root.openat(b"dev/pts/ptmx", OFlag::O_RDWR | OFlag::O_NOCTTY, 0) {
+            Err(nix::errno::Errno::ENOSPC) => return Err(Error::Other(host_ptys_used_up(&tty))),
+            r => r.ctx("open a pty for", &tty)?,
+        };
         let slave = sys::pty::open_peer(master.as_fd())
             .map_err(|e| Error::io("open the pty of", &tty, e))?;
         let n = sys::pty::pty_number(master.as_fd())
@@ -47,4 +48,23 @@ pub(super) fn make(root: &Root, count: u32) -> Result<Ttys> {
         t.names.push(format!("pts/{n}"));
     }
     Ok(t)
+}
+
+/// The host's ptys are counted across every devpts instance (kernel.pty.max, less the
+/// kernel.pty.reserve kept for the host's own): each container takes 1 + tty_max.
+fn host_ptys_used_up(tty: &str) -> String {
+    let read = |k: &str| {
+        std::fs::read_to_string(format!("/proc/sys/kernel/pty/{k}"))
+            .map(|t| t.trim().to_string())
+            .unwrap_or_else(|_| "?".into())
+    };
+    format!(
+        "cannot open a pty for {tty}: the host's ptys are used up (kernel.pty.max = {}, \
+         {} reserved for the host, {} in use; each container takes its console and tty_max \
+         ttys): raise kernel.pty.max (rlxc-checkconfig --containers N says how far), or \
+         lower tty_max in the container's config",
+        read("max"),
+        read("reserve"),
+        read("nr")
+    )
 }
