@@ -4,6 +4,10 @@
 # a measurement holds only the work of the tool measured.
 
 export LC_NUMERIC=C # $EPOCHREALTIME with a '.' for bc
+# An interrupted or killed benchmark runs its EXIT trap too (bash skips it on a signal
+# it does not trap): no bridge, dnsmasq, container or raised sysctl is left behind.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 fixtures=${fixtures:-${RLXC_FIXTURES:-/var/cache/rlxc-test-fixtures}}
 # The release binary bench_prelude builds (where CARGO_TARGET_DIR puts it, if set).
