@@ -26,7 +26,7 @@ pub use device::{Device, DeviceSource};
 use download::DownloadSection;
 pub use download::DEFAULT_MAX_IMAGE_SIZE;
 use file::read_toml;
-pub use file::{parse_toml, read_text, write_atomic, MAX_CONFIG_SIZE};
+pub use file::{parse_toml, read_text, write_atomic, write_new, MAX_CONFIG_SIZE};
 pub use size::format_size;
 pub use time::format_utc;
 pub use types::{
@@ -533,6 +533,12 @@ impl ContainerConfig {
     /// Write atomically (temp file + rename) with a header comment.
     pub fn save(&self, file: &Path) -> Result<()> {
         write_atomic(file, self.to_text(file)?.as_bytes(), 0o644)
+    }
+
+    /// `save` of the config of a container being made, in its directory nothing else
+    /// sees yet (`write_new`).
+    pub fn save_new(&self, file: &Path) -> Result<()> {
+        write_new(file, self.to_text(file)?.as_bytes(), 0o644)
     }
 
     /// The text `save` writes (`file` names it in an error).

@@ -5,7 +5,6 @@
 //! hidden directory whose lock nobody holds; the next create (of any name) removes it.
 
 use std::fs::File;
-use std::io::Write;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
@@ -62,28 +61,19 @@ pub fn lock_name(lxcpath: &Path, name: &str, doing: &str) -> Result<NameLock> {
 /// `tries`: how often a lock whose holder turns out to be gone (it finished while we
 /// looked) is tried again before the generic refusal.
 fn lock_name_tries(lxcpath: &Path, name: &str, doing: &str, tries: u32) -> Result<NameLock> {
-    let dir = lxcpath.join(".locks");
-    mkdir_p(&dir, 0o700)?;
-    let path = dir.join(name);
-    let f = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .ctx("open lock", &path)?;
+    let (f, path) = open_lock_file(lxcpath, name)?;
     match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
-        Ok(l) if !same_file(&l, &path) => {
+        Ok(l) => match same_file(&l, &path) {
             // A destroy unlinked the file between our open and our lock: lock the new one.
-            drop(l);
-            lock_name_tries(lxcpath, name, doing, tries)
-        }
-        Ok(mut l) => {
-            // Record who holds it, for the other side's error message.
-            let _ = l.set_len(0);
-            let _ = writeln!(*l, "{} {doing}", std::process::id());
-            Ok(NameLock { _lock: l })
-        }
+            None => {
+                drop(l);
+                lock_name_tries(lxcpath, name, doing, tries)
+            }
+            Some(old_len) => {
+                record_holder(&l, doing, old_len);
+                Ok(NameLock { _lock: l })
+            }
+        },
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
             let holder = lock_holder(&path);
             if holder.is_empty() && tries > 0 {
@@ -123,11 +113,50 @@ fn lock_holder(path: &Path) -> String {
     String::new()
 }
 
-fn same_file(f: &File, path: &Path) -> bool {
+/// The lock file `file` of the lxcpath (`.locks/FILE`), made if missing, and its path.
+pub fn open_lock_file(lxcpath: &Path, file: &str) -> Result<(File, PathBuf)> {
+    let dir = lxcpath.join(".locks");
+    let path = dir.join(file);
+    let open = || {
+        File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+    };
+    // `.locks` is there but for the first lock of an lxcpath: made only then.
+    let f = match open() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            mkdir_p(&dir, 0o700)?;
+            open()
+        }
+        r => r,
+    }
+    .ctx("open lock", &path)?;
+    Ok((f, path))
+}
+
+/// Who holds the lock, for the other side's error message: "PID DOING", in one write
+/// over what the last holder left, blank-padded to its length (`lock_holder` trims).
+/// A truncate would free the file's block and the write allocate one again: that
+/// journalling cost more than the rest of taking the lock.
+fn record_holder(f: &File, doing: &str, old_len: u64) {
+    use std::os::unix::fs::FileExt;
+    let mut line = format!("{} {doing}\n", std::process::id()).into_bytes();
+    let pad = usize::try_from(old_len)
+        .unwrap_or(0)
+        .saturating_sub(line.len());
+    line.resize(line.len() + pad, b' ');
+    let _ = f.write_all_at(&line, 0);
+}
+
+/// The length of the file `f` when `path` names it still, else None.
+fn same_file(f: &File, path: &Path) -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
     match (f.metadata(), std::fs::metadata(path)) {
-        (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
-        _ => false,
+        (Ok(a), Ok(b)) if a.ino() == b.ino() && a.dev() == b.dev() => Some(a.len()),
+        _ => None,
     }
 }
 
@@ -237,20 +266,31 @@ pub fn destroying_dir(lxcpath: &Path, name: &str) -> PathBuf {
 
 /// Names of the containers in lxcpath (directories with a config.toml), sorted.
 pub fn list(lxcpath: &Path) -> Result<Vec<String>> {
-    let rd = match std::fs::read_dir(lxcpath) {
+    Ok(configs_in(lxcpath)?.into_iter().map(|(n, _)| n).collect())
+}
+
+/// The directories in `dir` with a config.toml (containers in an lxcpath, snapshots in
+/// `snaps`), but hidden ones (half made), sorted by name, each with its config's
+/// metadata (one stat tells both that it is there and what it is). None there: none.
+pub fn configs_in(dir: &Path) -> Result<Vec<(String, std::fs::Metadata)>> {
+    let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io("read", lxcpath, e)),
+        Err(e) => return Err(Error::io("read", dir, e)),
     };
-    let mut names: Vec<String> = rd
+    let mut out: Vec<(String, std::fs::Metadata)> = rd
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
-            (!name.starts_with('.') && e.path().join("config.toml").is_file()).then_some(name)
+            if name.starts_with('.') {
+                return None;
+            }
+            let meta = std::fs::metadata(e.path().join("config.toml")).ok()?;
+            meta.is_file().then_some((name, meta))
         })
         .collect();
-    names.sort();
-    Ok(names)
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -438,10 +478,14 @@ mod tests {
         let _other = lock_name(d.path(), "web2", "creating this container").unwrap();
         drop(held);
         let _again = lock_name(d.path(), "web1", "destroying it").unwrap();
-        assert_eq!(
-            std::fs::read_to_string(&lock_file).unwrap(),
-            format!("{me} destroying it\n")
+        // Written over the last holder's longer line, padded: what a reader trims.
+        let text = std::fs::read_to_string(&lock_file).unwrap();
+        assert!(
+            text.starts_with(&format!("{me} destroying it\n")),
+            "{text:?}"
         );
+        assert_eq!(text.len(), format!("{me} creating this container\n").len());
+        assert_eq!(lock_holder(&lock_file), format!("{me} destroying it"));
     }
 
     #[test]
@@ -452,7 +496,10 @@ mod tests {
         let old = lock_name(d.path(), "web1", "destroying it").unwrap();
         std::fs::remove_file(&lock_file).unwrap();
         let new = lock_name(d.path(), "web1", "creating this container").unwrap();
-        assert!(same_file(&new._lock, &lock_file) && !same_file(&old._lock, &lock_file));
+        assert!(
+            same_file(&new._lock, &lock_file).is_some()
+                && same_file(&old._lock, &lock_file).is_none()
+        );
         // Whoever comes next contends with the live file's holder.
         drop(old);
         assert!(matches!(

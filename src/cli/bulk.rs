@@ -14,7 +14,7 @@ pub const DEFAULT_JOBS: usize = 16;
 /// Waiting for stops already asked for costs a connection each and no work: wide.
 pub const WAIT_JOBS: usize = 128;
 
-/// Which containers a command acts on.
+// Which containers a command acts on.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct Targets {
     /// Container name (repeat it, or list names after the options, for several).

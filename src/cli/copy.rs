@@ -37,7 +37,9 @@ pub fn run(a: Args) -> Result<i32> {
     let sys = a.common.system()?;
     let c = Container::new(&sys, &a.name)?;
     // A copy of a btrfs container is a subvolume snapshot already: -s asks nothing more.
-    let btrfs = c.config()?.rootfs.backend == Backend::Btrfs;
+    // Read once, here: the copy or clone is made of it.
+    let src_cfg = c.config()?;
+    let btrfs = src_cfg.rootfs.backend == Backend::Btrfs;
     let snapshot = a.snapshot && !(btrfs && matches!(bdev, None | Some(Bdev::Btrfs)));
     let clone = snapshot || bdev == Some(Bdev::Overlay);
     let newname = match (&a.newname, a.ephemeral) {
@@ -52,9 +54,9 @@ pub fn run(a: Args) -> Result<i32> {
     };
     let t0 = std::time::Instant::now();
     let report = if a.ephemeral || clone {
-        c.clone_to(&sys, &newname, a.ephemeral)?
+        c.clone_to(&sys, src_cfg, &newname, a.ephemeral)?
     } else {
-        c.copy_to(&sys, &newname, bdev)?
+        c.copy_to(&sys, src_cfg, &newname, bdev)?
     };
     if a.ephemeral {
         return start_ephemeral(&sys, &newname, a.common.quiet);

@@ -64,7 +64,7 @@ pub struct Args {
     template_args: Vec<String>,
 }
 
-/// The download template's options (LXC's names).
+// The download template's options (LXC's names).
 #[derive(clap::Args, Debug, Default, Clone)]
 pub struct DownloadArgs {
     /// Distribution, e.g. debian, centos.

@@ -114,23 +114,31 @@ pub fn man(a: GenArgs) -> Result<i32> {
 const CONTAINER: &str = "CONTAINER";
 
 /// A command's `-n` as the completion generators should see it: never file names, and
-/// CONTAINER where it names an existing container.
-fn for_completion(cmd: Command) -> Command {
-    let existing = !NEW_NAME.contains(&cmd.get_name());
+/// CONTAINER where it names an existing container. `cmd` is built (its arguments are
+/// deferred until then); `name` is its name in rlxc (`create`), whatever it is called.
+fn for_completion(cmd: Command, name: &str) -> Command {
+    let existing = !NEW_NAME.contains(&name);
     let id = cmd
         .get_arguments()
         .find(|a| a.get_long() == Some("name"))
         .map(|a| a.get_id().clone());
-    match id {
-        Some(id) => cmd.mut_arg(id, |a| {
-            let a = a.value_hint(ValueHint::Other);
-            if existing {
-                a.value_name(CONTAINER)
-            } else {
-                a
-            }
-        }),
-        None => cmd,
+    let Some(id) = id else {
+        return cmd;
+    };
+    let cmd = cmd.mut_arg(id, |a| {
+        let a = a.value_hint(ValueHint::Other);
+        if existing {
+            a.value_name(CONTAINER)
+        } else {
+            a
+        }
+    });
+    // mut_arg moved -n last, behind the --help the build added: --help goes last again
+    // (the order the options are offered in).
+    if cmd.get_arguments().any(|a| a.get_id() == "help") {
+        cmd.mut_arg("help", |a| a)
+    } else {
+        cmd
     }
 }
 
@@ -145,13 +153,17 @@ fn generate(shell: Shell, mut cmd: Command, bin: &str) -> Vec<u8> {
 /// they autoload by name.
 pub fn completions(a: GenArgs) -> Result<i32> {
     std::fs::create_dir_all(&a.dir).ctx("create", &a.dir)?;
-    let mut top = public();
+    let unbuilt = public();
+    // Built before `for_completion` looks at the arguments; as the generators build it.
+    let mut top = unbuilt.clone();
+    top.set_bin_name("rlxc");
+    top.build();
     let all: Vec<String> = top
         .get_subcommands()
         .map(|c| c.get_name().to_string())
         .collect();
     for n in &all {
-        top = top.mut_subcommand(n, for_completion);
+        top = top.mut_subcommand(n, |c| for_completion(c, n));
     }
     let subs: Vec<Command> = top.get_subcommands().cloned().collect();
     let named: Vec<&str> = subs
@@ -177,8 +189,9 @@ pub fn completions(a: GenArgs) -> Result<i32> {
     let mut fish = generate(Shell::Fish, top.clone(), "rlxc");
     fish.extend(fish_names("rlxc", &named).as_bytes());
     write(&fdir, "rlxc.fish", &fish)?;
-    for sub in &subs {
-        let cmd = program(sub);
+    // Each program renamed before it is built (its subcommands are named after it).
+    for sub in unbuilt.get_subcommands() {
+        let cmd = for_completion(program(sub), sub.get_name());
         let prog = cmd.get_name().to_string();
         let zsh = generate(Shell::Zsh, cmd.clone(), &prog);
         write(&zdir, &format!("_{prog}"), &zsh_names(zsh))?;

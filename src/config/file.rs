@@ -115,6 +115,29 @@ pub fn read_toml<T: DeserializeOwned>(file: &Path) -> Result<T> {
     parse_toml(file, &read_text(file)?)
 }
 
+/// Write `data` to the new file `path`, synced, in a directory nothing else sees until
+/// it is renamed into place (a container being made): there a temp file and a rename
+/// of its own would only cost a journalled rename more. Synced before the directory's
+/// rename, so a crash cannot publish an empty file.
+pub fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    write_synced(path, data, mode, true)
+}
+
+/// `data` into the file `path`, made (`new`: it must not be there) or truncated, its
+/// data synced.
+fn write_synced(path: &Path, data: &[u8], mode: u32, new: bool) -> Result<()> {
+    let mut o = File::options();
+    o.write(true).mode(mode);
+    if new {
+        o.create_new(true);
+    } else {
+        o.create(true).truncate(true);
+    }
+    let mut f = o.open(path).ctx("create", path)?;
+    f.write_all(data).ctx("write", path)?;
+    f.sync_data().ctx("sync", path)
+}
+
 /// Write `data` to `path` via a temp file in the same directory and a rename.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -123,18 +146,8 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let res = (|| {
-        let mut f = File::options()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)
-            .ctx("create", &tmp)?;
-        f.write_all(data).ctx("write", &tmp)?;
-        f.sync_data().ctx("sync", &tmp)?;
-        std::fs::rename(&tmp, path).ctx("rename into place", path)
-    })();
+    let res = write_synced(&tmp, data, mode, false)
+        .and_then(|()| std::fs::rename(&tmp, path).ctx("rename into place", path));
     if res.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
@@ -144,6 +157,17 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_new_makes_a_file_and_never_replaces_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.toml");
+        write_new(&p, b"one", 0o644).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"one");
+        let e = write_new(&p, b"two", 0o644).unwrap_err();
+        assert!(matches!(e, Error::Io { what: "create", .. }), "{e}");
+        assert_eq!(std::fs::read(&p).unwrap(), b"one");
+    }
 
     #[test]
     fn devices_directories_and_fifos_are_refused() {

@@ -20,11 +20,17 @@ use crate::error::{Error, IoContext, Result};
 use crate::{name, store};
 
 impl Container {
-    /// A copy-on-write clone of this (stopped) container named `new`; `ephemeral`: its
-    /// writes go to a tmpfs at each start and it is destroyed when it stops.
-    pub fn clone_to(&self, sys: &SystemConfig, new: &str, ephemeral: bool) -> Result<CopyReport> {
+    /// A copy-on-write clone of this (stopped) container, whose config is `src_cfg`,
+    /// named `new`; `ephemeral`: its writes go to a tmpfs at each start and it is
+    /// destroyed when it stops.
+    pub fn clone_to(
+        &self,
+        sys: &SystemConfig,
+        mut src_cfg: ContainerConfig,
+        new: &str,
+        ephemeral: bool,
+    ) -> Result<CopyReport> {
         name::validate(new)?;
-        let mut src_cfg = self.config()?;
         let _src_lock = self.lock_stopped("cloning this container", "a clone")?;
         if !store::backing::overlay_available() {
             return Err(Error::Other(
@@ -39,8 +45,12 @@ impl Container {
         let mut made = NewContainer::begin(sys, new, src_cfg.idmap.as_ref())?;
         let (dst, staging) = (&made.c, made.creating.dir.clone());
         // The source's new upper, work directory and mount point, made before anything
-        // names them; its config switches to them in one atomic write below.
-        self.backing_of(&src_rootfs).create(&self.dir())?;
+        // names them; its config switches to them in one atomic write below. A source
+        // that stays as it is has them.
+        let refrozen = src_rootfs != src_cfg.rootfs;
+        if refrozen {
+            self.backing_of(&src_rootfs).create(&self.dir())?;
+        }
         let old_host = src_cfg.host_name(&self.name);
         let mut cfg = src_cfg.clone();
         cfg.rootfs = Rootfs {
@@ -56,7 +66,7 @@ impl Container {
         let removed = made.make_own_and_save(sys, &mut cfg, &*backing, &old_host)?;
 
         // The source's commit point: from here its old upper (if any) is frozen.
-        if src_rootfs != src_cfg.rootfs {
+        if refrozen {
             let old = std::mem::replace(&mut src_cfg.rootfs, src_rootfs);
             src_cfg.save(&self.config_path())?;
             if old.backend == Backend::Overlay && old.work_dir() != src_cfg.rootfs.work_dir() {

@@ -29,9 +29,15 @@ pub struct CopyReport {
 const MAC_TEMPLATE: &str = "00:16:3e:xx:xx:xx";
 
 impl Container {
-    /// A full copy of this (stopped) container named `new`, all or nothing, on the
-    /// backing store `bdev` (None: this one's).
-    pub fn copy_to(&self, sys: &SystemConfig, new: &str, bdev: Option<Bdev>) -> Result<CopyReport> {
+    /// A full copy of this (stopped) container, whose config is `src_cfg`, named `new`,
+    /// all or nothing, on the backing store `bdev` (None: this one's).
+    pub fn copy_to(
+        &self,
+        sys: &SystemConfig,
+        src_cfg: ContainerConfig,
+        new: &str,
+        bdev: Option<Bdev>,
+    ) -> Result<CopyReport> {
         name::validate(new)?;
         let backend = match bdev {
             None => None,
@@ -45,7 +51,6 @@ impl Container {
                 ))
             }
         };
-        let src_cfg = self.config()?;
         // Held for the whole copy: no start or destroy of the source meanwhile.
         let _src_lock = self.lock_stopped("copying this container", "a copy")?;
         let from = self.backing(&src_cfg);
@@ -194,7 +199,7 @@ impl NewContainer {
                 None => make_own(&*backing.open_tree(&staging)?, old_host, &new_host)?,
             };
         self.take_ids(sys, cfg)?;
-        cfg.save(&staging.join("config.toml"))?;
+        cfg.save_new(&staging.join("config.toml"))?;
         Ok(removed)
     }
 

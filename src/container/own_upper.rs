@@ -6,7 +6,7 @@
 //! copy-ups and its release were most of a clone's time.
 //!
 //! The merged lower is read through a read-only view (hostile: every lookup confined,
-//! no link followed). Anything unusual — a parent that is not a plain directory, a file
+//! no link followed): a single lower as it is, several merged by a read-only overlay. Anything unusual — a parent that is not a plain directory, a file
 //! with extended attributes, one that is not a small regular file — makes it decline
 //! (None) before anything is written, and the caller takes the mounted way.
 
@@ -51,7 +51,18 @@ pub(super) fn own_in_empty_upper(
     if backing.kind() != Backend::Overlay || !empty {
         return Ok(None);
     }
-    let view = backing.open_view(&upper)?;
+    // Over one lower, the empty upper shows that lower as it is: it is read directly,
+    // without mounting (and, on release, unmounting) an overlay. What overlay alone
+    // would hide or interpret is nothing `plan` takes: a whiteout is no regular file
+    // (the mounted way is taken) nor listed as a machine's file, an xattr declines.
+    let direct = match backing.lowers() {
+        [only] => Root::open(only).ok(),
+        _ => None,
+    };
+    let view = match direct {
+        Some(v) => v,
+        None => backing.open_view(&upper)?,
+    };
     make_own_in_upper(&view, &upper, old_host, new_host)
 }
 
@@ -203,4 +214,51 @@ fn write_text(up: &Root, rel: &[u8], text: &str, meta: &std::fs::Metadata) -> Re
 fn own_like(fd: &OwnedFd, md: &std::fs::Metadata) -> nix::Result<()> {
     nix::unistd::fchown(fd.as_fd(), Some(md.uid().into()), Some(md.gid().into()))?;
     nix::sys::stat::fchmod(fd.as_fd(), Mode::from_bits_truncate(md.mode() & 0o7777))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Rootfs;
+
+    /// The staging directory `staging` of a `-s` clone over `lower`, its layers made as
+    /// a create makes them.
+    fn staged(lower: &Path, staging: &Path) -> Box<dyn BackingStore> {
+        std::fs::create_dir(staging).unwrap();
+        let store = crate::store::select::open(&Rootfs::overlay(lower.to_path_buf()));
+        store.create(staging).unwrap();
+        store
+    }
+
+    #[test]
+    fn one_lower_is_read_as_it_is_and_a_whiteout_in_it_takes_the_mounted_way() {
+        if !nix::unistd::geteuid().is_root() {
+            return; // a whiteout is a device node: root makes it
+        }
+        let t = tempfile::tempdir().unwrap();
+        let lower = t.path().join("lower");
+        std::fs::create_dir_all(lower.join("etc")).unwrap();
+        std::fs::write(lower.join("etc/hostname"), "old\n").unwrap();
+        let a = t.path().join("a");
+        let store = staged(&lower, &a);
+        let removed = own_in_empty_upper(&*store, &a, "old", "new").unwrap();
+        assert_eq!(removed, Some(Vec::new()));
+        let written = std::fs::read_to_string(a.join("upper/etc/hostname")).unwrap();
+        assert_eq!(written, "new\n");
+
+        // A whiteout there: an overlay hides the name, the lower read as it is shows a
+        // device: declined (nothing written) for the mounted way, which sees no file.
+        std::fs::remove_file(lower.join("etc/hostname")).unwrap();
+        nix::sys::stat::mknod(
+            &lower.join("etc/hostname"),
+            SFlag::S_IFCHR,
+            Mode::empty(),
+            0,
+        )
+        .unwrap();
+        let b = t.path().join("b");
+        let store = staged(&lower, &b);
+        assert_eq!(own_in_empty_upper(&*store, &b, "old", "new").unwrap(), None);
+        assert_eq!(std::fs::read_dir(b.join("upper")).unwrap().count(), 0);
+    }
 }

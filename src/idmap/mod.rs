@@ -98,10 +98,16 @@ impl Plan {
             Ids::Privileged => {}
             Ids::Given(m) => refuse_overlap(&plan.name, m, &others(sys, name)?, CREATE_REFUSED)?,
             Ids::Allocate { count } => {
-                if let (Err(_), true) = (plan.choose(sys, *count)?, allocate) {
-                    added = give_root_a_range(sys, *count)?;
+                // One scan of the lxcpath, a second only after --allocate added a range.
+                let chosen = plan.choose(sys, *count)?;
+                match (chosen, allocate) {
+                    (Ok(_), _) => {}
+                    (Err(_), true) => {
+                        added = give_root_a_range(sys, *count)?;
+                        plan.choose(sys, *count)??;
+                    }
+                    (Err(e), false) => return Err(e),
                 }
-                plan.choose(sys, *count)??;
             }
         }
         Ok((plan, added))
@@ -331,15 +337,7 @@ pub fn check_unshared(sys: &SystemConfig, name: &str, idmap: Option<&IdMap>) -> 
 
 /// The lxcpath's id lock, waited for: allocations are quick.
 fn lock(lxcpath: &Path) -> Result<Flock<File>> {
-    let dir = lxcpath.join(".locks");
-    crate::store::mkdir_p(&dir, 0o700)?;
-    let path = dir.join(".idmap");
-    let f = File::options()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| Error::io("open lock", &path, e))?;
+    let (f, path) = crate::store::open_lock_file(lxcpath, ".idmap")?;
     Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| Error::io("lock", &path, e.into()))
 }
 

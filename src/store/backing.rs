@@ -95,6 +95,11 @@ pub trait BackingStore {
     fn own_files(&self, dir: &Path) -> PathBuf {
         self.path(dir)
     }
+    /// The shared read-only layers the tree stacks its own files on, topmost first
+    /// (overlay); none for a store whose own files are the whole tree.
+    fn lowers(&self) -> &[PathBuf] {
+        &[]
+    }
     /// A read-only view of the whole tree whose own files are at `own` (the container's
     /// `own_files` or a snapshot's copy of them): that directory for `dir`, merged on the
     /// lower for overlay, a detached mount like `open_tree`'s.
@@ -276,6 +281,10 @@ impl BackingStore for Overlay {
 
     fn own_files(&self, dir: &Path) -> PathBuf {
         dir.join(&self.upper)
+    }
+
+    fn lowers(&self) -> &[PathBuf] {
+        &self.lowers
     }
 
     fn open_view(&self, own: &Path) -> Result<Root> {

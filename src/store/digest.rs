@@ -98,20 +98,19 @@ fn scan_with(lxcpath: &Path, racy: Duration) -> Result<Vec<Entry>> {
         configs: BTreeMap::new(),
     };
     let mut out = Vec::new();
-    for name in super::list(lxcpath)? {
+    for (name, meta) in super::configs_in(lxcpath)? {
         let dir = super::container_dir(lxcpath, &name);
-        let mut configs = vec![(None, format!("{name}/config.toml"))];
+        let mut configs = vec![(None, format!("{name}/config.toml"), meta)];
+        // Half-made snapshots (`.NAME.creating`) are nobody's yet; a `snaps` that
+        // cannot be read holds none.
         configs.extend(
-            snapshots(&dir)
+            super::configs_in(&dir.join("snaps"))
+                .unwrap_or_default()
                 .into_iter()
-                .map(|s| (Some(s.clone()), format!("{name}/snaps/{s}/config.toml"))),
+                .map(|(s, m)| (Some(s.clone()), format!("{name}/snaps/{s}/config.toml"), m)),
         );
-        for (snapshot, rel) in configs {
+        for (snapshot, rel, meta) in configs {
             let file = lxcpath.join(&rel);
-            // Gone meanwhile (destroyed): it maps and holds nothing.
-            let Ok(meta) = std::fs::metadata(&file) else {
-                continue;
-            };
             let stamp = Stamp::of(&meta);
             let digest = match old.configs.get(&rel) {
                 Some((s, d)) if *s == stamp => d.clone(),
@@ -135,23 +134,6 @@ fn scan_with(lxcpath: &Path, racy: Duration) -> Result<Vec<Entry>> {
     Ok(out)
 }
 
-/// The snapshots of the container in `dir` that have a config, by name; half-made ones
-/// (`.NAME.creating`) are nobody's yet.
-fn snapshots(dir: &Path) -> Vec<String> {
-    let Ok(rd) = std::fs::read_dir(dir.join("snaps")) else {
-        return Vec::new();
-    };
-    let mut v: Vec<String> = rd
-        .flatten()
-        .filter_map(|e| {
-            let snap = e.file_name().into_string().ok()?;
-            (!snap.starts_with('.') && e.path().join("config.toml").is_file()).then_some(snap)
-        })
-        .collect();
-    v.sort();
-    v
-}
-
 /// What a config is read for here: other keys are not this module's to judge.
 #[derive(Deserialize)]
 struct IdsOnly {
@@ -163,6 +145,19 @@ struct IdsOnly {
 struct NetworksOnly {
     #[serde(default, rename = "network")]
     networks: Vec<Network>,
+}
+
+/// Both at once: one parse of a config that is well (each apart when it is not).
+#[derive(Deserialize)]
+struct IdsAndNetworks {
+    #[serde(default)]
+    idmap: Option<IdMap>,
+    #[serde(default, rename = "network")]
+    networks: Vec<Network>,
+}
+
+fn addresses(networks: &[Network]) -> Vec<Ipv4Addr> {
+    networks.iter().filter_map(|n| n.known_ipv4()).collect()
 }
 
 fn digest_of(file: &Path) -> Digest {
@@ -183,6 +178,13 @@ fn digest_of(file: &Path) -> Digest {
             }
         }
     };
+    if let Ok(c) = toml::from_str::<IdsAndNetworks>(&text) {
+        return Digest {
+            idmap: c.idmap,
+            ids_unknown: None,
+            ipv4: addresses(&c.networks),
+        };
+    }
     let (idmap, ids_unknown) = match toml::from_str::<IdsOnly>(&text) {
         Ok(c) => (c.idmap, None),
         Err(_) if !text.contains("idmap") => (None, None),
@@ -193,7 +195,7 @@ fn digest_of(file: &Path) -> Digest {
     };
     // A config whose networks do not parse cannot start, and holds no address.
     let ipv4 = toml::from_str::<NetworksOnly>(&text)
-        .map(|c| c.networks.iter().filter_map(|n| n.known_ipv4()).collect())
+        .map(|c| addresses(&c.networks))
         .unwrap_or_default();
     Digest {
         idmap,

@@ -48,12 +48,21 @@ write_rlxc_config() {
     export RLXC_CONFIG="$work/rlxc.toml"
 }
 
+# Root's ids for the run's unprivileged containers, from $work/subuid and $work/subgid
+# (written here; the host's /etc/subuid is not touched): prints their `[idmap]` TOML,
+# for write_rlxc_config's stdin.
+run_subids() {
+    echo "root:1000000:1000000000" > "$work/subuid"
+    cp "$work/subuid" "$work/subgid"
+    printf '[idmap]\nsubuid = "%s"\nsubgid = "%s"\n' "$work/subuid" "$work/subgid"
+}
+
 # LXC's download template only speaks https to a real server, so its cache
 # ($work/lxc-cache) is filled the way it fills it itself: rootfs.tar.xz, meta, build_id.
 fill_lxc_cache() { # dist release
     local index="$fixtures/mirror/meta/1.0/index-system" path build cache
-    path=$(awk -F';' -v d="$1" -v r="$2" '$1==d && $2==r && $3=="amd64" {print $6}' "$index")
-    build=$(awk -F';' -v d="$1" -v r="$2" '$1==d && $2==r && $3=="amd64" {print $5}' "$index")
+    path=$(awk -F';' -v d="$1" -v r="$2" '$1==d && $2==r && $3=="amd64" && $4=="default" {print $6}' "$index")
+    build=$(awk -F';' -v d="$1" -v r="$2" '$1==d && $2==r && $3=="amd64" && $4=="default" {print $5}' "$index")
     cache="$work/lxc-cache/download/$1/$2/amd64/default"
     mkdir -p "$cache" "$work/lxc-lib"
     cp "$fixtures/mirror$path/rootfs.tar.xz" "$cache/"

@@ -32,7 +32,8 @@ truncate -s $((6 + 3 * iterations))G "$work.img"
 mkfs.ext4 -q -F "$work.img"
 mount -o loop "$work.img" "$work"
 serve_mirror
-write_rlxc_config </dev/null
+# New containers are unprivileged: root's ids from files of the run's own.
+run_subids | write_rlxc_config
 fill_lxc_cache debian bookworm
 export LXC_CACHE_PATH="$work/lxc-cache"
 lxc() { local cmd=$1; shift; "$cmd" -P "$work/lxc-lib" "$@"; }
