@@ -477,9 +477,9 @@ pub(super) fn put(p: &Path, v: &str) -> Result<()> {
     std::fs::write(p, v).ctx("write cgroup file", p)
 }
 
-pub(super) fn mkdir(p: &Path) -> Result<()> {
+pub(super) fn mkdir(p: &Path) -> Result<bool> {
     match std::fs::create_dir(p) {
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        r => r.ctx("create cgroup", p),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        r => r.ctx("create cgroup", p).map(|()| true),
     }
 }

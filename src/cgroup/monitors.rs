@@ -13,7 +13,8 @@ use crate::error::Result;
 const PREFIX: &str = "monitors-";
 
 /// Move the calling process into its installation's monitors cgroup, in every hierarchy.
-/// Empty monitors cgroups of other installations (a test's, long gone) are removed.
+/// Empty monitors cgroups of other installations (a test's, long gone) are removed
+/// when this installation's is made.
 pub fn enter_monitors(layout: &Layout, tag: &str) -> Result<()> {
     let me = format!("{PREFIX}{tag}");
     for h in &layout.hierarchies {
@@ -21,10 +22,14 @@ pub fn enter_monitors(layout: &Layout, tag: &str) -> Result<()> {
         let base = h.mountpoint.join(BASE);
         v.prepare_base(h, &base)?;
         let dir = base.join(&me);
-        mkdir(&dir)?;
+        let made = mkdir(&dir)?;
         v.prepare_dir(h, &base, &dir)?;
         put(&dir.join("cgroup.procs"), "0")?;
-        sweep(&base, &me);
+        // A sweep reads all of `rlxc` (a cgroup per running container): when this
+        // installation's own cgroup is made, not at each of a thousand starts.
+        if made {
+            sweep(&base, &me);
+        }
     }
     Ok(())
 }

@@ -360,7 +360,11 @@ impl<'a> Managed<'a> {
         ] {
             let _ = std::fs::remove_file(self.files.path(ext));
         }
-        for d in [self.files.dhcp_dir(), self.files.hosts_dir()] {
+        for d in [
+            self.files.dhcp_dir(),
+            self.files.hosts_dir(),
+            self.files.claims_dir(),
+        ] {
             let _ = std::fs::remove_dir_all(d);
         }
     }
@@ -375,40 +379,43 @@ impl<'a> Managed<'a> {
     /// containers' fixed and recorded addresses), not reserved, not leased. Picked from
     /// the top down, away from where DHCP starts handing out.
     pub fn free_address(&self, taken: &[Ipv4Addr]) -> Result<Ipv4Addr> {
-        let reserved: std::collections::HashSet<Ipv4Addr> = super::names::reservations(&self.files)
+        let leased: Vec<Ipv4Addr> = dnsmasq::leases(&self.files)
             .iter()
-            .filter_map(|l| l.split(',').find_map(|f| f.parse().ok()))
-            .chain(
-                dnsmasq::leases(&self.files)
-                    .iter()
-                    .filter_map(|l| l.1.parse().ok()),
-            )
-            .chain(taken.iter().copied())
+            .filter_map(|l| l.1.parse().ok())
             .collect();
         let (first, last) = self.subnet.host_range();
-        (u32::from(first)..=u32::from(last))
-            .rev()
-            .map(Ipv4Addr::from)
-            .find(|ip| !reserved.contains(ip))
-            .ok_or_else(|| {
-                let hosts = u32::from(last) - u32::from(first) + 1;
-                Error::net(
-                    format!(
-                        "no free address left for ipv4 = \"auto\" in the managed subnet {} of \
+        let pick = |mut held: std::collections::HashSet<Ipv4Addr>| {
+            held.extend(leased.iter().chain(taken));
+            (u32::from(first)..=u32::from(last))
+                .rev()
+                .map(Ipv4Addr::from)
+                .find(|ip| !held.contains(ip))
+        };
+        // The claims' names as they are; only a subnet that looks full is worth reading
+        // every claim's reservation for those left behind.
+        let found = match pick(super::names::claimed_addresses(&self.files, false)?) {
+            Some(ip) => Some(ip),
+            None => pick(super::names::claimed_addresses(&self.files, true)?),
+        };
+        found.ok_or_else(|| {
+            let hosts = u32::from(last) - u32::from(first) + 1;
+            Error::net(
+                format!(
+                    "no free address left for ipv4 = \"auto\" in the managed subnet {} of \
                          bridge {}: other containers (fixed or recorded) and DHCP leases hold \
                          all {} addresses it has for containers",
-                        self.subnet.cidr(),
-                        self.bridge(),
-                        hosts
-                    ),
-                    format!(
-                        "give the bridge a larger subnet in network.ipv4 of {} (e.g. ipv4 = \
+                    self.subnet.cidr(),
+                    self.bridge(),
+                    hosts
+                ),
+                format!(
+                    "give the bridge a larger subnet in network.ipv4 of {} (e.g. ipv4 = \
                          \"10.0.16.1/20\": 4093 addresses), then rlxc-net stop -f and start \
                          the containers again; or destroy containers you no longer need",
-                        self.config_file
-                    ),
-                )
-            })
+                    self.config_file
+                ),
+            )
+        })
     }
 
     pub fn status(&self) -> String {

@@ -5,7 +5,12 @@
 //! rlxc knows (`auto` or fixed) resolves by name from its start, DHCP client or not.
 //! dnsmasq drops a record from `--hostsdir` when its file changes or goes; a reservation
 //! it read stays until SIGHUP, so only a changed or removed reservation reloads it.
+//! Who holds each MAC and address is kept beside them as claims (symlinks to the holder's
+//! key), so a start finds a clash or a free address without reading every container's
+//! reservation: reading them all at each start, under the bridge's lock, made the k-th
+//! of a thousand starts wait for k file reads behind each of the others.
 
+use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -20,6 +25,12 @@ impl Files {
     /// DNS records, `IP NAME`, one file per container with an address rlxc knows.
     pub fn hosts_dir(&self) -> PathBuf {
         self.path("hosts.d")
+    }
+    /// Claims, `mac-MAC` and `ip-IP`: symlinks to the key whose reservation has them
+    /// (outside what dnsmasq reads). A claim is trusted only while that reservation
+    /// still holds it, so one left behind by a change or a crash is harmless.
+    pub fn claims_dir(&self) -> PathBuf {
+        self.path("claims.d")
     }
 }
 
@@ -58,8 +69,93 @@ fn entries(f: &Files) -> Vec<(String, String)> {
 }
 
 /// Reservations: `MAC,NAME` or `MAC,IP,NAME` lines.
+#[cfg(test)]
 pub fn reservations(f: &Files) -> Vec<String> {
     entries(f).into_iter().map(|(_, l)| l).collect()
+}
+
+/// What a reservation line claims: its MAC, and its address if it has one.
+fn claims_of(line: &str) -> Vec<String> {
+    let fields: Vec<&str> = line.split(',').collect();
+    // A claim is a file name: a hand-written line with a '/' in it claims nothing.
+    if fields[0].contains('/') {
+        return Vec::new();
+    }
+    let mut v = vec![format!("mac-{}", fields[0])];
+    if let [_, ip, _] = fields[..] {
+        if let Ok(ip) = ip.parse::<Ipv4Addr>() {
+            v.push(format!("ip-{ip}"));
+        }
+    }
+    v
+}
+
+/// The claims directory; built from the reservations when missing (a bridge an older
+/// rlxc made): a full read, once, into a directory renamed into place when complete.
+fn claims(f: &Files) -> Result<PathBuf> {
+    let dir = f.claims_dir();
+    if dir.is_dir() {
+        return Ok(dir);
+    }
+    let tmp = f.path("claims.d.new");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir(&tmp).ctx("create", &tmp)?;
+    for (key, line) in entries(f) {
+        for c in claims_of(&line) {
+            link(&tmp, &c, &key)?;
+        }
+    }
+    std::fs::rename(&tmp, &dir).ctx("rename into place", &dir)?;
+    Ok(dir)
+}
+
+/// The key whose reservation holds `claim` now, if any.
+fn holder(f: &Files, dir: &Path, claim: &str) -> Option<String> {
+    let key = std::fs::read_link(dir.join(claim))
+        .ok()?
+        .into_os_string()
+        .into_string()
+        .ok()?;
+    let line = std::fs::read_to_string(f.dhcp_dir().join(&key)).ok()?;
+    claims_of(line.trim())
+        .iter()
+        .any(|c| c == claim)
+        .then_some(key)
+}
+
+/// Point `claim` at `key` (replacing whatever it pointed at).
+fn link(dir: &Path, claim: &str, key: &str) -> Result<()> {
+    let p = dir.join(claim);
+    if std::fs::read_link(&p).is_ok_and(|k| k.as_os_str() == key) {
+        return Ok(());
+    }
+    let tmp = dir.join(format!(".{claim}.{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(key, &tmp).ctx("create", &tmp)?;
+    std::fs::rename(&tmp, &p).ctx("rename into place", &p)
+}
+
+/// Addresses reservations hold, from the claims' names (no file read). With `verify`,
+/// each claim is checked against its holder's reservation and a stale one removed: what
+/// a start does before it says the subnet is full.
+pub fn claimed_addresses(f: &Files, verify: bool) -> Result<HashSet<Ipv4Addr>> {
+    let dir = claims(f)?;
+    let rd = std::fs::read_dir(&dir).ctx("read", &dir)?;
+    let mut v = HashSet::new();
+    for e in rd.flatten() {
+        let Ok(name) = e.file_name().into_string() else {
+            continue;
+        };
+        let Some(ip) = name.strip_prefix("ip-").and_then(|i| i.parse().ok()) else {
+            continue;
+        };
+        if verify && holder(f, &dir, &name).is_none() {
+            remove(&dir.join(&name))?;
+            continue;
+        }
+        v.insert(ip);
+    }
+    Ok(v)
 }
 
 /// Give `mac` the DNS name `name` (and the address `ip`, if any, also as a DNS record),
@@ -68,21 +164,25 @@ pub fn reservations(f: &Files) -> Vec<String> {
 /// of other containers for that MAC or address.
 pub fn reserve(f: &Files, key: &str, mac: &str, ip: Option<Ipv4Addr>, name: &str) -> Result<()> {
     make_dirs(f)?;
+    let claims_dir = claims(f)?;
     let mac = mac.to_ascii_lowercase();
     let line = match ip {
         Some(ip) => format!("{mac},{ip},{name}"),
         None => format!("{mac},{name}"),
     };
-    let ip_field = ip.map(|i| format!(",{i},"));
     let mut reload = false;
-    for (other, l) in entries(f) {
-        let clash = l.split(',').next() == Some(mac.as_str())
-            || ip_field.as_ref().is_some_and(|i| l.contains(i.as_str()));
-        if other != key && clash {
+    let claims = claims_of(&line);
+    for c in &claims {
+        if let Some(other) = holder(f, &claims_dir, c).filter(|o| o != key) {
             remove(&f.dhcp_dir().join(&other))?;
             remove(&f.hosts_dir().join(&other))?;
             reload = true;
         }
+    }
+    // Claimed before the reservation is written: a crash between leaves a claim its
+    // holder does not back (ignored), never a reservation nobody's claim finds.
+    for c in &claims {
+        link(&claims_dir, c, key)?;
     }
     let own = f.dhcp_dir().join(key);
     match std::fs::read_to_string(&own) {
@@ -130,13 +230,17 @@ fn remove(p: &Path) -> Result<()> {
 mod tests {
     use super::*;
 
+    fn files(dir: &Path) -> Files {
+        Files {
+            dir: dir.to_path_buf(),
+            bridge: "br9".into(),
+        }
+    }
+
     #[test]
     fn reservations_replace_by_mac_name_and_address() {
         let d = tempfile::tempdir().unwrap();
-        let f = Files {
-            dir: d.path().to_path_buf(),
-            bridge: "br9".into(),
-        };
+        let f = files(d.path());
         let add = |mac: &str, ip: Option<&str>, name: &str| {
             let key = format!("{name}.k1");
             reserve(&f, &key, mac, ip.map(|i| i.parse().unwrap()), name).unwrap()
@@ -169,6 +273,51 @@ mod tests {
                 ino(f.hosts_dir().join("web3.k1"))
             ),
             before
+        );
+    }
+
+    #[test]
+    fn reservations_of_an_older_rlxc_are_claimed_and_stale_claims_go() {
+        let d = tempfile::tempdir().unwrap();
+        let f = files(d.path());
+        // Written before claims existed: found all the same.
+        make_dirs(&f).unwrap();
+        std::fs::write(
+            f.dhcp_dir().join("old.k0"),
+            "00:16:3e:00:00:07,10.0.3.7,old\n",
+        )
+        .unwrap();
+        std::fs::write(f.hosts_dir().join("old.k0"), "10.0.3.7 old\n").unwrap();
+        let held = |verify| claimed_addresses(&f, verify).unwrap();
+        assert_eq!(held(false), HashSet::from(["10.0.3.7".parse().unwrap()]));
+        reserve(&f, "new.k1", "00:16:3e:00:00:07", None, "new").unwrap();
+        assert_eq!(reservations(&f), ["00:16:3e:00:00:07,new"]);
+        assert!(
+            !f.hosts_dir().join("old.k0").exists(),
+            "old's MAC went to new"
+        );
+        // The claim on old's address outlived its reservation: not trusted, and gone
+        // once checked.
+        assert_eq!(held(false).len(), 1);
+        assert!(held(true).is_empty());
+        assert!(held(false).is_empty());
+        // A container that moves to another address leaves a stale claim on the first,
+        // which removes nobody's reservation when another container takes that address.
+        let ip = |a: &str| Some(a.parse().unwrap());
+        reserve(&f, "a.k1", "00:16:3e:00:00:08", ip("10.0.3.8"), "a").unwrap();
+        reserve(&f, "a.k1", "00:16:3e:00:00:08", ip("10.0.3.9"), "a").unwrap();
+        reserve(&f, "b.k1", "00:16:3e:00:00:09", ip("10.0.3.8"), "b").unwrap();
+        assert_eq!(
+            held(true),
+            HashSet::from(["10.0.3.8".parse().unwrap(), "10.0.3.9".parse().unwrap()])
+        );
+        assert_eq!(
+            reservations(&f),
+            [
+                "00:16:3e:00:00:08,10.0.3.9,a",
+                "00:16:3e:00:00:09,10.0.3.8,b",
+                "00:16:3e:00:00:07,new"
+            ]
         );
     }
 }

@@ -38,14 +38,16 @@ const LIMITS: [Limit; 6] = [
     },
     Limit {
         key: "net.ipv4.neigh.default.gc_thresh3",
-        // The host keeps a neighbour entry for each container on its bridges.
-        need: |p| 256 + p.containers,
-        what: "IPv4 neighbour entries (one per container on a bridge)",
+        // One table for all network namespaces: the host's entry for each container on
+        // its bridges and each container's for its gateway. Sized for the host's alone,
+        // it overflowed at 1000 and containers stopped answering ARP (and ping).
+        need: |p| 256 + 2 * p.containers,
+        what: "IPv4 neighbour entries (two per container on a bridge: the host's, its own)",
     },
     Limit {
         key: "net.ipv6.neigh.default.gc_thresh3",
-        need: |p| 256 + p.containers,
-        what: "IPv6 neighbour entries (one per container on a bridge)",
+        need: |p| 256 + 2 * p.containers,
+        what: "IPv6 neighbour entries (two per container on a bridge: the host's, its own)",
     },
     Limit {
         key: "kernel.pid_max",
