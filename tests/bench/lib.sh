@@ -50,7 +50,7 @@ write_rlxc_config() {
 
 # Root's ids for the run's unprivileged containers, from $work/subuid and $work/subgid
 # (written here; the host's /etc/subuid is not touched): prints their `[idmap]` TOML,
-# for write_rlxc_config's stdin.
+# for `write_rlxc_config < <(run_subids)` (piped, its export would stay in a subshell).
 run_subids() {
     echo "root:1000000:1000000000" > "$work/subuid"
     cp "$work/subuid" "$work/subgid"

@@ -33,7 +33,7 @@ mkfs.ext4 -q -F "$work.img"
 mount -o loop "$work.img" "$work"
 serve_mirror
 # New containers are unprivileged: root's ids from files of the run's own.
-run_subids | write_rlxc_config
+write_rlxc_config < <(run_subids)
 fill_lxc_cache debian bookworm
 export LXC_CACHE_PATH="$work/lxc-cache"
 lxc() { local cmd=$1; shift; "$cmd" -P "$work/lxc-lib" "$@"; }

@@ -21,7 +21,7 @@ chmod 755 "$work"
 server_pid=
 trap 'for n in bbp bbu debp debu; do "$rlxc" stop -q -k -n $n >/dev/null 2>&1 || true; done; [ -n "$server_pid" ] && kill "$server_pid"; rm -rf "$work"' EXIT
 serve_mirror
-run_subids | write_rlxc_config
+write_rlxc_config < <(run_subids)
 printf '[[network]]\ntype = "empty"\n' > "$work/priv.toml"
 printf '[[network]]\ntype = "empty"\n[idmap]\n' > "$work/unpriv.toml"
 ratio() { echo "$1 / $2" | bc -l; }
