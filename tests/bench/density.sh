@@ -62,7 +62,7 @@ upstream_dns = false
 TOML
 printf '[[network]]\ntype = "veth"\nlink = "%s"\nhwaddr = "00:16:3e:xx:xx:xx"\nipv4 = "auto"\n' "$bridge" > "$work/rlxc-net.toml"
 
-# What N containers need of the kernel, from rlxc-checkconfig; the Debian ones of LXC are
+# What N containers need of the kernel, from rlxc-checkconfig; the Debian ones are
 # privileged, and each privileged systemd takes root's inotify instances.
 raise() { # key value
     local old
@@ -77,8 +77,10 @@ while read -r kv; do
     raise "${kv%%=*}" "${kv#*=}"
 done < <("$rlxc" checkconfig --containers "$((n + m + ln + lm))" 2>/dev/null |
     grep -o 'sysctl -w [^,]*' | awk '{print $3}')
-raise fs.inotify.max_user_instances $((128 + 16 * lm))
-raise fs.inotify.max_user_watches $((65536 + 8192 * lm))
+# Both sides' Debian containers are privileged here (-f replaces the defaults' [idmap]):
+# each systemd takes root's inotify instances, which checkconfig counts only when told.
+raise fs.inotify.max_user_instances $((128 + 16 * (m + lm)))
+raise fs.inotify.max_user_watches $((65536 + 8192 * (m + lm)))
 
 bb_rel=$(busybox_release)
 t0=$(stamp); "$rlxc" net start -q
