@@ -46,9 +46,11 @@ pub(super) fn own_in_empty_upper(
     old_host: &str,
     new_host: &str,
 ) -> Result<Option<Vec<String>>> {
+    if backing.kind() != Backend::Overlay {
+        return Ok(None);
+    }
     let upper = backing.own_files(staging);
-    let empty = std::fs::read_dir(&upper).is_ok_and(|mut d| d.next().is_none());
-    if backing.kind() != Backend::Overlay || !empty {
+    if !std::fs::read_dir(&upper).is_ok_and(|mut d| d.next().is_none()) {
         return Ok(None);
     }
     // Over one lower, the empty upper shows that lower as it is: it is read directly,

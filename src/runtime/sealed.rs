@@ -142,6 +142,34 @@ pub fn at_program_start() -> Option<i32> {
     Some(run_init(args.collect()))
 }
 
+/// The command's spec from the init's arguments (SYNC TTY CWD USER STOP -- CMD...,
+/// `-` for none): a user or stop signal that does not parse is an error, never root or
+/// the default.
+fn app_spec(args: &[OsString]) -> std::result::Result<AppSpec, String> {
+    if args.len() < 6 {
+        return Err("cut short".into());
+    }
+    if args[5] != "--" {
+        return Err("no -- before the command".into());
+    }
+    let word = |i: usize| args[i].to_str().filter(|w| *w != "-");
+    fn parsed<T: std::str::FromStr>(w: Option<&str>) -> std::result::Result<Option<T>, String> {
+        w.map(|w| w.parse().map_err(|_| format!("{w:?} does not parse")))
+            .transpose()
+    }
+    Ok(AppSpec {
+        // Its stdio is in place: 0, 1 and 2.
+        stdio: if args[1] == "1" {
+            AppStdio::Console
+        } else {
+            AppStdio::Fds([0, 1, 2])
+        },
+        cwd: word(2).map(String::from),
+        user: parsed(word(3))?,
+        stop: parsed::<i32>(word(4))?,
+    })
+}
+
 fn run_init(args: Vec<OsString>) -> i32 {
     // Its end kills every process it can (as the end of an init does): only as the
     // PID 1 of a container.
@@ -149,23 +177,15 @@ fn run_init(args: Vec<OsString>) -> i32 {
         eprintln!("rlxc: {MARK} is rlxc-execute's init, run by rlxc itself");
         return 2;
     }
-    if args.len() < 6 {
-        eprintln!("rlxc-execute: error: the init's arguments are cut short");
-        return 126;
-    }
-    let word = |i: usize| args[i].to_str().filter(|w| *w != "-");
-    let (sync, tty, dashes) = (&args[0], &args[1], &args[5]);
-    let app = AppSpec {
-        // Its stdio is in place: 0, 1 and 2.
-        stdio: if tty == "1" {
-            AppStdio::Console
-        } else {
-            AppStdio::Fds([0, 1, 2])
-        },
-        cwd: word(2).map(String::from),
-        user: word(3).and_then(|u| u.parse().ok()),
-        stop: word(4).and_then(|s| s.parse().ok()),
+    // Every argument is checked before the monitor hears the init runs.
+    let app = match app_spec(&args) {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("rlxc-execute: error: the init's arguments: {e}");
+            return 126;
+        }
     };
+    let sync = &args[0];
     let _ = nix::sys::prctl::set_name(c"rlxc-init");
     if let Some(fd) = sync.to_str().and_then(|s| s.parse::<i32>().ok()) {
         tell_monitor(sys::borrow_fd(fd));
@@ -173,9 +193,6 @@ fn run_init(args: Vec<OsString>) -> i32 {
     // The copies' descriptors and the sync socket: nothing of the host's stays open.
     if let Err(e) = sys::close_fds_from(3) {
         eprintln!("rlxc-execute: error: cannot close the init's descriptors: {e}");
-        return 126;
-    }
-    if dashes != "--" {
         return 126;
     }
     let to_c = |s: &[u8]| CString::new(s).ok();
@@ -201,5 +218,31 @@ fn tell_monitor(fd: BorrowedFd<'_>) {
                 stage: Stage::Network,
             },
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(words: &[&str]) -> Vec<OsString> {
+        words.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn init_arguments_that_do_not_parse_are_refused_not_taken_as_root() {
+        let ok = app_spec(&args(&["5", "0", "/srv", "1000:1000", "15", "--", "sh"])).unwrap();
+        assert_eq!(ok.user.map(|u| (u.uid, u.gid)), Some((1000, 1000)));
+        assert_eq!(ok.stop, Some(15));
+        let none = app_spec(&args(&["5", "1", "-", "-", "-", "--", "sh"])).unwrap();
+        assert!(none.user.is_none() && none.stop.is_none() && none.cwd.is_none());
+        for bad in [
+            &["5", "0", "-", "nobody", "-", "--", "sh"][..],
+            &["5", "0", "-", "-", "TERM", "--", "sh"],
+            &["5", "0", "-", "-", "-", "sh", "x"],
+            &["5", "0", "-", "-", "--"],
+        ] {
+            assert!(app_spec(&args(bad)).is_err(), "{bad:?}");
+        }
     }
 }
