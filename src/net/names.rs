@@ -1,10 +1,10 @@
 //! A managed bridge's per-container DHCP reservations and DNS names: one small file per
-//! container in two directories dnsmasq watches (`--dhcp-hostsdir`, `--hostsdir`), so a
-//! new container costs dnsmasq one file read, not a reload of every container's line
-//! (a reload per start made a thousand starts quadratic), and a container whose address
-//! rlxc knows (`auto` or fixed) resolves by name from its start, DHCP client or not.
-//! dnsmasq drops a record from `--hostsdir` when its file changes or goes; a reservation
-//! it read stays until SIGHUP, so only a changed or removed reservation reloads it.
+//! container in two directories dnsmasq reads at start and on SIGHUP (`--dhcp-hostsfile`
+//! and `--addn-hosts` given directories), so a container whose address rlxc knows
+//! (`auto` or fixed) resolves by name from its start, DHCP client or not. Every change
+//! asks for a reload, which the bridge's supervisor paces (`dnsmasq::Pacer`): dnsmasq
+//! watching the directories itself read each new file at once, and rechecked every lease
+//! against every reservation for each, which made a thousand starts quadratic in its time.
 //! Who holds each MAC and address is kept beside them as claims (symlinks to the holder's
 //! key), so a start finds a clash or a free address without reading every container's
 //! reservation: reading them all at each start, under the bridge's lock, made the k-th
@@ -188,11 +188,10 @@ pub fn reserve(f: &Files, key: &str, mac: &str, ip: Option<Ipv4Addr>, name: &str
     match std::fs::read_to_string(&own) {
         // Every start reserves again: when nothing changed, dnsmasq is left alone.
         Ok(l) if l.trim() == line => {}
-        Ok(_) => {
+        _ => {
             write(&own, &line)?;
             reload = true;
         }
-        Err(_) => write(&own, &line)?,
     }
     let record = f.hosts_dir().join(key);
     match ip {
@@ -205,9 +204,15 @@ pub fn reserve(f: &Files, key: &str, mac: &str, ip: Option<Ipv4Addr>, name: &str
                 != Some(&text)
             {
                 write(&record, &text)?;
+                reload = true;
             }
         }
-        None => remove(&record)?,
+        None => {
+            if record.exists() {
+                remove(&record)?;
+                reload = true;
+            }
+        }
     }
     if reload {
         super::dnsmasq::reload(f);

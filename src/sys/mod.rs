@@ -19,9 +19,11 @@ fn cstring(s: &[u8]) -> io::Result<CString> {
 }
 
 mod interrupt;
+mod trim;
 mod xattr;
 pub use interrupt::{catch_interrupts, interrupted, CleanupGuard};
 pub use spawn::{exec_in_dir, fork_waiter};
+pub use trim::trim_idle;
 pub use xattr::{fsetxattr, has_xattrs, lsetxattr_at};
 
 /// Set the process umask, returning the old one.
@@ -45,38 +47,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_timed_signal_wait_returns_the_signal_or_none_when_time_runs_out() {
+        use nix::sys::signal::{SigSet, Signal};
+        let mut set = SigSet::empty();
+        set.add(Signal::SIGUSR2);
+        // Blocked in this test's thread only; raise() sends it to this thread.
+        set.thread_block().unwrap();
+        let t0 = std::time::Instant::now();
+        let waited = sigwait_for(&set, Some(std::time::Duration::from_millis(20)));
+        assert_eq!(waited, Ok(None));
+        assert!(t0.elapsed() >= std::time::Duration::from_millis(20));
+        // SAFETY: raising a signal this thread blocks only makes it pending here.
+        assert_eq!(unsafe { libc::raise(libc::SIGUSR2) }, 0);
+        let got = sigwait_for(&set, Some(std::time::Duration::from_secs(5)));
+        assert_eq!(got, Ok(Some(Signal::SIGUSR2)));
+        set.thread_unblock().unwrap();
+    }
+
+    #[test]
     fn own_pid_is_alive() {
         assert!(pid_alive(std::process::id() as i32));
         assert!(!pid_alive(0));
-    }
-
-    #[test]
-    fn only_unwritten_file_mappings_are_trimmed() {
-        let smaps = "\
-55d0a000-55d0b000 r--p 00000000 fe:01 12 /usr/bin/x
-Rss:                   4 kB
-Anonymous:             4 kB
-55d0b000-55d0d000 r-xp 00001000 fe:01 12 /usr/bin/x
-Rss:                   8 kB
-Anonymous:             0 kB
-55d0d000-55d0e000 rw-p 00003000 fe:01 12 /usr/bin/x
-Anonymous:             0 kB
-7f00000-7f01000 rw-p 00000000 00:00 0 [heap]
-Anonymous:             4 kB
-7f10000-7f12000 r--s 00000000 fe:01 13 /dev/shm/y
-Anonymous:             0 kB
-7f20000-7f21000 r--p 00000000 00:00 0 [vvar]
-Anonymous:             0 kB
-";
-        assert_eq!(clean_file_mappings(smaps), vec![(0x55d0b000, 0x2000)]);
-    }
-
-    #[test]
-    fn trimming_keeps_the_process_working() {
-        trim_file_mappings();
-        // Code and read-only data fault back in from the files.
-        assert_eq!(format!("{}", 6 * 7), "42");
-        assert!(std::fs::read_to_string("/proc/self/smaps").is_ok_and(|s| s.contains("Rss:")));
     }
 }
 
@@ -435,74 +426,6 @@ pub fn set_comm(name: &str) {
     }
 }
 
-/// Give the heap's free pages back to the kernel. A monitor is forked from rlxc-start,
-/// whose heap grew with its work (configs read, the start planned); what was freed there
-/// stays resident in each monitor, a thousand times over on a full host, until trimmed.
-pub fn trim_heap() {
-    // SAFETY: malloc_trim only walks glibc's own arenas under their locks; 0 keeps no
-    // padding at the top of the heap.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-/// Drop this process's page-table entries for file-backed mappings it never wrote to:
-/// code and read-only data of paths it ran once (start-up, a finished request). The
-/// pages stay in the page cache for everyone else; touching them again is a minor fault.
-/// A mapping with anonymous (copy-on-write) pages, such as relocated RELRO data, is left
-/// alone, because MADV_DONTNEED would put the file's unrelocated bytes back there.
-pub fn trim_file_mappings() {
-    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
-        return;
-    };
-    for (start, len) in clean_file_mappings(&smaps) {
-        // SAFETY: the range is one of our own read-only file mappings with no private
-        // (anonymous) pages, so dropping its PTEs loses nothing: every page reads back
-        // identically from the file. Nothing in the process writes to it.
-        unsafe {
-            libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED);
-        }
-    }
-}
-
-/// Ranges of read-only, private, file-backed mappings without anonymous pages, from the
-/// text of /proc/self/smaps.
-fn clean_file_mappings(smaps: &str) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
-    let mut cur: Option<(usize, usize)> = None;
-    for line in smaps.lines() {
-        let mut f = line.split_whitespace();
-        let Some(first) = f.next() else {
-            continue;
-        };
-        if let Some((a, b)) = first.split_once('-') {
-            cur = None;
-            let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
-            else {
-                continue;
-            };
-            let (perms, inode) = (f.next(), f.nth(2));
-            if let (Some(perms), Some(inode)) = (perms, inode) {
-                if inode != "0"
-                    && perms.starts_with('r')
-                    && perms.ends_with('p')
-                    && !perms.contains('w')
-                    && b > a
-                {
-                    cur = Some((a, b - a));
-                }
-            }
-        } else if first == "Anonymous:" {
-            if let Some(range) = cur.take() {
-                if f.next() == Some("0") {
-                    out.push(range);
-                }
-            }
-        }
-    }
-    out
-}
-
 /// Unblock every signal in the child of `cmd` before it execs: a blocked mask is
 /// inherited across exec, and the monitor and supervisors block the signals they wait for.
 pub fn exec_with_clean_sigmask(cmd: &mut std::process::Command) {
@@ -563,4 +486,26 @@ pub fn block_daemon_signals() -> nix::Result<nix::sys::signal::SigSet> {
     }
     mask.thread_block()?;
     Ok(mask)
+}
+
+/// Wait for one of the blocked signals of `mask`, at most `timeout` (None: for ever);
+/// Ok(None) when the time ran out.
+pub fn sigwait_for(
+    mask: &nix::sys::signal::SigSet,
+    timeout: Option<std::time::Duration>,
+) -> nix::Result<Option<nix::sys::signal::Signal>> {
+    let Some(t) = timeout else {
+        return mask.wait().map(Some);
+    };
+    let ts = libc::timespec {
+        tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: t.subsec_nanos().into(),
+    };
+    // SAFETY: the set and the timespec are valid for the call; no siginfo is asked for.
+    let n = unsafe { libc::sigtimedwait(mask.as_ref(), std::ptr::null_mut(), &ts) };
+    match nix::errno::Errno::result(n) {
+        Ok(sig) => nix::sys::signal::Signal::try_from(sig).map(Some),
+        Err(nix::errno::Errno::EAGAIN) => Ok(None),
+        Err(e) => Err(e),
+    }
 }

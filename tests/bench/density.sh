@@ -190,51 +190,53 @@ if [ "$m" -gt 0 ]; then
 fi
 
 echo "3. LXC 5: $ln busybox, $lm Debian (lxc-copy -s -B overlayfs, DHCP, $jobs at a time)"
-fill_lxc_cache busybox "$bb_rel"
 lxc_bridge_conf > "$work/lxc-bb.conf"
-LXC_CACHE_PATH="$work/lxc-cache" lxc-create -P "$work/lxc-lib" -n "lbase$tag" -f "$work/lxc-bb.conf" \
-    -t download -- -d busybox -r "$bb_rel" -a amd64 --force-cache >/dev/null
-# LXC's busybox image runs udhcpc, which replaces a static lxc.net.0.ipv4.address: its
-# containers take DHCP leases from the same dnsmasq, and are pinged at the addresses
-# lxc-ls reports.
 lxc_clone() { # base name
     lxc lxc-copy -n "$1" -N "$2" -s -B overlayfs >/dev/null
 }
-for i in $(seq "$ln"); do lxc_clone "lbase$tag" "$lbb-$i"; done
-mem0=$(mem_avail)
-t0=$(stamp)
-printf '%s\n' "${lnames[@]:0:$ln}" | xargs -P "$jobs" -I{} lxc-start -P "$work/lxc-lib" -n {} -d
-printf '%s\n' "${lnames[@]:0:$ln}" | xargs -P "$jobs" -I{} lxc-wait -P "$work/lxc-lib" -n {} -s RUNNING -t 30
-l_running=$(elapsed "$t0")
-lxc_addresses() { lxc lxc-ls -f -F NAME,IPV4 | awk -v p="^$lbb-" 'NR>1 && $1 ~ p && $2 ~ /^[0-9]+\./ {sub(/,.*/, "", $2); print $1, $2}'; }
-for _ in $(seq 600); do
-    [ "$(lxc_addresses | wc -l)" -ge "$ln" ] && break
-    sleep 0.1
-done
-l_addr=$(elapsed "$t0")
-lxc_addresses > "$work/l-addr"
-l_ping_n=$($probe ping < "$work/l-addr") || true
-l_ping=$(elapsed "$t0")
-printf '   all running %.2f s, all addressed (DHCP) %.2f s, pings answered %s at %.2f s\n' \
-    "$l_running" "$l_addr" "$l_ping_n" "$l_ping"
-case $l_ping_n in "$ln/$ln") ;; *)
-    echo "   $lbb-1 inside: $(lxc lxc-attach -n "$lbb-1" -- ip -4 -o addr 2>&1 | tr '\n' ';')" >&2
-    grep -E 'hwaddr|ipv4' "$work/lxc-lib/$lbb-1/config" "$work/lxc-lib/$lbb-2/config" >&2 ;;
-esac
-sleep 3
-mem1=$(mem_avail)
-read -r lmc lms lmx <<< "$(monitor_rss "lxc monitor\] $work/lxc-lib $lbb-")"
-l_mon=$((lms / (lmc > 0 ? lmc : 1)))
-printf '   host memory %d KiB per container; %d monitors, %d KiB resident each\n' \
-    "$(( (mem0 - mem1) / (ln > 0 ? ln : 1) ))" "$lmc" "$l_mon"
-: > "$work/lls"
-for _ in 1 2 3; do t0=$(stamp); lxc lxc-ls -f > /dev/null; elapsed "$t0" >> "$work/lls"; done
-l_ls=$(median < "$work/lls")
-printf '   lxc-ls -f %.3f s\n' "$l_ls"
-t0=$(stamp)
-printf '%s\n' "${lnames[@]:0:$ln}" | xargs -P "$jobs" -I{} lxc-stop -P "$work/lxc-lib" -t 10 -n {}
-l_stop=$(elapsed "$t0")
-printf '   lxc-stop, %d at a time, %.2f s\n' "$jobs" "$l_stop"
+if [ "$ln" -gt 0 ]; then
+    fill_lxc_cache busybox "$bb_rel"
+    LXC_CACHE_PATH="$work/lxc-cache" lxc-create -P "$work/lxc-lib" -n "lbase$tag" -f "$work/lxc-bb.conf" \
+        -t download -- -d busybox -r "$bb_rel" -a amd64 --force-cache >/dev/null
+    # LXC's busybox image runs udhcpc, which replaces a static lxc.net.0.ipv4.address: its
+    # containers take DHCP leases from the same dnsmasq, and are pinged at the addresses
+    # lxc-ls reports.
+    for i in $(seq "$ln"); do lxc_clone "lbase$tag" "$lbb-$i"; done
+    mem0=$(mem_avail)
+    t0=$(stamp)
+    printf '%s\n' "${lnames[@]:0:$ln}" | xargs -P "$jobs" -I{} lxc-start -P "$work/lxc-lib" -n {} -d
+    printf '%s\n' "${lnames[@]:0:$ln}" | xargs -P "$jobs" -I{} lxc-wait -P "$work/lxc-lib" -n {} -s RUNNING -t 30
+    l_running=$(elapsed "$t0")
+    lxc_addresses() { lxc lxc-ls -f -F NAME,IPV4 | awk -v p="^$lbb-" 'NR>1 && $1 ~ p && $2 ~ /^[0-9]+\./ {sub(/,.*/, "", $2); print $1, $2}'; }
+    for _ in $(seq 600); do
+        [ "$(lxc_addresses | wc -l)" -ge "$ln" ] && break
+        sleep 0.1
+    done
+    l_addr=$(elapsed "$t0")
+    lxc_addresses > "$work/l-addr"
+    l_ping_n=$($probe ping < "$work/l-addr") || true
+    l_ping=$(elapsed "$t0")
+    printf '   all running %.2f s, all addressed (DHCP) %.2f s, pings answered %s at %.2f s\n' \
+        "$l_running" "$l_addr" "$l_ping_n" "$l_ping"
+    case $l_ping_n in "$ln/$ln") ;; *)
+        echo "   $lbb-1 inside: $(lxc lxc-attach -n "$lbb-1" -- ip -4 -o addr 2>&1 | tr '\n' ';')" >&2
+        grep -E 'hwaddr|ipv4' "$work/lxc-lib/$lbb-1/config" "$work/lxc-lib/$lbb-2/config" >&2 ;;
+    esac
+    sleep 3
+    mem1=$(mem_avail)
+    read -r lmc lms lmx <<< "$(monitor_rss "lxc monitor\] $work/lxc-lib $lbb-")"
+    l_mon=$((lms / (lmc > 0 ? lmc : 1)))
+    printf '   host memory %d KiB per container; %d monitors, %d KiB resident each\n' \
+        "$(( (mem0 - mem1) / (ln > 0 ? ln : 1) ))" "$lmc" "$l_mon"
+    : > "$work/lls"
+    for _ in 1 2 3; do t0=$(stamp); lxc lxc-ls -f > /dev/null; elapsed "$t0" >> "$work/lls"; done
+    l_ls=$(median < "$work/lls")
+    printf '   lxc-ls -f %.3f s\n' "$l_ls"
+    t0=$(stamp)
+    printf '%s\n' "${lnames[@]:0:$ln}" | xargs -P "$jobs" -I{} lxc-stop -P "$work/lxc-lib" -t 10 -n {}
+    l_stop=$(elapsed "$t0")
+    printf '   lxc-stop, %d at a time, %.2f s\n' "$jobs" "$l_stop"
+fi
 
 if [ "$lm" -gt 0 ]; then
     fill_lxc_cache debian bookworm
@@ -251,18 +253,27 @@ if [ "$lm" -gt 0 ]; then
 fi
 
 echo "Per container (rlxc $n/$m against LXC $ln/$lm):"
-per() { echo "$1 / $2" | bc -l; }
+# A count of 0 on either side (no LXC run asked): rlxc's figures alone, no ratio.
+per() { if [ "$2" -gt 0 ]; then echo "$1 / $2" | bc -l; else echo 0; fi; }
 # One row: label, rlxc's total seconds, LXC's total seconds.
 row() {
-    printf '   %-21s rlxc %6.1f ms  LXC %6.1f ms  rlxc/LXC = %.2f\n' "$1" \
-        "$(per "$2 * 1000" "$n")" "$(per "$3 * 1000" "$ln")" "$(ratio "$(per "$2" "$n")" "$(per "$3" "$ln")")"
+    if [ "$ln" -gt 0 ]; then
+        printf '   %-21s rlxc %6.1f ms  LXC %6.1f ms  rlxc/LXC = %.2f\n' "$1" \
+            "$(per "$2 * 1000" "$n")" "$(per "$3 * 1000" "$ln")" "$(ratio "$(per "$2" "$n")" "$(per "$3" "$ln")")"
+    else
+        printf '   %-21s rlxc %6.1f ms  (no LXC run)\n' "$1" "$(per "$2 * 1000" "$n")"
+    fi
 }
-row "busybox to running:" "$r_running" "$l_running"
-row "busybox addressed:" "$r_addr" "$l_addr"
-row "busybox answering:" "$r_ping" "$l_ping"
-row "busybox stop:" "$r_stop" "$l_stop"
-printf '   monitor RSS:          rlxc %6d KiB LXC %6d KiB rlxc/LXC = %.2f\n' "$r_mon" "$l_mon" \
-    "$(ratio "$r_mon" "$((l_mon > 0 ? l_mon : 1))")"
+row "busybox to running:" "$r_running" "${l_running:-0}"
+row "busybox addressed:" "$r_addr" "${l_addr:-0}"
+row "busybox answering:" "$r_ping" "${l_ping:-0}"
+row "busybox stop:" "$r_stop" "${l_stop:-0}"
+if [ "$ln" -gt 0 ]; then
+    printf '   monitor RSS:          rlxc %6d KiB LXC %6d KiB rlxc/LXC = %.2f\n' "$r_mon" "$l_mon" \
+        "$(ratio "$r_mon" "$((l_mon > 0 ? l_mon : 1))")"
+else
+    printf '   monitor RSS:          rlxc %6d KiB\n' "$r_mon"
+fi
 if [ "$m" -gt 0 ] && [ "$lm" -gt 0 ]; then
     printf '   Debian to running:    rlxc %6.1f ms  LXC %6.1f ms  rlxc/LXC = %.2f\n' \
         "$(per "$r_deb * 1000" "$m")" "$(per "$l_deb * 1000" "$lm")" \

@@ -72,7 +72,7 @@ echo " (target <= 0.1)"
 
 echo "2. -t local, the fixture's Debian bookworm image files, $iterations creates each"
 index="$fixtures/mirror/meta/1.0/index-system"
-dpath=$(awk -F';' '$1=="debian" && $2=="bookworm" && $3=="amd64" {print $6}' "$index")
+dpath=$(awk -F';' '$1=="debian" && $2=="bookworm" && $3=="amd64" && $4=="default" {print $6}' "$index")
 meta="$fixtures/mirror$dpath/meta.tar.xz" fstree="$fixtures/mirror$dpath/rootfs.tar.xz"
 time_both local lxc-create -P "$work/lxc-lib" -n loc%i -t local -- --metadata "$meta" --fstree "$fstree" \
     :: "$rlxc" create -q -n loc%i -t local -f "$work/nonet.toml" -- --metadata "$meta" --fstree "$fstree"

@@ -84,7 +84,7 @@ pub struct Monitor {
     reboot_requested: bool,
     init_asked_reboot: bool,
     run: Option<Running>,
-    /// When to unmap the code pages a burst of work faulted in (see `trim_file_mappings`).
+    /// When to unmap the code pages a burst of work faulted in (see `sys::trim_idle`).
     trim_at: Option<Instant>,
     /// Veth deletes out of the host's view whose calls have not returned yet.
     removing: Vec<net::VethRemoval>,
@@ -150,8 +150,7 @@ pub fn main(plan: &StartPlan) -> i32 {
     }
     // Start-up code (argument parsing, config, cgroup and mount set-up) will not run
     // again in this process: unmap its pages. The loop faults in the little it uses.
-    crate::sys::trim_file_mappings();
-    crate::sys::trim_heap();
+    crate::sys::trim_idle();
     m.serve();
     m.shutdown();
     0
@@ -438,8 +437,7 @@ impl Monitor {
                 self.trim_at = Some(Instant::now() + TRIM_AFTER);
             } else if self.trim_at.is_some_and(|t| Instant::now() >= t) {
                 self.trim_at = None;
-                crate::sys::trim_file_mappings();
-                crate::sys::trim_heap();
+                crate::sys::trim_idle();
             }
             for (src, _) in set.sources().iter().zip(&ready[2..]).filter(|(_, r)| **r) {
                 self.on_ready(*src);
