@@ -459,10 +459,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn dnsmasq_is_bound_to_the_bridge_only() {
-        let d = tempfile::tempdir().unwrap();
-        let o = Options {
+    fn options() -> Options<'static> {
+        Options {
             bridge: "br9",
             listen: "10.9.0.1".parse().unwrap(),
             range: ("10.9.0.2".parse().unwrap(), "10.9.0.254".parse().unwrap()),
@@ -470,7 +468,13 @@ mod tests {
             domain: "lxc",
             ipv6: false,
             upstream_dns: false,
-        };
+        }
+    }
+
+    #[test]
+    fn dnsmasq_is_bound_to_the_bridge_only() {
+        let d = tempfile::tempdir().unwrap();
+        let o = options();
         let a = args(&o, &files(d.path()));
         for want in [
             "--bind-interfaces",
@@ -494,15 +498,7 @@ mod tests {
         for k in ["a", "b", "c"] {
             std::fs::write(f.dhcp_dir().join(k), "x\n").unwrap();
         }
-        let o = Options {
-            bridge: "br9",
-            listen: "10.9.0.1".parse().unwrap(),
-            range: ("10.9.0.2".parse().unwrap(), "10.9.0.254".parse().unwrap()),
-            netmask: "255.255.255.0".parse().unwrap(),
-            domain: "lxc",
-            ipv6: false,
-            upstream_dns: false,
-        };
+        let o = options();
         assert_eq!(reservations_in(&args(&o, &f)), 3);
         assert_eq!(reservations_in(&[]), 0);
     }
