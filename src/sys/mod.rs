@@ -435,10 +435,13 @@ pub fn set_comm(name: &str) {
     }
 }
 
-/// Give the heap's free pages back to the kernel. A monitor is forked from rlxc-start,
-/// whose heap grew with its work (configs read, the start planned); what was freed there
-/// stays resident in each monitor, a thousand times over on a full host, until trimmed.
-pub fn trim_heap() {
+/// Keep resident only what a long-idle process needs: its clean code pages
+/// (`trim_file_mappings`) and its heap's free pages go back to the kernel. A monitor is
+/// forked from rlxc-start, whose heap grew with its work (configs read, the start
+/// planned); what was freed there stays resident in each monitor, a thousand times over
+/// on a full host, until trimmed.
+pub fn trim_resident() {
+    trim_file_mappings();
     // SAFETY: malloc_trim only walks glibc's own arenas under their locks; 0 keeps no
     // padding at the top of the heap.
     unsafe {

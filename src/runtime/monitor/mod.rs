@@ -30,6 +30,7 @@ mod userns;
 use crate::cgroup::{Cgroup, Layout};
 use crate::config::ContainerConfig;
 use crate::error::{Error, IoContext, Result};
+use crate::name::installation_tag;
 use crate::net::link as net;
 use terms::Term;
 
@@ -84,7 +85,7 @@ pub struct Monitor {
     reboot_requested: bool,
     init_asked_reboot: bool,
     run: Option<Running>,
-    /// When to unmap the code pages a burst of work faulted in (see `trim_file_mappings`).
+    /// When to unmap the code pages a burst of work faulted in (see `sys::trim_resident`).
     trim_at: Option<Instant>,
     /// Veth deletes out of the host's view whose calls have not returned yet.
     removing: Vec<net::VethRemoval>,
@@ -150,8 +151,7 @@ pub fn main(plan: &StartPlan) -> i32 {
     }
     // Start-up code (argument parsing, config, cgroup and mount set-up) will not run
     // again in this process: unmap its pages. The loop faults in the little it uses.
-    crate::sys::trim_file_mappings();
-    crate::sys::trim_heap();
+    crate::sys::trim_resident();
     m.serve();
     m.shutdown();
     0
@@ -178,6 +178,8 @@ impl Monitor {
         let mask = crate::sys::block_daemon_signals().ctx("block signals in", "the monitor")?;
         let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
             .ctx("create a signalfd in", "the monitor")?;
+        let layout = Layout::detect()?;
+        super::leave_starters_cgroup(plan, &layout, &installation_tag(&plan.lxcpath));
         Ok(Monitor {
             name: plan.name.clone(),
             key: plan.key.clone(),
@@ -185,7 +187,7 @@ impl Monitor {
             root: plan.root.clone(),
             cfg: plan.config.clone(),
             network: plan.network.clone(),
-            layout: Layout::detect()?,
+            layout,
             init: plan.init.clone(),
             cgroup_view: plan.cgroup_view.clone(),
             listener,
@@ -438,8 +440,7 @@ impl Monitor {
                 self.trim_at = Some(Instant::now() + TRIM_AFTER);
             } else if self.trim_at.is_some_and(|t| Instant::now() >= t) {
                 self.trim_at = None;
-                crate::sys::trim_file_mappings();
-                crate::sys::trim_heap();
+                crate::sys::trim_resident();
             }
             for (src, _) in set.sources().iter().zip(&ready[2..]).filter(|(_, r)| **r) {
                 self.on_ready(*src);
