@@ -69,21 +69,19 @@ fn errors_leave_nothing_behind() {
     drop(reg);
     // The bearer-token handshake (basic auth is tested on the real registry); without
     // credentials, how to give them.
-    let reg = Registry::start(
-        &repos,
-        &["--auth", "token", "--user", "alice", "--password", "s3cret"],
-    );
+    let reg = Registry::start(&repos, &TOKEN_AUTH);
     fail(
         "anon-token",
         &reg.url("e/ok:1"),
         &["401", "--username", "--password-stdin"],
     );
-    let out = create_as_alice(
+    let out = create_as(
         &env,
         "auth-token",
         &reg.url("e/ok:1"),
         &["--plain-http"],
         None,
+        Some(PASSWORD),
     );
     // The corrupt layer is served only by the first registry: this one is whole.
     assert!(out.status.success(), "{}", stderr(&out));
@@ -174,46 +172,17 @@ fn a_layer_replaces_a_directory_with_a_file_confined() {
 fn token_handshake_over_tls_trusted_by_the_ca_store() {
     let (env, repos, ca) = three_layer_env("t/ok:1");
     let (cert, key) = (ca.cert.to_str().unwrap(), ca.key.to_str().unwrap());
-    let reg = Registry::start(
-        &repos,
-        &[
-            "--tls",
-            cert,
-            key,
-            "--auth",
-            "token",
-            "--user",
-            "alice",
-            "--password",
-            "s3cret",
-        ],
-    );
+    let reg = Registry::start(&repos, &[&["--tls", cert, key][..], &TOKEN_AUTH].concat());
     // The registry and its https token realm trusted through the CA store's override.
-    let out = create_as_alice(&env, "tls-token", &reg.url("t/ok:1"), &[], Some(&ca.ca));
+    let url = reg.url("t/ok:1");
+    let out = create_as(&env, "tls-token", &url, &[], Some(&ca.ca), Some(PASSWORD));
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         read(env.rootfs("tls-token").join("etc/os-release")),
         "ID=test\n"
     );
     // Credentials the realm refuses: 401, nothing left.
-    let out = env
-        .cmd(&[
-            "create",
-            "-t",
-            "oci",
-            "-n",
-            "wrong",
-            "--",
-            "-u",
-            &reg.url("t/ok:1"),
-            "--username",
-            "alice",
-            "--password-stdin",
-        ])
-        .env("SSL_CERT_FILE", &ca.ca)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+    let out = create_as(&env, "wrong", &url, &[], Some(&ca.ca), Some("not-it"));
     assert!(!out.status.success());
     assert!(stderr(&out).contains("401"), "{}", stderr(&out));
     assert!(!env.lxcpath().join("wrong").exists());

@@ -306,36 +306,6 @@ fn rlxc_stop_sends_an_application_image_its_stop_signal() {
     );
 }
 
-/// `rlxc-create -t oci -n NAME -- -u URL` trusting `ca`; `password`: given on stdin as
-/// alice's; None: no credentials.
-fn create_tls(
-    env: &Env,
-    name: &str,
-    url: &str,
-    ca: &Path,
-    password: Option<&str>,
-) -> std::process::Output {
-    let mut args = vec!["create", "-t", "oci", "-n", name, "--", "-u", url];
-    if password.is_some() {
-        args.extend(["--username", docker_registry::USER, "--password-stdin"]);
-    }
-    let mut child = env
-        .cmd(&args)
-        .env("SSL_CERT_FILE", ca)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    let mut stdin = child.stdin.take().unwrap();
-    stdin
-        .write_all(format!("{}\n", password.unwrap_or_default()).as_bytes())
-        .unwrap();
-    drop(stdin);
-    child.wait_with_output().unwrap()
-}
-
 #[test]
 fn tls_from_a_test_ca_and_basic_auth() {
     let (env, repos, ca) = three_layer_env("t/ok:1");
@@ -355,17 +325,17 @@ fn tls_from_a_test_ca_and_basic_auth() {
         );
     };
     // A CA rlxc does not trust: a clear error at once, naming the fix.
-    let out = create_as_alice(&env, "untrusted", &url, &[], None);
+    let out = create_as(&env, "untrusted", &url, &[], None, Some(PASSWORD));
     assert!(!stderr(&out).contains("retrying"), "{}", stderr(&out));
     refused("untrusted", out, &["certificate", "SSL_CERT_FILE"]);
     // Trusted through the CA store's override; no credentials, then wrong ones: 401 and
     // how to give them.
-    let out = create_tls(&env, "anon", &url, &ca.ca, None);
+    let out = create_as(&env, "anon", &url, &[], Some(&ca.ca), None);
     refused("anon", out, &["401", "--username", "--password-stdin"]);
-    let out = create_tls(&env, "wrong", &url, &ca.ca, Some("not-it"));
+    let out = create_as(&env, "wrong", &url, &[], Some(&ca.ca), Some("not-it"));
     refused("wrong", out, &["401"]);
     // An unknown tag (the registry's tag list said) and an unknown repository.
-    let alice = Some(docker_registry::PASSWORD);
+    let alice = Some(PASSWORD);
     for (name, repo_tag, what) in [
         (
             "unknown",
@@ -374,7 +344,7 @@ fn tls_from_a_test_ca_and_basic_auth() {
         ),
         ("noname", "t/missing:1", &["no manifest"][..]),
     ] {
-        let out = create_tls(&env, name, &reg.url(repo_tag), &ca.ca, alice);
+        let out = create_as(&env, name, &reg.url(repo_tag), &[], Some(&ca.ca), alice);
         let said = stderr(&out);
         assert!(
             !said.contains("-t local"),
@@ -383,7 +353,7 @@ fn tls_from_a_test_ca_and_basic_auth() {
         refused(name, out, what);
     }
     // alice's image.
-    let out = create_tls(&env, "tls", &url, &ca.ca, alice);
+    let out = create_as(&env, "tls", &url, &[], Some(&ca.ca), alice);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(read(env.rootfs("tls").join("etc/os-release")), "ID=test\n");
 }

@@ -43,41 +43,31 @@ fn is_mount_option(o: &str) -> bool {
     ) || o.starts_with("release_agent")
 }
 
-/// Parse /proc/self/mountinfo for cgroup and cgroup2 mounts.
+/// The cgroup and cgroup2 mounts of a mountinfo text.
 pub fn parse_mountinfo(text: &str) -> Layout {
-    let mut hierarchies = Vec::new();
-    for line in text.lines() {
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let l: Vec<&str> = left.split_whitespace().collect();
-        let r: Vec<&str> = right.split_whitespace().collect();
-        if l.len() < 5 || r.len() < 3 {
-            continue;
-        }
+    let hierarchies = crate::sys::mountinfo::parse(text)
+        .into_iter()
         // Only hierarchies mounted at their root: a bind of a subtree is someone's view.
-        if l[3] != "/" {
-            continue;
-        }
-        let mountpoint = PathBuf::from(l[4].replace("\\040", " "));
-        match r[0] {
-            "cgroup2" => hierarchies.push(Hierarchy {
-                mountpoint,
+        .filter(|m| m.root.as_os_str() == "/")
+        .filter_map(|m| match m.fstype.as_str() {
+            "cgroup2" => Some(Hierarchy {
+                mountpoint: m.mountpoint,
                 controllers: Vec::new(),
                 v2: true,
             }),
-            "cgroup" => hierarchies.push(Hierarchy {
-                mountpoint,
-                controllers: r[2]
+            "cgroup" => Some(Hierarchy {
+                controllers: m
+                    .super_options
                     .split(',')
                     .filter(|o| !is_mount_option(o))
                     .map(String::from)
                     .collect(),
+                mountpoint: m.mountpoint,
                 v2: false,
             }),
-            _ => {}
-        }
-    }
+            _ => None,
+        })
+        .collect();
     Layout { hierarchies }
 }
 

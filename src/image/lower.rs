@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, IoContext, Result};
 use crate::image::cache::{Key, STAGING_TAG};
 use crate::image::fetch::Progress;
+use crate::image::oci;
 use crate::image::unpack;
 use crate::rootfs::Root;
 use crate::{store, sys};
@@ -55,13 +56,13 @@ pub const OCI: &str = "oci";
 
 /// The lower of the OCI layer stack whose top layer has `chain_id` (`sha256:HEX`).
 pub fn oci_dir(cachepath: &Path, chain_id: &str) -> Result<PathBuf> {
-    let hex = chain_id.strip_prefix("sha256:").unwrap_or_default();
-    if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+    // Only the canonical (lower-case) form: two spellings must not name two lowers.
+    if !oci::is_canonical_digest(chain_id) {
         return Err(Error::Other(format!(
             "{chain_id:?} is not a sha256 chain id: no overlay lower can be named by it"
         )));
     }
-    Ok(oci_dirs(cachepath).join(hex))
+    Ok(oci_dirs(cachepath).join(oci::digest_hex(chain_id)))
 }
 
 /// Where every OCI lower lives.

@@ -4,7 +4,9 @@
 //! each read by the reader's cgroup) instead of the host. Without lxcfs nothing is bound
 //! and nothing said: the views are an extra, and rlxc-info tells whether they are on.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use crate::sys::mountinfo::{self, Mount};
 
 /// The views, as paths below lxcfs's mountpoint and below the container's root.
 pub const VIEWS: &[&str] = &[
@@ -20,50 +22,18 @@ pub const VIEWS: &[&str] = &[
 
 const FSTYPE: &str = "fuse.lxcfs";
 
-/// The mountpoint of the first lxcfs in `mountinfo` (a /proc/PID/mountinfo text).
-fn mountpoint_in(mountinfo: &str) -> Option<PathBuf> {
-    mountinfo.lines().find_map(|l| {
-        let (left, right) = l.split_once(" - ")?;
-        (right.split_whitespace().next()? == FSTYPE)
-            .then(|| left.split_whitespace().nth(4).map(unescape))
-            .flatten()
-    })
-}
-
-/// mountinfo's octal escapes (`\040` for a blank) undone.
-fn unescape(s: &str) -> PathBuf {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let oct = b.get(i + 1..i + 4).and_then(|d| {
-            std::str::from_utf8(d)
-                .ok()
-                .and_then(|d| u8::from_str_radix(d, 8).ok())
-        });
-        match (b[i], oct) {
-            (b'\\', Some(c)) => {
-                out.push(c);
-                i += 4;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    PathBuf::from(std::ffi::OsString::from(
-        <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&out),
-    ))
+/// The mountpoint of the first lxcfs among `mounts`.
+fn mountpoint_in(mounts: Vec<Mount>) -> Option<PathBuf> {
+    mounts
+        .into_iter()
+        .find(|m| m.fstype == FSTYPE)
+        .map(|m| m.mountpoint)
 }
 
 /// The views this host's lxcfs offers: (path in the container, file on the host).
 /// Empty when no lxcfs runs.
 pub fn views() -> Vec<(&'static str, PathBuf)> {
-    let Some(mnt) = std::fs::read_to_string("/proc/self/mountinfo")
-        .ok()
-        .and_then(|m| mountpoint_in(&m))
-    else {
+    let Some(mnt) = mountinfo::read_self().ok().and_then(mountpoint_in) else {
         return Vec::new();
     };
     VIEWS
@@ -94,9 +64,9 @@ pub fn child_binds(name: &str, detached: bool) -> Vec<(&'static str, super::chil
 
 /// Whether the running container whose init is `pid` has the views.
 pub fn in_use(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+    mountinfo::read(Path::new(&format!("/proc/{pid}/mountinfo")))
         .ok()
-        .and_then(|m| mountpoint_in(&m))
+        .and_then(mountpoint_in)
         .is_some()
 }
 
@@ -108,12 +78,10 @@ mod tests {
     fn finds_the_lxcfs_mount() {
         let mi = "22 1 0:21 / /proc rw - proc proc rw\n\
                   90 22 0:50 / /var/lib/lxc\\040fs rw,nosuid - fuse.lxcfs lxcfs rw,user_id=0\n";
-        assert_eq!(mountpoint_in(mi), Some(PathBuf::from("/var/lib/lxc fs")));
-        assert_eq!(mountpoint_in("22 1 0:21 / /proc rw - proc proc rw\n"), None);
+        let found = |text: &str| mountpoint_in(mountinfo::parse(text));
+        assert_eq!(found(mi), Some(PathBuf::from("/var/lib/lxc fs")));
+        assert_eq!(found("22 1 0:21 / /proc rw - proc proc rw\n"), None);
         // A source named like the type is not the type.
-        assert_eq!(
-            mountpoint_in("5 1 0:9 / /x rw - tmpfs fuse.lxcfs rw\n"),
-            None
-        );
+        assert_eq!(found("5 1 0:9 / /x rw - tmpfs fuse.lxcfs rw\n"), None);
     }
 }

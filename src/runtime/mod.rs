@@ -208,18 +208,11 @@ pub fn start(plan: &StartPlan) -> Result<Started> {
 }
 
 /// In the forked monitor: rlxc-execute's stdio at `APP_STDIO` (first lifted above those
-/// numbers, so that none is overwritten before it is copied), or nothing there.
-/// How many descriptors from 3 up `keep_app_stdio` put in place.
-fn kept_app_stdio(plan: &StartPlan) -> u32 {
-    match plan.app.as_ref().and_then(|a| a.stdio.as_ref()) {
-        Some(_) => APP_STDIO.len() as u32,
-        None => 0,
-    }
-}
-
-fn keep_app_stdio(plan: &StartPlan) -> std::io::Result<()> {
+/// numbers, so that none is overwritten before it is copied), or nothing there. Returns
+/// how many descriptors from 3 up it put in place.
+fn keep_app_stdio(plan: &StartPlan) -> std::io::Result<u32> {
     let Some(fds) = plan.app.as_ref().and_then(|a| a.stdio.as_ref()) else {
-        return Ok(());
+        return Ok(0);
     };
     let mut lifted = Vec::new();
     for fd in fds {
@@ -231,7 +224,7 @@ fn keep_app_stdio(plan: &StartPlan) -> std::io::Result<()> {
     for (fd, at) in lifted.iter().zip(APP_STDIO) {
         crate::sys::dup_onto(crate::sys::borrow_fd(*fd), at)?;
     }
-    Ok(())
+    Ok(APP_STDIO.len() as u32)
 }
 
 /// Fork the monitor, as LXC does: it already has the parsed configuration, where
@@ -257,16 +250,13 @@ fn spawn_monitor(
                 .and_then(|_| keep_app_stdio(plan))
                 // Nothing else of rlxc-start's: no lock or socket may outlive it here
                 // (3-5 stay only when they are rlxc-execute's stdio).
-                .and_then(|_| crate::sys::close_fds_from(3 + kept_app_stdio(plan)));
+                .and_then(|kept| crate::sys::close_fds_from(3 + kept));
             if let Err(e) = ready {
                 eprintln!("monitor set-up: {e}");
                 crate::sys::exit_child(1);
             }
             crate::sys::ignore_sigpipe();
             crate::sys::default_interrupts();
-            if !plan.foreground {
-                leave_starters_cgroup(plan);
-            }
             crate::sys::set_comm("rlxc-monitor");
             if let Err(e) = crate::sys::set_cmdline(&format!(
                 "[rlxc monitor] {} {}",
@@ -284,13 +274,14 @@ fn spawn_monitor(
     }
 }
 
-/// Out of the cgroup of whoever started it (see `cgroup::enter_monitors`); where that
+/// Out of the cgroup of whoever started it (see `cgroup::enter_monitors`) into the
+/// monitors cgroup of the installation `tag`, unless the plan keeps it there; where that
 /// fails the monitor still runs, as before, and its log says why.
-fn leave_starters_cgroup(plan: &StartPlan) {
-    let tag = plan.key.rsplit_once('.').map_or("", |(_, t)| t);
-    if let Err(e) =
-        crate::cgroup::Layout::detect().and_then(|l| crate::cgroup::enter_monitors(&l, tag))
-    {
+fn leave_starters_cgroup(plan: &StartPlan, layout: &crate::cgroup::Layout, tag: &str) {
+    if plan.foreground {
+        return;
+    }
+    if let Err(e) = crate::cgroup::enter_monitors(layout, tag) {
         eprintln!(
             "{}: warning: the monitor stays in its starter's cgroup: {e}",
             plan.name

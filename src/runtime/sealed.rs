@@ -38,8 +38,11 @@ impl SealedInit {
         let program = sys::memfd::sealed_copy(&mut f, "rlxc-execute-init")
             .map_err(|e| copy_error(Path::new(exe), e))?;
         let loaded = STARTUP_OBJECTS.get_or_init(sys::memfd::loaded_objects);
-        let copy_of = |p: &Path| -> Result<OwnedFd> {
-            let mut f = std::fs::File::open(p).ctx("open", p)?;
+        // What is mapped, not what the path holds now: a package upgrade may have
+        // replaced the file since this process started.
+        let copy_of = |obj: &sys::memfd::Object| -> Result<OwnedFd> {
+            let p = &obj.path;
+            let mut f = sys::memfd::open_mapped(obj).ctx("open", p)?;
             let name = p
                 .file_name()
                 .map(|n| n.to_string_lossy())
@@ -47,12 +50,8 @@ impl SealedInit {
             sys::memfd::sealed_copy(&mut f, &format!("rlxc-execute-init:{name}"))
                 .map_err(|e| copy_error(p, e))
         };
-        let interp = loaded.interp.as_deref().map(copy_of).transpose()?;
-        let libs = loaded
-            .libs
-            .iter()
-            .map(|p| copy_of(p))
-            .collect::<Result<_>>()?;
+        let interp = loaded.interp.as_ref().map(copy_of).transpose()?;
+        let libs = loaded.libs.iter().map(copy_of).collect::<Result<_>>()?;
         Ok(SealedInit {
             program,
             interp,

@@ -83,12 +83,8 @@ pub fn fs_type(path: &Path) -> String {
     let from_mountinfo = || -> Option<String> {
         let fd = nix::fcntl::open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).ok()?;
         let id = sys::entry_at(fd.as_fd(), OsStr::new("")).ok()?.mnt_id;
-        let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-        text.lines()
-            .find(|l| l.split(' ').next() == Some(&id.to_string()))
-            .and_then(|l| l.split_once(" - "))
-            .and_then(|(_, rest)| rest.split(' ').next())
-            .map(str::to_string)
+        let mounts = crate::sys::mountinfo::read_self().ok()?;
+        mounts.into_iter().find(|m| m.id == id).map(|m| m.fstype)
     };
     from_mountinfo().unwrap_or_else(|| match nix::sys::statfs::statfs(path) {
         Ok(s) => format!("file system type {:#x}", s.filesystem_type().0),

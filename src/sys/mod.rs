@@ -78,6 +78,7 @@ pub mod dbus;
 pub mod idmap;
 pub mod memfd;
 pub mod mount;
+pub mod mountinfo;
 pub mod notify;
 pub mod pty;
 pub mod seccomp;

@@ -5,13 +5,9 @@
 //! registry and removes its directory.
 
 use crate::common::TestCa;
-use crate::support::Repos;
+use crate::support::{Repos, PASSWORD, USER};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// The one account of a registry started with basic auth.
-pub const USER: &str = "alice";
-pub const PASSWORD: &str = "s3cret";
 
 pub struct DockerRegistry {
     child: Child,
@@ -28,7 +24,7 @@ fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-/// An htpasswd line for USER. The registry reads bcrypt only; perl's crypt is libcrypt's,
+/// An htpasswd line for `support::USER`. The registry reads bcrypt only; perl's crypt is libcrypt's,
 /// which makes it (perl-base is Essential on Debian: no package to add). Cost 4, the
 /// least: the registry checks the hash on every request, and cost 12 made a tiny push
 /// take seconds. A fixed salt: the hash only has to match.

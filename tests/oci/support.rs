@@ -155,29 +155,46 @@ pub fn create(env: &Env, name: &str, url: &str, more: &[&str]) -> std::process::
     env.run(&args)
 }
 
-/// A create with `--username alice --password-stdin` (s3cret), `more` after -u URL;
-/// `ca`: trusted through SSL_CERT_FILE.
-pub fn create_as_alice(
+/// The one account of the registries started with authentication (registry.py's
+/// `--user`/`--password`, docker-registry's htpasswd).
+pub const USER: &str = "alice";
+pub const PASSWORD: &str = "s3cret";
+
+/// registry.py's arguments for the bearer-token handshake with USER's account.
+pub const TOKEN_AUTH: [&str; 6] = ["--auth", "token", "--user", USER, "--password", PASSWORD];
+
+/// `rlxc-create -t oci -n NAME -- -u URL MORE`; `ca`: trusted through SSL_CERT_FILE;
+/// `password`: USER's (`--username USER --password-stdin`, the password on stdin);
+/// None: no credentials.
+pub fn create_as(
     env: &Env,
     name: &str,
     url: &str,
     more: &[&str],
     ca: Option<&Path>,
+    password: Option<&str>,
 ) -> std::process::Output {
     let mut args = vec!["create", "-t", "oci", "-n", name, "--", "-u", url];
     args.extend(more);
-    args.extend(["--username", "alice", "--password-stdin"]);
+    if password.is_some() {
+        args.extend(["--username", USER, "--password-stdin"]);
+    }
     let mut c = env.cmd(&args);
     if let Some(ca) = ca {
         c.env("SSL_CERT_FILE", ca);
     }
     let mut child = c
         .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    if let Some(p) = password {
+        stdin.write_all(format!("{p}\n").as_bytes()).unwrap();
+    }
+    drop(stdin);
     child.wait_with_output().unwrap()
 }
 

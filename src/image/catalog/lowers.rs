@@ -25,39 +25,105 @@ pub fn dir_of(cachepath: &Path, img: &CachedImage) -> Option<PathBuf> {
 /// The containers in `lxcpath` layered on a lower under `lowers`, sorted; one whose
 /// snapshots alone are (a restore would layer it there again) as `NAME (snapshot S, …)`.
 pub fn users(lxcpath: &Path, lowers: &Path) -> Result<Vec<String>> {
-    let mut out = Vec::new();
+    Layering::new(lxcpath).users(lowers)
+}
+
+/// What the configs of the containers in lxcpath and of their snapshots layer on,
+/// for callers asking about many lowers: read at the first question, then kept. Make
+/// one under the lock that keeps creates from layering new containers meanwhile.
+pub struct Layering<'a> {
+    lxcpath: &'a Path,
+    /// Containers in `store::list` order.
+    read: Option<Vec<Layered>>,
+}
+
+/// One container: what its config and those of its snapshots (sorted) layer on.
+struct Layered {
+    name: String,
+    own: Layer,
+    snaps: Vec<(String, Layer)>,
+}
+
+/// What one config file layers its tree on.
+enum Layer {
+    /// Its lower, if any.
+    Lower(Option<PathBuf>),
+    /// A config that does not load cannot be started either, but it may be fixed:
+    /// its text, so that lowers it mentions at all are kept.
+    Unloadable(String),
+}
+
+impl Layer {
+    fn read(file: &Path) -> Layer {
+        match ContainerConfig::load(file) {
+            Ok(cfg) => Layer::Lower(cfg.rootfs.lower),
+            Err(_) => Layer::Unloadable(std::fs::read_to_string(file).unwrap_or_default()),
+        }
+    }
+
+    /// Whether it layers a tree on a lower under `lowers`.
+    fn uses(&self, lowers: &Path) -> bool {
+        match self {
+            Layer::Lower(l) => l.as_ref().is_some_and(|l| l.starts_with(lowers)),
+            Layer::Unloadable(text) => text.contains(lowers.to_string_lossy().as_ref()),
+        }
+    }
+}
+
+impl<'a> Layering<'a> {
+    pub fn new(lxcpath: &'a Path) -> Layering<'a> {
+        Layering {
+            lxcpath,
+            read: None,
+        }
+    }
+
+    /// See [`users`].
+    pub fn users(&mut self, lowers: &Path) -> Result<Vec<String>> {
+        let containers = match self.read.take() {
+            Some(c) => c,
+            None => read_containers(self.lxcpath)?,
+        };
+        let mut out = Vec::new();
+        for Layered { name, own, snaps } in self.read.insert(containers).iter() {
+            if own.uses(lowers) {
+                out.push(name.clone());
+                continue;
+            }
+            let snaps: Vec<&str> = snaps
+                .iter()
+                .filter(|(_, l)| l.uses(lowers))
+                .map(|(s, _)| s.as_str())
+                .collect();
+            if !snaps.is_empty() {
+                out.push(format!("{name} (snapshot {})", snaps.join(", ")));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn read_containers(lxcpath: &Path) -> Result<Vec<Layered>> {
+    let mut containers = Vec::new();
     for name in store::list(lxcpath)? {
         let dir = store::container_dir(lxcpath, &name);
-        if uses(&dir.join("config.toml"), lowers) {
-            out.push(name);
-            continue;
-        }
-        let mut snaps: Vec<String> = std::fs::read_dir(dir.join("snaps"))
+        let own = Layer::read(&dir.join("config.toml"));
+        let mut snaps: Vec<(String, Layer)> = std::fs::read_dir(dir.join("snaps"))
             .into_iter()
             .flatten()
             .flatten()
             .filter_map(|e| e.file_name().into_string().ok())
             // Hidden: a snapshot being taken under the container's lock, or removed.
             .filter(|s| !s.starts_with('.'))
-            .filter(|s| uses(&dir.join("snaps").join(s).join("config.toml"), lowers))
+            .map(|s| {
+                let layer = Layer::read(&dir.join("snaps").join(&s).join("config.toml"));
+                (s, layer)
+            })
             .collect();
-        if !snaps.is_empty() {
-            snaps.sort();
-            out.push(format!("{name} (snapshot {})", snaps.join(", ")));
-        }
+        snaps.sort_by(|a, b| a.0.cmp(&b.0));
+        containers.push(Layered { name, own, snaps });
     }
-    Ok(out)
-}
-
-/// Whether the config `file` layers a tree on a lower under `lowers`.
-fn uses(file: &Path, lowers: &Path) -> bool {
-    match ContainerConfig::load(file) {
-        Ok(cfg) => cfg.rootfs.lower.is_some_and(|l| l.starts_with(lowers)),
-        // A config that does not load cannot be started either, but it may be
-        // fixed: when it mentions the lowers at all, keep them.
-        Err(_) => std::fs::read_to_string(file)
-            .is_ok_and(|t| t.contains(lowers.to_string_lossy().as_ref())),
-    }
+    Ok(containers)
 }
 
 /// Remove the lowers of an entry nobody uses (renamed aside first, as entries are).

@@ -16,6 +16,7 @@ use super::{locks, oci_lowers, scan, CachedImage, Catalog, Kind};
 use crate::config::ContainerConfig;
 use crate::error::{Error, Result};
 use crate::image::fetch::Progress;
+use crate::image::oci;
 use crate::image::oci::record::{self, BlobKind, Record};
 
 /// What an OCI image entry adds to the listing.
@@ -97,8 +98,8 @@ fn blob_files(root: &Path) -> Vec<(String, PathBuf, bool)> {
                 Some(h) => (h.to_string(), true),
                 None => (name, false),
             };
-            let ok = hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-            ok.then(|| (format!("sha256:{hex}"), e.path(), layer))
+            let digest = format!("sha256:{hex}");
+            oci::is_canonical_digest(&digest).then(|| (digest, e.path(), layer))
         })
         .collect();
     out.sort();
@@ -304,12 +305,7 @@ pub fn prune(cat: &Catalog, all: bool, report: &mut PruneReport) -> Result<()> {
     let orphans = listed
         .iter()
         .any(|i| i.blob.as_ref().is_some_and(|b| b.images.is_empty()));
-    let lowers = scan::subdirs(&crate::image::lower::oci_dirs(cat.root())).unwrap_or_default();
-    let named: BTreeSet<&PathBuf> = images
-        .iter()
-        .filter_map(|i| i.oci.as_ref()?.lower.as_ref())
-        .collect();
-    let loose_lowers = lowers.iter().any(|l| !named.contains(l));
+    let loose_lowers = oci_lowers::any_unnamed(cat, &images);
     if !orphans && !loose_lowers && (!all || images.is_empty()) {
         return Ok(());
     }

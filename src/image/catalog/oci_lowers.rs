@@ -8,8 +8,9 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use super::lowers::Layering;
 use super::remove::Leftover;
-use super::{lowers, scan, CachedImage, Catalog};
+use super::{scan, CachedImage, Catalog};
 use crate::error::Result;
 use crate::image::cache;
 use crate::image::lower;
@@ -37,18 +38,39 @@ pub fn used(cat: &Catalog, imgs: &[CachedImage]) -> Result<Vec<(CachedImage, Vec
     };
     let going: Vec<PathBuf> = imgs.iter().map(|i| i.path.clone()).collect();
     let kept = named_by(cat.root(), &Record::all(cat.root()), &going);
+    let mut layering = Layering::new(lxcpath);
     let mut out = Vec::new();
     for img in imgs {
         let chain = img.oci.as_ref().and_then(|o| o.chain_id.as_deref());
         let Some(l) = dir(cat.root(), chain).filter(|l| !kept.contains(l)) else {
             continue;
         };
-        let users = lowers::users(lxcpath, &l)?;
+        let users = layering.users(&l)?;
         if !users.is_empty() {
             out.push((img.clone(), users));
         }
     }
     Ok(out)
+}
+
+/// Whether `remove_unused` may find something to remove: a lower none of `images` names,
+/// with the containers in view. The staging trees of creates that died are swept on the
+/// way (their process is gone: no lock needed); a live create's is no lower, and no
+/// reason to take the blob store's lock.
+pub fn any_unnamed(cat: &Catalog, images: &[&CachedImage]) -> bool {
+    if cat.lxcpath.is_none() {
+        return false;
+    }
+    let parent = lower::oci_dirs(cat.root());
+    lower::sweep_dead(&parent);
+    let named: BTreeSet<&PathBuf> = images
+        .iter()
+        .filter_map(|i| i.oci.as_ref()?.lower.as_ref())
+        .collect();
+    scan::visible_dirs_at_depth(&parent, 1)
+        .unwrap_or_default()
+        .iter()
+        .any(|l| !named.contains(l))
 }
 
 /// Remove the lowers no record names and no container uses (`only`: just these), and
@@ -60,15 +82,13 @@ pub fn remove_unused(cat: &Catalog, only: Option<&BTreeSet<PathBuf>>) -> Result<
     let parent = lower::oci_dirs(cat.root());
     lower::sweep_dead(&parent);
     let named = named_by(cat.root(), &Record::all(cat.root()), &[]);
+    let mut layering = Layering::new(lxcpath);
     let mut out = Vec::new();
-    for l in scan::subdirs(&parent).unwrap_or_default() {
-        let hidden = l
-            .file_name()
-            .is_none_or(|n| n.to_string_lossy().starts_with('.'));
-        if hidden || named.contains(&l) || only.is_some_and(|o| !o.contains(&l)) {
+    for l in scan::visible_dirs_at_depth(&parent, 1).unwrap_or_default() {
+        if named.contains(&l) || only.is_some_and(|o| !o.contains(&l)) {
             continue;
         }
-        if !lowers::users(lxcpath, &l)?.is_empty() {
+        if !layering.users(&l)?.is_empty() {
             continue;
         }
         let size = scan::disk_usage(&l);

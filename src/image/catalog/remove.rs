@@ -179,11 +179,12 @@ fn old_lowers(cat: &Catalog, img: &CachedImage) -> Result<Vec<Leftover>> {
     let Ok(Ok(_lock)) = locks::exclusive(&img.lock_path(), Duration::ZERO, &mut |_| {}) else {
         return Ok(Vec::new());
     };
+    let mut layering = lowers::Layering::new(lxcpath);
     let mut out = Vec::new();
     for build in scan::subdirs(&dir)? {
         let name = build.file_name().map(|n| n.to_string_lossy().into_owned());
         let hidden = name.as_deref().is_none_or(|n| n.starts_with('.'));
-        if hidden || name == current || !lowers::users(lxcpath, &build)?.is_empty() {
+        if hidden || name == current || !layering.users(&build)?.is_empty() {
             continue;
         }
         let size = scan::disk_usage(&build);

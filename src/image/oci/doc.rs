@@ -38,6 +38,12 @@ pub fn check_digest(d: &str) -> std::result::Result<String, String> {
     }
 }
 
+/// Whether `d` is a checked digest as [`check_digest`] writes it (lower-case): the
+/// only form believed where a digest already names a file.
+pub fn is_canonical_digest(d: &str) -> bool {
+    check_digest(d).is_ok_and(|c| c == d)
+}
+
 /// The hex part of a checked digest.
 pub fn hex(d: &str) -> &str {
     d.strip_prefix("sha256:").unwrap_or(d)

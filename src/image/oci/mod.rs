@@ -11,7 +11,7 @@ pub mod pull;
 pub mod record;
 mod registry;
 
-pub use doc::{Platform, RunConfig};
+pub use doc::{hex as digest_hex, is_canonical_digest, Platform, RunConfig};
 pub use pull::{pull, PullRequest, Pulled};
 
 use crate::error::{Error, Result};

@@ -90,7 +90,7 @@ impl Record {
             .ok()?;
         let r: Record = serde_json::from_slice(&text).ok()?;
         // Digests become file names: only checked ones are believed.
-        let ok = |d: &str| super::doc::check_digest(d).is_ok_and(|c| c == d);
+        let ok = super::doc::is_canonical_digest;
         let chain_ok = r.chain_id.as_deref().is_none_or(ok);
         (ok(&r.manifest) && chain_ok && r.blobs.iter().all(|b| ok(&b.digest))).then_some(r)
     }

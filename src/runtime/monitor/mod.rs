@@ -30,6 +30,7 @@ mod userns;
 use crate::cgroup::{Cgroup, Layout};
 use crate::config::ContainerConfig;
 use crate::error::{Error, IoContext, Result};
+use crate::name::installation_tag;
 use crate::net::link as net;
 use terms::Term;
 
@@ -177,6 +178,8 @@ impl Monitor {
         let mask = crate::sys::block_daemon_signals().ctx("block signals in", "the monitor")?;
         let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
             .ctx("create a signalfd in", "the monitor")?;
+        let layout = Layout::detect()?;
+        super::leave_starters_cgroup(plan, &layout, &installation_tag(&plan.lxcpath));
         Ok(Monitor {
             name: plan.name.clone(),
             key: plan.key.clone(),
@@ -184,7 +187,7 @@ impl Monitor {
             root: plan.root.clone(),
             cfg: plan.config.clone(),
             network: plan.network.clone(),
-            layout: Layout::detect()?,
+            layout,
             init: plan.init.clone(),
             cgroup_view: plan.cgroup_view.clone(),
             listener,
