@@ -42,6 +42,8 @@ pub use rootfs::{Backend, Rootfs};
 
 pub const DEFAULT_SYSTEM_CONFIG: &str = "/etc/rlxc/rlxc.toml";
 pub const DEFAULT_SERVER: &str = "images.linuxcontainers.org";
+/// The lxcpath of an installation whose config does not name one: the default one.
+pub const DEFAULT_LXCPATH: &str = "/var/lib/rlxc";
 /// The defaults for new containers shipped in `config/`, used when no file is installed.
 pub const BUILTIN_DEFAULTS: &str = include_str!("../config/default.toml");
 
@@ -166,7 +168,7 @@ impl SystemConfig {
     fn builtin(dir: &Path, f: SystemConfigFile) -> Self {
         SystemConfig {
             file: None,
-            lxcpath: f.lxcpath.unwrap_or_else(|| "/var/lib/rlxc".into()),
+            lxcpath: f.lxcpath.unwrap_or_else(|| DEFAULT_LXCPATH.into()),
             cachepath: f.cachepath.unwrap_or_else(|| "/var/cache/rlxc".into()),
             runpath: f.runpath.unwrap_or_else(|| "/run/rlxc".into()),
             defaults: dir.join(f.defaults.unwrap_or_else(|| "default.toml".into())),

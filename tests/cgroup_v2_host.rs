@@ -11,7 +11,10 @@
 //! runs AppArmor, so the container profile is tested there too: loaded, confining init
 //! and attached commands, refusing the remounts and binds that would reach the host.
 //! Unprivileged Debian and busybox boot there too, with their cgroup delegated.
-//! A running container is a machine systemd-machined lists, and forgets at stop.
+//! A running container is a machine systemd-machined lists, and forgets at stop; a
+//! second installation's container of the same name is a machine of its own (NAME.TAG).
+//! A killed monitor's container, still in its systemd scope, keeps a new start away
+//! until rlxc-stop -k ends it.
 //! The init fixtures boot there too: trixie and sid (systemd 257, 262) to `running`
 //! and sysvinit to runlevel 2 with gettys, each reboots with `-r` and stops.
 //! rlxc-device gives a node through the replaced BPF filter and takes it back;
@@ -74,12 +77,18 @@ fn pure_cgroup_v2_host() {
         "RLXC-V2 ok rlxc-device del: the node is gone and the filter refuses it again",
         "RLXC-V2 ok rlxc-freeze: cgroup.events says frozen, the counter stands still",
         "RLXC-V2 ok rlxc-unfreeze: the counter goes on",
+        "RLXC-V2 ok machinectl lists both bbs, the second one's keyed by its installation",
+        "RLXC-V2 ok machinectl forgets the second one's bb, not the first one's",
         "RLXC-V2 ok rlxc-stop -k of a frozen busybox",
         "RLXC-V2 ok nothing left of busybox",
         "RLXC-V2 ok rlxc-execute returns the command's exit status",
         "RLXC-V2 ok rlxc-execute -f: a [[device]] node is there when the command starts",
         "RLXC-V2 ok rlxc-execute's init runs confined, from a sealed copy",
         "RLXC-V2 ok nothing left of busybox after rlxc-execute",
+        "RLXC-V2 ok the orphaned init lives on in its scope",
+        "RLXC-V2 ok a start is refused while the orphans live, naming rlxc-stop -k",
+        "RLXC-V2 ok nothing left of the orphaned busybox",
+        "RLXC-V2 ok machinectl forgets the orphaned busybox",
         "RLXC-V2 ok unprivileged systemd: is-system-running = running",
         "RLXC-V2 ok unprivileged init is its host range's root",
         "RLXC-V2 ok unprivileged systemd delegated below its own cgroup",

@@ -373,18 +373,6 @@ fn forced_unmounts_are_refused_plain_ones_work() {
     assert!(rt.attach(&["umount", "/mnt/t"]).status.success());
 }
 
-/// `NAME.TAG` as rlxc keys a container's host objects (FNV-1a of the lxcpath).
-fn host_key(lxcpath: &Path, name: &str) -> String {
-    let tag = lxcpath
-        .as_os_str()
-        .as_encoded_bytes()
-        .iter()
-        .fold(0xcbf29ce484222325u64, |h, b| {
-            (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
-        });
-    format!("{name}.{:08x}", tag as u32)
-}
-
 /// A container started by the rlxc before the typed protocol: its monitor answers every
 /// request with a text line, and its processes are in the old `rlxc/NAME` cgroup. The
 /// new rlxc must not take it for stopped (a destroy would delete a running rootfs).
@@ -392,12 +380,7 @@ fn host_key(lxcpath: &Path, name: &str) -> String {
 fn a_container_of_the_previous_rlxc_is_not_taken_for_stopped() {
     use std::io::{BufRead, Write};
     let rt = Rt::new("oldmon", "");
-    let run = rt
-        .env
-        .dir
-        .path()
-        .join("run")
-        .join(host_key(&rt.env.lxcpath(), &rt.name));
+    let run = rt.run_dir();
     std::fs::create_dir_all(&run).unwrap();
     let listener = std::os::unix::net::UnixListener::bind(run.join("command")).unwrap();
     std::thread::spawn(move || {

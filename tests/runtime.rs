@@ -7,7 +7,6 @@ mod common;
 use common::rt::*;
 use common::*;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -278,11 +277,7 @@ fn start_failures_say_why_and_leave_nothing() {
 fn killed_monitor_is_reported_and_recoverable() {
     let rt = Rt::new("orphan", "");
     rt.ok(&["start", "-d"]);
-    let ps = Command::new("pgrep")
-        .args(["-f", &format!("^\\[rlxc monitor\\] {} ", rt.name)])
-        .output()
-        .unwrap();
-    let mpid: i32 = stdout(&ps).trim().parse().expect("monitor pid");
+    let mpid = rt.monitor_pid().expect("the container's monitor");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(mpid),
         nix::sys::signal::Signal::SIGKILL,
@@ -300,6 +295,17 @@ fn killed_monitor_is_reported_and_recoverable() {
         "{}",
         stderr(&e)
     );
+    // No second run beside the orphans: the start is refused, saying how to end them,
+    // and they run on.
+    let e = rt.run(&["start", "-d"]);
+    assert!(
+        !e.status.success()
+            && stderr(&e).contains("previous run")
+            && stderr(&e).contains(&format!("rlxc-stop -k -n {}", rt.name)),
+        "{}",
+        stderr(&e)
+    );
+    assert!(rt.info().contains("rlxc-stop -k"), "{}", rt.info());
     // The console is the monitor's: say it is gone and how to recover, not "not running".
     let e = rt.run(&["console"]);
     assert!(!e.status.success());

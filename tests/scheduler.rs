@@ -150,3 +150,84 @@ fn a_task_whose_init_ends_by_itself_exits_non_zero_saying_how() {
     drop(events);
     rt.assert_clean();
 }
+
+/// A monitor that ends before the start returns must not leave the task waiting for
+/// ever: its SIGCHLD, arriving before rlxc-start has read that the start went well, is
+/// kept for the wait that follows. Made deterministic: the monitor writes init.pid (just
+/// before it reports the start) into a FIFO this test holds shut, so rlxc-start is
+/// stopped (SIGSTOP) while it still waits for the report, and resumed once its monitor
+/// has reported, seen init end and exited.
+#[test]
+fn a_task_whose_monitor_ends_before_the_start_returns_still_ends() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let rt = Rt::new(
+        "drvgap",
+        "[init]\ncmd = [\"/bin/sh\", \"-c\", \"while [ ! -e /go ]; do sleep 1; done; exit 3\"]\n\n\
+         [[network]]\ntype = \"empty\"\n",
+    );
+    let fifo = rt.run_dir().join("init.pid");
+    std::fs::create_dir_all(rt.run_dir()).unwrap();
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let task = Paused(Some(run_task(&rt)));
+    let task_pid = Pid::from_raw(task.0.as_ref().unwrap().id() as i32);
+    let mut monitor = None;
+    wait_until("the monitor runs", Duration::from_secs(30), || {
+        monitor = rt.monitor_pid();
+        monitor.is_some()
+    });
+    let monitor = monitor.unwrap();
+    // The monitor cannot report before the FIFO has a reader: rlxc-start is still waiting.
+    kill(task_pid, Signal::SIGSTOP).unwrap();
+    let mut reader = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    // Written once init has run: only then may it end (an init that ends before the
+    // monitor saw it run is a start failure instead).
+    let mut written = Vec::new();
+    wait_until("init.pid written", Duration::from_secs(30), || {
+        let mut buf = [0u8; 32];
+        if let Ok(n) = reader.read(&mut buf) {
+            written.extend_from_slice(&buf[..n]);
+        }
+        written.ends_with(b"\n")
+    });
+    std::fs::write(rt.env.rootfs(&rt.name).join("go"), "").unwrap();
+    // The monitor is done (a zombie: its parent, stopped, has not reaped it).
+    wait_until("the monitor exits", Duration::from_secs(30), || {
+        std::fs::read_to_string(format!("/proc/{monitor}/stat")).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        })
+    });
+    drop(reader);
+    let task = task.resume(task_pid);
+    let (code, err) = collect(task, Duration::from_secs(20));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains('3'), "the status is told: {err}");
+    rt.assert_clean();
+}
+
+/// A task stopped with SIGSTOP: killed if the test fails before it resumes it.
+struct Paused(Option<Child>);
+
+impl Paused {
+    fn resume(mut self, pid: nix::unistd::Pid) -> Child {
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+        self.0.take().unwrap()
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

@@ -9,7 +9,7 @@ use common::rt::{Made, Rt};
 use common::*;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
@@ -108,18 +108,6 @@ fn lines(name: &str, states: &[&str]) -> Vec<String> {
     states.iter().map(|s| line(name, s)).collect()
 }
 
-fn monitor_pid(name: &str) -> i32 {
-    let ps = Command::new("ps")
-        .args(["-eo", "pid,args"])
-        .output()
-        .unwrap();
-    stdout(&ps)
-        .lines()
-        .find(|l| l.contains(&format!("[rlxc monitor] {name} ")))
-        .and_then(|l| l.split_whitespace().next()?.parse().ok())
-        .expect("the container's monitor")
-}
-
 #[test]
 fn monitor_sees_every_change_of_matching_containers_as_it_happens() {
     let rt = Rt::new("ev", "");
@@ -208,7 +196,7 @@ fn a_killed_monitor_and_a_killed_listener_lose_nothing() {
         .spawn()
         .unwrap();
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(monitor_pid(&rt.name)),
+        nix::unistd::Pid::from_raw(rt.monitor_pid().expect("the container's monitor")),
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();

@@ -32,11 +32,13 @@ impl Container {
         halt_timeout: Duration,
         tell: &dyn Fn(Foreground),
     ) -> Result<i32> {
+        // Read, not handled, from before the monitor exists: unblocked, the SIGCHLD of a
+        // monitor that ends before the start returns is discarded (its default action),
+        // and the wait below never ends. A signal that came before the block set the
+        // handler's flag instead.
+        let mask = crate::sys::block_daemon_signals().ctx("block signals in", "rlxc-start")?;
         let started = self.start_with(sys, true)?;
         let mut end = Some(started.end);
-        // From here on the signals are read, not handled: before the block one may
-        // have arrived already (the flag the handler sets).
-        let mask = crate::sys::block_daemon_signals().ctx("block signals in", "rlxc-start")?;
         let notified = crate::sys::notify::sd_notify(&format!(
             "READY=1\nSTATUS={} running (init pid {})",
             self.name, started.pid

@@ -2,13 +2,25 @@
 //! tests: start, attach, info, and a check that nothing of it is left on the host.
 
 use super::*;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// A unique container name per test (cgroups are host-wide).
 pub fn unique(tag: &str) -> String {
     format!("t{}-{tag}", std::process::id())
+}
+
+/// `NAME.TAG` as rlxc keys a container's host objects (FNV-1a of the lxcpath).
+pub fn host_key(lxcpath: &Path, name: &str) -> String {
+    let tag = lxcpath
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf29ce484222325u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
+        });
+    format!("{name}.{:08x}", tag as u32)
 }
 
 pub struct Rt {
@@ -50,6 +62,24 @@ impl Rt {
 
     pub fn info(&self) -> String {
         self.ok(&["info"])
+    }
+
+    /// Its monitor's run directory, `RUNPATH/NAME.TAG`.
+    pub fn run_dir(&self) -> PathBuf {
+        let key = host_key(&self.env.lxcpath(), &self.name);
+        self.env.dir.path().join("run").join(key)
+    }
+
+    /// Its monitor's pid, while one runs.
+    pub fn monitor_pid(&self) -> Option<i32> {
+        let ps = Command::new("ps")
+            .args(["-eo", "pid,args"])
+            .output()
+            .unwrap();
+        stdout(&ps)
+            .lines()
+            .find(|l| l.contains(&format!("[rlxc monitor] {} ", self.name)))
+            .and_then(|l| l.split_whitespace().next()?.parse().ok())
     }
 
     pub fn init_pid(&self) -> Option<i32> {

@@ -92,6 +92,12 @@ check "machinectl list no longer shows the stopped container" sh -c "! machinect
 # busybox: start, attach, kill.
 check "rlxc-start -d busybox" rlxc start -d -n bb
 check "rlxc-attach busybox" rlxc attach -n bb -- /bin/true
+# A second installation's bb beside it: each its own machine, the default
+# installation's under its bare name, the other's keyed by its installation (bb.TAG).
+check "rlxc-start -d a second installation's bb" rlxc start -d -P /var/lib/rlxc2 -n bb
+check "machinectl lists both bbs, the second one's keyed by its installation" sh -c "for _ in \$(seq 100); do machinectl list --no-legend | grep -q '^bb  *container  *rlxc' && machinectl list --no-legend | grep -Eq '^bb\\.[0-9a-f]{8}  *container  *rlxc' && exit 0; sleep 0.1; done; machinectl list --no-legend; exit 1"
+check "rlxc-stop -k the second installation's bb" rlxc stop -k -P /var/lib/rlxc2 -n bb
+check "machinectl forgets the second one's bb, not the first one's" sh -c "for _ in \$(seq 100); do ! machinectl list --no-legend | grep -q '^bb\\.' && machinectl list --no-legend | grep -q '^bb ' && exit 0; sleep 0.1; done; machinectl list --no-legend; exit 1"
 # AppArmor: what the mount layout alone cannot stop, since the container's root may remount.
 check "checkconfig reports the AppArmor profile" sh -c "rlxc checkconfig | grep -q '^AppArmor .*ok: containers run under rlxc-container-default-'"
 check "AppArmor confines init" sh -c "grep -q '^rlxc-container-default-.* (enforce)' /proc/\$(rlxc info -n bb | awk '/^PID:/{print \$2}')/attr/current"
@@ -148,6 +154,14 @@ printf '[[network]]\ntype = "empty"\n[[device]]\nsource = "/dev/vda"\ntarget = "
 check "rlxc-execute -f: a [[device]] node is there when the command starts" sh -c "[ \"\$(rlxc execute -n bb -f /tmp/dev.toml -- head -c 1024 /dev/disk | wc -c)\" = 1024 ]"
 check "rlxc-execute's init runs confined, from a sealed copy" sh -c "rlxc execute -n bb -- sh -c 'readlink /proc/1/exe; cat /proc/1/attr/current' > /tmp/ex && grep -q '^/memfd:rlxc-execute-init' /tmp/ex && grep -q '^rlxc-container-default-.* (enforce)' /tmp/ex"
 check "nothing left of busybox after rlxc-execute" gone bb
+# A killed monitor leaves init in its systemd scope: a new start is refused while it
+# lives there, naming rlxc-stop -k, which ends it; nothing is left, machined forgets it.
+check "rlxc-start -d busybox, then its monitor killed" sh -c "rlxc start -d -n bb && pkill -KILL -f '^\\[rlxc monitor\\] bb ' && for _ in \$(seq 100); do pgrep -f '^\\[rlxc monitor\\] bb ' >/dev/null || exit 0; sleep 0.1; done; exit 1"
+check "the orphaned init lives on in its scope" sh -c "p=\$(ls -d $cg/machine.slice/rlxc-bb.*.scope/payload) && [ -n \"\$(cat \$(find \$p -name cgroup.procs))\" ] && [ -z \"\$(ls -d $cg/rlxc/bb.* 2>/dev/null)\" ]"
+check "a start is refused while the orphans live, naming rlxc-stop -k" sh -c "! rlxc start -d -n bb 2>/tmp/e && grep -q 'rlxc-stop -k -n bb' /tmp/e"
+check "rlxc-stop -k ends the orphans" rlxc stop -k -n bb
+check "nothing left of the orphaned busybox" gone bb
+check "machinectl forgets the orphaned busybox" sh -c "for _ in \$(seq 100); do machinectl list --no-legend | grep -q '^bb ' || exit 0; sleep 0.1; done; exit 1"
 
 # Unprivileged: a user namespace of their own (ids 0-65535 a host range), the root an
 # idmapped mount, the cgroup delegated to the container's root.

@@ -90,6 +90,11 @@ else
     printf '[[network]]\ntype = "empty"\n[limits]\nmemory = "128M"\nmemory_swap = "32M"\ncpu_weight = 50\ncpuset = "0"\nio_weight = 200\n' > "$work/bb.toml"
     "$rlxc" create -q -n deb -t download -d debian -r bookworm -f "$work/deb.toml" >/dev/null
     "$rlxc" create -q -n bb -t download -d busybox -r "$bb_rel" -f "$work/bb.toml" >/dev/null
+    # A second installation (the VM's /var/lib/rlxc2) with a container of the same name:
+    # what it makes on the host, its systemd-machined machine included, is its own.
+    printf '[[network]]\ntype = "empty"\n' > "$work/bb2.toml"
+    "$rlxc" create -q -P "$root/var/lib/rlxc2" -n bb -t download -d busybox -r "$bb_rel" \
+        -f "$work/bb2.toml" >/dev/null
     # Unprivileged ones: their ids 0-65535 are a host range of their own (written by hand, as
     # rlxc-create would allocate them from root's /etc/subuid on a host that has ranges).
     printf '[[network]]\ntype = "empty"\n[limits]\nmemory = "256M"\n' > "$work/udeb.toml"

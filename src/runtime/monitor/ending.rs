@@ -91,8 +91,8 @@ impl Monitor {
         if let Err(e) = run.cgroup.destroy() {
             eprintln!("{}: {e}", self.name);
         }
-        if run.registered {
-            super::machined::unregister(&self.name);
+        if let Some(machine) = &run.registered {
+            super::machined::unregister(machine);
         }
         for r in &self.removing {
             if !r.wait_gone(Duration::from_secs(5)) {

@@ -1,6 +1,7 @@
 //! systemd integration of a run: the container's cgroup as its own scope on systemd
 //! hosts (`cgroup::scope`), and its registration with systemd-machined, as nspawn and
-//! libvirt's LXC driver do, so `machinectl list` and `machinectl status NAME` show it.
+//! libvirt's LXC driver do, so `machinectl list` and `machinectl status NAME` show it
+//! (`NAME.TAG` for an installation other than the default one: `machine_name`).
 //! Neither is ever a start failure: a host where systemd does not answer gets the
 //! container in `rlxc/NAME.TAG`, unregistered, with a warning; hosts without systemd
 //! see no change at all.
@@ -10,6 +11,7 @@ use std::path::Path;
 use nix::unistd::Pid;
 
 use crate::cgroup::{Cgroup, Holder, Layout};
+use crate::config::DEFAULT_LXCPATH;
 use crate::error::Result;
 use crate::store::backing::RootSource;
 use crate::sys::dbus;
@@ -17,6 +19,8 @@ use crate::sys::dbus;
 const MACHINED: &str = "org.freedesktop.machine1";
 const MACHINED_PATH: &str = "/org/freedesktop/machine1";
 const MACHINED_IFACE: &str = "org.freedesktop.machine1.Manager";
+/// Linux's HOST_NAME_MAX, machined's limit.
+const MACHINE_NAME_MAX: usize = 64;
 
 /// The container's new cgroup: its scope where systemd runs (and a holder to release
 /// once init is in it), else `rlxc/NAME.TAG`.
@@ -49,72 +53,148 @@ fn machined_available() -> bool {
         || Path::new("/usr/share/dbus-1/system-services/org.freedesktop.machine1.service").exists()
 }
 
-/// machined takes host names as machine names: letters, digits, `-` and `.`.
-fn machine_name_ok(name: &str) -> bool {
-    name.len() <= 64
-        && !name.starts_with(['-', '.'])
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+/// The name machined knows the container of `lxcpath` by: its bare name for the default
+/// installation (what `machinectl status NAME` users expect), `NAME.TAG` (TAG from
+/// `name::installation_tag`, as in its cgroup's name) for any other, so that two
+/// installations' containers of one name never meet there. (A default installation's
+/// container literally named `NAME.TAG` would: the second registration fails, with a
+/// warning, and touches nothing of the first.) Err: why no name fits machined's rule.
+pub(super) fn machine_name(name: &str, lxcpath: &Path) -> std::result::Result<String, String> {
+    let tag = crate::name::installation_tag(lxcpath);
+    let machine = if tag == crate::name::installation_tag(Path::new(DEFAULT_LXCPATH)) {
+        name.to_string()
+    } else {
+        format!("{name}.{tag}")
+    };
+    if machine.len() > MACHINE_NAME_MAX {
+        return Err(format!(
+            "its machine name {machine} is longer than machined's {MACHINE_NAME_MAX} bytes"
+        ));
+    }
+    if !host_name_ok(&machine) {
+        return Err(format!(
+            "its machine name {machine} is no host name (dot-separated labels of letters, \
+             digits and inner '-')"
+        ));
+    }
+    Ok(machine)
 }
 
-/// Register the running container (leader `init`, in its scope) with machined; true if
-/// it is registered. Failures are warnings: the container runs on unregistered.
-pub(super) fn register(name: &str, cgroup: &Cgroup, init: Pid, root: &RootSource) -> bool {
-    if cgroup.scope().is_none() || !machined_available() {
-        return false;
+/// machined's rule for machine names (systemd's `hostname_is_valid`): labels of
+/// letters, digits and '-', none empty, none starting or ending with '-'.
+fn host_name_ok(name: &str) -> bool {
+    name.split('.').all(|label| {
+        !label.is_empty()
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    })
+}
+
+impl super::Monitor {
+    /// Register the running container (init the leader, in its scope) with machined.
+    /// Called once Started was reported: a registration is never a start failure, so
+    /// it need not delay one. Failures are warnings: the container runs on unregistered.
+    pub(super) fn register_machine(&mut self) {
+        let Some(run) = self.run.as_mut() else {
+            return;
+        };
+        if run.cgroup.scope().is_none() || !machined_available() {
+            return;
+        }
+        let registered = machine_name(&self.name, &self.lxcpath)
+            .and_then(|machine| register(&machine, run.init, &self.root).map(|_| machine));
+        match registered {
+            Ok(machine) => run.registered = Some(machine),
+            Err(why) => eprintln!(
+                "{}: warning: not registered with systemd-machined: {why}",
+                self.name
+            ),
+        }
     }
-    if !machine_name_ok(name) {
-        eprintln!(
-            "{name}: warning: not registered with systemd-machined: a machine name has \
-             only letters, digits, '-' and '.'"
-        );
-        return false;
-    }
+}
+
+/// machined's RegisterMachine for `machine`, leader `init`, root directory `root`.
+fn register(machine: &str, init: Pid, root: &RootSource) -> std::result::Result<(), String> {
     let root = match root {
         RootSource::Bind(p) => p,
         RootSource::Overlay { at, .. } => at,
     };
     let args = [
-        name.to_string(),
+        machine.to_string(),
         "0".into(),
         "rlxc".into(),
         "container".into(),
         init.to_string(),
         root.display().to_string(),
     ];
-    let r = dbus::call(
+    dbus::call(
         MACHINED,
         MACHINED_PATH,
         MACHINED_IFACE,
         "RegisterMachine",
         "sayssus",
         &args,
-    );
-    match r {
-        Ok(_) => true,
-        Err(e) => {
-            eprintln!("{name}: warning: not registered with systemd-machined: {e}");
-            false
-        }
-    }
+    )
+    .map(|_| ())
 }
 
 /// Forget the machine at the end of a run (machined would notice its scope is gone,
 /// a moment later).
-pub(super) fn unregister(name: &str) {
+pub(super) fn unregister(machine: &str) {
     let r = dbus::call(
         MACHINED,
         MACHINED_PATH,
         MACHINED_IFACE,
         "UnregisterMachine",
         "s",
-        &[name.to_string()],
+        &[machine.to_string()],
     );
     if let Err(e) = r {
         // Already gone with its scope: nothing to say.
         if !e.contains("No machine") {
-            eprintln!("{name}: warning: systemd-machined did not unregister it: {e}");
+            eprintln!("{machine}: warning: systemd-machined did not unregister it: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_installation_keeps_bare_names_others_are_keyed() {
+        let default = machine_name("web1", Path::new(DEFAULT_LXCPATH)).unwrap();
+        assert_eq!(default, "web1");
+        assert_eq!(
+            machine_name("web1", Path::new("/var/lib/rlxc/")),
+            Ok(default)
+        );
+        let other = Path::new("/srv/rlxc");
+        let keyed = machine_name("web1", other).unwrap();
+        assert_eq!(
+            keyed,
+            format!("web1.{}", crate::name::installation_tag(other))
+        );
+        assert_ne!(
+            keyed,
+            machine_name("web1", Path::new("/srv/rlxc2")).unwrap()
+        );
+    }
+
+    #[test]
+    fn names_machined_refuses_are_not_registered() {
+        let other = Path::new("/srv/rlxc");
+        // 55 bytes keyed make 64: the most machined takes.
+        let long = "a".repeat(55);
+        assert_eq!(machine_name(&long, other).unwrap().len(), 64);
+        let e = machine_name(&format!("{long}b"), other).unwrap_err();
+        assert!(e.contains("64 bytes"), "{e}");
+        assert!(machine_name(&"a".repeat(64), Path::new(DEFAULT_LXCPATH)).is_ok());
+        for bad in ["web_1", "web-", "web-.x", "a..b"] {
+            let e = machine_name(bad, Path::new(DEFAULT_LXCPATH)).unwrap_err();
+            assert!(e.contains("no host name"), "{bad}: {e}");
+        }
+        assert!(machine_name("web-1.x", Path::new(DEFAULT_LXCPATH)).is_ok());
     }
 }

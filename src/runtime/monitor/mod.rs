@@ -60,8 +60,8 @@ struct Running {
     netns: Option<OwnedFd>,
     /// Host interfaces lent to it, given back at the end of the run.
     nics: Vec<crate::net::nic::LentNic>,
-    /// Registered with systemd-machined: unregistered at the end of the run.
-    registered: bool,
+    /// The name it is registered by with systemd-machined: unregistered at the end.
+    registered: Option<String>,
 }
 
 pub struct Monitor {
@@ -138,6 +138,7 @@ pub fn main(plan: &StartPlan) -> i32 {
     };
     let pid = m.run.as_ref().map_or(0, |r| r.init.as_raw());
     report_status(&crate::ipc::Status::Started { pid });
+    m.register_machine();
     m.announce(Change::Running);
     // Stdout was the status pipe: kept (close-on-exec, so no child inherits it) for the
     // last word, and nothing else goes there.
@@ -371,9 +372,9 @@ impl Monitor {
             devices::give_back(&self.name, &nics, netns.as_ref());
             return Err(e);
         }
+        // Before Started is reported (tests/scheduler.rs holds a start here, on a FIFO).
         let _ = std::fs::write(self.dir.join("init.pid"), format!("{pid}\n"));
         let (cgroup, veths) = guard.disarm();
-        let registered = machined::register(&self.name, &cgroup, pid, &self.root);
         self.set_terms((pty.master, pty.slave), ttys);
         self.run = Some(Running {
             init: pid,
@@ -382,7 +383,7 @@ impl Monitor {
             devices,
             netns,
             nics,
-            registered,
+            registered: None,
         });
         Ok(())
     }
@@ -468,6 +469,7 @@ impl Monitor {
                         Some(format!("the reboot failed: {}", crate::error::flatten(&e)));
                     return;
                 }
+                self.register_machine();
                 self.announce(Change::Running);
             }
         }
