@@ -83,9 +83,10 @@ pub fn args(o: &Options, f: &Files) -> Vec<String> {
         "--quiet-dhcp6".into(),
         "--quiet-ra".into(),
         format!("--dhcp-leasefile={}", f.leases().display()),
-        // Reservations and names, one file per container (see net::names), read at start
-        // and at each SIGHUP, which the supervisor paces (see `Pacer`).
-        format!("{HOSTS_FILE_ARG}{}", f.dhcp_dir().display()),
+        // Reservations and names, one file per container (see net::names). A new
+        // reservation is read as it appears, before the container's DHCP client can ask;
+        // names are read at each SIGHUP, which the supervisor paces (see `Pacer`).
+        format!("{HOSTS_DIR_ARG}{}", f.dhcp_dir().display()),
         format!("--addn-hosts={}", f.hosts_dir().display()),
         format!("--pid-file={}", f.dnsmasq_pid().display()),
         // Containers' names under the domain, answered here and never sent upstream.
@@ -215,15 +216,17 @@ pub fn reload(f: &Files) {
 }
 
 /// dnsmasq's option for the reservations directory, also how the supervisor finds it.
-const HOSTS_FILE_ARG: &str = "--dhcp-hostsfile=";
+const HOSTS_DIR_ARG: &str = "--dhcp-hostsdir=";
 
 /// When the supervisor passes a reload on to dnsmasq. A reload re-reads every
 /// container's two files and rechecks every lease against every reservation: about
-/// 50 ms at a thousand containers. dnsmasq reading each new file as it appears (its
-/// `*-hostsdir` options) cost about 12 ms a file there, two files a start, so a
-/// thousand starts kept it busy for 20 s and left DHCP clients unanswered. Paced, a
-/// burst of starts costs one reload per interval; a start on a quiet bridge is passed
-/// on at once.
+/// 50 ms at a thousand containers. dnsmasq reading each new names file as it appears
+/// (`--hostsdir`) did that recheck for each file, about 12 ms there, so a thousand
+/// starts kept it busy for 20 s (with the reservations) and left DHCP clients
+/// unanswered. Paced, a burst of starts costs one reload per interval; a start on a
+/// quiet bridge is passed on at once. Reservations are still read as they appear: a
+/// container's DHCP client that asked before its reservation was read would be offered
+/// another address.
 #[derive(Debug, Default)]
 struct Pacer {
     last: Option<Instant>,
@@ -262,7 +265,7 @@ impl Pacer {
 /// The number of reservations, from the directory named in dnsmasq's arguments.
 fn reservations_in(argv: &[String]) -> usize {
     argv.iter()
-        .find_map(|a| a.strip_prefix(HOSTS_FILE_ARG))
+        .find_map(|a| a.strip_prefix(HOSTS_DIR_ARG))
         .and_then(|d| std::fs::read_dir(d).ok())
         .map_or(0, |rd| rd.count())
 }

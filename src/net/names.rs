@@ -1,10 +1,12 @@
 //! A managed bridge's per-container DHCP reservations and DNS names: one small file per
-//! container in two directories dnsmasq reads at start and on SIGHUP (`--dhcp-hostsfile`
-//! and `--addn-hosts` given directories), so a container whose address rlxc knows
-//! (`auto` or fixed) resolves by name from its start, DHCP client or not. Every change
-//! asks for a reload, which the bridge's supervisor paces (`dnsmasq::Pacer`): dnsmasq
-//! watching the directories itself read each new file at once, and rechecked every lease
-//! against every reservation for each, which made a thousand starts quadratic in its time.
+//! container in two directories, so a container whose address rlxc knows (`auto` or
+//! fixed) resolves by name from its start, DHCP client or not. dnsmasq reads a new
+//! reservation as it appears (`--dhcp-hostsdir`), before the container's DHCP client
+//! asks; a reservation it read stays until SIGHUP, so a changed or removed one asks for a
+//! reload. Names (`--addn-hosts`, a directory) are read on SIGHUP only, which the
+//! bridge's supervisor paces (`dnsmasq::Pacer`): dnsmasq rechecks every lease against
+//! every reservation for each file it reads, which made a thousand starts quadratic in
+//! its time when it read each names file too as it appeared.
 //! Who holds each MAC and address is kept beside them as claims (symlinks to the holder's
 //! key), so a start finds a clash or a free address without reading every container's
 //! reservation: reading them all at each start, under the bridge's lock, made the k-th
@@ -188,10 +190,12 @@ pub fn reserve(f: &Files, key: &str, mac: &str, ip: Option<Ipv4Addr>, name: &str
     match std::fs::read_to_string(&own) {
         // Every start reserves again: when nothing changed, dnsmasq is left alone.
         Ok(l) if l.trim() == line => {}
-        _ => {
+        Ok(_) => {
             write(&own, &line)?;
             reload = true;
         }
+        // A new one is read as it appears.
+        Err(_) => write(&own, &line)?,
     }
     let record = f.hosts_dir().join(key);
     match ip {

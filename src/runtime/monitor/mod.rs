@@ -87,6 +87,9 @@ pub struct Monitor {
     run: Option<Running>,
     /// When to unmap the code pages a burst of work faulted in (see `sys::trim_idle`).
     trim_at: Option<Instant>,
+    /// Trim just before the next sleep in poll: what runs between the trim and the sleep
+    /// is all that faults back in (each 64 KiB block of code it touches).
+    trim_before_sleep: bool,
     /// Veth deletes out of the host's view whose calls have not returned yet.
     removing: Vec<net::VethRemoval>,
     /// The AppArmor profile init is confined by, at every boot of this run.
@@ -151,8 +154,8 @@ pub fn main(plan: &StartPlan) -> i32 {
         let _ = crate::sys::dup_onto(null.as_fd(), 1);
     }
     // Start-up code (argument parsing, config, cgroup and mount set-up) will not run
-    // again in this process: unmap its pages. The loop faults in the little it uses.
-    crate::sys::trim_idle();
+    // again in this process: unmap its pages before the first sleep.
+    m.trim_before_sleep = true;
     m.serve();
     m.shutdown();
     0
@@ -199,6 +202,7 @@ impl Monitor {
             init_asked_reboot: false,
             run: None,
             trim_at: None,
+            trim_before_sleep: false,
             apparmor: plan.apparmor.clone(),
             removing: Vec::new(),
             after_stop: plan.after_stop.clone(),
@@ -429,6 +433,9 @@ impl Monitor {
                 PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
             ];
             fds.extend(set.poll_fds());
+            if std::mem::take(&mut self.trim_before_sleep) {
+                crate::sys::trim_idle();
+            }
             if nix::poll::poll(&mut fds, timeout).is_err() {
                 continue;
             }
@@ -441,7 +448,7 @@ impl Monitor {
                 self.trim_at = Some(Instant::now() + TRIM_AFTER);
             } else if self.trim_at.is_some_and(|t| Instant::now() >= t) {
                 self.trim_at = None;
-                crate::sys::trim_idle();
+                self.trim_before_sleep = true;
             }
             for (src, _) in set.sources().iter().zip(&ready[2..]).filter(|(_, r)| **r) {
                 self.on_ready(*src);
