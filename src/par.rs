@@ -1,6 +1,10 @@
 //! Work over many containers at once on a few threads: asking a thousand monitors one
 //! after another is a thousand round trips through a busy host's scheduler.
 
+/// Monitors asked at once for a listing (rlxc-ls, rlxc-autostart -L): enough to hide
+/// each round trip's wait, few enough for a 2-core host.
+pub const MONITOR_QUERIES: usize = 16;
+
 /// `f` of each item, in order, on up to `width` threads (each a run of the items).
 pub fn map<T: Sync, R: Send>(items: &[T], width: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     if items.len() < 2 || width < 2 {

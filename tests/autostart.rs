@@ -1,6 +1,7 @@
 //! rlxc-autostart on busybox containers of one installation: the plan (-L, --json),
 //! starts by order with equal orders together and delays honoured, groups, a container
-//! that fails among good ones, a shutdown in reverse order, one bounded by -t (a
+//! that fails among good ones, a bad config or directory name that is reported while the
+//! rest go on, a shutdown in reverse order, one bounded by -t (a
 //! container ignoring its halt is killed), and a parallel shutdown's time beside the
 //! same stops one by one (printed, never asserted). `rlxc-start -F`: READY=1 on
 //! $NOTIFY_SOCKET, SIGTERM and SIGINT halt the container, the monitor stays its child;
@@ -199,6 +200,62 @@ fn a_failing_container_is_reported_and_the_rest_start() {
     assert_eq!(f.state(&g1), "RUNNING");
     assert_eq!(f.state(&g2), "RUNNING");
     assert_eq!(f.state(&bad), "STOPPED");
+}
+
+#[test]
+fn a_bad_name_or_config_is_reported_and_the_rest_go_on() {
+    let mut f = Fleet::new();
+    let good = f.add("okay", "enabled = true", "");
+    let broken = f.add("broken", "enabled = true", "");
+    // Its config no longer parses (a key edited in by hand).
+    let cfg = f.env.lxcpath().join(&broken).join("config.toml");
+    std::fs::write(&cfg, format!("no_such_key = 1\n{}", read(&cfg))).unwrap();
+    // A directory with a config whose name is no container name.
+    let odd = format!("-{}", unique("odd"));
+    std::fs::create_dir(f.env.lxcpath().join(&odd)).unwrap();
+    std::fs::write(
+        f.env.lxcpath().join(&odd).join("config.toml"),
+        "[autostart]\nenabled = true\n",
+    )
+    .unwrap();
+
+    let out = f.env.run(&["autostart", "-L", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let plan: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let listed: Vec<&str> = plan["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [good.as_str()]);
+    let mut left_out: Vec<&str> = plan["unreadable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    left_out.sort();
+    let mut expected = [odd.as_str(), broken.as_str()];
+    expected.sort();
+    assert_eq!(left_out, expected, "{plan}");
+    let out = f.env.run(&["autostart", "-L"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stdout(&out).contains(&good), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains(&format!("{odd}: left out")),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = f.env.run(&["autostart"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("{broken}: FAILED")), "{err}");
+    assert!(err.contains("no_such_key"), "{err}");
+    assert!(err.contains(&format!("{odd}: FAILED")), "{err}");
+    assert!(err.contains("2 containers failed"), "{err}");
+    assert_eq!(f.state(&good), "RUNNING");
 }
 
 #[test]

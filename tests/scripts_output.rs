@@ -120,6 +120,13 @@ fn ls_and_info_speak_json_and_ls_filters_as_lxc_ls() {
         strs(&[&rt.name])
     );
     assert!(only(&["ls", "--json", "-g", "nosuch"]).is_empty());
+    // Read as rlxc-autostart -g: blanks dropped, an empty entry is "in no group".
+    assert_eq!(
+        only(&["ls", "--json", "-g", "db, web"]),
+        strs(&[&other.name])
+    );
+    assert_eq!(only(&["ls", "--json", "-g", ""]), strs(&[&third.name]));
+    assert!(only(&["ls", "--json", "-g", "web,"]).is_empty());
     let grouped = rt.env.ok(&["ls", "-g", "db", "-F", "name,groups"]);
     let lines: Vec<&str> = grouped.lines().collect();
     assert_eq!(lines.len(), 2, "{grouped}");

@@ -65,7 +65,7 @@ pub fn run(a: Args) -> Result<i32> {
     let sel = Selection {
         all: a.all,
         ignore_enabled: a.ignore_auto,
-        groups: Selection::parse_groups(&a.groups),
+        groups: crate::config::parse_group_list(&a.groups),
     };
     let action = a.action();
     let plan = autostart::plan(&sys, &sel, action)?;
@@ -73,11 +73,9 @@ pub fn run(a: Args) -> Result<i32> {
         return list(&sys, &plan, action, a.json);
     }
     let quiet = a.common.quiet;
+    // Named first: a bad name or config is left out, the others acted on.
     for (name, why) in &plan.unreadable {
-        eprintln!(
-            "{name}: FAILED: its config cannot be read: {}",
-            super::shown(why)
-        );
+        eprintln!("{name}: FAILED: {}", super::shown(why));
     }
     let tell = |e: Event| match e {
         Event::Failed { name, why } => eprintln!("{name}: FAILED: {}", super::shown(&why)),
@@ -145,7 +143,7 @@ struct Listed<'a> {
 #[derive(Serialize)]
 struct Unreadable<'a> {
     name: &'a str,
-    error: &'a str,
+    error: String,
 }
 
 #[derive(Serialize)]
@@ -155,22 +153,51 @@ struct Listing<'a> {
     unreadable: Vec<Unreadable<'a>>,
 }
 
+/// The plan with each container's state; exit status 1 when a container could not be
+/// read, after the rest is listed.
 fn list(sys: &crate::config::SystemConfig, plan: &Plan, action: Action, json: bool) -> Result<i32> {
+    let members: Vec<_> = plan
+        .waves
+        .iter()
+        .enumerate()
+        .flat_map(|(i, w)| w.members.iter().map(move |m| (i, w, m)))
+        .collect();
+    // Each monitor asked on one of a few threads, as rlxc-ls -f does.
+    let states = crate::par::map(&members, crate::par::MONITOR_QUERIES, |(_, _, m)| {
+        Container::new(sys, &m.name)
+            .map(|c| c.state())
+            .map_err(|e| crate::error::flatten(&e))
+    });
     let mut containers = Vec::new();
-    for (i, w) in plan.waves.iter().enumerate() {
-        for m in &w.members {
-            let state = Container::new(sys, &m.name)?.state();
-            containers.push(Listed {
-                name: &m.name,
-                wave: i,
-                group: w.group.as_deref(),
-                order: m.order,
-                delay: m.delay,
-                groups: &m.groups,
-                acts: action.applies(state.is_running()),
-                state: state.to_string(),
-            });
-        }
+    let mut unreadable: Vec<Unreadable> = plan
+        .unreadable
+        .iter()
+        .map(|(name, error)| Unreadable {
+            name,
+            error: error.clone(),
+        })
+        .collect();
+    for (&(wave, w, m), state) in members.iter().zip(states) {
+        let state = match state {
+            Ok(s) => s,
+            Err(error) => {
+                unreadable.push(Unreadable {
+                    name: &m.name,
+                    error,
+                });
+                continue;
+            }
+        };
+        containers.push(Listed {
+            name: &m.name,
+            wave,
+            group: w.group.as_deref(),
+            order: m.order,
+            delay: m.delay,
+            groups: &m.groups,
+            acts: action.applies(state.is_running()),
+            state: state.to_string(),
+        });
     }
     let listing = Listing {
         action: match action {
@@ -180,17 +207,14 @@ fn list(sys: &crate::config::SystemConfig, plan: &Plan, action: Action, json: bo
             Action::Reboot => "reboot",
         },
         containers,
-        unreadable: plan
-            .unreadable
-            .iter()
-            .map(|(name, error)| Unreadable { name, error })
-            .collect(),
+        unreadable,
     };
+    let status = i32::from(!listing.unreadable.is_empty());
     if json {
         let text = serde_json::to_string_pretty(&listing)
             .map_err(|e| Error::Other(format!("cannot format the autostart plan: {e}")))?;
         println!("{text}");
-        return Ok(0);
+        return Ok(status);
     }
     let header = ["WAVE", "ORDER", "NAME", "DELAY", "GROUPS", "STATE"];
     let rows: Vec<Vec<String>> = listing
@@ -217,11 +241,7 @@ fn list(sys: &crate::config::SystemConfig, plan: &Plan, action: Action, json: bo
         .collect();
     super::table::print(&header, &rows, " ");
     for u in &listing.unreadable {
-        eprintln!(
-            "{}: its config cannot be read: {}",
-            u.name,
-            super::shown(u.error)
-        );
+        eprintln!("{}: left out: {}", u.name, super::shown(&u.error));
     }
-    Ok(0)
+    Ok(status)
 }

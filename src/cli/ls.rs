@@ -45,7 +45,7 @@ pub struct Args {
     #[arg(long = "active")]
     active: bool,
     /// Only containers in every one of these autostart groups, comma-separated (may be
-    /// repeated), as lxc-ls -g.
+    /// repeated), as lxc-ls -g; an empty name: the containers in no group.
     #[arg(short = 'g', long = "groups", value_name = "GROUPS")]
     groups: Vec<String>,
     #[command(flatten)]
@@ -210,21 +210,6 @@ fn wanted_states(a: &Args) -> Vec<&'static str> {
     v
 }
 
-/// The groups of `-g`: every comma-separated name, empty ones left out.
-fn wanted_groups(a: &Args) -> Vec<&str> {
-    let mut v: Vec<&str> = Vec::new();
-    for g in a.groups.iter().flat_map(|g| g.split(',')).map(str::trim) {
-        if !g.is_empty() && !v.contains(&g) {
-            v.push(g);
-        }
-    }
-    v
-}
-
-/// Monitors asked at once by rlxc-ls: enough to hide each round trip's wait, few enough
-/// for a 2-core host.
-const LS_THREADS: usize = 16;
-
 pub fn run(a: Args) -> Result<i32> {
     let sys = a.common.system()?;
     let filter = match &a.filter {
@@ -232,7 +217,7 @@ pub fn run(a: Args) -> Result<i32> {
         None => None,
     };
     let states = wanted_states(&a);
-    let must = wanted_groups(&a);
+    let must = crate::config::parse_group_list(&a.groups);
     let all = Container::list(&sys)?;
     let picked: Vec<&Container> = all
         .iter()
@@ -240,7 +225,7 @@ pub fn run(a: Args) -> Result<i32> {
         .collect();
     // Each monitor is asked on one of a few threads; addresses read there too when shown.
     let want_addresses = a.json || a.fancy || a.fancy_format.is_some();
-    let rows: Vec<Row> = crate::par::map(&picked, LS_THREADS, |c| {
+    let rows: Vec<Row> = crate::par::map(&picked, crate::par::MONITOR_QUERIES, |c| {
         let state = c.state();
         if !states.is_empty() && !states.contains(&state.to_string().as_str()) {
             return None;
@@ -252,7 +237,9 @@ pub fn run(a: Args) -> Result<i32> {
             addresses: OnceCell::new(),
         };
         // lxc-ls -g: a container must be in all of them (ls_has_all_grps).
-        if !must.iter().all(|g| groups(&row).iter().any(|h| h == g)) {
+        let default = crate::config::Autostart::default();
+        let auto = row.cfg.as_ref().map_or(&default, |x| &x.autostart);
+        if !must.iter().all(|g| auto.in_group(g.as_deref())) {
             return None;
         }
         if want_addresses {

@@ -48,8 +48,8 @@ pub fn run(a: Args) -> Result<i32> {
     let outcome = c.stop(mode, !a.nowait)?;
     if let StopOutcome::KilledAfterTimeout { .. } = outcome {
         // Said even with -q: the halt was not clean.
-        eprintln!("{}", said(&c.name, &outcome).unwrap_or_default());
-    } else if let Some(msg) = said(&c.name, &outcome).filter(|_| !a.common.quiet) {
+        eprintln!("{}", said(&c.name, mode, &outcome).unwrap_or_default());
+    } else if let Some(msg) = said(&c.name, mode, &outcome).filter(|_| !a.common.quiet) {
         eprintln!("{msg}");
     }
     Ok(if outcome == StopOutcome::NotRunning {
@@ -65,24 +65,18 @@ pub fn run(a: Args) -> Result<i32> {
 /// stopping monitor answers when it is done; one done already is not running).
 fn several(sys: &SystemConfig, a: &Args, mode: StopMode) -> Result<i32> {
     let names = a.targets.resolve(sys, |s| s.is_running())?;
-    let ask = |n: &str, wait: bool| -> bulk::Outcome {
-        let c = Container::new(sys, n).map_err(|e| crate::error::flatten(&e))?;
-        match c.stop(mode, wait) {
-            Ok(StopOutcome::NotRunning) => Err("not running".into()),
-            Ok(o) => Ok(said(n, &o)),
-            Err(e) => Err(crate::error::flatten(&e)),
-        }
-    };
+    let ask =
+        |n: &str, wait: bool| -> Result<StopOutcome> { Container::new(sys, n)?.stop(mode, wait) };
     if a.nowait || mode == StopMode::Reboot {
         return Ok(bulk::run_all(
             "stop",
             &names,
             a.targets.jobs,
             &a.common,
-            |n| ask(n, false),
+            |n| told(n, mode, ask(n, false), false),
         ));
     }
-    let first: HashMap<&str, bulk::Outcome> = names
+    let first: HashMap<&str, Result<StopOutcome>> = names
         .iter()
         .map(String::as_str)
         .zip(crate::par::map(&names, a.targets.jobs, |n| ask(n, false)))
@@ -92,22 +86,28 @@ fn several(sys: &SystemConfig, a: &Args, mode: StopMode) -> Result<i32> {
         &names,
         bulk::WAIT_JOBS,
         &a.common,
-        |n| {
-            match first.get(n) {
-                Some(Err(why)) => Err(why.clone()),
-                _ => match ask(n, true) {
-                    // Stopped between the two rounds.
-                    Err(why) if why == "not running" => Ok(Some(format!("Stopped {n}"))),
-                    o => o,
-                },
-            }
+        |n| match first.get(n) {
+            Some(Err(e)) => Err(crate::error::flatten(e)),
+            Some(Ok(StopOutcome::NotRunning)) => told(n, mode, Ok(StopOutcome::NotRunning), false),
+            _ => told(n, mode, ask(n, true), true),
         },
     ))
 }
 
+/// One container's part of a bulk stop. Not running is no failure: it is in the state
+/// asked for, so it is only said (`asked`: it was asked to stop before, and has).
+fn told(name: &str, mode: StopMode, r: Result<StopOutcome>, asked: bool) -> bulk::Outcome {
+    match r {
+        Ok(StopOutcome::NotRunning) if asked => Ok(said(name, mode, &StopOutcome::Stopped)),
+        Ok(o) => Ok(said(name, mode, &o)),
+        Err(e) => Err(crate::error::flatten(&e)),
+    }
+}
+
 /// What to tell of a stop of `name`, if anything.
-fn said(name: &str, outcome: &StopOutcome) -> Option<String> {
+fn said(name: &str, mode: StopMode, outcome: &StopOutcome) -> Option<String> {
     Some(match outcome {
+        StopOutcome::Stopped if mode == StopMode::Kill => format!("Killed {name}"),
         StopOutcome::Stopped => format!("Stopped {name}"),
         StopOutcome::KilledAfterTimeout {
             signal,
@@ -136,4 +136,55 @@ fn signal_name(sig: i32) -> String {
     nix::sys::signal::Signal::try_from(sig)
         .map(|s| s.as_str().to_string())
         .unwrap_or_else(|_| format!("signal {sig}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+
+    const HALT: StopMode = StopMode::Halt {
+        timeout: Duration::from_secs(5),
+    };
+
+    #[test]
+    fn a_kill_says_killed_in_bulk_and_alone() {
+        let stopped = || Ok(StopOutcome::Stopped);
+        assert_eq!(
+            told("c1", StopMode::Kill, stopped(), false),
+            Ok(Some("Killed c1".into()))
+        );
+        // Gone by the second round: killed by the first.
+        let gone = Ok(StopOutcome::NotRunning);
+        assert_eq!(
+            told("c1", StopMode::Kill, gone, true),
+            Ok(Some("Killed c1".into()))
+        );
+        assert_eq!(
+            told("c1", HALT, stopped(), true),
+            Ok(Some("Stopped c1".into()))
+        );
+        assert_eq!(
+            said("c1", StopMode::Kill, &StopOutcome::Stopped).as_deref(),
+            Some("Killed c1")
+        );
+    }
+
+    #[test]
+    fn in_bulk_one_not_running_is_said_and_no_failure_a_missing_one_fails() {
+        for mode in [HALT, StopMode::Kill, StopMode::Reboot] {
+            assert_eq!(
+                told("c1", mode, Ok(StopOutcome::NotRunning), false),
+                Ok(Some("c1 is not running".into()))
+            );
+        }
+        let missing = Err(Error::NotFound {
+            name: "c9".into(),
+            lxcpath: "/var/lib/rlxc".into(),
+        });
+        assert_eq!(
+            told("c9", HALT, missing, false),
+            Err("container \"c9\" does not exist in /var/lib/rlxc".into())
+        );
+    }
 }

@@ -59,11 +59,20 @@ pub enum Event<'a> {
     Waiting(u32),
 }
 
-/// Which containers `sel` picks, in the waves `action` takes them.
+/// Which containers `sel` picks, in the waves `action` takes them. A directory whose
+/// name is no container name, or whose config does not parse, is left out and named in
+/// `unreadable`: one bad container must not keep the others from starting at boot.
 pub fn plan(sys: &SystemConfig, sel: &Selection, action: Action) -> Result<Plan> {
     let mut settings = Vec::new();
     let mut unreadable = Vec::new();
-    for c in Container::list(sys)? {
+    for name in crate::store::list(&sys.lxcpath)? {
+        let c = match Container::new(sys, &name) {
+            Ok(c) => c,
+            Err(e) => {
+                unreadable.push((name, crate::error::flatten(&e)));
+                continue;
+            }
+        };
         match c.config() {
             Ok(cfg) => settings.push((c.name, cfg.autostart)),
             // -a -A takes every container: one whose config is broken is still stopped.
@@ -93,7 +102,17 @@ pub fn run(sys: &SystemConfig, plan: &Plan, action: Action, tell: &dyn Fn(Event)
         tell(Event::Wave(wave));
         let mut running = Vec::new();
         for m in &wave.members {
-            let c = Container::new(sys, &m.name)?;
+            let c = match Container::new(sys, &m.name) {
+                Ok(c) => c,
+                Err(e) => {
+                    failed += 1;
+                    tell(Event::Failed {
+                        name: &m.name,
+                        why: crate::error::flatten(&e),
+                    });
+                    continue;
+                }
+            };
             if !action.applies(c.state().is_running()) {
                 tell(Event::Skipped(&m.name));
                 continue;
@@ -193,4 +212,87 @@ fn pause(d: Duration) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::plan::Member;
+    use super::*;
+
+    const ENABLED: &str = "[autostart]\nenabled = true\n";
+
+    /// An installation in a temporary directory with these containers (name, config).
+    fn installation(containers: &[(&str, &str)]) -> (tempfile::TempDir, SystemConfig) {
+        let dir = tempfile::tempdir().unwrap();
+        let lxcpath = dir.path().join("lxc");
+        for (name, cfg) in containers {
+            std::fs::create_dir_all(lxcpath.join(name)).unwrap();
+            std::fs::write(lxcpath.join(name).join("config.toml"), cfg).unwrap();
+        }
+        let text = format!(
+            "lxcpath = {:?}\nrunpath = {:?}\n",
+            lxcpath,
+            dir.path().join("run")
+        );
+        let sys = SystemConfig::from_text(&dir.path().join("rlxc.toml"), &text).unwrap();
+        (dir, sys)
+    }
+
+    #[test]
+    fn a_bad_name_or_config_is_named_and_the_others_planned() {
+        let (_dir, sys) = installation(&[
+            ("good", ENABLED),
+            ("-x", ENABLED),
+            ("broken", "[autostart]\nenabled = yes\n"),
+        ]);
+        let p = plan(&sys, &Selection::default(), Action::Start).unwrap();
+        let planned: Vec<&str> = p
+            .waves
+            .iter()
+            .flat_map(|w| &w.members)
+            .map(|m| m.name.as_str())
+            .collect();
+        assert_eq!(planned, ["good"]);
+        let bad: Vec<&str> = p.unreadable.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(bad, ["-x", "broken"], "{:?}", p.unreadable);
+        assert!(
+            p.unreadable[0].1.contains("starts with '-'"),
+            "{:?}",
+            p.unreadable
+        );
+        assert!(p.unreadable[1].1.contains("enabled"), "{:?}", p.unreadable);
+    }
+
+    #[test]
+    fn a_member_that_is_no_container_fails_alone() {
+        let (_dir, sys) = installation(&[("good", ENABLED)]);
+        let member = |name: &str| Member {
+            name: name.into(),
+            order: 0,
+            delay: 0,
+            groups: Vec::new(),
+        };
+        let p = Plan {
+            waves: vec![Wave {
+                group: None,
+                order: 0,
+                members: vec![member("a..b"), member("good")],
+            }],
+            unreadable: Vec::new(),
+        };
+        let seen = RefCell::new(Vec::new());
+        let tell = |e: Event| {
+            seen.borrow_mut().push(match e {
+                Event::Failed { name, .. } => format!("failed {name}"),
+                Event::Skipped(name) => format!("skipped {name}"),
+                Event::Done(name) => format!("done {name}"),
+                Event::Wave(_) | Event::Waiting(_) => return,
+            })
+        };
+        // A kill: "good" does not run, so nothing is spawned.
+        assert_eq!(run(&sys, &p, Action::Kill, &tell).unwrap(), 1);
+        assert_eq!(*seen.borrow(), ["failed a..b", "skipped good"]);
+    }
 }

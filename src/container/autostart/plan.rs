@@ -16,25 +16,9 @@ pub struct Selection {
     pub all: bool,
     /// `-A`: `autostart.enabled` ignored.
     pub ignore_enabled: bool,
-    /// `-g`, in order; None is the NULL group. Empty: the NULL group alone.
+    /// `-g`, in order (`config::parse_group_list`); None is the NULL group. Empty: the
+    /// NULL group alone.
     pub groups: Vec<Option<String>>,
-}
-
-impl Selection {
-    /// `-g` values as LXC reads them: comma-separated lists, concatenated; an empty
-    /// item (a leading, trailing or doubled comma, or an empty value) is the NULL group.
-    pub fn parse_groups(values: &[String]) -> Vec<Option<String>> {
-        let mut out: Vec<Option<String>> = Vec::new();
-        for v in values {
-            for g in v.split(',') {
-                let g = (!g.is_empty()).then(|| g.to_string());
-                if !out.contains(&g) {
-                    out.push(g);
-                }
-            }
-        }
-        out
-    }
 }
 
 /// One container of the plan.
@@ -71,12 +55,7 @@ pub fn waves(containers: &[(String, Autostart)], sel: &Selection, reverse: bool)
         let mut picked: Vec<&(String, Autostart)> = Vec::new();
         for (i, c) in containers.iter().enumerate() {
             let a = &c.1;
-            let wanted = (sel.ignore_enabled || a.enabled)
-                && (sel.all
-                    || match g {
-                        None => a.groups.is_empty(),
-                        Some(g) => a.groups.contains(g),
-                    });
+            let wanted = (sel.ignore_enabled || a.enabled) && (sel.all || a.in_group(g.as_deref()));
             if wanted && !taken[i] {
                 taken[i] = true;
                 picked.push(c);
@@ -156,7 +135,7 @@ mod tests {
     #[test]
     fn groups_in_the_order_given_each_container_once() {
         let sel = Selection {
-            groups: Selection::parse_groups(&["onboot,".into(), "web".into()]),
+            groups: crate::config::parse_group_list(&["onboot,".into(), "web".into()]),
             ..Default::default()
         };
         assert_eq!(
@@ -202,17 +181,5 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(names(&waves(&set(), &sel, false))[0], ["mail", "off"]);
-    }
-
-    #[test]
-    fn a_leading_comma_or_empty_value_is_the_null_group() {
-        assert_eq!(
-            Selection::parse_groups(&[",dns".into(), "".into()]),
-            [None, Some("dns".into())]
-        );
-        assert_eq!(
-            Selection::parse_groups(&["dns,,web".into()]),
-            [Some("dns".into()), None, Some("web".into())]
-        );
     }
 }
