@@ -225,6 +225,9 @@ fn prepare_networks(sys: &SystemConfig, c: &Container, cfg: &mut ContainerConfig
         };
         managed.reserve(&key, &mac, ip, &name)?;
     }
+    // The claims hold the picked address now: the config's synced save need not keep
+    // every other start on the bridge waiting.
+    drop(lock);
     if changed {
         cfg.save(&c.config_path())?;
     }

@@ -14,6 +14,7 @@
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::dnsmasq::Files;
@@ -224,8 +225,27 @@ pub fn reserve(f: &Files, key: &str, mac: &str, ip: Option<Ipv4Addr>, name: &str
     Ok(())
 }
 
+/// Replace `p` by rename, unsynced: these files live in RUNPATH (a tmpfs), and every
+/// start writes its own again, so none has to outlive a crash.
 fn write(p: &Path, line: &str) -> Result<()> {
-    crate::store::write_atomic(p, format!("{line}\n").as_bytes(), 0o644)
+    let dir = p.parent().unwrap_or(Path::new("."));
+    let name = p.file_name().unwrap_or_default().to_string_lossy();
+    // A dot name: dnsmasq skips it while it is being written.
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    // 0644: dnsmasq reads them as its own unprivileged user.
+    let res = std::fs::File::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(&tmp)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, format!("{line}\n").as_bytes()))
+        .ctx("write", &tmp)
+        .and_then(|()| std::fs::rename(&tmp, p).ctx("rename into place", p));
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
 }
 
 fn remove(p: &Path) -> Result<()> {

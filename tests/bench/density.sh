@@ -98,7 +98,7 @@ leftovers() { # prefix monitor-pattern
     veths=$(ls "/sys/class/net/$bridge/brif" 2>/dev/null | wc -l)
     mons=$(ps -eo args= | grep -c -- "$2" || true)
     cgs=$(find /sys/fs/cgroup -maxdepth 5 -type d -name "$1-*" 2>/dev/null | wc -l)
-    mnts=$(grep -c -- "$work/.*/$1-" /proc/self/mountinfo || true)
+    mnts=$(grep -c -e "$work/.*/$1-" -e "$(bench_runpath)/.*$1-" /proc/self/mountinfo || true)
     echo "   left: $veths veths on $bridge, $mons monitors, $cgs cgroups, $mnts mounts"
     [ "$veths$mons$cgs$mnts" = 0000 ] || echo "   FAIL: something was left" >&2
 }

@@ -41,7 +41,7 @@ serve_mirror() {
 # (e.g. a [network] table) is appended. Exports RLXC_CONFIG.
 write_rlxc_config() {
     {
-        printf 'lxcpath = "%s"\ncachepath = "%s"\nrunpath = "%s"\n' "$work/rlxc-lib" "$work/rlxc-cache" "$work/rlxc-run"
+        printf 'lxcpath = "%s"\ncachepath = "%s"\nrunpath = "%s"\n' "$work/rlxc-lib" "$work/rlxc-cache" "$(bench_runpath)"
         printf '[download]\nserver = "http://127.0.0.1:%s"\n' "$port"
         cat
     } > "$work/rlxc.toml"
@@ -114,6 +114,10 @@ CONF
 
 # On exit: kill the containers named (rlxc ones, then -- and LXC ones), stop the test
 # bridge and the mirror server, remove $work.
+# The run's RUNPATH: under /run (tmpfs), as the installed /run/rlxc is, not on the
+# work directory's disk, where every small state file would cost a real sync.
+bench_runpath() { echo "/run/rlxc-bench-${work##*/}"; }
+
 bench_cleanup() {
     local n lxc_side=
     for n in "$@"; do
@@ -126,7 +130,7 @@ bench_cleanup() {
     done
     "$rlxc" net stop -f -q >/dev/null 2>&1 || true
     [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
-    rm -rf "$work"
+    rm -rf "$work" "$(bench_runpath)"
 }
 
 stamp() { echo "$EPOCHREALTIME"; }
