@@ -1,6 +1,7 @@
 //! rlxc-attach's environment and identity options, as lxc-attach's: --clear-env (only
 //! container=lxc, plus --keep-var and -v), --keep-env, -v, -u, -g, --cwd; the exit status
-//! still comes back, and a directory that is not there is a clear error.
+//! still comes back, and a directory that is not there is a clear error. The caller's
+//! ignored signals stay the caller's.
 
 mod common;
 
@@ -26,6 +27,18 @@ fn env_of(out: &std::process::Output) -> Vec<String> {
     let mut v: Vec<String> = stdout(out).lines().map(str::to_string).collect();
     v.sort();
     v
+}
+
+/// Signal numbers as Linux has them (the tests do not link libc).
+const SIGQUIT: u32 = 3;
+const SIGUSR2: u32 = 12;
+
+/// The `SigIgn:` mask in a /proc/PID/status text.
+fn ignored_mask(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
 }
 
 #[test]
@@ -107,6 +120,38 @@ fn environment_identity_and_directory() {
     rt.attach(&["/bin/sh", "-c", "mkdir -p /private && chmod 700 /private"]);
     let out = attach_with(&rt, &["-u", "33", "--cwd", "/private"], &["/bin/true"]);
     assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
+
+    // Signals the caller ignores (as a shell's background job ignores SIGQUIT) are not
+    // ignored by the command: no disposition of the caller's crosses. The wrapper shows
+    // its own mask on stderr, so the test knows the caller did ignore them.
+    let inner = rt
+        .env
+        .cmd(&["attach", "-n", n, "--", "/bin/cat", "/proc/self/status"]);
+    let mut c = std::process::Command::new("/bin/sh");
+    c.args([
+        "-c",
+        "trap '' QUIT USR2; grep SigIgn /proc/self/status >&2; exec \"$@\"",
+        "sh",
+    ])
+    .arg(inner.get_program())
+    .args(inner.get_args());
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    let out = c.output().expect("run rlxc");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let quit_usr2 = (1u64 << (SIGQUIT - 1)) | (1u64 << (SIGUSR2 - 1));
+    let (caller, command) = (ignored_mask(&stderr(&out)), ignored_mask(&stdout(&out)));
+    assert_eq!(
+        caller.map(|m| m & quit_usr2),
+        Some(quit_usr2),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(command.map(|m| m & quit_usr2), Some(0), "{}", stdout(&out));
 
     // -v without '=' and --keep-var without --clear-env are usage errors.
     let out = rt

@@ -348,55 +348,22 @@ fn open_container_pty(winsize: Option<(u16, u16)>, sock: BorrowedFd<'_>) -> Resu
 }
 
 /// In the grandchild: a new session (the pty its controlling terminal), every signal
-/// unblocked, then exec (the container's limits hold since before the fork).
+/// unblocked, then exec (the container's limits hold since before the fork). Its
+/// directory is entered as its user: one it may not enter is refused as it would be.
 fn exec_command(pty: bool, cmd: &Payload) -> ! {
-    let ready = nix::unistd::setsid()
-        .map_err(std::io::Error::from)
-        .and_then(|_| {
-            if pty {
-                crate::sys::set_controlling_tty(crate::sys::borrow_fd(0))
-            } else {
-                Ok(())
-            }
-        })
-        .and_then(|_| {
-            nix::sys::signal::SigSet::all()
-                .thread_unblock()
-                .map_err(std::io::Error::from)
-        });
-    if let Err(e) = ready {
-        eprintln!("rlxc-attach: error: cannot set up the command's terminal: {e}");
-        crate::sys::exit_child(126);
+    let e = crate::sys::exec::Exec {
+        argv: &cmd.argv,
+        env: &cmd.env,
+        session: crate::sys::exec::Session::New { ctty: pty },
+        ids: cmd.switch.then_some(crate::sys::exec::Ids {
+            uid: cmd.uid,
+            gid: cmd.gid,
+            groups: &[],
+        }),
+        cwd: Some(&cmd.cwd),
+        cwd_as_user: true,
     }
-    if cmd.switch {
-        if let Err(e) = crate::sys::creds::become_ids(cmd.uid, cmd.gid) {
-            eprintln!(
-                "rlxc-attach: error: cannot run as uid {} gid {} in the container: {e}",
-                cmd.uid, cmd.gid
-            );
-            crate::sys::exit_child(126);
-        }
-    }
-    // As the command's user: a directory it may not enter is refused as it would be.
-    if let Err(e) = nix::unistd::chdir(cmd.cwd.as_c_str()) {
-        eprintln!(
-            "rlxc-attach: error: cannot enter {} in the container: {}",
-            cmd.cwd.to_string_lossy(),
-            e.desc()
-        );
-        crate::sys::exit_child(126);
-    }
-    let prog = cmd
-        .argv
-        .first()
-        .cloned()
-        .unwrap_or_else(|| CString::from(c"/bin/sh"));
-    let path = crate::runtime::child::resolve_in_path(&prog, &cmd.env);
-    let err = nix::unistd::execve(&path, &cmd.argv, &cmd.env).err();
-    eprintln!(
-        "rlxc-attach: error: cannot execute {} in the container: {}",
-        prog.to_string_lossy(),
-        err.map(|e| e.desc()).unwrap_or("unknown error")
-    );
-    crate::sys::exit_child(127);
+    .exec();
+    eprintln!("rlxc-attach: error: {e}");
+    crate::sys::exit_child(e.exit_code())
 }

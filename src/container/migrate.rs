@@ -10,7 +10,7 @@ use super::copy::{copy_tree, make_tree, NewContainer};
 use super::tree::Tree;
 use crate::config::{read_text, Backend, SystemConfig};
 use crate::error::{Error, Result};
-use crate::image::lxcconf::Translation;
+use crate::image::lxcconf::{self, Translation};
 use crate::image::lxcmigrate;
 
 /// What a migration did.
@@ -35,10 +35,9 @@ pub fn migrate(
         file: file.clone(),
         msg,
     };
-    if text.lines().any(|l| {
-        let k = l.trim_start();
-        k.starts_with("lxc.idmap") || k.starts_with("lxc.id_map")
-    }) {
+    if lxcconf::lines(&text)
+        .any(|l| l.text.starts_with("lxc.idmap") || l.text.starts_with("lxc.id_map"))
+    {
         return Err(config_error(
             "an unprivileged LXC container (lxc.idmap): its files are owned by host ids on \
              disk, which rlxc does not take over; nothing was migrated"

@@ -65,19 +65,47 @@ impl Translation {
     }
 }
 
+/// One line of an LXC config that is neither blank nor a comment, read as LXC reads it.
+#[derive(Debug, PartialEq)]
+pub struct Line<'a> {
+    /// 1-based, for messages.
+    pub number: usize,
+    /// The line, trimmed.
+    pub text: &'a str,
+    /// `KEY = VALUE` with both trimmed and VALUE's matching quotes taken off; None for a
+    /// line without `=` (LXC refuses it, rlxc reports it).
+    pub entry: Option<(&'a str, &'a str)>,
+}
+
+/// The config lines of `text`: the one parser for images', templates' and LXC
+/// containers' configs.
+pub fn lines(text: &str) -> impl Iterator<Item = Line<'_>> {
+    text.lines().enumerate().filter_map(|(i, raw)| {
+        let text = raw.trim();
+        if text.is_empty() || text.starts_with('#') {
+            return None;
+        }
+        let entry = text
+            .split_once('=')
+            .map(|(k, v)| (k.trim(), unquote(v.trim())));
+        Some(Line {
+            number: i + 1,
+            text,
+            entry,
+        })
+    })
+}
+
 /// The first line of `text` that is neither blank, a comment nor `lxc.KEY = VALUE`:
 /// (line number, line). A template's config is held to that; an image's bad lines are
 /// only reported.
 pub fn first_malformed(text: &str) -> Option<(usize, String)> {
-    text.lines().enumerate().find_map(|(i, raw)| {
-        let line = raw.trim();
-        let ok = line.is_empty()
-            || line.starts_with('#')
-            || line
-                .split_once('=')
-                .is_some_and(|(k, _)| k.trim().starts_with("lxc.") && !k.trim().contains(' '));
-        (!ok).then(|| (i + 1, line.to_string()))
-    })
+    lines(text)
+        .find(|l| {
+            !l.entry
+                .is_some_and(|(k, _)| k.starts_with("lxc.") && !k.contains(' '))
+        })
+        .map(|l| (l.number, l.text.to_string()))
 }
 
 /// Apply `text` (LXC config lines) to `cfg`.
@@ -203,16 +231,12 @@ fn include(
 }
 
 fn translate_into(text: &str, cfg: &mut ContainerConfig, t: &mut Translation, inc: &Includes) {
-    for raw in text.lines() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let Some((key, value)) = line.split_once('=') else {
-            t.ignored.push(format!("{line} (not a key = value line)"));
+    for line in lines(text) {
+        let Some((key, value)) = line.entry else {
+            t.ignored
+                .push(format!("{} (not a key = value line)", line.text));
             continue;
         };
-        let (key, value) = (key.trim(), unquote(value.trim()));
         let shown = format!("{key} = {value}");
         match key {
             "lxc.include" => include(value, shown, cfg, t, inc),

@@ -11,7 +11,8 @@ use crate::config::{ByteSize, ContainerConfig, Network};
 /// The container's rootfs as its config names it (`dir:/path` or `/path`); another
 /// kind of storage (`overlay:`, `lvm:`, `zfs:`, `loop:`) is the error.
 pub fn rootfs(text: &str) -> Result<Option<String>, String> {
-    let Some(v) = lines(text)
+    let Some(v) = lxcconf::lines(text)
+        .filter_map(|l| l.entry)
         .filter(|(k, _)| *k == "lxc.rootfs.path" || *k == "lxc.rootfs")
         .map(|(_, v)| v)
         .last()
@@ -27,17 +28,6 @@ pub fn rootfs(text: &str) -> Result<Option<String>, String> {
     }
 }
 
-fn lines(text: &str) -> impl Iterator<Item = (&str, &str)> {
-    text.lines().filter_map(|l| {
-        let l = l.trim();
-        if l.starts_with('#') {
-            return None;
-        }
-        let (k, v) = l.split_once('=')?;
-        Some((k.trim(), v.trim().trim_matches('"')))
-    })
-}
-
 fn typed<T: DeserializeOwned>(v: &str) -> Result<T, String> {
     toml::Value::String(v.to_string())
         .try_into()
@@ -50,7 +40,16 @@ pub fn translate(text: &str, cfg: &mut ContainerConfig) -> Translation {
     let mut t = Translation::default();
     let mut rest = String::new();
     let mut nets: Vec<Network> = Vec::new();
-    for (key, value) in lines(text) {
+    for line in lxcconf::lines(text) {
+        // The image translation reads (and reports) the lines that are not this one's.
+        let mut pass_on = || {
+            rest.push_str(line.text);
+            rest.push('\n');
+        };
+        let Some((key, value)) = line.entry else {
+            pass_on();
+            continue;
+        };
         let shown = format!("{key} = {value}");
         let outcome = if let Some(net) = key.strip_prefix("lxc.net.") {
             network(net, value, &mut nets)
@@ -61,12 +60,7 @@ pub fn translate(text: &str, cfg: &mut ContainerConfig) -> Translation {
             Some(Ok(true)) => t.applied.push(shown),
             Some(Ok(false)) => t.covered.push(shown),
             Some(Err(why)) => t.ignored.push(format!("{shown} ({why})")),
-            None => {
-                rest.push_str(key);
-                rest.push_str(" = ");
-                rest.push_str(value);
-                rest.push('\n');
-            }
+            None => pass_on(),
         }
     }
     if !nets.is_empty() {
@@ -241,6 +235,22 @@ lxc.tty.max = 4
             .iter()
             .any(|c| c.starts_with("lxc.apparmor.profile")));
         assert!(t.applied.iter().any(|c| c.starts_with("lxc.start.order")));
+    }
+
+    #[test]
+    fn lines_are_read_as_lxc_reads_them() {
+        let text = "# c\n\n  lxc.net.0.link = 'lxcbr0'\nlxc.uts.name = \"box\"\ngarbage\n";
+        let mut cfg = ContainerConfig::default();
+        let t = translate(text, &mut cfg);
+        assert_eq!(cfg.networks[0].link.as_deref(), Some("lxcbr0"));
+        assert_eq!(cfg.hostname.as_deref(), Some("box"));
+        assert_eq!(t.ignored, ["garbage (not a key = value line)"], "{t:?}");
+        assert_eq!(
+            rootfs("lxc.rootfs.path = 'dir:/srv/r'\n")
+                .unwrap()
+                .as_deref(),
+            Some("/srv/r")
+        );
     }
 
     #[test]

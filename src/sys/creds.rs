@@ -98,16 +98,17 @@ fn raise_effective() -> io::Result<()> {
 /// In a user namespace just joined or made (with its maps written): become its root,
 /// with no supplementary groups of the host's.
 pub fn become_root() -> io::Result<()> {
-    become_ids(0, 0)
+    become_ids(0, 0, &[])
 }
 
-/// Take `uid` and `gid` for real, effective and saved ids, with no supplementary
-/// groups (rlxc-attach -u/-g, as lxc-attach's).
-pub fn become_ids(uid: u32, gid: u32) -> io::Result<()> {
+/// Take `uid` and `gid` for real, effective and saved ids, with `groups` the only
+/// supplementary ones.
+pub fn become_ids(uid: u32, gid: u32, groups: &[u32]) -> io::Result<()> {
     let g = Gid::from_raw(gid);
     let u = Uid::from_raw(uid);
+    let groups: Vec<Gid> = groups.iter().map(|g| Gid::from_raw(*g)).collect();
     nix::unistd::setresgid(g, g, g)?;
-    nix::unistd::setgroups(&[])?;
+    nix::unistd::setgroups(&groups)?;
     nix::unistd::setresuid(u, u, u)?;
     Ok(())
 }

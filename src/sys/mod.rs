@@ -75,6 +75,7 @@ pub mod bpf;
 pub mod btrfs;
 pub mod creds;
 pub mod dbus;
+pub mod exec;
 pub mod idmap;
 pub mod memfd;
 pub mod mount;

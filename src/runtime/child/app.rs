@@ -7,7 +7,7 @@
 //! signal N), which the monitor hands to rlxc-execute. It runs from sealed copies of
 //! rlxc and its libraries (`runtime::sealed`), never from the host's files.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -52,6 +52,17 @@ pub fn forwarded() -> SigSet {
 
 fn serve(argv: &[CString], env: &[CString], app: &super::AppSpec) -> std::io::Result<i32> {
     let tty = matches!(app.stdio, super::AppStdio::Console);
+    let cwd = app
+        .cwd
+        .as_deref()
+        .map(CString::new)
+        .transpose()
+        .map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the working directory contains a NUL byte",
+            )
+        })?;
     let mut mask = forwarded();
     mask.add(Signal::SIGCHLD);
     // The image's StopSignal, which a stop sends, reaches the command too.
@@ -65,7 +76,7 @@ fn serve(argv: &[CString], env: &[CString], app: &super::AppSpec) -> std::io::Re
     mask.thread_block()?;
     let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC)?;
     let command = match sys::fork()? {
-        sys::Forked::Child => exec_command(argv, env, tty, app),
+        sys::Forked::Child => exec_command(argv, env, cwd.as_deref(), tty, app),
         sys::Forked::Parent(pid) => pid,
     };
     let mut status = None;
@@ -111,72 +122,27 @@ fn reap(command: Pid) -> Option<i32> {
 }
 
 /// In the forked command: its own process group (the console's foreground one on a
-/// terminal), default signals, its directory and ids, then exec.
-fn exec_command(argv: &[CString], env: &[CString], tty: bool, app: &super::AppSpec) -> ! {
-    let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
-    if tty {
-        // A background group until this is done: SIGTTOU would stop it.
-        let mut ttou = SigSet::empty();
-        ttou.add(Signal::SIGTTOU);
-        let _ = ttou.thread_block();
-        let _ = nix::unistd::tcsetpgrp(sys::borrow_fd(0), nix::unistd::getpid());
+/// terminal), its directory and ids (supplementary groups: its group only), then exec.
+fn exec_command(
+    argv: &[CString],
+    env: &[CString],
+    cwd: Option<&CStr>,
+    tty: bool,
+    app: &super::AppSpec,
+) -> ! {
+    let e = sys::exec::Exec {
+        argv,
+        env,
+        session: sys::exec::Session::Group { foreground: tty },
+        ids: app.user.as_ref().map(|u| sys::exec::Ids {
+            uid: u.uid,
+            gid: u.gid,
+            groups: std::slice::from_ref(&u.gid),
+        }),
+        cwd,
+        cwd_as_user: false,
     }
-    sys::signals::reset_all();
-    let _ = SigSet::all().thread_unblock();
-    if let Err(e) = enter(app) {
-        eprintln!("rlxc-execute: error: {e}");
-        sys::exit_child(126);
-    }
-    let Some(prog) = argv.first() else {
-        eprintln!("rlxc-execute: error: no command");
-        sys::exit_child(127);
-    };
-    let path = resolve_in_path(prog, env);
-    let err = nix::unistd::execve(&path, argv, env).err();
-    eprintln!(
-        "rlxc-execute: error: cannot execute {} in the container: {}",
-        prog.to_string_lossy(),
-        err.map(|e| e.desc()).unwrap_or("unknown error")
-    );
-    sys::exit_child(127)
-}
-
-/// The application's working directory and ids (supplementary groups: its group only).
-fn enter(app: &super::AppSpec) -> Result<(), String> {
-    if let Some(dir) = &app.cwd {
-        nix::unistd::chdir(dir.as_str())
-            .map_err(|e| format!("cannot enter the working directory {dir}: {}", e.desc()))?;
-    }
-    if let Some(u) = app.user {
-        let gid = nix::unistd::Gid::from_raw(u.gid);
-        nix::unistd::setgroups(&[gid])
-            .and_then(|_| nix::unistd::setgid(gid))
-            .and_then(|_| nix::unistd::setuid(nix::unistd::Uid::from_raw(u.uid)))
-            .map_err(|e| format!("cannot become user {u}: {}", e.desc()))?;
-    }
-    Ok(())
-}
-
-/// Find `prog` in the PATH of the environment the command gets, inside the container
-/// (execvpe would search the PATH of the process calling it, which may describe the host).
-pub fn resolve_in_path(prog: &CString, env: &[CString]) -> CString {
-    let bytes = prog.as_bytes();
-    if bytes.contains(&b'/') {
-        return prog.clone();
-    }
-    let path = env
-        .iter()
-        .find_map(|e| e.as_bytes().strip_prefix(b"PATH="))
-        .unwrap_or(b"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    for dir in path.split(|b| *b == b':').filter(|d| !d.is_empty()) {
-        let mut cand = dir.to_vec();
-        cand.push(b'/');
-        cand.extend_from_slice(bytes);
-        if let Ok(c) = CString::new(cand) {
-            if nix::unistd::access(c.as_c_str(), nix::unistd::AccessFlags::X_OK).is_ok() {
-                return c;
-            }
-        }
-    }
-    prog.clone()
+    .exec();
+    eprintln!("rlxc-execute: error: {e}");
+    sys::exit_child(e.exit_code())
 }

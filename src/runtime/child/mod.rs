@@ -24,7 +24,7 @@ use crate::ipc::{self, FromChild, Stage, ToChild};
 use crate::rootfs::Root;
 use crate::store::backing::RootSource;
 use crate::sys;
-pub use app::{forwarded, resolve_in_path};
+pub use app::forwarded;
 use mounts::DevNodes;
 pub use mounts::{detach_entry, Detached, HostBind, DEVICES};
 
