@@ -452,10 +452,11 @@ pub fn leases(f: &Files) -> Vec<(String, String, String)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn files(dir: &Path) -> Files {
+    /// A test bridge's files in `dir` (also for net::names's tests).
+    pub(in crate::net) fn files(dir: &Path) -> Files {
         Files {
             dir: dir.to_path_buf(),
             bridge: "br9".into(),

@@ -259,12 +259,7 @@ fn remove(p: &Path) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn files(dir: &Path) -> Files {
-        Files {
-            dir: dir.to_path_buf(),
-            bridge: "br9".into(),
-        }
-    }
+    use crate::net::dnsmasq::tests::files;
 
     #[test]
     fn reservations_replace_by_mac_name_and_address() {
