@@ -139,21 +139,24 @@ pub fn open_mapped(obj: &Object) -> io::Result<std::fs::File> {
     open_if_mapped(&obj.path, &m)
 }
 
-/// `path` opened if it is still the file of the mapping `m`.
+/// `path` opened if it is still the file of the mapping `m`. The inode decides: a file
+/// renamed over it (what an upgrade does) has a new one while the mapping holds the old.
+/// The device cannot: btrfs shows its anonymous device in maps and a subvolume's in stat.
 fn open_if_mapped(path: &Path, m: &Mapping) -> io::Result<std::fs::File> {
     let f = std::fs::File::open(path)?;
     let st = nix::sys::stat::fstat(&f)?;
-    let dev = (
-        nix::sys::stat::major(st.st_dev),
-        nix::sys::stat::minor(st.st_dev),
-    );
-    if (dev, st.st_ino) != (m.dev, m.ino) {
+    if !same_file(st.st_ino, m) {
         return Err(io::Error::other(
             "the file there is no longer the one rlxc runs on: it was replaced after rlxc \
              started (a package upgrade?); run the command again",
         ));
     }
     Ok(f)
+}
+
+/// Whether a file of inode `ino` is the mapped one (see `open_if_mapped`).
+fn same_file(ino: u64, m: &Mapping) -> bool {
+    ino == m.ino
 }
 
 /// A line of /proc/PID/maps, the fields `open_mapped` needs.
@@ -267,12 +270,22 @@ mod tests {
         for obj in loaded.interp.iter().chain(&loaded.libs) {
             let m = Mapping::containing(&maps(), obj.addr).expect("mapped");
             let st = nix::sys::stat::fstat(open_mapped(obj).unwrap()).unwrap();
-            let dev = (
-                nix::sys::stat::major(st.st_dev),
-                nix::sys::stat::minor(st.st_dev),
-            );
-            assert_eq!((dev, st.st_ino), (m.dev, m.ino), "{}", obj.path.display());
+            // Inodes only: on btrfs, stat's device is not the one maps shows.
+            assert!(same_file(st.st_ino, &m), "{}", obj.path.display());
         }
+    }
+
+    #[test]
+    fn the_inode_decides_whether_a_file_is_the_mapped_one_not_the_device() {
+        let m = Mapping {
+            start: 0x1000,
+            end: 0x2000,
+            dev: (0, 0x28),
+            ino: 4711,
+        };
+        // btrfs: maps shows 00:28, stat of the same file 0:29.
+        assert!(same_file(4711, &m));
+        assert!(!same_file(4712, &m));
     }
 
     /// What a package upgrade does to a library in use: a new file renamed over it.

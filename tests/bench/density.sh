@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark: many networked containers on one host, rlxc vs LXC 5, in one run.
 #
-#   tests/bench/density.sh [N] [M] [LN] [LM]     (as root; defaults 200 10, LXC min(N,100) min(M,10))
+#   [UNPRIV=1] tests/bench/density.sh [N] [M] [LN] [LM]
+#                            (as root; defaults 200 10, LXC min(N,100) min(M,10))
 #
 #  1. N busybox containers (-B overlay) on a managed test bridge of the bench's own (a
 #     /20, ipv4 = "auto"), started by one `rlxc-start --all`: time to all running, to all
@@ -59,8 +60,12 @@ write_rlxc_config <<TOML
 bridge = "$bridge"
 ipv4 = "$gw/20"
 upstream_dns = false
+$([ -n "${UNPRIV:-}" ] && run_subids)
 TOML
 printf '[[network]]\ntype = "veth"\nlink = "%s"\nhwaddr = "00:16:3e:xx:xx:xx"\nipv4 = "auto"\n' "$bridge" > "$work/rlxc-net.toml"
+# UNPRIV=1: the busybox containers are unprivileged (each its own 65536 ids from the
+# run's own subuid/subgid files), as rlxc's shipped defaults make every new container.
+[ -n "${UNPRIV:-}" ] && printf '[idmap]\n' >> "$work/rlxc-net.toml"
 
 # What N containers need of the kernel, from rlxc-checkconfig; the Debian ones are
 # privileged, and each privileged systemd takes root's inotify instances.
