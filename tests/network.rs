@@ -317,7 +317,22 @@ fn fixed_address_macvlan_and_several_interfaces() {
             h.veth("ipv4 = \"auto\"\n")
         ),
     );
-    h.env.ok(&["start", "-d", "-n", &quiet]);
+    // Started under a strict umask (a hardened host's): dnsmasq, unprivileged, must
+    // still read the name file the start writes.
+    let rlxc = h.env.cmd(&["start", "-d", "-n", &quiet]);
+    let mut start = Command::new("sh");
+    start
+        .arg("-c")
+        .arg("umask 077; exec \"$0\" \"$@\"")
+        .arg(rlxc.get_program())
+        .args(rlxc.get_args());
+    for (k, v) in rlxc.get_envs() {
+        match v {
+            Some(v) => start.env(k, v),
+            None => start.env_remove(k),
+        };
+    }
+    assert!(start.status().unwrap().success());
     let ip = h.wait_ipv4(&quiet, Duration::from_secs(10));
     let ip = ip.split('/').next().unwrap_or(&ip).to_string();
     eventually(
@@ -576,6 +591,44 @@ fn dnsmasq_that_dies_is_restarted() {
         let now = now.trim();
         !now.is_empty() && now != first && std::path::Path::new(&format!("/proc/{now}")).exists()
     });
+    assert!(h.env.ok(&["net", "status"]).contains("running (pid"));
+
+    // A restart that fails (its DNS port taken) is tried again until one works. The
+    // port is taken in the back-off before the restart (2 s by now).
+    let second = read(&pidfile).trim().to_string();
+    sh_ok(&format!("kill -9 {second}"));
+    let mut holder = None;
+    eventually(
+        Duration::from_secs(1),
+        "the DNS port did not come free",
+        || {
+            holder = UdpSocket::bind(format!("{}:53", h.net.gateway())).ok();
+            holder.is_some()
+        },
+    );
+    let log = h
+        .env
+        .dir
+        .path()
+        .join("run/net")
+        .join(format!("{}.log", h.net.bridge));
+    eventually(
+        Duration::from_secs(10),
+        "no failed restart was logged",
+        || std::fs::read_to_string(&log).is_ok_and(|l| l.contains("dnsmasq restart failed")),
+    );
+    drop(holder);
+    eventually(
+        Duration::from_secs(30),
+        "dnsmasq was not restarted after a failed restart",
+        || {
+            let now = std::fs::read_to_string(&pidfile).unwrap_or_default();
+            let now = now.trim();
+            !now.is_empty()
+                && now != second
+                && std::path::Path::new(&format!("/proc/{now}")).exists()
+        },
+    );
     assert!(h.env.ok(&["net", "status"]).contains("running (pid"));
     h.env.ok(&["net", "stop"]);
     assert!(sh("pgrep -af '\\[rlxc net\\]'")

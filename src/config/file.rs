@@ -126,6 +126,14 @@ pub fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<()> {
 /// `data` into the file `path`, made (`new`: it must not be there) or truncated, its
 /// data synced.
 fn write_synced(path: &Path, data: &[u8], mode: u32, new: bool) -> Result<()> {
+    let f = write_file(path, data, mode, new)?;
+    f.sync_data().ctx("sync", path)
+}
+
+/// Create (or, unless `new`, truncate) `path` with exactly `mode`, whatever the umask
+/// (a file another user reads, such as dnsmasq's, must not come out 0600), and write
+/// `data`.
+fn write_file(path: &Path, data: &[u8], mode: u32, new: bool) -> Result<File> {
     let mut o = File::options();
     o.write(true).mode(mode);
     if new {
@@ -134,20 +142,37 @@ fn write_synced(path: &Path, data: &[u8], mode: u32, new: bool) -> Result<()> {
         o.create(true).truncate(true);
     }
     let mut f = o.open(path).ctx("create", path)?;
+    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))
+        .ctx("set the mode of", path)?;
     f.write_all(data).ctx("write", path)?;
-    f.sync_data().ctx("sync", path)
+    Ok(f)
 }
 
 /// Write `data` to `path` via a temp file in the same directory and a rename.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    replace(path, data, mode, true)
+}
+
+/// `write_atomic` without the sync: for state that every run writes again and that
+/// lives on a tmpfs (RUNPATH), where a sync only costs.
+pub fn write_atomic_unsynced(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    replace(path, data, mode, false)
+}
+
+fn replace(path: &Path, data: &[u8], mode: u32, sync: bool) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    // A dot name: readers of the directory (dnsmasq among them) skip it meanwhile.
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let res = write_synced(&tmp, data, mode, false)
-        .and_then(|()| std::fs::rename(&tmp, path).ctx("rename into place", path));
+    let written = if sync {
+        write_synced(&tmp, data, mode, false)
+    } else {
+        write_file(&tmp, data, mode, false).map(drop)
+    };
+    let res = written.and_then(|()| std::fs::rename(&tmp, path).ctx("rename into place", path));
     if res.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }

@@ -299,38 +299,72 @@ pub fn supervise(own_pidfile: &Path, dnsmasq_pidfile: &Path, argv: &[String]) ->
     report(Status::Started {
         pid: std::process::id() as i32,
     });
+    let mut child = Some(child);
     let mut backoff = Duration::from_secs(1);
+    // When to start dnsmasq again after it died (and a restart failed, maybe).
+    let mut restart_at: Option<Instant> = None;
     let mut pacer = Pacer::default();
     let mut interval = Pacer::interval(reservations_in(argv));
     loop {
-        // It sleeps in sigwait for days: keep only what that needs resident.
-        crate::sys::trim_idle();
-        match crate::sys::sigwait_for(&mask, pacer.due_in(Instant::now(), interval)) {
+        let now = Instant::now();
+        let wait = [
+            pacer.due_in(now, interval),
+            restart_at.map(|t| t.saturating_duration_since(now)),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        if wait.is_none() {
+            // It sleeps in sigwait for days: keep only what that needs resident.
+            crate::sys::trim_idle();
+        }
+        match crate::sys::sigwait_for(&mask, wait) {
             Ok(None) => {}
             Ok(Some(Signal::SIGCHLD)) => {
-                if !matches!(child.try_wait(), Ok(Some(_))) {
-                    continue;
-                }
-                eprintln!("dnsmasq exited; restarting it in {}s", backoff.as_secs());
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-                match spawn_ready(argv, dnsmasq_pidfile) {
-                    Ok(c) => child = c,
-                    Err(why) => eprintln!("dnsmasq restart failed: {why}"),
+                if let Some(c) = child.as_mut() {
+                    if matches!(c.try_wait(), Ok(Some(_))) {
+                        eprintln!("dnsmasq exited; restarting it in {}s", backoff.as_secs());
+                        child = None;
+                        restart_at = Some(Instant::now() + backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                    }
                 }
             }
             Ok(Some(Signal::SIGHUP)) => pacer.pending = true,
             _ => {
-                let _ = crate::sys::kill_raw(child.id() as i32, libc::SIGTERM);
-                let _ = child.wait();
+                if let Some(mut c) = child {
+                    let _ = crate::sys::kill_raw(c.id() as i32, libc::SIGTERM);
+                    let _ = c.wait();
+                }
                 let _ = std::fs::remove_file(dnsmasq_pidfile);
                 let _ = std::fs::remove_file(own_pidfile);
                 return 0;
             }
         }
-        if pacer.take(Instant::now(), interval) {
-            let _ = crate::sys::kill_raw(child.id() as i32, libc::SIGHUP);
-            interval = Pacer::interval(reservations_in(argv));
+        if restart_at.is_some_and(|t| Instant::now() >= t) {
+            restart_at = None;
+            match spawn_ready(argv, dnsmasq_pidfile) {
+                Ok(c) => {
+                    child = Some(c);
+                    // It read every file as it started.
+                    pacer.pending = false;
+                }
+                Err(why) => {
+                    eprintln!(
+                        "dnsmasq restart failed: {why}; trying again in {}s",
+                        backoff.as_secs()
+                    );
+                    restart_at = Some(Instant::now() + backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+        // No dnsmasq: no pid to signal (it may be another process's by now).
+        if let Some(c) = &child {
+            if pacer.take(Instant::now(), interval) {
+                let _ = crate::sys::kill_raw(c.id() as i32, libc::SIGHUP);
+                interval = Pacer::interval(reservations_in(argv));
+            }
         }
     }
 }

@@ -14,7 +14,7 @@
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use super::dnsmasq::Files;
@@ -44,7 +44,10 @@ pub fn make_dirs(f: &Files) -> Result<()> {
             Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
                 return Err(e).ctx("create", &d)
             }
-            _ => {}
+            Err(_) => {}
+            // 0755 whatever the umask: dnsmasq lists them as its own unprivileged user.
+            Ok(()) => std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755))
+                .ctx("set the mode of", &d)?,
         }
     }
     Ok(())
@@ -59,7 +62,7 @@ fn entries(f: &Files) -> Vec<(String, String)> {
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
-            // rlxc's own temporary files (write_atomic) are not reservations.
+            // rlxc's own temporary files (dot names) are not reservations.
             if name.starts_with('.') {
                 return None;
             }
@@ -225,27 +228,11 @@ pub fn reserve(f: &Files, key: &str, mac: &str, ip: Option<Ipv4Addr>, name: &str
     Ok(())
 }
 
-/// Replace `p` by rename, unsynced: these files live in RUNPATH (a tmpfs), and every
-/// start writes its own again, so none has to outlive a crash.
+/// Replace `p` (0644: dnsmasq reads it as its own unprivileged user), unsynced: these
+/// files live in RUNPATH (a tmpfs), and every start writes its own again, so none has
+/// to outlive a crash.
 fn write(p: &Path, line: &str) -> Result<()> {
-    let dir = p.parent().unwrap_or(Path::new("."));
-    let name = p.file_name().unwrap_or_default().to_string_lossy();
-    // A dot name: dnsmasq skips it while it is being written.
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    // 0644: dnsmasq reads them as its own unprivileged user.
-    let res = std::fs::File::options()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o644)
-        .open(&tmp)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, format!("{line}\n").as_bytes()))
-        .ctx("write", &tmp)
-        .and_then(|()| std::fs::rename(&tmp, p).ctx("rename into place", p));
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    res
+    crate::config::write_atomic_unsynced(p, format!("{line}\n").as_bytes(), 0o644)
 }
 
 fn remove(p: &Path) -> Result<()> {

@@ -112,12 +112,12 @@ lxc.apparmor.profile = unconfined
 CONF
 }
 
-# On exit: kill the containers named (rlxc ones, then -- and LXC ones), stop the test
-# bridge and the mirror server, remove $work.
 # The run's RUNPATH: under /run (tmpfs), as the installed /run/rlxc is, not on the
 # work directory's disk, where every small state file would cost a real sync.
 bench_runpath() { echo "/run/rlxc-bench-${work##*/}"; }
 
+# On exit: kill the containers named (rlxc ones, then -- and LXC ones), stop the test
+# bridge and the mirror server, remove $work and the RUNPATH.
 bench_cleanup() {
     local n lxc_side=
     for n in "$@"; do
