@@ -102,12 +102,16 @@ pub fn become_root() -> io::Result<()> {
 }
 
 /// Take `uid` and `gid` for real, effective and saved ids, with no supplementary
-/// groups (rlxc-attach -u/-g, as lxc-attach's).
+/// groups (rlxc-attach -u/-g, as lxc-attach's). Not dumpable afterwards, until the exec.
 pub fn become_ids(uid: u32, gid: u32) -> io::Result<()> {
     let g = Gid::from_raw(gid);
     let u = Uid::from_raw(uid);
     nix::unistd::setresgid(g, g, g)?;
     nix::unistd::setgroups(&[])?;
     nix::unistd::setresuid(u, u, u)?;
+    // A change of ids sets dumpability to fs.suid_dumpable: at 1, rlxc's code still
+    // running in a container would be open to it again (ptrace, /proc/PID/mem, and exe:
+    // the host's rlxc binary) whatever was set before. The exec decides for the command.
+    nix::sys::prctl::set_dumpable(false)?;
     Ok(())
 }
