@@ -467,3 +467,78 @@ fn names_of_the_earlier_rule_stay_reachable() {
     assert!(e.contains("not a letter or digit"), "{e}");
     rt.env.ok(&["destroy", "-n", &old]);
 }
+
+/// Between its fork into the container's PID namespace and the exec, rlxc-attach's
+/// child runs rlxc's code: it is not dumpable, so container root can neither read its
+/// exe (the host's rlxc binary: runc exec's CVE-2019-5736) nor open its memory. The
+/// window is widened by a long PATH through symlink chains, searched before the exec.
+/// Also with fs.suid_dumpable = 1, which makes a process dumpable again when it changes
+/// ids (entering an unprivileged container's user namespace as its root).
+#[test]
+fn container_root_cannot_reach_an_attach_on_its_way_to_exec() {
+    let rt = Rt::new("dumpable", "");
+    common::userns::make_unprivileged(&rt.env, &rt.name, common::userns::base(44));
+    install_injector(&rt);
+    // /l0 → /l1 → … → /l40 (missing): each PATH entry costs the search 40 links.
+    let root = rt.env.rootfs(&rt.name);
+    for i in 0..40 {
+        std::os::unix::fs::symlink(format!("/l{}", i + 1), root.join(format!("l{i}"))).unwrap();
+    }
+    rt.ok(&["start", "-d"]);
+    let path = format!("PATH={}/bin", "/l0:".repeat(15_000));
+    // The container's root watches /proc while attaches run, until it sees one.
+    let peek = |ids: &[&str]| {
+        let mut peeker = rt
+            .env
+            .cmd(&[
+                "attach",
+                "-n",
+                &rt.name,
+                "--",
+                "/bin/inject",
+                "--peek",
+                "60",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let t0 = Instant::now();
+        while peeker.try_wait().unwrap().is_none() && t0.elapsed() < Duration::from_secs(60) {
+            let mut args = vec!["attach", "-n", &rt.name, "-v", &path];
+            args.extend(ids);
+            args.extend(["--", "true"]);
+            let out = rt.env.run(&args);
+            assert!(out.status.success(), "{}", stderr(&out));
+        }
+        stdout(&peeker.wait_with_output().unwrap())
+            .trim()
+            .to_string()
+    };
+    let refused = "seen exe=refused mem=refused";
+    assert_eq!(peek(&[]), refused);
+    let _setting = SuidDumpable::set("1");
+    assert_eq!(peek(&[]), refused, "fs.suid_dumpable = 1");
+    // Its ids changed once more in the container (-u), before the exec.
+    let ids = ["-u", "1000", "-g", "1000"];
+    assert_eq!(peek(&ids), refused, "fs.suid_dumpable = 1, -u 1000");
+}
+
+/// fs.suid_dumpable set for as long as this lives, then as it was.
+struct SuidDumpable(String);
+
+const SUID_DUMPABLE: &str = "/proc/sys/fs/suid_dumpable";
+
+impl SuidDumpable {
+    fn set(value: &str) -> Self {
+        let was = read(SUID_DUMPABLE);
+        std::fs::write(SUID_DUMPABLE, value).unwrap();
+        SuidDumpable(was)
+    }
+}
+
+impl Drop for SuidDumpable {
+    fn drop(&mut self) {
+        let _ = std::fs::write(SUID_DUMPABLE, self.0.trim());
+    }
+}

@@ -9,163 +9,14 @@
 
 mod common;
 
+#[path = "network/bed.rs"]
+mod bed;
+
+use bed::*;
 use common::*;
 use std::net::UdpSocket;
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn sh(cmd: &str) -> String {
-    let o = Command::new("sh").args(["-c", cmd]).output().unwrap();
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn sh_ok(cmd: &str) {
-    let o = Command::new("sh").args(["-c", cmd]).output().unwrap();
-    assert!(
-        o.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-/// What the tests may change on the host: links, addresses, firewall, forwarding,
-/// dnsmasq processes.
-fn host_state() -> String {
-    let links = sh("ip -o link show | awk -F': ' '{print $2}' | sort");
-    let addrs = sh("ip -o addr show | awk '{print $2, $4}' | sort");
-    let nft = sh("nft list ruleset 2>/dev/null");
-    let ipt = sh("iptables-save 2>/dev/null | grep -v '^#' | sed 's/\\[[0-9:]*\\]//'");
-    let fwd = sh("cat /proc/sys/net/ipv4/ip_forward");
-    let dnsmasq = sh("pgrep -a dnsmasq; pgrep -af '\\[rlxc net\\]'");
-    format!("links:\n{links}\naddrs:\n{addrs}\nnft:\n{nft}\niptables:\n{ipt}\nip_forward {fwd}\nprocs:\n{dnsmasq}")
-}
-
-/// A bridge name and an IPv4/IPv6 subnet of this test run, unlikely to exist anywhere.
-struct Net {
-    bridge: String,
-    prefix: String,
-    v6: String,
-}
-
-impl Net {
-    fn new(tag: u32) -> Self {
-        let id = (std::process::id() * 7 + tag) % 200;
-        Net {
-            bridge: format!("rlxn{}x{tag}", std::process::id() % 100_000),
-            prefix: format!("10.{}.{}", 210 + tag % 40, id + 20),
-            v6: format!("fd42:7e57:{tag:x}:{id:x}"),
-        }
-    }
-
-    fn gateway(&self) -> String {
-        format!("{}.1", self.prefix)
-    }
-
-    fn config(&self) -> String {
-        format!(
-            "[network]\nbridge = \"{}\"\nipv4 = \"{}/24\"\nipv6 = \"{}::1/64\"\ndomain = \"lxc\"\nupstream_dns = false\n",
-            self.bridge,
-            self.gateway(),
-            self.v6
-        )
-    }
-}
-
-/// An rlxc environment whose system config manages the test's bridge; everything it
-/// made is stopped and removed on drop, whatever the test did.
-struct Host {
-    env: Env,
-    _server: HttpServer,
-    net: Net,
-    names: Vec<String>,
-}
-
-impl Host {
-    fn new(tag: u32) -> Self {
-        let (env, server) = net_env();
-        let net = Net::new(tag);
-        env.write_config(&net.config());
-        Host {
-            env,
-            _server: server,
-            net,
-            names: Vec::new(),
-        }
-    }
-
-    fn create(&mut self, dist: &str, release: &str, tag: &str, config: &str) -> String {
-        let name = format!("n{}-{tag}", std::process::id());
-        self.env.create_with(&name, dist, release, config);
-        self.names.push(name.clone());
-        name
-    }
-
-    fn veth(&self, extra: &str) -> String {
-        format!(
-            "[[network]]\ntype = \"veth\"\nlink = \"{}\"\nhwaddr = \"00:16:3e:xx:xx:xx\"\n{extra}",
-            self.net.bridge
-        )
-    }
-
-    fn attach(&self, name: &str, cmd: &[&str]) -> std::process::Output {
-        let mut v = vec!["attach", "-n", name, "--"];
-        v.extend(cmd);
-        self.env.run(&v)
-    }
-
-    /// The first IPv4 `rlxc-info` shows, waiting up to `limit` for one.
-    fn wait_ipv4(&self, name: &str, limit: Duration) -> String {
-        let t0 = Instant::now();
-        loop {
-            let info = self.env.ok(&["info", "-n", name]);
-            if let Some(ip) = info
-                .lines()
-                .filter_map(|l| l.strip_prefix("IP:"))
-                .map(str::trim)
-                .find(|a| a.contains('.'))
-            {
-                return ip.to_string();
-            }
-            assert!(
-                t0.elapsed() < limit,
-                "{name} got no IPv4 in {limit:?}:\n{info}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn ports(&self) -> Vec<String> {
-        std::fs::read_dir(format!("/sys/class/net/{}/brif", self.net.bridge))
-            .map(|rd| {
-                rd.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        tear_down_net(&self.env, &self.names, &self.net.bridge);
-    }
-}
-
-/// Wait for `cond`, failing with `what` after `limit`.
-fn eventually(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !cond() {
-        assert!(t0.elapsed() < limit, "{what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 #[test]
 fn two_debian_containers_get_addresses_and_reach_each_other_by_name() {
@@ -221,11 +72,8 @@ fn two_debian_containers_get_addresses_and_reach_each_other_by_name() {
         let out = h.attach(&a, &["ping", "-c1", "-W5", &h.net.gateway()]);
         assert!(out.status.success(), "{}", stdout(&out));
         // From the host, asking the bridge's DNS.
-        let busybox = Command::new("busybox")
-            .args(["nslookup", &format!("{b}.lxc"), &h.net.gateway()])
-            .output()
-            .unwrap();
-        assert!(stdout(&busybox).contains(&ip_b), "{}", stdout(&busybox));
+        let answer = h.lookup(&format!("{b}.lxc"));
+        assert!(answer.contains(&ip_b), "{answer}");
 
         // IPv6 from the bridge's router advertisements; ls -f shows the live addresses.
         eventually(
@@ -338,15 +186,71 @@ fn fixed_address_macvlan_and_several_interfaces() {
     eventually(
         Duration::from_secs(10),
         "the auto address does not resolve by name on the bridge's DNS",
-        || {
-            let out = Command::new("busybox")
-                .args(["nslookup", &format!("{quiet}.lxc"), &h.net.gateway()])
-                .output()
-                .unwrap();
-            stdout(&out).contains(&ip)
-        },
+        || h.lookup(&format!("{quiet}.lxc")).contains(&ip),
     );
     h.env.ok(&["stop", "-k", "-n", &quiet]);
+}
+
+/// A destroyed container takes its names, reservations and claims off the bridge, its
+/// second interface's too: its name no longer resolves and its address is free again.
+#[test]
+fn a_destroyed_container_leaves_no_name_or_address_behind() {
+    let _s = serial();
+    let mut h = Host::new(8);
+    // No DHCP client (init is a sleep): its address is rlxc's reservation alone, never
+    // a lease dnsmasq would keep for an hour. The second interface has a reservation
+    // (its MAC and name) but no address: a second default route would clash.
+    let sleeper = |nets: &str| format!("[init]\ncmd = [\"/bin/sleep\", \"600\"]\n{nets}");
+    let auto = h.veth("ipv4 = \"auto\"\n");
+    let cfg = sleeper(&format!("{auto}{}", h.veth("ipv4 = \"dhcp\"\n")));
+    let gone = h.create("busybox", &busybox_release(), "gone", &cfg);
+    h.env.ok(&["start", "-d", "-n", &gone]);
+    let ip = h.wait_ipv4(&gone, Duration::from_secs(10));
+    let name = format!("{gone}.lxc");
+    eventually(Duration::from_secs(10), "the name does not resolve", || {
+        h.lookup(&name)
+            .contains(ip.split('/').next().unwrap_or(&ip))
+    });
+    h.env.ok(&["stop", "-k", "-n", &gone]);
+
+    // Its files in RUNPATH/net, by name (reservations, names) or by target (claims).
+    let key = common::rt::host_key(&h.env.lxcpath(), &gone);
+    let net = h.env.dir.path().join("run/net");
+    let of_gone = |what: &str| -> Vec<String> {
+        let dir = net.join(format!("{}.{what}", h.net.bridge));
+        let mut v: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let holder = std::fs::read_link(e.path())
+                    .map(|t| t.to_string_lossy().into_owned())
+                    .unwrap_or_else(|_| name.clone());
+                holder.starts_with(&key).then_some(name)
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(of_gone("dhcp-hosts.d"), [key.clone(), format!("{key}-1")]);
+    assert_eq!(of_gone("hosts.d"), [key.as_str()]);
+    // Two MACs and an address.
+    assert_eq!(of_gone("claims.d").len(), 3, "{:?}", of_gone("claims.d"));
+
+    h.env.ok(&["destroy", "-n", &gone]);
+    for what in ["dhcp-hosts.d", "hosts.d", "claims.d"] {
+        assert_eq!(of_gone(what), Vec::<String>::new(), "left in {what}");
+    }
+    // Names are read again at a (paced) reload.
+    eventually(Duration::from_secs(10), "the name still resolves", || {
+        h.lookup(&name).contains("NXDOMAIN")
+    });
+    // "auto" picks from the top of the subnet: the next container gets the address
+    // the destroyed one held.
+    let next = h.create("busybox", &busybox_release(), "next", &sleeper(&auto));
+    h.env.ok(&["start", "-d", "-n", &next]);
+    assert_eq!(h.wait_ipv4(&next, Duration::from_secs(10)), ip);
+    h.env.ok(&["stop", "-k", "-n", &next]);
 }
 
 #[test]

@@ -210,6 +210,54 @@ fn stop_nowait_returns_once_the_monitor_has_the_request() {
     rt.assert_clean();
 }
 
+/// `rlxc-stop -W` returns once the monitor has taken the request, not once the request
+/// is written: with the monitor stopped (SIGSTOP) it is still waiting a second later.
+/// Before, it wrote the request from a thread and exited after 100 ms, and under load
+/// the request was lost with the thread.
+#[test]
+fn stop_nowait_waits_for_a_monitor_that_cannot_take_the_request_yet() {
+    use nix::sys::signal::{kill, Signal};
+    let rt = Rt::new("nowaitheld", "");
+    rt.ok(&["start", "-d"]);
+    rt.ok(&["wait", "-s", "RUNNING", "-t", "10"]);
+    let monitor = nix::unistd::Pid::from_raw(rt.monitor_pid().expect("a monitor"));
+    /// The monitor goes on, whatever the test did.
+    struct Resume(nix::unistd::Pid);
+    impl Drop for Resume {
+        fn drop(&mut self) {
+            let _ = kill(self.0, Signal::SIGCONT);
+        }
+    }
+    let resume = Resume(monitor);
+    kill(monitor, Signal::SIGSTOP).unwrap();
+    wait_until("the monitor stops", Duration::from_secs(10), || {
+        let stat = std::fs::read_to_string(format!("/proc/{monitor}/stat")).unwrap_or_default();
+        // The state follows the parenthesized command name.
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('T'))
+    });
+    let mut stop = rt
+        .env
+        .cmd(&["stop", "-W", "-k", "-n", &rt.name])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run rlxc-stop");
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            stop.try_wait().unwrap().is_none(),
+            "rlxc-stop -W returned before the monitor could take its request"
+        );
+    }
+    drop(resume);
+    let out = stop.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Taken, so done: the container stops with nothing more asked.
+    rt.ok(&["wait", "-s", "STOPPED", "-t", "10"]);
+    rt.assert_clean();
+}
+
 #[test]
 fn start_failures_say_why_and_leave_nothing() {
     // init not found

@@ -50,6 +50,11 @@ impl Container {
         // A config that no longer loads does not keep its container: the default store
         // is a directory inside it, which the removal below takes anyway.
         let backing = self.backing(&self.config().unwrap_or_default());
+        // Its name and address on the managed bridge go with it, so the name no longer
+        // resolves and the address is free. Before the container does: a destroy that
+        // fails after leaves a container whose next start reserves them again.
+        let runpath = self.run_dir.parent().unwrap_or(&self.run_dir);
+        crate::net::bridge::release(runpath, &self.key)?;
         let doomed = store::destroying_dir(&self.lxcpath, &self.name);
         store::remove_tree(&doomed)?;
         std::fs::rename(self.dir(), &doomed).ctx("rename", self.dir())?;

@@ -76,6 +76,41 @@ pub struct Managed<'a> {
 /// A lock on one bridge's set-up: concurrent starts create it once.
 pub struct BridgeLock(#[allow(dead_code)] nix::fcntl::Flock<std::fs::File>);
 
+impl BridgeLock {
+    fn take(files: &Files) -> Result<Self> {
+        super::lock_file(&files.path("lock")).map(BridgeLock)
+    }
+}
+
+/// Release a destroyed container's reservations and names (`names::release`) on every
+/// bridge rlxc keeps them for in `runpath`, each under its lock. Found by the key, not
+/// the container's config: the config may name another bridge now than the one it was
+/// started on, or no longer load at all, and the bridge may be stopped.
+pub fn release(runpath: &Path, key: &str) -> Result<()> {
+    let dir = runpath.join("net");
+    let rd = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).ctx("read", &dir),
+    };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(bridge) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(super::names::DHCP_DIR)?.strip_suffix('.'))
+        else {
+            continue;
+        };
+        let files = Files {
+            dir: dir.clone(),
+            bridge: bridge.to_string(),
+        };
+        let _lock = BridgeLock::take(&files)?;
+        super::names::release(&files, key)?;
+    }
+    Ok(())
+}
+
 impl<'a> Managed<'a> {
     pub fn new(sys: &'a SystemConfig) -> Result<Self> {
         let config_file = sys
@@ -132,7 +167,7 @@ impl<'a> Managed<'a> {
             std::os::unix::fs::PermissionsExt::from_mode(0o755),
         )
         .ctx("set the mode of", &self.files.dir)?;
-        super::lock_file(&self.files.path("lock")).map(BridgeLock)
+        BridgeLock::take(&self.files)
     }
 
     /// Make the bridge usable: create what is missing (idempotent). A bridge that

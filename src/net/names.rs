@@ -20,10 +20,13 @@ use std::path::{Path, PathBuf};
 use super::dnsmasq::Files;
 use crate::error::{IoContext, Result};
 
+/// What `Files::dhcp_dir` adds to the bridge's name.
+pub const DHCP_DIR: &str = "dhcp-hosts.d";
+
 impl Files {
     /// Reservations, `MAC,NAME` or `MAC,IP,NAME`, one file per container.
     pub fn dhcp_dir(&self) -> PathBuf {
-        self.path("dhcp-hosts.d")
+        self.path(DHCP_DIR)
     }
     /// DNS records, `IP NAME`, one file per container with an address rlxc knows.
     pub fn hosts_dir(&self) -> PathBuf {
@@ -228,6 +231,62 @@ pub fn reserve(f: &Files, key: &str, mac: &str, ip: Option<Ipv4Addr>, name: &str
     Ok(())
 }
 
+/// Remove the reservations and names of a container that is gone: the files `key` and
+/// `key-N` (its other interfaces, see `reserve`), and the claims they held. Only the
+/// claims their lines name are looked at (one file each, not the whole directory): any
+/// other claim on `key` is one a change left behind, already untrusted.
+pub fn release(f: &Files, key: &str) -> Result<()> {
+    let mut reload = false;
+    let claims_dir = f.claims_dir();
+    for own in files_of(&f.dhcp_dir(), key)? {
+        let p = f.dhcp_dir().join(&own);
+        let line = std::fs::read_to_string(&p).unwrap_or_default();
+        // The reservation goes first: a crash before its claims leaves claims nobody
+        // backs (ignored), never a reservation without them.
+        remove(&p)?;
+        reload = true;
+        for c in claims_of(line.trim()) {
+            let claim = claims_dir.join(&c);
+            // One pointing elsewhere is another container's.
+            if std::fs::read_link(&claim).is_ok_and(|k| k.as_os_str() == own.as_str()) {
+                remove(&claim)?;
+            }
+        }
+    }
+    for own in files_of(&f.hosts_dir(), key)? {
+        remove(&f.hosts_dir().join(own))?;
+        reload = true;
+    }
+    // A removed reservation stays in dnsmasq until it reloads (see the module's top).
+    if reload {
+        super::dnsmasq::reload(f);
+    }
+    Ok(())
+}
+
+/// The names in `dir` that are `key`'s: `key`, or `key-N` for its interface N. Keys
+/// end in `.TAG` (hex), so no other container's key or interface takes this form.
+fn files_of(dir: &Path, key: &str) -> Result<Vec<String>> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).ctx("read", dir),
+    };
+    let is_own = |name: &str| {
+        name.strip_prefix(key).is_some_and(|rest| {
+            rest.is_empty()
+                || rest
+                    .strip_prefix('-')
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+    };
+    Ok(rd
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| is_own(n))
+        .collect())
+}
+
 /// Replace `p` (0644: dnsmasq reads it as its own unprivileged user), unsynced: these
 /// files live in RUNPATH (a tmpfs), and every start writes its own again, so none has
 /// to outlive a crash.
@@ -285,6 +344,60 @@ mod tests {
             ),
             before
         );
+    }
+
+    #[test]
+    fn release_takes_a_containers_files_and_claims_and_nobody_elses() {
+        let d = tempfile::tempdir().unwrap();
+        let f = files(d.path());
+        let ip = |a: &str| Some(a.parse().unwrap());
+        reserve(&f, "web.k1", "00:16:3e:00:00:01", ip("10.0.3.8"), "web").unwrap();
+        reserve(&f, "web.k1-2", "00:16:3e:00:00:02", ip("10.0.3.9"), "web-2").unwrap();
+        reserve(&f, "web.k1-x", "00:16:3e:00:00:03", None, "odd").unwrap();
+        reserve(&f, "web.k10", "00:16:3e:00:00:04", ip("10.0.3.10"), "web0").unwrap();
+        reserve(
+            &f,
+            "other.k1",
+            "00:16:3e:00:00:05",
+            ip("10.0.3.11"),
+            "other",
+        )
+        .unwrap();
+        // A claim web.k1's line names, pointing at another container: theirs.
+        link(&f.claims_dir(), "ip-10.0.3.8", "other.k1").unwrap();
+        release(&f, "web.k1").unwrap();
+        let names = |dir: PathBuf| {
+            let mut v: Vec<String> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names(f.dhcp_dir()), ["other.k1", "web.k1-x", "web.k10"]);
+        assert_eq!(names(f.hosts_dir()), ["other.k1", "web.k10"]);
+        assert_eq!(
+            names(f.claims_dir()),
+            [
+                "ip-10.0.3.10",
+                "ip-10.0.3.11",
+                "ip-10.0.3.8",
+                "mac-00:16:3e:00:00:03",
+                "mac-00:16:3e:00:00:04",
+                "mac-00:16:3e:00:00:05"
+            ]
+        );
+        assert_eq!(
+            std::fs::read_link(f.claims_dir().join("ip-10.0.3.8")).unwrap(),
+            Path::new("other.k1")
+        );
+        assert_eq!(
+            claimed_addresses(&f, true).unwrap(),
+            HashSet::from([ip("10.0.3.10").unwrap(), ip("10.0.3.11").unwrap()])
+        );
+        // Nothing left to release, and a bridge without the directories: no error.
+        release(&f, "web.k1").unwrap();
+        release(&files(&d.path().join("none")), "web.k1").unwrap();
     }
 
     #[test]

@@ -102,7 +102,7 @@ pub fn become_root() -> io::Result<()> {
 }
 
 /// Take `uid` and `gid` for real, effective and saved ids, with `groups` the only
-/// supplementary ones.
+/// supplementary ones. Not dumpable afterwards, until the exec.
 pub fn become_ids(uid: u32, gid: u32, groups: &[u32]) -> io::Result<()> {
     let g = Gid::from_raw(gid);
     let u = Uid::from_raw(uid);
@@ -110,5 +110,9 @@ pub fn become_ids(uid: u32, gid: u32, groups: &[u32]) -> io::Result<()> {
     nix::unistd::setresgid(g, g, g)?;
     nix::unistd::setgroups(&groups)?;
     nix::unistd::setresuid(u, u, u)?;
+    // A change of ids sets dumpability to fs.suid_dumpable: at 1, rlxc's code still
+    // running in a container would be open to it again (ptrace, /proc/PID/mem, and exe:
+    // the host's rlxc binary) whatever was set before. The exec decides for the command.
+    nix::sys::prctl::set_dumpable(false)?;
     Ok(())
 }

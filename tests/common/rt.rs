@@ -306,14 +306,19 @@ impl Bridge {
     }
 
     pub fn ports(&self) -> Vec<String> {
-        std::fs::read_dir(format!("/sys/class/net/{}/brif", self.name))
-            .map(|rd| {
-                rd.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default()
+        bridge_ports(&self.name)
     }
+}
+
+/// The interfaces attached to `bridge` (none when it does not exist).
+pub fn bridge_ports(bridge: &str) -> Vec<String> {
+    std::fs::read_dir(format!("/sys/class/net/{bridge}/brif"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 impl Drop for Bridge {
