@@ -28,7 +28,7 @@ use download::DownloadSection;
 pub use download::DEFAULT_MAX_IMAGE_SIZE;
 use file::read_toml;
 pub use file::{parse_toml, read_text, write_atomic, write_new, MAX_CONFIG_SIZE};
-pub use groups::parse_group_list;
+pub use groups::{parse_group_list, parse_required_groups};
 pub use size::format_size;
 pub use time::format_utc;
 pub use types::{
