@@ -30,7 +30,7 @@ use file::read_toml;
 pub use file::{
     parse_toml, read_text, write_atomic, write_atomic_unsynced, write_new, MAX_CONFIG_SIZE,
 };
-pub use groups::parse_group_list;
+pub use groups::{parse_group_list, parse_required_groups};
 pub use size::format_size;
 pub use time::format_utc;
 pub use types::{

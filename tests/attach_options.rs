@@ -1,7 +1,8 @@
 //! rlxc-attach's environment and identity options, as lxc-attach's: --clear-env (only
 //! container=lxc, plus --keep-var and -v), --keep-env, -v, -u, -g, --cwd; the exit status
-//! still comes back, and a directory that is not there is a clear error. The caller's
-//! ignored signals stay the caller's.
+//! still comes back (126 or 127 as a shell's when the command cannot run), and a
+//! directory that is not there is a clear error. The caller's ignored signals, real-time
+//! ones too, stay the caller's.
 
 mod common;
 
@@ -32,6 +33,8 @@ fn env_of(out: &std::process::Output) -> Vec<String> {
 /// Signal numbers as Linux has them (the tests do not link libc).
 const SIGQUIT: u32 = 3;
 const SIGUSR2: u32 = 12;
+/// SIGRTMIN+3 as glibc numbers it (its SIGRTMIN is 34: it keeps 32 and 33).
+const SIGRTMIN_3: u32 = 37;
 
 /// The `SigIgn:` mask in a /proc/PID/status text.
 fn ignored_mask(status: &str) -> Option<u64> {
@@ -121,6 +124,26 @@ fn environment_identity_and_directory() {
     let out = attach_with(&rt, &["-u", "33", "--cwd", "/private"], &["/bin/true"]);
     assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
 
+    // A command that is not there: 127; one there that cannot run (no execute bit, or
+    // no format the kernel knows): 126, as a shell says.
+    let out = attach_with(&rt, &[], &["/no/such/command"]);
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot execute /no/such/command in the container"),
+        "{}",
+        stderr(&out)
+    );
+    let out = attach_with(&rt, &[], &["/etc/passwd"]);
+    assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
+    let made = rt.attach(&[
+        "/bin/sh",
+        "-c",
+        "printf 'RLXC\\001' > /garbage && chmod 755 /garbage",
+    ]);
+    assert!(made.status.success(), "{}", stderr(&made));
+    let out = attach_with(&rt, &[], &["/garbage"]);
+    assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
+
     // Signals the caller ignores (as a shell's background job ignores SIGQUIT) are not
     // ignored by the command: no disposition of the caller's crosses. The wrapper shows
     // its own mask on stderr, so the test knows the caller did ignore them.
@@ -130,7 +153,7 @@ fn environment_identity_and_directory() {
     let mut c = std::process::Command::new("/bin/sh");
     c.args([
         "-c",
-        "trap '' QUIT USR2; grep SigIgn /proc/self/status >&2; exec \"$@\"",
+        "trap '' QUIT USR2 37; grep SigIgn /proc/self/status >&2; exec \"$@\"",
         "sh",
     ])
     .arg(inner.get_program())
@@ -143,15 +166,17 @@ fn environment_identity_and_directory() {
     }
     let out = c.output().expect("run rlxc");
     assert!(out.status.success(), "{}", stderr(&out));
-    let quit_usr2 = (1u64 << (SIGQUIT - 1)) | (1u64 << (SIGUSR2 - 1));
+    let ignored = [SIGQUIT, SIGUSR2, SIGRTMIN_3]
+        .iter()
+        .fold(0u64, |m, s| m | 1 << (s - 1));
     let (caller, command) = (ignored_mask(&stderr(&out)), ignored_mask(&stdout(&out)));
     assert_eq!(
-        caller.map(|m| m & quit_usr2),
-        Some(quit_usr2),
+        caller.map(|m| m & ignored),
+        Some(ignored),
         "{}",
         stderr(&out)
     );
-    assert_eq!(command.map(|m| m & quit_usr2), Some(0), "{}", stdout(&out));
+    assert_eq!(command.map(|m| m & ignored), Some(0), "{}", stdout(&out));
 
     // -v without '=' and --keep-var without --clear-env are usage errors.
     let out = rt

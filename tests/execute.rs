@@ -51,7 +51,7 @@ fn exit_status_and_stdio_pass_through() {
     assert_eq!(stdout(&out), "via stdin\n");
 
     // Killed by a signal: 128 + N, as a shell says. Not in PATH: 127; a path that is not
-    // there is refused before the start.
+    // there is refused before the start; one that cannot run: 126.
     let out = execute(&rt, &["/bin/sh", "-c", "kill -KILL $$"]);
     assert_eq!(out.status.code(), Some(137));
     let out = execute(&rt, &["no-such-command"]);
@@ -60,6 +60,10 @@ fn exit_status_and_stdio_pass_through() {
     let out = execute(&rt, &["/no/such/command"]);
     assert_eq!(out.status.code(), Some(1));
     assert_says(&out, "/no/such/command not found");
+    // There but not executable: 126.
+    let out = execute(&rt, &["/etc/passwd"]);
+    assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
+    assert_says(&out, "cannot execute /etc/passwd in the container");
     // A running container is not executed into (that is rlxc-attach).
     rt.ok(&["start", "-d"]);
     let out = execute(&rt, &["/bin/true"]);

@@ -126,7 +126,20 @@ fn ls_and_info_speak_json_and_ls_filters_as_lxc_ls() {
         strs(&[&other.name])
     );
     assert_eq!(only(&["ls", "--json", "-g", ""]), strs(&[&third.name]));
-    assert!(only(&["ls", "--json", "-g", "web,"]).is_empty());
+    // A named group with an empty entry could select nothing: a usage error saying so.
+    for bad in [&["-g", "web,"][..], &["-g", "web", "-g", ""]] {
+        let mut args = vec!["ls", "--json"];
+        args.extend(bad);
+        let out = rt.env.run(&args);
+        let err = common::stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("-g names web and an empty entry"), "{err}");
+        assert!(
+            err.contains("cannot be combined with a named group"),
+            "{err}"
+        );
+        assert!(out.stdout.is_empty(), "{}", common::stdout(&out));
+    }
     let grouped = rt.env.ok(&["ls", "-g", "db", "-F", "name,groups"]);
     let lines: Vec<&str> = grouped.lines().collect();
     assert_eq!(lines.len(), 2, "{grouped}");

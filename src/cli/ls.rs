@@ -45,7 +45,8 @@ pub struct Args {
     #[arg(long = "active")]
     active: bool,
     /// Only containers in every one of these autostart groups, comma-separated (may be
-    /// repeated), as lxc-ls -g; an empty name: the containers in no group.
+    /// repeated), as lxc-ls -g. An empty entry alone ("" or ","): the containers in no
+    /// group; with a named group it is a usage error.
     #[arg(short = 'g', long = "groups", value_name = "GROUPS")]
     groups: Vec<String>,
     #[command(flatten)]
@@ -217,7 +218,10 @@ pub fn run(a: Args) -> Result<i32> {
         None => None,
     };
     let states = wanted_states(&a);
-    let must = crate::config::parse_group_list(&a.groups);
+    let must = match crate::config::parse_required_groups(&a.groups) {
+        Ok(m) => m,
+        Err(why) => return Ok(super::usage_error::<Args>("ls", why)),
+    };
     let all = Container::list(&sys)?;
     let picked: Vec<&Container> = all
         .iter()

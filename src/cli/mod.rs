@@ -159,6 +159,16 @@ pub struct Named {
     common: Common,
 }
 
+/// A usage error clap cannot see (a combination of values), printed as clap prints its
+/// own, with its exit code (2).
+fn usage_error<A: clap::Args>(verb: &str, msg: impl std::fmt::Display) -> i32 {
+    let mut cmd =
+        A::augment_args(clap::Command::new(verb.to_string())).bin_name(format!("rlxc {verb}"));
+    let e = cmd.error(clap::error::ErrorKind::ArgumentConflict, msg);
+    let _ = e.print();
+    e.exit_code()
+}
+
 /// `rlxc-create -n x` → `rlxc create -n x`.
 fn multicall(mut argv: Vec<OsString>) -> Vec<OsString> {
     let prog = argv

@@ -86,19 +86,37 @@ fn several(sys: &SystemConfig, a: &Args, mode: StopMode) -> Result<i32> {
         &names,
         bulk::WAIT_JOBS,
         &a.common,
-        |n| match first.get(n) {
-            Some(Err(e)) => Err(crate::error::flatten(e)),
-            Some(Ok(StopOutcome::NotRunning)) => told(n, mode, Ok(StopOutcome::NotRunning), false),
-            _ => told(n, mode, ask(n, true), true),
-        },
+        |n| waited(n, mode, first.get(n), || ask(n, true)),
     ))
 }
 
-/// One container's part of a bulk stop. Not running is no failure: it is in the state
-/// asked for, so it is only said (`asked`: it was asked to stop before, and has).
+/// One container's part of a bulk stop after the first round asked it (`first`): what
+/// that round settled is told as it is (an orphan it killed would be only "stopped" by
+/// now); else `wait` asks again, answered once it has stopped.
+fn waited(
+    name: &str,
+    mode: StopMode,
+    first: Option<&Result<StopOutcome>>,
+    wait: impl FnOnce() -> Result<StopOutcome>,
+) -> bulk::Outcome {
+    match first {
+        Some(Err(e)) => Err(crate::error::flatten(e)),
+        Some(Ok(o @ (StopOutcome::NotRunning | StopOutcome::KilledOrphan { .. }))) => {
+            told(name, mode, Ok(o.clone()), false)
+        }
+        _ => told(name, mode, wait(), true),
+    }
+}
+
+/// One container's part of a bulk stop. Not running is no failure of a halt or a kill:
+/// it is in the state asked for, so it is only said (`asked`: it was asked to stop
+/// before, and has). A reboot of it is one: it was not rebooted.
 fn told(name: &str, mode: StopMode, r: Result<StopOutcome>, asked: bool) -> bulk::Outcome {
     match r {
         Ok(StopOutcome::NotRunning) if asked => Ok(said(name, mode, &StopOutcome::Stopped)),
+        Ok(StopOutcome::NotRunning) if mode == StopMode::Reboot => {
+            Err("not running: rlxc-start starts it".into())
+        }
         Ok(o) => Ok(said(name, mode, &o)),
         Err(e) => Err(crate::error::flatten(&e)),
     }
@@ -172,12 +190,17 @@ mod tests {
 
     #[test]
     fn in_bulk_one_not_running_is_said_and_no_failure_a_missing_one_fails() {
-        for mode in [HALT, StopMode::Kill, StopMode::Reboot] {
+        for mode in [HALT, StopMode::Kill] {
             assert_eq!(
                 told("c1", mode, Ok(StopOutcome::NotRunning), false),
                 Ok(Some("c1 is not running".into()))
             );
         }
+        // Not rebooted: a failure, as alone (exit 2), saying what would run it.
+        assert_eq!(
+            told("c1", StopMode::Reboot, Ok(StopOutcome::NotRunning), false),
+            Err("not running: rlxc-start starts it".into())
+        );
         let missing = Err(Error::NotFound {
             name: "c9".into(),
             lxcpath: "/var/lib/rlxc".into(),
@@ -185,6 +208,29 @@ mod tests {
         assert_eq!(
             told("c9", HALT, missing, false),
             Err("container \"c9\" does not exist in /var/lib/rlxc".into())
+        );
+    }
+
+    #[test]
+    fn in_bulk_a_kill_tells_what_the_first_round_settled() {
+        // The first round killed an orphan's processes; the second would find it stopped.
+        let orphan = Ok(StopOutcome::KilledOrphan { processes: 3 });
+        let gone = || Ok(StopOutcome::NotRunning);
+        assert_eq!(
+            waited("c1", StopMode::Kill, Some(&orphan), gone),
+            Ok(Some(
+                "Killed c1 (3 processes) and removed its cgroup".into()
+            ))
+        );
+        let not_running = Ok(StopOutcome::NotRunning);
+        assert_eq!(
+            waited("c1", StopMode::Kill, Some(&not_running), gone),
+            Ok(Some("c1 is not running".into()))
+        );
+        // Asked in the first round, stopped by the second.
+        assert_eq!(
+            waited("c1", HALT, Some(&Ok(StopOutcome::Requested)), gone),
+            Ok(Some("Stopped c1".into()))
         );
     }
 }

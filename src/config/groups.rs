@@ -19,6 +19,23 @@ pub fn parse_group_list(values: &[String]) -> Vec<Option<String>> {
     out
 }
 
+/// `-g` values as lxc-ls reads them, groups a container must all be in: as
+/// `parse_group_list`, but the NULL group with a named one is refused (no container is
+/// in no group and in a group), with why, rather than selecting nothing.
+pub fn parse_required_groups(values: &[String]) -> Result<Vec<Option<String>>, String> {
+    let all = parse_group_list(values);
+    let named: Vec<&str> = all.iter().flatten().map(String::as_str).collect();
+    if named.is_empty() || !all.contains(&None) {
+        return Ok(all);
+    }
+    Err(format!(
+        "-g names {} and an empty entry (a leading, trailing or doubled comma, or \"\"): -g \
+         lists groups a container must all be in; an empty entry selects containers in no \
+         group and cannot be combined with a named group; drop the empty entry or the names",
+        named.join(", ")
+    ))
+}
+
 impl Autostart {
     /// Whether an entry of a `-g` list selects it: a group it is in, or (None) the NULL
     /// group when it is in no group.
@@ -60,6 +77,24 @@ mod tests {
             [None, some("dns"), some("web")]
         );
         assert_eq!(parsed(&[]), Vec::<Option<String>>::new());
+    }
+
+    #[test]
+    fn required_groups_refuse_a_name_with_the_null_group() {
+        let req = |v: &[&str]| {
+            let v: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+            parse_required_groups(&v)
+        };
+        assert_eq!(req(&["web,db"]), Ok(vec![some("web"), some("db")]));
+        assert_eq!(req(&[",", ""]), Ok(vec![None]));
+        for bad in [&["web,"][..], &["web", ""], &[",web, db"]] {
+            let e = req(bad).unwrap_err();
+            assert!(e.contains("web") && e.contains("an empty entry"), "{e}");
+            assert!(e.contains("cannot be combined with a named group"), "{e}");
+        }
+        assert!(req(&[",web, db"])
+            .unwrap_err()
+            .starts_with("-g names web, db and"));
     }
 
     #[test]

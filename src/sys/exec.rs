@@ -43,12 +43,14 @@ pub struct Exec<'a> {
     pub cwd_as_user: bool,
 }
 
-/// Why the command did not start. Exit codes as a shell's: 126 it was found but could
-/// not run, 127 it could not be executed.
+/// Why the command did not start. Exit codes as a shell's: 127 it is not there, 126 it
+/// (or what it needs first: its directory, its ids) is there but could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
     #[error("cannot set up the command's terminal: {0}")]
     Terminal(std::io::Error),
+    #[error("cannot give the command default signal handling: {}", .0.desc())]
+    Signals(Errno),
     #[error("cannot run as uid {uid} gid {gid} in the container: {source}")]
     Ids {
         uid: u32,
@@ -66,7 +68,12 @@ pub enum ExecError {
 impl ExecError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            ExecError::NoCommand | ExecError::Exec { .. } => 127,
+            ExecError::NoCommand => 127,
+            // ENOENT: no such file (or its interpreter is missing, as a shell counts it).
+            ExecError::Exec {
+                source: Errno::ENOENT,
+                ..
+            } => 127,
             _ => 126,
         }
     }
@@ -85,10 +92,8 @@ impl Exec<'_> {
 
     fn prepare(&self) -> Result<(), ExecError> {
         enter_session(self.session).map_err(ExecError::Terminal)?;
-        super::signals::reset_all();
-        SigSet::all()
-            .thread_unblock()
-            .map_err(|e| ExecError::Terminal(e.into()))?;
+        super::signals::reset_all().map_err(ExecError::Signals)?;
+        SigSet::all().thread_unblock().map_err(ExecError::Signals)?;
         if !self.cwd_as_user {
             self.enter_cwd()?;
         }
@@ -176,4 +181,25 @@ pub fn resolve_in_path(prog: &CString, env: &[CString]) -> CString {
         }
     }
     prog.clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_there_is_127_there_but_not_runnable_is_126() {
+        let exec = |source| ExecError::Exec {
+            prog: "x".into(),
+            source,
+        };
+        assert_eq!(exec(Errno::ENOENT).exit_code(), 127);
+        assert_eq!(ExecError::NoCommand.exit_code(), 127);
+        for e in [Errno::EACCES, Errno::ENOEXEC, Errno::ENOTDIR, Errno::ELOOP] {
+            assert_eq!(exec(e).exit_code(), 126, "{e}");
+        }
+        let signals = ExecError::Signals(Errno::EINVAL);
+        assert_eq!(signals.exit_code(), 126);
+        assert!(!signals.to_string().contains("terminal"), "{signals}");
+    }
 }

@@ -23,13 +23,23 @@ pub fn deliverable(sigs: &[Signal]) -> nix::Result<()> {
 }
 
 /// Every signal back to its default disposition (a child of that init, before its exec:
-/// handlers would be reset by exec anyway, ignored signals would not).
-pub fn reset_all() {
-    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    for s in Signal::iterator().filter(|s| *s != Signal::SIGKILL && *s != Signal::SIGSTOP) {
-        // SAFETY: installing the default disposition runs no code of ours.
-        let _ = unsafe { sigaction(s, &dfl) };
+/// handlers would be reset by exec anyway, ignored signals would not), the real-time
+/// ones too. 32 and 33 are glibc's own (below SIGRTMIN; it refuses them with EINVAL).
+pub fn reset_all() -> nix::Result<()> {
+    // SAFETY: a zeroed sigaction is SIG_DFL with no flags and an empty mask.
+    let mut dfl: libc::sigaction = unsafe { std::mem::zeroed() };
+    dfl.sa_sigaction = libc::SIG_DFL;
+    let reserved = libc::SIGSYS + 1..libc::SIGRTMIN();
+    for sig in 1..=libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP || reserved.contains(&sig) {
+            continue;
+        }
+        // SAFETY: installing the default disposition runs no code of ours; `dfl` is a
+        // valid sigaction and the old one is not asked for.
+        let r = unsafe { libc::sigaction(sig, &dfl, std::ptr::null_mut()) };
+        nix::errno::Errno::result(r)?;
     }
+    Ok(())
 }
 
 /// Take ownership of an inherited descriptor number (handed to a forked process at a

@@ -60,11 +60,12 @@ fn machined_available() -> bool {
 /// container literally named `NAME.TAG` would: the second registration fails, with a
 /// warning, and touches nothing of the first.) Err: why no name fits machined's rule.
 pub(super) fn machine_name(name: &str, lxcpath: &Path) -> std::result::Result<String, String> {
-    let tag = crate::name::installation_tag(lxcpath);
-    let machine = if tag == crate::name::installation_tag(Path::new(DEFAULT_LXCPATH)) {
+    // The paths themselves (Path's == compares components: a trailing '/' is no other
+    // installation), not their tags: another installation's may equal the default's.
+    let machine = if lxcpath == Path::new(DEFAULT_LXCPATH) {
         name.to_string()
     } else {
-        format!("{name}.{tag}")
+        format!("{name}.{}", crate::name::installation_tag(lxcpath))
     };
     if machine.len() > MACHINE_NAME_MAX {
         return Err(format!(
@@ -179,6 +180,18 @@ mod tests {
         assert_ne!(
             keyed,
             machine_name("web1", Path::new("/srv/rlxc2")).unwrap()
+        );
+        // Another path of the default's tag (found by search) is still another one.
+        let twin = Path::new("/srv/rlxc-90g0bkb");
+        let tag = crate::name::installation_tag(twin);
+        assert_eq!(
+            tag,
+            crate::name::installation_tag(Path::new(DEFAULT_LXCPATH))
+        );
+        assert_eq!(machine_name("web1", twin), Ok(format!("web1.{tag}")));
+        assert_eq!(
+            machine_name("web1", Path::new("/var/lib/./rlxc//")),
+            Ok("web1".into())
         );
     }
 
