@@ -71,6 +71,10 @@ pub fn args(o: &Options, f: &Files) -> Vec<String> {
         format!("--interface={}", o.bridge),
         format!("--listen-address={}", o.listen),
         format!("--dhcp-range={a},{b},{},1h", o.netmask),
+        // As many leases as the range has addresses: dnsmasq's default of 1000 left the
+        // last containers of a thousand unanswered ("no leases left"), and a stopped
+        // container's lease counts until it expires.
+        format!("--dhcp-lease-max={}", lease_max(o.range)),
         "--dhcp-no-override".into(),
         "--dhcp-authoritative".into(),
         "--dhcp-rapid-commit".into(),
@@ -109,6 +113,11 @@ pub fn args(o: &Options, f: &Files) -> Vec<String> {
         ));
     }
     v
+}
+
+/// The number of addresses from `a` to `b`, at least 1.
+fn lease_max((a, b): (std::net::Ipv4Addr, std::net::Ipv4Addr)) -> u32 {
+    u32::from(b).saturating_sub(u32::from(a)).saturating_add(1)
 }
 
 /// Start the supervisor (which starts dnsmasq) and wait until dnsmasq serves or fails.
@@ -526,6 +535,11 @@ pub(super) mod tests {
         assert!(a
             .iter()
             .any(|x| x.starts_with("--dhcp-range=10.9.0.2,10.9.0.254,")));
+        // Every address of the range can be leased (dnsmasq's default stops at 1000).
+        assert!(a.iter().any(|x| x == "--dhcp-lease-max=253"), "{a:?}");
+        let r = |a: &str, b: &str| lease_max((a.parse().unwrap(), b.parse().unwrap()));
+        assert_eq!(r("10.236.16.2", "10.236.31.254"), 4093);
+        assert_eq!(r("10.0.0.5", "10.0.0.5"), 1);
     }
 
     #[test]
