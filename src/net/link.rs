@@ -81,6 +81,8 @@ pub fn inner_name(n: &Network, i: usize) -> String {
 pub fn setup_all(networks: &[Network], pid: i32, managed: &NetworkSettings) -> Result<Vec<String>> {
     let nl = Netlink::open()?;
     let mut veths = Vec::new();
+    // One default route: the first interface with a gateway's.
+    let mut routed = false;
     let res = networks.iter().enumerate().try_for_each(|(i, n)| {
         let inner = inner_name(n, i);
         match n.kind {
@@ -103,7 +105,7 @@ pub fn setup_all(networks: &[Network], pid: i32, managed: &NetworkSettings) -> R
             }
             NetKind::None | NetKind::Empty => return Ok(()),
         }
-        configure_inside(n, &inner, pid, managed)
+        configure_inside(n, &inner, pid, managed, &mut routed)
     });
     if let Err(e) = res {
         for v in &veths {
@@ -143,8 +145,15 @@ fn setup_veth(nl: &Netlink, link: &str, n: &Network, inner: &str, pid: i32) -> R
 /// A fixed address (or the one `auto` recorded) goes on the interface before init
 /// runs, with a default route via the gateway: the bridge's address on the managed
 /// bridge unless `ipv4_gateway` says otherwise. DHCP images get the same address from
-/// their reservation.
-fn configure_inside(n: &Network, inner: &str, pid: i32, managed: &NetworkSettings) -> Result<()> {
+/// their reservation. A container has one default route: only the first interface with
+/// a gateway sets it (`routed` says whether one did); a second one failed the start.
+fn configure_inside(
+    n: &Network,
+    inner: &str,
+    pid: i32,
+    managed: &NetworkSettings,
+    routed: &mut bool,
+) -> Result<()> {
     let Some(addr) = fixed_address(n) else {
         return Ok(());
     };
@@ -160,11 +169,12 @@ fn configure_inside(n: &Network, inner: &str, pid: i32, managed: &NetworkSetting
         _ if on_managed => Some(managed.ipv4.addr()),
         _ => None,
     };
-    if let Some(gw) = gateway {
+    if let Some(gw) = gateway.filter(|_| !*routed) {
         if let Some(lo) = nl.index("lo")? {
             nl.set_up(lo, "lo")?;
         }
         nl.add_default_route(gw)?;
+        *routed = true;
     }
     Ok(())
 }
