@@ -27,7 +27,7 @@ cleanup() {
     for c in "${rnames[@]}"; do "$rlxc" stop -q -k -n "$c" >/dev/null 2>&1 || true; done
     for c in "${lnames[@]}"; do lxc-stop -P "$work/lxc-lib" -k -n "$c" >/dev/null 2>&1 || true; done
     [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
-    rm -rf "$work"
+    rm -rf "$work" "$(bench_runpath)"
 }
 trap cleanup EXIT
 

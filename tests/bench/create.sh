@@ -22,7 +22,7 @@ server_pid=
 cleanup() {
     [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
     mountpoint -q "$work" && umount "$work"
-    rm -rf "$work" "$work.img"
+    rm -rf "$work" "$(bench_runpath)" "$work.img"
 }
 trap cleanup EXIT
 truncate -s $((2 + iterations))G "$work.img"

@@ -28,7 +28,7 @@ cleanup() {
     # This image's blobs in LXC's cache (see lxc_blobs below).
     [ -f "$work/blobs" ] && while read -r hex; do rm -f "/var/cache/lxc/sha256/$hex"; done < "$work/blobs"
     for c in $(lxc lxc-ls 2>/dev/null); do lxc lxc-destroy -n "$c" >/dev/null 2>&1 || true; done
-    rm -rf "$work"
+    rm -rf "$work" "$(bench_runpath)"
 }
 trap cleanup EXIT
 

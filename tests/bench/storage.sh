@@ -25,7 +25,7 @@ cleanup() {
     for n in $(ls "$work/rlxc-lib" 2>/dev/null); do "$rlxc" stop -q -k -n "$n" >/dev/null 2>&1 || true; done
     [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
     mountpoint -q "$work" && umount "$work"
-    rm -rf "$work" "$work.img"
+    rm -rf "$work" "$(bench_runpath)" "$work.img"
 }
 trap cleanup EXIT
 truncate -s $((6 + 3 * iterations))G "$work.img"

@@ -23,7 +23,7 @@ server_pid=
 cleanup() {
     # A file system mounted a moment ago can still be busy (ext4's lazy init): detach it.
     mountpoint -q "$work" && { umount "$work" 2>/dev/null || umount -l "$work"; }
-    rm -rf "$work" "$work.img"
+    rm -rf "$work" "$(bench_runpath)" "$work.img"
 }
 trap cleanup EXIT
 truncate -s $((4 + 2 * iterations))G "$work.img"

@@ -19,7 +19,7 @@ bench_prelude
 work=$(mktemp -d /var/tmp/rlxc-bench-userns.XXXXXX)
 chmod 755 "$work"
 server_pid=
-trap 'for n in bbp bbu debp debu; do "$rlxc" stop -q -k -n $n >/dev/null 2>&1 || true; done; [ -n "$server_pid" ] && kill "$server_pid"; rm -rf "$work"' EXIT
+trap 'for n in bbp bbu debp debu; do "$rlxc" stop -q -k -n $n >/dev/null 2>&1 || true; done; [ -n "$server_pid" ] && kill "$server_pid"; rm -rf "$work" "$(bench_runpath)"' EXIT
 serve_mirror
 write_rlxc_config < <(run_subids)
 printf '[[network]]\ntype = "empty"\n' > "$work/priv.toml"
