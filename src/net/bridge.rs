@@ -160,13 +160,7 @@ impl<'a> Managed<'a> {
         if let Some(runpath) = self.files.dir.parent() {
             crate::store::mkdir_p(runpath, 0o755)?;
         }
-        crate::store::mkdir_p(&self.files.dir, 0o755)?;
-        // Searchable by dnsmasq whatever the umask it was made under.
-        std::fs::set_permissions(
-            &self.files.dir,
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .ctx("set the mode of", &self.files.dir)?;
+        super::names::make_dir(&self.files.dir)?;
         BridgeLock::take(&self.files)
     }
 

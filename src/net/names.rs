@@ -43,17 +43,20 @@ impl Files {
 /// Both directories, there before dnsmasq starts watching them.
 pub fn make_dirs(f: &Files) -> Result<()> {
     for d in [f.dhcp_dir(), f.hosts_dir()] {
-        match std::fs::create_dir(&d) {
-            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-                return Err(e).ctx("create", &d)
-            }
-            Err(_) => {}
-            // 0755 whatever the umask: dnsmasq lists them as its own unprivileged user.
-            Ok(()) => std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755))
-                .ctx("set the mode of", &d)?,
-        }
+        make_dir(&d)?;
     }
     Ok(())
+}
+
+/// Create `d` if missing, 0755 whatever the umask: dnsmasq lists and searches it as its
+/// own unprivileged user. An existing one is left as it is (no call for each start).
+pub fn make_dir(d: &Path) -> Result<()> {
+    match std::fs::create_dir(d) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e).ctx("create", d),
+        Ok(()) => std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))
+            .ctx("set the mode of", d),
+    }
 }
 
 /// Every reservation line, with the container it is for.
