@@ -40,9 +40,11 @@ impl SealedInit {
         let loaded = STARTUP_OBJECTS.get_or_init(sys::memfd::loaded_objects);
         // What is mapped, not what the path holds now: a package upgrade may have
         // replaced the file since this process started.
+        let maps_file = "/proc/self/maps";
+        let maps = std::fs::read_to_string(maps_file).ctx("read", maps_file)?;
         let copy_of = |obj: &sys::memfd::Object| -> Result<OwnedFd> {
             let p = &obj.path;
-            let mut f = sys::memfd::open_mapped(obj).ctx("open", p)?;
+            let mut f = sys::memfd::open_mapped(&maps, obj).ctx("open", p)?;
             let name = p
                 .file_name()
                 .map(|n| n.to_string_lossy())

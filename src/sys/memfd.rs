@@ -122,11 +122,11 @@ pub fn loaded_objects() -> Loaded {
 /// Open the file mapped at `obj.addr` in this process, to read what runs here rather
 /// than what its path holds now (a package upgrade replaces libraries by rename): the
 /// mapping's own file through /proc/self/map_files, or, where that is not allowed
-/// (it takes CAP_SYS_ADMIN), the path if it is still the mapped file (same device
-/// and inode). Otherwise an error saying the file was replaced.
-pub fn open_mapped(obj: &Object) -> io::Result<std::fs::File> {
-    let maps = std::fs::read_to_string("/proc/self/maps")?;
-    let m = Mapping::containing(&maps, obj.addr).ok_or_else(|| {
+/// (it takes CAP_SYS_ADMIN), the path if it is still the mapped file (same inode).
+/// Otherwise an error saying the file was replaced. `maps` is /proc/self/maps, read
+/// once by the caller for all its objects.
+pub fn open_mapped(maps: &str, obj: &Object) -> io::Result<std::fs::File> {
+    let m = Mapping::containing(maps, obj.addr).ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::NotFound,
             format!("no file is mapped at {:#x}", obj.addr),
@@ -269,7 +269,7 @@ mod tests {
         assert!(!loaded.libs.is_empty());
         for obj in loaded.interp.iter().chain(&loaded.libs) {
             let m = Mapping::containing(&maps(), obj.addr).expect("mapped");
-            let st = nix::sys::stat::fstat(open_mapped(obj).unwrap()).unwrap();
+            let st = nix::sys::stat::fstat(open_mapped(&maps(), obj).unwrap()).unwrap();
             // Inodes only: on btrfs, stat's device is not the one maps shows.
             assert!(same_file(st.st_ino, &m), "{}", obj.path.display());
         }
@@ -320,7 +320,10 @@ mod tests {
         std::fs::rename(&new, &path).unwrap();
 
         let mut text = Vec::new();
-        open_mapped(&obj).unwrap().read_to_end(&mut text).unwrap();
+        open_mapped(&maps(), &obj)
+            .unwrap()
+            .read_to_end(&mut text)
+            .unwrap();
         assert!(text.iter().all(|b| *b == b'A'), "the mapped file is read");
         let e = open_if_mapped(&path, &m).unwrap_err().to_string();
         assert!(e.contains("replaced"), "{e}");
