@@ -83,6 +83,18 @@ fn two_debian_containers_get_addresses_and_reach_each_other_by_name() {
         );
         let ls = h.env.ok(&["ls", "-f"]);
         assert!(ls.contains(&ip_a) && ls.contains(&ip_b), "{ls}");
+        // The bridge is its segment's MLD/IGMP querier, so multicast goes to the groups'
+        // members only: neighbour discovery between two containers must still work.
+        let querier = format!("/sys/class/net/{}/bridge/multicast_querier", h.net.bridge);
+        assert_eq!(read(&querier).trim(), "1", "{querier}");
+        let out = h.attach(&b, &["ip", "-6", "-o", "addr", "show", "scope", "global"]);
+        let v6_b = stdout(&out)
+            .split_whitespace()
+            .find_map(|w| w.strip_suffix("/64").filter(|a| a.starts_with(&h.net.v6)))
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no global IPv6 address on {b}: {}", stdout(&out)));
+        let out = h.attach(&a, &["ping", "-6", "-c1", "-W5", &v6_b]);
+        assert!(out.status.success(), "{a} → {v6_b}: {}", stdout(&out));
 
         // A running bridge refuses to go; stopped containers take their veths with them.
         assert_eq!(h.ports().len(), 2, "{:?}", h.ports());

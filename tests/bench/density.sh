@@ -111,6 +111,21 @@ mem_avail() { awk '/^MemAvailable:/ {print $2}' /proc/meminfo; }
 # RSS (KiB) of the monitors whose command line matches: total and the largest.
 monitor_rss() { ps -eo rss=,args= | grep -- "$1" | grep -v grep | awk '{s+=$1; if ($1>x) x=$1; c++} END {printf "%d %d %d", c, s, x}'; }
 
+# Packets the kernel dropped on the way in (backlog full, summed over CPUs) and times the
+# IPv4 neighbour table was full: what a start phase cost the network stack, printed so a
+# slow "addressed" can be told from lost DHCP packets.
+softnet_drops() { local s=0 _a d _r; while read -r _a d _r; do s=$((s + 16#$d)); done < /proc/net/softnet_stat; echo "$s"; }
+arp_fulls() { ip -s ntable show name arp_cache | awk '/table_fulls/ {print $2; exit}'; }
+# UDP datagrams the host dropped for a full socket buffer (dnsmasq's DHCP socket, when it
+# falls behind), and dnsmasq's CPU time in clock ticks.
+udp_rcvbuf_errors() { awk '$1 == "Udp:" && $2 ~ /^[0-9]/ {print $6}' /proc/net/snmp; }
+dnsmasq_ticks() {
+    local pid st
+    pid=$(cat "$(bench_runpath)/net/$bridge.dnsmasq.pid" 2>/dev/null) || { echo 0; return; }
+    read -r -a st < "/proc/$pid/stat" || { echo 0; return; }
+    echo $((st[13] + st[14]))
+}
+
 # Poll `rlxc-ls -f` until every container of the prefix shows an IPv4 address.
 until_addressed() { # prefix count
     for _ in $(seq 600); do
@@ -158,6 +173,7 @@ printf '%s\n' "${rnames[@]:0:$n}" | xargs -P 2 -I{} "$rlxc" create -q -n {} -B o
     -t download -d busybox -r "$bb_rel" -a amd64 -f "$work/rlxc-net.toml"
 printf '   created in %.1f s\n' "$(elapsed "$t0")"
 mem0=$(mem_avail)
+drops0=$(softnet_drops) fulls0=$(arp_fulls) udp0=$(udp_rcvbuf_errors) dq0=$(dnsmasq_ticks)
 t0=$(stamp)
 "$rlxc" start -q -d -j "$jobs" "${rnames[@]:0:$n}" ||
     echo "   some starts failed (named above): the run goes on with the others" >&2
@@ -170,6 +186,10 @@ r_ping=$(elapsed "$t0")
 r_dns_n=$($probe dns "$gw" lxc < "$work/r-addr") || true
 printf '   all running %.2f s, all addressed %.2f s, pings answered %s at %.2f s, names resolved %s\n' \
     "$r_running" "$r_addr" "$r_ping_n" "$r_ping" "$r_dns_n"
+printf '   packets dropped by the kernel (backlog full) %d, neighbour table full %d times\n' \
+    "$(($(softnet_drops) - drops0))" "$(($(arp_fulls) - fulls0))"
+printf '   dnsmasq: %.1f s of CPU, %d datagrams dropped at full UDP sockets\n' \
+    "$(echo "($(dnsmasq_ticks) - $dq0) / $(getconf CLK_TCK)" | bc -l)" "$(($(udp_rcvbuf_errors) - udp0))"
 sleep 3 # the monitors' idle trim (2 s after their last work)
 mem1=$(mem_avail)
 read -r mc ms mx <<< "$(monitor_rss "monitor\] $bb-[0-9]* $work/rlxc-lib")"
