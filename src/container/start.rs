@@ -197,6 +197,7 @@ fn prepare_networks(sys: &SystemConfig, c: &Container, cfg: &mut ContainerConfig
         .filter(|h| crate::name::is_dns_label(h))
         .unwrap_or_else(|| crate::name::hostname_for(&c.name));
     let mut changed = false;
+    let mut reserved = false;
     for i in 0..cfg.networks.len() {
         let n = &cfg.networks[i];
         if n.kind != NetKind::Veth || !on_managed(n) {
@@ -223,11 +224,14 @@ fn prepare_networks(sys: &SystemConfig, c: &Container, cfg: &mut ContainerConfig
         } else {
             (format!("{hostname}-{i}"), format!("{}-{i}", c.key))
         };
-        managed.reserve(&key, &mac, ip, &name)?;
+        reserved |= managed.reserve(&key, &mac, ip, &name)?;
     }
     // The claims hold the picked address now: the config's synced save need not keep
     // every other start on the bridge waiting.
     drop(lock);
+    if reserved {
+        managed.await_reservations();
+    }
     if changed {
         cfg.save(&c.config_path())?;
     }

@@ -389,6 +389,7 @@ impl<'a> Managed<'a> {
             "state",
             "supervisor.pid",
             "dnsmasq.pid",
+            "dnsmasq.reloaded",
             "leases",
             "hosts",
             "log",
@@ -406,8 +407,16 @@ impl<'a> Managed<'a> {
 
     /// Give a container's MAC its DNS name and, for "auto" and fixed addresses, its
     /// address as a DHCP reservation, which every image's own DHCP client honours.
-    pub fn reserve(&self, key: &str, mac: &str, ip: Option<Ipv4Addr>, name: &str) -> Result<()> {
+    /// True when dnsmasq must read it before the container's DHCP client asks: see
+    /// `await_reservations`.
+    pub fn reserve(&self, key: &str, mac: &str, ip: Option<Ipv4Addr>, name: &str) -> Result<bool> {
         super::names::reserve(&self.files, key, mac, ip, name)
+    }
+
+    /// Wait (without the bridge's lock) until dnsmasq has been told to read the
+    /// reservations written so far: at most the supervisor's pace, under a second.
+    pub fn await_reservations(&self) {
+        dnsmasq::reload_and_wait(&self.files)
     }
 
     /// An address of the subnet nobody holds: not the bridge's, not in `taken` (other

@@ -31,6 +31,10 @@ impl Files {
     pub fn supervisor_pid(&self) -> PathBuf {
         self.path("supervisor.pid")
     }
+    /// When the supervisor last had dnsmasq read the reservations (`net::reloaded`).
+    pub fn reloaded(&self) -> PathBuf {
+        reloaded_next_to(&self.dnsmasq_pid())
+    }
     pub fn log(&self) -> PathBuf {
         self.path("log")
     }
@@ -87,9 +91,9 @@ pub fn args(o: &Options, f: &Files) -> Vec<String> {
         "--quiet-dhcp6".into(),
         "--quiet-ra".into(),
         format!("--dhcp-leasefile={}", f.leases().display()),
-        // Reservations and names, one file per container (see net::names). A new
-        // reservation is read as it appears, before the container's DHCP client can ask;
-        // names are read at each SIGHUP, which the supervisor paces (see `Pacer`).
+        // Reservations and names, one file per container (see net::names), read at each
+        // SIGHUP, which the supervisor paces (see `reloaded::Pacer`); a start waits for the one
+        // after its reservation (see net::reloaded).
         format!("{HOSTS_DIR_ARG}{}", f.dhcp_dir().display()),
         format!("--addn-hosts={}", f.hosts_dir().display()),
         format!("--pid-file={}", f.dnsmasq_pid().display()),
@@ -216,7 +220,7 @@ pub fn live_pid(pidfile: &Path, comm: &str) -> Option<i32> {
 }
 
 /// Ask dnsmasq to re-read the reservations and names, through its supervisor, which
-/// paces the reloads (see `Pacer`). Without a supervisor, no dnsmasq runs to tell: the
+/// paces the reloads (see `reloaded::Pacer`). Without a supervisor, no dnsmasq runs to tell: the
 /// next one reads them all when it starts.
 pub fn reload(f: &Files) {
     if let Some(pid) = live_pid(&f.supervisor_pid(), "rlxc") {
@@ -225,55 +229,30 @@ pub fn reload(f: &Files) {
 }
 
 /// dnsmasq's option for the reservations directory, also how the supervisor finds it.
-const HOSTS_DIR_ARG: &str = "--dhcp-hostsdir=";
+const HOSTS_DIR_ARG: &str = "--dhcp-hostsfile=";
 
-/// When the supervisor passes a reload on to dnsmasq. A reload re-reads every
-/// container's two files and rechecks every lease against every reservation: about
-/// 50 ms at a thousand containers. dnsmasq reading each new names file as it appears
-/// (`--hostsdir`) did that recheck for each file, about 12 ms there, so a thousand
-/// starts kept it busy for 20 s (with the reservations) and left DHCP clients
-/// unanswered. Paced, a burst of starts costs one reload per interval; a start on a
-/// quiet bridge is passed on at once. Reservations are still read as they appear: a
-/// container's DHCP client that asked before its reservation was read would be offered
-/// another address. That is now the limit at a thousand: each reservation file read
-/// costs dnsmasq about 35 ms there (it rechecks every lease and rewrites the lease file
-/// per file, whatever the file holds), 26 to 31 s of its CPU over a thousand starts,
-/// and it reads them before its DHCP socket, which overflows. Publishing the
-/// reservations of a burst in one file, with each start waiting for its own, is what
-/// would remove it.
-#[derive(Debug, Default)]
-struct Pacer {
-    last: Option<Instant>,
-    pending: bool,
+/// The supervisor knows dnsmasq's pid file; the stamp is beside it.
+fn reloaded_next_to(dnsmasq_pidfile: &Path) -> PathBuf {
+    dnsmasq_pidfile.with_extension("reloaded")
 }
 
-impl Pacer {
-    /// Between two reloads: 100 ms, plus 0.2 ms for each reservation (300 ms at a
-    /// thousand), so reloads take at most about a fifth of dnsmasq's time.
-    fn interval(entries: usize) -> Duration {
-        Duration::from_micros(100_000 + 200 * entries as u64).min(Duration::from_secs(1))
+/// Have dnsmasq read the reservations, and wait until it has been told to (after this
+/// call began): the caller wrote a reservation its container's DHCP client is about to
+/// ask for. Without a supervisor there is no dnsmasq: the next one reads everything.
+pub fn reload_and_wait(f: &Files) {
+    let Some(pid) = live_pid(&f.supervisor_pid(), "rlxc") else {
+        return;
+    };
+    let since = super::reloaded::now();
+    let _ = crate::sys::kill_raw(pid, libc::SIGHUP);
+    // A supervisor of an older rlxc writes no stamp; its dnsmasq reads reservations
+    // as they appear.
+    if !f.reloaded().exists() {
+        return;
     }
-
-    /// How long until the pending reload is due; None when none is pending.
-    fn due_in(&self, now: Instant, interval: Duration) -> Option<Duration> {
-        if !self.pending {
-            return None;
-        }
-        Some(match self.last {
-            Some(t) => (t + interval).saturating_duration_since(now),
-            None => Duration::ZERO,
-        })
-    }
-
-    /// Whether to reload now; if so, it counts as done.
-    fn take(&mut self, now: Instant, interval: Duration) -> bool {
-        if self.due_in(now, interval) != Some(Duration::ZERO) {
-            return false;
-        }
-        self.pending = false;
-        self.last = Some(now);
-        true
-    }
+    // The pace is at most a second; more means a supervisor that cannot signal (its
+    // dnsmasq is being restarted): the container then starts, and its client asks again.
+    super::reloaded::wait(&f.reloaded(), since, Duration::from_secs(3));
 }
 
 /// The number of reservations, from the directory named in dnsmasq's arguments.
@@ -296,8 +275,13 @@ pub fn supervise(own_pidfile: &Path, dnsmasq_pidfile: &Path, argv: &[String]) ->
         return 1;
     };
     let _ = std::fs::remove_file(dnsmasq_pidfile);
+    let stamp = reloaded_next_to(dnsmasq_pidfile);
+    let started = super::reloaded::now();
     let mut child = match spawn_ready(argv, dnsmasq_pidfile) {
-        Ok(c) => c,
+        Ok(c) => {
+            super::reloaded::record(&stamp, started);
+            c
+        }
         Err(why) => {
             report(Status::Failed { reason: why });
             return 1;
@@ -317,8 +301,8 @@ pub fn supervise(own_pidfile: &Path, dnsmasq_pidfile: &Path, argv: &[String]) ->
     let mut backoff = Duration::from_secs(1);
     // When to start dnsmasq again after it died (and a restart failed, maybe).
     let mut restart_at: Option<Instant> = None;
-    let mut pacer = Pacer::default();
-    let mut interval = Pacer::interval(reservations_in(argv));
+    let mut pacer = super::reloaded::Pacer::default();
+    let mut interval = super::reloaded::Pacer::interval(reservations_in(argv));
     loop {
         let now = Instant::now();
         let wait = [
@@ -352,13 +336,16 @@ pub fn supervise(own_pidfile: &Path, dnsmasq_pidfile: &Path, argv: &[String]) ->
                 }
                 let _ = std::fs::remove_file(dnsmasq_pidfile);
                 let _ = std::fs::remove_file(own_pidfile);
+                let _ = std::fs::remove_file(&stamp);
                 return 0;
             }
         }
         if restart_at.is_some_and(|t| Instant::now() >= t) {
             restart_at = None;
+            let started = super::reloaded::now();
             match spawn_ready(argv, dnsmasq_pidfile) {
                 Ok(c) => {
+                    super::reloaded::record(&stamp, started);
                     child = Some(c);
                     // It read every file as it started.
                     pacer.pending = false;
@@ -376,8 +363,10 @@ pub fn supervise(own_pidfile: &Path, dnsmasq_pidfile: &Path, argv: &[String]) ->
         // No dnsmasq: no pid to signal (it may be another process's by now).
         if let Some(c) = &child {
             if pacer.take(Instant::now(), interval) {
+                let sent = super::reloaded::now();
                 let _ = crate::sys::kill_raw(c.id() as i32, libc::SIGHUP);
-                interval = Pacer::interval(reservations_in(argv));
+                super::reloaded::record(&stamp, sent);
+                interval = super::reloaded::Pacer::interval(reservations_in(argv));
             }
         }
     }
@@ -558,33 +547,5 @@ pub(super) mod tests {
         let o = options();
         assert_eq!(reservations_in(&args(&o, &f)), 3);
         assert_eq!(reservations_in(&[]), 0);
-    }
-
-    #[test]
-    fn reloads_are_passed_on_at_once_when_quiet_and_paced_in_a_burst() {
-        let iv = Pacer::interval(1000);
-        assert_eq!(iv, Duration::from_millis(300));
-        assert_eq!(Pacer::interval(1_000_000), Duration::from_secs(1));
-        let t0 = Instant::now();
-        let mut p = Pacer::default();
-        // Nothing asked: nothing due, nothing done.
-        assert_eq!(p.due_in(t0, iv), None);
-        assert!(!p.take(t0, iv));
-        // The first request goes at once.
-        p.pending = true;
-        assert_eq!(p.due_in(t0, iv), Some(Duration::ZERO));
-        assert!(p.take(t0, iv));
-        // Requests within the interval wait for its end, and make one reload.
-        p.pending = true;
-        let t1 = t0 + Duration::from_millis(100);
-        assert_eq!(p.due_in(t1, iv), Some(Duration::from_millis(200)));
-        assert!(!p.take(t1, iv));
-        p.pending = true;
-        let t2 = t0 + iv;
-        assert!(p.take(t2, iv));
-        assert_eq!(p.due_in(t2, iv), None);
-        // After a quiet interval, the next goes at once again.
-        p.pending = true;
-        assert!(p.take(t2 + iv + Duration::from_millis(1), iv));
     }
 }

@@ -9,6 +9,7 @@ pub mod names;
 pub mod netlink;
 pub mod nic;
 pub mod ports;
+pub mod reloaded;
 pub mod subnet;
 
 use std::path::PathBuf;

@@ -173,8 +173,10 @@ pub fn claimed_addresses(f: &Files, verify: bool) -> Result<HashSet<Ipv4Addr>> {
 /// Give `mac` the DNS name `name` (and the address `ip`, if any, also as a DNS record),
 /// in files named `key` (the container's installation key and interface: two
 /// installations' containers of one name never share them); replaces the reservations
-/// of other containers for that MAC or address.
-pub fn reserve(f: &Files, key: &str, mac: &str, ip: Option<Ipv4Addr>, name: &str) -> Result<()> {
+/// of other containers for that MAC or address. True when the reservation is new or
+/// changed: dnsmasq must read it before the container's DHCP client asks
+/// (`dnsmasq::reload_and_wait`, once the caller holds no lock).
+pub fn reserve(f: &Files, key: &str, mac: &str, ip: Option<Ipv4Addr>, name: &str) -> Result<bool> {
     make_dirs(f)?;
     let claims_dir = claims(f)?;
     let mac = mac.to_ascii_lowercase();
@@ -197,15 +199,13 @@ pub fn reserve(f: &Files, key: &str, mac: &str, ip: Option<Ipv4Addr>, name: &str
         link(&claims_dir, c, key)?;
     }
     let own = f.dhcp_dir().join(key);
-    match std::fs::read_to_string(&own) {
-        // Every start reserves again: when nothing changed, dnsmasq is left alone.
-        Ok(l) if l.trim() == line => {}
-        Ok(_) => {
-            write(&own, &line)?;
-            reload = true;
-        }
-        // A new one is read as it appears.
-        Err(_) => write(&own, &line)?,
+    // Every start reserves again: when nothing changed, dnsmasq is left alone.
+    let changed = std::fs::read_to_string(&own)
+        .ok()
+        .is_none_or(|l| l.trim() != line);
+    if changed {
+        write(&own, &line)?;
+        reload = true;
     }
     let record = f.hosts_dir().join(key);
     match ip {
@@ -231,7 +231,7 @@ pub fn reserve(f: &Files, key: &str, mac: &str, ip: Option<Ipv4Addr>, name: &str
     if reload {
         super::dnsmasq::reload(f);
     }
-    Ok(())
+    Ok(changed)
 }
 
 /// Remove the reservations and names of a container that is gone: the files `key` and
@@ -431,9 +431,12 @@ mod tests {
         // A container that moves to another address leaves a stale claim on the first,
         // which removes nobody's reservation when another container takes that address.
         let ip = |a: &str| Some(a.parse().unwrap());
-        reserve(&f, "a.k1", "00:16:3e:00:00:08", ip("10.0.3.8"), "a").unwrap();
-        reserve(&f, "a.k1", "00:16:3e:00:00:08", ip("10.0.3.9"), "a").unwrap();
-        reserve(&f, "b.k1", "00:16:3e:00:00:09", ip("10.0.3.8"), "b").unwrap();
+        // New and changed reservations are reported (a start waits for dnsmasq to read
+        // them); one made again unchanged is not.
+        assert!(reserve(&f, "a.k1", "00:16:3e:00:00:08", ip("10.0.3.8"), "a").unwrap());
+        assert!(!reserve(&f, "a.k1", "00:16:3e:00:00:08", ip("10.0.3.8"), "a").unwrap());
+        assert!(reserve(&f, "a.k1", "00:16:3e:00:00:08", ip("10.0.3.9"), "a").unwrap());
+        assert!(reserve(&f, "b.k1", "00:16:3e:00:00:09", ip("10.0.3.8"), "b").unwrap());
         assert_eq!(
             held(true),
             HashSet::from(["10.0.3.8".parse().unwrap(), "10.0.3.9".parse().unwrap()])

@@ -95,11 +95,15 @@ printf 'bridge %s (%s/20), dnsmasq: %.2f s\n' "$bridge" "$gw" "$(elapsed "$t0")"
 # cgroups and mounts of the containers named PREFIX-*.
 leftovers() { # prefix monitor-pattern
     local veths mons cgs mnts
-    # A monitor answers its stopper before it exits: a moment to go.
-    for _ in $(seq 50); do
+    # A monitor answers its stopper before it exits, then removes its veth (a thousand
+    # at once queue on the kernel's RTNL lock): a moment to go, timed.
+    local t0
+    t0=$(stamp)
+    for _ in $(seq 300); do
         ps -eo args= | grep -q -- "$2" || break
         sleep 0.1
     done
+    printf '   monitors gone %.1f s after the stop returned\n' "$(elapsed "$t0")"
     veths=$(ls "/sys/class/net/$bridge/brif" 2>/dev/null | wc -l)
     mons=$(ps -eo args= | grep -c -- "$2" || true)
     cgs=$(find /sys/fs/cgroup -maxdepth 5 -type d -name "$1-*" 2>/dev/null | wc -l)
