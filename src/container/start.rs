@@ -229,11 +229,12 @@ fn prepare_networks(sys: &SystemConfig, c: &Container, cfg: &mut ContainerConfig
     // The claims hold the picked address now: the config's synced save need not keep
     // every other start on the bridge waiting.
     drop(lock);
-    if reserved {
-        managed.await_reservations();
-    }
     if changed {
         cfg.save(&c.config_path())?;
+    }
+    // After the save, whose sync overlaps the supervisor's pacing.
+    if reserved {
+        managed.await_reservations();
     }
     Ok(())
 }

@@ -413,8 +413,8 @@ impl<'a> Managed<'a> {
         super::names::reserve(&self.files, key, mac, ip, name)
     }
 
-    /// Wait (without the bridge's lock) until dnsmasq has been told to read the
-    /// reservations written so far: at most the supervisor's pace, under a second.
+    /// Have dnsmasq read the reservations written so far and wait (without the bridge's
+    /// lock) until it has been told to: at most the supervisor's pace, under a second.
     pub fn await_reservations(&self) {
         dnsmasq::reload_and_wait(&self.files)
     }

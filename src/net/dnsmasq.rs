@@ -92,8 +92,8 @@ pub fn args(o: &Options, f: &Files) -> Vec<String> {
         "--quiet-ra".into(),
         format!("--dhcp-leasefile={}", f.leases().display()),
         // Reservations and names, one file per container (see net::names), read at each
-        // SIGHUP, which the supervisor paces (see `reloaded::Pacer`); a start waits for the one
-        // after its reservation (see net::reloaded).
+        // SIGHUP, which the supervisor paces (`reloaded::Pacer`); a start waits for the
+        // one after its reservation (see net::reloaded).
         format!("{HOSTS_DIR_ARG}{}", f.dhcp_dir().display()),
         format!("--addn-hosts={}", f.hosts_dir().display()),
         format!("--pid-file={}", f.dnsmasq_pid().display()),
@@ -220,8 +220,8 @@ pub fn live_pid(pidfile: &Path, comm: &str) -> Option<i32> {
 }
 
 /// Ask dnsmasq to re-read the reservations and names, through its supervisor, which
-/// paces the reloads (see `reloaded::Pacer`). Without a supervisor, no dnsmasq runs to tell: the
-/// next one reads them all when it starts.
+/// paces the reloads (`reloaded::Pacer`). Without a supervisor, no dnsmasq runs to
+/// tell: the next one reads them all when it starts.
 pub fn reload(f: &Files) {
     if let Some(pid) = live_pid(&f.supervisor_pid(), "rlxc") {
         let _ = crate::sys::kill_raw(pid, libc::SIGHUP);

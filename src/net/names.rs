@@ -174,8 +174,9 @@ pub fn claimed_addresses(f: &Files, verify: bool) -> Result<HashSet<Ipv4Addr>> {
 /// in files named `key` (the container's installation key and interface: two
 /// installations' containers of one name never share them); replaces the reservations
 /// of other containers for that MAC or address. True when the reservation is new or
-/// changed: dnsmasq must read it before the container's DHCP client asks
-/// (`dnsmasq::reload_and_wait`, once the caller holds no lock).
+/// changed: the caller then has dnsmasq read it, and waits for that, before the
+/// container's DHCP client asks (`dnsmasq::reload_and_wait`, once it holds no lock);
+/// only other changes are signalled from here.
 pub fn reserve(f: &Files, key: &str, mac: &str, ip: Option<Ipv4Addr>, name: &str) -> Result<bool> {
     make_dirs(f)?;
     let claims_dir = claims(f)?;
@@ -205,7 +206,6 @@ pub fn reserve(f: &Files, key: &str, mac: &str, ip: Option<Ipv4Addr>, name: &str
         .is_none_or(|l| l.trim() != line);
     if changed {
         write(&own, &line)?;
-        reload = true;
     }
     let record = f.hosts_dir().join(key);
     match ip {
@@ -228,7 +228,8 @@ pub fn reserve(f: &Files, key: &str, mac: &str, ip: Option<Ipv4Addr>, name: &str
             }
         }
     }
-    if reload {
+    // The caller's reload_and_wait signals a changed reservation (with the rest).
+    if reload && !changed {
         super::dnsmasq::reload(f);
     }
     Ok(changed)

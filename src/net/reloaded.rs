@@ -5,7 +5,7 @@
 //! Why a start waits: dnsmasq reads reservations only at start and on SIGHUP, paced by
 //! the supervisor. Read one file at a time as they appeared (`--dhcp-hostsdir`), each
 //! read cost dnsmasq about 35 ms at a thousand containers (it rechecks every lease and
-//! rewrites the lease file per file): 26 to 31 s of its CPU over a thousand starts,
+//! rewrites the lease file per file): 26 to 36 s of its CPU over a thousand starts,
 //! while its DHCP socket overflowed and clients waited 20 s to ask again. Paced, a burst
 //! costs one read per interval. But a client that asks before its reservation is read
 //! is offered another address, so the start holds its container until dnsmasq has been
@@ -59,8 +59,8 @@ pub fn wait(path: &Path, since: u64, limit: Duration) -> bool {
 /// (`--hostsdir`) did that recheck for each file, about 12 ms there, so a thousand
 /// starts kept it busy for 20 s (with the reservations) and left DHCP clients
 /// unanswered. Paced, a burst of starts costs one reload per interval; a start on a
-/// quiet bridge is passed on at once. Reservations are read the same way now, each
-/// start waiting for the reload after its own (see net::reloaded for why and how).
+/// quiet bridge is passed on at once. Reservations are read the same way, each start
+/// waiting for the reload after its own (the module's doc says why).
 #[derive(Debug, Default)]
 pub struct Pacer {
     last: Option<Instant>,
