@@ -144,7 +144,13 @@ fn busybox_without_a_password_locks_root_and_says_how_to_set_one() {
 #[test]
 fn busybox_refuses_user_namespace_maps_and_a_dynamic_busybox_and_leaves_nothing() {
     let env = env_with_shipped_templates();
+    let foreign = foreign_arch_busybox(&env);
+    let foreign = foreign.to_str().expect("a UTF-8 temp path");
     for (args, want) in [
+        (
+            vec!["--busybox-path", foreign],
+            "does not run on this host (another architecture",
+        ),
         (
             vec!["--mapped-uid", "100000"],
             "unprivileged containers (--mapped-uid) are not supported",
@@ -175,6 +181,34 @@ fn busybox_refuses_user_namespace_maps_and_a_dynamic_busybox_and_leaves_nothing(
             env.lxcpath_entries()
         );
     }
+}
+
+/// A copy of the host's static busybox whose ELF header claims another CPU, so the kernel
+/// refuses to run it: what a busybox built for the wrong architecture looks like.
+fn foreign_arch_busybox(env: &Env) -> PathBuf {
+    let host = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join("busybox"))
+        .find(|p| p.is_file())
+        .expect("a busybox on PATH (setup installs busybox-static)");
+    let mut elf = std::fs::read(&host).expect("read busybox");
+    assert_eq!(
+        &elf[..4],
+        b"\x7fELF",
+        "{} is not an ELF file",
+        host.display()
+    );
+    // e_machine, little-endian at offset 18: x86-64 is 62, AArch64 183; pick the other one.
+    let other: u16 = if u16::from_le_bytes([elf[18], elf[19]]) == 183 {
+        62
+    } else {
+        183
+    };
+    elf[18..20].copy_from_slice(&other.to_le_bytes());
+    let path = env.dir.path().join("foreign-busybox");
+    std::fs::write(&path, elf).expect("write the foreign busybox");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
 }
 
 /// Entries and work directories of the Debian template's cache under `cachepath`.
