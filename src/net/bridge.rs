@@ -391,6 +391,7 @@ impl<'a> Managed<'a> {
             "dnsmasq.pid",
             "dnsmasq.reloaded",
             "leases",
+            "dhcp-hosts",
             "hosts",
             "log",
         ] {

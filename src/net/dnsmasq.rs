@@ -91,11 +91,12 @@ pub fn args(o: &Options, f: &Files) -> Vec<String> {
         "--quiet-dhcp6".into(),
         "--quiet-ra".into(),
         format!("--dhcp-leasefile={}", f.leases().display()),
-        // Reservations and names, one file per container (see net::names), read at each
-        // SIGHUP, which the supervisor paces (`reloaded::Pacer`); a start waits for the
-        // one after its reservation (see net::reloaded).
-        format!("{HOSTS_DIR_ARG}{}", f.dhcp_dir().display()),
-        format!("--addn-hosts={}", f.hosts_dir().display()),
+        // Reservations and names, gathered from one file per container (see
+        // net::names) and read at each SIGHUP, which the supervisor paces
+        // (`reloaded::Pacer`); a start waits for the one after its reservation (see
+        // net::reloaded).
+        format!("--dhcp-hostsfile={}", f.dhcp_file().display()),
+        format!("--addn-hosts={}", f.hosts_file().display()),
         format!("--pid-file={}", f.dnsmasq_pid().display()),
         // Containers' names under the domain, answered here and never sent upstream.
         format!("--domain={}", o.domain),
@@ -228,9 +229,6 @@ pub fn reload(f: &Files) {
     }
 }
 
-/// dnsmasq's option for the reservations directory, also how the supervisor finds it.
-const HOSTS_DIR_ARG: &str = "--dhcp-hostsfile=";
-
 /// The supervisor knows dnsmasq's pid file; the stamp is beside it.
 fn reloaded_next_to(dnsmasq_pidfile: &Path) -> PathBuf {
     dnsmasq_pidfile.with_extension("reloaded")
@@ -255,12 +253,26 @@ pub fn reload_and_wait(f: &Files) {
     super::reloaded::wait(&f.reloaded(), since, Duration::from_secs(3));
 }
 
-/// The number of reservations, from the directory named in dnsmasq's arguments.
-fn reservations_in(argv: &[String]) -> usize {
-    argv.iter()
-        .find_map(|a| a.strip_prefix(HOSTS_DIR_ARG))
-        .and_then(|d| std::fs::read_dir(d).ok())
-        .map_or(0, |rd| rd.count())
+impl Files {
+    /// The files of the bridge whose dnsmasq writes `pidfile` (`BRIDGE.dnsmasq.pid`):
+    /// how the supervisor, which is given that path, finds the rest.
+    pub fn of_dnsmasq_pid(pidfile: &Path) -> Option<Files> {
+        let name = pidfile.file_name()?.to_str()?;
+        Some(Files {
+            dir: pidfile.parent()?.to_path_buf(),
+            bridge: name.strip_suffix(".dnsmasq.pid")?.to_string(),
+        })
+    }
+}
+
+/// Gather the reservations and names for dnsmasq (`names::gather`); how many
+/// reservations there are. A failure is logged: dnsmasq keeps what it read last.
+fn gather(files: Option<&Files>) -> usize {
+    let Some(f) = files else { return 0 };
+    super::names::gather(f).unwrap_or_else(|e| {
+        eprintln!("cannot gather the reservations for dnsmasq: {e}");
+        0
+    })
 }
 
 /// `rlxc __netd SUPERVISOR_PID DNSMASQ_PID -- DNSMASQ ARGS…`: run dnsmasq, report its
@@ -276,7 +288,9 @@ pub fn supervise(own_pidfile: &Path, dnsmasq_pidfile: &Path, argv: &[String]) ->
     };
     let _ = std::fs::remove_file(dnsmasq_pidfile);
     let stamp = reloaded_next_to(dnsmasq_pidfile);
+    let files = Files::of_dnsmasq_pid(dnsmasq_pidfile);
     let started = super::reloaded::now();
+    let reservations = gather(files.as_ref());
     let mut child = match spawn_ready(argv, dnsmasq_pidfile) {
         Ok(c) => {
             super::reloaded::record(&stamp, started);
@@ -302,7 +316,7 @@ pub fn supervise(own_pidfile: &Path, dnsmasq_pidfile: &Path, argv: &[String]) ->
     // When to start dnsmasq again after it died (and a restart failed, maybe).
     let mut restart_at: Option<Instant> = None;
     let mut pacer = super::reloaded::Pacer::default();
-    let mut interval = super::reloaded::Pacer::interval(reservations_in(argv));
+    let mut interval = super::reloaded::Pacer::interval(reservations);
     loop {
         let now = Instant::now();
         let wait = [
@@ -343,6 +357,7 @@ pub fn supervise(own_pidfile: &Path, dnsmasq_pidfile: &Path, argv: &[String]) ->
         if restart_at.is_some_and(|t| Instant::now() >= t) {
             restart_at = None;
             let started = super::reloaded::now();
+            interval = super::reloaded::Pacer::interval(gather(files.as_ref()));
             match spawn_ready(argv, dnsmasq_pidfile) {
                 Ok(c) => {
                     super::reloaded::record(&stamp, started);
@@ -363,10 +378,13 @@ pub fn supervise(own_pidfile: &Path, dnsmasq_pidfile: &Path, argv: &[String]) ->
         // No dnsmasq: no pid to signal (it may be another process's by now).
         if let Some(c) = &child {
             if pacer.take(Instant::now(), interval) {
+                // Taken before the gathering: a stamp at or after a waiter's time means
+                // its reservation, written before that, was gathered.
                 let sent = super::reloaded::now();
+                let reservations = gather(files.as_ref());
                 let _ = crate::sys::kill_raw(c.id() as i32, libc::SIGHUP);
                 super::reloaded::record(&stamp, sent);
-                interval = super::reloaded::Pacer::interval(reservations_in(argv));
+                interval = super::reloaded::Pacer::interval(reservations);
             }
         }
     }
@@ -537,15 +555,19 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn the_supervisor_finds_the_reservations_in_dnsmasqs_arguments() {
+    fn the_supervisor_finds_the_bridges_files_from_dnsmasqs_pid_file() {
         let d = tempfile::tempdir().unwrap();
         let f = files(d.path());
-        std::fs::create_dir(f.dhcp_dir()).unwrap();
-        for k in ["a", "b", "c"] {
-            std::fs::write(f.dhcp_dir().join(k), "x\n").unwrap();
+        let found = Files::of_dnsmasq_pid(&f.dnsmasq_pid()).unwrap();
+        assert_eq!((found.dir, found.bridge), (f.dir.clone(), f.bridge.clone()));
+        assert!(Files::of_dnsmasq_pid(Path::new("/run/x.pid")).is_none());
+        // What dnsmasq is told to read is what the supervisor gathers into.
+        let a = args(&options(), &f);
+        for want in [
+            format!("--dhcp-hostsfile={}", f.dhcp_file().display()),
+            format!("--addn-hosts={}", f.hosts_file().display()),
+        ] {
+            assert!(a.contains(&want), "{want} missing from {a:?}");
         }
-        let o = options();
-        assert_eq!(reservations_in(&args(&o, &f)), 3);
-        assert_eq!(reservations_in(&[]), 0);
     }
 }
