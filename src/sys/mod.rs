@@ -47,22 +47,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_timed_signal_wait_returns_the_signal_or_none_when_time_runs_out() {
-        use nix::sys::signal::{SigSet, Signal};
-        let mut set = SigSet::empty();
-        set.add(Signal::SIGUSR2);
-        // Blocked in this test's thread only; raise() sends it to this thread.
-        set.thread_block().unwrap();
-        let waited = sigwait_for(&set, Some(std::time::Duration::from_millis(20)));
-        assert_eq!(waited, Ok(None));
-        // SAFETY: raising a signal this thread blocks only makes it pending here.
-        assert_eq!(unsafe { libc::raise(libc::SIGUSR2) }, 0);
-        let got = sigwait_for(&set, Some(std::time::Duration::from_secs(5)));
-        assert_eq!(got, Ok(Some(Signal::SIGUSR2)));
-        set.thread_unblock().unwrap();
-    }
-
-    #[test]
     fn own_pid_is_alive() {
         assert!(pid_alive(std::process::id() as i32));
         assert!(!pid_alive(0));
@@ -82,6 +66,7 @@ pub mod notify;
 pub mod pty;
 pub mod seccomp;
 pub mod signals;
+pub use signals::{block_daemon_signals, sigwait_for};
 mod spawn;
 
 /// clone3's flag for starting the child in a cgroup2 directory (Linux 5.7).
@@ -469,45 +454,4 @@ pub fn die_with_parent(cmd: &mut std::process::Command) {
 pub fn exit_child(code: i32) -> ! {
     // SAFETY: _exit(2) only ends the process; it cannot leave memory in a bad state.
     unsafe { libc::_exit(code) }
-}
-
-/// Block the signals a daemon (monitor, dnsmasq supervisor) takes synchronously:
-/// child exits and the requests to stop or reload. Returns the blocked set.
-pub fn block_daemon_signals() -> nix::Result<nix::sys::signal::SigSet> {
-    use nix::sys::signal::{SigSet, Signal};
-    let mut mask = SigSet::empty();
-    for s in [
-        Signal::SIGCHLD,
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGHUP,
-    ] {
-        mask.add(s);
-    }
-    mask.thread_block()?;
-    Ok(mask)
-}
-
-/// Wait for one of the blocked signals of `mask`, at most `timeout` (None: for ever);
-/// Ok(None) when the time ran out or the wait was interrupted.
-pub fn sigwait_for(
-    mask: &nix::sys::signal::SigSet,
-    timeout: Option<std::time::Duration>,
-) -> nix::Result<Option<nix::sys::signal::Signal>> {
-    let Some(t) = timeout else {
-        return mask.wait().map(Some);
-    };
-    let ts = libc::timespec {
-        tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
-        tv_nsec: t.subsec_nanos().into(),
-    };
-    // SAFETY: the set and the timespec are valid for the call; no siginfo is asked for.
-    let n = unsafe { libc::sigtimedwait(mask.as_ref(), std::ptr::null_mut(), &ts) };
-    match nix::errno::Errno::result(n) {
-        Ok(sig) => nix::sys::signal::Signal::try_from(sig).map(Some),
-        // EINTR: a stop and continue, a ptrace attach or a cgroup freeze woke it; the
-        // caller looks again, as glibc's sigwait does.
-        Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => Ok(None),
-        Err(e) => Err(e),
-    }
 }
