@@ -555,6 +555,31 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn a_stale_supervisor_pid_file_signals_nobody() {
+        let d = tempfile::tempdir().unwrap();
+        let f = files(d.path());
+        // The pid of a live process that is not rlxc: what a reused pid looks like.
+        let mut other = Command::new("sleep").arg("30").spawn().unwrap();
+        std::fs::write(f.supervisor_pid(), format!("{}\n", other.id())).unwrap();
+        std::fs::write(f.reloaded(), "0\n").unwrap();
+        reload(&f);
+        let t0 = Instant::now();
+        reload_and_wait(&f);
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "it waited for nobody"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        // SIGHUP would have ended sleep.
+        assert!(
+            other.try_wait().unwrap().is_none(),
+            "the other process was signalled"
+        );
+        other.kill().unwrap();
+        other.wait().unwrap();
+    }
+
+    #[test]
     fn the_supervisor_finds_the_bridges_files_from_dnsmasqs_pid_file() {
         let d = tempfile::tempdir().unwrap();
         let f = files(d.path());
