@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::config::SystemConfig;
 use crate::error::Result;
 use crate::net::bridge::Managed;
-use crate::net::dnsmasq;
+use crate::net::supervisor;
 
 pub struct Network<'a>(Managed<'a>);
 
@@ -53,5 +53,5 @@ pub fn used_by_containers(sys: &SystemConfig) -> Result<bool> {
 
 /// Run the supervisor until it is told to stop; its exit code.
 pub fn supervise_dnsmasq(own_pidfile: &Path, dnsmasq_pidfile: &Path, argv: &[String]) -> i32 {
-    dnsmasq::supervise(own_pidfile, dnsmasq_pidfile, argv)
+    supervisor::supervise(own_pidfile, dnsmasq_pidfile, argv)
 }

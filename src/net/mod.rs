@@ -11,6 +11,7 @@ pub mod nic;
 pub mod ports;
 pub mod reloaded;
 pub mod subnet;
+pub mod supervisor;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
