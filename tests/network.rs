@@ -75,12 +75,15 @@ fn two_debian_containers_get_addresses_and_reach_each_other_by_name() {
         let answer = h.lookup(&format!("{b}.lxc"));
         assert!(answer.contains(&ip_b), "{answer}");
 
-        // IPv6 from the bridge's router advertisements; ls -f shows the live addresses.
-        eventually(
-            Duration::from_secs(30),
-            "no IPv6 address from the bridge's RAs",
-            || h.env.ok(&["info", "-n", &a]).contains(&h.net.v6),
-        );
+        // IPv6 from the bridge's router advertisements, on both (each takes its own RA,
+        // and the second may come later); ls -f shows the live addresses.
+        for c in [&a, &b] {
+            eventually(
+                Duration::from_secs(30),
+                &format!("no IPv6 address on {c} from the bridge's RAs"),
+                || h.env.ok(&["info", "-n", c]).contains(&h.net.v6),
+            );
+        }
         let ls = h.env.ok(&["ls", "-f"]);
         assert!(ls.contains(&ip_a) && ls.contains(&ip_b), "{ls}");
         // The bridge is its segment's MLD/IGMP querier, so multicast goes to the groups'

@@ -102,12 +102,18 @@ impl Cgroup {
         let Some(i) = access.extra.iter().position(|r| r == rule) else {
             return Ok(false);
         };
-        access.extra.remove(i);
+        let taken = access.extra.remove(i);
         if access.extra.iter().any(|r| r == rule) || DEVICES_ALLOW.contains(&rule) {
             return Ok(true);
         }
-        apply(&self.writes(Setting::DevicesDeny, &[Value::Rule(rule)]))?;
-        self.refilter(access)?;
+        // The grant is recorded as gone only once the kernel has it: a failed write
+        // leaves the list saying what the cgroup still allows, so a retry does it again.
+        let denied = apply(&self.writes(Setting::DevicesDeny, &[Value::Rule(rule)]))
+            .and_then(|()| self.refilter(access));
+        if let Err(e) = denied {
+            access.extra.insert(i, taken);
+            return Err(e);
+        }
         Ok(true)
     }
 
@@ -143,6 +149,39 @@ fn all_rules(extra: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_grant_is_recorded_as_gone_only_once_the_deny_is_written() {
+        let d = tempfile::tempdir().unwrap();
+        let mi = format!(
+            "31 30 0:27 / {} rw - cgroup cgroup rw,devices\n",
+            d.path().display()
+        );
+        let cg = Cgroup::new(super::super::parse_mountinfo(&mi), "x.k1");
+        // Not a standard node (those stay allowed whatever is taken back).
+        let rule = node_rule(true, 7, 3);
+        assert!(!DEVICES_ALLOW.contains(&rule.as_str()));
+        let mut access = DeviceAccess {
+            extra: vec![rule.clone(), rule.clone()],
+            filter: None,
+        };
+        // Granted twice: the first take-back writes nothing.
+        assert!(cg.deny_device(&mut access, &rule).unwrap());
+        assert_eq!(access.extra, std::slice::from_ref(&rule));
+        // No cgroup to write to: the error, and the grant still recorded for a retry.
+        assert!(cg.deny_device(&mut access, &rule).is_err());
+        assert_eq!(access.extra, std::slice::from_ref(&rule));
+        let dir = d.path().join(super::super::BASE).join("x.k1");
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(cg.deny_device(&mut access, &rule).unwrap());
+        assert!(access.extra.is_empty());
+        assert_eq!(
+            std::fs::read_to_string(dir.join("devices.deny")).unwrap(),
+            rule
+        );
+        // Never granted: false, nothing written.
+        assert!(!cg.deny_device(&mut access, &rule).unwrap());
+    }
 
     #[test]
     fn only_single_nodes_are_granted() {
