@@ -149,7 +149,7 @@ fn busybox_refuses_user_namespace_maps_and_a_dynamic_busybox_and_leaves_nothing(
     for (args, want) in [
         (
             vec!["--busybox-path", foreign],
-            "does not run on this host (another architecture",
+            "does not run inside the container's root (another architecture",
         ),
         (
             vec!["--mapped-uid", "100000"],

@@ -2,8 +2,9 @@
 //! container in two directories, so a container whose address rlxc knows (`auto` or
 //! fixed) resolves by name from its start, DHCP client or not. dnsmasq reads them on
 //! SIGHUP, which the bridge's supervisor paces (`reloaded::Pacer`), from one file per
-//! directory that the supervisor gathers just before it signals (`gather`); a start
-//! whose reservation is new waits for that signal before its DHCP client can ask.
+//! directory that the supervisor gathers just before it signals
+//! (`supervisor::gather_all`); a start whose reservation is new waits for that signal
+//! before its DHCP client can ask.
 //! Who holds each MAC and address is kept beside them as claims (symlinks to the holder's
 //! key), so a start finds a clash or a free address without reading every container's
 //! reservation: reading them all at each start, under the bridge's lock, made the k-th
@@ -46,60 +47,6 @@ impl Files {
     pub fn hosts_file(&self) -> PathBuf {
         self.path("hosts")
     }
-}
-
-/// Gather each directory's lines into the one file dnsmasq reads for it, just before
-/// dnsmasq is started or signalled; the number of reservations. Why one file: dnsmasq
-/// parsed two directories of a thousand small files each in about 15 ms, and the same
-/// lines from two files in 2 (2026-12-07), on the one thread that also answers DHCP; the
-/// supervisor's reading runs beside it. What remains of a reload at a thousand, 20 to 30
-/// ms, is dnsmasq rechecking every lease against the reservations and names, which no
-/// form of input avoids (`--dhcp-hostsdir` did it for each file it read).
-pub fn gather(f: &Files) -> Result<usize> {
-    let n = gather_dir(&f.dhcp_dir(), &f.dhcp_file())?;
-    gather_dir(&f.hosts_dir(), &f.hosts_file())?;
-    Ok(n)
-}
-
-/// A line is a MAC, an address and a name: far less than this. A file that is longer
-/// was not written by rlxc, and only its start is read.
-const MAX_LINE: u64 = 4096;
-
-fn gather_dir(dir: &Path, into: &Path) -> Result<usize> {
-    let mut names: Vec<String> = match std::fs::read_dir(dir) {
-        Ok(rd) => rd
-            .flatten()
-            .filter_map(|e| e.file_name().into_string().ok())
-            // rlxc's own temporary files (dot names) are not entries.
-            .filter(|n| !n.starts_with('.'))
-            .collect(),
-        // None yet: an empty file, for dnsmasq to read.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(e).ctx("read", dir),
-    };
-    names.sort_unstable();
-    let mut text = String::with_capacity(names.len() * 48);
-    let mut count = 0;
-    for n in &names {
-        let mut line = String::new();
-        let read = std::fs::File::open(dir.join(n)).and_then(|f| {
-            std::io::Read::read_to_string(&mut std::io::Read::take(f, MAX_LINE), &mut line)
-        });
-        match read {
-            Ok(_) => {}
-            // Released since the listing.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e).ctx("read", dir.join(n)),
-        }
-        let line = line.trim();
-        if !line.is_empty() {
-            text.push_str(line);
-            text.push('\n');
-            count += 1;
-        }
-    }
-    crate::config::write_atomic_unsynced(into, text.as_bytes(), 0o644)?;
-    Ok(count)
 }
 
 /// Both directories, there before the supervisor first gathers them.
@@ -156,12 +103,40 @@ fn claims_of(line: &str) -> Vec<String> {
         return Vec::new();
     }
     let mut v = vec![format!("mac-{}", fields[0])];
-    if let [_, ip, _] = fields[..] {
+    // MAC,IP,NAME, or MAC,IP where the name is left out (`dhcp_line`).
+    if let [_, ip, ..] = fields[..] {
         if let Ok(ip) = ip.parse::<Ipv4Addr>() {
             v.push(format!("ip-{ip}"));
         }
     }
     v
+}
+
+/// A container's reservation for dnsmasq's `--dhcp-hostsfile`: `MAC,IP,NAME`, or
+/// `MAC,NAME` without an address. A name dnsmasq would read as a keyword or a lease time
+/// (`ignore` would deny the container DHCP, `5m` or `300` would set its lease) is left
+/// out: the names file still gives it in DNS.
+fn dhcp_line(mac: &str, ip: Option<Ipv4Addr>, name: &str) -> String {
+    let name = (!dnsmasq_reads_as_option(name)).then_some(name);
+    match (ip, name) {
+        (Some(ip), Some(n)) => format!("{mac},{ip},{n}"),
+        (Some(ip), None) => format!("{mac},{ip}"),
+        (None, Some(n)) => format!("{mac},{n}"),
+        (None, None) => mac.to_string(),
+    }
+}
+
+/// Whether dnsmasq's dhcp-host parser takes `field` for something other than a name:
+/// `ignore`, `infinite`, or digits with at most one time unit after them.
+fn dnsmasq_reads_as_option(field: &str) -> bool {
+    if field.eq_ignore_ascii_case("ignore") || field.eq_ignore_ascii_case("infinite") {
+        return true;
+    }
+    let digits = match field.as_bytes() {
+        [rest @ .., unit] if !rest.is_empty() && b"wdhmsWDHMS".contains(unit) => rest,
+        all => all,
+    };
+    !digits.is_empty() && digits.iter().all(u8::is_ascii_digit)
 }
 
 /// The claims directory; built from the reservations when missing (a bridge an older
@@ -243,10 +218,7 @@ pub fn reserve(f: &Files, key: &str, mac: &str, ip: Option<Ipv4Addr>, name: &str
     make_dirs(f)?;
     let claims_dir = claims(f)?;
     let mac = mac.to_ascii_lowercase();
-    let line = match ip {
-        Some(ip) => format!("{mac},{ip},{name}"),
-        None => format!("{mac},{name}"),
-    };
+    let line = dhcp_line(&mac, ip, name);
     let mut reload = false;
     let claims = claims_of(&line);
     for c in &claims {
@@ -262,13 +234,16 @@ pub fn reserve(f: &Files, key: &str, mac: &str, ip: Option<Ipv4Addr>, name: &str
         link(&claims_dir, c, key)?;
     }
     let own = f.dhcp_dir().join(key);
-    // Every start reserves again: when nothing changed, dnsmasq is left alone.
+    // Every start reserves again: when nothing changed, dnsmasq is left alone, unless
+    // the last reload came before the file (a start that wrote it failed before it
+    // signalled).
     let changed = std::fs::read_to_string(&own)
         .ok()
         .is_none_or(|l| l.trim() != line);
     if changed {
         write(&own, &line)?;
     }
+    let changed = changed || newer_than_last_reload(f, &own);
     let record = f.hosts_dir().join(key);
     match ip {
         Some(ip) => {
@@ -295,6 +270,16 @@ pub fn reserve(f: &Files, key: &str, mac: &str, ip: Option<Ipv4Addr>, name: &str
         super::dnsmasq::reload(f);
     }
     Ok(changed)
+}
+
+/// Whether `own` was written at or after the supervisor last stamped a reload (so
+/// dnsmasq may not have read it). Without a stamp there is no supervisor to wait for.
+fn newer_than_last_reload(f: &Files, own: &Path) -> bool {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    match (modified(own), modified(&f.reloaded())) {
+        (Some(o), Some(r)) => o >= r,
+        _ => false,
+    }
 }
 
 /// Remove the reservations and names of a container that is gone: the files `key` and
@@ -374,6 +359,60 @@ mod tests {
     use crate::net::dnsmasq::tests::files;
 
     #[test]
+    fn names_dnsmasq_would_read_as_options_stay_out_of_the_reservation_line() {
+        for opt in [
+            "ignore", "infinite", "300", "5m", "12h", "2w", "7d", "30s", "1",
+        ] {
+            assert!(dnsmasq_reads_as_option(opt), "{opt}");
+        }
+        for name in ["web", "m", "h1", "5m5", "x300", "ignored", "web-5m", "s"] {
+            assert!(!dnsmasq_reads_as_option(name), "{name}");
+        }
+        let ip = "10.0.3.9".parse().ok();
+        assert_eq!(dhcp_line("m", ip, "web"), "m,10.0.3.9,web");
+        assert_eq!(dhcp_line("m", ip, "5m"), "m,10.0.3.9");
+        assert_eq!(dhcp_line("m", None, "ignore"), "m");
+        // The address is still claimed, and the name still resolves.
+        let d = tempfile::tempdir().unwrap();
+        let f = files(d.path());
+        reserve(&f, "300.k1", "00:16:3e:00:00:09", ip, "300").unwrap();
+        let claimed = claimed_addresses(&f, true).unwrap();
+        assert!(
+            claimed.contains(&"10.0.3.9".parse().unwrap()),
+            "{claimed:?}"
+        );
+        assert_eq!(reservations(&f), ["00:16:3e:00:00:09,10.0.3.9"]);
+        let record = std::fs::read_to_string(f.hosts_dir().join("300.k1")).unwrap();
+        assert_eq!(record.trim(), "10.0.3.9 300");
+    }
+
+    #[test]
+    fn an_unchanged_reservation_written_after_the_last_reload_is_waited_for_again() {
+        let d = tempfile::tempdir().unwrap();
+        let f = files(d.path());
+        let again = || reserve(&f, "web.k1", "00:16:3e:00:00:01", None, "web").unwrap();
+        assert!(again(), "new");
+        // No supervisor stamp: nothing to wait for.
+        assert!(!again());
+        // A reload stamped before the file was written (its start failed before it
+        // signalled): dnsmasq may not have it.
+        std::fs::write(f.reloaded(), "1\n").unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        std::fs::File::options()
+            .write(true)
+            .open(f.reloaded())
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert!(again(), "written after the last reload");
+        // Stamped after it: read.
+        std::fs::write(f.reloaded(), "2\n").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(f.reloaded(), "3\n").unwrap();
+        assert!(!again());
+    }
+
+    #[test]
     fn reservations_replace_by_mac_name_and_address() {
         let d = tempfile::tempdir().unwrap();
         let f = files(d.path());
@@ -410,45 +449,6 @@ mod tests {
             ),
             before
         );
-    }
-
-    #[test]
-    fn gather_puts_every_line_in_one_file_for_dnsmasq_and_counts_reservations() {
-        let d = tempfile::tempdir().unwrap();
-        let f = files(d.path());
-        // Before any container: empty files, so dnsmasq has something to read.
-        assert_eq!(gather(&f).unwrap(), 0);
-        assert_eq!(std::fs::read_to_string(f.dhcp_file()).unwrap(), "");
-        reserve(
-            &f,
-            "web.k1",
-            "00:16:3E:00:00:01",
-            "10.0.3.7".parse().ok(),
-            "web",
-        )
-        .unwrap();
-        reserve(&f, "dyn.k2", "00:16:3e:00:00:02", None, "dyn").unwrap();
-        // A temporary file of a write in progress, and a file no rlxc wrote.
-        std::fs::write(f.dhcp_dir().join(".tmp.x"), "half").unwrap();
-        std::fs::write(f.hosts_dir().join("big"), "x".repeat(10_000)).unwrap();
-        assert_eq!(gather(&f).unwrap(), 2);
-        assert_eq!(
-            std::fs::read_to_string(f.dhcp_file()).unwrap(),
-            "00:16:3e:00:00:02,dyn\n00:16:3e:00:00:01,10.0.3.7,web\n"
-        );
-        let hosts = std::fs::read_to_string(f.hosts_file()).unwrap();
-        assert_eq!(hosts.len(), MAX_LINE as usize + "10.0.3.7 web\n".len() + 1);
-        assert!(hosts.ends_with("10.0.3.7 web\n"), "{hosts:.40}");
-        let mode = std::fs::metadata(f.dhcp_file())
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o644, "dnsmasq reads it as its own user");
-        release(&f, "web.k1").unwrap();
-        assert_eq!(gather(&f).unwrap(), 1);
-        assert!(!std::fs::read_to_string(f.hosts_file())
-            .unwrap()
-            .contains("web"));
     }
 
     #[test]

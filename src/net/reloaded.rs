@@ -54,7 +54,7 @@ pub fn wait(path: &Path, since: u64, limit: Duration) -> bool {
 }
 
 /// When the supervisor passes a reload on to dnsmasq. A reload re-reads the gathered
-/// reservations and names (`names::gather`) and rechecks every lease against them:
+/// reservations and names (`supervisor::gather_all`) and rechecks every lease against them:
 /// 25 to 30 ms at a thousand containers, nearly all of it the recheck (read from a
 /// directory per container, the files cost another 13 ms). dnsmasq reading each new names file as it appears
 /// (`--hostsdir`) did that recheck for each file, about 12 ms there, so a thousand
