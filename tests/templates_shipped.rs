@@ -146,7 +146,22 @@ fn busybox_refuses_user_namespace_maps_and_a_dynamic_busybox_and_leaves_nothing(
     let env = env_with_shipped_templates();
     let foreign = foreign_arch_busybox(&env);
     let foreign = foreign.to_str().expect("a UTF-8 temp path");
+    // A file the kernel refuses with ENOEXEC (no ELF header, no #!) that a shell would
+    // run as a script, as root: it must never run on the host.
+    let marker = env.dir.path().join("ran-on-the-host");
+    let script = env.dir.path().join("script-busybox");
+    std::fs::write(
+        &script,
+        format!("touch {}; echo rlxc-busybox-runs\n", marker.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let script = script.to_str().expect("a UTF-8 temp path");
     for (args, want) in [
+        (
+            vec!["--busybox-path", script],
+            "does not run inside the container's root",
+        ),
         (
             vec!["--busybox-path", foreign],
             "does not run inside the container's root (another architecture",
@@ -181,6 +196,10 @@ fn busybox_refuses_user_namespace_maps_and_a_dynamic_busybox_and_leaves_nothing(
             env.lxcpath_entries()
         );
     }
+    assert!(
+        !marker.exists(),
+        "the template ran a non-executable file as a script"
+    );
 }
 
 /// A copy of the host's static busybox whose ELF header claims another CPU, so the kernel

@@ -36,9 +36,6 @@ impl Files {
     pub fn claims_dir(&self) -> PathBuf {
         self.path("claims.d")
     }
-}
-
-impl Files {
     /// What dnsmasq reads as `--dhcp-hostsfile`: `dhcp_dir`'s lines, gathered.
     pub fn dhcp_file(&self) -> PathBuf {
         self.path("dhcp-hosts")
@@ -70,23 +67,62 @@ pub fn make_dir(d: &Path) -> Result<()> {
 
 /// Every reservation line, with the container it is for.
 fn entries(f: &Files) -> Vec<(String, String)> {
-    let Ok(rd) = std::fs::read_dir(f.dhcp_dir()) else {
-        return Vec::new();
+    read_entries(&f.dhcp_dir()).unwrap_or_default()
+}
+
+/// A line is a MAC, an address and a name: far less than this. A file that is longer
+/// was not written by rlxc.
+const MAX_LINE: u64 = 4096;
+
+/// The entries of a reservations or names directory, sorted by key, each with its line.
+/// An entry rlxc did not write (too long, not one line of text, not a plain file: a FIFO
+/// would block the open) costs only itself: it is skipped and said on stderr. A missing
+/// directory has none.
+pub fn read_entries(dir: &Path) -> Result<Vec<(String, String)>> {
+    let mut names: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter_map(|e| e.file_name().into_string().ok())
+            // rlxc's own temporary files (dot names) are not entries.
+            .filter(|n| !n.starts_with('.'))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e).ctx("read", dir),
     };
-    let mut v: Vec<(String, String)> = rd
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            // rlxc's own temporary files (dot names) are not reservations.
-            if name.starts_with('.') {
-                return None;
-            }
-            let line = std::fs::read_to_string(e.path()).ok()?;
-            Some((name, line.trim().to_string()))
-        })
-        .collect();
-    v.sort();
-    v
+    names.sort_unstable();
+    let mut v = Vec::with_capacity(names.len());
+    for n in names {
+        match entry_line(&dir.join(&n)) {
+            Ok(Some(line)) => v.push((n, line)),
+            Ok(None) => {}
+            Err(why) => eprintln!("{}: {why}; skipped", dir.join(&n).display()),
+        }
+    }
+    Ok(v)
+}
+
+/// The one line of an entry file; None when it is empty or was released since the
+/// listing.
+fn entry_line(p: &Path) -> std::result::Result<Option<String>, String> {
+    let mut bytes = Vec::new();
+    let read = std::fs::File::open(p).and_then(|f| {
+        std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_LINE + 1), &mut bytes)
+    });
+    match read {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    }
+    if bytes.len() as u64 > MAX_LINE {
+        return Err(format!("longer than {MAX_LINE} bytes"));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())?;
+    let line = text.trim();
+    if line.contains('\n') {
+        return Err("more than one line".into());
+    }
+    Ok((!line.is_empty()).then(|| line.to_string()))
 }
 
 /// Reservations: `MAC,NAME` or `MAC,IP,NAME` lines.

@@ -54,10 +54,10 @@ pub fn wait(path: &Path, since: u64, limit: Duration) -> bool {
 }
 
 /// When the supervisor passes a reload on to dnsmasq. A reload re-reads the gathered
-/// reservations and names (`supervisor::gather_all`) and rechecks every lease against them:
-/// 25 to 30 ms at a thousand containers, nearly all of it the recheck (read from a
-/// directory per container, the files cost another 13 ms). dnsmasq reading each new names file as it appears
-/// (`--hostsdir`) did that recheck for each file, about 12 ms there, so a thousand
+/// reservations and names (`supervisor::gather_all`) and rechecks every lease against
+/// them: 25 to 30 ms at a thousand containers, nearly all of it the recheck (read from
+/// a directory per container, the files cost another 13 ms). dnsmasq reading each new
+/// names file as it appears (`--hostsdir`) did that recheck for each file, about 12 ms there, so a thousand
 /// starts kept it busy for 20 s (with the reservations) and left DHCP clients
 /// unanswered. Paced, a burst of starts costs one reload per interval; a start on a
 /// quiet bridge is passed on at once. Reservations are read the same way, each start

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use super::dnsmasq::{reloaded_next_to, Files};
-use crate::error::{IoContext, Result};
+use crate::error::Result;
 use crate::ipc::Status;
 
 impl Files {
@@ -58,68 +58,16 @@ pub fn gather_all(f: &Files) -> Result<usize> {
     Ok(n)
 }
 
-/// A line is a MAC, an address and a name: far less than this. A file that is longer
-/// was not written by rlxc, and is left out.
-const MAX_LINE: u64 = 4096;
-
+/// One directory's lines into the one file dnsmasq reads for it; how many lines.
 fn gather_dir(dir: &Path, into: &Path) -> Result<usize> {
-    let mut names: Vec<String> = match std::fs::read_dir(dir) {
-        Ok(rd) => rd
-            .flatten()
-            // rlxc writes plain files (a FIFO would block the open for ever).
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-            .filter_map(|e| e.file_name().into_string().ok())
-            // rlxc's own temporary files (dot names) are not entries.
-            .filter(|n| !n.starts_with('.'))
-            .collect(),
-        // None yet: an empty file, for dnsmasq to read.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(e).ctx("read", dir),
-    };
-    names.sort_unstable();
-    let mut text = String::with_capacity(names.len() * 48);
-    let mut count = 0;
-    for n in &names {
-        match entry_line(&dir.join(n)) {
-            Ok(Some(line)) => {
-                text.push_str(&line);
-                text.push('\n');
-                count += 1;
-            }
-            Ok(None) => {}
-            // One bad entry (not rlxc's) costs only itself, not every other container's
-            // reservation: it is left out and said in the supervisor's log.
-            Err(why) => eprintln!(
-                "{}: {why}; left out of what dnsmasq reads",
-                dir.join(n).display()
-            ),
-        }
+    let entries = super::names::read_entries(dir)?;
+    let mut text = String::with_capacity(entries.len() * 48);
+    for (_, line) in &entries {
+        text.push_str(line);
+        text.push('\n');
     }
     crate::config::write_atomic_unsynced(into, text.as_bytes(), 0o644)?;
-    Ok(count)
-}
-
-/// The one line of an entry file; None when it is empty or was released since the
-/// listing. rlxc writes one short UTF-8 line: anything else is refused.
-fn entry_line(p: &Path) -> std::result::Result<Option<String>, String> {
-    let mut bytes = Vec::new();
-    let read = std::fs::File::open(p).and_then(|f| {
-        std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_LINE + 1), &mut bytes)
-    });
-    match read {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.to_string()),
-    }
-    if bytes.len() as u64 > MAX_LINE {
-        return Err(format!("longer than {MAX_LINE} bytes"));
-    }
-    let text = String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())?;
-    let line = text.trim();
-    if line.contains('\n') {
-        return Err("more than one line".into());
-    }
-    Ok((!line.is_empty()).then(|| line.to_string()))
+    Ok(entries.len())
 }
 
 /// `rlxc __netd SUPERVISOR_PID DNSMASQ_PID -- DNSMASQ ARGS…`: run dnsmasq, report its
@@ -166,14 +114,7 @@ pub fn supervise(own_pidfile: &Path, dnsmasq_pidfile: &Path, argv: &[String]) ->
     let mut interval = super::reloaded::Pacer::interval(gathered.unwrap_or(0));
     loop {
         let now = Instant::now();
-        let wait = [
-            // A reload waits for a dnsmasq to pass it to (else this would spin).
-            pacer.due_in(now, interval).filter(|_| child.is_some()),
-            restart_at.map(|t| t.saturating_duration_since(now)),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
+        let wait = next_wake(&pacer, interval, child.is_some(), restart_at, now);
         if wait.is_none() {
             // It sleeps in sigwait for days: keep only what that needs resident.
             crate::sys::trim_idle();
@@ -237,6 +178,25 @@ pub fn supervise(own_pidfile: &Path, dnsmasq_pidfile: &Path, argv: &[String]) ->
             }
         }
     }
+}
+
+/// How long the supervisor may sleep: until the pending reload is due, if there is a
+/// dnsmasq to pass it to (without one it would be due at once, and the loop would spin
+/// until the restart), or until the restart; None: until a signal.
+fn next_wake(
+    pacer: &super::reloaded::Pacer,
+    interval: Duration,
+    dnsmasq_runs: bool,
+    restart_at: Option<Instant>,
+    now: Instant,
+) -> Option<Duration> {
+    [
+        pacer.due_in(now, interval).filter(|_| dnsmasq_runs),
+        restart_at.map(|t| t.saturating_duration_since(now)),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
 }
 
 /// The supervisor's status, for the rlxc that started it (which may be gone: that is
@@ -365,5 +325,24 @@ mod tests {
         assert_eq!(gathered, Some(1));
         record_if(gathered, &f.reloaded(), 42);
         assert_eq!(std::fs::read_to_string(f.reloaded()).unwrap().trim(), "42");
+    }
+
+    #[test]
+    fn with_dnsmasq_down_a_pending_reload_waits_for_the_restart_not_at_once() {
+        let now = Instant::now();
+        let iv = Duration::from_millis(300);
+        let mut pacer = crate::net::reloaded::Pacer::default();
+        pacer.pending = true;
+        let restart = Some(now + Duration::from_secs(4));
+        assert_eq!(
+            next_wake(&pacer, iv, false, restart, now),
+            Some(Duration::from_secs(4))
+        );
+        assert_eq!(next_wake(&pacer, iv, false, None, now), None);
+        // With dnsmasq running, the reload is due at once.
+        assert_eq!(
+            next_wake(&pacer, iv, true, restart, now),
+            Some(Duration::ZERO)
+        );
     }
 }

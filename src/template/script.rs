@@ -19,7 +19,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use nix::mount::{mount, MsFlags};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::CloneFlags;
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::Signal;
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -140,20 +140,11 @@ fn init(prog: &CString, argv: &[CString], envp: &[CString], rlxc: Option<&OwnedF
         eprintln!("rlxc: cannot set up the template's mount namespace: {e}");
         return 126;
     }
-    let mut mask = SigSet::empty();
-    for sig in [
-        Signal::SIGCHLD,
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGHUP,
-    ] {
-        mask.add(sig);
-    }
-    let signals = match mask
-        .thread_block()
-        .and_then(|()| SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC))
+    // The same signals as rlxc's daemons: child exits, and the requests to stop.
+    let (signals, mask) = match crate::sys::block_daemon_signals()
+        .and_then(|mask| Ok((SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC)?, mask)))
     {
-        Ok(fd) => fd,
+        Ok(both) => both,
         Err(e) => {
             eprintln!("rlxc: cannot set up the template's signals: {e}");
             return 126;
